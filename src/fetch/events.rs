@@ -1,0 +1,71 @@
+//! The scheduler's interface: commands it accepts and events it emits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::smartcar::{Connection, ProbeReport};
+
+/// Who is waiting for a probe. Ordered: `Sweep < Visible < Focus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// The background sweep of the whole fleet.
+    Sweep,
+    /// Rows on screen.
+    Visible,
+    /// The vehicle the agent opened.
+    Focus,
+}
+
+/// A connection as listed, and whether we hold an access token for its user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub connection: Connection,
+    pub has_token: bool,
+}
+
+/// What the UI or the CLI asks the scheduler to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Probe these vehicles. `force` skips the freshness window.
+    Probe { vehicle_ids: Vec<String>, priority: Priority, force: bool },
+    /// Re-list connections from the source.
+    RefreshConnections,
+    /// Report what a sweep of every connection would cost, without starting it.
+    EstimateSweep,
+    /// Probe every connection at Sweep priority.
+    StartSweep { force: bool },
+    CancelSweep,
+    Shutdown,
+}
+
+/// Counters for the progress bar.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub in_flight: usize,
+    pub errors: usize,
+    pub requests_sent: u64,
+    pub requests_per_s: f64,
+    /// Tokens left in the client-side rate bucket (`None` when the limit is off).
+    pub budget_left: Option<f64>,
+    /// Refill of the bucket, per minute.
+    pub budget_refill_per_min: Option<f64>,
+}
+
+/// What the scheduler tells the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The fleet as the source lists it (Management API, tokens file or one token).
+    ConnectionsListed { connections: Vec<ConnectionInfo> },
+    ProbeStarted { vehicle_id: String, priority: Priority },
+    /// A probe finished (possibly with errors inside the report).
+    Observed { report: ProbeReport },
+    Progress(Progress),
+    /// The budget is exhausted or the server said 429; nothing is sent before `until`.
+    RateLimited { until: jiff::Timestamp },
+    /// What a full sweep would cost.
+    SweepCost { requests: u64, eta_s: u64 },
+    /// The source as a whole failed (bad AMT, origin unreachable). One line for a person.
+    SourceError { message: String },
+}

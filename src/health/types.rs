@@ -1,0 +1,196 @@
+//! The vocabulary of a diagnosis: severities, statuses, findings with evidence, remedies, and what the app needs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::smartcar::{DataKind, Observation};
+
+/// How bad one finding is. Ordered: `Info < Warning < Degraded < Blocked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Degraded,
+    Blocked,
+}
+
+/// A vehicle's overall status: its worst finding, or Unknown/Healthy.
+/// Ordered from least to most urgent so a descending sort puts BLOCKED first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Healthy,
+    Unknown,
+    Warning,
+    Degraded,
+    Blocked,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [Status::Blocked, Status::Degraded, Status::Warning, Status::Healthy, Status::Unknown];
+
+    /// Upper-case label used in every view and report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Healthy => "HEALTHY",
+            Status::Unknown => "UNKNOWN",
+            Status::Warning => "WARNING",
+            Status::Degraded => "DEGRADED",
+            Status::Blocked => "BLOCKED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.label().eq_ignore_ascii_case(s))
+    }
+
+    pub fn from_severity(s: Severity) -> Status {
+        match s {
+            Severity::Info => Status::Healthy,
+            Severity::Warning => Status::Warning,
+            Severity::Degraded => Status::Degraded,
+            Severity::Blocked => Status::Blocked,
+        }
+    }
+}
+
+/// One request as evidence for an escalation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// `GET /v2.0/vehicles/{id}/odometer`.
+    pub endpoint: String,
+    pub http_status: Option<u16>,
+    /// `CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED`, `HTML`, `TIMEOUT`.
+    pub type_code: Option<String>,
+    pub request_id: Option<String>,
+    pub at: jiff::Timestamp,
+    pub data_age: Option<jiff::Timestamp>,
+}
+
+impl Evidence {
+    pub fn from_observation(o: &Observation) -> Evidence {
+        Evidence {
+            endpoint: o.endpoint.clone(),
+            http_status: o.error().and_then(|e| e.status()).or(Some(o.meta.status)).filter(|s| *s != 0),
+            type_code: o.error().map(|e| e.label()),
+            request_id: o
+                .error()
+                .and_then(|e| e.request_id().map(str::to_string))
+                .or_else(|| o.meta.request_id.clone()),
+            at: o.at,
+            data_age: o.meta.data_age,
+        }
+    }
+}
+
+/// What kind of fix a remedy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemedyKind {
+    /// The owner pairs the third-party virtual key in the Tesla app.
+    AddVirtualKey,
+    /// The owner goes through Smartcar Connect again, granting what is missing.
+    Reauthenticate,
+    /// Nothing is broken for good; ask again after a delay.
+    RetryLater,
+    /// The owner must act at the OEM (subscription, account, wake the car).
+    OwnerActionAtOem,
+    /// The app's backend must act (refresh the access token).
+    BackendAction,
+    /// Smartcar support or the plan owner must act; send the request ids.
+    ContactSmartcar,
+    /// Nothing to do (informational findings).
+    None,
+}
+
+/// The fix for a finding: the exact link and a reply the agent can paste to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remedy {
+    pub kind: RemedyKind,
+    /// One line for the agent: "Ask the owner to add the virtual key".
+    pub action: String,
+    /// The pairing link, Connect URL or doc URL.
+    pub link: Option<String>,
+    /// Text for the customer: Smartcar's `suggestedUserMessage` when given, else ours.
+    pub customer_reply: String,
+    pub retry_after_s: Option<u64>,
+}
+
+/// One thing wrong (or worth knowing) about a vehicle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable slug used by filters, reports and tests: `virtual-key-missing`.
+    pub id: String,
+    pub severity: Severity,
+    /// One line: "Tesla virtual key not paired: no data flows".
+    pub title: String,
+    /// The rule (policy id) this comes from, when an OEM rule explains it.
+    pub rule: Option<String>,
+    /// Since when: the rule's in-force date or the first failing observation, as text ("2025-01-21", "March 2025").
+    pub since: Option<String>,
+    pub evidence: Vec<Evidence>,
+    pub remedy: Remedy,
+}
+
+/// The verdict on one vehicle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub status: Status,
+    /// Worst first.
+    pub findings: Vec<Finding>,
+    /// When the newest observation used was made; `None` when never probed.
+    pub checked_at: Option<jiff::Timestamp>,
+}
+
+impl Diagnosis {
+    pub fn unknown() -> Diagnosis {
+        Diagnosis { status: Status::Unknown, findings: Vec::new(), checked_at: None }
+    }
+
+    /// The finding that explains the status (the first, since findings are sorted worst first).
+    pub fn main_finding(&self) -> Option<&Finding> {
+        self.findings.first()
+    }
+}
+
+/// What the app depends on and how its users are sent to fix things.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Needs {
+    /// Data the app reads (default: location and odometer).
+    pub data: Vec<DataKind>,
+    /// The app only needs "is it at home" instead of live location (Tesla `atHome`, no re-authentication).
+    pub at_home_only: bool,
+    /// Virtual-key domain for `https://www.tesla.com/_ak/<domain>`.
+    pub virtual_key_domain: String,
+    /// Connect origin, client id and redirect URI for re-authentication links.
+    pub connect_origin: String,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    /// Data older than this (by `sc-data-age`) is stale.
+    pub stale_after_s: u64,
+}
+
+impl Default for Needs {
+    fn default() -> Self {
+        Needs {
+            data: vec![DataKind::Location, DataKind::Odometer],
+            at_home_only: false,
+            virtual_key_domain: "smartcar.com".into(),
+            connect_origin: crate::smartcar::Origins::DEFAULT_CONNECT.into(),
+            client_id: None,
+            redirect_uri: None,
+            stale_after_s: 6 * 3600,
+        }
+    }
+}
+
+impl Needs {
+    /// Data kinds to request in the data batch: location is left out in at-home-only mode.
+    pub fn data_to_probe(&self) -> Vec<DataKind> {
+        self.data
+            .iter()
+            .copied()
+            .filter(|k| !(self.at_home_only && *k == DataKind::Location))
+            .collect()
+    }
+}

@@ -1,0 +1,417 @@
+//! The one error type for everything a Smartcar call can return: v2.0, v1, OAuth and v3 bodies,
+//! non-JSON bodies from proxies, and transport failures. Nothing unknown fails to parse.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+macro_rules! open_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)*
+            /// A value Smartcar may add later; kept verbatim.
+            Other(String),
+        }
+
+        impl $name {
+            pub fn parse(s: &str) -> Self {
+                match s {
+                    $($text => $name::$variant,)*
+                    other => $name::Other(other.to_string()),
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)*
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Ok($name::parse(&s))
+            }
+        }
+    };
+}
+
+open_enum!(
+    /// Smartcar's error `type`.
+    ErrorType {
+        Authentication => "AUTHENTICATION",
+        Validation => "VALIDATION",
+        Permission => "PERMISSION",
+        ResourceNotFound => "RESOURCE_NOT_FOUND",
+        VehicleState => "VEHICLE_STATE",
+        RateLimit => "RATE_LIMIT",
+        Billing => "BILLING",
+        ConnectedServicesAccount => "CONNECTED_SERVICES_ACCOUNT",
+        Compatibility => "COMPATIBILITY",
+        Server => "SERVER",
+        Upstream => "UPSTREAM",
+    }
+);
+
+open_enum!(
+    /// Smartcar's error `code` (null in the body is `None` where it is used).
+    ErrorCode {
+        Parameter => "PARAMETER",
+        Path => "PATH",
+        Version => "VERSION",
+        Asleep => "ASLEEP",
+        ChargingInProgress => "CHARGING_IN_PROGRESS",
+        ChargingPlugConnected => "CHARGING_PLUG_CONNECTED",
+        ChargingPlugNotConnected => "CHARGING_PLUG_NOT_CONNECTED",
+        ChargeFault => "CHARGE_FAULT",
+        DoorOpen => "DOOR_OPEN",
+        FullyCharged => "FULLY_CHARGED",
+        HoodOpen => "HOOD_OPEN",
+        IgnitionOn => "IGNITION_ON",
+        InMotion => "IN_MOTION",
+        NotCharging => "NOT_CHARGING",
+        RemoteAccessDisabled => "REMOTE_ACCESS_DISABLED",
+        TrunkOpen => "TRUNK_OPEN",
+        Unreachable => "UNREACHABLE",
+        VehicleOfflineForService => "VEHICLE_OFFLINE_FOR_SERVICE",
+        Unknown => "UNKNOWN",
+        LowBattery => "LOW_BATTERY",
+        SmartcarApi => "SMARTCAR_API",
+        Vehicle => "VEHICLE",
+        VehicleLimit => "VEHICLE_LIMIT",
+        InvalidPlan => "INVALID_PLAN",
+        VehicleRequestLimit => "VEHICLE_REQUEST_LIMIT",
+        AccountSuspended => "ACCOUNT_SUSPENDED",
+        AccountIssue => "ACCOUNT_ISSUE",
+        NoVehicles => "NO_VEHICLES",
+        Subscription => "SUBSCRIPTION",
+        VehicleMissing => "VEHICLE_MISSING",
+        AuthenticationFailed => "AUTHENTICATION_FAILED",
+        Permission => "PERMISSION",
+        VirtualKeyRequired => "VIRTUAL_KEY_REQUIRED",
+        MakeNotCompatible => "MAKE_NOT_COMPATIBLE",
+        SmartcarNotCapable => "SMARTCAR_NOT_CAPABLE",
+        VehicleNotCapable => "VEHICLE_NOT_CAPABLE",
+        PlatformNotCapable => "PLATFORM_NOT_CAPABLE",
+        Internal => "INTERNAL",
+        RecordNotFound => "RECORD_NOT_FOUND",
+        MultipleRecordsFound => "MULTIPLE_RECORDS_FOUND",
+        InvalidData => "INVALID_DATA",
+        KnownIssue => "KNOWN_ISSUE",
+        NoResponse => "NO_RESPONSE",
+        RateLimit => "RATE_LIMIT",
+        UnknownIssue => "UNKNOWN_ISSUE",
+    }
+);
+
+/// What Smartcar suggests doing about an error (`resolution`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// `RETRY_LATER`, `REAUTHENTICATE`, `CONTACT_SUPPORT`, `ACTION_REQUIRED`, `FINANCE`, or anything newer.
+    pub kind: Option<String>,
+    pub url: Option<String>,
+}
+
+/// An error Smartcar described in a JSON body (v2.0, v1, OAuth or v3 shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmartcarError {
+    /// HTTP status of the response (or batch item).
+    pub status: u16,
+    pub error_type: ErrorType,
+    pub code: Option<ErrorCode>,
+    pub description: String,
+    pub doc_url: Option<String>,
+    pub request_id: Option<String>,
+    pub resolution: Option<Resolution>,
+    pub suggested_user_message: Option<String>,
+    /// `detail`, kept as Smartcar sent it (validation errors).
+    pub detail: Option<Value>,
+    pub retry_after_s: Option<u64>,
+}
+
+impl SmartcarError {
+    /// `TYPE:CODE`, or `TYPE` when the code is null, as Smartcar's docs and the SDKs print it.
+    pub fn type_code(&self) -> String {
+        match &self.code {
+            Some(code) => format!("{}:{}", self.error_type, code),
+            None => self.error_type.to_string(),
+        }
+    }
+
+    pub fn is(&self, error_type: &ErrorType, code: Option<&ErrorCode>) -> bool {
+        &self.error_type == error_type && self.code.as_ref() == code
+    }
+}
+
+/// Why a body could not be read as a Smartcar answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyProblem {
+    /// An HTML page, typically from a proxy or load balancer in front of the API.
+    Html,
+    Empty,
+    /// Not JSON at all, or JSON cut short.
+    InvalidJson,
+    /// Valid JSON without the fields we need.
+    UnexpectedShape,
+    /// Larger than the response size cap.
+    TooLarge,
+}
+
+impl BodyProblem {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BodyProblem::Html => "upstream returned HTML",
+            BodyProblem::Empty => "empty response body",
+            BodyProblem::InvalidJson => "response body is not valid JSON",
+            BodyProblem::UnexpectedShape => "response JSON has an unexpected shape",
+            BodyProblem::TooLarge => "response body over the size cap",
+        }
+    }
+}
+
+/// Why no HTTP response arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    Refused,
+    Timeout,
+    Other,
+}
+
+/// Everything that can go wrong with one Smartcar request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum ApiError {
+    /// Smartcar answered with an error body it meant us to read.
+    #[error("{} ({}): {}", .0.type_code(), .0.status, .0.description)]
+    Smartcar(Box<SmartcarError>),
+    /// Something answered, but not with a body we can read.
+    #[error("HTTP {status}: {}", .problem.describe())]
+    Body {
+        status: u16,
+        problem: BodyProblem,
+        content_type: Option<String>,
+        request_id: Option<String>,
+        /// The first bytes of the body, for evidence.
+        snippet: String,
+    },
+    /// No response: connection refused, timed out, reset.
+    #[error("transport: {message}")]
+    Transport {
+        kind: TransportKind,
+        message: String,
+    },
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Smartcar(e) => Some(e.status),
+            ApiError::Body { status, .. } => Some(*status),
+            ApiError::Transport { .. } => None,
+        }
+    }
+
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Smartcar(e) => e.request_id.as_deref(),
+            ApiError::Body { request_id, .. } => request_id.as_deref(),
+            ApiError::Transport { .. } => None,
+        }
+    }
+
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            ApiError::Smartcar(e) => e.retry_after_s,
+            _ => None,
+        }
+    }
+
+    pub fn smartcar(&self) -> Option<&SmartcarError> {
+        match self {
+            ApiError::Smartcar(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A short label for evidence: `TYPE:CODE`, `HTML`, `TIMEOUT`.
+    pub fn label(&self) -> String {
+        match self {
+            ApiError::Smartcar(e) => e.type_code(),
+            ApiError::Body { problem, .. } => match problem {
+                BodyProblem::Html => "HTML".into(),
+                BodyProblem::Empty => "EMPTY_BODY".into(),
+                BodyProblem::InvalidJson => "INVALID_JSON".into(),
+                BodyProblem::UnexpectedShape => "UNEXPECTED_JSON".into(),
+                BodyProblem::TooLarge => "BODY_TOO_LARGE".into(),
+            },
+            ApiError::Transport { kind, .. } => match kind {
+                TransportKind::Refused => "CONNECTION_REFUSED".into(),
+                TransportKind::Timeout => "TIMEOUT".into(),
+                TransportKind::Other => "TRANSPORT".into(),
+            },
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Smartcar(e) => match e.error_type {
+                ErrorType::RateLimit | ErrorType::Server | ErrorType::Upstream => {
+                    !matches!(e.code, Some(ErrorCode::RecordNotFound | ErrorCode::MultipleRecordsFound))
+                }
+                ErrorType::VehicleState => matches!(
+                    e.code,
+                    Some(ErrorCode::Unknown | ErrorCode::LowBattery | ErrorCode::Asleep | ErrorCode::Unreachable)
+                ) && e.resolution.as_ref().and_then(|r| r.kind.as_deref()) == Some("RETRY_LATER"),
+                _ => false,
+            },
+            ApiError::Body { status, problem, .. } => {
+                *status >= 500 || *status == 429 || matches!(problem, BodyProblem::InvalidJson | BodyProblem::Empty)
+            }
+            ApiError::Transport { kind, .. } => !matches!(kind, TransportKind::Refused),
+        }
+    }
+}
+
+/// Largest body kept as evidence.
+const SNIPPET_CHARS: usize = 200;
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out: String = text.chars().take(SNIPPET_CHARS).collect();
+    if text.chars().count() > SNIPPET_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+fn str_field(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_resolution(v: Option<&Value>) -> Option<Resolution> {
+    match v? {
+        Value::Object(_) => {
+            let v = v?;
+            Some(Resolution { kind: str_field(v, "type"), url: str_field(v, "url") })
+        }
+        Value::String(s) => Some(Resolution { kind: Some(s.clone()), url: None }),
+        _ => None,
+    }
+}
+
+/// Reads an error response. `content_type` and `request_id_header` come from the HTTP headers;
+/// `retry_after_s` from `Retry-After`. Never fails: an unreadable body becomes [`ApiError::Body`].
+pub fn parse_error_body(
+    status: u16,
+    content_type: Option<&str>,
+    request_id_header: Option<&str>,
+    retry_after_s: Option<u64>,
+    body: &[u8],
+) -> ApiError {
+    let body_problem = |problem| ApiError::Body {
+        status,
+        problem,
+        content_type: content_type.map(str::to_string),
+        request_id: request_id_header.map(str::to_string),
+        snippet: snippet(body),
+    };
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return body_problem(BodyProblem::Empty);
+    }
+    let looks_html = content_type.is_some_and(|c| c.to_ascii_lowercase().contains("text/html"))
+        || trimmed.first() == Some(&b'<');
+    let value: Value = match serde_json::from_slice(trimmed) {
+        Ok(v) => v,
+        Err(_) if looks_html => return body_problem(BodyProblem::Html),
+        Err(_) => return body_problem(BodyProblem::InvalidJson),
+    };
+    match error_from_json(status, &value, request_id_header, retry_after_s) {
+        Some(e) => ApiError::Smartcar(Box::new(e)),
+        None => body_problem(BodyProblem::UnexpectedShape),
+    }
+}
+
+/// Reads a JSON error value in any of Smartcar's shapes; `None` when it is none of them.
+/// Used for whole responses and for batch items alike.
+pub fn error_from_json(
+    status: u16,
+    v: &Value,
+    request_id_header: Option<&str>,
+    retry_after_s: Option<u64>,
+) -> Option<SmartcarError> {
+    let obj = v.as_object()?;
+    let request_id = str_field(v, "requestId").or_else(|| request_id_header.map(str::to_string));
+    // v3: {"errors": [{status, type, code, title, detail, links{about}, resolution, suggestedUserMessage}]}
+    if let Some(first) = obj.get("errors").and_then(Value::as_array).and_then(|a| a.first()) {
+        let error_type = str_field(first, "type")?;
+        return Some(SmartcarError {
+            status,
+            error_type: ErrorType::parse(&error_type),
+            code: str_field(first, "code").map(|c| ErrorCode::parse(&c)),
+            description: str_field(first, "detail").or_else(|| str_field(first, "title")).unwrap_or_default(),
+            doc_url: first.get("links").and_then(|l| str_field(l, "about")),
+            request_id,
+            resolution: parse_resolution(first.get("resolution")),
+            suggested_user_message: str_field(first, "suggestedUserMessage"),
+            detail: None,
+            retry_after_s,
+        });
+    }
+    // v2.0: {type, code, description, docURL, statusCode, requestId, resolution, suggestedUserMessage, detail}
+    if let Some(error_type) = str_field(v, "type") {
+        return Some(SmartcarError {
+            status,
+            error_type: ErrorType::parse(&error_type),
+            code: str_field(v, "code").map(|c| ErrorCode::parse(&c)),
+            description: str_field(v, "description").unwrap_or_default(),
+            doc_url: str_field(v, "docURL"),
+            request_id,
+            resolution: parse_resolution(obj.get("resolution")),
+            suggested_user_message: str_field(v, "suggestedUserMessage"),
+            detail: obj.get("detail").filter(|d| !d.is_null()).cloned(),
+            retry_after_s,
+        });
+    }
+    // v1 {error, message, code} and OAuth {error, error_description}
+    if let Some(error) = str_field(v, "error") {
+        let description = str_field(v, "error_description")
+            .or_else(|| str_field(v, "message"))
+            .unwrap_or_default();
+        return Some(SmartcarError {
+            status,
+            error_type: ErrorType::parse(&error),
+            code: str_field(v, "code").map(|c| ErrorCode::parse(&c)),
+            description,
+            doc_url: None,
+            request_id,
+            resolution: None,
+            suggested_user_message: None,
+            detail: None,
+            retry_after_s,
+        });
+    }
+    None
+}
