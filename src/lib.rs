@@ -1,5 +1,7 @@
 //! vtriage: diagnoses why connected cars stopped answering through the Smartcar API.
 
+pub mod config;
 pub mod fetch;
 pub mod health;
 pub mod smartcar;
+pub mod tokens;
