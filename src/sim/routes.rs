@@ -644,7 +644,10 @@ fn tesla(st: &SimState, v: &SimVehicle, endpoint: &VehicleEndpoint, request_id: 
     if !v.is_tesla() {
         return Reply::error(&Failure::MakeNotCompatible, request_id);
     }
-    if v.situation == Situation::OemAuthenticationFailed {
+    // The key status answers in every situation but an expired token (situations table).
+    if v.situation == Situation::OemAuthenticationFailed
+        && !matches!(endpoint, VehicleEndpoint::TeslaVirtualKey)
+    {
         return Reply::error(
             &Failure::OemAuthenticationFailed {
                 reauth_url: reauth_url(st, v),
