@@ -3,5 +3,6 @@
 pub mod config;
 pub mod fetch;
 pub mod health;
+pub mod sim;
 pub mod smartcar;
 pub mod tokens;
