@@ -362,7 +362,13 @@ impl<'a> Cx<'a> {
                         remedy::reauthenticate(self.target, err, missing)
                     }
                 };
-                (format!("{}: not met, {}", rule.name, countdown.sentence()), remedy)
+                let what = match (rule.remedy.kind, rule.remedy.permission.as_deref()) {
+                    (RuleRemedyKind::AddVirtualKey, _) => "virtual key not paired, no data flows".to_string(),
+                    (RuleRemedyKind::Reauthenticate, Some(p)) => format!("{p} not granted on the OEM side"),
+                    (RuleRemedyKind::Reauthenticate, None) => "not granted on the OEM side".to_string(),
+                };
+                let (sep, when) = if upcoming { ("; ", countdown.sentence()) } else { (" (", countdown.sentence() + ")") };
+                (format!("{}: {what}{sep}{when}", rule.name), remedy)
             }
         });
         if draft.rule.is_none() {
@@ -728,6 +734,7 @@ impl<'a> Cx<'a> {
                         )
                     });
                     draft.rule = Some(&rule.id);
+                    draft.since = Some(rule.in_force.label());
                 }
                 continue;
             }
