@@ -2,4 +2,5 @@
 
 pub mod fetch;
 pub mod health;
+pub mod report;
 pub mod smartcar;

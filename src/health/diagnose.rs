@@ -364,7 +364,10 @@ impl<'a> Cx<'a> {
                 };
                 let what = match (rule.remedy.kind, rule.remedy.permission.as_deref()) {
                     (RuleRemedyKind::AddVirtualKey, _) => "virtual key not paired, no data flows".to_string(),
-                    (RuleRemedyKind::Reauthenticate, Some(p)) => format!("{p} not granted on the OEM side"),
+                    (RuleRemedyKind::Reauthenticate, Some(p)) => match rule.symptom.tesla_permission.as_deref() {
+                        Some(tp) => format!("{tp} not granted on the {} side, {p} fails", self.vehicle.oem()),
+                        None => format!("{p} not granted on the {} side", self.vehicle.oem()),
+                    },
                     (RuleRemedyKind::Reauthenticate, None) => "not granted on the OEM side".to_string(),
                 };
                 let (sep, when) = if upcoming { ("; ", countdown.sentence()) } else { (" (", countdown.sentence() + ")") };

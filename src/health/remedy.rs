@@ -21,6 +21,16 @@ fn reply(err: Option<&SmartcarError>, ours: &str) -> String {
         .to_string()
 }
 
+/// Smartcar's message often says "open this link" without the link: append it when it is missing.
+fn reply_with_link(err: Option<&SmartcarError>, ours: &str, link: &str) -> String {
+    let text = reply(err, ours);
+    if text.contains(link) {
+        text
+    } else {
+        format!("{text} {link}")
+    }
+}
+
 fn resolution_url(err: Option<&SmartcarError>) -> Option<String> {
     err.and_then(|e| e.resolution.as_ref())
         .and_then(|r| r.url.as_deref())
@@ -37,12 +47,13 @@ pub fn add_virtual_key(target: RemedyTarget<'_>, err: Option<&SmartcarError>) ->
         kind: RemedyKind::AddVirtualKey,
         action: "Ask the owner to open the virtual-key link on the phone with the Tesla app (no re-authentication)"
             .into(),
-        customer_reply: reply(
+        customer_reply: reply_with_link(
             err,
             &format!(
                 "Tesla now requires a third-party virtual key before your car shares data with us. Please open {link} \
                  on the phone where your Tesla app is set up as a key, and approve the key for this car."
             ),
+            &link,
         ),
         link: Some(link),
         retry_after_s: None,
@@ -101,7 +112,7 @@ pub fn reauthenticate(
     Remedy {
         kind: RemedyKind::Reauthenticate,
         action,
-        customer_reply: reply(err, &ours),
+        customer_reply: reply_with_link(err, &ours, &link),
         link: Some(link),
         retry_after_s: None,
     }
@@ -268,7 +279,10 @@ mod tests {
             r.link.as_deref(),
             Some("https://www.tesla.com/_ak/smartcar.com")
         );
-        assert_eq!(r.customer_reply, "Open this link.");
+        assert_eq!(
+            r.customer_reply,
+            "Open this link. https://www.tesla.com/_ak/smartcar.com"
+        );
     }
 
     #[test]
