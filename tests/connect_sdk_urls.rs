@@ -106,3 +106,26 @@ fn virtual_key_link_uses_the_domain() {
         "https://www.tesla.com/_ak/smartcar.com"
     );
 }
+
+#[test]
+fn command_line_flags_read_booleans_lower_case() {
+    use vtriage::smartcar::connect::parse_flag;
+    assert_eq!(
+        parse_flag("tesla_auth:True"),
+        Ok(("tesla_auth".into(), FlagValue::Bool(true)))
+    );
+    assert_eq!(
+        parse_flag("country:DE"),
+        Ok(("country".into(), FlagValue::Text("DE".into())))
+    );
+    assert!(parse_flag("no-colon").is_err());
+    assert!(parse_flag(":x").is_err());
+    let opts = ConnectOptions {
+        flags: vec![parse_flag("tesla_auth:TRUE").expect("flag")],
+        ..base()
+    };
+    assert!(
+        opts.authorize_url("https://c")
+            .ends_with("&flags=tesla_auth%3Atrue")
+    );
+}

@@ -48,6 +48,32 @@ pub enum FlagValue {
     Text(String),
 }
 
+/// Why a `--flag key:value` argument was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("flag `{0}` is not `key:value` (e.g. `country:DE` or `tesla_auth:true`)")]
+pub struct FlagSyntaxError(pub String);
+
+impl FlagValue {
+    /// `true`/`false` (any case) become booleans, as the SDKs write them; anything else is text.
+    pub fn parse(value: &str) -> FlagValue {
+        match value.to_ascii_lowercase().as_str() {
+            "true" => FlagValue::Bool(true),
+            "false" => FlagValue::Bool(false),
+            _ => FlagValue::Text(value.to_string()),
+        }
+    }
+}
+
+/// Reads one `key:value` flag as given on a command line.
+pub fn parse_flag(arg: &str) -> Result<(String, FlagValue), FlagSyntaxError> {
+    match arg.split_once(':') {
+        Some((k, v)) if !k.trim().is_empty() && !k.contains(' ') && !v.contains(' ') => {
+            Ok((k.trim().to_string(), FlagValue::parse(v)))
+        }
+        _ => Err(FlagSyntaxError(arg.to_string())),
+    }
+}
+
 impl std::fmt::Display for FlagValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
