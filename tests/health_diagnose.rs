@@ -1038,3 +1038,20 @@ fn error_types_used_in_rows_parse_as_expected() {
         })
     );
 }
+
+#[test]
+fn a_401_in_an_old_body_shape_is_still_the_token() {
+    let v1 = parse_error_body(
+        401,
+        Some("application/json"),
+        None,
+        None,
+        br#"{"error":"authentication_error","message":"Invalid token"}"#,
+    );
+    let r = report("FORD", "Escape", 2020, data_fail(v1));
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(
+        d.main_finding().map(|f| f.id.as_str()),
+        Some("access-token-expired")
+    );
+}

@@ -54,10 +54,7 @@ pub fn diagnose(
     let mut d = Drafts::default();
 
     // Without a valid token every other answer is the same 401: the token comes first and alone.
-    let mut auth = report
-        .observations
-        .iter()
-        .filter(|o| smartcar_error(o).is_some_and(|e| e.error_type == ErrorType::Authentication));
+    let mut auth = report.observations.iter().filter(|o| is_token_failure(o));
     if let Some(first) = auth.next() {
         let draft = d.add("access-token-expired", Severity::Blocked, first, || {
             (
@@ -245,6 +242,15 @@ impl<'a> Drafts<'a> {
 /// `2026-11-27 19:20 UTC`.
 fn format_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A 401 (whatever its body) or an `AUTHENTICATION` error: the access token was refused.
+fn is_token_failure(o: &Observation) -> bool {
+    o.error().is_some_and(|e| {
+        e.status() == Some(401)
+            || e.smartcar()
+                .is_some_and(|s| s.error_type == ErrorType::Authentication)
+    })
 }
 
 fn smartcar_error(o: &Observation) -> Option<&SmartcarError> {
@@ -724,14 +730,14 @@ impl<'a> Cx<'a> {
                     let draft = d.add(id, Severity::Info, o, || {
                         (
                             format!(
-                                "{} is exempt from \"{}\" ({}): no virtual key needed, data may lag",
+                                "{} is exempt from \"{}\" ({}): not required here, but data may lag",
                                 self.vehicle.describe(),
                                 rule.name,
                                 exemption.describe()
                             ),
                             remedy::nothing(
                                 "Nothing to fix; if the customer reports old data, check the data age",
-                                "Your car does not need a virtual key. Its data may take a few minutes to update.",
+                                "Your car is not affected by this change. Its data may take a few minutes to update.",
                                 rule.docs.clone(),
                             ),
                         )
@@ -748,10 +754,8 @@ impl<'a> Cx<'a> {
             }
             if let (Some(scope), Some((o, a))) = (s.tesla_permission.as_deref(), access)
                 && self.needs_location_scope(scope)
-                && !a
-                    .permissions
-                    .as_deref()
-                    .is_some_and(|p| p.iter().any(|g| g == scope))
+                // `permissions: null` says nothing either way.
+                && a.permissions.as_deref().is_some_and(|p| !p.iter().any(|g| g == scope))
             {
                 self.rule_finding(rule, o, None, d);
             }
