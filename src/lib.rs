@@ -4,5 +4,6 @@ pub mod config;
 pub mod fetch;
 pub mod health;
 pub mod sim;
+pub mod report;
 pub mod smartcar;
 pub mod tokens;
