@@ -25,7 +25,7 @@ use crate::smartcar::{ProbeReport, VehicleAttributes};
 pub use counts::Counts;
 pub use filter::{Filter, FilterError};
 pub use order::SortColumn;
-pub use snapshot::{Snapshot, SnapshotError, load, save};
+pub use snapshot::{Snapshot, SnapshotError, load, save, save_forced};
 
 use filter::FuzzyMatcher;
 
