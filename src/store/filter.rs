@@ -90,7 +90,7 @@ pub struct Filter {
 }
 
 /// Reused state for fuzzy matching: one nucleo matcher and its scratch buffer.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct FuzzyMatcher {
     matcher: Matcher,
     buf: Vec<char>,

@@ -145,6 +145,7 @@ fn search_text(r: &VehicleRecord) -> Box<str> {
 }
 
 /// The app state. See the module documentation.
+#[derive(Clone)]
 pub struct Store {
     diagnoser: Diagnoser,
     /// In listing order; a record's index ("slot") is stable until the next listing.
