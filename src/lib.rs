@@ -7,3 +7,4 @@ pub mod sim;
 pub mod report;
 pub mod smartcar;
 pub mod tokens;
+pub mod store;
