@@ -133,6 +133,16 @@ enum Next {
     LeaveUntil(Instant),
 }
 
+/// Whether sending the same request again soon may help. A sleeping or unreachable car is
+/// retryable in Smartcar's sense, but "later" means minutes: retrying within the probe would spend
+/// budget and wake attempts on it, so its report says so and the freshness window decides.
+fn worth_retrying(e: &ApiError) -> bool {
+    e.is_retryable()
+        && !e
+            .smartcar()
+            .is_some_and(|s| s.error_type == ErrorType::VehicleState)
+}
+
 fn is_app_rate_limit(e: &ApiError) -> bool {
     e.smartcar()
         .is_some_and(|s| s.is(&ErrorType::RateLimit, Some(&ErrorCode::SmartcarApi)))
@@ -159,7 +169,7 @@ fn next_move(
     {
         return Next::LeaveUntil(now + wait);
     }
-    if tries >= retry.max_tries || !errors.iter().any(|e| e.is_retryable()) {
+    if tries >= retry.max_tries || !errors.iter().any(|e| worth_retrying(e)) {
         // A vehicle still asking for time after every try is rescheduled, never marked failed.
         return match vehicle_wait {
             Some(wait) => Next::LeaveUntil(now + wait),
@@ -242,7 +252,7 @@ async fn run_step(
                     latest
                         .get(i)
                         .and_then(Observation::error)
-                        .is_some_and(ApiError::is_retryable)
+                        .is_some_and(worth_retrying)
                 });
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
@@ -253,7 +263,7 @@ async fn run_step(
     let unresolved = latest
         .values()
         .filter_map(Observation::error)
-        .any(|e| e.is_retryable() && !is_vehicle_limit(e));
+        .any(|e| worth_retrying(e) && !is_vehicle_limit(e));
     StepResult {
         observations: latest.into_values().collect(),
         not_before,
@@ -380,6 +390,21 @@ mod tests {
             None,
         );
         assert_eq!(decide(&final_answer, 1, &gate, now), Next::Done);
+    }
+
+    #[tokio::test]
+    async fn sleeping_vehicle_is_reported_not_retried_within_the_probe() {
+        let (events, _rx) = mpsc::unbounded_channel();
+        let (gate, _t) = super::super::gate::Gate::new(4, None, 100, events);
+        let mut asleep = failed(409, ErrorType::VehicleState, Some(ErrorCode::Asleep), None);
+        if let Err(ApiError::Smartcar(e)) = &mut asleep.outcome {
+            e.resolution = Some(crate::smartcar::Resolution {
+                kind: Some("RETRY_LATER".into()),
+                url: None,
+            });
+        }
+        assert!(asleep.error().is_some_and(ApiError::is_retryable));
+        assert_eq!(decide(&asleep, 1, &gate, Instant::now()), Next::Done);
     }
 
     #[tokio::test]
