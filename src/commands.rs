@@ -159,6 +159,7 @@ async fn run_until_all_observed(
 /// `vtriage check`: probe every connection, print the diagnoses.
 pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
     let mut settings = setup::resolve(global)?;
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     print_warnings(&settings);
     let _log = init_logging(&settings);
     let mut store = setup::store_for(&settings);
@@ -227,6 +228,7 @@ fn save_snapshot(settings: &Settings, store: &Store) {
 /// `vtriage vehicle ID`: one vehicle's diagnosis, ready for a ticket.
 pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode, CommandError> {
     let mut settings = setup::resolve(global)?;
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     print_warnings(&settings);
     let _log = init_logging(&settings);
     let mut store = setup::store_for(&settings);
