@@ -3,6 +3,7 @@
 //! One fallback handler does its own matching, so every path takes an optional trailing slash and
 //! unknown paths get Smartcar's `RESOURCE_NOT_FOUND` body rather than a bare 404.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -321,12 +322,14 @@ fn connections_page(fleet: &Fleet, query: &[(String, String)]) -> Result<Value, 
             live && user_id.is_none_or(|u| v.user_id == u) && vehicle_id.is_none_or(|id| v.id == id)
         })
     };
-    let selected: Vec<usize> = match (vehicle_id, user_id) {
-        (Some(id), _) => fleet
-            .vehicle_index(id)
-            .into_iter()
-            .filter(matches)
-            .collect(),
+    let selected: Cow<'_, [usize]> = match (vehicle_id, user_id) {
+        (Some(id), _) => Cow::Owned(
+            fleet
+                .vehicle_index(id)
+                .into_iter()
+                .filter(matches)
+                .collect(),
+        ),
         (None, Some(u)) => {
             let mut own: Vec<usize> = fleet
                 .user(u)
@@ -339,10 +342,11 @@ fn connections_page(fleet: &Fleet, query: &[(String, String)]) -> Result<Value, 
                     .cmp(&va.connected_at)
                     .then_with(|| va.id.cmp(&vb.id))
             });
-            own
+            Cow::Owned(own)
         }
-        (None, None) if live => fleet.newest_first().to_vec(),
-        (None, None) => Vec::new(),
+        // The common case, a plain listing, pages the precomputed order without copying it.
+        (None, None) if live => Cow::Borrowed(fleet.newest_first()),
+        (None, None) => Cow::Owned(Vec::new()),
     };
     let page: Vec<Value> = selected
         .iter()
