@@ -47,7 +47,7 @@ pub enum LatencyProfile {
     Realistic,
 }
 
-/// Flags of `vtriage sim`.
+/// Runs the Smartcar simulator standalone, for curl, the official SDKs and tests.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// Port to listen on; 0 picks a free one.

@@ -160,11 +160,11 @@ impl Reply {
     fn into_response(self, request_id: &str) -> Response {
         let (content_type, bytes) = match self.payload {
             Payload::Json(v) => (
-                "application/json; charset=utf-8",
+                "application/json",
                 serde_json::to_vec(&v).unwrap_or_default(),
             ),
             Payload::Html(page) => ("text/html", page.as_bytes().to_vec()),
-            Payload::Truncated(b) => ("application/json; charset=utf-8", b),
+            Payload::Truncated(b) => ("application/json", b),
         };
         let mut response = Response::new(Body::from(bytes));
         *response.status_mut() =
