@@ -398,6 +398,25 @@ async fn tesla_endpoints_on_another_make_are_not_compatible() {
 }
 
 #[tokio::test]
+async fn make_in_upper_case_in_a_tesla_path_is_a_permission_error() {
+    let sim = start(quiet(100, 7)).await;
+    let v = sim.vehicle_where(|v| v.situation == Situation::Healthy && v.is_tesla());
+    let token = sim.token_of(v);
+    sim.get(
+        &format!("/v2.0/vehicles/{}/TESLA/virtual_key", v.id),
+        Some(&token),
+    )
+    .await
+    .expect_error(403, "PERMISSION", None);
+    sim.get(
+        &format!("/v2.0/vehicles/{}/tesla/nothing", v.id),
+        Some(&token),
+    )
+    .await
+    .expect_error(404, "RESOURCE_NOT_FOUND", Some("PATH"));
+}
+
+#[tokio::test]
 async fn healthy_tesla_is_paired_with_location_scope_and_at_home_field() {
     let sim = start(quiet(100, 7)).await;
     let v = sim.vehicle_where(|v| v.situation == Situation::Healthy && v.is_tesla());

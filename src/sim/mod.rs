@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use api_error::VIRTUAL_KEY_URL;
 pub use catalog::Powertrain;
-pub use cli::{RateLimitArg, SimArgs, run_cli};
+pub use cli::{LatencyProfile, RateLimitArg, SimArgs, describe, run_cli};
 pub use fleet::{Fleet, SimUser, SimVehicle, Situation};
 pub use stats::SimStats;
 
@@ -96,6 +96,8 @@ pub struct SimConfig {
     /// `None`: no app-wide limit.
     pub app_rate_limit: Option<AppRateLimit>,
     /// Data calls per vehicle per rolling hour before 429 `RATE_LIMIT:VEHICLE`; 0 = unlimited.
+    /// Every data endpoint call and every batch item counts; attributes, permissions and the Tesla
+    /// endpoints do not (they answer from Smartcar's side without waking the car).
     pub vehicle_calls_per_hour: u32,
 }
 

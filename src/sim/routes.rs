@@ -375,6 +375,8 @@ enum VehicleEndpoint {
     TeslaVirtualKey,
     TeslaUserAccess,
     TeslaAttributes,
+    /// A make-specific path with the make not in lower case (`/TESLA/...`): Smartcar answers PERMISSION.
+    MakeNotLowerCase,
 }
 
 enum Route<'a> {
@@ -398,7 +400,8 @@ impl Route<'_> {
                 VehicleEndpoint::Data(_) => EndpointKind::Data,
                 VehicleEndpoint::TeslaVirtualKey
                 | VehicleEndpoint::TeslaUserAccess
-                | VehicleEndpoint::TeslaAttributes => EndpointKind::Tesla,
+                | VehicleEndpoint::TeslaAttributes
+                | VehicleEndpoint::MakeNotLowerCase => EndpointKind::Tesla,
             },
         }
     }
@@ -417,6 +420,9 @@ fn parse_route<'a>(method: &Method, segments: &[&'a str]) -> Option<Route<'a>> {
                 ["tesla", "virtual_key"] if get => VehicleEndpoint::TeslaVirtualKey,
                 ["tesla", "user", "access"] if get => VehicleEndpoint::TeslaUserAccess,
                 ["tesla", "attributes"] if get => VehicleEndpoint::TeslaAttributes,
+                [make, _, ..] if *make != "tesla" && make.eq_ignore_ascii_case("tesla") => {
+                    VehicleEndpoint::MakeNotLowerCase
+                }
                 _ if get => {
                     VehicleEndpoint::Data(DataKind::from_path(&format!("/{}", tail.join("/")))?)
                 }
@@ -599,6 +605,7 @@ async fn vehicle_endpoint(
             }
         }
         VehicleEndpoint::Batch => batch(st, idx, v, body, imperial(headers), request_id),
+        VehicleEndpoint::MakeNotLowerCase => Reply::error(&Failure::Permission, request_id),
         VehicleEndpoint::TeslaVirtualKey
         | VehicleEndpoint::TeslaUserAccess
         | VehicleEndpoint::TeslaAttributes => tesla(st, v, &endpoint, request_id),
