@@ -296,3 +296,65 @@ pub async fn spawn(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, Sim
         task: Some(task),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realistic_latency_averages_seconds_and_stays_under_five_minutes() {
+        let dice = dice::Dice::new(3);
+        let draws: Vec<f64> = (0..20_000)
+            .map(|_| {
+                Latency::Realistic
+                    .draw(dice.unit(), dice.unit())
+                    .as_secs_f64()
+            })
+            .collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((3.0..=45.0).contains(&mean), "mean {mean}");
+        assert!(draws.iter().all(|d| (3.0..=300.0).contains(d)));
+        assert!(draws.iter().any(|d| *d > 45.0), "some calls wake the car");
+    }
+
+    #[test]
+    fn fixed_latency_adds_jitter_within_bounds() {
+        let fixed = Latency::Fixed {
+            ms: 100,
+            jitter_ms: 50,
+        };
+        assert_eq!(fixed.draw(0.0, 0.0), Duration::from_millis(100));
+        assert!(fixed.draw(0.999, 0.0) <= Duration::from_millis(150));
+        assert_eq!(Latency::default().draw(0.5, 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_with_the_field_named() {
+        let bad = SimConfig {
+            fault_rate: 1.5,
+            ..SimConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(SimError::InvalidConfig {
+                field: "fault_rate",
+                ..
+            })
+        ));
+        let bad = SimConfig {
+            app_rate_limit: Some(AppRateLimit {
+                burst: 0,
+                refill_per_min: 2.0,
+            }),
+            ..SimConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(SimError::InvalidConfig {
+                field: "app_rate_limit",
+                ..
+            })
+        ));
+        assert!(SimConfig::default().validate().is_ok());
+    }
+}
