@@ -454,6 +454,37 @@ async fn healthy_tesla_is_paired_with_location_scope_and_at_home_field() {
     assert!(attrs["sentryMode"]["available"].is_boolean());
 }
 
+#[tokio::test]
+async fn reauthentication_link_opens_a_simulated_connect_page() {
+    let sim = start(quiet(20, 7)).await;
+    let a = sim
+        .get(
+            "/oauth/reauthenticate?response_type=vehicle_id&client_id=c&vehicle_id=%3Cv1%3E",
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("content-type"), Some("text/html"));
+    assert!(
+        a.text.contains("re-authenticate") && a.text.contains("&lt;v1&gt;"),
+        "{}",
+        a.text
+    );
+    let authorize = sim
+        .get(
+            "/oauth/authorize?response_type=code&scope=required%3Aread_location+read_odometer",
+            None,
+        )
+        .await;
+    assert!(
+        authorize
+            .text
+            .contains("required:read_location read_odometer"),
+        "{}",
+        authorize.text
+    );
+}
+
 // ---- Management API ----
 
 #[tokio::test]

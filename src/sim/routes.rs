@@ -125,7 +125,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 /// The body of an answer before headers are attached.
 enum Payload {
     Json(Value),
-    Html(&'static str),
+    Html(Cow<'static, str>),
     /// JSON cut short by a fault.
     Truncated(Vec<u8>),
 }
@@ -163,7 +163,7 @@ impl Reply {
                 "application/json",
                 serde_json::to_vec(&v).unwrap_or_default(),
             ),
-            Payload::Html(page) => ("text/html", page.as_bytes().to_vec()),
+            Payload::Html(page) => ("text/html", page.into_owned().into_bytes()),
             Payload::Truncated(b) => ("application/json", b),
         };
         let mut response = Response::new(Body::from(bytes));
@@ -198,6 +198,9 @@ async fn dispatch(
         .unwrap_or_default();
     let reply = match segments.as_slice() {
         ["_sim", rest @ ..] => sim_route(&st, &method, rest, &query, &request_id),
+        ["oauth", flow @ ("authorize" | "reauthenticate")] if method == Method::GET => {
+            connect_page(flow, &query)
+        }
         ["v2.0", "management", "connections"] => {
             st.counters.request(EndpointKind::Management);
             management(&st, &method, &headers, &query, &request_id)
@@ -572,7 +575,7 @@ async fn vehicle_endpoint(
         Some(FaultKind::HtmlBadGateway) => {
             return Reply {
                 status: 502,
-                payload: Payload::Html(HTML_BAD_GATEWAY),
+                payload: Payload::Html(Cow::Borrowed(HTML_BAD_GATEWAY)),
                 headers: Vec::new(),
             };
         }
@@ -873,6 +876,54 @@ fn batch(
         })
         .collect();
     Reply::ok(json!({"responses": responses}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connect
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Connect links (`/oauth/authorize`, `/oauth/reauthenticate`) open a page that shows what the real
+/// Connect flow would be asked to do, so a link copied from the dashboard in demo mode leads somewhere.
+fn connect_page(flow: &str, query: &[(String, String)]) -> Reply {
+    let rows: String = query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape_html(k),
+                escape_html(v)
+            )
+        })
+        .collect();
+    let what = if flow == "reauthenticate" {
+        "re-authenticate a vehicle"
+    } else {
+        "connect vehicles"
+    };
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Smartcar Connect (simulated)</title></head>\
+         <body><h1>Smartcar Connect (simulated)</h1><p>The real Connect flow would now ask the owner to {what}.</p>\
+         <table>{rows}</table></body></html>"
+    );
+    Reply {
+        status: 200,
+        payload: Payload::Html(Cow::Owned(page)),
+        headers: Vec::new(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
