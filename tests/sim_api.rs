@@ -271,14 +271,14 @@ async fn batch_answers_each_path_with_code_body_and_headers() {
         .post(
             &format!("/v2.0/vehicles/{}/batch", v.id),
             Some(&sim.token_of(v)),
-            &json!({"requests": [{"path": "/odometer"}, {"path": "/location"}, {"path": "/nowhere"}]}),
+            &json!({"requests": [{"path": "/odometer"}, {"path": "/location"}, {"path": "/nowhere"}, {"path": "/"}]}),
         )
         .await;
     assert_eq!(a.status, 200);
     assert!(a.header("sc-request-id").is_some());
     let body = a.json();
     let items = body["responses"].as_array().unwrap();
-    assert_eq!(items.len(), 3);
+    assert_eq!(items.len(), 4);
     assert_eq!(items[0]["path"], "/odometer");
     assert_eq!(items[0]["code"], 200);
     assert!(items[0]["body"]["distance"].as_f64().unwrap() > 0.0);
@@ -288,6 +288,11 @@ async fn batch_answers_each_path_with_code_body_and_headers() {
     assert_eq!(items[2]["code"], 404);
     assert_eq!(items[2]["body"]["type"], "RESOURCE_NOT_FOUND");
     assert_eq!(items[2]["body"]["statusCode"], 404);
+    assert_eq!(items[3]["code"], 200);
+    assert_eq!(
+        items[3]["body"],
+        json!({"id": v.id, "make": v.make, "model": v.model, "year": v.year})
+    );
 }
 
 #[tokio::test]

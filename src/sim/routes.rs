@@ -582,9 +582,7 @@ async fn vehicle_endpoint(
         _ => {}
     }
     let reply = match endpoint {
-        VehicleEndpoint::Attributes => {
-            Reply::ok(json!({"id": v.id, "make": v.make, "model": v.model, "year": v.year}))
-        }
+        VehicleEndpoint::Attributes => Reply::ok(attributes(v)),
         VehicleEndpoint::Permissions => permissions(v, query, request_id),
         VehicleEndpoint::Data(kind) => {
             let item = data_item(st, idx, v, kind, imperial(headers), request_id);
@@ -625,6 +623,10 @@ async fn vehicle_endpoint(
         }
         (_, payload) => Reply { payload, ..reply },
     }
+}
+
+fn attributes(v: &SimVehicle) -> Value {
+    json!({"id": v.id, "make": v.make, "model": v.model, "year": v.year})
 }
 
 fn permissions(v: &SimVehicle, query: &[(String, String)], request_id: &str) -> Reply {
@@ -856,6 +858,15 @@ fn batch(
         .map(|path| {
             let item = match DataKind::from_path(path) {
                 Some(kind) => data_item(st, idx, v, kind, imperial, request_id),
+                // `/` is the attributes, as the SDKs name it in a batch.
+                None if path.trim_end_matches('/').is_empty() => Item {
+                    status: 200,
+                    body: attributes(v),
+                    data_age: None,
+                    fetched_at: None,
+                    unit_system: None,
+                    retry_after_s: None,
+                },
                 None => Item::failure(&Failure::PathNotFound, request_id),
             };
             let mut headers = serde_json::Map::new();
