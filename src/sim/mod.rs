@@ -2,6 +2,23 @@
 //!
 //! It is the backend of every client test, the demo backend of the dashboard, and `vtriage sim`.
 //! It simulates the world, never our diagnosis: nothing here calls `health`.
+//!
+//! What it serves (every path also with a trailing slash; `?flags=` ignored):
+//! - `GET /v2.0/management/connections` (Basic `default:<amt>`; `limit` 1–100, default 10; `cursor`,
+//!   `user_id`, `vehicle_id`, `mode`), newest connection first, `paging.cursor` null on the last page.
+//! - With `Authorization: Bearer <token>`: `GET /v2.0/user`, `GET /v2.0/vehicles` (`limit` ≤ 50,
+//!   `offset`), and under `/v2.0/vehicles/{id}`: `/` (attributes), `/vin`, `/permissions`
+//!   (`limit` default 25, `offset`), `/location`, `/odometer`, `/battery`, `/charge`, `/fuel`,
+//!   `/tires/pressure`, `/engine/oil`, `POST /batch`, `/tesla/virtual_key`, `/tesla/user/access`,
+//!   `/tesla/attributes`.
+//! - `GET /oauth/authorize`, `/oauth/reauthenticate`: a page standing in for Smartcar Connect.
+//! - Ground truth and counters: `GET /_sim/fleet`, `GET /_sim/stats[?vehicle_id=]`, `POST /_sim/stats/reset`.
+//!
+//! A vehicle request is checked in this order: path (404 `RESOURCE_NOT_FOUND:PATH`), token (401
+//! `AUTHENTICATION`, also for every token of a `token-expired` user), app bucket (429
+//! `RATE_LIMIT:SMARTCAR_API`), ownership (404), injected fault, latency, then per data call: the
+//! hourly per-vehicle limit (429 `RATE_LIMIT:VEHICLE`), the situation's permission errors,
+//! compatibility (501), the situation's other errors, and finally the data.
 
 mod api_error;
 pub mod catalog;

@@ -245,6 +245,9 @@ fn bounded(
         None => Ok(default),
         Some(raw) => match raw.trim().parse::<usize>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ if max == usize::MAX => Err(Failure::Validation(format!(
+                "Query parameter `{key}` must be an integer of at least {min}, got {raw:?}."
+            ))),
             _ => Err(Failure::Validation(format!(
                 "Query parameter `{key}` must be an integer from {min} to {max}, got {raw:?}."
             ))),
