@@ -17,7 +17,7 @@
 //! A vehicle request is checked in this order: path (404 `RESOURCE_NOT_FOUND:PATH`), token (401
 //! `AUTHENTICATION`, also for every token of a `token-expired` user), app bucket (429
 //! `RATE_LIMIT:SMARTCAR_API`), ownership (404), injected fault, latency, then per data call: the
-//! hourly per-vehicle limit (429 `RATE_LIMIT:VEHICLE`), the situation's permission errors,
+//! hourly per-vehicle limit (429 `RATE_LIMIT:VEHICLE`), the situation's rate-limit and permission errors,
 //! compatibility (501), the situation's other errors, and finally the data.
 
 mod api_error;
