@@ -1055,3 +1055,63 @@ fn a_401_in_an_old_body_shape_is_still_the_token() {
         Some("access-token-expired")
     );
 }
+
+#[test]
+fn a_new_oem_rule_in_the_policies_file_names_its_own_finding() {
+    let extra = r#"
+[[rule]]
+id = "ford-odometer-consent"
+name = "Ford: odometer needs a new consent"
+make = "FORD"
+announced = "2026-10-01"
+in_force = "2026-11"
+finding = "ford-odometer-consent-missing"
+
+[rule.symptom]
+error = "PERMISSION"
+endpoint = "/odometer"
+
+[rule.remedy]
+kind = "reauthenticate"
+permission = "read_odometer"
+"#;
+    let text = format!("{}{extra}", vtriage::health::policy::BUILTIN_POLICIES);
+    let policies = Policies::parse(&text, std::path::Path::new("policies.toml")).expect("parses");
+    let r = report("FORD", "F-150", 2024, {
+        vec![
+            permissions(ALL_PERMS),
+            data_ok(DataKind::Location, 5),
+            failing(
+                Probe::Data(DataKind::Odometer),
+                v2(
+                    403,
+                    "PERMISSION",
+                    None,
+                    json!({"type": "REAUTHENTICATE"}),
+                    None,
+                ),
+            ),
+        ]
+    });
+    let d = diagnose(&r, &policies, &Needs::default(), now());
+    let f = d.main_finding().expect("finding");
+    assert_eq!(
+        (f.id.as_str(), f.rule.as_deref(), f.since.as_deref()),
+        (
+            "ford-odometer-consent-missing",
+            Some("ford-odometer-consent"),
+            Some("November 2026")
+        )
+    );
+    assert!(
+        f.remedy.link.as_deref().is_some_and(
+            |l| l.contains("scope=required%3Aread_odometer") && !l.contains("make=TESLA")
+        )
+    );
+    // The built-in rules alone call the same answer a plain missing permission.
+    let plain = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(
+        plain.main_finding().map(|f| f.id.as_str()),
+        Some("permission-missing")
+    );
+}
