@@ -3,3 +3,4 @@
 pub mod fetch;
 pub mod health;
 pub mod smartcar;
+pub mod tui;

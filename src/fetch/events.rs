@@ -27,13 +27,19 @@ pub struct ConnectionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Probe these vehicles. `force` skips the freshness window.
-    Probe { vehicle_ids: Vec<String>, priority: Priority, force: bool },
+    Probe {
+        vehicle_ids: Vec<String>,
+        priority: Priority,
+        force: bool,
+    },
     /// Re-list connections from the source.
     RefreshConnections,
     /// Report what a sweep of every connection would cost, without starting it.
     EstimateSweep,
     /// Probe every connection at Sweep priority.
-    StartSweep { force: bool },
+    StartSweep {
+        force: bool,
+    },
     CancelSweep,
     Shutdown,
 }
@@ -57,15 +63,29 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// The fleet as the source lists it (Management API, tokens file or one token).
-    ConnectionsListed { connections: Vec<ConnectionInfo> },
-    ProbeStarted { vehicle_id: String, priority: Priority },
+    ConnectionsListed {
+        connections: Vec<ConnectionInfo>,
+    },
+    ProbeStarted {
+        vehicle_id: String,
+        priority: Priority,
+    },
     /// A probe finished (possibly with errors inside the report).
-    Observed { report: ProbeReport },
+    Observed {
+        report: ProbeReport,
+    },
     Progress(Progress),
     /// The budget is exhausted or the server said 429; nothing is sent before `until`.
-    RateLimited { until: jiff::Timestamp },
+    RateLimited {
+        until: jiff::Timestamp,
+    },
     /// What a full sweep would cost.
-    SweepCost { requests: u64, eta_s: u64 },
+    SweepCost {
+        requests: u64,
+        eta_s: u64,
+    },
     /// The source as a whole failed (bad AMT, origin unreachable). One line for a person.
-    SourceError { message: String },
+    SourceError {
+        message: String,
+    },
 }

@@ -27,7 +27,13 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [Status::Blocked, Status::Degraded, Status::Warning, Status::Healthy, Status::Unknown];
+    pub const ALL: [Status; 5] = [
+        Status::Blocked,
+        Status::Degraded,
+        Status::Warning,
+        Status::Healthy,
+        Status::Unknown,
+    ];
 
     /// Upper-case label used in every view and report.
     pub fn label(self) -> &'static str {
@@ -41,7 +47,9 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.label().eq_ignore_ascii_case(s))
+        Status::ALL
+            .into_iter()
+            .find(|st| st.label().eq_ignore_ascii_case(s))
     }
 
     pub fn from_severity(s: Severity) -> Status {
@@ -71,7 +79,11 @@ impl Evidence {
     pub fn from_observation(o: &Observation) -> Evidence {
         Evidence {
             endpoint: o.endpoint.clone(),
-            http_status: o.error().and_then(|e| e.status()).or(Some(o.meta.status)).filter(|s| *s != 0),
+            http_status: o
+                .error()
+                .and_then(|e| e.status())
+                .or(Some(o.meta.status))
+                .filter(|s| *s != 0),
             type_code: o.error().map(|e| e.label()),
             request_id: o
                 .error()
@@ -144,7 +156,11 @@ pub struct Diagnosis {
 
 impl Diagnosis {
     pub fn unknown() -> Diagnosis {
-        Diagnosis { status: Status::Unknown, findings: Vec::new(), checked_at: None }
+        Diagnosis {
+            status: Status::Unknown,
+            findings: Vec::new(),
+            checked_at: None,
+        }
     }
 
     /// The finding that explains the status (the first, since findings are sorted worst first).

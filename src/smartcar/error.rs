@@ -273,17 +273,30 @@ impl ApiError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Smartcar(e) => match e.error_type {
-                ErrorType::RateLimit | ErrorType::Server | ErrorType::Upstream => {
-                    !matches!(e.code, Some(ErrorCode::RecordNotFound | ErrorCode::MultipleRecordsFound))
-                }
-                ErrorType::VehicleState => matches!(
+                ErrorType::RateLimit | ErrorType::Server | ErrorType::Upstream => !matches!(
                     e.code,
-                    Some(ErrorCode::Unknown | ErrorCode::LowBattery | ErrorCode::Asleep | ErrorCode::Unreachable)
-                ) && e.resolution.as_ref().and_then(|r| r.kind.as_deref()) == Some("RETRY_LATER"),
+                    Some(ErrorCode::RecordNotFound | ErrorCode::MultipleRecordsFound)
+                ),
+                ErrorType::VehicleState => {
+                    matches!(
+                        e.code,
+                        Some(
+                            ErrorCode::Unknown
+                                | ErrorCode::LowBattery
+                                | ErrorCode::Asleep
+                                | ErrorCode::Unreachable
+                        )
+                    ) && e.resolution.as_ref().and_then(|r| r.kind.as_deref())
+                        == Some("RETRY_LATER")
+                }
                 _ => false,
             },
-            ApiError::Body { status, problem, .. } => {
-                *status >= 500 || *status == 429 || matches!(problem, BodyProblem::InvalidJson | BodyProblem::Empty)
+            ApiError::Body {
+                status, problem, ..
+            } => {
+                *status >= 500
+                    || *status == 429
+                    || matches!(problem, BodyProblem::InvalidJson | BodyProblem::Empty)
             }
             ApiError::Transport { kind, .. } => !matches!(kind, TransportKind::Refused),
         }
@@ -314,9 +327,15 @@ fn parse_resolution(v: Option<&Value>) -> Option<Resolution> {
     match v? {
         Value::Object(_) => {
             let v = v?;
-            Some(Resolution { kind: str_field(v, "type"), url: str_field(v, "url") })
+            Some(Resolution {
+                kind: str_field(v, "type"),
+                url: str_field(v, "url"),
+            })
         }
-        Value::String(s) => Some(Resolution { kind: Some(s.clone()), url: None }),
+        Value::String(s) => Some(Resolution {
+            kind: Some(s.clone()),
+            url: None,
+        }),
         _ => None,
     }
 }
@@ -365,13 +384,19 @@ pub fn error_from_json(
     let obj = v.as_object()?;
     let request_id = str_field(v, "requestId").or_else(|| request_id_header.map(str::to_string));
     // v3: {"errors": [{status, type, code, title, detail, links{about}, resolution, suggestedUserMessage}]}
-    if let Some(first) = obj.get("errors").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = obj
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         let error_type = str_field(first, "type")?;
         return Some(SmartcarError {
             status,
             error_type: ErrorType::parse(&error_type),
             code: str_field(first, "code").map(|c| ErrorCode::parse(&c)),
-            description: str_field(first, "detail").or_else(|| str_field(first, "title")).unwrap_or_default(),
+            description: str_field(first, "detail")
+                .or_else(|| str_field(first, "title"))
+                .unwrap_or_default(),
             doc_url: first.get("links").and_then(|l| str_field(l, "about")),
             request_id,
             resolution: parse_resolution(first.get("resolution")),

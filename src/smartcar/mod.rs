@@ -5,7 +5,9 @@ pub mod model;
 pub mod observation;
 pub mod secret;
 
-pub use error::{ApiError, BodyProblem, ErrorCode, ErrorType, Resolution, SmartcarError, TransportKind};
+pub use error::{
+    ApiError, BodyProblem, ErrorCode, ErrorType, Resolution, SmartcarError, TransportKind,
+};
 pub use model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 pub use observation::{Answer, Observation, Probe, ProbeReport};
 pub use secret::Secret;
@@ -42,6 +44,10 @@ impl Origins {
     /// All three at one origin (the simulator serves every path).
     pub fn all(origin: &str) -> Self {
         let origin = origin.trim_end_matches('/').to_string();
-        Origins { api: origin.clone(), management: origin.clone(), connect: origin }
+        Origins {
+            api: origin.clone(),
+            management: origin.clone(),
+            connect: origin,
+        }
     }
 }

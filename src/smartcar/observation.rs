@@ -36,12 +36,20 @@ impl Probe {
 #[serde(rename_all = "snake_case", tag = "answer")]
 pub enum Answer {
     Attributes(VehicleAttributes),
-    Permissions { permissions: Vec<String> },
+    Permissions {
+        permissions: Vec<String>,
+    },
     /// A data endpoint's body as sent (odometer, location, ...).
-    Data { body: serde_json::Value },
-    VirtualKey { is_paired: bool },
+    Data {
+        body: serde_json::Value,
+    },
+    VirtualKey {
+        is_paired: bool,
+    },
     TeslaUserAccess(TeslaUserAccess),
-    TeslaAttributes { at_home: Option<bool> },
+    TeslaAttributes {
+        at_home: Option<bool>,
+    },
 }
 
 /// One request's outcome, the unit of evidence.

@@ -1,0 +1,3 @@
+//! The dashboard: terminal lifecycle, keymap, theme, clipboard, widgets and views over the store.
+
+pub mod terminal;
