@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::smartcar::{Connection, ProbeReport};
+use crate::smartcar::{Connection, ProbeReport, VehicleAttributes};
 
 /// Who is waiting for a probe. Ordered: `Sweep < Visible < Focus`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -41,6 +41,11 @@ pub enum Command {
         force: bool,
     },
     CancelSweep,
+    /// Attributes known from elsewhere (a snapshot): they are never fetched again, and a known make
+    /// lets a probe ask everything in one round trip.
+    KnownAttributes(Vec<VehicleAttributes>),
+    /// VINs known from elsewhere, as `(vehicle_id, vin)`: the manufacturer code tells a Tesla.
+    KnownVins(Vec<(String, String)>),
     Shutdown,
 }
 

@@ -1,5 +1,112 @@
 //! Probes vehicles through the Smartcar client on a tokio task: priorities, concurrency cap, rate budget, retries. Emits events.
 
+mod backoff;
+pub mod budget;
 pub mod events;
+mod gate;
+mod listing;
+pub mod plan;
+mod probe;
+mod queue;
+mod scheduler;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::smartcar::{Client, DataKind, Secret};
+
+pub use budget::RateBudget;
 pub use events::{Command, ConnectionInfo, Event, Priority, Progress};
+pub use plan::{KnownVehicle, ProbePlan, Step, StepCost, V2Plan};
+
+/// Where the fleet and its credentials come from.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// Application management token: lists connections through the Management API.
+    pub amt: Option<Secret>,
+    /// Access tokens by user id (a tokens file).
+    pub tokens: HashMap<String, Secret>,
+    /// One access token whose user is found with `GET /user` (`--token`).
+    pub single_token: Option<Secret>,
+}
+
+/// How the scheduler spends the API.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// HTTP requests in flight at once.
+    pub concurrency: usize,
+    /// The client-side mirror of the app-wide limit; `None` turns it off.
+    pub rate: Option<RateBudget>,
+    /// Calls per vehicle per rolling hour (a batch counts once per item).
+    pub per_vehicle_per_hour: u32,
+    /// A report younger than this is reused unless the probe is forced.
+    pub freshness: Duration,
+    /// Tries per request, the first included.
+    pub max_tries: u32,
+    /// What the data batch reads.
+    pub data: Vec<DataKind>,
+    /// Also read `/tesla/attributes` (`atHome`) from Teslas.
+    pub tesla_at_home: bool,
+    /// A `RATE_LIMIT:VEHICLE` Retry-After up to this long is waited inside the probe; a longer
+    /// one ends the probe with the rate-limit observation and holds the vehicle until then.
+    pub max_inline_wait: Duration,
+    /// First backoff delay after a retryable failure; it doubles per try, with jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            concurrency: 16,
+            rate: Some(RateBudget::SMARTCAR_DEFAULT),
+            per_vehicle_per_hour: 20,
+            freshness: Duration::from_secs(15 * 60),
+            max_tries: 3,
+            data: vec![DataKind::Odometer, DataKind::Location],
+            tesla_at_home: false,
+            max_inline_wait: Duration::from_secs(30),
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The running scheduler: send commands, read events. Dropping `commands` shuts it down too.
+pub struct SchedulerHandle {
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub join: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the scheduler with the v2.0 probe plan. It lists the source's connections at once.
+/// Must be called inside a tokio runtime.
+pub fn spawn(client: Client, source: Source, config: SchedulerConfig) -> SchedulerHandle {
+    let plan = Arc::new(V2Plan {
+        data: config.data.clone(),
+        tesla_at_home: config.tesla_at_home,
+    });
+    spawn_with_plan(client, source, config, plan)
+}
+
+/// Starts the scheduler with another probe plan (another API version).
+pub fn spawn_with_plan(
+    client: Client,
+    source: Source,
+    config: SchedulerConfig,
+    plan: Arc<dyn ProbePlan>,
+) -> SchedulerHandle {
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let join = tokio::spawn(scheduler::run(
+        client, source, config, plan, command_rx, event_tx,
+    ));
+    SchedulerHandle {
+        commands: command_tx,
+        events: event_rx,
+        join,
+    }
+}

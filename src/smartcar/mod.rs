@@ -1,10 +1,13 @@
 //! The Smartcar API as this program sees it: client, response and error types, Connect URLs.
 
+pub mod client;
+pub mod connect;
 pub mod error;
 pub mod model;
 pub mod observation;
 pub mod secret;
 
+pub use client::{Client, ClientBuildError, ClientSettings, ConnectionsPage};
 pub use error::{
     ApiError, BodyProblem, ErrorCode, ErrorType, Resolution, SmartcarError, TransportKind,
 };

@@ -1,0 +1,288 @@
+//! The request budgets: the app-wide token bucket mirroring Smartcar's limit, and the per-vehicle rolling hour.
+//! Pure arithmetic over `Instant`s passed in, so it is tested without a clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Smartcar's app-wide limit: a bucket of `burst` requests refilling at `refill_per_min`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateBudget {
+    pub burst: f64,
+    pub refill_per_min: f64,
+}
+
+impl RateBudget {
+    /// Smartcar's default plan: 120 requests, refilling at 2 per minute.
+    pub const SMARTCAR_DEFAULT: RateBudget = RateBudget {
+        burst: 120.0,
+        refill_per_min: 2.0,
+    };
+}
+
+/// A token bucket that starts full. Every HTTP request takes one token.
+///
+/// One token of the burst is held back: while a request is on its way, the server's full bucket
+/// cannot grow but ours already refills, so ours would run ahead of the server's by the refill of
+/// one trip. The reserve covers trips shorter than one refill interval.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    budget: RateBudget,
+    capacity: f64,
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    /// Tokens of the burst held back for requests still on the wire.
+    pub const RESERVE: f64 = 1.0;
+
+    pub fn new(budget: RateBudget, now: Instant) -> Self {
+        // A bucket that can never hold one token would never send anything.
+        let budget = RateBudget {
+            burst: budget.burst.max(1.0),
+            refill_per_min: budget.refill_per_min.max(0.0),
+        };
+        let capacity = (budget.burst - Self::RESERVE).max(1.0);
+        TokenBucket {
+            budget,
+            capacity,
+            tokens: capacity,
+            refilled_at: now,
+        }
+    }
+
+    pub fn budget(&self) -> RateBudget {
+        self.budget
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let Some(elapsed) = now.checked_duration_since(self.refilled_at) else {
+            return;
+        };
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.budget.refill_per_min / 60.0)
+            .min(self.capacity);
+        self.refilled_at = now;
+    }
+
+    /// Tokens available at `now` (fractional).
+    pub fn available(&mut self, now: Instant) -> f64 {
+        self.refill(now);
+        self.tokens
+    }
+
+    /// Takes one token if a whole one is there.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives back a token taken for a request that was never sent.
+    pub fn give_back(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + 1.0).min(self.capacity);
+    }
+
+    /// When the next whole token will be there (`now` if one is); `None` if the bucket never refills.
+    pub fn next_token_at(&mut self, now: Instant) -> Option<Instant> {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            return Some(now);
+        }
+        if self.budget.refill_per_min <= 0.0 {
+            return None;
+        }
+        let secs = (1.0 - self.tokens) * 60.0 / self.budget.refill_per_min;
+        Some(now + Duration::from_secs_f64(secs))
+    }
+
+    /// The server said its bucket is empty: ours is too, and nothing refills before `until`.
+    pub fn drain_until(&mut self, until: Instant) {
+        self.tokens = 0.0;
+        self.refilled_at = self.refilled_at.max(until);
+    }
+
+    /// Seconds needed to send `requests` from now at this budget (0 if the bucket holds them).
+    pub fn seconds_for(&mut self, requests: u64, now: Instant) -> Option<f64> {
+        self.refill(now);
+        let missing = requests as f64 - self.tokens.floor().max(0.0);
+        if missing <= 0.0 {
+            return Some(0.0);
+        }
+        if self.budget.refill_per_min <= 0.0 {
+            return None;
+        }
+        Some(missing * 60.0 / self.budget.refill_per_min)
+    }
+}
+
+/// Calls per vehicle in a rolling window (Smartcar asks for under 20 per vehicle per hour).
+/// A batch counts once per item, as Smartcar counts it.
+#[derive(Debug, Clone)]
+pub struct VehicleWindows {
+    cap: u32,
+    window: Duration,
+    calls: HashMap<String, VecDeque<Instant>>,
+}
+
+impl VehicleWindows {
+    pub const HOUR: Duration = Duration::from_secs(3600);
+
+    pub fn new(cap: u32, window: Duration) -> Self {
+        VehicleWindows {
+            cap: cap.max(1),
+            window,
+            calls: HashMap::new(),
+        }
+    }
+
+    fn prune(&mut self, vehicle_id: &str, now: Instant) -> Option<&mut VecDeque<Instant>> {
+        let window = self.window;
+        let calls = self.calls.get_mut(vehicle_id)?;
+        while calls
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) >= window)
+        {
+            calls.pop_front();
+        }
+        Some(calls)
+    }
+
+    /// Calls made to the vehicle in the window ending at `now`.
+    pub fn used(&mut self, vehicle_id: &str, now: Instant) -> u32 {
+        self.prune(vehicle_id, now)
+            .map_or(0, |c| c.len().try_into().unwrap_or(u32::MAX))
+    }
+
+    /// When `calls` more calls fit in the window: `now` if they fit already. A plan larger than the
+    /// cap waits for an empty window rather than forever.
+    pub fn room_at(&mut self, vehicle_id: &str, calls: u32, now: Instant) -> Instant {
+        let cap = self.cap as usize;
+        let window = self.window;
+        let Some(made) = self.prune(vehicle_id, now) else {
+            return now;
+        };
+        let calls = (calls as usize).min(cap);
+        if made.len() + calls <= cap {
+            return now;
+        }
+        // The oldest calls must leave the window until `calls` fit.
+        let must_leave = made.len() + calls - cap;
+        made.get(must_leave - 1).map_or(now, |&t| t + window)
+    }
+
+    pub fn record(&mut self, vehicle_id: &str, calls: u32, now: Instant) {
+        let made = self.calls.entry(vehicle_id.to_string()).or_default();
+        made.extend(std::iter::repeat_n(now, calls as usize));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn bucket_starts_full_and_empties() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(
+            RateBudget {
+                burst: 4.0,
+                refill_per_min: 60.0,
+            },
+            t0,
+        );
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        assert!(!b.try_take(t0));
+        assert_eq!(b.next_token_at(t0), Some(t0 + secs(1.0)));
+    }
+
+    #[test]
+    fn bucket_refills_at_its_rate_and_never_over_burst() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(RateBudget::SMARTCAR_DEFAULT, t0);
+        // One of the 120 is held back for requests on the wire.
+        for _ in 0..119 {
+            assert!(b.try_take(t0));
+        }
+        assert!(!b.try_take(t0));
+        // 2 per minute: one token after 30 s.
+        assert!(!b.try_take(t0 + secs(29.0)));
+        assert!(b.try_take(t0 + secs(30.0)));
+        assert!((b.available(t0 + secs(3600.0 * 10.0)) - 119.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bucket_estimates_time_for_a_sweep() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(RateBudget::SMARTCAR_DEFAULT, t0);
+        // 5,000 requests: 119 now, 4,881 more at 2 per minute ≈ 40.7 h.
+        let s = b.seconds_for(5_000, t0).unwrap_or(f64::NAN);
+        assert!((s - 4_881.0 * 30.0).abs() < 1e-6);
+        assert_eq!(b.seconds_for(100, t0), Some(0.0));
+    }
+
+    #[test]
+    fn drained_bucket_refills_only_after_the_server_pause() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(
+            RateBudget {
+                burst: 10.0,
+                refill_per_min: 60.0,
+            },
+            t0,
+        );
+        b.drain_until(t0 + secs(5.0));
+        assert!(!b.try_take(t0 + secs(5.5)));
+        assert!(b.try_take(t0 + secs(6.0)));
+    }
+
+    #[test]
+    fn given_back_token_is_usable_again() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(
+            RateBudget {
+                burst: 1.0,
+                refill_per_min: 0.0,
+            },
+            t0,
+        );
+        assert!(b.try_take(t0));
+        assert_eq!(b.next_token_at(t0), None);
+        b.give_back(t0);
+        assert!(b.try_take(t0));
+    }
+
+    #[test]
+    fn vehicle_window_defers_calls_over_the_cap_until_old_ones_leave() {
+        let t0 = Instant::now();
+        let mut w = VehicleWindows::new(5, VehicleWindows::HOUR);
+        w.record("v", 3, t0);
+        w.record("v", 1, t0 + secs(60.0));
+        assert_eq!(w.room_at("v", 1, t0 + secs(120.0)), t0 + secs(120.0));
+        // 4 used, 3 more needed: two must leave; the second oldest left at t0 + 1 h.
+        assert_eq!(
+            w.room_at("v", 3, t0 + secs(120.0)),
+            t0 + VehicleWindows::HOUR
+        );
+        assert_eq!(w.used("v", t0 + VehicleWindows::HOUR), 1);
+        assert_eq!(w.room_at("other", 5, t0), t0);
+    }
+
+    #[test]
+    fn vehicle_plan_larger_than_the_cap_waits_for_an_empty_window() {
+        let t0 = Instant::now();
+        let mut w = VehicleWindows::new(2, VehicleWindows::HOUR);
+        w.record("v", 1, t0);
+        assert_eq!(w.room_at("v", 6, t0), t0 + VehicleWindows::HOUR);
+    }
+}

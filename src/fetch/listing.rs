@@ -1,0 +1,321 @@
+//! Lists the fleet from the source: the Management API with an AMT, else each access token's user
+//! and vehicles. Failures become one line a person can act on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crate::smartcar::{ApiError, Client, Connection, Secret, TransportKind};
+
+use super::Source;
+use super::backoff::Backoff;
+use super::events::{ConnectionInfo, Priority};
+use super::gate::{Gate, SharedPriority, Ticket};
+
+/// The fleet as listed, and the access token of each user who has one.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub connections: Vec<ConnectionInfo>,
+    pub tokens: HashMap<String, Secret>,
+    /// The user behind `Source::single_token`, when it could be asked.
+    pub single_token_user: Option<String>,
+}
+
+/// How listing requests are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct ListingRetry {
+    pub max_tries: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Which credential a failed request carried, for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    ManagementToken,
+    AccessToken,
+}
+
+/// One line for a person: what failed and what to do.
+fn describe(origin: &str, credential: Credential, e: &ApiError) -> String {
+    match e {
+        ApiError::Transport { kind, message } => match kind {
+            TransportKind::Refused => format!("cannot reach {origin}: connection refused"),
+            TransportKind::Timeout => format!("cannot reach {origin}: timed out"),
+            TransportKind::Other => format!("cannot reach {origin}: {message}"),
+        },
+        _ if e.status() == Some(401) => match credential {
+            Credential::ManagementToken => format!(
+                "the management token was rejected (401) by {origin}: check the application management token (AMT) in the Smartcar dashboard"
+            ),
+            Credential::AccessToken => format!(
+                "the access token was rejected (401) by {origin}: it has expired or was revoked; the backend must refresh it"
+            ),
+        },
+        other => match credential {
+            Credential::ManagementToken => {
+                format!("listing connections from {origin} failed: {other}")
+            }
+            Credential::AccessToken => format!("listing vehicles from {origin} failed: {other}"),
+        },
+    }
+}
+
+struct Lister<'a> {
+    client: &'a Client,
+    gate: &'a Gate,
+    retry: ListingRetry,
+    ticket: Ticket,
+}
+
+impl Lister<'_> {
+    /// Sends through the gate (the listing spends the same budget), retrying retryable failures.
+    async fn call<T, F, Fut>(&self, through_gate: bool, mut f: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut backoff = Backoff::new(self.retry.backoff_base, self.retry.backoff_max);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let permit = if through_gate {
+                match self.gate.acquire(self.ticket.clone()).await {
+                    Ok(p) => Some(p),
+                    Err(closed) => {
+                        return Err(ApiError::Transport {
+                            kind: TransportKind::Other,
+                            message: closed.to_string(),
+                        });
+                    }
+                }
+            } else {
+                None
+            };
+            let result = f().await;
+            drop(permit);
+            match result {
+                Err(e) if e.is_retryable() && tries < self.retry.max_tries => {
+                    let wait = e
+                        .retry_after_s()
+                        .map_or_else(|| backoff.delay(tries), Duration::from_secs);
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn management(&self, amt: &Secret) -> Result<Vec<Connection>, String> {
+        let origin = &self.client.origins().management;
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen_cursors = HashSet::new();
+        loop {
+            let page = self
+                .call(false, || {
+                    self.client.connections_page(amt, cursor.as_deref(), 100)
+                })
+                .await
+                .map_err(|e| describe(origin, Credential::ManagementToken, &e))?;
+            let empty = page.connections.is_empty();
+            all.extend(page.connections);
+            match page.cursor {
+                // A repeated cursor would loop forever.
+                Some(next) if !empty && seen_cursors.insert(next.clone()) => cursor = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    async fn user_of(&self, token: &Secret) -> Result<String, String> {
+        self.call(true, || self.client.user_id(token))
+            .await
+            .map_err(|e| describe(&self.client.origins().api, Credential::AccessToken, &e))
+    }
+
+    async fn vehicles_of(&self, token: &Secret) -> Result<Vec<String>, String> {
+        self.call(true, || self.client.vehicle_ids(token))
+            .await
+            .map_err(|e| describe(&self.client.origins().api, Credential::AccessToken, &e))
+    }
+}
+
+/// Lists the fleet. `Err` is the one-line message for `Event::SourceError`.
+pub async fn list(
+    client: &Client,
+    gate: &Gate,
+    source: &Source,
+    retry: ListingRetry,
+) -> Result<Listing, String> {
+    let lister = Lister {
+        client,
+        gate,
+        retry,
+        ticket: Ticket {
+            priority: SharedPriority::new(Priority::Focus),
+            order: 0,
+            vehicle: None,
+            sent_any: Some(Arc::new(AtomicBool::new(false))),
+        },
+    };
+    let mut tokens = source.tokens.clone();
+    let mut single_token_user = None;
+    if let Some(amt) = &source.amt {
+        if let Some(single) = &source.single_token {
+            match lister.user_of(single).await {
+                Ok(user) => {
+                    tokens.insert(user.clone(), single.clone());
+                    single_token_user = Some(user);
+                }
+                Err(e) => tracing::warn!("the --token user could not be identified: {e}"),
+            }
+        }
+        let connections = lister.management(amt).await?;
+        let connections = connections
+            .into_iter()
+            .map(|c| ConnectionInfo {
+                has_token: tokens.contains_key(&c.user_id),
+                connection: c,
+            })
+            .collect();
+        return Ok(Listing {
+            connections,
+            tokens,
+            single_token_user,
+        });
+    }
+
+    // No AMT: each token lists its own user's vehicles.
+    let mut credentials: Vec<(Option<String>, Secret)> = source
+        .tokens
+        .iter()
+        .map(|(user, t)| (Some(user.clone()), t.clone()))
+        .collect();
+    credentials.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(single) = &source.single_token {
+        credentials.push((None, single.clone()));
+    }
+    if credentials.is_empty() {
+        return Err(
+            "no credentials: give an application management token (AMT), a tokens file or --token"
+                .into(),
+        );
+    }
+    let answers = super::probe::join_all(credentials.iter().map(|(_, token)| async {
+        let user = lister.user_of(token).await?;
+        let vehicles = lister.vehicles_of(token).await?;
+        Ok::<_, String>((user, vehicles))
+    }))
+    .await;
+    let mut listing = Listing::default();
+    let mut seen = HashSet::new();
+    let mut failures = Vec::new();
+    for ((file_user, token), answer) in credentials.into_iter().zip(answers) {
+        match answer {
+            Ok((user, vehicles)) => {
+                if file_user.is_none() {
+                    listing.single_token_user = Some(user.clone());
+                }
+                for vehicle_id in vehicles {
+                    if seen.insert(vehicle_id.clone()) {
+                        listing.connections.push(ConnectionInfo {
+                            connection: Connection {
+                                user_id: user.clone(),
+                                vehicle_id,
+                                connected_at: None,
+                                mode: None,
+                            },
+                            has_token: true,
+                        });
+                    }
+                }
+                listing.tokens.insert(user, token);
+            }
+            Err(e) => failures.push((file_user, e)),
+        }
+    }
+    if listing.tokens.is_empty()
+        && let Some((_, first)) = failures.first()
+    {
+        return Err(if failures.len() == 1 {
+            first.clone()
+        } else {
+            format!(
+                "none of the {} access tokens works: {first}",
+                failures.len()
+            )
+        });
+    }
+    for (user, e) in &failures {
+        tracing::warn!(
+            user = user.as_deref().unwrap_or("--token"),
+            "vehicles not listed: {e}"
+        );
+    }
+    Ok(listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smartcar::{BodyProblem, ErrorType, SmartcarError};
+
+    fn unauthorized() -> ApiError {
+        ApiError::Smartcar(Box::new(SmartcarError {
+            status: 401,
+            error_type: ErrorType::Authentication,
+            code: None,
+            description: "invalid".into(),
+            doc_url: None,
+            request_id: None,
+            resolution: None,
+            suggested_user_message: None,
+            detail: None,
+            retry_after_s: None,
+        }))
+    }
+
+    #[test]
+    fn rejected_amt_says_which_token_and_what_to_do() {
+        let m = describe(
+            "http://127.0.0.1:9",
+            Credential::ManagementToken,
+            &unauthorized(),
+        );
+        assert!(
+            m.starts_with("the management token was rejected (401)"),
+            "{m}"
+        );
+        assert!(!m.contains('\n'));
+    }
+
+    #[test]
+    fn unreachable_origin_names_the_origin() {
+        let e = ApiError::Transport {
+            kind: TransportKind::Refused,
+            message: "tcp connect error".into(),
+        };
+        assert_eq!(
+            describe("http://127.0.0.1:9", Credential::ManagementToken, &e),
+            "cannot reach http://127.0.0.1:9: connection refused"
+        );
+    }
+
+    #[test]
+    fn html_from_a_proxy_is_described_not_hidden() {
+        let e = ApiError::Body {
+            status: 502,
+            problem: BodyProblem::Html,
+            content_type: Some("text/html".into()),
+            request_id: None,
+            snippet: "<html>".into(),
+        };
+        let m = describe("http://x", Credential::AccessToken, &e);
+        assert_eq!(
+            m,
+            "listing vehicles from http://x failed: HTTP 502: upstream returned HTML"
+        );
+    }
+}

@@ -1,0 +1,584 @@
+//! The scheduler task: turns commands into queued probes, starts them in priority order within the
+//! concurrency and budget, reuses fresh reports, and reports progress.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::smartcar::{Client, ProbeReport, Secret};
+
+use super::events::{Command, ConnectionInfo, Event, Priority, Progress};
+use super::gate::{Gate, SharedPriority};
+use super::listing::{self, Listing, ListingRetry};
+use super::plan::{KnownVehicle, ProbePlan};
+use super::probe::{self, ProbeJob, ProbeOutcome, RetryPolicy};
+use super::queue::ProbeQueue;
+use super::{SchedulerConfig, Source};
+
+/// At most this many progress events per second.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// Smartcar's lower figure for a vehicle request, used before any latency was measured.
+const ASSUMED_LATENCY_S: f64 = 3.0;
+
+/// What the scheduler remembers about one vehicle.
+#[derive(Debug, Default)]
+struct VehicleState {
+    known: KnownVehicle,
+    last: Option<(ProbeReport, Instant)>,
+    /// Smartcar asked (Retry-After) not to call before then.
+    not_before: Option<Instant>,
+}
+
+struct Active {
+    priority: SharedPriority,
+    sent_any: Arc<AtomicBool>,
+    abort: AbortHandle,
+}
+
+/// Counters of the current run of work (reset when new work arrives after everything finished).
+#[derive(Debug, Default)]
+struct Run {
+    done: usize,
+    total: usize,
+    errors: usize,
+}
+
+struct Scheduler {
+    client: Client,
+    source: Source,
+    config: SchedulerConfig,
+    plan: Arc<dyn ProbePlan>,
+    retry: RetryPolicy,
+    gate: Gate,
+    events: mpsc::UnboundedSender<Event>,
+
+    listing: Option<Listing>,
+    listing_failed: bool,
+    /// Connections in listing order, and where each vehicle sits in it.
+    connection_index: HashMap<String, usize>,
+    vehicles: HashMap<String, VehicleState>,
+
+    queue: ProbeQueue,
+    active: HashMap<String, Active>,
+    tasks: JoinSet<ProbeOutcome>,
+    task_vehicle: HashMap<tokio::task::Id, String>,
+    max_active: usize,
+    next_order: u64,
+
+    /// Work asked for before the first listing finished.
+    parked: Vec<(Vec<String>, Priority, bool)>,
+    sweep_after_listing: Option<bool>,
+    estimate_after_listing: bool,
+
+    run: Run,
+    progress_dirty: bool,
+    progress_sent_at: Option<Instant>,
+}
+
+pub async fn run(
+    client: Client,
+    source: Source,
+    config: SchedulerConfig,
+    plan: Arc<dyn ProbePlan>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let (gate, gate_timer) = Gate::new(
+        config.concurrency,
+        config.rate,
+        config.per_vehicle_per_hour,
+        events.clone(),
+    );
+    let retry = RetryPolicy {
+        max_tries: config.max_tries.max(1),
+        max_inline_wait: config.max_inline_wait,
+        backoff_base: config.backoff_base,
+        backoff_max: config.backoff_max,
+    };
+    let mut s = Scheduler {
+        max_active: config.concurrency.max(1) * 2,
+        client,
+        source,
+        config,
+        plan,
+        retry,
+        gate,
+        events,
+        listing: None,
+        listing_failed: false,
+        connection_index: HashMap::new(),
+        vehicles: HashMap::new(),
+        queue: ProbeQueue::new(),
+        active: HashMap::new(),
+        tasks: JoinSet::new(),
+        task_vehicle: HashMap::new(),
+        next_order: 1,
+        parked: Vec::new(),
+        sweep_after_listing: None,
+        estimate_after_listing: false,
+        run: Run::default(),
+        progress_dirty: false,
+        progress_sent_at: None,
+    };
+    let mut listing_task = Some(s.start_listing());
+    loop {
+        let wake = s.next_wake();
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                None | Some(Command::Shutdown) => break,
+                Some(Command::RefreshConnections) => {
+                    if listing_task.is_none() {
+                        listing_task = Some(s.start_listing());
+                    }
+                }
+                Some(other) => s.command(other),
+            },
+            listed = async {
+                match listing_task.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                listing_task = None;
+                s.listed(listed.unwrap_or_else(|e| Err(format!("listing stopped: {e}"))));
+            }
+            Some(joined) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.joined(joined),
+            () = sleep_until(wake) => {}
+        }
+        s.dispatch();
+        s.maybe_send_progress();
+    }
+    if let Some(task) = listing_task {
+        task.abort();
+    }
+    s.tasks.abort_all();
+    s.gate.close();
+    gate_timer.abort();
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Scheduler {
+    fn start_listing(&self) -> tokio::task::JoinHandle<Result<Listing, String>> {
+        let client = self.client.clone();
+        let gate = self.gate.clone();
+        let source = self.source.clone();
+        let retry = ListingRetry {
+            max_tries: self.retry.max_tries,
+            backoff_base: self.retry.backoff_base,
+            backoff_max: self.retry.backoff_max,
+        };
+        tokio::spawn(async move { listing::list(&client, &gate, &source, retry).await })
+    }
+
+    fn emit(&self, event: Event) {
+        // The receiver gone means nobody listens; the task ends when commands close.
+        let _ = self.events.send(event);
+    }
+
+    fn listed(&mut self, result: Result<Listing, String>) {
+        match result {
+            Ok(listing) => {
+                self.connection_index = listing
+                    .connections
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.connection.vehicle_id.clone(), i))
+                    .collect();
+                self.emit(Event::ConnectionsListed {
+                    connections: listing.connections.clone(),
+                });
+                self.listing = Some(listing);
+            }
+            Err(message) => {
+                self.listing_failed = true;
+                self.emit(Event::SourceError { message });
+            }
+        }
+        for (ids, priority, force) in std::mem::take(&mut self.parked) {
+            self.probe(ids, priority, force);
+        }
+        if let Some(force) = self.sweep_after_listing.take() {
+            self.sweep(force);
+        }
+        if std::mem::take(&mut self.estimate_after_listing) {
+            self.estimate();
+        }
+    }
+
+    fn listed_once(&self) -> bool {
+        self.listing.is_some() || self.listing_failed
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Probe {
+                vehicle_ids,
+                priority,
+                force,
+            } => {
+                if self.listed_once() {
+                    self.probe(vehicle_ids, priority, force);
+                } else {
+                    self.parked.push((vehicle_ids, priority, force));
+                }
+            }
+            Command::StartSweep { force } => {
+                if self.listed_once() {
+                    self.sweep(force);
+                } else {
+                    self.sweep_after_listing = Some(force);
+                }
+            }
+            Command::CancelSweep => self.cancel_sweep(),
+            Command::EstimateSweep => {
+                if self.listed_once() {
+                    self.estimate();
+                } else {
+                    self.estimate_after_listing = true;
+                }
+            }
+            Command::KnownAttributes(list) => {
+                for a in list {
+                    let state = self.vehicles.entry(a.id.clone()).or_default();
+                    state.known.attributes.get_or_insert(a);
+                }
+            }
+            Command::KnownVins(list) => {
+                for (vehicle_id, vin) in list {
+                    self.vehicles.entry(vehicle_id).or_default().known.vin = Some(vin);
+                }
+            }
+            // Handled by the loop, which owns the listing task and the exit.
+            Command::RefreshConnections | Command::Shutdown => {}
+        }
+    }
+
+    fn connection(&self, vehicle_id: &str) -> Option<&ConnectionInfo> {
+        let i = *self.connection_index.get(vehicle_id)?;
+        self.listing.as_ref()?.connections.get(i)
+    }
+
+    /// The user and access token for a vehicle, if any.
+    fn credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Secret>) {
+        let listing = self.listing.as_ref();
+        let token_of = |user: &str| {
+            listing
+                .and_then(|l| l.tokens.get(user))
+                .or_else(|| self.source.tokens.get(user))
+                .cloned()
+        };
+        match self.connection(vehicle_id) {
+            Some(c) => {
+                let user = c.connection.user_id.clone();
+                let token = token_of(&user);
+                (Some(user), token)
+            }
+            // Not listed: only a single --token can reach it.
+            None => (
+                listing.and_then(|l| l.single_token_user.clone()),
+                self.source.single_token.clone(),
+            ),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.active.is_empty()
+    }
+
+    /// Counts one more unit of work, starting a new run if the last one had finished.
+    fn count_new_work(&mut self) {
+        if self.is_idle() && self.run.done >= self.run.total {
+            self.run = Run::default();
+        }
+        self.run.total += 1;
+        self.progress_dirty = true;
+    }
+
+    fn finish_without_requests(&mut self, report: ProbeReport) {
+        self.run.done += 1;
+        self.progress_dirty = true;
+        self.emit(Event::Observed { report });
+    }
+
+    fn probe(&mut self, vehicle_ids: Vec<String>, priority: Priority, force: bool) {
+        let now = Instant::now();
+        for vehicle_id in vehicle_ids {
+            if let Some(active) = self.active.get(&vehicle_id) {
+                // Joins the probe in flight; its requests waiting at the gate move up.
+                active.priority.raise(priority);
+                continue;
+            }
+            if self.queue.contains(&vehicle_id) {
+                self.queue.push(&vehicle_id, priority, force);
+                continue;
+            }
+            let (user_id, token) = self.credentials(&vehicle_id);
+            if token.is_none() {
+                self.count_new_work();
+                let known = self
+                    .vehicles
+                    .get(&vehicle_id)
+                    .map(|v| v.known.clone())
+                    .unwrap_or_default();
+                self.finish_without_requests(ProbeReport {
+                    vehicle_id,
+                    user_id,
+                    has_token: false,
+                    attributes: known.attributes,
+                    vin: known.vin,
+                    observations: Vec::new(),
+                });
+                continue;
+            }
+            if let Some(report) = self.reusable(&vehicle_id, force, now) {
+                self.count_new_work();
+                self.finish_without_requests(report);
+                continue;
+            }
+            self.count_new_work();
+            self.queue.push(&vehicle_id, priority, force);
+        }
+    }
+
+    /// The last report, when a new probe would not be worth its requests.
+    fn reusable(&self, vehicle_id: &str, force: bool, now: Instant) -> Option<ProbeReport> {
+        let state = self.vehicles.get(vehicle_id)?;
+        let (report, at) = state.last.as_ref()?;
+        let held = state.not_before.is_some_and(|t| t > now);
+        // Smartcar asked us to leave this vehicle alone: even a forced probe gets the last answer.
+        let fresh = now.saturating_duration_since(*at) < self.config.freshness;
+        (held || (fresh && !force)).then(|| report.clone())
+    }
+
+    fn sweep(&mut self, force: bool) {
+        let ids: Vec<String> = self
+            .listing
+            .as_ref()
+            .map(|l| {
+                l.connections
+                    .iter()
+                    .map(|c| c.connection.vehicle_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.probe(ids, Priority::Sweep, force);
+    }
+
+    fn cancel_sweep(&mut self) {
+        self.sweep_after_listing = None;
+        let dropped = self.queue.drop_priority(Priority::Sweep);
+        self.run.total = self.run.total.saturating_sub(dropped.len());
+        // Sweep probes that have not sent anything yet are queued work too.
+        for active in self.active.values() {
+            if active.priority.get() == Priority::Sweep && !active.sent_any.load(Ordering::Relaxed)
+            {
+                active.abort.abort();
+            }
+        }
+        self.progress_dirty = true;
+    }
+
+    fn estimate(&mut self) {
+        let now = Instant::now();
+        let mut requests = 0u64;
+        let connections = self
+            .listing
+            .as_ref()
+            .map(|l| l.connections.as_slice())
+            .unwrap_or_default();
+        let empty = VehicleState::default();
+        for c in connections.iter().filter(|c| c.has_token) {
+            let vehicle_id = &c.connection.vehicle_id;
+            if self.reusable(vehicle_id, false, now).is_some() {
+                continue;
+            }
+            let state = self.vehicles.get(vehicle_id).unwrap_or(&empty);
+            requests += u64::from(self.plan.worst_case(&state.known).requests);
+        }
+        let stats = self.gate.stats();
+        let latency_s = stats
+            .mean_latency_ms
+            .map_or(ASSUMED_LATENCY_S, |ms| ms / 1000.0);
+        let by_concurrency = requests as f64 / self.config.concurrency.max(1) as f64 * latency_s;
+        let by_budget = self.gate.seconds_for(requests).unwrap_or(0.0);
+        let eta_s = by_concurrency.max(by_budget).ceil() as u64;
+        self.emit(Event::SweepCost { requests, eta_s });
+    }
+
+    /// Starts queued probes, most urgent first, while slots allow. Focus never waits for a slot.
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        while let Some(priority) = self.queue.peek_ready(now) {
+            if priority != Priority::Focus && self.active.len() >= self.max_active {
+                break;
+            }
+            let Some(next) = self.queue.pop_ready(now) else {
+                break;
+            };
+            let known = self
+                .vehicles
+                .get(&next.vehicle_id)
+                .map(|v| v.known.clone())
+                .unwrap_or_default();
+            let calls = self.plan.worst_case(&known).vehicle_calls;
+            let room_at = self.gate.vehicle_room_at(&next.vehicle_id, calls, now);
+            if room_at > now {
+                // Over the per-vehicle hourly cap: start when enough calls have left the window.
+                self.queue.defer(next, room_at);
+                continue;
+            }
+            let (_, token) = self.credentials(&next.vehicle_id);
+            let Some(token) = token else {
+                continue;
+            };
+            let shared = SharedPriority::new(next.priority);
+            let sent_any = Arc::new(AtomicBool::new(false));
+            let job = ProbeJob {
+                vehicle_id: next.vehicle_id.clone(),
+                token,
+                known,
+                priority: shared.clone(),
+                order: self.next_order,
+                sent_any: Arc::clone(&sent_any),
+            };
+            self.next_order += 1;
+            let client = self.client.clone();
+            let gate = self.gate.clone();
+            let plan = Arc::clone(&self.plan);
+            let retry = self.retry;
+            let abort = self.tasks.spawn(async move {
+                probe::run_probe(&client, &gate, plan.as_ref(), retry, job).await
+            });
+            self.task_vehicle
+                .insert(abort.id(), next.vehicle_id.clone());
+            self.active.insert(
+                next.vehicle_id.clone(),
+                Active {
+                    priority: shared,
+                    sent_any,
+                    abort,
+                },
+            );
+            self.progress_dirty = true;
+            self.emit(Event::ProbeStarted {
+                vehicle_id: next.vehicle_id,
+                priority: next.priority,
+            });
+        }
+    }
+
+    fn joined(&mut self, joined: Result<(tokio::task::Id, ProbeOutcome), tokio::task::JoinError>) {
+        let (id, outcome) = match joined {
+            Ok((id, outcome)) => (id, Ok(outcome)),
+            Err(e) => (e.id(), Err(e)),
+        };
+        let Some(vehicle_id) = self.task_vehicle.remove(&id) else {
+            return;
+        };
+        self.active.remove(&vehicle_id);
+        self.progress_dirty = true;
+        match outcome {
+            Ok(outcome) => self.finished(outcome),
+            Err(e) if e.is_cancelled() => {
+                // A cancelled sweep probe that had sent nothing: dropped work, not done work.
+                self.run.total = self.run.total.saturating_sub(1);
+            }
+            Err(e) => {
+                // A bug in a probe must not lose the vehicle: report it with what is known.
+                tracing::error!(vehicle_id, "probe task failed: {e}");
+                let (user_id, _) = self.credentials(&vehicle_id);
+                let known = self
+                    .vehicles
+                    .get(&vehicle_id)
+                    .map(|v| v.known.clone())
+                    .unwrap_or_default();
+                self.run.errors += 1;
+                self.finish_without_requests(ProbeReport {
+                    vehicle_id,
+                    user_id,
+                    has_token: true,
+                    attributes: known.attributes,
+                    vin: known.vin,
+                    observations: Vec::new(),
+                });
+            }
+        }
+    }
+
+    fn finished(&mut self, outcome: ProbeOutcome) {
+        let now = Instant::now();
+        let (user_id, _) = self.credentials(&outcome.vehicle_id);
+        let state = self.vehicles.entry(outcome.vehicle_id.clone()).or_default();
+        if state.known.attributes.is_none() {
+            state.known.attributes = outcome.known.attributes.clone();
+        }
+        if outcome.known.vin.is_some() {
+            state.known.vin = outcome.known.vin.clone();
+        }
+        state.not_before = outcome.not_before;
+        let report = ProbeReport {
+            vehicle_id: outcome.vehicle_id,
+            user_id,
+            has_token: true,
+            attributes: state.known.attributes.clone(),
+            vin: state.known.vin.clone(),
+            observations: outcome.observations,
+        };
+        state.last = Some((report.clone(), now));
+        self.run.done += 1;
+        if outcome.unresolved {
+            self.run.errors += 1;
+        }
+        self.emit(Event::Observed { report });
+    }
+
+    fn next_wake(&mut self) -> Option<Instant> {
+        let progress = self.progress_dirty.then(|| {
+            self.progress_sent_at
+                .map_or_else(Instant::now, |t| t + PROGRESS_EVERY)
+        });
+        let release = self.queue.next_release();
+        match (progress, release) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn maybe_send_progress(&mut self) {
+        if !self.progress_dirty {
+            return;
+        }
+        let now = Instant::now();
+        let due = self
+            .progress_sent_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= PROGRESS_EVERY);
+        // The last word of a run is never held back.
+        if !due && !self.is_idle() {
+            return;
+        }
+        let stats = self.gate.stats();
+        self.emit(Event::Progress(Progress {
+            done: self.run.done,
+            total: self.run.total,
+            in_flight: self.active.len(),
+            errors: self.run.errors,
+            requests_sent: stats.requests_sent,
+            requests_per_s: stats.requests_per_s,
+            budget_left: stats.budget_left,
+            budget_refill_per_min: stats.refill_per_min,
+        }));
+        self.progress_dirty = false;
+        self.progress_sent_at = Some(now);
+    }
+}

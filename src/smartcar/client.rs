@@ -1,0 +1,569 @@
+//! The HTTP client for the Smartcar Vehicle and Management APIs: requests, paging, meta, typed errors.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+
+use super::error::{ApiError, BodyProblem, TransportKind, error_from_json, parse_error_body};
+use super::model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
+use super::observation::{Answer, Observation, Probe};
+use super::{Origins, Secret};
+
+/// Timeouts and limits. Vehicle calls may wake the car: Smartcar's SDKs wait up to 310 s.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub connect_timeout: Duration,
+    /// Calls that contact the vehicle (data, batch, attributes, Tesla endpoints).
+    pub vehicle_timeout: Duration,
+    /// Calls that do not (Management API, `/permissions`, `/vehicles`, `/user`).
+    pub fast_timeout: Duration,
+    /// Bodies larger than this are refused as [`BodyProblem::TooLarge`].
+    pub max_body_bytes: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            connect_timeout: Duration::from_secs(10),
+            vehicle_timeout: Duration::from_secs(310),
+            fast_timeout: Duration::from_secs(30),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// The client could not be built (TLS setup).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct ClientBuildError(String);
+
+/// One HTTP exchange that arrived: status, headers we use, body.
+struct Exchange {
+    meta: Meta,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+/// A cheap-to-clone Smartcar client (the connection pool is shared).
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    origins: Origins,
+    settings: ClientSettings,
+}
+
+/// One page of the Management API's connection list.
+#[derive(Debug, Clone)]
+pub struct ConnectionsPage {
+    pub connections: Vec<Connection>,
+    pub cursor: Option<String>,
+}
+
+impl Client {
+    pub fn new(origins: Origins, settings: ClientSettings) -> Result<Client, ClientBuildError> {
+        // Several clients may race to install it; the first one wins and that is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!("vtriage/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ClientBuildError(e.to_string()))?;
+        Ok(Client {
+            http,
+            origins,
+            settings,
+        })
+    }
+
+    pub fn origins(&self) -> &Origins {
+        &self.origins
+    }
+
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Exchange, ApiError> {
+        let started = Instant::now();
+        let mut response = request
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let headers = response.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let mut meta = Meta {
+            status: response.status().as_u16(),
+            request_id: header("sc-request-id"),
+            data_age: header("sc-data-age").and_then(|s| s.parse().ok()),
+            fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
+            retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
+            latency_ms: 0,
+        };
+        let content_type = header("content-type");
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.settings.max_body_bytes {
+                        return Err(ApiError::Body {
+                            status: meta.status,
+                            problem: BodyProblem::TooLarge,
+                            content_type,
+                            request_id: meta.request_id,
+                            snippet: String::new(),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The body was cut off mid-way: keep what arrived as evidence of a truncated answer.
+                    if e.is_timeout() {
+                        return Err(transport_error(e));
+                    }
+                    break;
+                }
+            }
+        }
+        meta.latency_ms = started.elapsed().as_millis() as u64;
+        Ok(Exchange {
+            meta,
+            content_type,
+            body,
+        })
+    }
+
+    /// Sends a request and reads a JSON success body, or the error it carries.
+    async fn json(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> (Meta, Result<Value, ApiError>) {
+        let ex = match self.exchange(request, timeout).await {
+            Ok(ex) => ex,
+            Err(e) => {
+                let meta = Meta {
+                    status: e.status().unwrap_or(0),
+                    ..Meta::default()
+                };
+                return (meta, Err(e));
+            }
+        };
+        let status = ex.meta.status;
+        if !(200..300).contains(&status) {
+            let err = parse_error_body(
+                status,
+                ex.content_type.as_deref(),
+                ex.meta.request_id.as_deref(),
+                ex.meta.retry_after_s,
+                &ex.body,
+            );
+            return (ex.meta, Err(err));
+        }
+        let parsed = match serde_json::from_slice::<Value>(ex.body.trim_ascii()) {
+            Ok(v) => Ok(v),
+            Err(_) => {
+                // A success status with an unreadable body: classify it like an error body would be.
+                let problem = match parse_error_body(
+                    status,
+                    ex.content_type.as_deref(),
+                    None,
+                    None,
+                    &ex.body,
+                ) {
+                    ApiError::Body { problem, .. } => problem,
+                    _ => BodyProblem::InvalidJson,
+                };
+                Err(ApiError::Body {
+                    status,
+                    problem,
+                    content_type: ex.content_type.clone(),
+                    request_id: ex.meta.request_id.clone(),
+                    snippet: String::from_utf8_lossy(&ex.body)
+                        .chars()
+                        .take(200)
+                        .collect(),
+                })
+            }
+        };
+        (ex.meta, parsed)
+    }
+
+    fn api_url(&self, path: &str) -> String {
+        format!("{}/v2.0{}", self.origins.api, path)
+    }
+
+    fn bearer(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: &Secret,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .bearer_auth(token.expose())
+            .header("sc-unit-system", "metric")
+    }
+
+    /// One page of `GET /v2.0/management/connections` (Basic `default:<AMT>`).
+    pub async fn connections_page(
+        &self,
+        amt: &Secret,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ConnectionsPage, ApiError> {
+        let url = format!("{}/v2.0/management/connections", self.origins.management);
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("default:{}", amt.expose()));
+        let mut query: Vec<(&str, String)> = vec![("limit", limit.min(100).to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_string()));
+        }
+        let request = self
+            .http
+            .get(url)
+            .header("authorization", format!("Basic {basic}"))
+            .query(&query);
+        let (meta, body) = self.json(request, self.settings.fast_timeout).await;
+        let body = body?;
+        let connections = body
+            .get("connections")
+            .cloned()
+            .and_then(|c| serde_json::from_value::<Vec<Connection>>(c).ok())
+            .ok_or_else(|| shape_error(&meta, &body))?;
+        let cursor = body
+            .get("paging")
+            .and_then(|p| p.get("cursor"))
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        Ok(ConnectionsPage {
+            connections,
+            cursor,
+        })
+    }
+
+    /// Every connection of the application, following cursors until `null`.
+    pub async fn list_connections(&self, amt: &Secret) -> Result<Vec<Connection>, ApiError> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.connections_page(amt, cursor.as_deref(), 100).await?;
+            let empty = page.connections.is_empty();
+            all.extend(page.connections);
+            match page.cursor {
+                // A server repeating its cursor or sending an empty page with a cursor would loop forever.
+                Some(next) if !empty && Some(&next) != cursor.as_ref() => cursor = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// The vehicle ids a token can reach (`GET /vehicles`, offset paging).
+    pub async fn vehicle_ids(&self, token: &Secret) -> Result<Vec<String>, ApiError> {
+        const LIMIT: usize = 50;
+        let mut ids = Vec::new();
+        loop {
+            let url = self.api_url("/vehicles");
+            let request = self.bearer(reqwest::Method::GET, &url, token).query(&[
+                ("limit", LIMIT.to_string()),
+                ("offset", ids.len().to_string()),
+            ]);
+            let (meta, body) = self.json(request, self.settings.fast_timeout).await;
+            let body = body?;
+            let page: Vec<String> = body
+                .get("vehicles")
+                .cloned()
+                .and_then(|v| serde_json::from_value(v).ok())
+                .ok_or_else(|| shape_error(&meta, &body))?;
+            let n = page.len();
+            ids.extend(page);
+            if n < LIMIT {
+                return Ok(ids);
+            }
+        }
+    }
+
+    /// The user id behind a token (`GET /user`).
+    pub async fn user_id(&self, token: &Secret) -> Result<String, ApiError> {
+        let url = self.api_url("/user");
+        let (meta, body) = self
+            .json(
+                self.bearer(reqwest::Method::GET, &url, token),
+                self.settings.fast_timeout,
+            )
+            .await;
+        let body = body?;
+        body.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| shape_error(&meta, &body))
+    }
+
+    /// Every permission granted to the app for a vehicle, following offset paging.
+    async fn permissions(
+        &self,
+        token: &Secret,
+        vehicle_id: &str,
+    ) -> (Meta, Result<Vec<String>, ApiError>) {
+        const LIMIT: usize = 25;
+        let mut all = Vec::new();
+        let mut first_meta: Option<Meta> = None;
+        loop {
+            let url = self.api_url(&format!("/vehicles/{vehicle_id}/permissions"));
+            let request = self.bearer(reqwest::Method::GET, &url, token).query(&[
+                ("limit", LIMIT.to_string()),
+                ("offset", all.len().to_string()),
+            ]);
+            let (meta, body) = self.json(request, self.settings.fast_timeout).await;
+            let meta_out = first_meta.clone().unwrap_or_else(|| meta.clone());
+            let body = match body {
+                Ok(b) => b,
+                Err(e) => return (meta_out, Err(e)),
+            };
+            let page: Option<Vec<String>> = body
+                .get("permissions")
+                .cloned()
+                .and_then(|v| serde_json::from_value(v).ok());
+            let Some(page) = page else {
+                return (meta_out, Err(shape_error(&meta, &body)));
+            };
+            first_meta.get_or_insert(meta);
+            let n = page.len();
+            all.extend(page);
+            let total = body
+                .get("paging")
+                .and_then(|p| p.get("count"))
+                .and_then(Value::as_u64)
+                .map(|c| c as usize);
+            let more = match total {
+                Some(total) => all.len() < total && n > 0,
+                None => n == LIMIT,
+            };
+            if !more {
+                return (first_meta.unwrap_or(meta_out), Ok(all));
+            }
+        }
+    }
+
+    /// Asks one question of one vehicle and records the answer as an [`Observation`].
+    pub async fn probe(&self, token: &Secret, vehicle_id: &str, probe: Probe) -> Observation {
+        let path = match probe {
+            Probe::Attributes => format!("/vehicles/{vehicle_id}"),
+            other => format!("/vehicles/{vehicle_id}{}", other.path()),
+        };
+        let endpoint = format!("GET /v2.0{path}");
+        if probe == Probe::Permissions {
+            let (meta, result) = self.permissions(token, vehicle_id).await;
+            return Observation {
+                probe,
+                endpoint,
+                at: jiff::Timestamp::now(),
+                meta,
+                outcome: result.map(|permissions| Answer::Permissions { permissions }),
+            };
+        }
+        let url = self.api_url(&path);
+        let (meta, body) = self
+            .json(
+                self.bearer(reqwest::Method::GET, &url, token),
+                self.settings.vehicle_timeout,
+            )
+            .await;
+        let outcome = body.and_then(|body| {
+            answer_from_body(probe, &body).ok_or_else(|| shape_error(&meta, &body))
+        });
+        Observation {
+            probe,
+            endpoint,
+            at: jiff::Timestamp::now(),
+            meta,
+            outcome,
+        }
+    }
+
+    /// Reads several data kinds in one `POST /vehicles/{id}/batch`; one observation per kind.
+    pub async fn batch(
+        &self,
+        token: &Secret,
+        vehicle_id: &str,
+        kinds: &[DataKind],
+    ) -> Vec<Observation> {
+        let url = self.api_url(&format!("/vehicles/{vehicle_id}/batch"));
+        let endpoint_of =
+            |kind: DataKind| format!("POST /v2.0/vehicles/{vehicle_id}/batch {}", kind.path());
+        let requests: Vec<Value> = kinds
+            .iter()
+            .map(|k| serde_json::json!({ "path": k.path() }))
+            .collect();
+        let request = self
+            .bearer(reqwest::Method::POST, &url, token)
+            .json(&serde_json::json!({ "requests": requests }));
+        let (meta, body) = self.json(request, self.settings.vehicle_timeout).await;
+        let at = jiff::Timestamp::now();
+        let failed_whole = |err: ApiError| {
+            kinds
+                .iter()
+                .map(|&k| Observation {
+                    probe: Probe::Data(k),
+                    endpoint: endpoint_of(k),
+                    at,
+                    meta: meta.clone(),
+                    outcome: Err(err.clone()),
+                })
+                .collect::<Vec<_>>()
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => return failed_whole(e),
+        };
+        let Some(items) = body.get("responses").and_then(Value::as_array) else {
+            return failed_whole(shape_error(&meta, &body));
+        };
+        kinds
+            .iter()
+            .map(|&kind| {
+                let item = items.iter().find(|item| {
+                    item.get("path")
+                        .and_then(Value::as_str)
+                        .and_then(DataKind::from_path)
+                        == Some(kind)
+                });
+                let (item_meta, outcome) = match item {
+                    Some(item) => batch_item(&meta, item),
+                    None => (meta.clone(), Err(shape_error(&meta, &body))),
+                };
+                Observation {
+                    probe: Probe::Data(kind),
+                    endpoint: endpoint_of(kind),
+                    at,
+                    meta: item_meta,
+                    outcome,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Reads one batch item: its `code`, `body` and `headers` (header names compared without case).
+fn batch_item(top: &Meta, item: &Value) -> (Meta, Result<Answer, ApiError>) {
+    let code = item
+        .get("code")
+        .and_then(Value::as_u64)
+        .map(|c| c as u16)
+        .unwrap_or(0);
+    let headers = item.get("headers").and_then(Value::as_object);
+    let header = |name: &str| {
+        headers.and_then(|h| {
+            h.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+        })
+    };
+    let meta = Meta {
+        status: code,
+        request_id: top.request_id.clone(),
+        data_age: header("sc-data-age").and_then(|s| s.parse().ok()),
+        fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
+        retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
+        latency_ms: top.latency_ms,
+    };
+    let body = item.get("body").cloned().unwrap_or(Value::Null);
+    let outcome = if code == 200 || code == 204 {
+        Ok(Answer::Data { body })
+    } else {
+        match error_from_json(code, &body, top.request_id.as_deref(), meta.retry_after_s) {
+            Some(e) => Err(ApiError::Smartcar(Box::new(e))),
+            None => Err(ApiError::Body {
+                status: code,
+                problem: BodyProblem::UnexpectedShape,
+                content_type: None,
+                request_id: top.request_id.clone(),
+                snippet: body.to_string().chars().take(200).collect(),
+            }),
+        }
+    };
+    (meta, outcome)
+}
+
+/// Turns a success body into the answer for a probe; `None` when the shape is wrong.
+pub fn answer_from_body(probe: Probe, body: &Value) -> Option<Answer> {
+    match probe {
+        Probe::Attributes => serde_json::from_value::<VehicleAttributes>(body.clone())
+            .ok()
+            .map(Answer::Attributes),
+        Probe::Permissions => body
+            .get("permissions")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .map(|permissions| Answer::Permissions { permissions }),
+        Probe::Data(_) => body
+            .is_object()
+            .then(|| Answer::Data { body: body.clone() }),
+        Probe::VirtualKey => body
+            .get("isPaired")
+            .and_then(Value::as_bool)
+            .map(|is_paired| Answer::VirtualKey { is_paired }),
+        Probe::TeslaUserAccess => serde_json::from_value::<TeslaUserAccess>(body.clone())
+            .ok()
+            .filter(|_| body.is_object())
+            .map(Answer::TeslaUserAccess),
+        Probe::TeslaAttributes => body.is_object().then(|| Answer::TeslaAttributes {
+            at_home: body.get("atHome").and_then(Value::as_bool),
+        }),
+    }
+}
+
+fn shape_error(meta: &Meta, body: &Value) -> ApiError {
+    ApiError::Body {
+        status: meta.status,
+        problem: BodyProblem::UnexpectedShape,
+        content_type: Some("application/json".into()),
+        request_id: meta.request_id.clone(),
+        snippet: body.to_string().chars().take(200).collect(),
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> ApiError {
+    let kind = if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_connect() {
+        TransportKind::Refused
+    } else {
+        TransportKind::Other
+    };
+    // reqwest's Display includes the URL, which never carries a token (tokens go in headers).
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    ApiError::Transport { kind, message }
+}
+
+/// `Retry-After` as seconds: an integer, or an HTTP date (then counted from now).
+pub fn parse_retry_after(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(s) = value.parse::<u64>() {
+        return Some(s);
+    }
+    if let Ok(f) = value.parse::<f64>() {
+        return (f.is_finite() && f >= 0.0).then(|| f.ceil() as u64);
+    }
+    let date = jiff::fmt::rfc2822::parse(value).ok()?;
+    let secs = date.timestamp().as_second() - jiff::Timestamp::now().as_second();
+    Some(secs.max(0) as u64)
+}
