@@ -483,57 +483,97 @@ impl Keymap {
         Ok(keymap)
     }
 
+    /// The defaults overlaid with an already parsed table: the config file's `[keys]`. Either
+    /// sections per context (`[keys.vehicle] copy_reply = ["C"]`) or, for short, an action name
+    /// at the top (`quit = ["x"]`), which rebinds it in every context that has it.
+    pub fn with_table(origin: &str, table: &toml::Table) -> Result<Keymap, KeymapError> {
+        let mut keymap = Keymap::defaults();
+        keymap.overlay_table(origin, table, false)?;
+        Ok(keymap)
+    }
+
     fn overlay(&mut self, origin: &str, text: &str, defining: bool) -> Result<(), KeymapError> {
         let table: toml::Table = toml::from_str(text).map_err(|e| KeymapError::Toml {
             origin: origin.into(),
             message: e.to_string(),
         })?;
-        for (section, value) in &table {
-            let context =
-                KeyContext::from_name(section).ok_or_else(|| KeymapError::UnknownContext {
-                    origin: origin.into(),
-                    section: section.clone(),
-                    valid: KeyContext::ALL.map(KeyContext::name).join(", "),
-                })?;
-            let Some(actions) = value.as_table() else {
-                return Err(KeymapError::UnknownContext {
-                    origin: origin.into(),
-                    section: section.clone(),
-                    valid: KeyContext::ALL.map(KeyContext::name).join(", "),
-                });
-            };
-            for (action_name, keys) in actions {
-                let known = self.bindings.get(&context);
-                let action = Action::from_name(action_name)
-                    .filter(|a| defining || known.is_some_and(|k| k.contains_key(a)))
-                    .ok_or_else(|| KeymapError::UnknownAction {
-                        origin: origin.into(),
-                        context: context.name(),
-                        action: action_name.clone(),
-                        valid: known
-                            .map(|k| k.keys().map(|a| a.name()).collect::<Vec<_>>().join(", "))
-                            .unwrap_or_default(),
-                    })?;
-                let not_a_list = || KeymapError::NotAList {
-                    origin: origin.into(),
-                    context: context.name(),
-                    action: action_name.clone(),
-                };
-                let list = keys.as_array().ok_or_else(not_a_list)?;
-                let mut parsed = Vec::with_capacity(list.len());
-                for key in list {
-                    let name = key.as_str().ok_or_else(not_a_list)?;
-                    let key = Key::parse(name).map_err(|reason| KeymapError::BadKey {
-                        origin: origin.into(),
-                        context: context.name(),
-                        action: action_name.clone(),
-                        reason,
-                    })?;
-                    parsed.push(key);
+        self.overlay_table(origin, &table, defining)
+    }
+
+    fn overlay_table(
+        &mut self,
+        origin: &str,
+        table: &toml::Table,
+        defining: bool,
+    ) -> Result<(), KeymapError> {
+        let unknown_section = |section: &str| KeymapError::UnknownContext {
+            origin: origin.into(),
+            section: section.into(),
+            valid: KeyContext::ALL.map(KeyContext::name).join(", "),
+        };
+        for (section, value) in table {
+            if let (false, Some(action), toml::Value::Array(_)) =
+                (defining, Action::from_name(section), value)
+            {
+                let contexts: Vec<KeyContext> = KeyContext::ALL
+                    .into_iter()
+                    .filter(|c| {
+                        self.bindings
+                            .get(c)
+                            .is_some_and(|a| a.contains_key(&action))
+                    })
+                    .collect();
+                for context in contexts {
+                    self.overlay_action(origin, context, section, value, false)?;
                 }
-                self.bind(context, action, parsed);
+                continue;
+            }
+            let context = KeyContext::from_name(section).ok_or_else(|| unknown_section(section))?;
+            let actions = value.as_table().ok_or_else(|| unknown_section(section))?;
+            for (action_name, keys) in actions {
+                self.overlay_action(origin, context, action_name, keys, defining)?;
             }
         }
+        Ok(())
+    }
+
+    fn overlay_action(
+        &mut self,
+        origin: &str,
+        context: KeyContext,
+        action_name: &str,
+        keys: &toml::Value,
+        defining: bool,
+    ) -> Result<(), KeymapError> {
+        let known = self.bindings.get(&context);
+        let action = Action::from_name(action_name)
+            .filter(|a| defining || known.is_some_and(|k| k.contains_key(a)))
+            .ok_or_else(|| KeymapError::UnknownAction {
+                origin: origin.into(),
+                context: context.name(),
+                action: action_name.into(),
+                valid: known
+                    .map(|k| k.keys().map(|a| a.name()).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+            })?;
+        let not_a_list = || KeymapError::NotAList {
+            origin: origin.into(),
+            context: context.name(),
+            action: action_name.into(),
+        };
+        let list = keys.as_array().ok_or_else(not_a_list)?;
+        let mut parsed = Vec::with_capacity(list.len());
+        for key in list {
+            let name = key.as_str().ok_or_else(not_a_list)?;
+            let key = Key::parse(name).map_err(|reason| KeymapError::BadKey {
+                origin: origin.into(),
+                context: context.name(),
+                action: action_name.into(),
+                reason,
+            })?;
+            parsed.push(key);
+        }
+        self.bind(context, action, parsed);
         Ok(())
     }
 
@@ -833,6 +873,27 @@ mod tests {
         assert!(matches!(section, Some(KeymapError::UnknownContext { .. })));
         let not_list = Keymap::with_overrides("k.toml", "[fleet]\nquit = \"x\"\n").err();
         assert!(matches!(not_list, Some(KeymapError::NotAList { .. })));
+    }
+
+    #[test]
+    fn config_keys_table_rebinds_an_action_everywhere_it_exists() {
+        let table: toml::Table =
+            toml::from_str("quit = [\"x\"]\n[vehicle]\ncopy_reply = [\"C\"]\n").unwrap_or_default();
+        let keymap = Keymap::with_table("config.toml [keys]", &table).unwrap_or_default();
+        assert_eq!(
+            keymap.action(KeyContext::Fleet, key("x")),
+            Some(Action::Quit)
+        );
+        assert_eq!(
+            keymap.action(KeyContext::Vehicle, key("x")),
+            Some(Action::Quit)
+        );
+        assert_eq!(keymap.action(KeyContext::Fleet, key("q")), None);
+        assert_eq!(
+            keymap.action(KeyContext::Vehicle, key("C")),
+            Some(Action::CopyReply)
+        );
+        assert_eq!(keymap.action(KeyContext::Vehicle, key("c")), None);
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! The dashboard: terminal lifecycle, keymap, theme, clipboard, widgets and views over the store.
 
+pub mod clipboard;
 pub mod keymap;
 pub mod terminal;
+pub mod theme;
