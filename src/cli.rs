@@ -52,7 +52,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "N")]
     pub concurrency: Option<usize>,
     /// Client-side request budget per minute (burst stays as configured).
-    #[arg(long, global = true, value_name = "R/min", conflicts_with = "no_rate_limit")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "R/min",
+        conflicts_with = "no_rate_limit"
+    )]
     pub rate: Option<f64>,
     /// Switch the client-side rate budget off (plans with higher limits, the simulator).
     #[arg(long, global = true)]

@@ -24,7 +24,10 @@ pub enum SetupError {
     #[error("{0}")]
     Usage(String),
     #[error("cannot read the management token from {path}: {source}")]
-    AmtFile { path: PathBuf, source: std::io::Error },
+    AmtFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start the built-in simulator: {0}")]
     Sim(String),
     #[error(transparent)]
@@ -76,8 +79,10 @@ impl Settings {
 pub fn parse_now(value: Option<&str>) -> Result<Option<jiff::Timestamp>, SetupError> {
     value
         .map(|v| {
-            v.parse::<jiff::Timestamp>()
-                .map_err(|e| SetupError::Now { value: v.to_string(), reason: e.to_string() })
+            v.parse::<jiff::Timestamp>().map_err(|e| SetupError::Now {
+                value: v.to_string(),
+                reason: e.to_string(),
+            })
         })
         .transpose()
 }
@@ -94,7 +99,11 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     let now_override = parse_now(global.now.as_deref())?;
     let mut warnings = Vec::new();
 
-    let profile_name = global.profile.clone().or_else(|| config.profile.clone()).unwrap_or_else(|| "demo".into());
+    let profile_name = global
+        .profile
+        .clone()
+        .or_else(|| config.profile.clone())
+        .unwrap_or_else(|| "demo".into());
     let profile = match config.profiles.get(&profile_name) {
         Some(p) => p.clone(),
         None if profile_name == "demo" => Default::default(),
@@ -107,17 +116,29 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     };
 
     // Credentials: flags, then env, then the profile.
-    let amt_env = profile.amt_env.clone().unwrap_or_else(|| "SMARTCAR_MANAGEMENT_TOKEN".into());
+    let amt_env = profile
+        .amt_env
+        .clone()
+        .unwrap_or_else(|| "SMARTCAR_MANAGEMENT_TOKEN".into());
     let amt = match (&global.amt, env_nonempty(&amt_env), &profile.amt_file) {
         (Some(a), _, _) => Some(a.trim().to_string()),
         (None, Some(a), _) => Some(a.trim().to_string()),
         (None, None, Some(file)) => {
-            let text = std::fs::read_to_string(file).map_err(|source| SetupError::AmtFile { path: file.clone(), source })?;
-            text.lines().next().map(|l| l.trim().to_string()).filter(|l| !l.is_empty())
+            let text = std::fs::read_to_string(file).map_err(|source| SetupError::AmtFile {
+                path: file.clone(),
+                source,
+            })?;
+            text.lines()
+                .next()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
         }
         _ => None,
     };
-    let tokens_path = global.tokens.clone().or_else(|| profile.tokens_file.clone());
+    let tokens_path = global
+        .tokens
+        .clone()
+        .or_else(|| profile.tokens_file.clone());
     let tokens = match &tokens_path {
         Some(path) => {
             let t = crate::tokens::load(path)?;
@@ -129,7 +150,11 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     let single_token = global.token.clone().map(Secret::new);
     let has_credentials = amt.is_some() || !tokens.is_empty() || single_token.is_some();
 
-    let mode = if global.demo || !has_credentials { Mode::Demo } else { Mode::Live };
+    let mode = if global.demo || !has_credentials {
+        Mode::Demo
+    } else {
+        Mode::Live
+    };
     if mode == Mode::Demo && profile.kind == ProfileKind::Live && !global.demo {
         return Err(SetupError::Usage(format!(
             "profile {profile_name} is live but has no credentials: set {amt_env}, amt_file or tokens_file, or pass --amt/--tokens/--token"
@@ -155,10 +180,19 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     if let Some(o) = &global.connect_origin {
         origins.connect = o.clone();
     }
-    for origin in [&mut origins.api, &mut origins.management, &mut origins.connect] {
+    for origin in [
+        &mut origins.api,
+        &mut origins.management,
+        &mut origins.connect,
+    ] {
         *origin = origin.trim_end_matches('/').to_string();
-        if url::Url::parse(origin).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
-            return Err(SetupError::Usage(format!("origin `{origin}` is not an http(s) URL")));
+        if url::Url::parse(origin)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+        {
+            return Err(SetupError::Usage(format!(
+                "origin `{origin}` is not an http(s) URL"
+            )));
         }
     }
 
@@ -167,7 +201,11 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         at_home_only: config.needs.at_home_only,
         virtual_key_domain: config.connect.virtual_key_domain.clone(),
         connect_origin: origins.connect.clone(),
-        client_id: global.client_id.clone().or_else(|| env_nonempty("SMARTCAR_CLIENT_ID")).or(config.connect.client_id.clone()),
+        client_id: global
+            .client_id
+            .clone()
+            .or_else(|| env_nonempty("SMARTCAR_CLIENT_ID"))
+            .or(config.connect.client_id.clone()),
         redirect_uri: global
             .redirect_uri
             .clone()
@@ -181,7 +219,10 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         warnings.push(format!("{e}; using the built-in rules"));
     }
 
-    let rate = if global.no_rate_limit || !config.fetch.rate_limit || mode == Mode::Demo && global.rate.is_none() {
+    let rate = if global.no_rate_limit
+        || !config.fetch.rate_limit
+        || mode == Mode::Demo && global.rate.is_none()
+    {
         None
     } else {
         Some(RateBudget {
@@ -192,7 +233,9 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     if let Some(r) = global.rate
         && !(r.is_finite() && r > 0.0)
     {
-        return Err(SetupError::Usage(format!("--rate {r}: must be a positive number of requests per minute")));
+        return Err(SetupError::Usage(format!(
+            "--rate {r}: must be a positive number of requests per minute"
+        )));
     }
     let concurrency = global.concurrency.unwrap_or(config.fetch.concurrency);
     if concurrency == 0 {
@@ -215,7 +258,11 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         profile: profile_name,
         mode,
         origins,
-        source: Source { amt: amt.map(Secret::new), tokens, single_token },
+        source: Source {
+            amt: amt.map(Secret::new),
+            tokens,
+            single_token,
+        },
         scheduler,
         needs,
         policies,
@@ -245,16 +292,25 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
         let config = crate::sim::SimConfig {
             vehicles: DEMO_VEHICLES,
             seed: 7,
-            latency: crate::sim::Latency::Fixed { ms: 250, jitter_ms: 500 },
+            latency: crate::sim::Latency::Fixed {
+                ms: 250,
+                jitter_ms: 500,
+            },
             ..crate::sim::SimConfig::default()
         };
         let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let handle = crate::sim::spawn(config, bind).await.map_err(|e| SetupError::Sim(e.to_string()))?;
+        let handle = crate::sim::spawn(config, bind)
+            .await
+            .map_err(|e| SetupError::Sim(e.to_string()))?;
         settings.origins = Origins::all(handle.origin());
         settings.needs.connect_origin = settings.origins.connect.clone();
         settings.source = Source {
             amt: Some(Secret::new(handle.amt())),
-            tokens: handle.tokens().iter().map(|(u, t)| (u.clone(), Secret::new(t.clone()))).collect(),
+            tokens: handle
+                .tokens()
+                .iter()
+                .map(|(u, t)| (u.clone(), Secret::new(t.clone())))
+                .collect(),
             single_token: None,
         };
         simulator = Some(handle);
@@ -274,5 +330,7 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
 pub fn store_for(settings: &Settings) -> Store {
     let policies = settings.policies.clone();
     let needs = settings.needs.clone();
-    Store::new(Arc::new(move |report, now| health::diagnose(report, &policies, &needs, now)))
+    Store::new(Arc::new(move |report, now| {
+        health::diagnose(report, &policies, &needs, now)
+    }))
 }

@@ -4,18 +4,28 @@ use std::collections::HashMap;
 
 use vtriage::sim::{self, SimConfig, SimHandle, Situation};
 use vtriage::smartcar::{
-    Answer, ApiError, Client, ClientSettings, DataKind, ErrorCode, ErrorType, Origins, Probe, Secret,
+    Answer, ApiError, Client, ClientSettings, DataKind, ErrorCode, ErrorType, Origins, Probe,
+    Secret,
 };
 
 async fn start(vehicles: usize) -> (SimHandle, Client) {
-    let config = SimConfig { vehicles, seed: 7, ..SimConfig::default() };
-    let sim = sim::spawn(config, "127.0.0.1:0".parse().unwrap()).await.expect("simulator starts");
+    let config = SimConfig {
+        vehicles,
+        seed: 7,
+        ..SimConfig::default()
+    };
+    let sim = sim::spawn(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts");
     let client = Client::new(Origins::all(sim.origin()), ClientSettings::default()).unwrap();
     (sim, client)
 }
 
 fn tokens(sim: &SimHandle) -> HashMap<String, Secret> {
-    sim.tokens().iter().map(|(u, t)| (u.clone(), Secret::new(t.clone()))).collect()
+    sim.tokens()
+        .iter()
+        .map(|(u, t)| (u.clone(), Secret::new(t.clone())))
+        .collect()
 }
 
 fn first_with(sim: &SimHandle, situation: Situation) -> (String, String) {
@@ -53,9 +63,15 @@ async fn management_connections_page_through_cursors_to_the_whole_fleet() {
 #[tokio::test]
 async fn wrong_management_token_is_an_authentication_error() {
     let (_sim, client) = start(5).await;
-    let err = client.list_connections(&Secret::new("nope")).await.unwrap_err();
+    let err = client
+        .list_connections(&Secret::new("nope"))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(401));
-    assert_eq!(err.smartcar().map(|e| e.error_type.clone()), Some(ErrorType::Authentication));
+    assert_eq!(
+        err.smartcar().map(|e| e.error_type.clone()),
+        Some(ErrorType::Authentication)
+    );
 }
 
 #[tokio::test]
@@ -65,7 +81,13 @@ async fn vehicles_and_user_answer_for_a_token() {
     let (user, token) = tokens.iter().next().unwrap();
     assert_eq!(&client.user_id(token).await.unwrap(), user);
     let ids = client.vehicle_ids(token).await.unwrap();
-    let expected: Vec<_> = sim.fleet().vehicles.iter().filter(|v| &v.user_id == user).map(|v| v.id.clone()).collect();
+    let expected: Vec<_> = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .filter(|v| &v.user_id == user)
+        .map(|v| v.id.clone())
+        .collect();
     assert_eq!(ids.len(), expected.len());
     assert!(ids.iter().all(|id| expected.contains(id)));
 }
@@ -77,19 +99,30 @@ async fn healthy_vehicle_answers_every_endpoint() {
     let (vid, user) = first_with(&sim, Situation::Healthy);
     let token = &tokens[&user];
     let attrs = client.probe(token, &vid, Probe::Attributes).await;
-    let Some(Answer::Attributes(a)) = attrs.answer() else { panic!("attributes: {attrs:?}") };
+    let Some(Answer::Attributes(a)) = attrs.answer() else {
+        panic!("attributes: {attrs:?}")
+    };
     assert_eq!(a.id, vid);
-    assert!(attrs.meta.request_id.is_some(), "every answer carries sc-request-id");
+    assert!(
+        attrs.meta.request_id.is_some(),
+        "every answer carries sc-request-id"
+    );
     let perms = client.probe(token, &vid, Probe::Permissions).await;
-    let Some(Answer::Permissions { permissions }) = perms.answer() else { panic!("{perms:?}") };
+    let Some(Answer::Permissions { permissions }) = perms.answer() else {
+        panic!("{perms:?}")
+    };
     assert!(permissions.iter().any(|p| p == "read_odometer"));
-    let batch = client.batch(token, &vid, &[DataKind::Odometer, DataKind::Location]).await;
+    let batch = client
+        .batch(token, &vid, &[DataKind::Odometer, DataKind::Location])
+        .await;
     assert_eq!(batch.len(), 2);
     for o in &batch {
         assert!(o.answer().is_some(), "{o:?}");
         assert!(o.meta.data_age.is_some(), "batch items carry sc-data-age");
     }
-    let single = client.probe(token, &vid, Probe::Data(DataKind::Odometer)).await;
+    let single = client
+        .probe(token, &vid, Probe::Data(DataKind::Odometer))
+        .await;
     assert!(single.answer().is_some());
 }
 
@@ -119,15 +152,25 @@ async fn tesla_missing_location_permission_shows_on_location_and_user_access() {
     let tokens = tokens(&sim);
     let (vid, user) = first_with(&sim, Situation::LocationPermissionMissing);
     let token = &tokens[&user];
-    let loc = client.probe(token, &vid, Probe::Data(DataKind::Location)).await;
+    let loc = client
+        .probe(token, &vid, Probe::Data(DataKind::Location))
+        .await;
     let e = smartcar_error(&loc);
     assert_eq!(e.error_type, ErrorType::Permission);
     assert_eq!(e.status, 403);
     let access = client.probe(token, &vid, Probe::TeslaUserAccess).await;
-    let Some(Answer::TeslaUserAccess(a)) = access.answer() else { panic!("{access:?}") };
+    let Some(Answer::TeslaUserAccess(a)) = access.answer() else {
+        panic!("{access:?}")
+    };
     assert!(!a.has_vehicle_location());
     let attrs = client.probe(token, &vid, Probe::TeslaAttributes).await;
-    assert!(matches!(attrs.answer(), Some(Answer::TeslaAttributes { at_home: Some(_) })), "{attrs:?}");
+    assert!(
+        matches!(
+            attrs.answer(),
+            Some(Answer::TeslaAttributes { at_home: Some(_) })
+        ),
+        "{attrs:?}"
+    );
 }
 
 #[tokio::test]
@@ -136,10 +179,18 @@ async fn expired_token_is_authentication_on_every_call() {
     let tokens = tokens(&sim);
     let (vid, user) = first_with(&sim, Situation::TokenExpired);
     let token = &tokens[&user];
-    for probe in [Probe::Attributes, Probe::Permissions, Probe::Data(DataKind::Odometer)] {
+    for probe in [
+        Probe::Attributes,
+        Probe::Permissions,
+        Probe::Data(DataKind::Odometer),
+    ] {
         let o = client.probe(token, &vid, probe).await;
         let e = smartcar_error(&o);
-        assert_eq!((e.status, &e.error_type), (401, &ErrorType::Authentication), "{probe:?}");
+        assert_eq!(
+            (e.status, &e.error_type),
+            (401, &ErrorType::Authentication),
+            "{probe:?}"
+        );
     }
 }
 
@@ -148,35 +199,90 @@ async fn every_situation_parses_to_its_type_and_code() {
     let (sim, client) = start(2000).await;
     let tokens = tokens(&sim);
     let cases: &[(Situation, u16, ErrorType, Option<ErrorCode>)] = &[
-        (Situation::OemAuthenticationFailed, 400, ErrorType::ConnectedServicesAccount, Some(ErrorCode::AuthenticationFailed)),
-        (Situation::SubscriptionLapsed, 400, ErrorType::ConnectedServicesAccount, Some(ErrorCode::Subscription)),
-        (Situation::VehicleAsleep, 409, ErrorType::VehicleState, Some(ErrorCode::Asleep)),
-        (Situation::VehicleUnreachable, 409, ErrorType::VehicleState, Some(ErrorCode::Unreachable)),
-        (Situation::RateLimited, 429, ErrorType::RateLimit, Some(ErrorCode::Vehicle)),
-        (Situation::QuotaExhausted, 430, ErrorType::Billing, Some(ErrorCode::VehicleRequestLimit)),
+        (
+            Situation::OemAuthenticationFailed,
+            400,
+            ErrorType::ConnectedServicesAccount,
+            Some(ErrorCode::AuthenticationFailed),
+        ),
+        (
+            Situation::SubscriptionLapsed,
+            400,
+            ErrorType::ConnectedServicesAccount,
+            Some(ErrorCode::Subscription),
+        ),
+        (
+            Situation::VehicleAsleep,
+            409,
+            ErrorType::VehicleState,
+            Some(ErrorCode::Asleep),
+        ),
+        (
+            Situation::VehicleUnreachable,
+            409,
+            ErrorType::VehicleState,
+            Some(ErrorCode::Unreachable),
+        ),
+        (
+            Situation::RateLimited,
+            429,
+            ErrorType::RateLimit,
+            Some(ErrorCode::Vehicle),
+        ),
+        (
+            Situation::QuotaExhausted,
+            430,
+            ErrorType::Billing,
+            Some(ErrorCode::VehicleRequestLimit),
+        ),
         (Situation::ScopeMissing, 403, ErrorType::Permission, None),
     ];
     for (situation, status, error_type, code) in cases {
         let (vid, user) = first_with(&sim, *situation);
-        let batch = client.batch(&tokens[&user], &vid, &[DataKind::Odometer]).await;
+        let batch = client
+            .batch(&tokens[&user], &vid, &[DataKind::Odometer])
+            .await;
         let e = smartcar_error(&batch[0]);
-        assert_eq!((e.status, &e.error_type, &e.code), (*status, error_type, code), "{situation:?}");
+        assert_eq!(
+            (e.status, &e.error_type, &e.code),
+            (*status, error_type, code),
+            "{situation:?}"
+        );
         assert!(e.request_id.is_some(), "{situation:?} carries a request id");
         if *situation == Situation::RateLimited {
-            assert!(e.retry_after_s.is_some_and(|s| s > 0), "Retry-After read from the batch item");
+            assert!(
+                e.retry_after_s.is_some_and(|s| s > 0),
+                "Retry-After read from the batch item"
+            );
         }
         if *situation == Situation::OemAuthenticationFailed {
-            let url = e.resolution.as_ref().and_then(|r| r.url.clone()).unwrap_or_default();
-            assert!(url.contains("/oauth/reauthenticate?") && url.contains(&vid), "{url}");
+            let url = e
+                .resolution
+                .as_ref()
+                .and_then(|r| r.url.clone())
+                .unwrap_or_default();
+            assert!(
+                url.contains("/oauth/reauthenticate?") && url.contains(&vid),
+                "{url}"
+            );
         }
     }
 }
 
 #[tokio::test]
 async fn refused_connection_is_a_transport_error() {
-    let client = Client::new(Origins::all("http://127.0.0.1:9"), ClientSettings::default()).unwrap();
-    let o = client.probe(&Secret::new("t"), "v", Probe::Attributes).await;
-    assert!(matches!(o.error(), Some(ApiError::Transport { .. })), "{o:?}");
+    let client = Client::new(
+        Origins::all("http://127.0.0.1:9"),
+        ClientSettings::default(),
+    )
+    .unwrap();
+    let o = client
+        .probe(&Secret::new("t"), "v", Probe::Attributes)
+        .await;
+    assert!(
+        matches!(o.error(), Some(ApiError::Transport { .. })),
+        "{o:?}"
+    );
     assert!(!format!("{o:?}").contains("Bearer"));
 }
 
