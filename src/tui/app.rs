@@ -671,9 +671,9 @@ fn set_filter(app: &mut App, text: &str, effects: &mut Vec<Effect>) -> bool {
     match app.store.set_filter(text) {
         Ok(()) => {
             app.filter_error = None;
-            if app.store.selected_index().is_none() {
-                app.store.select_first();
-            }
+            // The best match is on top: select it, so Enter opens it.
+            app.store.select_first();
+            app.offset = 0;
             app.follow_selection(effects);
             true
         }

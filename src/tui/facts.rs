@@ -1,6 +1,7 @@
 //! What the views say about one vehicle's permissions and virtual key, read from its probe report and diagnosis. Pure.
 
-use crate::health::{Diagnosis, Needs};
+use crate::health::policy::Coverage;
+use crate::health::{Diagnosis, Needs, Policies};
 use crate::smartcar::{Answer, DataKind, Probe, ProbeReport};
 
 /// Where one permission stands.
@@ -100,12 +101,29 @@ pub fn permissions(report: Option<&ProbeReport>, needs: &Needs) -> Vec<Permissio
     rows
 }
 
-/// The virtual key's status from the probe and the diagnosis.
-pub fn virtual_key(report: Option<&ProbeReport>, diagnosis: &Diagnosis) -> VirtualKey {
-    if diagnosis
-        .findings
-        .iter()
-        .any(|f| f.id == "virtual-key-exempt")
+/// The virtual key's status from the probe, the diagnosis, and the rules' exemptions.
+pub fn virtual_key(
+    report: Option<&ProbeReport>,
+    diagnosis: &Diagnosis,
+    policies: &Policies,
+) -> VirtualKey {
+    let exempt_by_rule = report.and_then(|r| r.attributes.as_ref()).is_some_and(|a| {
+        policies
+            .rules
+            .iter()
+            .filter(|rule| rule.symptom.virtual_key_paired.is_some())
+            .any(|rule| {
+                matches!(
+                    rule.coverage(&a.make, &a.model, Some(a.year)),
+                    Coverage::Exempt(_)
+                )
+            })
+    });
+    if exempt_by_rule
+        || diagnosis
+            .findings
+            .iter()
+            .any(|f| f.id == "virtual-key-exempt")
     {
         return VirtualKey::Exempt;
     }

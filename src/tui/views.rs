@@ -40,17 +40,20 @@ fn header(app: &App, theme: &Theme) -> Line<'static> {
     let mut spans = vec![
         Span::styled(" vtriage ", theme.header),
         Span::styled(format!(" {} ", app.config.mode_label), mode_style),
-        Span::raw(format!(" {} ", app.config.origin)),
-        Span::styled(
-            format!("· fleet {} · checked {} ", counts.total, counts.checked),
-            theme.muted,
-        ),
+        Span::raw(format!(
+            " fleet {} · checked {} ",
+            counts.total, counts.checked
+        )),
     ];
-    if let Some(at) = app.updated_at {
+    if let Some(until) = app.store.rate_limited_until().filter(|u| *u > app.now) {
+        let wait = until.as_second() - app.now.as_second();
         spans.push(Span::styled(
-            format!("· updated {} ", ago(app.now, Some(at))),
-            theme.muted,
+            format!(" rate-limited, waiting {wait}s "),
+            theme.error,
         ));
+    }
+    if let Some(error) = app.store.source_error() {
+        spans.push(Span::styled(format!(" {error} "), theme.error));
     }
     let progress = app.store.progress();
     if let Some(left) = progress.budget_left {
@@ -63,16 +66,16 @@ fn header(app: &App, theme: &Theme) -> Line<'static> {
             theme.muted,
         ));
     }
-    if let Some(until) = app.store.rate_limited_until().filter(|u| *u > app.now) {
-        let wait = until.as_second() - app.now.as_second();
+    if let Some(at) = app.updated_at {
         spans.push(Span::styled(
-            format!(" rate-limited, waiting {wait}s "),
-            theme.error,
+            format!("· updated {} ", ago(app.now, Some(at))),
+            theme.muted,
         ));
     }
-    if let Some(error) = app.store.source_error() {
-        spans.push(Span::styled(format!(" {error} "), theme.error));
-    }
+    spans.push(Span::styled(
+        format!("· {}", app.config.origin),
+        theme.muted,
+    ));
     Line::from(spans)
 }
 
@@ -202,7 +205,11 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
         })
         .collect();
     let key = virtual_key_badge(
-        facts::virtual_key(record.report.as_ref(), &record.diagnosis),
+        facts::virtual_key(
+            record.report.as_ref(),
+            &record.diagnosis,
+            &app.config.policies,
+        ),
         theme,
     );
     let finding = match record.diagnosis.main_finding() {
@@ -426,7 +433,11 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
 
     lines.push(Line::default());
     lines.push(section("Virtual key", theme));
-    let vk = facts::virtual_key(record.report.as_ref(), &record.diagnosis);
+    let vk = facts::virtual_key(
+        record.report.as_ref(),
+        &record.diagnosis,
+        &app.config.policies,
+    );
     let mut vk_line = vec![Span::raw("  "), virtual_key_badge(vk, theme)];
     if let Some(link) = record
         .diagnosis
@@ -516,10 +527,7 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
     ];
     if let Some(since) = record.failing_since {
         second.push(Span::styled(
-            format!(
-                "  failing {}",
-                ago(app.now, Some(since)).replace(" ago", "")
-            ),
+            format!("  failing since {}", crate::report::format_instant(since)),
             theme.muted,
         ));
     }

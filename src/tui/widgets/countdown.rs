@@ -5,7 +5,8 @@ use ratatui::text::Span;
 use crate::health::{Countdown, Phase, Rule};
 use crate::tui::theme::Theme;
 
-/// `Tesla: virtual key required for data · 2025-01-21 · in force 676d · 412 vehicles`.
+/// `2025-01-21  in force 676d    412 vehicles  Tesla: virtual key required for data`: fixed-width
+/// fields first so several rules line up, the long name last where a narrow terminal cuts it.
 pub fn deadline_spans(
     rule: &Rule,
     now: jiff::Timestamp,
@@ -24,10 +25,10 @@ pub fn deadline_spans(
         format!("{affected} vehicles")
     };
     vec![
+        Span::styled(format!("{:<10} ", countdown.in_force_label), theme.muted),
+        Span::styled(format!("{:<15}", countdown.compact()), style),
+        Span::styled(format!("{vehicles:>12}  "), theme.muted),
         Span::styled(rule.name.clone(), theme.title),
-        Span::styled(format!(" · {} · ", countdown.in_force_label), theme.muted),
-        Span::styled(countdown.compact(), style),
-        Span::styled(format!(" · {vehicles}"), theme.muted),
     ]
 }
 
