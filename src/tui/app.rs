@@ -273,19 +273,17 @@ impl App {
 
     /// Keeps the selection on screen, and asks for the rows on screen to be probed when they changed.
     fn follow_selection(&mut self, effects: &mut Vec<Effect>) {
-        let height = self.table_height();
-        self.offset = window_offset(
-            self.store.visible_len(),
-            height,
-            self.store.selected_index(),
-            self.offset,
-        );
+        self.keep_selection_on_screen();
         if self.page().is_some() {
             return;
         }
+        let height = self.table_height();
         let ids = self.store.visible_ids(self.offset..self.offset + height);
-        if ids != self.last_visible {
-            self.last_visible = ids.clone();
+        let mut set = ids.clone();
+        set.sort_unstable();
+        // The same vehicles in another order (results re-sorted them) need no new probes.
+        if set != self.last_visible {
+            self.last_visible = set;
             if !ids.is_empty() {
                 effects.push(Effect::Send(Command::Probe {
                     vehicle_ids: ids,
@@ -294,6 +292,18 @@ impl App {
                 }));
             }
         }
+    }
+
+    /// Keeps the selection on screen without asking for probes: used when results reorder rows, so
+    /// that probed rows moving away do not pull new rows in and sweep the fleet by chain reaction.
+    fn keep_selection_on_screen(&mut self) {
+        let height = self.table_height();
+        self.offset = window_offset(
+            self.store.visible_len(),
+            height,
+            self.store.selected_index(),
+            self.offset,
+        );
     }
 }
 
@@ -344,13 +354,19 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             if matches!(event, Event::ConnectionsListed { .. }) {
                 app.listed_at = Some(app.now);
             }
+            let first_listing =
+                matches!(event, Event::ConnectionsListed { .. }) && app.last_visible.is_empty();
             let had_selection = app.store.selected().is_some();
             if app.store.apply(&event, app.now) {
                 app.updated_at = Some(app.now);
                 if !had_selection && app.page().is_none() {
                     app.store.select_first();
                 }
-                app.follow_selection(&mut effects);
+                if first_listing {
+                    app.follow_selection(&mut effects);
+                } else {
+                    app.keep_selection_on_screen();
+                }
                 app.dirty = true;
             }
         }
@@ -415,7 +431,13 @@ fn fleet_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         }
         Action::Filter => {
             app.filter_before = app.store.filter_text().to_string();
-            app.filter_input.start(&app.filter_before.clone());
+            // Continue after the current filter, so typing narrows it.
+            let start = if app.filter_before.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", app.filter_before)
+            };
+            app.filter_input.start(&start);
             app.filter_error = None;
             app.overlay = Overlay::Filter;
         }
