@@ -11,3 +11,4 @@ pub mod sim;
 pub mod smartcar;
 pub mod store;
 pub mod tokens;
+pub mod tui;

@@ -1,0 +1,879 @@
+//! The dashboard's state and its one `update`: every key, tick and store event goes through it and comes
+//! out as state changes plus effects for the runtime. No terminal, no clock: tests drive it directly.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
+
+use crate::fetch::{Command, Event, Priority};
+use crate::health::{Needs, Policies, Status};
+use crate::store::{SortColumn, Store, VehicleRecord};
+use crate::tui::clipboard;
+use crate::tui::keymap::{Action, KeyContext, Keymap};
+use crate::tui::theme::Theme;
+use crate::tui::widgets::{LineInput, window_offset};
+
+/// What the dashboard is started with, besides the store and the scheduler's channels.
+#[derive(Debug, Clone)]
+pub struct TuiConfig {
+    /// `DEMO` or `LIVE`.
+    pub mode_label: String,
+    /// The Vehicle API origin the data comes from.
+    pub origin: String,
+    /// The rules shown in the deadline strip.
+    pub policies: Policies,
+    /// What the app needs (the permissions grid marks what is needed but missing).
+    pub needs: Needs,
+    pub theme: Theme,
+    pub keymap: Keymap,
+    /// Mouse wheel scrolling; off by default so the terminal's text selection keeps working.
+    pub mouse: bool,
+}
+
+impl Default for TuiConfig {
+    fn default() -> Self {
+        TuiConfig {
+            mode_label: "DEMO".into(),
+            origin: String::new(),
+            policies: Policies::builtin(),
+            needs: Needs::default(),
+            theme: Theme::default(),
+            keymap: Keymap::defaults(),
+            mouse: false,
+        }
+    }
+}
+
+/// Everything that can happen to the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    Key(KeyEvent),
+    Paste(String),
+    Mouse(MouseEvent),
+    Resize {
+        width: u16,
+        height: u16,
+    },
+    /// The clock moved (once a second, faster while a spinner turns).
+    Tick(Timestamp),
+    /// The scheduler reported something.
+    Store(Event),
+    /// The runtime could not carry out an effect (clipboard write, opener, export).
+    EffectFailed(String),
+    /// The runtime carried out an effect; a line to confirm it.
+    EffectDone(String),
+}
+
+/// What `update` asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send a command to the scheduler.
+    Send(Command),
+    /// Put text on the clipboard (already checked by the clipboard guard). `what` names it for the confirmation.
+    Copy {
+        text: String,
+        what: &'static str,
+    },
+    /// Open a link with the system opener.
+    Open(String),
+    /// Write the visible rows as CSV.
+    Export(PathBuf),
+    Quit,
+}
+
+/// How the fleet view looked when the agent drilled in, to restore on the way back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetMemo {
+    pub filter: String,
+    pub sort: (SortColumn, bool),
+    pub selected: Option<String>,
+    pub offset: usize,
+}
+
+/// One vehicle's page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VehiclePage {
+    pub vehicle_id: String,
+    pub scroll: u16,
+    /// `J`: the raw last responses instead of the summary.
+    pub raw: bool,
+}
+
+/// A screen on the navigation stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Fleet,
+    Vehicle(VehiclePage),
+}
+
+/// What has the keyboard on top of the screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Filter,
+    Command,
+    Help { scroll: u16 },
+}
+
+/// A one-line message in the footer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flash {
+    pub text: String,
+    pub error: bool,
+    pub at: Timestamp,
+}
+
+/// How long a flash stays.
+const FLASH_S: i64 = 4;
+
+/// The statuses that count as faults for `f`.
+const FAULTS: [Status; 3] = [Status::Blocked, Status::Degraded, Status::Warning];
+
+/// The whole dashboard state.
+pub struct App {
+    pub store: Store,
+    pub config: TuiConfig,
+    /// The current screen is the last; the first is always the fleet.
+    pub stack: Vec<Screen>,
+    /// Fleet states saved when a vehicle page was pushed, one per vehicle page.
+    memos: Vec<FleetMemo>,
+    pub overlay: Overlay,
+    pub filter_input: LineInput,
+    pub command_input: LineInput,
+    /// The filter before `/` was pressed, restored by Esc.
+    filter_before: String,
+    /// The live filter text does not parse: why.
+    pub filter_error: Option<String>,
+    /// First table row on screen.
+    pub offset: usize,
+    pub width: u16,
+    pub height: u16,
+    pub now: Timestamp,
+    pub flash: Option<Flash>,
+    /// When the fleet was last listed.
+    pub listed_at: Option<Timestamp>,
+    /// When the store last changed.
+    pub updated_at: Option<Timestamp>,
+    /// Ids last asked for at Visible priority, to ask again only when the window changes.
+    last_visible: Vec<String>,
+    /// Something changed since the last draw.
+    pub dirty: bool,
+    pub quit: bool,
+}
+
+/// Rows the fleet view spends outside the table at a height (header, progress, deadlines, counts, filter, table header, footer).
+pub fn fleet_chrome_rows(app: &App) -> u16 {
+    let deadlines = app.config.policies.rules.len().min(3) as u16;
+    let filter = u16::from(app.overlay == Overlay::Filter || !app.store.filter_text().is_empty());
+    // header + progress + deadlines + counts + filter + table header + footer
+    1 + 1 + deadlines + 1 + filter + 1 + 1
+}
+
+impl App {
+    pub fn new(store: Store, config: TuiConfig, now: Timestamp) -> App {
+        App {
+            store,
+            config,
+            stack: vec![Screen::Fleet],
+            memos: Vec::new(),
+            overlay: Overlay::None,
+            filter_input: LineInput::default(),
+            command_input: LineInput::default(),
+            filter_before: String::new(),
+            filter_error: None,
+            offset: 0,
+            width: 80,
+            height: 24,
+            now,
+            flash: None,
+            listed_at: None,
+            updated_at: None,
+            last_visible: Vec::new(),
+            dirty: true,
+            quit: false,
+        }
+    }
+
+    pub fn screen(&self) -> &Screen {
+        self.stack.last().unwrap_or(&Screen::Fleet)
+    }
+
+    /// The vehicle page on screen, if any.
+    pub fn page(&self) -> Option<&VehiclePage> {
+        match self.screen() {
+            Screen::Vehicle(page) => Some(page),
+            Screen::Fleet => None,
+        }
+    }
+
+    fn page_mut(&mut self) -> Option<&mut VehiclePage> {
+        match self.stack.last_mut() {
+            Some(Screen::Vehicle(page)) => Some(page),
+            _ => None,
+        }
+    }
+
+    /// The record of the vehicle page on screen.
+    pub fn page_vehicle(&self) -> Option<&VehicleRecord> {
+        self.page().and_then(|p| self.store.vehicle(&p.vehicle_id))
+    }
+
+    /// Where keys go now.
+    pub fn context(&self) -> KeyContext {
+        match self.overlay {
+            Overlay::Filter => KeyContext::FilterInput,
+            Overlay::Command => KeyContext::CommandInput,
+            Overlay::Help { .. } => KeyContext::Help,
+            Overlay::None => match self.screen() {
+                Screen::Fleet => KeyContext::Fleet,
+                Screen::Vehicle(_) => KeyContext::Vehicle,
+            },
+        }
+    }
+
+    /// Table rows that fit on screen.
+    pub fn table_height(&self) -> usize {
+        usize::from(self.height.saturating_sub(fleet_chrome_rows(self)))
+    }
+
+    /// Whether something animates (a probe under way on screen), so ticks should come faster.
+    pub fn is_animating(&self) -> bool {
+        match self.screen() {
+            Screen::Vehicle(_) => self.page_vehicle().is_some_and(|v| v.probing),
+            Screen::Fleet => self
+                .store
+                .rows(self.offset..self.offset + self.table_height())
+                .any(|r| r.probing),
+        }
+    }
+
+    /// The flash still showing at `now`.
+    pub fn visible_flash(&self) -> Option<&Flash> {
+        self.flash
+            .as_ref()
+            .filter(|f| self.now.as_second() - f.at.as_second() < FLASH_S)
+    }
+
+    fn say(&mut self, text: impl Into<String>) {
+        self.flash = Some(Flash {
+            text: text.into(),
+            error: false,
+            at: self.now,
+        });
+    }
+
+    fn complain(&mut self, text: impl Into<String>) {
+        self.flash = Some(Flash {
+            text: text.into(),
+            error: true,
+            at: self.now,
+        });
+    }
+
+    /// Keeps the selection on screen, and asks for the rows on screen to be probed when they changed.
+    fn follow_selection(&mut self, effects: &mut Vec<Effect>) {
+        self.keep_selection_on_screen();
+        if self.page().is_some() {
+            return;
+        }
+        let height = self.table_height();
+        let ids = self.store.visible_ids(self.offset..self.offset + height);
+        let mut set = ids.clone();
+        set.sort_unstable();
+        // The same vehicles in another order (results re-sorted them) need no new probes.
+        if set != self.last_visible {
+            self.last_visible = set;
+            if !ids.is_empty() {
+                effects.push(Effect::Send(Command::Probe {
+                    vehicle_ids: ids,
+                    priority: Priority::Visible,
+                    force: false,
+                }));
+            }
+        }
+    }
+
+    /// Keeps the selection on screen without asking for probes: used when results reorder rows, so
+    /// that probed rows moving away do not pull new rows in and sweep the fleet by chain reaction.
+    fn keep_selection_on_screen(&mut self) {
+        let height = self.table_height();
+        self.offset = window_offset(
+            self.store.visible_len(),
+            height,
+            self.store.selected_index(),
+            self.offset,
+        );
+    }
+}
+
+/// Applies one message; returns what the runtime must do.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    match msg {
+        Msg::Key(key) => {
+            if key.kind == KeyEventKind::Release {
+                return effects;
+            }
+            on_key(app, key, &mut effects);
+            app.dirty = true;
+        }
+        Msg::Paste(text) => {
+            match app.overlay {
+                Overlay::Filter => {
+                    app.filter_input.insert(&text);
+                    apply_live_filter(app, &mut effects);
+                }
+                Overlay::Command => app.command_input.insert(&text),
+                _ => {}
+            }
+            app.dirty = true;
+        }
+        Msg::Mouse(mouse) => {
+            if app.config.mouse {
+                match mouse.kind {
+                    MouseEventKind::ScrollDown => move_by(app, Action::Down, &mut effects),
+                    MouseEventKind::ScrollUp => move_by(app, Action::Up, &mut effects),
+                    _ => return effects,
+                }
+                app.dirty = true;
+            }
+        }
+        Msg::Resize { width, height } => {
+            app.width = width;
+            app.height = height;
+            app.follow_selection(&mut effects);
+            app.dirty = true;
+        }
+        Msg::Tick(now) => {
+            let second_changed = now.as_second() != app.now.as_second();
+            app.now = now;
+            app.dirty |= second_changed || app.is_animating();
+        }
+        Msg::Store(event) => {
+            if matches!(event, Event::ConnectionsListed { .. }) {
+                app.listed_at = Some(app.now);
+            }
+            let first_listing =
+                matches!(event, Event::ConnectionsListed { .. }) && app.last_visible.is_empty();
+            let had_selection = app.store.selected().is_some();
+            if app.store.apply(&event, app.now) {
+                app.updated_at = Some(app.now);
+                if !had_selection && app.page().is_none() {
+                    app.store.select_first();
+                }
+                if first_listing {
+                    app.follow_selection(&mut effects);
+                } else {
+                    app.keep_selection_on_screen();
+                }
+                app.dirty = true;
+            }
+        }
+        Msg::EffectFailed(text) => {
+            app.complain(text);
+            app.dirty = true;
+        }
+        Msg::EffectDone(text) => {
+            app.say(text);
+            app.dirty = true;
+        }
+    }
+    effects
+}
+
+fn on_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
+    let context = app.context();
+    let action = app.config.keymap.action_for_event(context, &key);
+    match (context, action) {
+        (_, Some(Action::Quit)) => {
+            app.quit = true;
+            effects.push(Effect::Quit);
+        }
+        (KeyContext::FilterInput, action) => filter_key(app, key, action, effects),
+        (KeyContext::CommandInput, action) => command_key(app, key, action, effects),
+        (KeyContext::Help, Some(Action::Back)) => app.overlay = Overlay::None,
+        (KeyContext::Help, Some(Action::Up)) => {
+            if let Overlay::Help { scroll } = &mut app.overlay {
+                *scroll = scroll.saturating_sub(1);
+            }
+        }
+        (KeyContext::Help, Some(Action::Down)) => {
+            if let Overlay::Help { scroll } = &mut app.overlay {
+                *scroll = scroll.saturating_add(1);
+            }
+        }
+        (_, Some(Action::Help)) => app.overlay = Overlay::Help { scroll: 0 },
+        (_, Some(Action::Command)) => {
+            app.command_input.start("");
+            app.overlay = Overlay::Command;
+        }
+        (KeyContext::Fleet, Some(action)) => fleet_action(app, action, effects),
+        (KeyContext::Vehicle, Some(action)) => vehicle_action(app, action, effects),
+        _ => {}
+    }
+}
+
+fn fleet_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
+    match action {
+        Action::Up
+        | Action::Down
+        | Action::PageUp
+        | Action::PageDown
+        | Action::Top
+        | Action::Bottom => {
+            move_by(app, action, effects);
+        }
+        Action::Open => {
+            if let Some(id) = app.store.selected().map(|r| r.vehicle_id.clone()) {
+                open_vehicle(app, id, effects);
+            }
+        }
+        Action::Filter => {
+            app.filter_before = app.store.filter_text().to_string();
+            // Continue after the current filter, so typing narrows it.
+            let start = if app.filter_before.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", app.filter_before)
+            };
+            app.filter_input.start(&start);
+            app.filter_error = None;
+            app.overlay = Overlay::Filter;
+        }
+        Action::ClearFilter if !app.store.filter_text().is_empty() => {
+            set_filter(app, "", effects);
+        }
+        Action::SortNext => {
+            let (column, descending) = app.store.sort();
+            let i = SortColumn::ALL
+                .iter()
+                .position(|c| *c == column)
+                .unwrap_or(0);
+            let next = SortColumn::ALL[(i + 1) % SortColumn::ALL.len()];
+            // Status reads best worst-first; every other column starts ascending.
+            app.store.set_sort(
+                next,
+                next == SortColumn::Status || (next == column && descending),
+            );
+            app.say(format!("sorted by {}", next.label()));
+            app.follow_selection(effects);
+        }
+        Action::SortReverse => {
+            let (column, descending) = app.store.sort();
+            app.store.set_sort(column, !descending);
+            app.say(format!(
+                "sorted by {} {}",
+                column.label(),
+                if descending {
+                    "ascending"
+                } else {
+                    "descending"
+                }
+            ));
+            app.follow_selection(effects);
+        }
+        Action::FaultsOnly => toggle_status_filter(app, &FAULTS, effects),
+        Action::OnlyBlocked => toggle_status_filter(app, &[Status::Blocked], effects),
+        Action::OnlyDegraded => toggle_status_filter(app, &[Status::Degraded], effects),
+        Action::OnlyWarning => toggle_status_filter(app, &[Status::Warning], effects),
+        Action::OnlyHealthy => toggle_status_filter(app, &[Status::Healthy], effects),
+        Action::OnlyUnknown => toggle_status_filter(app, &[Status::Unknown], effects),
+        Action::Reprobe => {
+            if let Some(id) = app.store.selected().map(|r| r.vehicle_id.clone()) {
+                reprobe(app, id, effects);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
+    let Some(record) = app.page_vehicle() else {
+        if action == Action::Back {
+            go_back(app, effects);
+        }
+        return;
+    };
+    let main = record.diagnosis.main_finding();
+    let fix_link = record
+        .diagnosis
+        .findings
+        .iter()
+        .find_map(|f| f.remedy.link.clone());
+    match action {
+        Action::Back => go_back(app, effects),
+        Action::Up
+        | Action::Down
+        | Action::PageUp
+        | Action::PageDown
+        | Action::Top
+        | Action::Bottom => {
+            let page = usize::from(app.height.saturating_sub(6)).max(1) as u16;
+            if let Some(p) = app.page_mut() {
+                p.scroll = match action {
+                    Action::Up => p.scroll.saturating_sub(1),
+                    Action::Down => p.scroll.saturating_add(1),
+                    Action::PageUp => p.scroll.saturating_sub(page),
+                    Action::PageDown => p.scroll.saturating_add(page),
+                    Action::Top => 0,
+                    _ => u16::MAX / 2,
+                };
+            }
+        }
+        Action::CopyFixLink => match fix_link {
+            Some(link) => copy(app, link, fix_link_name(record), effects),
+            None => app.complain("no fix link for this vehicle"),
+        },
+        Action::CopyReply => match main
+            .map(|f| f.remedy.customer_reply.clone())
+            .filter(|r| !r.is_empty())
+        {
+            Some(reply) => copy(app, reply, "customer reply", effects),
+            None => app.complain("no customer reply: nothing is wrong with this vehicle"),
+        },
+        Action::CopyEvidence => {
+            let text = escalation_text(record);
+            copy(app, text, "evidence for escalation", effects);
+        }
+        Action::OpenLink => match fix_link {
+            Some(link) => {
+                app.say(format!("opening {link}"));
+                effects.push(Effect::Open(link));
+            }
+            None => app.complain("no link to open for this vehicle"),
+        },
+        Action::Reprobe => {
+            let id = record.vehicle_id.clone();
+            reprobe(app, id, effects);
+        }
+        Action::RawJson => {
+            if let Some(p) = app.page_mut() {
+                p.raw = !p.raw;
+                p.scroll = 0;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// "pairing link" for a virtual key, "re-authentication link" for Connect, "fix link" otherwise.
+fn fix_link_name(record: &VehicleRecord) -> &'static str {
+    use crate::health::RemedyKind;
+    match record
+        .diagnosis
+        .findings
+        .iter()
+        .find(|f| f.remedy.link.is_some())
+        .map(|f| f.remedy.kind)
+    {
+        Some(RemedyKind::AddVirtualKey) => "pairing link",
+        Some(RemedyKind::Reauthenticate) => "re-authentication link",
+        _ => "fix link",
+    }
+}
+
+fn copy(app: &mut App, text: String, what: &'static str, effects: &mut Vec<Effect>) {
+    match clipboard::guard(&text, &[]) {
+        Ok(()) => {
+            app.say(format!("copied {what}"));
+            effects.push(Effect::Copy { text, what });
+        }
+        Err(refused) => app.complain(refused.to_string()),
+    }
+}
+
+fn reprobe(app: &mut App, id: String, effects: &mut Vec<Effect>) {
+    app.say(format!("re-probing {id}"));
+    effects.push(Effect::Send(Command::Probe {
+        vehicle_ids: vec![id],
+        priority: Priority::Focus,
+        force: true,
+    }));
+}
+
+/// The text an agent pastes into an escalation to Smartcar: vehicle, status, and each request as evidence.
+pub fn escalation_text(record: &VehicleRecord) -> String {
+    let mut out = String::new();
+    let label = record
+        .attributes
+        .as_ref()
+        .map(|a| format!("{} {} {}", a.make, a.model, a.year))
+        .unwrap_or_else(|| "unknown vehicle".into());
+    out.push_str(&format!(
+        "Vehicle {} ({label}), VIN {}, user {}\n",
+        record.vehicle_id,
+        record.vin.as_deref().unwrap_or("unknown"),
+        record.user_id
+    ));
+    out.push_str(&format!("Status {}", record.diagnosis.status.label()));
+    if let Some(since) = record.failing_since {
+        out.push_str(&format!(
+            ", failing since {}",
+            crate::report::format_instant(since)
+        ));
+    }
+    out.push('\n');
+    for f in &record.diagnosis.findings {
+        out.push_str(&format!("- {} [{}]: {}", f.id, f.severity.label(), f.title));
+        if let Some(rule) = &f.rule {
+            out.push_str(&format!(" (rule {rule})"));
+        }
+        out.push('\n');
+        for e in &f.evidence {
+            out.push_str(&format!("  {}", e.endpoint));
+            if let Some(s) = e.http_status {
+                out.push_str(&format!(" -> {s}"));
+            }
+            if let Some(tc) = &e.type_code {
+                out.push_str(&format!(" {tc}"));
+            }
+            if let Some(id) = &e.request_id {
+                out.push_str(&format!(" request-id {id}"));
+            }
+            out.push_str(&format!(" at {}\n", e.at));
+        }
+    }
+    out
+}
+
+fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
+    if app.page().is_some() {
+        return;
+    }
+    let page = app.table_height().max(1);
+    match action {
+        Action::Up => app.store.select_prev(1),
+        Action::Down => app.store.select_next(1),
+        Action::PageUp => app.store.select_prev(page),
+        Action::PageDown => app.store.select_next(page),
+        Action::Top => app.store.select_first(),
+        Action::Bottom => app.store.select_last(),
+        _ => {}
+    }
+    app.follow_selection(effects);
+}
+
+fn open_vehicle(app: &mut App, vehicle_id: String, effects: &mut Vec<Effect>) {
+    app.memos.push(FleetMemo {
+        filter: app.store.filter_text().to_string(),
+        sort: app.store.sort(),
+        selected: app.store.selected().map(|r| r.vehicle_id.clone()),
+        offset: app.offset,
+    });
+    effects.push(Effect::Send(Command::Probe {
+        vehicle_ids: vec![vehicle_id.clone()],
+        priority: Priority::Focus,
+        force: false,
+    }));
+    app.stack.push(Screen::Vehicle(VehiclePage {
+        vehicle_id,
+        scroll: 0,
+        raw: false,
+    }));
+}
+
+fn go_back(app: &mut App, effects: &mut Vec<Effect>) {
+    if app.stack.len() <= 1 {
+        return;
+    }
+    app.stack.pop();
+    if let Some(memo) = app.memos.pop() {
+        if let Err(e) = app.store.set_filter(&memo.filter) {
+            app.complain(e.to_string());
+        }
+        app.store.set_sort(memo.sort.0, memo.sort.1);
+        app.store.select(memo.selected.as_deref());
+        app.offset = memo.offset;
+    }
+    app.follow_selection(effects);
+}
+
+fn set_filter(app: &mut App, text: &str, effects: &mut Vec<Effect>) -> bool {
+    match app.store.set_filter(text) {
+        Ok(()) => {
+            app.filter_error = None;
+            // The best match is on top: select it, so Enter opens it.
+            app.store.select_first();
+            app.offset = 0;
+            app.follow_selection(effects);
+            true
+        }
+        Err(e) => {
+            app.filter_error = Some(e.to_string());
+            false
+        }
+    }
+}
+
+fn apply_live_filter(app: &mut App, effects: &mut Vec<Effect>) {
+    let text = app.filter_input.text().to_string();
+    set_filter(app, &text, effects);
+}
+
+/// Toggles a `status:` term in the filter text (kept visible and editable with `/`).
+fn toggle_status_filter(app: &mut App, statuses: &[Status], effects: &mut Vec<Effect>) {
+    let term = format!(
+        "status:{}",
+        statuses
+            .iter()
+            .map(|s| s.label().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let current = app.store.filter_text().to_string();
+    let had = current
+        .split_whitespace()
+        .any(|t| t.eq_ignore_ascii_case(&term));
+    let mut terms: Vec<&str> = current
+        .split_whitespace()
+        .filter(|t| !t.to_ascii_lowercase().starts_with("status:"))
+        .collect();
+    if !had {
+        terms.push(&term);
+    }
+    let text = terms.join(" ");
+    if set_filter(app, &text, effects) {
+        app.say(if had {
+            "status filter off".to_string()
+        } else {
+            format!("showing {term}")
+        });
+    }
+}
+
+fn filter_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &mut Vec<Effect>) {
+    match action {
+        Some(Action::Submit) => {
+            let text = app.filter_input.submit();
+            if set_filter(app, text.trim(), effects) {
+                app.overlay = Overlay::None;
+            } else {
+                // Keep the line open with the text so the agent can fix it.
+                app.filter_input.start(&text);
+            }
+        }
+        Some(Action::Cancel) => {
+            let before = app.filter_before.clone();
+            set_filter(app, &before, effects);
+            app.filter_error = None;
+            app.overlay = Overlay::None;
+        }
+        Some(Action::HistoryPrev) => {
+            if app.filter_input.history_prev() {
+                apply_live_filter(app, effects);
+            }
+        }
+        Some(Action::HistoryNext) => {
+            if app.filter_input.history_next() {
+                apply_live_filter(app, effects);
+            }
+        }
+        _ => {
+            if app.filter_input.edit(&key) {
+                apply_live_filter(app, effects);
+            }
+        }
+    }
+}
+
+fn command_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &mut Vec<Effect>) {
+    match action {
+        Some(Action::Submit) => {
+            let line = app.command_input.submit();
+            app.overlay = Overlay::None;
+            run_command(app, line.trim(), effects);
+        }
+        Some(Action::Cancel) => app.overlay = Overlay::None,
+        Some(Action::HistoryPrev) => {
+            app.command_input.history_prev();
+        }
+        Some(Action::HistoryNext) => {
+            app.command_input.history_next();
+        }
+        _ => {
+            app.command_input.edit(&key);
+        }
+    }
+}
+
+/// The command line: `vehicle ID`, `user ID`, `vin VIN`, `export PATH`, `q`.
+fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
+    let (verb, arg) = match line.split_once(char::is_whitespace) {
+        Some((v, a)) => (v, a.trim()),
+        None => (line, ""),
+    };
+    match (verb, arg) {
+        ("", _) => {}
+        ("q" | "quit" | "q!", _) => {
+            app.quit = true;
+            effects.push(Effect::Quit);
+        }
+        ("vehicle" | "v", id) if !id.is_empty() => {
+            match app.store.find(id).map(|r| r.vehicle_id.clone()) {
+                Some(id) => open_from_command(app, id, effects),
+                None => app.complain(format!("no vehicle {id:?} in this fleet")),
+            }
+        }
+        ("vin", vin) if !vin.is_empty() => {
+            let exact = app
+                .store
+                .find(vin)
+                .filter(|r| {
+                    r.vin
+                        .as_deref()
+                        .is_some_and(|v| v.eq_ignore_ascii_case(vin))
+                })
+                .map(|r| r.vehicle_id.clone());
+            match exact {
+                Some(id) => open_from_command(app, id, effects),
+                None => fleet_filter_from_command(app, &format!("vin:{vin}"), effects),
+            }
+        }
+        ("user" | "u", user) if !user.is_empty() => {
+            fleet_filter_from_command(app, &format!("user:{}", quote(user)), effects)
+        }
+        ("export", path) if !path.is_empty() => effects.push(Effect::Export(PathBuf::from(path))),
+        ("vehicle" | "v" | "vin" | "user" | "u" | "export", _) => app.complain(format!(
+            ":{verb} needs an argument, e.g. :{verb} {}",
+            example_arg(verb)
+        )),
+        _ => app.complain(format!(
+            "unknown command :{verb}; commands: :vehicle ID, :user ID, :vin VIN, :export PATH, :q"
+        )),
+    }
+}
+
+fn example_arg(verb: &str) -> &'static str {
+    match verb {
+        "vin" => "5YJ3E1EA7KF000002",
+        "user" | "u" => "USER_ID",
+        "export" => "blocked.csv",
+        _ => "VEHICLE_ID",
+    }
+}
+
+fn quote(value: &str) -> String {
+    if value.contains(char::is_whitespace) {
+        format!("\"{value}\"")
+    } else {
+        value.to_string()
+    }
+}
+
+fn open_from_command(app: &mut App, id: String, effects: &mut Vec<Effect>) {
+    app.store.select(Some(&id));
+    open_vehicle(app, id, effects);
+}
+
+/// Back to the fleet (restoring it), then filter it.
+fn fleet_filter_from_command(app: &mut App, filter: &str, effects: &mut Vec<Effect>) {
+    while app.stack.len() > 1 {
+        go_back(app, effects);
+    }
+    if set_filter(app, filter, effects) {
+        app.say(format!("filter {filter}"));
+    } else if let Some(e) = app.filter_error.take() {
+        app.complain(e);
+    }
+}

@@ -1,0 +1,270 @@
+//! The dashboard: terminal lifecycle, keymap, theme, clipboard, widgets and views over the store, and the event loop.
+//!
+//! [`run`] owns the terminal until the agent quits. Data flows one way: scheduler events go into the
+//! store through [`app::update`], keys come out as [`crate::fetch::Command`]s; the loop drains every pending
+//! message, then draws once, only when something changed.
+
+pub mod app;
+pub mod clipboard;
+pub mod facts;
+pub mod keymap;
+pub mod terminal;
+pub mod theme;
+pub mod views;
+pub mod widgets;
+
+use std::path::Path;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::fetch::{Command, Event};
+use crate::store::Store;
+
+pub use app::{App, Effect, Msg, TuiConfig, update};
+pub use keymap::{Action, KeyContext, Keymap, KeymapError};
+pub use terminal::{Raterm, TermOptions};
+pub use theme::{Theme, ThemeError};
+
+/// Why the dashboard could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error(
+        "terminal: {0} (the dashboard needs an interactive terminal; use `vtriage check` in scripts)"
+    )]
+    Terminal(#[from] std::io::Error),
+    #[error(transparent)]
+    Keymap(#[from] KeymapError),
+    #[error(transparent)]
+    Theme(#[from] ThemeError),
+    #[error("theme file {path}: {error}")]
+    ThemeFile { path: String, error: std::io::Error },
+}
+
+impl TuiConfig {
+    /// Builds the look and keys from the config file's `[ui]` and `[keys]`, `theme.toml` in the config
+    /// folder (optional), and `NO_COLOR`/`COLORFGBG` from the environment.
+    pub fn load(
+        ui: &crate::config::UiConfig,
+        keys: &toml::Table,
+        config_file: &Path,
+        config_dir: &Path,
+    ) -> Result<TuiConfig, TuiError> {
+        let keymap = Keymap::with_table(&format!("{} [keys]", config_file.display()), keys)?;
+        let theme_path = config_dir.join("theme.toml");
+        let user_theme = match std::fs::read_to_string(&theme_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                return Err(TuiError::ThemeFile {
+                    path: theme_path.display().to_string(),
+                    error,
+                });
+            }
+        };
+        let origin = theme_path.display().to_string();
+        let theme = Theme::resolve(
+            ui.theme,
+            Theme::no_color_from_env(),
+            std::env::var("COLORFGBG").ok().as_deref(),
+            user_theme.as_deref().map(|t| (origin.as_str(), t)),
+        )?;
+        Ok(TuiConfig {
+            theme,
+            keymap,
+            mouse: ui.mouse,
+            ..TuiConfig::default()
+        })
+    }
+}
+
+/// Tick period when nothing animates: countdowns and "checked 3m ago" change at most once a second.
+const TICK: Duration = Duration::from_secs(1);
+/// Tick period while a spinner turns.
+const SPIN: Duration = Duration::from_millis(100);
+/// Messages applied between two draws at most, so a flood of events cannot freeze the screen.
+const DRAIN_MAX: usize = 4096;
+
+/// Runs the dashboard until the agent quits; gives the store back (to save a snapshot).
+///
+/// - `commands` reaches the scheduler (probes at Visible priority for rows on screen, Focus for an
+///   opened vehicle, forced re-probes); `Shutdown` is not sent: the caller decides.
+/// - `events` are the scheduler's; the loop keeps running if that channel closes.
+/// - `now_override` (`--now`) freezes the clock for every date shown.
+pub async fn run(
+    config: TuiConfig,
+    store: Store,
+    commands: UnboundedSender<Command>,
+    mut events: UnboundedReceiver<Event>,
+    now_override: Option<jiff::Timestamp>,
+) -> Result<Store, TuiError> {
+    let clock = move || now_override.unwrap_or_else(jiff::Timestamp::now);
+    let mut term = Raterm::start(TermOptions {
+        mouse: config.mouse,
+    })?;
+    let (input_tx, mut input) = unbounded_channel();
+    let reader = std::thread::spawn(move || read_terminal(input_tx));
+
+    let mut app = App::new(store, config, clock());
+    let size = term.terminal().size()?;
+    let mut pending = vec![Msg::Resize {
+        width: size.width,
+        height: size.height,
+    }];
+    let mut events_open = true;
+    let mut fatal: Option<std::io::Error> = None;
+    let result = loop {
+        let mut drained = 0;
+        while let Some(msg) = pending.pop() {
+            drained += 1;
+            for effect in update(&mut app, msg) {
+                if let Some(msg) = carry_out(effect, &mut app, &mut term, &commands) {
+                    pending.push(msg);
+                }
+            }
+            if pending.is_empty() && drained < DRAIN_MAX {
+                if let Ok(msg) = input.try_recv() {
+                    match msg {
+                        Ok(msg) => pending.push(msg),
+                        Err(e) => fatal = Some(e),
+                    }
+                } else if events_open && let Ok(event) = events.try_recv() {
+                    pending.push(Msg::Store(event));
+                }
+            }
+        }
+        if let Some(e) = fatal.take() {
+            break Err(TuiError::Terminal(e));
+        }
+        if app.quit {
+            break Ok(());
+        }
+        if app.dirty {
+            app.dirty = false;
+            if let Err(e) = term.terminal().draw(|frame| views::render(&app, frame)) {
+                break Err(TuiError::Terminal(e));
+            }
+        }
+        let tick = if app.is_animating() { SPIN } else { TICK };
+        let msg = tokio::select! {
+            msg = input.recv() => match msg {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => break Err(TuiError::Terminal(e)),
+                None => break Ok(()),
+            },
+            event = events.recv(), if events_open => match event {
+                Some(event) => Msg::Store(event),
+                None => { events_open = false; continue; }
+            },
+            () = tokio::time::sleep(tick) => Msg::Tick(clock()),
+        };
+        pending.push(msg);
+    };
+    drop(input);
+    Raterm::stop()?;
+    drop(term);
+    // The reader notices the closed channel within one poll period.
+    let _ = reader.join();
+    result.map(|()| app.store)
+}
+
+/// Reads terminal events on a thread of its own (crossterm's read blocks) until the loop goes away.
+fn read_terminal(tx: UnboundedSender<std::io::Result<Msg>>) {
+    while !tx.is_closed() {
+        match event::poll(Duration::from_millis(200)) {
+            Ok(false) => continue,
+            Ok(true) => {}
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+        let msg = match event::read() {
+            Ok(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => Msg::Key(key),
+            Ok(TermEvent::Paste(text)) => Msg::Paste(text),
+            Ok(TermEvent::Mouse(mouse)) => Msg::Mouse(mouse),
+            Ok(TermEvent::Resize(width, height)) => Msg::Resize { width, height },
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        if tx.send(Ok(msg)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Carries out one effect; a message back when there is something to tell the agent.
+fn carry_out(
+    effect: Effect,
+    app: &mut App,
+    term: &mut Raterm,
+    commands: &UnboundedSender<Command>,
+) -> Option<Msg> {
+    match effect {
+        Effect::Send(command) => commands
+            .send(command)
+            .err()
+            .map(|_| Msg::EffectFailed("the probe scheduler has stopped".into())),
+        Effect::Copy { text, what } => match term.write_raw(clipboard::osc52(&text).as_bytes()) {
+            Ok(()) => None,
+            Err(e) => Some(Msg::EffectFailed(format!("could not copy {what}: {e}"))),
+        },
+        Effect::Open(link) => open_link(&link).err().map(Msg::EffectFailed),
+        Effect::Export(path) => Some(match export_csv(&app.store, &path) {
+            Ok(n) => Msg::EffectDone(format!("exported {n} vehicles to {}", path.display())),
+            Err(e) => Msg::EffectFailed(format!("could not export to {}: {e}", path.display())),
+        }),
+        Effect::Quit => {
+            app.quit = true;
+            None
+        }
+    }
+}
+
+/// Opens a link with the platform's opener, without waiting for it.
+fn open_link(link: &str) -> Result<(), String> {
+    let (program, args): (&str, Vec<&str>) = if cfg!(target_os = "macos") {
+        ("open", vec![link])
+    } else if cfg!(windows) {
+        ("cmd", vec!["/C", "start", "", link])
+    } else {
+        ("xdg-open", vec![link])
+    };
+    std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| format!("could not open the link with {program}: {e}; copy it with y instead"))
+}
+
+/// Writes the rows passing the filter, in their order, as the report module's CSV.
+fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
+    let summaries: Vec<crate::report::VehicleSummary<'_>> = store
+        .rows(0..store.visible_len())
+        .map(|r| {
+            let a = r.attributes.as_ref();
+            crate::report::VehicleSummary {
+                vehicle_id: &r.vehicle_id,
+                user_id: Some(r.user_id.as_str()),
+                make: a.map(|a| a.make.as_str()),
+                model: a.map(|a| a.model.as_str()),
+                year: a.map(|a| a.year),
+                vin: r.vin.as_deref(),
+                connected_at: r.connected_at.as_deref(),
+                diagnosis: &r.diagnosis,
+                last_checked: r.last_probe_at,
+            }
+        })
+        .collect();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    crate::report::write_csv(&mut out, &summaries)?;
+    std::io::Write::flush(&mut out)?;
+    Ok(summaries.len())
+}

@@ -1,0 +1,612 @@
+//! Draws the App: the fleet view, the vehicle view and the help overlay. Pure functions of the state.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use crate::health::Status;
+use crate::store::{SortColumn, VehicleRecord};
+use crate::tui::app::{App, Overlay, Screen};
+use crate::tui::facts::{self, Grant};
+use crate::tui::keymap::KeyContext;
+use crate::tui::theme::Theme;
+use crate::tui::widgets::badge::{grant_word, status_symbol};
+use crate::tui::widgets::{
+    Column, DataTable, ago, deadline_spans, grant_badge, progress_line, spinner_frame,
+    status_badge, virtual_key_badge,
+};
+
+/// Draws the whole screen.
+pub fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    match app.screen() {
+        Screen::Fleet => fleet(app, frame, area),
+        Screen::Vehicle(_) => vehicle(app, frame, area),
+    }
+    if let Overlay::Help { scroll } = app.overlay {
+        help(app, frame, area, scroll);
+    }
+}
+
+fn header(app: &App, theme: &Theme) -> Line<'static> {
+    let mode_style = if app.config.mode_label.eq_ignore_ascii_case("LIVE") {
+        theme.live
+    } else {
+        theme.demo
+    };
+    let counts = app.store.counts();
+    let mut spans = vec![
+        Span::styled(" vtriage ", theme.header),
+        Span::styled(format!(" {} ", app.config.mode_label), mode_style),
+        Span::raw(format!(
+            " fleet {} · checked {} ",
+            counts.total, counts.checked
+        )),
+    ];
+    if let Some(until) = app.store.rate_limited_until().filter(|u| *u > app.now) {
+        let wait = until.as_second() - app.now.as_second();
+        spans.push(Span::styled(
+            format!(" rate-limited, waiting {wait}s "),
+            theme.error,
+        ));
+    }
+    if let Some(error) = app.store.source_error() {
+        spans.push(Span::styled(format!(" {error} "), theme.error));
+    }
+    let progress = app.store.progress();
+    if let Some(left) = progress.budget_left {
+        let refill = progress
+            .budget_refill_per_min
+            .map(|r| format!(" +{r:.0}/min"))
+            .unwrap_or_default();
+        spans.push(Span::styled(
+            format!("· budget {left:.0}{refill} "),
+            theme.muted,
+        ));
+    }
+    if let Some(at) = app.updated_at {
+        spans.push(Span::styled(
+            format!("· updated {} ", ago(app.now, Some(at))),
+            theme.muted,
+        ));
+    }
+    spans.push(Span::styled(
+        format!("· {}", app.config.origin),
+        theme.muted,
+    ));
+    Line::from(spans)
+}
+
+fn footer(app: &App, theme: &Theme) -> Line<'static> {
+    if let Some(flash) = app.visible_flash() {
+        let style = if flash.error {
+            theme.error
+        } else {
+            theme.flash
+        };
+        return Line::from(Span::styled(format!(" {} ", flash.text), style));
+    }
+    let mut spans = Vec::new();
+    for hint in app.config.keymap.hints(app.context()) {
+        spans.push(Span::styled(hint.keys, theme.key));
+        spans.push(Span::styled(format!(" {}  ", hint.label), theme.muted));
+    }
+    Line::from(spans)
+}
+
+fn status_summary(app: &App, theme: &Theme) -> Line<'static> {
+    let filter = app.store.filter_text().to_ascii_lowercase();
+    let mut spans = Vec::new();
+    for (i, status) in Status::ALL.into_iter().enumerate() {
+        let count = app.store.counts().status(status);
+        let active = filter
+            .split_whitespace()
+            .any(|t| t == format!("status:{}", status.label().to_ascii_lowercase()));
+        let style = if active {
+            theme.selection.patch(theme.status(status))
+        } else {
+            theme.status(status)
+        };
+        spans.push(Span::styled(format!("{} ", i + 1), theme.key));
+        spans.push(Span::styled(
+            format!("{} {} {count}", status_symbol(status), status.label()),
+            style,
+        ));
+        spans.push(Span::raw("  "));
+    }
+    Line::from(spans)
+}
+
+fn filter_line(app: &App, theme: &Theme) -> Line<'static> {
+    let editing = app.overlay == Overlay::Filter;
+    let text = if editing {
+        app.filter_input.text().to_string()
+    } else {
+        app.store.filter_text().to_string()
+    };
+    let mut spans = vec![Span::styled("/", theme.key), Span::raw(text)];
+    if editing {
+        spans.push(Span::styled("█", theme.key));
+    }
+    match &app.filter_error {
+        Some(error) if editing => spans.push(Span::styled(format!("  {error}"), theme.blocked)),
+        _ => spans.push(Span::styled(
+            format!("  {} of {}", app.store.visible_len(), app.store.len()),
+            theme.muted,
+        )),
+    }
+    Line::from(spans)
+}
+
+fn command_line(app: &App, theme: &Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(":", theme.key),
+        Span::raw(app.command_input.text().to_string()),
+        Span::styled("█", theme.key),
+    ])
+}
+
+/// The fleet table's columns, with the sort arrow on the sorted one.
+fn fleet_columns(sort: (SortColumn, bool)) -> Vec<Column> {
+    let mut columns = vec![
+        Column::fixed("Status", 10, 10),
+        Column::fixed("Vehicle", 22, 8),
+        Column::fixed("VIN", 17, 5),
+        Column::fixed("User", 12, 3),
+        Column::fixed("Permissions", 22, 4),
+        Column::fixed("Key", 11, 6),
+        Column::fill("Finding", 16, 9),
+        Column::fixed("Checked", 8, 7),
+    ];
+    let sorted = match sort.0 {
+        SortColumn::Status => Some(0),
+        SortColumn::Vehicle => Some(1),
+        SortColumn::Vin => Some(2),
+        SortColumn::User => Some(3),
+        SortColumn::Finding => Some(6),
+        SortColumn::Checked => Some(7),
+        SortColumn::VehicleId => None,
+    };
+    if let Some(c) = sorted.and_then(|i| columns.get_mut(i)) {
+        c.sorted = Some(sort.1);
+    }
+    columns
+}
+
+fn vehicle_label(record: &VehicleRecord) -> String {
+    match &record.attributes {
+        Some(a) => format!("{} {} {}", a.make, a.model, a.year),
+        None => "…".into(),
+    }
+}
+
+fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'a>> {
+    let status = if record.probing {
+        Line::from(vec![
+            Span::styled(spinner_frame(app.now.as_millisecond() as u64), theme.key),
+            Span::styled(
+                format!(" {}", record.diagnosis.status.label()),
+                theme.status(record.diagnosis.status),
+            ),
+        ])
+    } else {
+        Line::from(status_badge(record.diagnosis.status, theme))
+    };
+    let permissions: Vec<Span> = facts::permissions(record.report.as_ref(), &app.config.needs)
+        .into_iter()
+        .filter(|p| p.needed)
+        .flat_map(|p| {
+            [
+                grant_badge(p.overall(), p.kind.name(), theme),
+                Span::raw(" "),
+            ]
+        })
+        .collect();
+    let key = virtual_key_badge(
+        facts::virtual_key(
+            record.report.as_ref(),
+            &record.diagnosis,
+            &app.config.policies,
+        ),
+        theme,
+    );
+    let finding = match record.diagnosis.main_finding() {
+        Some(f) => Span::raw(f.title.clone()),
+        None if record.last_probe_at.is_none() => Span::styled("not checked yet", theme.muted),
+        None => Span::styled("no findings", theme.muted),
+    };
+    let checked = if record.stale {
+        format!("{}*", ago(app.now, record.last_probe_at))
+    } else {
+        ago(app.now, record.last_probe_at)
+    };
+    vec![
+        status,
+        Line::from(vehicle_label(record)),
+        Line::from(record.vin.clone().unwrap_or_else(|| "—".into())),
+        Line::from(record.user_id.clone()),
+        Line::from(permissions),
+        Line::from(key),
+        Line::from(finding),
+        Line::from(Span::styled(checked, theme.muted)),
+    ]
+}
+
+fn fleet(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.config.theme;
+    let rules: Vec<_> = app.config.policies.rules.iter().take(3).collect();
+    let show_filter = app.overlay == Overlay::Filter || !app.store.filter_text().is_empty();
+    let mut constraints = vec![Constraint::Length(1), Constraint::Length(1)];
+    constraints.extend(rules.iter().map(|_| Constraint::Length(1)));
+    constraints.push(Constraint::Length(1));
+    if show_filter {
+        constraints.push(Constraint::Length(1));
+    }
+    constraints.push(Constraint::Fill(1));
+    constraints.push(Constraint::Length(1));
+    let areas = Layout::vertical(constraints).split(area);
+    let mut next = areas.iter().copied();
+    let mut take = || next.next().unwrap_or_default();
+
+    frame.render_widget(Paragraph::new(header(app, theme)), take());
+    frame.render_widget(
+        Paragraph::new(progress_line(app.store.progress(), area.width, theme)),
+        take(),
+    );
+    for rule in rules {
+        let affected = app
+            .store
+            .counts()
+            .by_rule
+            .get(&rule.id)
+            .copied()
+            .unwrap_or(0);
+        frame.render_widget(
+            Paragraph::new(Line::from(deadline_spans(rule, app.now, affected, theme))),
+            take(),
+        );
+    }
+    frame.render_widget(Paragraph::new(status_summary(app, theme)), take());
+    if show_filter {
+        frame.render_widget(Paragraph::new(filter_line(app, theme)), take());
+    }
+    let table_area = take();
+    let height = DataTable::body_height(table_area);
+    let total = app.store.visible_len();
+    if total == 0 {
+        let text = if app.store.is_empty() {
+            "waiting for the fleet listing…"
+        } else {
+            "no vehicle matches the filter"
+        };
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.muted)), table_area);
+    } else {
+        let table = DataTable::new(fleet_columns(app.store.sort()), theme)
+            .rows(
+                app.offset,
+                total,
+                app.store.rows(app.offset..app.offset + height),
+                |r| fleet_cells(app, r, theme),
+            )
+            .selected(app.store.selected_index());
+        frame.render_widget(table, table_area);
+    }
+    let foot = take();
+    let line = if app.overlay == Overlay::Command {
+        command_line(app, theme)
+    } else {
+        footer(app, theme)
+    };
+    frame.render_widget(Paragraph::new(line), foot);
+}
+
+fn section<'a>(title: &str, theme: &Theme) -> Line<'a> {
+    Line::from(Span::styled(format!("── {title} "), theme.title))
+}
+
+fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'static>> {
+    let mut lines: Vec<Line> = Vec::new();
+    let keymap = &app.config.keymap;
+    let key = |action| {
+        keymap
+            .keys(KeyContext::Vehicle, action)
+            .first()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| "—".into())
+    };
+    use crate::tui::keymap::Action;
+
+    lines.push(section("Findings", theme));
+    if record.diagnosis.findings.is_empty() {
+        let text = if record.last_probe_at.is_none() {
+            "not checked yet"
+        } else {
+            "no findings: data flows"
+        };
+        lines.push(Line::from(Span::styled(format!("  {text}"), theme.muted)));
+    }
+    for f in &record.diagnosis.findings {
+        let status = Status::from_severity(f.severity);
+        lines.push(Line::from(vec![
+            Span::raw("  "),
+            Span::styled(
+                format!("{} {}", status_symbol(status), f.severity.label()),
+                theme.status(status),
+            ),
+            Span::raw("  "),
+            Span::styled(f.title.clone(), theme.title),
+        ]));
+        let mut meta = vec![Span::styled(format!("    {}", f.id), theme.muted)];
+        if let Some(rule) = &f.rule {
+            meta.push(Span::styled(format!(" · rule {rule}"), theme.muted));
+        }
+        if let Some(since) = &f.since {
+            meta.push(Span::styled(format!(" · since {since}"), theme.muted));
+        }
+        lines.push(Line::from(meta));
+        for e in &f.evidence {
+            let mut text = format!("    ↳ {}", e.endpoint);
+            if let Some(s) = e.http_status {
+                text.push_str(&format!(" → {s}"));
+            }
+            if let Some(tc) = &e.type_code {
+                text.push_str(&format!(" {tc}"));
+            }
+            if let Some(id) = &e.request_id {
+                text.push_str(&format!(" · request {id}"));
+            }
+            text.push_str(&format!(" · {}", ago(app.now, Some(e.at))));
+            lines.push(Line::from(Span::raw(text)));
+        }
+        lines.push(Line::from(vec![
+            Span::raw("    fix: "),
+            Span::raw(f.remedy.action.clone()),
+        ]));
+        if let Some(link) = &f.remedy.link {
+            lines.push(Line::from(vec![
+                Span::raw("    link: "),
+                Span::styled(link.clone(), theme.link),
+            ]));
+        }
+    }
+    lines.push(Line::from(vec![
+        Span::raw("  "),
+        Span::styled(key(Action::CopyFixLink), theme.key),
+        Span::raw(" copy fix link  "),
+        Span::styled(key(Action::CopyReply), theme.key),
+        Span::raw(" copy customer reply  "),
+        Span::styled(key(Action::CopyEvidence), theme.key),
+        Span::raw(" copy evidence  "),
+        Span::styled(key(Action::Reprobe), theme.key),
+        Span::raw(" re-probe  "),
+        Span::styled(key(Action::OpenLink), theme.key),
+        Span::raw(" open link"),
+    ]));
+    if let Some(reply) = record
+        .diagnosis
+        .main_finding()
+        .map(|f| f.remedy.customer_reply.clone())
+        .filter(|r| !r.is_empty())
+    {
+        lines.push(Line::from(vec![
+            Span::styled("  reply: ", theme.muted),
+            Span::raw(reply),
+        ]));
+    }
+
+    lines.push(Line::default());
+    lines.push(section(
+        "Permissions (needed · at Smartcar · at Tesla)",
+        theme,
+    ));
+    let grid = facts::permissions(record.report.as_ref(), &app.config.needs);
+    if grid.is_empty() {
+        lines.push(Line::from(Span::styled("  not read yet", theme.muted)));
+    }
+    for row in grid {
+        let style = |g: Grant| match g {
+            Grant::Granted => theme.healthy,
+            Grant::NeededMissing => theme.blocked,
+            Grant::Missing => theme.muted,
+            Grant::Unknown => theme.unknown,
+        };
+        let mut spans = vec![
+            Span::raw(format!("  {:<16}", row.kind.permission())),
+            Span::styled(
+                format!("{:<8}", if row.needed { "needed" } else { "—" }),
+                theme.muted,
+            ),
+            Span::styled(
+                format!("{:<16}", grant_word(row.smartcar)),
+                style(row.smartcar),
+            ),
+        ];
+        if let Some(t) = row.tesla {
+            spans.push(Span::styled(grant_word(t).to_string(), style(t)));
+        } else {
+            spans.push(Span::styled("n/a", theme.muted));
+        }
+        lines.push(Line::from(spans));
+    }
+
+    lines.push(Line::default());
+    lines.push(section("Virtual key", theme));
+    let vk = facts::virtual_key(
+        record.report.as_ref(),
+        &record.diagnosis,
+        &app.config.policies,
+    );
+    let mut vk_line = vec![Span::raw("  "), virtual_key_badge(vk, theme)];
+    if let Some(link) = record
+        .diagnosis
+        .findings
+        .iter()
+        .find(|f| f.remedy.kind == crate::health::RemedyKind::AddVirtualKey)
+        .and_then(|f| f.remedy.link.clone())
+    {
+        vk_line.push(Span::raw("  pairing link: "));
+        vk_line.push(Span::styled(link, theme.link));
+    }
+    lines.push(Line::from(vk_line));
+
+    lines.push(Line::default());
+    lines.push(section("Status history", theme));
+    if record.history.is_empty() {
+        lines.push(Line::from(Span::styled("  no changes yet", theme.muted)));
+    }
+    for change in record.history.iter().rev() {
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("  {}  ", crate::report::format_instant(change.at)),
+                theme.muted,
+            ),
+            status_badge(change.from, theme),
+            Span::raw(" → "),
+            status_badge(change.to, theme),
+        ]));
+    }
+    lines
+}
+
+fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
+    let json = match &record.report {
+        Some(report) => {
+            serde_json::to_string_pretty(&report.observations).unwrap_or_else(|e| e.to_string())
+        }
+        None => "not probed yet: no responses".into(),
+    };
+    json.lines().map(|l| Line::from(l.to_string())).collect()
+}
+
+fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.config.theme;
+    let [head, title, body, foot] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(2),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(header(app, theme)), head);
+    let (Some(page), Some(record)) = (app.page(), app.page_vehicle()) else {
+        let id = app.page().map(|p| p.vehicle_id.clone()).unwrap_or_default();
+        frame.render_widget(
+            Paragraph::new(format!("vehicle {id} is no longer in the fleet")),
+            body,
+        );
+        frame.render_widget(Paragraph::new(footer(app, theme)), foot);
+        return;
+    };
+    let mut first = vec![
+        status_badge(record.diagnosis.status, theme),
+        Span::raw("  "),
+        Span::styled(vehicle_label(record), theme.title),
+    ];
+    if record.probing {
+        first.push(Span::styled(
+            format!(
+                "  {} probing…",
+                spinner_frame(app.now.as_millisecond() as u64)
+            ),
+            theme.key,
+        ));
+    }
+    let mut second = vec![
+        Span::styled("VIN ", theme.muted),
+        Span::raw(record.vin.clone().unwrap_or_else(|| "—".into())),
+        Span::styled("  vehicle ", theme.muted),
+        Span::raw(record.vehicle_id.clone()),
+        Span::styled("  user ", theme.muted),
+        Span::raw(record.user_id.clone()),
+        Span::styled(
+            format!("  checked {}", ago(app.now, record.last_probe_at)),
+            theme.muted,
+        ),
+    ];
+    if let Some(since) = record.failing_since {
+        second.push(Span::styled(
+            format!("  failing since {}", crate::report::format_instant(since)),
+            theme.muted,
+        ));
+    }
+    frame.render_widget(
+        Paragraph::new(vec![Line::from(first), Line::from(second)]),
+        title,
+    );
+
+    let (lines, title_text) = if page.raw {
+        (raw_lines(record), " raw last responses (J to close) ")
+    } else {
+        (vehicle_lines(app, record, theme), "")
+    };
+    let max_scroll = (lines.len() as u16).saturating_sub(body.height.saturating_sub(1));
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border)
+        .title(Span::styled(title_text, theme.title));
+    let paragraph = Paragraph::new(Text::from(lines))
+        .block(block)
+        .wrap(Wrap { trim: false })
+        .scroll((page.scroll.min(max_scroll), 0));
+    frame.render_widget(paragraph, body);
+    let line = if app.overlay == Overlay::Command {
+        command_line(app, theme)
+    } else {
+        footer(app, theme)
+    };
+    frame.render_widget(Paragraph::new(line), foot);
+}
+
+fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
+    let theme = &app.config.theme;
+    let width = area.width.saturating_sub(4).min(90);
+    let height = area.height.saturating_sub(2);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + 1,
+        width,
+        height,
+    };
+    let mut lines = Vec::new();
+    let under = match app.screen() {
+        Screen::Fleet => KeyContext::Fleet,
+        Screen::Vehicle(_) => KeyContext::Vehicle,
+    };
+    let contexts = [
+        under,
+        KeyContext::FilterInput,
+        KeyContext::CommandInput,
+        KeyContext::Help,
+    ];
+    for context in contexts {
+        lines.push(Line::from(Span::styled(
+            context.title().to_string(),
+            theme.title,
+        )));
+        for row in app.config.keymap.help_rows(context) {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {:<16}", row.keys), theme.key),
+                Span::raw(row.description),
+            ]));
+        }
+        lines.push(Line::default());
+    }
+    lines.push(Line::from(Span::styled(
+        "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term, else fuzzy",
+        theme.muted,
+    )));
+    let block = Block::bordered()
+        .title(Span::styled(" help ", theme.title))
+        .border_style(theme.border);
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false })
+            .scroll((scroll, 0))
+            .style(Style::new()),
+        popup,
+    );
+}

@@ -1,0 +1,450 @@
+//! Keys pressed through `update`, without a terminal: navigation, filters, sort, copies, commands.
+
+mod tui_support;
+
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,
+};
+use tui_support::*;
+use vtriage::fetch::Priority;
+use vtriage::store::SortColumn;
+use vtriage::tui::app::{App, Effect, Msg, Overlay, Screen, update};
+
+fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
+    update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn typed(app: &mut App, text: &str) -> Vec<Effect> {
+    text.chars()
+        .flat_map(|c| key(app, KeyCode::Char(c)))
+        .collect()
+}
+
+fn command(app: &mut App, line: &str) -> Vec<Effect> {
+    key(app, KeyCode::Char(':'));
+    typed(app, line);
+    key(app, KeyCode::Enter)
+}
+
+fn selected(app: &App) -> Option<String> {
+    app.store.selected().map(|r| r.vehicle_id.clone())
+}
+
+fn flash(app: &App) -> String {
+    app.visible_flash()
+        .map(|f| f.text.clone())
+        .unwrap_or_default()
+}
+
+fn copied(effects: &[Effect]) -> Option<(String, &'static str)> {
+    effects.iter().find_map(|e| match e {
+        Effect::Copy { text, what } => Some((text.clone(), *what)),
+        _ => None,
+    })
+}
+
+#[test]
+fn rows_on_screen_are_asked_for_at_visible_priority_once() {
+    let (_, effects) = app_with(vtriage::tui::Theme::plain(), 80, 24);
+    let asked = probes(&effects);
+    let visible: Vec<_> = asked
+        .iter()
+        .filter(|(_, p, _)| *p == Priority::Visible)
+        .collect();
+    assert!(!visible.is_empty(), "{asked:?}");
+    let last = visible.last().map(|(ids, _, force)| (ids.len(), *force));
+    assert_eq!(last, Some((6, false)));
+    // The same rows again ask for nothing.
+    let mut app = app(80, 24);
+    assert!(
+        probes(&update(
+            &mut app,
+            Msg::Resize {
+                width: 80,
+                height: 24
+            }
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn enter_opens_the_selected_vehicle_at_focus_priority_and_esc_restores_filter_sort_selection() {
+    let mut app = app(120, 40);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('S'));
+    key(&mut app, KeyCode::Down);
+    let before = (
+        app.store.filter_text().to_string(),
+        app.store.sort(),
+        selected(&app),
+    );
+    assert_eq!(before.0, "make:tesla");
+
+    let effects = key(&mut app, KeyCode::Enter);
+    let opened = app.page().map(|p| p.vehicle_id.clone());
+    assert_eq!(opened, before.2);
+    assert_eq!(
+        probes(&effects),
+        [(
+            vec![opened.clone().unwrap_or_default()],
+            Priority::Focus,
+            false
+        )]
+    );
+
+    // Something on the vehicle page changes the fleet state, then Esc brings it back.
+    command(&mut app, "user user-cy");
+    assert_eq!(app.screen(), &Screen::Fleet);
+    assert_eq!(app.store.filter_text(), "user:user-cy");
+    key(&mut app, KeyCode::Enter);
+    app.store.set_sort(SortColumn::Vin, false);
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.screen(), &Screen::Fleet);
+    assert_eq!(app.store.filter_text(), "user:user-cy");
+    assert_eq!(
+        app.store.sort(),
+        before.1,
+        "the sort the page was opened from"
+    );
+    assert_eq!(selected(&app).as_deref(), Some("f00d-ok"));
+}
+
+#[test]
+fn esc_from_a_vehicle_page_restores_exactly_what_was_left() {
+    let mut app = app(120, 40);
+    key(&mut app, KeyCode::Char('s'));
+    key(&mut app, KeyCode::Char('f'));
+    key(&mut app, KeyCode::Down);
+    let before = (
+        app.store.filter_text().to_string(),
+        app.store.sort(),
+        selected(&app),
+        app.offset,
+    );
+    key(&mut app, KeyCode::Enter);
+    assert!(app.page().is_some());
+    app.store.set_filter("").ok();
+    app.store.set_sort(SortColumn::User, true);
+    app.store.select(None);
+    key(&mut app, KeyCode::Esc);
+    let after = (
+        app.store.filter_text().to_string(),
+        app.store.sort(),
+        selected(&app),
+        app.offset,
+    );
+    assert_eq!(after, before);
+}
+
+#[test]
+fn filter_applies_live_and_esc_puts_the_old_filter_back() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "vin:5YJ3");
+    assert_eq!(app.store.visible_len(), 1, "live while typing");
+    assert_eq!(selected(&app).as_deref(), Some("b2d4-loc"));
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.overlay, Overlay::None);
+    assert_eq!(app.store.filter_text(), "");
+    assert_eq!(app.store.visible_len(), 6);
+}
+
+#[test]
+fn bad_filter_keeps_the_line_open_with_the_reason() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "year:abc");
+    assert!(
+        app.filter_error
+            .as_deref()
+            .is_some_and(|e| e.contains("year:abc")),
+        "{:?}",
+        app.filter_error
+    );
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.overlay, Overlay::Filter);
+    assert_eq!(app.filter_input.text(), "year:abc");
+}
+
+#[test]
+fn filter_history_recalls_earlier_filters_with_up_and_down() {
+    let mut app = app(80, 24);
+    for text in ["make:tesla", "status:blocked"] {
+        key(&mut app, KeyCode::Char('/'));
+        key(&mut app, KeyCode::End);
+        typed(&mut app, "");
+        app.filter_input.start("");
+        typed(&mut app, text);
+        key(&mut app, KeyCode::Enter);
+    }
+    key(&mut app, KeyCode::Char('/'));
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.store.filter_text(), "status:blocked");
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.store.filter_text(), "make:tesla");
+    assert_eq!(app.store.visible_len(), 3, "recalled filters apply live");
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.filter_input.text(), "status:blocked");
+}
+
+#[test]
+fn number_keys_toggle_a_status_filter_and_f_shows_faults() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('1'));
+    assert_eq!(app.store.filter_text(), "status:blocked");
+    assert_eq!(app.store.visible_len(), 1);
+    key(&mut app, KeyCode::Char('4'));
+    assert_eq!(
+        app.store.filter_text(),
+        "status:healthy",
+        "one status at a time"
+    );
+    key(&mut app, KeyCode::Char('4'));
+    assert_eq!(app.store.filter_text(), "");
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('f'));
+    assert_eq!(
+        app.store.filter_text(),
+        "make:tesla status:blocked,degraded,warning"
+    );
+    assert_eq!(app.store.visible_len(), 2);
+}
+
+#[test]
+fn s_cycles_sort_columns_and_shift_s_reverses() {
+    let mut app = app(80, 24);
+    assert_eq!(app.store.sort(), (SortColumn::Status, true));
+    key(&mut app, KeyCode::Char('s'));
+    assert_eq!(app.store.sort(), (SortColumn::Vehicle, false));
+    assert_eq!(flash(&app), "sorted by Vehicle");
+    update(
+        &mut app,
+        Msg::Key(KeyEvent::new(KeyCode::Char('S'), KeyModifiers::SHIFT)),
+    );
+    assert_eq!(app.store.sort(), (SortColumn::Vehicle, true));
+    for _ in 0..SortColumn::ALL.len() - 1 {
+        key(&mut app, KeyCode::Char('s'));
+    }
+    assert_eq!(app.store.sort().0, SortColumn::Status);
+}
+
+#[test]
+fn vehicle_page_copies_pairing_link_reply_and_evidence_with_a_confirmation() {
+    let mut app = app(120, 40);
+    command(&mut app, "vehicle 7c1e0f3a-vk");
+    let link = copied(&key(&mut app, KeyCode::Char('y')));
+    assert_eq!(
+        link,
+        Some((
+            "https://www.tesla.com/_ak/smartcar.com".into(),
+            "pairing link"
+        ))
+    );
+    assert_eq!(flash(&app), "copied pairing link");
+
+    let reply = copied(&key(&mut app, KeyCode::Char('c')));
+    assert!(
+        reply
+            .as_ref()
+            .is_some_and(|(t, _)| t.contains("virtual key")),
+        "{reply:?}"
+    );
+    assert_eq!(flash(&app), "copied customer reply");
+
+    let evidence = copied(&key(&mut app, KeyCode::Char('i')))
+        .map(|(t, _)| t)
+        .unwrap_or_default();
+    for expected in [
+        "7c1e0f3a-vk",
+        "7SAYGDEE1NF000001",
+        "CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED",
+        "rq-loc-1",
+        "BLOCKED",
+    ] {
+        assert!(
+            evidence.contains(expected),
+            "{expected} missing from {evidence}"
+        );
+    }
+}
+
+#[test]
+fn reauthentication_link_is_named_so_in_the_confirmation() {
+    let mut app = app(80, 24);
+    command(&mut app, "vin 5YJ3E1EA7KF000002");
+    let link = copied(&key(&mut app, KeyCode::Char('y')));
+    assert!(
+        link.as_ref().is_some_and(
+            |(t, w)| t.contains("required%3Aread_location") && *w == "re-authentication link"
+        ),
+        "{link:?}"
+    );
+}
+
+#[test]
+fn healthy_vehicle_has_nothing_to_copy_and_says_so() {
+    let mut app = app(80, 24);
+    command(&mut app, "vehicle f00d-ok");
+    assert_eq!(copied(&key(&mut app, KeyCode::Char('y'))), None);
+    assert!(
+        app.visible_flash()
+            .is_some_and(|f| f.error && f.text.contains("no fix link"))
+    );
+}
+
+#[test]
+fn r_reprobes_now_and_o_opens_the_link() {
+    let mut app = app(80, 24);
+    command(&mut app, "vehicle 7c1e0f3a-vk");
+    let effects = key(&mut app, KeyCode::Char('r'));
+    assert_eq!(
+        probes(&effects),
+        [(vec!["7c1e0f3a-vk".to_string()], Priority::Focus, true)]
+    );
+    let effects = key(&mut app, KeyCode::Char('o'));
+    assert_eq!(
+        effects,
+        [Effect::Open(
+            "https://www.tesla.com/_ak/smartcar.com".into()
+        )]
+    );
+}
+
+#[test]
+fn j_toggles_the_raw_responses() {
+    let mut app = app(80, 24);
+    command(&mut app, "vehicle f00d-ok");
+    key(&mut app, KeyCode::Char('J'));
+    assert_eq!(app.page().map(|p| p.raw), Some(true));
+    key(&mut app, KeyCode::Char('J'));
+    assert_eq!(app.page().map(|p| p.raw), Some(false));
+}
+
+#[test]
+fn command_line_opens_by_vehicle_vin_or_user_and_exports() {
+    let mut app = app(80, 24);
+    command(&mut app, "vehicle b2d4-loc");
+    assert_eq!(app.page().map(|p| p.vehicle_id.as_str()), Some("b2d4-loc"));
+    key(&mut app, KeyCode::Esc);
+    command(&mut app, "vin 3FMTK3SU5PMA00003");
+    assert_eq!(app.page().map(|p| p.vehicle_id.as_str()), Some("f00d-ok"));
+    key(&mut app, KeyCode::Esc);
+    command(&mut app, "vin 5YJ");
+    assert_eq!(
+        (app.page(), app.store.filter_text()),
+        (None, "vin:5YJ"),
+        "a VIN prefix filters"
+    );
+    assert_eq!(
+        command(&mut app, "export /tmp/blocked.csv"),
+        [Effect::Export("/tmp/blocked.csv".into())]
+    );
+    command(&mut app, "vehicle nope");
+    assert!(
+        app.visible_flash()
+            .is_some_and(|f| f.error && f.text.contains("nope"))
+    );
+    command(&mut app, "frobnicate");
+    assert!(flash(&app).contains("unknown command :frobnicate"));
+    assert_eq!(command(&mut app, "q"), [Effect::Quit]);
+    assert!(app.quit);
+}
+
+#[test]
+fn q_and_ctrl_c_quit_even_from_the_filter_line() {
+    let mut app = app(80, 24);
+    assert_eq!(key(&mut app, KeyCode::Char('q')), [Effect::Quit]);
+    let mut app = tui_support::app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "q");
+    assert!(!app.quit, "q is text in the filter line");
+    let effects = update(
+        &mut app,
+        Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+    );
+    assert_eq!(effects, [Effect::Quit]);
+}
+
+#[test]
+fn question_mark_opens_help_and_esc_closes_it() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('?'));
+    assert_eq!(app.overlay, Overlay::Help { scroll: 0 });
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.overlay, Overlay::Help { scroll: 1 });
+    key(&mut app, KeyCode::Char('1'));
+    assert_eq!(
+        app.store.filter_text(),
+        "",
+        "keys under the help do not leak to the fleet"
+    );
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.overlay, Overlay::None);
+}
+
+#[test]
+fn key_releases_and_mouse_without_the_switch_change_nothing() {
+    let mut app = app(80, 24);
+    let before = selected(&app);
+    let mut release = KeyEvent::new(KeyCode::Down, KeyModifiers::NONE);
+    release.kind = KeyEventKind::Release;
+    update(&mut app, Msg::Key(release));
+    let wheel = MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 0,
+        row: 10,
+        modifiers: KeyModifiers::NONE,
+    };
+    update(&mut app, Msg::Mouse(wheel));
+    assert_eq!(selected(&app), before);
+    app.config.mouse = true;
+    update(&mut app, Msg::Mouse(wheel));
+    assert_ne!(selected(&app), before);
+}
+
+#[test]
+fn ticks_redraw_once_a_second_unless_a_spinner_turns() {
+    let mut app = app(80, 24);
+    app.dirty = false;
+    let later = |ms: i64| {
+        now()
+            .checked_add(jiff::SignedDuration::from_millis(ms))
+            .unwrap_or(now())
+    };
+    update(&mut app, Msg::Tick(later(300)));
+    assert!(
+        app.dirty,
+        "a probe is under way on screen, so the spinner turns"
+    );
+    key(&mut app, KeyCode::Char('4'));
+    app.dirty = false;
+    update(&mut app, Msg::Tick(later(600)));
+    assert!(!app.dirty, "same second, nothing animating");
+    update(&mut app, Msg::Tick(later(1000)));
+    assert!(app.dirty, "a new second");
+}
+
+#[test]
+fn paste_goes_into_the_filter_line() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    update(&mut app, Msg::Paste("3FMTK3SU5PMA00003".into()));
+    assert_eq!(app.store.visible_len(), 1);
+    assert_eq!(selected(&app).as_deref(), Some("f00d-ok"));
+}
+
+#[test]
+fn scheduler_gone_is_reported_not_fatal() {
+    let mut app = app(80, 24);
+    update(
+        &mut app,
+        Msg::EffectFailed("the probe scheduler has stopped".into()),
+    );
+    assert!(app.visible_flash().is_some_and(|f| f.error));
+    assert!(!app.quit);
+}
