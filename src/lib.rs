@@ -1,5 +1,13 @@
 //! vtriage: diagnoses why connected cars stopped answering through the Smartcar API.
 
+pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod fetch;
 pub mod health;
+pub mod report;
+pub mod setup;
+pub mod sim;
 pub mod smartcar;
+pub mod store;
+pub mod tokens;

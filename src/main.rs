@@ -1,1 +1,43 @@
-fn main() {}
+//! The `vtriage` binary: parses the command line, runs one command, turns failures into one line and an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use vtriage::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vtriage: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Background tasks (scheduler, simulator) must not keep the process alive after the command.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vtriage: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, vtriage::commands::CommandError> {
+    use vtriage::commands;
+    match cli.command {
+        None => commands::dashboard(&cli.global).await,
+        Some(Command::Check(args)) => commands::check(&cli.global, &args).await,
+        Some(Command::Vehicle(args)) => commands::vehicle(&cli.global, &args).await,
+        Some(Command::Deadlines(args)) => commands::deadlines(&cli.global, &args),
+        Some(Command::ConnectUrl(args)) => commands::connect_url(&cli.global, &args),
+        Some(Command::Sim(args)) => commands::sim(args).await,
+        Some(Command::Info) => commands::info(&cli.global),
+    }
+}

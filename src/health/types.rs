@@ -14,6 +14,18 @@ pub enum Severity {
     Blocked,
 }
 
+impl Severity {
+    /// Upper-case label used in reports: `INFO`, `WARNING`, `DEGRADED`, `BLOCKED`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Warning => "WARNING",
+            Severity::Degraded => "DEGRADED",
+            Severity::Blocked => "BLOCKED",
+        }
+    }
+}
+
 /// A vehicle's overall status: its worst finding, or Unknown/Healthy.
 /// Ordered from least to most urgent so a descending sort puts BLOCKED first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -113,6 +125,21 @@ pub enum RemedyKind {
     ContactSmartcar,
     /// Nothing to do (informational findings).
     None,
+}
+
+impl RemedyKind {
+    /// The same name serde writes: `add_virtual_key`, `contact_smartcar`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RemedyKind::AddVirtualKey => "add_virtual_key",
+            RemedyKind::Reauthenticate => "reauthenticate",
+            RemedyKind::RetryLater => "retry_later",
+            RemedyKind::OwnerActionAtOem => "owner_action_at_oem",
+            RemedyKind::BackendAction => "backend_action",
+            RemedyKind::ContactSmartcar => "contact_smartcar",
+            RemedyKind::None => "none",
+        }
+    }
 }
 
 /// The fix for a finding: the exact link and a reply the agent can paste to the customer.

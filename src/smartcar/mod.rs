@@ -1,6 +1,7 @@
 //! The Smartcar API as this program sees it: client, response and error types, Connect URLs.
 
 pub mod client;
+pub mod connect;
 pub mod error;
 pub mod model;
 pub mod observation;

@@ -1,0 +1,165 @@
+//! The command line: global connection flags and the subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A terminal dashboard that tells a support agent why a connected car stopped answering
+/// through the Smartcar API, and hands them the fix.
+#[derive(Debug, Parser)]
+#[command(name = "vtriage", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Profile from config.toml (default: the file's `profile`, else demo).
+    #[arg(long, global = true, env = "VTRIAGE_PROFILE")]
+    pub profile: Option<String>,
+    /// Config file instead of config.toml in the config folder.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Pretend it is this moment (RFC 3339, e.g. 2025-01-01T00:00:00Z): countdowns, ages, staleness.
+    #[arg(long, global = true, value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Vehicle API origin (env SMARTCAR_API_ORIGIN).
+    #[arg(long, global = true, value_name = "URL")]
+    pub api_origin: Option<String>,
+    /// Management API origin (env SMARTCAR_MANAGEMENT_API_ORIGIN).
+    #[arg(long, global = true, value_name = "URL")]
+    pub management_origin: Option<String>,
+    /// Connect origin used in re-authentication links (env SMARTCAR_CONNECT_ORIGIN).
+    #[arg(long, global = true, value_name = "URL")]
+    pub connect_origin: Option<String>,
+    /// Application management token (env SMARTCAR_MANAGEMENT_TOKEN).
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    pub amt: Option<String>,
+    /// CSV file `user_id,access_token` with the users' access tokens.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// One access token (one user's vehicles).
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Use the built-in simulator even when credentials are configured.
+    #[arg(long, global = true)]
+    pub demo: bool,
+    /// Probes in flight at once.
+    #[arg(long, global = true, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Client-side request budget per minute (burst stays as configured).
+    #[arg(
+        long,
+        global = true,
+        value_name = "R/min",
+        conflicts_with = "no_rate_limit"
+    )]
+    pub rate: Option<f64>,
+    /// Switch the client-side rate budget off (plans with higher limits, the simulator).
+    #[arg(long, global = true)]
+    pub no_rate_limit: bool,
+    /// Connect client id for re-authentication links (env SMARTCAR_CLIENT_ID).
+    #[arg(long, global = true, value_name = "ID")]
+    pub client_id: Option<String>,
+    /// Connect redirect URI (env SMARTCAR_REDIRECT_URI).
+    #[arg(long, global = true, value_name = "URI")]
+    pub redirect_uri: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe every connection and print the diagnosis (exit 0 nothing blocked, 1 something blocked, 2 setup error).
+    Check(CheckArgs),
+    /// One vehicle's report, ready to paste into a ticket.
+    Vehicle(VehicleArgs),
+    /// The OEM rules and their countdowns.
+    Deadlines(DeadlinesArgs),
+    /// Print a Smartcar Connect URL (authorize, or re-authenticate an existing vehicle).
+    ConnectUrl(ConnectUrlArgs),
+    /// Run the Smartcar simulator standalone.
+    Sim(crate::sim::SimArgs),
+    /// Where config, cache, snapshot and logs live.
+    Info,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TableFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// One JSON object per vehicle.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV with a header row.
+    #[arg(long)]
+    pub csv: bool,
+    /// Only vehicles matching this filter (same language as `/` in the dashboard).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Ignore cached results younger than the freshness window.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VehicleArgs {
+    /// Vehicle id, VIN or user id.
+    pub id: String,
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadlinesArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConnectMode {
+    Live,
+    Simulated,
+    Test,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectUrlArgs {
+    /// Scopes, space separated; prefix with `required:` to make one required.
+    #[arg(long, value_name = "SCOPES")]
+    pub scope: Option<String>,
+    #[arg(long, value_enum)]
+    pub mode: Option<ConnectMode>,
+    /// approval_prompt=force.
+    #[arg(long)]
+    pub force_prompt: bool,
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Skip the brand selector (e.g. TESLA).
+    #[arg(long)]
+    pub make: Option<String>,
+    #[arg(long)]
+    pub single_select: bool,
+    #[arg(long, value_name = "VIN")]
+    pub single_select_vin: Option<String>,
+    /// Feature flag KEY:VALUE; repeatable.
+    #[arg(long = "flag", value_name = "KEY:VALUE")]
+    pub flags: Vec<String>,
+    /// Your id for the user, for analytics.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// A re-authentication URL for an existing vehicle (needs --vehicle-id).
+    #[arg(long, requires = "vehicle_id")]
+    pub reauth: bool,
+    #[arg(long)]
+    pub vehicle_id: Option<String>,
+}

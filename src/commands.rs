@@ -1,0 +1,422 @@
+//! The subcommands: each turns settings into a running session or a printout and returns an exit code.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::cli::{CheckArgs, ConnectMode, ConnectUrlArgs, DeadlinesArgs, GlobalArgs, VehicleArgs};
+use crate::fetch::{Command, Event, Priority, Progress};
+use crate::health::Status;
+use crate::report::{self, VehicleSummary};
+use crate::setup::{self, Session, Settings, SetupError};
+use crate::smartcar::connect::{self, ConnectOptions, SingleSelect};
+use crate::store::{self, Store, VehicleRecord};
+
+/// A command that could not run; printed as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Source(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error(transparent)]
+    Sim(#[from] crate::sim::SimError),
+}
+
+fn print_warnings(settings: &Settings) {
+    for w in &settings.warnings {
+        eprintln!("vtriage: warning: {w}");
+    }
+}
+
+/// Starts file logging in the state folder; nothing is ever logged to the terminal.
+/// `VTRIAGE_LOG` sets the filter (default `info`).
+pub fn init_logging(settings: &Settings) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = &settings.paths.state_dir;
+    std::fs::create_dir_all(dir).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(settings.paths.log_file())
+        .ok()?;
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VTRIAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .try_init()
+        .ok()?;
+    Some(guard)
+}
+
+fn summary(record: &VehicleRecord) -> VehicleSummary<'_> {
+    let a = record.attributes.as_ref();
+    VehicleSummary {
+        vehicle_id: &record.vehicle_id,
+        user_id: Some(record.user_id.as_str()),
+        make: a.map(|a| a.make.as_str()),
+        model: a.map(|a| a.model.as_str()),
+        year: a.map(|a| a.year),
+        vin: record.vin.as_deref(),
+        connected_at: record.connected_at.as_deref(),
+        diagnosis: &record.diagnosis,
+        last_checked: record.last_probe_at,
+    }
+}
+
+/// A one-line progress bar on stderr, only when stderr is a terminal.
+struct ProgressLine {
+    enabled: bool,
+    last_draw: Option<Instant>,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        ProgressLine {
+            enabled: std::io::stderr().is_terminal(),
+            last_draw: None,
+        }
+    }
+
+    fn draw(&mut self, done: usize, total: usize, p: &Progress) {
+        if !self.enabled
+            || self
+                .last_draw
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        const WIDTH: usize = 30;
+        let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
+        let budget = p
+            .budget_left
+            .map(|b| format!(" · budget {b:.0}"))
+            .unwrap_or_default();
+        eprint!(
+            "\r\x1b[2K[{}{}] {done}/{total} vehicles · {} in flight · {:.1} req/s · {} errors{budget}",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled),
+            p.in_flight,
+            p.requests_per_s,
+            p.errors,
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn clear(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// Feeds scheduler events into the store until every listed connection has a report.
+/// Returns an error when the source as a whole failed.
+async fn run_until_all_observed(
+    session: &mut Session,
+    store: &mut Store,
+    settings: &Settings,
+    bar: &mut ProgressLine,
+) -> Result<(), CommandError> {
+    let mut listed: Option<usize> = None;
+    let mut observed: HashSet<String> = HashSet::new();
+    let mut progress = Progress::default();
+    loop {
+        if let Some(total) = listed
+            && observed.len() >= total
+        {
+            return Ok(());
+        }
+        let Some(event) = session.events.recv().await else {
+            return Err(CommandError::Source(
+                "the scheduler stopped unexpectedly; see the log".into(),
+            ));
+        };
+        store.apply(&event, settings.now());
+        match &event {
+            Event::ConnectionsListed { connections } => listed = Some(connections.len()),
+            Event::Observed { report } => {
+                observed.insert(report.vehicle_id.clone());
+            }
+            Event::Progress(p) => progress = p.clone(),
+            Event::SourceError { message } if listed.is_none() => {
+                return Err(CommandError::Source(message.clone()));
+            }
+            _ => {}
+        }
+        bar.draw(observed.len(), listed.unwrap_or(0), &progress);
+    }
+}
+
+/// `vtriage check`: probe every connection, print the diagnoses.
+pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
+    let mut settings = setup::resolve(global)?;
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
+    print_warnings(&settings);
+    let _log = init_logging(&settings);
+    let mut store = setup::store_for(&settings);
+    if let Some(f) = &args.filter {
+        store
+            .set_filter(f)
+            .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
+    }
+    let mut session = setup::start(&mut settings).await?;
+    let _ = session
+        .commands
+        .send(Command::StartSweep { force: args.force });
+    let mut bar = ProgressLine::new();
+    let result = run_until_all_observed(&mut session, &mut store, &settings, &mut bar).await;
+    bar.clear();
+    let _ = session.commands.send(Command::Shutdown);
+    result?;
+    save_snapshot(&settings, &store);
+
+    let records: Vec<&VehicleRecord> = store.rows(0..store.visible_len()).collect();
+    let summaries: Vec<VehicleSummary<'_>> = records.iter().map(|r| summary(r)).collect();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        report::write_json_lines(&mut out, &summaries)?;
+    } else if args.csv {
+        report::write_csv(&mut out, &summaries)?;
+    } else {
+        report::write_table(&mut out, &summaries)?;
+        let c = store.counts();
+        let counts: Vec<String> = Status::ALL
+            .iter()
+            .map(|s| format!("{} {}", c.status(*s), s.label()))
+            .collect();
+        writeln!(
+            out,
+            "\n{} vehicles: {}",
+            summaries.len(),
+            counts.join(" · ")
+        )?;
+    }
+    out.flush()?;
+    let blocked = summaries
+        .iter()
+        .any(|s| s.diagnosis.status == Status::Blocked);
+    Ok(if blocked {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn save_snapshot(settings: &Settings, store: &Store) {
+    if store.is_empty() {
+        return;
+    }
+    let path = settings.paths.snapshot_file(&settings.profile);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = store::snapshot::save(&path, &store.to_snapshot()) {
+        eprintln!("vtriage: warning: {e}");
+    }
+}
+
+/// `vtriage vehicle ID`: one vehicle's diagnosis, ready for a ticket.
+pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode, CommandError> {
+    let mut settings = setup::resolve(global)?;
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
+    print_warnings(&settings);
+    let _log = init_logging(&settings);
+    let mut store = setup::store_for(&settings);
+    let mut session = setup::start(&mut settings).await?;
+    let query = args.id.trim().to_string();
+    let mut target: Option<String> = None;
+    loop {
+        let Some(event) = session.events.recv().await else {
+            return Err(CommandError::Source(
+                "the scheduler stopped unexpectedly; see the log".into(),
+            ));
+        };
+        store.apply(&event, settings.now());
+        match &event {
+            Event::ConnectionsListed { .. } => {
+                let Some(found) = store.find(&query) else {
+                    return Err(CommandError::Usage(format!(
+                        "no vehicle matches `{query}` (vehicle id, VIN or user id) among {} connections",
+                        store.len()
+                    )));
+                };
+                let id = found.vehicle_id.clone();
+                let _ = session.commands.send(Command::Probe {
+                    vehicle_ids: vec![id.clone()],
+                    priority: Priority::Focus,
+                    force: true,
+                });
+                target = Some(id);
+            }
+            Event::Observed { report } if Some(&report.vehicle_id) == target.as_ref() => break,
+            Event::SourceError { message } if target.is_none() => {
+                return Err(CommandError::Source(message.clone()));
+            }
+            _ => {}
+        }
+    }
+    let _ = session.commands.send(Command::Shutdown);
+    let Some(record) = target.as_deref().and_then(|id| store.vehicle(id)) else {
+        return Err(CommandError::Source(
+            "the vehicle vanished from the listing".into(),
+        ));
+    };
+    let s = summary(record);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report::vehicle_json(&s))
+            .map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        write!(
+            out,
+            "{}",
+            report::markdown(&s, &settings.policies, settings.now())
+        )?;
+    }
+    out.flush()?;
+    Ok(if record.diagnosis.status == Status::Blocked {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `vtriage deadlines`: the rules and their countdowns.
+pub fn deadlines(global: &GlobalArgs, args: &DeadlinesArgs) -> Result<ExitCode, CommandError> {
+    let settings = setup::resolve(global)?;
+    print_warnings(&settings);
+    let now = settings.now();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report::deadlines_json(&settings.policies, now))
+            .map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", report::deadlines_table(&settings.policies, now))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtriage connect-url`: a Connect URL, encoded as the official SDKs encode it.
+pub fn connect_url(global: &GlobalArgs, args: &ConnectUrlArgs) -> Result<ExitCode, CommandError> {
+    let settings = setup::resolve(global)?;
+    let Some(client_id) = settings.needs.client_id.clone() else {
+        return Err(CommandError::Usage(
+            "connect-url needs a client id: --client-id, SMARTCAR_CLIENT_ID, or client_id under [connect] in config.toml"
+                .into(),
+        ));
+    };
+    let mut flags = Vec::new();
+    for f in &args.flags {
+        flags
+            .push(connect::parse_flag(f).map_err(|e| CommandError::Usage(format!("--flag: {e}")))?);
+    }
+    let single_select = match (&args.single_select_vin, args.single_select) {
+        (Some(vin), _) => Some(SingleSelect::Vin(vin.clone())),
+        (None, true) => Some(SingleSelect::Enabled(true)),
+        (None, false) => None,
+    };
+    let options = ConnectOptions {
+        client_id: Some(client_id),
+        redirect_uri: settings.needs.redirect_uri.clone(),
+        scope: args
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        mode: match args.mode {
+            Some(ConnectMode::Simulated) => connect::ConnectMode::Simulated,
+            Some(ConnectMode::Test) => connect::ConnectMode::Test,
+            Some(ConnectMode::Live) | None => connect::ConnectMode::Live,
+        },
+        force_prompt: args.force_prompt,
+        state: args.state.clone(),
+        make: args.make.clone(),
+        single_select,
+        flags,
+        user: args.user.clone(),
+    };
+    let origin = &settings.origins.connect;
+    let url = match (&args.reauth, &args.vehicle_id) {
+        (true, Some(vehicle_id)) => options.reauthenticate_url(origin, vehicle_id),
+        _ => options.authorize_url(origin),
+    };
+    println!("{url}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtriage sim`: the simulator, standalone.
+pub async fn sim(args: crate::sim::SimArgs) -> Result<ExitCode, CommandError> {
+    crate::sim::run_cli(args).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtriage info`: every path vtriage uses, and what the current settings resolve to.
+pub fn info(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
+    let settings = setup::resolve(global)?;
+    let p = &settings.paths;
+    let exists = |path: &std::path::Path| if path.exists() { "" } else { " (not present)" };
+    let policies = p.policies_file();
+    let snapshot = p.snapshot_file(&settings.profile);
+    let log = p.log_file();
+    println!(
+        "config file     {}{}",
+        settings.config_file.display(),
+        exists(&settings.config_file)
+    );
+    println!(
+        "policies        {}{}",
+        policies.display(),
+        exists(&policies)
+    );
+    println!("cache folder    {}", p.cache_dir.display());
+    println!(
+        "snapshot        {}{}",
+        snapshot.display(),
+        exists(&snapshot)
+    );
+    println!("state folder    {}", p.state_dir.display());
+    println!("log file        {}{}", log.display(), exists(&log));
+    println!(
+        "profile         {} ({})",
+        settings.profile,
+        settings.mode.label()
+    );
+    match settings.mode {
+        setup::Mode::Demo => println!("origins         built-in simulator on a free loopback port"),
+        setup::Mode::Live => {
+            println!("api origin      {}", settings.origins.api);
+            println!("management      {}", settings.origins.management);
+        }
+    }
+    println!("connect origin  {}", settings.origins.connect);
+    for w in &settings.warnings {
+        println!("warning         {w}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtriage` with no command: the dashboard.
+pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
+    let mut settings = setup::resolve(global)?;
+    print_warnings(&settings);
+    let _log = init_logging(&settings);
+    let _ = &mut settings;
+    Err(CommandError::Usage(
+        "the dashboard is not part of this build yet; use `vtriage check`".into(),
+    ))
+}

@@ -1,0 +1,858 @@
+//! Turns one vehicle's probe report into findings and a status, under the OEM rules in force. Pure and cheap:
+//! it runs for every probe result of a fleet.
+
+use crate::smartcar::{
+    Answer, ApiError, BodyProblem, DataKind, ErrorCode, ErrorType, Observation, Probe, ProbeReport,
+    SmartcarError,
+};
+
+use super::countdown::{Countdown, Phase};
+use super::policy::{Coverage, Policies, Rule, RuleRemedyKind};
+use super::remedy::{self, RemedyTarget};
+use super::types::{Diagnosis, Evidence, Finding, Needs, Remedy, Severity, Status};
+
+/// Diagnoses one vehicle at `now`. Findings come worst first, so `main_finding()` explains the status.
+pub fn diagnose(
+    report: &ProbeReport,
+    policies: &Policies,
+    needs: &Needs,
+    now: jiff::Timestamp,
+) -> Diagnosis {
+    let checked_at = report.observations.iter().map(|o| o.at).max();
+    if !report.has_token {
+        let finding = Finding {
+            id: "no-access-token".into(),
+            severity: Severity::Info,
+            title: "No access token for this user: the vehicle cannot be checked".into(),
+            rule: None,
+            since: None,
+            evidence: Vec::new(),
+            remedy: remedy::provide_access_token(),
+        };
+        return Diagnosis {
+            status: Status::Unknown,
+            findings: vec![finding],
+            checked_at,
+        };
+    }
+    if report.observations.is_empty() {
+        return Diagnosis::unknown();
+    }
+    let vehicle = Vehicle::of(report);
+    let cx = Cx {
+        report,
+        policies,
+        needs,
+        now,
+        target: RemedyTarget {
+            needs,
+            vehicle_id: &report.vehicle_id,
+            is_tesla: vehicle.is_tesla,
+        },
+        vehicle,
+    };
+    let mut d = Drafts::default();
+
+    // Without a valid token every other answer is the same 401: the token comes first and alone.
+    let mut auth = report.observations.iter().filter(|o| is_token_failure(o));
+    if let Some(first) = auth.next() {
+        let draft = d.add("access-token-expired", Severity::Blocked, first, || {
+            (
+                "Access token expired or invalid (AUTHENTICATION): nothing else can be checked until the backend \
+                 refreshes it"
+                    .into(),
+                remedy::refresh_access_token(smartcar_error(first)),
+            )
+        });
+        for o in auth {
+            draft.push_evidence(o);
+        }
+        return d.finish(checked_at);
+    }
+
+    let mut missing: Vec<&'static str> = Vec::new();
+    for o in &report.observations {
+        if let Some(err) = o.error() {
+            cx.classify(o, err, &mut d, &mut missing);
+        }
+    }
+    cx.rule_states(&mut d);
+    cx.granted_permissions(&mut d, &mut missing);
+    if !missing.is_empty()
+        && let Some(draft) = d.get_mut("permission-missing")
+    {
+        draft.title = format!(
+            "Permission not granted: {}; those requests fail",
+            missing.join(", ")
+        );
+        draft.remedy = remedy::reauthenticate(cx.target, None, &missing);
+    }
+    cx.stale_data(&mut d);
+    d.finish(checked_at)
+}
+
+/// What is known about the car itself.
+struct Vehicle<'a> {
+    make: &'a str,
+    model: &'a str,
+    year: Option<u16>,
+    is_tesla: bool,
+}
+
+impl<'a> Vehicle<'a> {
+    fn of(report: &'a ProbeReport) -> Vehicle<'a> {
+        match &report.attributes {
+            Some(a) => Vehicle {
+                make: &a.make,
+                model: &a.model,
+                year: Some(a.year),
+                is_tesla: a.is_tesla(),
+            },
+            None => {
+                let tesla = report
+                    .observations
+                    .iter()
+                    .any(|o| is_tesla_probe(o.probe) && o.answer().is_some());
+                Vehicle {
+                    make: if tesla { "TESLA" } else { "" },
+                    model: "",
+                    year: None,
+                    is_tesla: tesla,
+                }
+            }
+        }
+    }
+
+    /// How a rule sees this vehicle; with unknown attributes a rule is assumed to apply.
+    fn coverage<'r>(&self, rule: &'r Rule) -> Coverage<'r> {
+        if self.make.is_empty() {
+            Coverage::Covered
+        } else {
+            rule.coverage(self.make, self.model, self.year)
+        }
+    }
+
+    /// "Tesla", "Ford": how the carmaker is named in titles.
+    fn oem(&self) -> String {
+        let mut chars = self.make.chars();
+        match chars.next() {
+            Some(first) => first
+                .to_uppercase()
+                .chain(chars.flat_map(char::to_lowercase))
+                .collect(),
+            None => "carmaker".into(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.year {
+            Some(y) => format!("{} {} {y}", self.oem(), self.model),
+            None => self.oem(),
+        }
+    }
+}
+
+/// A finding being assembled; evidence from several observations merges into one.
+struct Draft<'a> {
+    id: &'a str,
+    severity: Severity,
+    title: String,
+    rule: Option<&'a str>,
+    since: Option<String>,
+    first_at: jiff::Timestamp,
+    evidence: Vec<Evidence>,
+    remedy: Remedy,
+}
+
+impl Draft<'_> {
+    fn push_evidence(&mut self, o: &Observation) {
+        self.first_at = self.first_at.min(o.at);
+        self.evidence.push(Evidence::from_observation(o));
+    }
+}
+
+#[derive(Default)]
+struct Drafts<'a> {
+    list: Vec<Draft<'a>>,
+}
+
+impl<'a> Drafts<'a> {
+    fn get_mut(&mut self, id: &str) -> Option<&mut Draft<'a>> {
+        self.list.iter_mut().find(|d| d.id == id)
+    }
+
+    /// Adds evidence to the finding `id`, creating it (title and remedy from `make`) the first time.
+    fn add(
+        &mut self,
+        id: &'a str,
+        severity: Severity,
+        o: &Observation,
+        make: impl FnOnce() -> (String, Remedy),
+    ) -> &mut Draft<'a> {
+        let i = match self.list.iter().position(|d| d.id == id) {
+            Some(i) => i,
+            None => {
+                let (title, remedy) = make();
+                self.list.push(Draft {
+                    id,
+                    severity,
+                    title,
+                    rule: None,
+                    since: None,
+                    first_at: o.at,
+                    evidence: Vec::with_capacity(2),
+                    remedy,
+                });
+                self.list.len() - 1
+            }
+        };
+        let d = &mut self.list[i];
+        d.push_evidence(o);
+        d.severity = d.severity.max(severity);
+        d
+    }
+
+    fn finish(self, checked_at: Option<jiff::Timestamp>) -> Diagnosis {
+        let mut findings: Vec<Finding> = self
+            .list
+            .into_iter()
+            .map(|d| Finding {
+                id: d.id.to_string(),
+                severity: d.severity,
+                title: d.title,
+                since: d.since.or_else(|| Some(format_time(d.first_at))),
+                rule: d.rule.map(str::to_string),
+                evidence: d.evidence,
+                remedy: d.remedy,
+            })
+            .collect();
+        // Stable: equal severities keep the order they were found in.
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        let status = findings
+            .first()
+            .map_or(Status::Healthy, |f| Status::from_severity(f.severity));
+        Diagnosis {
+            status,
+            findings,
+            checked_at,
+        }
+    }
+}
+
+/// `2026-11-27 19:20 UTC`.
+fn format_time(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A 401 (whatever its body) or an `AUTHENTICATION` error: the access token was refused.
+fn is_token_failure(o: &Observation) -> bool {
+    o.error().is_some_and(|e| {
+        e.status() == Some(401)
+            || e.smartcar()
+                .is_some_and(|s| s.error_type == ErrorType::Authentication)
+    })
+}
+
+fn smartcar_error(o: &Observation) -> Option<&SmartcarError> {
+    o.error().and_then(ApiError::smartcar)
+}
+
+fn is_tesla_probe(p: Probe) -> bool {
+    matches!(
+        p,
+        Probe::VirtualKey | Probe::TeslaUserAccess | Probe::TeslaAttributes
+    )
+}
+
+/// The Smartcar permission a probe needs, when one is documented.
+fn probe_permission(p: Probe) -> Option<&'static str> {
+    match p {
+        Probe::Data(k) => Some(k.permission()),
+        Probe::Attributes | Probe::VirtualKey => Some("read_vehicle_info"),
+        Probe::TeslaAttributes => Some("read_extended_vehicle_info"),
+        Probe::Permissions | Probe::TeslaUserAccess => None,
+    }
+}
+
+fn request_ids<'e>(e: &'e SmartcarError, o: &'e Observation) -> Vec<&'e str> {
+    e.request_id
+        .as_deref()
+        .or(o.meta.request_id.as_deref())
+        .into_iter()
+        .collect()
+}
+
+fn vehicle_state_words(code: Option<&ErrorCode>) -> &'static str {
+    match code {
+        Some(ErrorCode::Asleep) => "is asleep",
+        Some(ErrorCode::Unreachable) => "is unreachable (no mobile connection)",
+        Some(ErrorCode::RemoteAccessDisabled) => "has remote access disabled",
+        Some(ErrorCode::VehicleOfflineForService) => "is offline for service",
+        Some(ErrorCode::LowBattery) => "has a low 12 V battery",
+        Some(ErrorCode::InMotion) => "is in motion",
+        Some(ErrorCode::IgnitionOn) => "has its ignition on",
+        _ => "is in a state that refuses requests",
+    }
+}
+
+fn rule_severity(rule: &Rule) -> Severity {
+    match rule.remedy.kind {
+        RuleRemedyKind::AddVirtualKey => Severity::Blocked,
+        RuleRemedyKind::Reauthenticate => Severity::Degraded,
+    }
+}
+
+/// Everything one diagnosis reads.
+struct Cx<'a> {
+    report: &'a ProbeReport,
+    policies: &'a Policies,
+    needs: &'a Needs,
+    now: jiff::Timestamp,
+    target: RemedyTarget<'a>,
+    vehicle: Vehicle<'a>,
+}
+
+impl<'a> Cx<'a> {
+    fn granted(&self) -> Option<&'a [String]> {
+        match self.report.get(Probe::Permissions)?.answer()? {
+            Answer::Permissions { permissions } => Some(permissions),
+            _ => None,
+        }
+    }
+
+    fn at_home(&self) -> Option<bool> {
+        match self.report.get(Probe::TeslaAttributes)?.answer()? {
+            Answer::TeslaAttributes { at_home } => *at_home,
+            _ => None,
+        }
+    }
+
+    fn needs_location(&self) -> bool {
+        self.needs.at_home_only || self.needs.data.contains(&DataKind::Location)
+    }
+
+    /// Adds the finding of `rule` for a vehicle it caught, with the remedy the rule calls for.
+    /// `err` is the API error that shows it, `None` when only a state probe does.
+    fn rule_finding(
+        &self,
+        rule: &'a Rule,
+        o: &Observation,
+        err: Option<&SmartcarError>,
+        d: &mut Drafts<'a>,
+    ) {
+        let countdown = Countdown::of(rule, self.now);
+        let upcoming = err.is_none() && countdown.phase != Phase::InForce;
+        let at_home_only = rule.remedy.at_home_alternative && self.needs.at_home_only;
+        let severity = if at_home_only {
+            Severity::Info
+        } else if upcoming {
+            Severity::Warning
+        } else {
+            rule_severity(rule)
+        };
+        let draft = d.add(&rule.finding, severity, o, || {
+            if at_home_only {
+                let value = self.at_home().map_or("unknown".to_string(), |v| v.to_string());
+                let remedy = remedy::nothing(
+                    &format!("No re-authentication needed: this app reads atHome instead (atHome = {value})"),
+                    "Nothing is needed from you: we only check whether your car is at home.",
+                    rule.docs.clone(),
+                );
+                (format!("{}: not granted, but this app only needs atHome (atHome = {value})", rule.name), remedy)
+            } else {
+                let remedy = match rule.remedy.kind {
+                    RuleRemedyKind::AddVirtualKey => remedy::add_virtual_key(self.target, err),
+                    RuleRemedyKind::Reauthenticate => {
+                        let p = rule.remedy.permission.as_deref().unwrap_or_default();
+                        let missing: &[&str] = if p.is_empty() { &[] } else { &[p] };
+                        remedy::reauthenticate(self.target, err, missing)
+                    }
+                };
+                let what = match (rule.remedy.kind, rule.remedy.permission.as_deref()) {
+                    (RuleRemedyKind::AddVirtualKey, _) => "virtual key not paired, no data flows".to_string(),
+                    (RuleRemedyKind::Reauthenticate, Some(p)) => match rule.symptom.tesla_permission.as_deref() {
+                        Some(tp) => format!("{tp} not granted on the {} side, {p} fails", self.vehicle.oem()),
+                        None => format!("{p} not granted on the {} side", self.vehicle.oem()),
+                    },
+                    (RuleRemedyKind::Reauthenticate, None) => "not granted on the OEM side".to_string(),
+                };
+                let (sep, when) = if upcoming { ("; ", countdown.sentence()) } else { (" (", countdown.sentence() + ")") };
+                (format!("{}: {what}{sep}{when}", rule.name), remedy)
+            }
+        });
+        if draft.rule.is_none() {
+            draft.rule = Some(&rule.id);
+            draft.since = Some(rule.in_force.label());
+        }
+        // A data error is the rule biting now, even when a state probe alone made it look upcoming.
+        if err.is_some() && !at_home_only {
+            draft.severity = draft.severity.max(rule_severity(rule));
+        }
+    }
+
+    /// The rule whose error symptom an error on a data path is, if the vehicle is subject to it.
+    fn rule_for_error(&self, o: &Observation, e: &SmartcarError) -> Option<&'a Rule> {
+        let Probe::Data(kind) = o.probe else {
+            return None;
+        };
+        let mut label = None;
+        self.policies.rules.iter().find(|rule| {
+            if rule.symptom.error.is_none() || !rule.matches_endpoint(kind.path()) {
+                return false;
+            }
+            let label = label.get_or_insert_with(|| e.type_code());
+            if !rule.matches_error(label) || self.vehicle.coverage(rule) == Coverage::NotCovered {
+                return false;
+            }
+            // A Smartcar-side permission that was never granted is the simpler explanation.
+            match (rule.remedy.permission.as_deref(), self.granted()) {
+                (Some(p), Some(granted)) => granted.iter().any(|g| g == p),
+                _ => true,
+            }
+        })
+    }
+
+    /// Sorts one failed observation into a finding.
+    fn classify(
+        &self,
+        o: &Observation,
+        err: &ApiError,
+        d: &mut Drafts<'a>,
+        missing: &mut Vec<&'static str>,
+    ) {
+        let e = match err {
+            ApiError::Smartcar(e) => e.as_ref(),
+            ApiError::Body {
+                status,
+                problem: BodyProblem::Html,
+                ..
+            } => {
+                d.add("upstream-html", Severity::Degraded, o, || {
+                    (
+                        format!("Upstream returned HTML (HTTP {status}) instead of JSON: a proxy or gateway answered"),
+                        remedy::retry_later(None, None, "a proxy in front of the API answered, not Smartcar"),
+                    )
+                });
+                return;
+            }
+            ApiError::Body {
+                status, problem, ..
+            } => {
+                d.add("unreadable-response", Severity::Degraded, o, || {
+                    (
+                        format!("Unreadable answer (HTTP {status}): {}", problem.describe()),
+                        remedy::retry_later(None, None, "the answer was cut short or malformed"),
+                    )
+                });
+                return;
+            }
+            ApiError::Transport { message, .. } => {
+                d.add("no-response", Severity::Degraded, o, || {
+                    (
+                        format!("No answer from the API: {message}"),
+                        remedy::retry_later(None, None, "no response arrived"),
+                    )
+                });
+                return;
+            }
+        };
+
+        if let Some(rule) = self.rule_for_error(o, e) {
+            self.rule_finding(rule, o, Some(e), d);
+            return;
+        }
+        if matches!(e.error_type, ErrorType::Other(_))
+            || matches!(e.code, Some(ErrorCode::Other(_)))
+        {
+            unknown_error(o, e, d);
+            return;
+        }
+        let target = self.target;
+        let oem = || self.vehicle.oem();
+        match (&e.error_type, e.code.as_ref()) {
+            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::VirtualKeyRequired)) => {
+                d.add("virtual-key-missing", Severity::Blocked, o, || {
+                    (
+                        "Tesla virtual key not paired: no data flows".into(),
+                        remedy::add_virtual_key(target, Some(e)),
+                    )
+                });
+            }
+            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::AuthenticationFailed)) => {
+                d.add("oem-authentication-failed", Severity::Blocked, o, || {
+                    (
+                        format!(
+                            "The owner's {} account login no longer works (CONNECTED_SERVICES_ACCOUNT:\
+                             AUTHENTICATION_FAILED): the owner must reconnect",
+                            oem()
+                        ),
+                        remedy::reauthenticate(target, Some(e), &[]),
+                    )
+                });
+            }
+            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::Permission)) => {
+                d.add("owner-revoked-access", Severity::Blocked, o, || {
+                    (
+                        format!(
+                            "The owner revoked Smartcar's access in the {} account (CONNECTED_SERVICES_ACCOUNT:PERMISSION)",
+                            oem()
+                        ),
+                        remedy::reauthenticate(target, Some(e), &[]),
+                    )
+                });
+            }
+            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::Subscription)) => {
+                d.add("oem-subscription", Severity::Blocked, o, || {
+                    (
+                        format!(
+                            "The {} connected-services subscription is inactive (CONNECTED_SERVICES_ACCOUNT:SUBSCRIPTION)",
+                            oem()
+                        ),
+                        remedy::owner_action_at_oem(
+                            Some(e),
+                            "Ask the owner to renew or activate the carmaker's connected-services subscription",
+                            "Your car's connected-services subscription with the manufacturer appears to be \
+                             inactive. Please renew it in the manufacturer's app; data will flow again afterwards.",
+                        ),
+                    )
+                });
+            }
+            (ErrorType::ConnectedServicesAccount, _) => {
+                d.add("oem-account-issue", Severity::Blocked, o, || {
+                    (
+                        format!("Problem with the owner's {} account ({}): {}", oem(), e.type_code(), e.description),
+                        remedy::owner_action_at_oem(
+                            Some(e),
+                            "Ask the owner to sign in to the carmaker's app and resolve the account issue shown there",
+                            "There is an issue with your account at your car's manufacturer. Please sign in to the \
+                             manufacturer's app and follow the steps it shows.",
+                        ),
+                    )
+                });
+            }
+            (ErrorType::Permission, _) => {
+                let Some(p) = probe_permission(o.probe) else {
+                    unknown_error(o, e, d);
+                    return;
+                };
+                if !missing.contains(&p) {
+                    missing.push(p);
+                }
+                let severity = if matches!(o.probe, Probe::Data(_) | Probe::Attributes) {
+                    Severity::Degraded
+                } else {
+                    Severity::Warning
+                };
+                // Title and remedy are completed once every missing permission is known.
+                d.add("permission-missing", severity, o, || {
+                    (String::new(), remedy::reauthenticate(target, None, &[]))
+                });
+            }
+            (ErrorType::VehicleState, code) => {
+                let owner = matches!(
+                    code,
+                    Some(ErrorCode::RemoteAccessDisabled | ErrorCode::VehicleOfflineForService)
+                );
+                d.add("vehicle-state", Severity::Degraded, o, || {
+                    let remedy = if owner {
+                        remedy::owner_action_at_oem(
+                            Some(e),
+                            "Ask the owner to enable remote access in the car and the carmaker's app",
+                            "Your car is not accepting remote requests right now. Please check that remote access is \
+                             enabled in your car and the manufacturer's app.",
+                        )
+                    } else {
+                        remedy::retry_later(
+                            Some(e),
+                            e.retry_after_s.or(o.meta.retry_after_s),
+                            "the car is not answering now; it usually recovers once driven or woken in the OEM app",
+                        )
+                    };
+                    (
+                        format!("The vehicle {} ({}): data requests fail", vehicle_state_words(code), e.type_code()),
+                        remedy,
+                    )
+                });
+            }
+            (ErrorType::RateLimit, code) => {
+                let retry = e.retry_after_s.or(o.meta.retry_after_s);
+                let why = match code {
+                    Some(ErrorCode::SmartcarApi) => "the app's Smartcar request budget is used up",
+                    _ => "too many requests to this car",
+                };
+                let draft = d.add("rate-limited", Severity::Warning, o, || {
+                    let wait = retry.map_or("later".to_string(), |s| {
+                        format!("in {}", remedy::human_seconds(s))
+                    });
+                    (
+                        format!(
+                            "Rate limited ({}): {why}; retry {wait}. Not the car's fault",
+                            e.type_code()
+                        ),
+                        remedy::retry_later(Some(e), retry, why),
+                    )
+                });
+                if let Some(r) = retry
+                    && draft.remedy.retry_after_s.is_none_or(|old| r > old)
+                {
+                    draft.remedy.retry_after_s = Some(r);
+                }
+            }
+            (ErrorType::Billing, Some(ErrorCode::VehicleRequestLimit)) => {
+                d.add("billing-request-limit", Severity::Blocked, o, || {
+                    (
+                        "Monthly request limit for this vehicle reached (BILLING:VEHICLE_REQUEST_LIMIT): a plan \
+                         problem, not the customer's"
+                            .into(),
+                        remedy::contact_smartcar(Some(e), "raise the plan's per-vehicle request limit", &request_ids(e, o)),
+                    )
+                });
+            }
+            (ErrorType::Billing, _) => {
+                d.add("billing-plan", Severity::Blocked, o, || {
+                    (
+                        format!(
+                            "Smartcar plan problem ({}): {}",
+                            e.type_code(),
+                            e.description
+                        ),
+                        remedy::contact_smartcar(
+                            Some(e),
+                            "billing or plan issue",
+                            &request_ids(e, o),
+                        ),
+                    )
+                });
+            }
+            (ErrorType::Compatibility, code) if is_tesla_probe(o.probe) => {
+                // Non-Teslas answer Tesla endpoints with MAKE_NOT_COMPATIBLE: expected, not a problem.
+                if matches!(code, Some(ErrorCode::PlatformNotCapable)) {
+                    d.add("tesla-legacy-integration", Severity::Warning, o, || {
+                        (
+                            "Tesla connected through the legacy integration (COMPATIBILITY:PLATFORM_NOT_CAPABLE): \
+                             virtual-key status unknown"
+                                .into(),
+                            remedy::reauthenticate(target, Some(e), &[]),
+                        )
+                    });
+                }
+            }
+            (ErrorType::Compatibility, _) => {
+                d.add("not-capable", Severity::Degraded, o, || {
+                    (
+                        format!("This vehicle cannot provide {} ({})", o.probe.path(), e.type_code()),
+                        remedy::nothing(
+                            "Nothing to fix: the car or carmaker does not offer this data",
+                            "Unfortunately your car does not share this information with third-party apps.",
+                            e.doc_url.clone(),
+                        ),
+                    )
+                });
+            }
+            (ErrorType::Server | ErrorType::Upstream, code) => {
+                let contact = matches!(
+                    code,
+                    Some(ErrorCode::RecordNotFound | ErrorCode::MultipleRecordsFound)
+                );
+                d.add("upstream-error", Severity::Degraded, o, || {
+                    let remedy = if contact {
+                        remedy::contact_smartcar(
+                            Some(e),
+                            "a Smartcar-side record problem",
+                            &request_ids(e, o),
+                        )
+                    } else {
+                        remedy::retry_later(
+                            Some(e),
+                            e.retry_after_s,
+                            "a transient error at Smartcar or the carmaker",
+                        )
+                    };
+                    (
+                        format!(
+                            "Smartcar or the carmaker failed ({}, HTTP {})",
+                            e.type_code(),
+                            e.status
+                        ),
+                        remedy,
+                    )
+                });
+            }
+            (ErrorType::Validation | ErrorType::ResourceNotFound, _) => {
+                d.add("request-rejected", Severity::Degraded, o, || {
+                    (
+                        format!(
+                            "The API rejected the request ({}): {}",
+                            e.type_code(),
+                            e.description
+                        ),
+                        remedy::contact_smartcar(
+                            Some(e),
+                            "a request the API does not accept",
+                            &request_ids(e, o),
+                        ),
+                    )
+                });
+            }
+            _ => unknown_error(o, e, d),
+        }
+    }
+
+    /// Rules seen in state probes: the virtual key not paired, a Tesla scope missing, exempt vehicles.
+    fn rule_states(&self, d: &mut Drafts<'a>) {
+        let paired = match self.report.get(Probe::VirtualKey).map(|o| (o, o.answer())) {
+            Some((o, Some(Answer::VirtualKey { is_paired }))) => Some((o, *is_paired)),
+            _ => None,
+        };
+        let access = match self
+            .report
+            .get(Probe::TeslaUserAccess)
+            .map(|o| (o, o.answer()))
+        {
+            Some((o, Some(Answer::TeslaUserAccess(a)))) => Some((o, a)),
+            _ => None,
+        };
+        for rule in &self.policies.rules {
+            let s = &rule.symptom;
+            let coverage = self.vehicle.coverage(rule);
+            if coverage == Coverage::NotCovered {
+                continue;
+            }
+            if let Coverage::Exempt(exemption) = coverage {
+                let Some(id) = rule.exempt_finding.as_deref() else {
+                    continue;
+                };
+                let shown_by = match (s.virtual_key_paired, paired) {
+                    (Some(want), Some((o, is))) if want == is => Some(o),
+                    _ => None,
+                };
+                if let Some(o) = shown_by {
+                    let draft = d.add(id, Severity::Info, o, || {
+                        (
+                            format!(
+                                "{} is exempt from \"{}\" ({}): not required here, but data may lag",
+                                self.vehicle.describe(),
+                                rule.name,
+                                exemption.describe()
+                            ),
+                            remedy::nothing(
+                                "Nothing to fix; if the customer reports old data, check the data age",
+                                "Your car is not affected by this change. Its data may take a few minutes to update.",
+                                rule.docs.clone(),
+                            ),
+                        )
+                    });
+                    draft.rule = Some(&rule.id);
+                    draft.since = Some(rule.in_force.label());
+                }
+                continue;
+            }
+            if let (Some(want), Some((o, is))) = (s.virtual_key_paired, paired)
+                && want == is
+            {
+                self.rule_finding(rule, o, None, d);
+            }
+            if let (Some(scope), Some((o, a))) = (s.tesla_permission.as_deref(), access)
+                && self.needs_location_scope(scope)
+                // `permissions: null` says nothing either way.
+                && a.permissions.as_deref().is_some_and(|p| !p.iter().any(|g| g == scope))
+            {
+                self.rule_finding(rule, o, None, d);
+            }
+        }
+    }
+
+    /// Only the location scope is tied to this app's needs; other Tesla scopes always matter.
+    fn needs_location_scope(&self, scope: &str) -> bool {
+        scope != "vehicle_location" || self.needs_location()
+    }
+
+    /// Needed data whose permission `/permissions` does not list, when its data was not read fine anyway.
+    fn granted_permissions(&self, d: &mut Drafts<'a>, missing: &mut Vec<&'static str>) {
+        let Some(granted) = self.granted() else {
+            return;
+        };
+        let Some(o) = self.report.get(Probe::Permissions) else {
+            return;
+        };
+        for kind in self.needs.data_to_probe() {
+            let p = kind.permission();
+            let data_ok = self
+                .report
+                .get(Probe::Data(kind))
+                .is_some_and(|o| o.answer().is_some());
+            if data_ok || granted.iter().any(|g| g == p) || missing.contains(&p) {
+                continue;
+            }
+            missing.push(p);
+            d.add("permission-missing", Severity::Degraded, o, || {
+                (
+                    String::new(),
+                    remedy::reauthenticate(self.target, None, &[]),
+                )
+            });
+        }
+    }
+
+    /// The newest data the car reported is older than the app tolerates.
+    fn stale_data(&self, d: &mut Drafts<'a>) {
+        let newest = self
+            .report
+            .observations
+            .iter()
+            .filter(|o| matches!(o.probe, Probe::Data(_)) && o.answer().is_some())
+            .filter_map(|o| o.meta.data_age.map(|age| (age, o)))
+            .max_by_key(|(age, _)| *age);
+        let Some((age, o)) = newest else { return };
+        let age_s = self.now.as_second().saturating_sub(age.as_second());
+        if age_s <= i64::try_from(self.needs.stale_after_s).unwrap_or(i64::MAX) {
+            return;
+        }
+        let draft = d.add("stale-data", Severity::Warning, o, || {
+            (
+                format!(
+                    "Newest data is {} old (sc-data-age {}): the car has not reported since",
+                    human_age(age_s),
+                    format_time(age)
+                ),
+                remedy::owner_action_at_oem(
+                    None,
+                    "Ask the owner to open the carmaker's app or drive the car so it reports again",
+                    "Your car has not sent fresh data for a while. Opening the manufacturer's app or driving the car \
+                     usually wakes it up; we will pick up the new data automatically.",
+                ),
+            )
+        });
+        draft.since = Some(format_time(age));
+    }
+}
+
+fn unknown_error<'a>(o: &Observation, e: &SmartcarError, d: &mut Drafts<'a>) {
+    d.add("unknown-error", Severity::Degraded, o, || {
+        (
+            format!(
+                "Unknown error {} (HTTP {}): {}",
+                e.type_code(),
+                e.status,
+                e.description
+            ),
+            remedy::contact_smartcar(
+                Some(e),
+                "an error vtriage does not know",
+                &request_ids(e, o),
+            ),
+        )
+    });
+}
+
+/// `3d 4h`, `5h 10m`, `12m`.
+fn human_age(s: i64) -> String {
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m")
+    }
+}

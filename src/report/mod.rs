@@ -1,0 +1,208 @@
+//! Renders diagnoses as text, JSON, CSV and Markdown for headless use (`check`, `vehicle`, `deadlines`); no terminal.
+//!
+//! Nothing here sees a credential: the inputs are diagnoses and vehicle facts, so no output can carry a token.
+
+pub mod csv;
+pub mod deadlines;
+pub mod json;
+pub mod markdown;
+pub mod table;
+
+use crate::health::{Diagnosis, Finding};
+use crate::smartcar::ProbeReport;
+
+pub use csv::write_csv;
+pub use deadlines::{deadlines_json, deadlines_table};
+pub use json::{vehicle_json, write_json_lines};
+pub use markdown::markdown;
+pub use table::{TABLE_WIDTH, write_table};
+
+/// One vehicle as the reports show it. Borrowed: a report over 100k vehicles copies nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct VehicleSummary<'a> {
+    pub vehicle_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub make: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub year: Option<u16>,
+    pub vin: Option<&'a str>,
+    /// As the Management API sent it.
+    pub connected_at: Option<&'a str>,
+    pub diagnosis: &'a Diagnosis,
+    /// When the vehicle was last probed (usually `diagnosis.checked_at`).
+    pub last_checked: Option<jiff::Timestamp>,
+}
+
+impl<'a> VehicleSummary<'a> {
+    /// The summary of a probed vehicle and its diagnosis.
+    pub fn from_report(
+        report: &'a ProbeReport,
+        diagnosis: &'a Diagnosis,
+        connected_at: Option<&'a str>,
+    ) -> Self {
+        let a = report.attributes.as_ref();
+        VehicleSummary {
+            vehicle_id: &report.vehicle_id,
+            user_id: report.user_id.as_deref(),
+            make: a.map(|a| a.make.as_str()),
+            model: a.map(|a| a.model.as_str()),
+            year: a.map(|a| a.year),
+            vin: report.vin.as_deref(),
+            connected_at,
+            diagnosis,
+            last_checked: diagnosis.checked_at,
+        }
+    }
+
+    /// `TESLA Model 3 2021`, or what is known of it.
+    pub fn vehicle_label(&self) -> String {
+        let mut parts: Vec<String> = Vec::with_capacity(3);
+        parts.extend(self.make.map(str::to_string));
+        parts.extend(self.model.map(str::to_string));
+        parts.extend(self.year.map(|y| y.to_string()));
+        if parts.is_empty() {
+            "unknown vehicle".into()
+        } else {
+            parts.join(" ")
+        }
+    }
+
+    pub fn main_finding(&self) -> Option<&'a Finding> {
+        self.diagnosis.main_finding()
+    }
+
+    /// The main finding's fix link, if any.
+    pub fn fix_link(&self) -> Option<&'a str> {
+        self.main_finding().and_then(|f| f.remedy.link.as_deref())
+    }
+}
+
+/// `2026-11-27 19:00 UTC`: how every report prints an instant.
+pub fn format_instant(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{fleet, now};
+    use super::*;
+    use crate::health::Policies;
+
+    fn summaries(fleet: &[(ProbeReport, Diagnosis)]) -> Vec<VehicleSummary<'_>> {
+        fleet
+            .iter()
+            .map(|(r, d)| VehicleSummary::from_report(r, d, Some("2024-06-01T10:00:00.000Z")))
+            .collect()
+    }
+
+    #[test]
+    fn markdown_for_tesla_without_virtual_key() {
+        let f = fleet();
+        let s = summaries(&f);
+        insta::assert_snapshot!(markdown(&s[0], &Policies::builtin(), now()));
+    }
+
+    #[test]
+    fn markdown_for_tesla_missing_location_permission() {
+        let f = fleet();
+        let s = summaries(&f);
+        insta::assert_snapshot!(markdown(&s[1], &Policies::builtin(), now()));
+    }
+
+    #[test]
+    fn markdown_for_healthy_vehicle_says_nothing_is_wrong() {
+        let f = fleet();
+        let s = summaries(&f);
+        let md = markdown(&s[2], &Policies::builtin(), now());
+        assert!(md.contains("— HEALTHY"), "{md}");
+        assert!(md.contains("Nothing: every probe answered as expected."));
+    }
+
+    #[test]
+    fn deadlines_table_at_fixed_now() {
+        insta::assert_snapshot!(deadlines_table(&Policies::builtin(), now()));
+    }
+
+    #[test]
+    fn deadlines_table_before_the_virtual_key_date() {
+        let at: jiff::Timestamp = "2025-01-01T00:00:00Z".parse().expect("ts");
+        insta::assert_snapshot!(deadlines_table(&Policies::builtin(), at));
+    }
+
+    #[test]
+    fn deadlines_json_has_phase_and_countdown() {
+        let v = deadlines_json(&Policies::builtin(), now());
+        let first = &v[0];
+        assert_eq!(first["rule"], "tesla-virtual-key");
+        assert_eq!(first["phase"], "in_force");
+        assert_eq!(first["countdown"], "in force 675d");
+        assert_eq!(first["inForceAt"], "2025-01-21T00:00:00Z");
+        assert_eq!(v[1]["inForce"], "March 2025");
+    }
+
+    #[test]
+    fn fleet_table_fits_120_columns_up_to_the_fix_link() {
+        let f = fleet();
+        let s = summaries(&f);
+        let mut out = Vec::new();
+        write_table(&mut out, &s).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        insta::assert_snapshot!(text);
+        for line in text.lines() {
+            let before_link = line.rsplit_once(' ').map_or(line, |(a, _)| a);
+            assert!(before_link.chars().count() <= TABLE_WIDTH, "{line}");
+        }
+        let vk_line = text
+            .lines()
+            .find(|l| l.contains("virtual-key-missing"))
+            .expect("vk line");
+        assert!(vk_line.chars().count() <= TABLE_WIDTH, "{vk_line}");
+    }
+
+    #[test]
+    fn json_lines_parse_one_vehicle_per_line() {
+        let f = fleet();
+        let s = summaries(&f);
+        let mut out = Vec::new();
+        write_json_lines(&mut out, &s).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0]["status"], "BLOCKED");
+        assert_eq!(lines[0]["userId"], "user-ann");
+        assert_eq!(
+            lines[0]["findings"][0]["remedy"]["link"],
+            "https://www.tesla.com/_ak/smartcar.com"
+        );
+        assert_eq!(
+            lines[0]["findings"][0]["evidence"][0]["requestId"],
+            "rq-loc-1"
+        );
+        assert_eq!(lines[3]["status"], "UNKNOWN");
+        assert_eq!(lines[3]["mainFinding"], "no-access-token");
+    }
+
+    #[test]
+    fn csv_quotes_commas_and_quotes() {
+        let f = fleet();
+        let s = summaries(&f);
+        let mut out = Vec::new();
+        write_csv(&mut out, &s).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        let rows: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(rows.len(), 5);
+        assert!(rows[0].starts_with("status,vehicle_id,user_id,make,model,year,vin"));
+        assert!(
+            rows[2].contains(",\"user-bob, \"\"the\"\" driver\",TESLA,"),
+            "{}",
+            rows[2]
+        );
+        assert!(rows[1].contains(",rq-loc-1 rq-odo-1 rq-vk"), "{}", rows[1]);
+    }
+}

@@ -1,0 +1,76 @@
+//! The plain-text fleet table: one line per vehicle, sized for a 120-column terminal or log.
+
+use std::io::{self, Write};
+
+use super::VehicleSummary;
+
+/// Width the fixed columns and a virtual-key link fit in.
+pub const TABLE_WIDTH: usize = 120;
+
+/// Column widths before the fix link: status, vehicle, VIN, user, main finding.
+const WIDTHS: [usize; 5] = [8, 20, 17, 12, 20];
+
+/// Writes a header and one line per vehicle: status, make model year, VIN, user, main finding, fix link.
+/// Every column but the last is cut to its width with `…`; the fix link is printed whole so it stays
+/// copyable (a virtual-key link fits in 120 columns, a long Connect URL runs past them).
+pub fn write_table<'a, W: Write>(
+    out: &mut W,
+    vehicles: impl IntoIterator<Item = &'a VehicleSummary<'a>>,
+) -> io::Result<()> {
+    let mut line = String::with_capacity(TABLE_WIDTH * 2);
+    push_row(
+        &mut line,
+        ["STATUS", "VEHICLE", "VIN", "USER", "MAIN FINDING"],
+        "FIX",
+    );
+    writeln!(out, "{line}")?;
+    for v in vehicles {
+        line.clear();
+        let finding = v.main_finding().map_or("-", |f| f.id.as_str());
+        let vehicle = v.vehicle_label();
+        push_row(
+            &mut line,
+            [
+                v.diagnosis.status.label(),
+                &vehicle,
+                v.vin.unwrap_or("-"),
+                v.user_id.unwrap_or("-"),
+                finding,
+            ],
+            v.fix_link().unwrap_or("-"),
+        );
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn push_row(line: &mut String, cells: [&str; 5], last: &str) {
+    for (cell, width) in cells.iter().zip(WIDTHS) {
+        push_cell(line, cell, width);
+        line.push(' ');
+    }
+    push_clean(line, last);
+}
+
+/// Pads or cuts `cell` to exactly `width` characters.
+fn push_cell(line: &mut String, cell: &str, width: usize) {
+    let count = cell.chars().count();
+    if count <= width {
+        push_clean(line, cell);
+        line.extend(std::iter::repeat_n(' ', width - count));
+    } else {
+        push_clean(
+            line,
+            &cell
+                .chars()
+                .take(width.saturating_sub(1))
+                .collect::<String>(),
+        );
+        line.push('…');
+    }
+}
+
+/// Control characters from untrusted text would break the line (or drive the terminal): shown as spaces.
+fn push_clean(line: &mut String, text: &str) {
+    line.extend(text.chars().map(|c| if c.is_control() { ' ' } else { c }));
+}

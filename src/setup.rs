@@ -1,0 +1,352 @@
+//! Turns config, environment and flags into a running session: the demo simulator or live origins,
+//! credentials, the scheduler and the store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::GlobalArgs;
+use crate::config::{Config, ConfigError, Paths, ProfileKind};
+use crate::fetch::{self, Command, Event, RateBudget, SchedulerConfig, Source};
+use crate::health::{self, Needs, Policies};
+use crate::smartcar::{Client, ClientSettings, Origins, Secret};
+use crate::store::Store;
+
+/// Anything that stops a command before it starts; `main` prints it on one line and exits 2.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::TokensError),
+    #[error("--now {value}: {reason} (expected RFC 3339, e.g. 2025-01-01T00:00:00Z)")]
+    Now { value: String, reason: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot read the management token from {path}: {source}")]
+    AmtFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start the built-in simulator: {0}")]
+    Sim(String),
+    #[error(transparent)]
+    Client(#[from] crate::smartcar::ClientBuildError),
+}
+
+/// Demo runs the built-in simulator; live talks to the configured origins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Demo,
+    Live,
+}
+
+impl Mode {
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::Demo => "DEMO",
+            Mode::Live => "LIVE",
+        }
+    }
+}
+
+/// Everything resolved from config, env and flags, before anything runs.
+pub struct Settings {
+    pub paths: Paths,
+    pub config_file: PathBuf,
+    pub config: Config,
+    pub profile: String,
+    pub mode: Mode,
+    pub origins: Origins,
+    pub source: Source,
+    pub scheduler: SchedulerConfig,
+    pub needs: Needs,
+    pub policies: Policies,
+    /// Set by `--now`: every date computation uses it instead of the clock.
+    pub now_override: Option<jiff::Timestamp>,
+    /// Non-fatal problems (tokens file lines, policy override errors): one line each.
+    pub warnings: Vec<String>,
+    /// How slowly the demo simulator answers vehicle calls: slow enough to watch in the dashboard,
+    /// fast for headless commands.
+    pub demo_latency: crate::sim::Latency,
+}
+
+impl Settings {
+    /// The moment to compute dates against: `--now` or the clock.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.now_override.unwrap_or_else(jiff::Timestamp::now)
+    }
+}
+
+/// Parses `--now`.
+pub fn parse_now(value: Option<&str>) -> Result<Option<jiff::Timestamp>, SetupError> {
+    value
+        .map(|v| {
+            v.parse::<jiff::Timestamp>().map_err(|e| SetupError::Now {
+                value: v.to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Resolves settings. Reads the config file, the tokens file and the policies override; starts nothing.
+pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
+    let paths = Paths::discover();
+    let config_file = global.config.clone().unwrap_or_else(|| paths.config_file());
+    let config = Config::load(&config_file)?;
+    let now_override = parse_now(global.now.as_deref())?;
+    let mut warnings = Vec::new();
+
+    let profile_name = global
+        .profile
+        .clone()
+        .or_else(|| config.profile.clone())
+        .unwrap_or_else(|| "demo".into());
+    let profile = match config.profiles.get(&profile_name) {
+        Some(p) => p.clone(),
+        None if profile_name == "demo" => Default::default(),
+        None => {
+            return Err(SetupError::Usage(format!(
+                "--profile {profile_name}: no [profiles.{profile_name}] in {}",
+                config_file.display()
+            )));
+        }
+    };
+
+    // Credentials: flags, then env, then the profile.
+    let amt_env = profile
+        .amt_env
+        .clone()
+        .unwrap_or_else(|| "SMARTCAR_MANAGEMENT_TOKEN".into());
+    let amt = match (&global.amt, env_nonempty(&amt_env), &profile.amt_file) {
+        (Some(a), _, _) => Some(a.trim().to_string()),
+        (None, Some(a), _) => Some(a.trim().to_string()),
+        (None, None, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|source| SetupError::AmtFile {
+                path: file.clone(),
+                source,
+            })?;
+            text.lines()
+                .next()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+        }
+        _ => None,
+    };
+    let tokens_path = global
+        .tokens
+        .clone()
+        .or_else(|| profile.tokens_file.clone());
+    let tokens = match &tokens_path {
+        Some(path) => {
+            let t = crate::tokens::load(path)?;
+            warnings.extend(t.warnings);
+            t.by_user
+        }
+        None => Default::default(),
+    };
+    let single_token = global.token.clone().map(Secret::new);
+    let has_credentials = amt.is_some() || !tokens.is_empty() || single_token.is_some();
+
+    let mode = if global.demo || !has_credentials {
+        Mode::Demo
+    } else {
+        Mode::Live
+    };
+    if mode == Mode::Demo && profile.kind == ProfileKind::Live && !global.demo {
+        return Err(SetupError::Usage(format!(
+            "profile {profile_name} is live but has no credentials: set {amt_env}, amt_file or tokens_file, or pass --amt/--tokens/--token"
+        )));
+    }
+
+    let mut origins = Origins::from_env();
+    if let Some(o) = &profile.api_origin {
+        origins.api = o.clone();
+    }
+    if let Some(o) = &profile.management_origin {
+        origins.management = o.clone();
+    }
+    if let Some(o) = &profile.connect_origin {
+        origins.connect = o.clone();
+    }
+    if let Some(o) = &global.api_origin {
+        origins.api = o.clone();
+    }
+    if let Some(o) = &global.management_origin {
+        origins.management = o.clone();
+    }
+    if let Some(o) = &global.connect_origin {
+        origins.connect = o.clone();
+    }
+    for origin in [
+        &mut origins.api,
+        &mut origins.management,
+        &mut origins.connect,
+    ] {
+        *origin = origin.trim_end_matches('/').to_string();
+        if url::Url::parse(origin)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+        {
+            return Err(SetupError::Usage(format!(
+                "origin `{origin}` is not an http(s) URL"
+            )));
+        }
+    }
+
+    let needs = Needs {
+        data: config.data_kinds(),
+        at_home_only: config.needs.at_home_only,
+        virtual_key_domain: config.connect.virtual_key_domain.clone(),
+        connect_origin: origins.connect.clone(),
+        client_id: global
+            .client_id
+            .clone()
+            .or_else(|| env_nonempty("SMARTCAR_CLIENT_ID"))
+            .or(config.connect.client_id.clone()),
+        redirect_uri: global
+            .redirect_uri
+            .clone()
+            .or_else(|| env_nonempty("SMARTCAR_REDIRECT_URI"))
+            .or(config.connect.redirect_uri.clone()),
+        stale_after_s: config.needs.stale_after_hours * 3600,
+    };
+
+    let (policies, policy_error) = Policies::load(Some(&paths.policies_file()));
+    if let Some(e) = policy_error {
+        warnings.push(format!("{e}; using the built-in rules"));
+    }
+
+    let rate = if global.no_rate_limit
+        || !config.fetch.rate_limit
+        || mode == Mode::Demo && global.rate.is_none()
+    {
+        None
+    } else {
+        Some(RateBudget {
+            burst: config.fetch.rate_burst,
+            refill_per_min: global.rate.unwrap_or(config.fetch.rate_per_minute),
+        })
+    };
+    if let Some(r) = global.rate
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(SetupError::Usage(format!(
+            "--rate {r}: must be a positive number of requests per minute"
+        )));
+    }
+    let concurrency = global.concurrency.unwrap_or(config.fetch.concurrency);
+    if concurrency == 0 {
+        return Err(SetupError::Usage("--concurrency must be at least 1".into()));
+    }
+    let scheduler = SchedulerConfig {
+        concurrency,
+        rate,
+        per_vehicle_per_hour: config.fetch.per_vehicle_per_hour,
+        freshness: Duration::from_secs(config.fetch.freshness_minutes * 60),
+        data: needs.data_to_probe(),
+        tesla_at_home: needs.at_home_only,
+        ..SchedulerConfig::default()
+    };
+
+    Ok(Settings {
+        paths,
+        config_file,
+        config,
+        profile: profile_name,
+        mode,
+        origins,
+        source: Source {
+            amt: amt.map(Secret::new),
+            tokens,
+            single_token,
+        },
+        scheduler,
+        needs,
+        policies,
+        now_override,
+        warnings,
+        demo_latency: DEMO_DASHBOARD_LATENCY,
+    })
+}
+
+/// A running session: the scheduler and, in demo mode, the simulator behind it.
+pub struct Session {
+    pub mode: Mode,
+    /// Where the Vehicle API is (the simulator's loopback origin in demo mode).
+    pub origin: String,
+    pub commands: tokio::sync::mpsc::UnboundedSender<Command>,
+    pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    /// Keeps the demo simulator alive as long as the session.
+    pub simulator: Option<crate::sim::SimHandle>,
+}
+
+/// How big the demo fleet is.
+pub const DEMO_VEHICLES: usize = 2000;
+
+/// Demo vehicle calls in the dashboard: a few hundred milliseconds, so the fleet fills in visibly.
+pub const DEMO_DASHBOARD_LATENCY: crate::sim::Latency = crate::sim::Latency::Fixed {
+    ms: 250,
+    jitter_ms: 500,
+};
+
+/// Demo vehicle calls for headless commands, which should finish promptly.
+pub const DEMO_HEADLESS_LATENCY: crate::sim::Latency = crate::sim::Latency::Fixed {
+    ms: 5,
+    jitter_ms: 10,
+};
+
+/// Starts the demo simulator if needed, then the scheduler.
+pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
+    let mut simulator = None;
+    if settings.mode == Mode::Demo {
+        let config = crate::sim::SimConfig {
+            vehicles: DEMO_VEHICLES,
+            seed: 7,
+            latency: crate::sim::Latency::Fixed {
+                ms: 250,
+                jitter_ms: 500,
+            },
+            ..crate::sim::SimConfig::default()
+        };
+        let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let handle = crate::sim::spawn(config, bind)
+            .await
+            .map_err(|e| SetupError::Sim(e.to_string()))?;
+        settings.origins = Origins::all(handle.origin());
+        settings.needs.connect_origin = settings.origins.connect.clone();
+        settings.source = Source {
+            amt: Some(Secret::new(handle.amt())),
+            tokens: handle
+                .tokens()
+                .iter()
+                .map(|(u, t)| (u.clone(), Secret::new(t.clone())))
+                .collect(),
+            single_token: None,
+        };
+        simulator = Some(handle);
+    }
+    let client = Client::new(settings.origins.clone(), ClientSettings::default())?;
+    let handle = fetch::spawn(client, settings.source.clone(), settings.scheduler.clone());
+    Ok(Session {
+        mode: settings.mode,
+        origin: settings.origins.api.clone(),
+        commands: handle.commands,
+        events: handle.events,
+        simulator,
+    })
+}
+
+/// A store whose diagnoser uses the settings' policies and needs.
+pub fn store_for(settings: &Settings) -> Store {
+    let policies = settings.policies.clone();
+    let needs = settings.needs.clone();
+    Store::new(Arc::new(move |report, now| {
+        health::diagnose(report, &policies, &needs, now)
+    }))
+}

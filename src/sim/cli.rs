@@ -1,0 +1,247 @@
+//! `vtriage sim`: flags, the startup banner, the tokens file and the run until Ctrl-C.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use super::{AppRateLimit, Fleet, Latency, SimConfig, SimError, spawn};
+
+/// `--rate-limit`: `off`, `default` (Smartcar's 120 burst refilling 2/min) or `BURST/PER_MIN`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimitArg(pub Option<AppRateLimit>);
+
+impl FromStr for RateLimitArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "off" | "none" => Ok(RateLimitArg(None)),
+            "default" => Ok(RateLimitArg(Some(AppRateLimit::SMARTCAR_DEFAULT))),
+            other => {
+                let hint =
+                    || format!("expected off, default or BURST/PER_MIN like 120/2, got {other:?}");
+                let (burst, per_min) = other.split_once('/').ok_or_else(hint)?;
+                let burst: u32 = burst.trim().parse().map_err(|_| hint())?;
+                let refill_per_min: f64 = per_min.trim().parse().map_err(|_| hint())?;
+                if burst == 0 || !(refill_per_min > 0.0 && refill_per_min.is_finite()) {
+                    return Err(format!(
+                        "burst and refill per minute must both be above 0, got {other:?}"
+                    ));
+                }
+                Ok(RateLimitArg(Some(AppRateLimit {
+                    burst,
+                    refill_per_min,
+                })))
+            }
+        }
+    }
+}
+
+/// `--latency-profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LatencyProfile {
+    /// `--latency-ms` plus up to `--latency-jitter-ms`.
+    Fixed,
+    /// Like Smartcar's documented 3–45 s average, up to 300 s.
+    Realistic,
+}
+
+/// Flags of `vtriage sim`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Number of vehicles in the fleet.
+    #[arg(long, default_value_t = SimConfig::default().vehicles)]
+    pub vehicles: usize,
+    /// Seed: the same seed always gives the same fleet, ids, tokens and situations.
+    #[arg(long, default_value_t = SimConfig::default().seed)]
+    pub seed: u64,
+    /// Application management token the Management API accepts (Basic `default:<AMT>`).
+    #[arg(long, default_value = "sim-amt")]
+    pub amt: String,
+    /// Client id used in re-authentication links.
+    #[arg(long, default_value = "sim-client-id")]
+    pub client_id: String,
+    /// Latency of vehicle calls, milliseconds (fixed profile).
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Extra random latency of vehicle calls, up to this many milliseconds (fixed profile).
+    #[arg(long, default_value_t = 0)]
+    pub latency_jitter_ms: u64,
+    /// `fixed` (`--latency-ms`) or `realistic` (3–45 s average, up to 300 s).
+    #[arg(long, value_enum, default_value_t = LatencyProfile::Fixed)]
+    pub latency_profile: LatencyProfile,
+    /// Share of vehicle calls (0–1) answered with a random fault: 500, 502, HTML 502, truncated JSON, slow.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// App-wide limit: off, default (120 burst refilling 2/min) or BURST/PER_MIN.
+    #[arg(long, default_value = "off")]
+    pub rate_limit: RateLimitArg,
+    /// Data calls per vehicle per rolling hour before 429 RATE_LIMIT:VEHICLE; 0 = unlimited.
+    #[arg(long, default_value_t = SimConfig::default().vehicle_calls_per_hour)]
+    pub vehicle_calls_per_hour: u32,
+    /// Write `user_id,access_token` for every user to this CSV file (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub write_tokens: Option<PathBuf>,
+    /// Print the fleet's situations and their shares, then exit.
+    #[arg(long)]
+    pub describe: bool,
+}
+
+impl SimArgs {
+    /// The configuration these flags describe.
+    pub fn config(&self) -> Result<SimConfig, SimError> {
+        if !(0.0..=1.0).contains(&self.fault_rate) {
+            return Err(SimError::InvalidFlag {
+                flag: "--fault-rate",
+                value: self.fault_rate.to_string(),
+                reason: "must be between 0 and 1".into(),
+            });
+        }
+        let latency = match self.latency_profile {
+            LatencyProfile::Fixed => Latency::Fixed {
+                ms: self.latency_ms,
+                jitter_ms: self.latency_jitter_ms,
+            },
+            LatencyProfile::Realistic => Latency::Realistic,
+        };
+        Ok(SimConfig {
+            vehicles: self.vehicles,
+            seed: self.seed,
+            amt: self.amt.clone(),
+            client_id: self.client_id.clone(),
+            latency,
+            fault_rate: self.fault_rate,
+            app_rate_limit: self.rate_limit.0,
+            vehicle_calls_per_hour: self.vehicle_calls_per_hour,
+        })
+    }
+}
+
+/// The situations of a fleet and their shares, one per line.
+pub fn describe(fleet: &Fleet) -> String {
+    let total = fleet.vehicles.len().max(1);
+    let mut out = format!(
+        "fleet: {} vehicles, {} users, seed {}\n",
+        fleet.vehicles.len(),
+        fleet.users.len(),
+        fleet.seed()
+    );
+    for (situation, count) in fleet.situation_counts() {
+        let share = 100.0 * count as f64 / total as f64;
+        out.push_str(&format!(
+            "  {:<28} {:>7} {:>6.1}%  {}\n",
+            situation.name(),
+            count,
+            share,
+            situation.summary()
+        ));
+    }
+    let teslas = fleet.vehicles.iter().filter(|v| v.is_tesla()).count();
+    out.push_str(&format!(
+        "  Tesla: {teslas} vehicles ({:.1}%)\n",
+        100.0 * teslas as f64 / total as f64
+    ));
+    out
+}
+
+fn write_tokens(path: &Path, tokens: &[(String, String)]) -> Result<(), SimError> {
+    let err = |source| SimError::WriteTokens {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        // An existing file keeps its old mode on open; tokens must not stay readable by others.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    let mut out = std::io::BufWriter::new(file);
+    writeln!(out, "user_id,access_token").map_err(err)?;
+    for (user, token) in tokens {
+        writeln!(out, "{user},{token}").map_err(err)?;
+    }
+    out.flush().map_err(err)
+}
+
+/// Runs `vtriage sim`: starts the simulator, prints where it listens, serves until Ctrl-C.
+pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
+    let config = args.config()?;
+    if args.describe {
+        print!(
+            "{}",
+            describe(&Fleet::generate(config.vehicles, config.seed))
+        );
+        return Ok(());
+    }
+    let amt = config.amt.clone();
+    let mut handle = spawn(config, SocketAddr::new(args.bind, args.port)).await?;
+    if let Some(path) = &args.write_tokens {
+        write_tokens(path, handle.tokens())?;
+    }
+    let origin = handle.origin().to_string();
+    println!("vtriage sim listening on {origin}");
+    println!("  management token (AMT): {amt}");
+    println!(
+        "  {} vehicles, {} users, seed {}",
+        handle.fleet().vehicles.len(),
+        handle.fleet().users.len(),
+        handle.fleet().seed()
+    );
+    if let Some(path) = &args.write_tokens {
+        println!("  access tokens written to {}", path.display());
+    }
+    println!("  for the official SDKs, set before starting them:");
+    println!("    export SMARTCAR_API_ORIGIN={origin}");
+    println!("    export SMARTCAR_MANAGEMENT_API_ORIGIN={origin}");
+    println!("    export SMARTCAR_CONNECT_ORIGIN={origin}");
+    println!("  ground truth: {origin}/_sim/fleet   counters: {origin}/_sim/stats");
+    println!("  Ctrl-C stops");
+    tokio::select! {
+        result = handle.wait() => result,
+        _ = tokio::signal::ctrl_c() => {
+            handle.shutdown().await;
+            println!("vtriage sim stopped");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_flag_accepts_off_default_and_burst_per_minute() {
+        assert_eq!("off".parse::<RateLimitArg>(), Ok(RateLimitArg(None)));
+        assert_eq!(
+            "default".parse::<RateLimitArg>(),
+            Ok(RateLimitArg(Some(AppRateLimit::SMARTCAR_DEFAULT)))
+        );
+        assert_eq!(
+            "10/0.5".parse::<RateLimitArg>(),
+            Ok(RateLimitArg(Some(AppRateLimit {
+                burst: 10,
+                refill_per_min: 0.5
+            })))
+        );
+        assert!("10".parse::<RateLimitArg>().is_err());
+        assert!("0/2".parse::<RateLimitArg>().is_err());
+        assert!("x/2".parse::<RateLimitArg>().is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! The Smartcar simulator: a seeded fleet served over HTTP with Smartcar's paths, headers, errors and limits.
+//!
+//! It is the backend of every client test, the demo backend of the dashboard, and `vtriage sim`.
+//! It simulates the world, never our diagnosis: nothing here calls `health`.
+
+mod api_error;
+pub mod catalog;
+mod cli;
+mod dice;
+pub mod fleet;
+mod limits;
+mod routes;
+pub mod stats;
+pub mod vin;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use api_error::VIRTUAL_KEY_URL;
+pub use catalog::Powertrain;
+pub use cli::{RateLimitArg, SimArgs, run_cli};
+pub use fleet::{Fleet, SimUser, SimVehicle, Situation};
+pub use stats::SimStats;
+
+/// How long vehicle calls take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Latency {
+    /// `ms` plus a uniform draw in `0..=jitter_ms`.
+    Fixed { ms: u64, jitter_ms: u64 },
+    /// Like Smartcar's documented figures: 3–45 s on average, occasionally up to 300 s.
+    Realistic,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency::Fixed {
+            ms: 0,
+            jitter_ms: 0,
+        }
+    }
+}
+
+impl Latency {
+    /// One draw, from a uniform value `u` and a second uniform value `v`, both in `[0, 1)`.
+    pub fn draw(self, u: f64, v: f64) -> Duration {
+        match self {
+            Latency::Fixed { ms, jitter_ms } => {
+                let jitter = if jitter_ms == 0 {
+                    0
+                } else {
+                    (u * (jitter_ms + 1) as f64) as u64
+                };
+                Duration::from_millis(ms.saturating_add(jitter))
+            }
+            Latency::Realistic => {
+                // Mostly 3 s plus an exponential tail (mean ≈ 11 s, capped at 45 s); 3 % wake-ups of 45–300 s.
+                let secs = if u < 0.03 {
+                    45.0 + v * 255.0
+                } else {
+                    (3.0 - 8.0 * (1.0 - v).ln()).min(45.0)
+                };
+                Duration::from_secs_f64(secs)
+            }
+        }
+    }
+}
+
+/// Smartcar's app-wide token bucket: `burst` requests, refilling `refill_per_min` per minute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AppRateLimit {
+    pub burst: u32,
+    pub refill_per_min: f64,
+}
+
+impl AppRateLimit {
+    /// Smartcar's default plan: 120 requests, refilling 2 per minute.
+    pub const SMARTCAR_DEFAULT: AppRateLimit = AppRateLimit {
+        burst: 120,
+        refill_per_min: 2.0,
+    };
+}
+
+/// Everything that shapes a simulator run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    pub vehicles: usize,
+    pub seed: u64,
+    /// Application management token for the Management API (Basic `default:<amt>`).
+    pub amt: String,
+    /// Appears in re-authentication links.
+    pub client_id: String,
+    pub latency: Latency,
+    /// Share of requests (0–1) answered with a random fault instead.
+    pub fault_rate: f64,
+    /// `None`: no app-wide limit.
+    pub app_rate_limit: Option<AppRateLimit>,
+    /// Data calls per vehicle per rolling hour before 429 `RATE_LIMIT:VEHICLE`; 0 = unlimited.
+    pub vehicle_calls_per_hour: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            vehicles: 2_000,
+            seed: 7,
+            amt: "sim-amt".to_string(),
+            client_id: "sim-client-id".to_string(),
+            latency: Latency::default(),
+            fault_rate: 0.0,
+            app_rate_limit: None,
+            vehicle_calls_per_hour: 30,
+        }
+    }
+}
+
+impl SimConfig {
+    fn validate(&self) -> Result<(), SimError> {
+        let bad =
+            |field: &'static str, reason: String| Err(SimError::InvalidConfig { field, reason });
+        if !(0.0..=1.0).contains(&self.fault_rate) {
+            return bad(
+                "fault_rate",
+                format!("{} is not between 0 and 1", self.fault_rate),
+            );
+        }
+        if self.vehicles == 0 {
+            return bad("vehicles", "the fleet needs at least one vehicle".into());
+        }
+        if let Some(limit) = self.app_rate_limit
+            && (limit.burst == 0
+                || !(limit.refill_per_min > 0.0 && limit.refill_per_min.is_finite()))
+        {
+            return bad(
+                "app_rate_limit",
+                "burst and refill per minute must both be above 0".into(),
+            );
+        }
+        if self.amt.is_empty() {
+            return bad("amt", "the management token cannot be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why the simulator could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {source} (is the port in use? try --port 0 for a free one)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid simulator setting {field}: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    #[error("invalid value {value:?} for {flag}: {reason}")]
+    InvalidFlag {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot write the tokens file {path}: {source}")]
+    WriteTokens {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the simulator's server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A running simulator. Dropping it stops the server (in-flight requests finish).
+#[derive(Debug)]
+pub struct SimHandle {
+    origin: String,
+    addr: SocketAddr,
+    state: Arc<routes::SimState>,
+    tokens: Vec<(String, String)>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), std::io::Error>>>,
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`: the origin for the API, the Management API and Connect alike.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn amt(&self) -> &str {
+        &self.state.config.amt
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.state.config
+    }
+
+    /// `(user id, access token)` for every user, expired ones included.
+    pub fn tokens(&self) -> &[(String, String)] {
+        &self.tokens
+    }
+
+    pub fn fleet(&self) -> &Fleet {
+        &self.state.fleet
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.state.counters.snapshot()
+    }
+
+    /// Requests addressed to one vehicle (`/vehicles/{id}/...`) since start or the last reset.
+    pub fn vehicle_requests(&self, vehicle_id: &str) -> Option<u64> {
+        self.state.vehicle_requests(vehicle_id)
+    }
+
+    pub fn reset_stats(&self) {
+        self.state.reset_stats();
+    }
+
+    /// Stops accepting connections and waits (up to 5 s) for in-flight requests.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+
+    /// Serves until the server stops on its own (an I/O error) or is shut down.
+    async fn wait(&mut self) -> Result<(), SimError> {
+        match self.task.as_mut() {
+            Some(task) => match task.await {
+                Ok(result) => result.map_err(SimError::Serve),
+                Err(join) => Err(SimError::Serve(std::io::Error::other(join.to_string()))),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts a simulator on `bind` (port 0 picks a free port) inside the current tokio runtime.
+pub async fn spawn(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, SimError> {
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|source| SimError::Bind { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| SimError::Bind { addr: bind, source })?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let origin = match addr {
+        SocketAddr::V6(_) if !addr.ip().is_unspecified() => {
+            format!("http://[{host}]:{}", addr.port())
+        }
+        _ => format!("http://{host}:{}", addr.port()),
+    };
+    let fleet = Fleet::generate(config.vehicles, config.seed);
+    let tokens = fleet.tokens();
+    let state = Arc::new(routes::SimState::new(config, fleet, origin.clone()));
+    let router = routes::router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(SimHandle {
+        origin,
+        addr,
+        state,
+        tokens,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}

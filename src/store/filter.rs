@@ -1,0 +1,429 @@
+//! The fleet filter language: parsed once into terms, then tested against each vehicle record.
+//!
+//! Terms are separated by spaces and all must hold (AND); `!` before a term negates it. Double
+//! quotes group a value with spaces (`model:"model 3"`). Keys:
+//!
+//! | term | keeps vehicles whose |
+//! |---|---|
+//! | `status:blocked` / `status:blocked,degraded` | status is one of those |
+//! | `make:tesla` | make starts with the value (case, spaces and `-` ignored: `make:mercedes` keeps `Mercedes-Benz`) |
+//! | `model:model3` / `model:"model 3"` / `model:model` | model starts with the value, same normalisation (`model:model` keeps every Tesla Model) |
+//! | `rule:tesla-virtual-key` | diagnosis has a finding from that rule (exact, case ignored) |
+//! | `finding:virtual-key` | diagnosis has a finding whose id starts with the value |
+//! | `year:2019` `year:<2021` `year:>=2020` (`<`, `<=`, `>`, `>=`, `=`) | model year compares so (vehicles without attributes never match) |
+//! | `user:ID` / `id:ID` | user id / vehicle id is exactly the value (case ignored) |
+//! | `vin:5YJ3` | VIN starts with the value (case ignored) |
+//! | `has:token` / `has:vin` / `has:finding` | an access token is configured / the VIN is known / the diagnosis has findings |
+//! | `checked:no` / `checked:yes` | the vehicle was (not) probed yet |
+//! | anything else | fuzzy match (nucleo, score > 0) over VIN, vehicle id, user id, make and model |
+
+use nucleo_matcher::{Matcher, Utf32Str};
+
+use crate::health::Status;
+
+use super::VehicleRecord;
+
+/// Why a filter expression was refused. One line, naming the term.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("filter term `{term}`: {problem}")]
+pub struct FilterError {
+    pub term: String,
+    pub problem: String,
+}
+
+impl FilterError {
+    fn new(term: &str, problem: impl Into<String>) -> FilterError {
+        FilterError {
+            term: term.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The keys the language knows, for help screens and error messages.
+pub const KEYS: [&str; 11] = [
+    "status", "make", "model", "rule", "finding", "year", "user", "id", "vin", "has", "checked",
+];
+
+/// How `year:` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum YearCmp {
+    Lt,
+    Le,
+    Eq,
+    Ge,
+    Gt,
+}
+
+/// What one term tests. Strings are stored already normalised for the comparison they take part in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Test {
+    /// Lower-case needle for nucleo.
+    Fuzzy(String),
+    /// Bit `1 << status as u8` for each status kept.
+    Status(u8),
+    Make(String),
+    Model(String),
+    Rule(String),
+    FindingPrefix(String),
+    Year(YearCmp, u16),
+    User(String),
+    VehicleId(String),
+    VinPrefix(String),
+    HasToken,
+    HasVin,
+    HasFinding,
+    Checked(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Term {
+    negated: bool,
+    test: Test,
+}
+
+/// A parsed filter expression. The empty filter keeps every vehicle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Cheap terms first, fuzzy ones last, so most rows are decided before any fuzzy scoring.
+    terms: Vec<Term>,
+}
+
+/// Reused state for fuzzy matching: one nucleo matcher and its scratch buffer.
+#[derive(Default, Clone)]
+pub struct FuzzyMatcher {
+    matcher: Matcher,
+    buf: Vec<char>,
+    needle_buf: Vec<char>,
+}
+
+impl FuzzyMatcher {
+    /// Nucleo's fuzzy score of `needle` (lower case) in `haystack` (lower case), `0` when it does not match.
+    pub fn score(&mut self, haystack: &str, needle: &str) -> u16 {
+        // Every fuzzy match is an in-order subsequence: checking that first on bytes rejects
+        // most rows without building nucleo's score matrix.
+        if haystack.is_ascii()
+            && needle.is_ascii()
+            && !is_subsequence(haystack.as_bytes(), needle.as_bytes())
+        {
+            return 0;
+        }
+        let hay = Utf32Str::new(haystack, &mut self.buf);
+        let needle = Utf32Str::new(needle, &mut self.needle_buf);
+        self.matcher.fuzzy_match(hay, needle).unwrap_or(0)
+    }
+}
+
+fn is_subsequence(haystack: &[u8], needle: &[u8]) -> bool {
+    let mut rest = haystack;
+    for &c in needle {
+        match memchr_byte(c, rest) {
+            Some(i) => rest = &rest[i + 1..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn memchr_byte(c: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == c)
+}
+
+/// Lower case, without spaces, `-` and `_`: how make and model values are compared.
+fn squash(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether `value`, squashed, starts with `prefix` (already squashed), without allocating.
+fn squashed_starts_with(value: &str, prefix: &str) -> bool {
+    let mut value = value
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .flat_map(char::to_lowercase);
+    prefix.chars().all(|p| value.next() == Some(p))
+}
+
+fn starts_with_ignore_case(value: &str, prefix: &str) -> bool {
+    value.len() >= prefix.len()
+        && value.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// Splits on spaces outside double quotes; quotes are removed.
+fn split_terms(expr: &str) -> Result<Vec<String>, FilterError> {
+    let mut terms = Vec::new();
+    let mut current = String::new();
+    let mut in_quotes = false;
+    let mut started = false;
+    for c in expr.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                started = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if started {
+                    terms.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if in_quotes {
+        return Err(FilterError::new(&current, "unclosed double quote"));
+    }
+    if started {
+        terms.push(current);
+    }
+    Ok(terms)
+}
+
+fn parse_year(term: &str, value: &str) -> Result<Test, FilterError> {
+    let (cmp, digits) = if let Some(rest) = value.strip_prefix("<=") {
+        (YearCmp::Le, rest)
+    } else if let Some(rest) = value.strip_prefix(">=") {
+        (YearCmp::Ge, rest)
+    } else if let Some(rest) = value.strip_prefix('<') {
+        (YearCmp::Lt, rest)
+    } else if let Some(rest) = value.strip_prefix('>') {
+        (YearCmp::Gt, rest)
+    } else if let Some(rest) = value.strip_prefix('=') {
+        (YearCmp::Eq, rest)
+    } else {
+        (YearCmp::Eq, value)
+    };
+    let year = digits.trim().parse::<u16>().map_err(|_| {
+        FilterError::new(
+            term,
+            "year must be a number, optionally after <, <=, >, >= or = (year:>=2020)",
+        )
+    })?;
+    Ok(Test::Year(cmp, year))
+}
+
+fn parse_term(raw: &str) -> Result<Term, FilterError> {
+    let (negated, body) = match raw.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, raw),
+    };
+    if body.is_empty() {
+        return Err(FilterError::new(raw, "`!` must be followed by a term"));
+    }
+    let Some((key, value)) = body.split_once(':') else {
+        return Ok(Term {
+            negated,
+            test: Test::Fuzzy(body.to_lowercase()),
+        });
+    };
+    let key_lower = key.to_ascii_lowercase();
+    if !KEYS.contains(&key_lower.as_str()) {
+        // Only a word that looks like a key is refused (so the agent learns the key names); text
+        // such as a pasted `TYPE_CODE:...` or `a/b:c` stays free text.
+        if key.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(FilterError::new(
+                raw,
+                format!("unknown key `{key}`; keys are {}", KEYS.join(", ")),
+            ));
+        }
+        return Ok(Term {
+            negated,
+            test: Test::Fuzzy(body.to_lowercase()),
+        });
+    }
+    if value.trim().is_empty() {
+        return Err(FilterError::new(
+            raw,
+            format!("`{key_lower}:` needs a value"),
+        ));
+    }
+    let test = match key_lower.as_str() {
+        "status" => {
+            let mut mask = 0u8;
+            for name in value.split(',').filter(|s| !s.is_empty()) {
+                let status = Status::parse(name.trim()).ok_or_else(|| {
+                    FilterError::new(
+                        raw,
+                        format!("unknown status `{name}`; use blocked, degraded, warning, healthy or unknown"),
+                    )
+                })?;
+                mask |= status_bit(status);
+            }
+            Test::Status(mask)
+        }
+        "make" => Test::Make(squash(value)),
+        "model" => Test::Model(squash(value)),
+        "rule" => Test::Rule(value.to_string()),
+        "finding" => Test::FindingPrefix(value.to_ascii_lowercase()),
+        "year" => parse_year(raw, value)?,
+        "user" => Test::User(value.to_string()),
+        "id" => Test::VehicleId(value.to_string()),
+        "vin" => Test::VinPrefix(value.to_string()),
+        "has" => match value.to_ascii_lowercase().as_str() {
+            "token" => Test::HasToken,
+            "vin" => Test::HasVin,
+            "finding" | "findings" => Test::HasFinding,
+            _ => return Err(FilterError::new(raw, "`has:` takes token, vin or finding")),
+        },
+        "checked" => match value.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Test::Checked(true),
+            "no" | "false" => Test::Checked(false),
+            _ => return Err(FilterError::new(raw, "`checked:` takes yes or no")),
+        },
+        _ => return Err(FilterError::new(raw, format!("unknown key `{key}`"))),
+    };
+    Ok(Term { negated, test })
+}
+
+fn status_bit(status: Status) -> u8 {
+    1 << (status as u8)
+}
+
+impl Filter {
+    /// Parses an expression. Blank text is the empty filter.
+    pub fn parse(expr: &str) -> Result<Filter, FilterError> {
+        let mut terms = split_terms(expr)?
+            .iter()
+            .map(|t| parse_term(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        terms.sort_by_key(|t| matches!(t.test, Test::Fuzzy(_)));
+        Ok(Filter { terms })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// Whether only status terms are involved: then only a status change can change the answer.
+    pub fn has_fuzzy(&self) -> bool {
+        self.terms.iter().any(|t| matches!(t.test, Test::Fuzzy(_)))
+    }
+
+    /// Whether `record` (with its lower-case search text) passes every term.
+    pub fn matches(
+        &self,
+        record: &VehicleRecord,
+        haystack: &str,
+        fuzzy: &mut FuzzyMatcher,
+    ) -> bool {
+        self.terms
+            .iter()
+            .all(|t| t.test.holds(record, haystack, fuzzy) != t.negated)
+    }
+
+    /// True when every record this filter keeps is also kept by `previous`, so re-filtering
+    /// may start from `previous`'s rows (typing more characters, adding a term).
+    pub fn narrows(&self, previous: &Filter) -> bool {
+        previous
+            .terms
+            .iter()
+            .all(|old| self.terms.iter().any(|new| implies(new, old)))
+    }
+}
+
+fn implies(new: &Term, old: &Term) -> bool {
+    if new == old {
+        return true;
+    }
+    if new.negated || old.negated {
+        return false;
+    }
+    match (&new.test, &old.test) {
+        (Test::Fuzzy(n), Test::Fuzzy(o)) => n.starts_with(o.as_str()),
+        (Test::VinPrefix(n), Test::VinPrefix(o)) => starts_with_ignore_case(n, o),
+        (Test::FindingPrefix(n), Test::FindingPrefix(o))
+        | (Test::Make(n), Test::Make(o))
+        | (Test::Model(n), Test::Model(o)) => n.starts_with(o.as_str()),
+        (Test::Status(n), Test::Status(o)) => n & !o == 0,
+        _ => false,
+    }
+}
+
+impl Test {
+    fn holds(&self, r: &VehicleRecord, haystack: &str, fuzzy: &mut FuzzyMatcher) -> bool {
+        match self {
+            Test::Fuzzy(needle) => fuzzy.score(haystack, needle) > 0,
+            Test::Status(mask) => mask & status_bit(r.diagnosis.status) != 0,
+            Test::Make(v) => r
+                .attributes
+                .as_ref()
+                .is_some_and(|a| squashed_starts_with(&a.make, v)),
+            Test::Model(v) => r
+                .attributes
+                .as_ref()
+                .is_some_and(|a| squashed_starts_with(&a.model, v)),
+            Test::Rule(v) => r.diagnosis.findings.iter().any(|f| {
+                f.rule
+                    .as_deref()
+                    .is_some_and(|rule| rule.eq_ignore_ascii_case(v))
+            }),
+            Test::FindingPrefix(v) => r
+                .diagnosis
+                .findings
+                .iter()
+                .any(|f| starts_with_ignore_case(&f.id, v)),
+            Test::Year(cmp, year) => r.attributes.as_ref().is_some_and(|a| match cmp {
+                YearCmp::Lt => a.year < *year,
+                YearCmp::Le => a.year <= *year,
+                YearCmp::Eq => a.year == *year,
+                YearCmp::Ge => a.year >= *year,
+                YearCmp::Gt => a.year > *year,
+            }),
+            Test::User(v) => r.user_id.eq_ignore_ascii_case(v),
+            Test::VehicleId(v) => r.vehicle_id.eq_ignore_ascii_case(v),
+            Test::VinPrefix(v) => r
+                .vin
+                .as_deref()
+                .is_some_and(|vin| starts_with_ignore_case(vin, v)),
+            Test::HasToken => r.has_token,
+            Test::HasVin => r.vin.is_some(),
+            Test::HasFinding => !r.diagnosis.findings.is_empty(),
+            Test::Checked(yes) => r.last_probe_at.is_some() == *yes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_keep_their_spaces() {
+        assert_eq!(
+            split_terms(r#"model:"model 3" !has:token"#).unwrap(),
+            vec!["model:model 3", "!has:token"]
+        );
+    }
+
+    #[test]
+    fn unclosed_quote_is_an_error() {
+        assert!(Filter::parse(r#"model:"model 3"#).is_err());
+    }
+
+    #[test]
+    fn typing_more_characters_narrows() {
+        let a = Filter::parse("5yj").unwrap();
+        let b = Filter::parse("5yj3").unwrap();
+        assert!(b.narrows(&a));
+        assert!(!a.narrows(&b));
+        let c = Filter::parse("5yj3 status:blocked").unwrap();
+        assert!(c.narrows(&b));
+        assert!(!Filter::parse("!5yj3").unwrap().narrows(&a));
+    }
+
+    #[test]
+    fn subsequence_precheck_agrees_with_nucleo() {
+        let mut m = FuzzyMatcher::default();
+        assert!(m.score("5yj3e1ea7kf317000 vh-1 user-1 tesla model 3", "5yj3") > 0);
+        assert_eq!(
+            m.score("5yj3e1ea7kf317000 vh-1 user-1 tesla model 3", "zzz"),
+            0
+        );
+        assert_eq!(m.score("abc", "cba"), 0);
+    }
+}

@@ -1,0 +1,776 @@
+//! The one app state: every vehicle with its probe report and diagnosis, the filtered and sorted
+//! rows, the selection, fleet counts, status history and the scheduler's header figures.
+//!
+//! Rows are kept in two sorted index lists (all vehicles, and those passing the filter), so an
+//! observation moves one row with two binary searches instead of re-filtering and re-sorting the
+//! fleet.
+
+mod counts;
+pub mod filter;
+mod order;
+pub mod snapshot;
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::{ConnectionInfo, Event, Progress};
+use crate::health::{Diagnosis, Status};
+use crate::smartcar::{ProbeReport, VehicleAttributes};
+
+pub use counts::Counts;
+pub use filter::{Filter, FilterError};
+pub use order::SortColumn;
+pub use snapshot::{Snapshot, SnapshotError, load, save, save_forced};
+
+use filter::FuzzyMatcher;
+
+/// Turns what the probes saw into a verdict, given `now`. Supplied by whoever builds the store,
+/// so the store stays free of policy loading.
+pub type Diagnoser = Arc<dyn Fn(&ProbeReport, Timestamp) -> Diagnosis + Send + Sync>;
+
+/// Status changes kept per vehicle; older ones are dropped.
+pub const HISTORY_LEN: usize = 16;
+
+/// A vehicle's status moved from one value to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub at: Timestamp,
+    pub from: Status,
+    pub to: Status,
+}
+
+/// Everything known about one vehicle. Holds no token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VehicleRecord {
+    pub vehicle_id: String,
+    pub user_id: String,
+    pub connected_at: Option<String>,
+    /// An access token is configured for the vehicle's user.
+    pub has_token: bool,
+    pub attributes: Option<VehicleAttributes>,
+    pub vin: Option<String>,
+    /// The latest probe report, with attributes and VIN merged in from earlier ones.
+    pub report: Option<ProbeReport>,
+    pub diagnosis: Diagnosis,
+    /// Oldest first, at most [`HISTORY_LEN`].
+    pub history: Vec<StatusChange>,
+    /// When the vehicle first went BLOCKED or DEGRADED; cleared once it is HEALTHY again.
+    pub failing_since: Option<Timestamp>,
+    /// When the latest probe answered; `None` when never probed.
+    pub last_probe_at: Option<Timestamp>,
+    /// A probe is under way.
+    #[serde(skip)]
+    pub probing: bool,
+    /// Loaded from a snapshot and not probed since.
+    #[serde(default)]
+    pub stale: bool,
+}
+
+impl VehicleRecord {
+    fn listed(info: &ConnectionInfo) -> VehicleRecord {
+        VehicleRecord {
+            vehicle_id: info.connection.vehicle_id.clone(),
+            user_id: info.connection.user_id.clone(),
+            connected_at: info.connection.connected_at.clone(),
+            has_token: info.has_token,
+            attributes: None,
+            vin: None,
+            report: None,
+            diagnosis: Diagnosis::unknown(),
+            history: Vec::new(),
+            failing_since: None,
+            last_probe_at: None,
+            probing: false,
+            stale: false,
+        }
+    }
+
+    /// The report the diagnoser gets for a vehicle never probed: nothing observed, and whether a token exists.
+    fn empty_report(&self) -> ProbeReport {
+        ProbeReport {
+            vehicle_id: self.vehicle_id.clone(),
+            user_id: Some(self.user_id.clone()),
+            has_token: self.has_token,
+            attributes: self.attributes.clone(),
+            vin: self.vin.clone(),
+            observations: Vec::new(),
+        }
+    }
+
+    /// Takes a new verdict, recording a status change and the start of a failure.
+    fn set_diagnosis(&mut self, diagnosis: Diagnosis, now: Timestamp) {
+        let (from, to) = (self.diagnosis.status, diagnosis.status);
+        if from != to {
+            if self.history.len() >= HISTORY_LEN {
+                let excess = self.history.len() + 1 - HISTORY_LEN;
+                self.history.drain(..excess);
+            }
+            self.history.push(StatusChange { at: now, from, to });
+        }
+        match to {
+            Status::Blocked | Status::Degraded => {
+                self.failing_since.get_or_insert(now);
+            }
+            Status::Healthy => self.failing_since = None,
+            Status::Warning | Status::Unknown => {}
+        }
+        self.diagnosis = diagnosis;
+    }
+}
+
+/// Lower-case text the free-text filter searches: VIN, vehicle id, user id, make, model.
+fn search_text(r: &VehicleRecord) -> Box<str> {
+    let mut s = String::with_capacity(96);
+    for part in [
+        r.vin.as_deref(),
+        Some(r.vehicle_id.as_str()),
+        Some(r.user_id.as_str()),
+        r.attributes.as_ref().map(|a| a.make.as_str()),
+        r.attributes.as_ref().map(|a| a.model.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.extend(part.chars().flat_map(char::to_lowercase));
+    }
+    s.into_boxed_str()
+}
+
+/// The app state. See the module documentation.
+#[derive(Clone)]
+pub struct Store {
+    diagnoser: Diagnoser,
+    /// In listing order; a record's index ("slot") is stable until the next listing.
+    records: Vec<VehicleRecord>,
+    /// Per slot, see [`search_text`].
+    haystacks: Vec<Box<str>>,
+    /// Per slot, whether it passes the filter.
+    visible: Vec<bool>,
+    by_id: HashMap<Box<str>, u32>,
+    /// Every slot in sort order.
+    order: Vec<u32>,
+    /// Visible slots in sort order.
+    view: Vec<u32>,
+    filter: Filter,
+    filter_text: String,
+    sort: (SortColumn, bool),
+    selected: Option<u32>,
+    counts: Counts,
+    progress: Progress,
+    rate_limited_until: Option<Timestamp>,
+    source_error: Option<String>,
+    sweep_cost: Option<(u64, u64)>,
+    /// The latest `now` the store was given: the time stamped on a snapshot.
+    clock: Option<Timestamp>,
+    fuzzy: FuzzyMatcher,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("vehicles", &self.records.len())
+            .field("visible", &self.view.len())
+            .field("filter", &self.filter_text)
+            .field("sort", &self.sort)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Position of `slot` in a sorted index list. Falls back to a scan if the list is out of order,
+/// which would be a bug, so that a wrong position can never be used to remove the wrong row.
+fn position(list: &[u32], slot: u32, cmp: impl Fn(u32, u32) -> Ordering) -> Option<usize> {
+    match list.binary_search_by(|&s| cmp(s, slot)) {
+        Ok(p) if list[p] == slot => Some(p),
+        _ => list.iter().position(|&s| s == slot),
+    }
+}
+
+/// Moves the row at `old` (whose key just changed) to where it now sorts, shifting only the rows in between.
+fn reposition(list: &mut [u32], old: usize, cmp: impl Fn(u32, u32) -> Ordering) {
+    let slot = list[old];
+    let p = list[..old].partition_point(|&s| cmp(s, slot) == Ordering::Less);
+    if p < old {
+        list[p..=old].rotate_right(1);
+        return;
+    }
+    let q = list[old + 1..].partition_point(|&s| cmp(s, slot) == Ordering::Less);
+    if q > 0 {
+        list[old..=old + q].rotate_left(1);
+    }
+}
+
+impl Store {
+    pub fn new(diagnoser: Diagnoser) -> Store {
+        Store {
+            diagnoser,
+            records: Vec::new(),
+            haystacks: Vec::new(),
+            visible: Vec::new(),
+            by_id: HashMap::new(),
+            order: Vec::new(),
+            view: Vec::new(),
+            filter: Filter::default(),
+            filter_text: String::new(),
+            sort: (SortColumn::Status, true),
+            selected: None,
+            counts: Counts::default(),
+            progress: Progress::default(),
+            rate_limited_until: None,
+            source_error: None,
+            sweep_cost: None,
+            clock: None,
+            fuzzy: FuzzyMatcher::default(),
+        }
+    }
+
+    /// Applies one scheduler event; returns whether anything visible changed.
+    pub fn apply(&mut self, event: &Event, now: Timestamp) -> bool {
+        self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
+        match event {
+            Event::ConnectionsListed { connections } => {
+                self.source_error = None;
+                self.reconcile(connections, now);
+                true
+            }
+            Event::ProbeStarted { vehicle_id, .. } => match self.by_id.get(vehicle_id.as_str()) {
+                Some(&slot) => {
+                    let record = &mut self.records[slot as usize];
+                    !std::mem::replace(&mut record.probing, true)
+                }
+                None => false,
+            },
+            Event::Observed { report } => {
+                self.observe(report, now);
+                true
+            }
+            Event::Progress(progress) => {
+                if &self.progress == progress {
+                    return false;
+                }
+                self.progress = progress.clone();
+                true
+            }
+            Event::RateLimited { until } => {
+                self.rate_limited_until = Some(*until);
+                true
+            }
+            Event::SweepCost { requests, eta_s } => {
+                self.sweep_cost = Some((*requests, *eta_s));
+                true
+            }
+            Event::SourceError { message } => {
+                self.source_error = Some(message.clone());
+                true
+            }
+        }
+    }
+
+    /// All vehicles, whatever the filter.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn vehicle(&self, id: &str) -> Option<&VehicleRecord> {
+        self.by_id.get(id).map(|&slot| &self.records[slot as usize])
+    }
+
+    /// The vehicle an agent means by `query`: its vehicle id, its VIN (case ignored), or the user
+    /// id of its owner (then the user's first listed vehicle). Surrounding spaces are ignored.
+    pub fn find(&self, query: &str) -> Option<&VehicleRecord> {
+        let query = query.trim();
+        if query.is_empty() {
+            return None;
+        }
+        self.vehicle(query)
+            .or_else(|| {
+                self.records.iter().find(|r| {
+                    r.vin
+                        .as_deref()
+                        .is_some_and(|v| v.eq_ignore_ascii_case(query))
+                })
+            })
+            .or_else(|| self.records.iter().find(|r| r.user_id == query))
+    }
+
+    /// Replaces the filter. On a parse error the current filter stays.
+    pub fn set_filter(&mut self, expr: &str) -> Result<(), FilterError> {
+        if expr == self.filter_text {
+            return Ok(());
+        }
+        let filter = Filter::parse(expr)?;
+        let narrowing = filter.narrows(&self.filter);
+        self.filter = filter;
+        self.filter_text = expr.to_string();
+        if narrowing {
+            let mut view = std::mem::take(&mut self.view);
+            view.retain(|&slot| {
+                let keep = self.filter.matches(
+                    &self.records[slot as usize],
+                    &self.haystacks[slot as usize],
+                    &mut self.fuzzy,
+                );
+                if !keep {
+                    self.visible[slot as usize] = false;
+                }
+                keep
+            });
+            self.view = view;
+        } else {
+            self.refilter();
+        }
+        self.keep_selection_visible();
+        Ok(())
+    }
+
+    pub fn filter_text(&self) -> &str {
+        &self.filter_text
+    }
+
+    pub fn set_sort(&mut self, column: SortColumn, descending: bool) {
+        if self.sort == (column, descending) {
+            return;
+        }
+        self.sort = (column, descending);
+        self.order = order::sort_all(&self.records, column, descending);
+        self.view = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&s| self.visible[s as usize])
+            .collect();
+    }
+
+    /// The sort column and whether it is descending.
+    pub fn sort(&self) -> (SortColumn, bool) {
+        self.sort
+    }
+
+    /// Rows passing the filter.
+    pub fn visible_len(&self) -> usize {
+        self.view.len()
+    }
+
+    /// The row at `index` in filtered, sorted order.
+    pub fn row(&self, index: usize) -> Option<&VehicleRecord> {
+        self.view
+            .get(index)
+            .map(|&slot| &self.records[slot as usize])
+    }
+
+    /// Rows in `range` (clamped to the visible rows), in filtered, sorted order.
+    pub fn rows(&self, range: Range<usize>) -> impl Iterator<Item = &VehicleRecord> {
+        self.clamp(range)
+            .iter()
+            .map(|&slot| &self.records[slot as usize])
+    }
+
+    /// Vehicle ids of the rows in `range`: what the scheduler probes at Visible priority.
+    pub fn visible_ids(&self, range: Range<usize>) -> Vec<String> {
+        self.rows(range).map(|r| r.vehicle_id.clone()).collect()
+    }
+
+    fn clamp(&self, range: Range<usize>) -> &[u32] {
+        let end = range.end.min(self.view.len());
+        let start = range.start.min(end);
+        &self.view[start..end]
+    }
+
+    /// Selects a vehicle by id (visible or not); an unknown id or `None` clears the selection.
+    pub fn select(&mut self, vehicle_id: Option<&str>) {
+        self.selected = vehicle_id.and_then(|id| self.by_id.get(id).copied());
+    }
+
+    pub fn selected(&self) -> Option<&VehicleRecord> {
+        self.selected.map(|slot| &self.records[slot as usize])
+    }
+
+    /// Row index of the selected vehicle; `None` when nothing is selected or it is filtered out.
+    pub fn selected_index(&self) -> Option<usize> {
+        let slot = self.selected?;
+        if !self.visible[slot as usize] {
+            return None;
+        }
+        position(&self.view, slot, |a, b| self.cmp_rows(a, b))
+    }
+
+    /// Where the selection stands for moving: its row, or the row it would sort at when filtered out.
+    fn cursor(&self) -> Option<usize> {
+        let slot = self.selected?;
+        if self.visible[slot as usize] {
+            return self.selected_index();
+        }
+        Some(
+            self.insertion_point(slot)
+                .min(self.view.len().saturating_sub(1)),
+        )
+    }
+
+    fn select_row(&mut self, index: usize) {
+        if let Some(&slot) = self.view.get(index) {
+            self.selected = Some(slot);
+        }
+    }
+
+    /// Moves the selection `n` rows down (clamped); selects the first row when nothing is selected.
+    pub fn select_next(&mut self, n: usize) {
+        if self.view.is_empty() {
+            return;
+        }
+        let target = match self.cursor() {
+            Some(i) => i.saturating_add(n).min(self.view.len() - 1),
+            None => 0,
+        };
+        self.select_row(target);
+    }
+
+    /// Moves the selection `n` rows up (clamped); selects the first row when nothing is selected.
+    pub fn select_prev(&mut self, n: usize) {
+        let target = self.cursor().map_or(0, |i| i.saturating_sub(n));
+        self.select_row(target);
+    }
+
+    pub fn select_first(&mut self) {
+        self.select_row(0);
+    }
+
+    pub fn select_last(&mut self) {
+        self.select_row(self.view.len().saturating_sub(1));
+    }
+
+    /// Tallies over all vehicles.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Nothing is sent before this time (compare with `now` to know whether it is still in force).
+    pub fn rate_limited_until(&self) -> Option<Timestamp> {
+        self.rate_limited_until
+    }
+
+    /// Why the source failed as a whole, until the next successful listing.
+    pub fn source_error(&self) -> Option<&str> {
+        self.source_error.as_deref()
+    }
+
+    /// What a full sweep would cost: requests and estimated seconds.
+    pub fn sweep_cost(&self) -> Option<(u64, u64)> {
+        self.sweep_cost
+    }
+
+    /// Diagnoses every vehicle again (the policies or the app's needs changed).
+    pub fn rediagnose_all(&mut self, now: Timestamp) {
+        self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
+        for record in &mut self.records {
+            let diagnosis = match &record.report {
+                Some(report) => (self.diagnoser)(report, now),
+                None if !record.has_token => (self.diagnoser)(&record.empty_report(), now),
+                None => Diagnosis::unknown(),
+            };
+            record.set_diagnosis(diagnosis, now);
+        }
+        self.rebuild();
+    }
+
+    /// Takes what a snapshot knows. Into an empty store, its records become the fleet (marked
+    /// stale until probed). Into a listed fleet, it fills in vehicles not probed yet and adds
+    /// none: the listing decides which vehicles exist.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        let selected = self.selected_id();
+        if self.records.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            self.records = snapshot
+                .records
+                .into_iter()
+                .filter(|r| seen.insert(r.vehicle_id.clone()))
+                .map(|mut r| {
+                    r.stale = true;
+                    r.probing = false;
+                    r
+                })
+                .collect();
+        } else {
+            for saved in snapshot.records {
+                let Some(&slot) = self.by_id.get(saved.vehicle_id.as_str()) else {
+                    continue;
+                };
+                let live = &mut self.records[slot as usize];
+                if live.last_probe_at.is_some() || saved.last_probe_at.is_none() {
+                    continue;
+                }
+                live.attributes = live.attributes.take().or(saved.attributes);
+                live.vin = live.vin.take().or(saved.vin);
+                live.report = saved.report;
+                live.diagnosis = saved.diagnosis;
+                live.history = saved.history;
+                live.failing_since = saved.failing_since;
+                live.last_probe_at = saved.last_probe_at;
+                live.stale = true;
+            }
+        }
+        self.rebuild();
+        self.selected = selected.and_then(|id| self.by_id.get(id.as_str()).copied());
+        self.keep_selection_visible();
+    }
+
+    /// Everything worth keeping across runs, stamped with the latest `now` the store was given.
+    pub fn to_snapshot(&self) -> Snapshot {
+        Snapshot::new(
+            self.clock.unwrap_or_else(Timestamp::now),
+            self.records.clone(),
+        )
+    }
+
+    fn selected_id(&self) -> Option<String> {
+        self.selected().map(|r| r.vehicle_id.clone())
+    }
+
+    fn cmp_rows(&self, a: u32, b: u32) -> Ordering {
+        order::cmp_rows(&self.records, self.sort.0, self.sort.1, a, b)
+    }
+
+    /// Where `slot` would sit among the visible rows.
+    fn insertion_point(&self, slot: u32) -> usize {
+        self.view
+            .partition_point(|&s| s != slot && self.cmp_rows(s, slot) == Ordering::Less)
+    }
+
+    /// After the rows changed: a selected vehicle that is now filtered out gives way to the row
+    /// nearest to where it would sort.
+    fn keep_selection_visible(&mut self) {
+        let Some(slot) = self.selected else { return };
+        if self.visible.get(slot as usize).copied().unwrap_or(false) {
+            return;
+        }
+        if self.view.is_empty() {
+            self.selected = None;
+            return;
+        }
+        let index = self.insertion_point(slot).min(self.view.len() - 1);
+        self.selected = Some(self.view[index]);
+    }
+
+    /// Re-tests every vehicle against the filter, keeping sort order.
+    fn refilter(&mut self) {
+        self.visible.clear();
+        self.visible.resize(self.records.len(), false);
+        let mut view = Vec::with_capacity(self.order.len());
+        for &slot in &self.order {
+            let s = slot as usize;
+            if self
+                .filter
+                .matches(&self.records[s], &self.haystacks[s], &mut self.fuzzy)
+            {
+                self.visible[s] = true;
+                view.push(slot);
+            }
+        }
+        self.view = view;
+    }
+
+    /// Recomputes every index from the records.
+    fn rebuild(&mut self) {
+        self.by_id = self
+            .records
+            .iter()
+            .zip(0u32..)
+            .map(|(r, slot)| (Box::from(r.vehicle_id.as_str()), slot))
+            .collect();
+        self.haystacks = self.records.iter().map(search_text).collect();
+        self.counts = Counts::default();
+        for r in &self.records {
+            self.counts.add(r);
+        }
+        self.order = order::sort_all(&self.records, self.sort.0, self.sort.1);
+        self.refilter();
+    }
+
+    /// A new listing: keeps probe data of vehicles still listed, adds new ones, drops the rest.
+    fn reconcile(&mut self, connections: &[ConnectionInfo], now: Timestamp) {
+        let selected = self.selected_id();
+        let mut previous: HashMap<String, VehicleRecord> = std::mem::take(&mut self.records)
+            .into_iter()
+            .map(|r| (r.vehicle_id.clone(), r))
+            .collect();
+        let mut seen = std::collections::HashSet::with_capacity(connections.len());
+        let mut records = Vec::with_capacity(connections.len());
+        for info in connections {
+            let id = &info.connection.vehicle_id;
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
+            let record = match previous.remove(id.as_str()) {
+                Some(mut r) => {
+                    let token_changed = r.has_token != info.has_token;
+                    r.user_id.clone_from(&info.connection.user_id);
+                    r.connected_at.clone_from(&info.connection.connected_at);
+                    r.has_token = info.has_token;
+                    if token_changed && r.report.is_none() {
+                        let diagnosis = self.unprobed_diagnosis(&r, now);
+                        r.set_diagnosis(diagnosis, now);
+                    }
+                    r
+                }
+                None => {
+                    let mut r = VehicleRecord::listed(info);
+                    if !r.has_token {
+                        r.diagnosis = self.unprobed_diagnosis(&r, now);
+                    }
+                    r
+                }
+            };
+            records.push(record);
+        }
+        self.records = records;
+        self.rebuild();
+        self.selected = selected.and_then(|id| self.by_id.get(id.as_str()).copied());
+        self.keep_selection_visible();
+    }
+
+    fn unprobed_diagnosis(&self, r: &VehicleRecord, now: Timestamp) -> Diagnosis {
+        if r.has_token {
+            Diagnosis::unknown()
+        } else {
+            (self.diagnoser)(&r.empty_report(), now)
+        }
+    }
+
+    /// A probe finished: merge what it learnt, diagnose, and move the row.
+    fn observe(&mut self, report: &ProbeReport, now: Timestamp) {
+        let slot = match self.by_id.get(report.vehicle_id.as_str()) {
+            Some(&slot) => slot,
+            // Probed before being listed (a single token's vehicles, or a race with the listing).
+            None => self.insert_unlisted(report),
+        };
+        let mut merged = report.clone();
+        {
+            let r = &self.records[slot as usize];
+            if merged.attributes.is_none() {
+                merged.attributes.clone_from(&r.attributes);
+            }
+            if merged.vin.is_none() {
+                merged.vin.clone_from(&r.vin);
+            }
+            if merged.user_id.is_none() && !r.user_id.is_empty() {
+                merged.user_id = Some(r.user_id.clone());
+            }
+        }
+        let diagnosis = (self.diagnoser)(&merged, now);
+        let probed_at = merged
+            .observations
+            .iter()
+            .map(|o| o.at)
+            .max()
+            .unwrap_or(now);
+        self.update_slot(slot, move |r| {
+            if merged.attributes.is_some() {
+                r.attributes.clone_from(&merged.attributes);
+            }
+            if merged.vin.is_some() {
+                r.vin.clone_from(&merged.vin);
+            }
+            if r.user_id.is_empty()
+                && let Some(user) = &merged.user_id
+            {
+                r.user_id.clone_from(user);
+            }
+            r.has_token = merged.has_token;
+            r.last_probe_at = Some(probed_at);
+            r.probing = false;
+            r.stale = false;
+            r.report = Some(merged);
+            r.set_diagnosis(diagnosis, now);
+        });
+    }
+
+    /// Adds a vehicle known only from a probe report, not yet visible (the caller's update decides).
+    fn insert_unlisted(&mut self, report: &ProbeReport) -> u32 {
+        let slot = self.records.len() as u32;
+        let record = VehicleRecord::listed(&ConnectionInfo {
+            connection: crate::smartcar::Connection {
+                user_id: report.user_id.clone().unwrap_or_default(),
+                vehicle_id: report.vehicle_id.clone(),
+                connected_at: None,
+                mode: None,
+            },
+            has_token: report.has_token,
+        });
+        self.by_id
+            .insert(Box::from(report.vehicle_id.as_str()), slot);
+        self.haystacks.push(search_text(&record));
+        self.counts.add(&record);
+        self.records.push(record);
+        self.visible.push(false);
+        let p = self
+            .order
+            .partition_point(|&s| self.cmp_rows(s, slot) == Ordering::Less);
+        self.order.insert(p, slot);
+        slot
+    }
+
+    /// Changes one record and puts its row back where it belongs: counts, search text, filter
+    /// membership, sort position and selection, without touching the other rows.
+    fn update_slot(&mut self, slot: u32, change: impl FnOnce(&mut VehicleRecord)) {
+        let s = slot as usize;
+        let (column, descending) = self.sort;
+        let order_pos = position(&self.order, slot, |a, b| {
+            order::cmp_rows(&self.records, column, descending, a, b)
+        });
+        let view_pos = if self.visible[s] {
+            position(&self.view, slot, |a, b| {
+                order::cmp_rows(&self.records, column, descending, a, b)
+            })
+        } else {
+            None
+        };
+        self.counts.remove(&self.records[s]);
+        change(&mut self.records[s]);
+        self.counts.add(&self.records[s]);
+        self.haystacks[s] = search_text(&self.records[s]);
+        let visible = self
+            .filter
+            .matches(&self.records[s], &self.haystacks[s], &mut self.fuzzy);
+        self.visible[s] = visible;
+
+        let records = &self.records;
+        let cmp = |a, b| order::cmp_rows(records, column, descending, a, b);
+        match order_pos {
+            Some(p) => reposition(&mut self.order, p, cmp),
+            None => {
+                let p = self
+                    .order
+                    .partition_point(|&x| cmp(x, slot) == Ordering::Less);
+                self.order.insert(p, slot);
+            }
+        }
+        match (view_pos, visible) {
+            (Some(p), true) => reposition(&mut self.view, p, cmp),
+            (Some(p), false) => {
+                self.view.remove(p);
+            }
+            (None, true) => {
+                let p = self
+                    .view
+                    .partition_point(|&x| cmp(x, slot) == Ordering::Less);
+                self.view.insert(p, slot);
+            }
+            (None, false) => {}
+        }
+        self.keep_selection_visible();
+    }
+}

@@ -1,0 +1,209 @@
+//! Row order: the sortable columns, how two records compare, and sorting the whole fleet fast.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::VehicleRecord;
+
+/// A column the fleet table can be sorted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SortColumn {
+    Status,
+    /// Make, then model, then model year.
+    Vehicle,
+    Vin,
+    User,
+    /// The id of the main finding (vehicles without findings first).
+    Finding,
+    /// When the vehicle was last probed (never probed first).
+    Checked,
+    VehicleId,
+}
+
+impl SortColumn {
+    pub const ALL: [SortColumn; 7] = [
+        SortColumn::Status,
+        SortColumn::Vehicle,
+        SortColumn::Vin,
+        SortColumn::User,
+        SortColumn::Finding,
+        SortColumn::Checked,
+        SortColumn::VehicleId,
+    ];
+
+    /// Column header text.
+    pub fn label(self) -> &'static str {
+        match self {
+            SortColumn::Status => "Status",
+            SortColumn::Vehicle => "Vehicle",
+            SortColumn::Vin => "VIN",
+            SortColumn::User => "User",
+            SortColumn::Finding => "Finding",
+            SortColumn::Checked => "Checked",
+            SortColumn::VehicleId => "Vehicle id",
+        }
+    }
+}
+
+fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
+/// The column's value order, ascending, ties left `Equal`.
+pub(super) fn cmp_key(column: SortColumn, a: &VehicleRecord, b: &VehicleRecord) -> Ordering {
+    match column {
+        SortColumn::Status => a.diagnosis.status.cmp(&b.diagnosis.status),
+        SortColumn::Vehicle => match (&a.attributes, &b.attributes) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(x), Some(y)) => cmp_ignore_ascii_case(&x.make, &y.make)
+                .then_with(|| cmp_ignore_ascii_case(&x.model, &y.model))
+                .then(x.year.cmp(&y.year)),
+        },
+        SortColumn::Vin => a.vin.cmp(&b.vin),
+        SortColumn::User => a.user_id.cmp(&b.user_id),
+        SortColumn::Finding => finding_id(a).cmp(&finding_id(b)),
+        SortColumn::Checked => a.last_probe_at.cmp(&b.last_probe_at),
+        SortColumn::VehicleId => a.vehicle_id.cmp(&b.vehicle_id),
+    }
+}
+
+fn finding_id(r: &VehicleRecord) -> Option<&str> {
+    r.diagnosis.main_finding().map(|f| f.id.as_str())
+}
+
+/// The total order of rows: the column (reversed when descending), then arrival order, so equal
+/// keys keep their relative order whichever the direction (a stable sort).
+pub(super) fn cmp_rows(
+    records: &[VehicleRecord],
+    column: SortColumn,
+    descending: bool,
+    a: u32,
+    b: u32,
+) -> Ordering {
+    let (ra, rb) = (&records[a as usize], &records[b as usize]);
+    let key = cmp_key(column, ra, rb);
+    let key = if descending { key.reverse() } else { key };
+    key.then(a.cmp(&b))
+}
+
+/// Big-endian first 16 bytes: comparing these never contradicts comparing the strings.
+fn prefix(s: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = s.len().min(16);
+    bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u128::from_be_bytes(bytes)
+}
+
+/// Sorts every slot. Each record gets a small integer key computed once (a rank for make/model
+/// and finding, a prefix for ids), so the sort compares integers and only looks at the records
+/// again when two prefixes tie.
+pub(super) fn sort_all(
+    records: &[VehicleRecord],
+    column: SortColumn,
+    descending: bool,
+) -> Vec<u32> {
+    // `exact`: the key alone decides, ties are true ties.
+    let (keys, exact): (Vec<u128>, bool) = match column {
+        SortColumn::Status => (
+            records.iter().map(|r| r.diagnosis.status as u128).collect(),
+            true,
+        ),
+        SortColumn::Checked => (
+            records
+                .iter()
+                .map(|r| match r.last_probe_at {
+                    None => 0,
+                    // Flipping the sign bit keeps i128 order in u128; jiff's range never maps to 0.
+                    Some(t) => (t.as_nanosecond() as u128) ^ (1u128 << 127),
+                })
+                .collect(),
+            true,
+        ),
+        SortColumn::Vehicle => {
+            // Few distinct make/model/year triples: rank them once, then look each record up.
+            let mut distinct: Vec<&VehicleRecord> = Vec::new();
+            let mut ranks: HashMap<(&str, &str, u16), u128> = HashMap::new();
+            for r in records {
+                if let Some(a) = &r.attributes
+                    && !ranks.contains_key(&(a.make.as_str(), a.model.as_str(), a.year))
+                {
+                    ranks.insert((a.make.as_str(), a.model.as_str(), a.year), 0);
+                    distinct.push(r);
+                }
+            }
+            distinct.sort_by(|a, b| cmp_key(SortColumn::Vehicle, a, b));
+            let mut rank = 0;
+            for (i, r) in distinct.iter().enumerate() {
+                if i == 0 || cmp_key(SortColumn::Vehicle, distinct[i - 1], r) != Ordering::Equal {
+                    rank += 1;
+                }
+                if let Some(a) = &r.attributes {
+                    ranks.insert((a.make.as_str(), a.model.as_str(), a.year), rank);
+                }
+            }
+            let keys = records
+                .iter()
+                .map(|r| match &r.attributes {
+                    None => 0,
+                    Some(a) => ranks
+                        .get(&(a.make.as_str(), a.model.as_str(), a.year))
+                        .copied()
+                        .unwrap_or(0),
+                })
+                .collect();
+            (keys, true)
+        }
+        SortColumn::Finding => {
+            let mut ranks: BTreeMap<&str, u128> = BTreeMap::new();
+            for r in records {
+                if let Some(id) = finding_id(r) {
+                    ranks.entry(id).or_insert(0);
+                }
+            }
+            for (i, rank) in ranks.values_mut().enumerate() {
+                *rank = i as u128 + 1;
+            }
+            let keys = records
+                .iter()
+                .map(|r| {
+                    finding_id(r)
+                        .and_then(|id| ranks.get(id).copied())
+                        .unwrap_or(0)
+                })
+                .collect();
+            (keys, true)
+        }
+        // `None` maps to 0 like `Some("")`: equal prefixes fall back to the full comparison.
+        SortColumn::Vin => (
+            records
+                .iter()
+                .map(|r| r.vin.as_deref().map_or(0, prefix))
+                .collect(),
+            false,
+        ),
+        SortColumn::User => (records.iter().map(|r| prefix(&r.user_id)).collect(), false),
+        SortColumn::VehicleId => (
+            records.iter().map(|r| prefix(&r.vehicle_id)).collect(),
+            false,
+        ),
+    };
+    let mut rows: Vec<(u128, u32)> = keys.into_iter().zip(0u32..).collect();
+    rows.sort_unstable_by(|&(ka, a), &(kb, b)| {
+        let key = ka.cmp(&kb);
+        let key = if key == Ordering::Equal && !exact {
+            cmp_key(column, &records[a as usize], &records[b as usize])
+        } else {
+            key
+        };
+        let key = if descending { key.reverse() } else { key };
+        key.then(a.cmp(&b))
+    });
+    rows.into_iter().map(|(_, slot)| slot).collect()
+}

@@ -1,0 +1,220 @@
+//! The snapshot cache on disk: what the store knew at exit, saved atomically and loaded at start.
+//!
+//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":1,...}`), then the
+//! records as one JSON array. The header is read first, so a file from a newer vtriage is
+//! recognised without parsing its records. Snapshots hold no tokens.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::VehicleRecord;
+
+/// The version this build writes and the newest it reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+const FORMAT: &str = "vtriage-snapshot";
+
+/// The store's records at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: u32,
+    pub saved_at: Timestamp,
+    pub records: Vec<VehicleRecord>,
+}
+
+impl Snapshot {
+    pub fn new(saved_at: Timestamp, records: Vec<VehicleRecord>) -> Snapshot {
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            saved_at,
+            records,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    format: String,
+    version: u32,
+    saved_at: Timestamp,
+    #[serde(default)]
+    count: usize,
+}
+
+/// What went wrong saving or loading a snapshot. Every case leaves the program running: the
+/// caller shows the message as a warning.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot {action} snapshot {}: {source}; check that the folder exists, is writable and has free space", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("snapshot {} is unreadable ({reason}); {}", path.display(), moved(moved_to))]
+    Corrupt {
+        path: PathBuf,
+        reason: String,
+        moved_to: Option<PathBuf>,
+    },
+    #[error("snapshot {} was written by a newer vtriage (format version {found}, this one reads up to {SNAPSHOT_VERSION}); {}", path.display(), moved(moved_to))]
+    NewerVersion {
+        path: PathBuf,
+        found: u32,
+        moved_to: Option<PathBuf>,
+    },
+    #[error("not writing an empty snapshot over {}: the fleet is empty (nothing listed yet?)", path.display())]
+    Empty { path: PathBuf },
+}
+
+fn moved(to: &Option<PathBuf>) -> String {
+    match to {
+        Some(p) => format!("moved aside to {}, starting without it", p.display()),
+        None => "it could not be moved aside; starting without it".to_string(),
+    }
+}
+
+fn io_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `snapshot` to `path` atomically: a temporary file in the same folder, written and
+/// synced, then renamed over `path`. An empty snapshot is refused (see [`save_forced`]).
+pub fn save(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+    if snapshot.records.is_empty() {
+        return Err(SnapshotError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    save_forced(path, snapshot)
+}
+
+/// Like [`save`], but writes an empty snapshot too (the agent asked to clear the cache).
+pub fn save_forced(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(io_error("create the folder of", path))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "snapshot".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = write_file(&tmp, snapshot)
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_error("replace", path)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    // The rename is durable once the folder entry is; not every platform lets a folder be synced.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
+    let file = File::create(tmp).map_err(io_error("write", tmp))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let header = Header {
+        format: FORMAT.to_string(),
+        version: snapshot.version,
+        saved_at: snapshot.saved_at,
+        count: snapshot.records.len(),
+    };
+    let json = |e: serde_json::Error| SnapshotError::Io {
+        action: "write",
+        path: tmp.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    serde_json::to_writer(&mut out, &header).map_err(json)?;
+    out.write_all(b"\n").map_err(io_error("write", tmp))?;
+    serde_json::to_writer(&mut out, &snapshot.records).map_err(json)?;
+    out.write_all(b"\n").map_err(io_error("write", tmp))?;
+    let file = out.into_inner().map_err(|e| SnapshotError::Io {
+        action: "write",
+        path: tmp.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(io_error("sync", tmp))
+}
+
+/// Reads the snapshot at `path`: `Ok(None)` when there is none. A corrupt file, or one from a
+/// newer version, is renamed to `<path>.corrupt-<time>` and reported as an error to show as a
+/// warning. Loaded records are marked stale.
+pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("read", path)(e)),
+    };
+    match parse(&bytes) {
+        Ok(snapshot) => Ok(Some(snapshot)),
+        Err(Refusal::Newer(found)) => Err(SnapshotError::NewerVersion {
+            path: path.to_path_buf(),
+            found,
+            moved_to: move_aside(path),
+        }),
+        Err(Refusal::Corrupt(reason)) => Err(SnapshotError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+            moved_to: move_aside(path),
+        }),
+    }
+}
+
+enum Refusal {
+    Newer(u32),
+    Corrupt(String),
+}
+
+fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
+    let split = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| Refusal::Corrupt("no header line".into()))?;
+    let (head, body) = bytes.split_at(split);
+    let header: Header =
+        serde_json::from_slice(head).map_err(|e| Refusal::Corrupt(format!("header line: {e}")))?;
+    if header.format != FORMAT {
+        return Err(Refusal::Corrupt(format!(
+            "not a vtriage snapshot (format `{}`)",
+            header.format
+        )));
+    }
+    if header.version > SNAPSHOT_VERSION {
+        return Err(Refusal::Newer(header.version));
+    }
+    let mut records: Vec<VehicleRecord> = serde_json::from_slice(body)
+        .map_err(|e| Refusal::Corrupt(format!("records: {e} (line {})", e.line() + 1)))?;
+    for r in &mut records {
+        r.stale = true;
+        r.probing = false;
+    }
+    Ok(Snapshot {
+        version: header.version,
+        saved_at: header.saved_at,
+        records,
+    })
+}
+
+/// Renames a bad snapshot so the next save does not destroy what a person may want to inspect.
+fn move_aside(path: &Path) -> Option<PathBuf> {
+    let stamp = Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let mut name = path.file_name()?.to_os_string();
+    name.push(format!(".corrupt-{stamp}"));
+    let target = path.with_file_name(name);
+    fs::rename(path, &target).ok().map(|()| target)
+}

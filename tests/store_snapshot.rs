@@ -1,0 +1,201 @@
+//! The snapshot cache on disk: round trip, bad files moved aside, unwritable folders, empty stores.
+
+mod store_fixture;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use store_fixture::*;
+use vtriage::health::Status;
+use vtriage::store::{Snapshot, SnapshotError, Store, load, save, save_forced};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vtriage-store-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn moved_aside(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".corrupt-"))
+        .collect()
+}
+
+#[test]
+fn a_saved_snapshot_loads_back_as_stale_records_with_everything_but_probing() {
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("fleet.snapshot");
+    let store = fleet_store();
+    let snapshot = store.to_snapshot();
+    save(&path, &snapshot).unwrap();
+    let loaded = load(&path).unwrap().expect("a snapshot");
+    assert_eq!(loaded.version, snapshot.version);
+    assert_eq!(loaded.saved_at, snapshot.saved_at);
+    assert_eq!(loaded.records.len(), 6);
+    for (a, b) in loaded.records.iter().zip(&snapshot.records) {
+        assert!(a.stale);
+        let mut b = b.clone();
+        b.stale = true;
+        assert_eq!(a, &b);
+    }
+    let mut restored = Store::new(diagnoser());
+    restored.restore(loaded);
+    assert_eq!(ids(&restored), ids(&store));
+    assert_eq!(restored.counts(), store.counts());
+    assert!(restored.vehicle("veh-a").unwrap().stale);
+    // A fresh probe clears the stale mark.
+    restored.apply(
+        &observed(report("veh-a", "user-1", None, None, Outcome::Ok, now())),
+        now(),
+    );
+    assert!(!restored.vehicle("veh-a").unwrap().stale);
+    assert!(moved_aside(&dir).is_empty());
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no temporary file left behind"
+    );
+}
+
+#[test]
+fn a_missing_snapshot_is_not_an_error() {
+    let dir = temp_dir("missing");
+    assert!(load(&dir.join("none.snapshot")).unwrap().is_none());
+}
+
+#[test]
+fn a_corrupt_snapshot_is_moved_aside_with_a_warning() {
+    let dir = temp_dir("corrupt");
+    let path = dir.join("fleet.snapshot");
+    let store = fleet_store();
+    save(&path, &store.to_snapshot()).unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&path, &bytes).unwrap();
+    let err = load(&path).expect_err("truncated file");
+    assert!(
+        matches!(
+            err,
+            SnapshotError::Corrupt {
+                moved_to: Some(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("moved aside"), "{err}");
+    assert!(!path.exists());
+    assert_eq!(moved_aside(&dir).len(), 1);
+    // The next start finds nothing and starts empty.
+    assert!(load(&path).unwrap().is_none());
+
+    fs::write(&path, b"garbage without a header").unwrap();
+    assert!(matches!(load(&path), Err(SnapshotError::Corrupt { .. })));
+}
+
+#[test]
+fn a_snapshot_from_a_newer_version_is_moved_aside() {
+    let dir = temp_dir("newer");
+    let path = dir.join("fleet.snapshot");
+    let mut snapshot = fleet_store().to_snapshot();
+    snapshot.version = 99;
+    save(&path, &snapshot).unwrap();
+    let err = load(&path).expect_err("newer version");
+    assert!(
+        matches!(
+            err,
+            SnapshotError::NewerVersion {
+                found: 99,
+                moved_to: Some(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer vtriage"), "{err}");
+    assert_eq!(moved_aside(&dir).len(), 1);
+}
+
+#[test]
+fn an_unwritable_folder_gives_an_error_not_a_panic() {
+    let dir = temp_dir("readonly");
+    let snapshot = fleet_store().to_snapshot();
+    // A file where the folder should be: fails for every user, root included.
+    let blocker = dir.join("not-a-folder");
+    fs::write(&blocker, b"x").unwrap();
+    let err = save(&blocker.join("fleet.snapshot"), &snapshot).expect_err("parent is a file");
+    assert!(matches!(err, SnapshotError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("writable"), "{err}");
+
+    // A read-only folder, where permissions apply to this user (not to root).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = dir.join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+        let enforced = fs::write(ro.join("probe"), b"x").is_err();
+        if enforced {
+            let err = save(&ro.join("fleet.snapshot"), &snapshot).expect_err("read-only folder");
+            assert!(matches!(err, SnapshotError::Io { .. }), "{err}");
+        }
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+#[test]
+fn an_empty_store_is_not_written_over_a_good_snapshot() {
+    let dir = temp_dir("empty");
+    let path = dir.join("fleet.snapshot");
+    save(&path, &fleet_store().to_snapshot()).unwrap();
+    let empty = Store::new(diagnoser()).to_snapshot();
+    assert!(matches!(
+        save(&path, &empty),
+        Err(SnapshotError::Empty { .. })
+    ));
+    assert_eq!(load(&path).unwrap().map(|s| s.records.len()), Some(6));
+    // Unless forced.
+    save_forced(&path, &empty).unwrap();
+    assert_eq!(load(&path).unwrap().map(|s| s.records.len()), Some(0));
+}
+
+#[test]
+fn restoring_into_a_listed_fleet_fills_unprobed_vehicles_only() {
+    let saved: Snapshot = fleet_store().to_snapshot();
+    let mut store = Store::new(diagnoser());
+    store.apply(
+        &listed(vec![
+            connection("veh-a", "user-1", true),
+            connection("veh-b", "user-1", true),
+        ]),
+        now(),
+    );
+    store.apply(
+        &observed(report(
+            "veh-b",
+            "user-1",
+            None,
+            None,
+            Outcome::Asleep,
+            now(),
+        )),
+        now(),
+    );
+    store.restore(saved);
+    assert_eq!(store.len(), 2, "the listing decides which vehicles exist");
+    let a = store.vehicle("veh-a").unwrap();
+    assert_eq!(a.diagnosis.status, Status::Blocked);
+    assert!(a.stale);
+    let b = store.vehicle("veh-b").unwrap();
+    assert_eq!(
+        b.diagnosis.status,
+        Status::Degraded,
+        "live probe wins over the snapshot"
+    );
+    assert!(!b.stale);
+    assert_eq!(store.counts().status(Status::Blocked), 1);
+}
