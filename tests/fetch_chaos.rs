@@ -35,12 +35,17 @@ async fn sweep_to_the_end(
     limit: Duration,
 ) -> (HashMap<String, usize>, Progress) {
     let mut reports: HashMap<String, usize> = HashMap::new();
+    let started = std::time::Instant::now();
+    let mut progress_events = 0u64;
     let run = tokio::time::timeout(limit, async {
         while let Some(event) = events.recv().await {
             match event {
                 Event::Observed { report } => *reports.entry(report.vehicle_id).or_default() += 1,
-                Event::Progress(p) if p.total > 0 && p.done == p.total && p.in_flight == 0 => {
-                    return Some(p);
+                Event::Progress(p) => {
+                    progress_events += 1;
+                    if p.total > 0 && p.done == p.total && p.in_flight == 0 {
+                        return Some(p);
+                    }
                 }
                 Event::SourceError { message } => panic!("source failed: {message}"),
                 _ => {}
@@ -49,6 +54,12 @@ async fn sweep_to_the_end(
         None
     })
     .await;
+    // Throttled to ten a second, plus the last word of each run.
+    let allowed = started.elapsed().as_secs_f64() * 10.0 + 3.0;
+    assert!(
+        (progress_events as f64) <= allowed,
+        "{progress_events} progress events, {allowed:.0} allowed"
+    );
     match run {
         Ok(Some(p)) => (reports, p),
         Ok(None) => panic!("the scheduler stopped mid-sweep"),

@@ -591,3 +591,38 @@ async fn cancelled_sweep_drops_its_queued_work() {
     assert_eq!(last.total, observed);
     stop(h).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_request_joins_the_probe_in_flight() {
+    let sim = start_sim(SimConfig {
+        latency: Latency::Fixed {
+            ms: 200,
+            jitter_ms: 0,
+        },
+        ..sim_config(100)
+    })
+    .await;
+    let mut h = fetch::spawn(client(sim.origin()), amt_source(&sim), quick_config());
+    listed(&mut h.events).await;
+    let car = pick(&sim, |v| !v.is_tesla() && v.situation == Situation::Healthy);
+    probe(&h, &[&car.id], Priority::Sweep, false);
+    until(&mut h.events, |e| {
+        matches!(e, Event::ProbeStarted { vehicle_id, .. } if *vehicle_id == car.id).then_some(())
+    })
+    .await;
+    probe(&h, &[&car.id], Priority::Focus, true);
+    probe(&h, &[&car.id], Priority::Visible, false);
+    report_of(&mut h.events, &car.id).await;
+    let progress = until(&mut h.events, |e| match e {
+        Event::Progress(p) if p.in_flight == 0 && p.done == p.total => Some(p.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (progress.done, progress.total),
+        (1, 1),
+        "one probe, one report"
+    );
+    assert_eq!(requests_to(&sim, &car.id), 3);
+    stop(h).await;
+}
