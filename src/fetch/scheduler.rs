@@ -19,7 +19,7 @@ use super::probe::{self, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
 use super::{SchedulerConfig, Source};
 
-/// At most this many progress events per second.
+/// The shortest gap between two progress events (at most ten a second).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Smartcar's lower figure for a vehicle request, used before any latency was measured.
 const ASSUMED_LATENCY_S: f64 = 3.0;
