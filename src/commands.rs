@@ -437,6 +437,10 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         .rows(0..store.len())
         .filter_map(|r| r.attributes.clone())
         .collect();
+    let known_vins: Vec<_> = store
+        .rows(0..store.len())
+        .filter_map(|r| r.vin.clone().map(|vin| (r.vehicle_id.clone(), vin)))
+        .collect();
     let session = setup::start(&mut settings).await?;
     tui_config.mode_label = session.mode.label().to_string();
     tui_config.origin = session.origin.clone();
@@ -448,13 +452,23 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     if !known.is_empty() {
         let _ = session.commands.send(Command::KnownAttributes(known));
     }
+    if !known_vins.is_empty() {
+        let _ = session.commands.send(Command::KnownVins(known_vins));
+    }
     let first = match session.mode {
         setup::Mode::Demo => Command::StartSweep { force: false },
         setup::Mode::Live => Command::EstimateSweep,
     };
     let _ = session.commands.send(first);
     let commands = session.commands.clone();
-    let result = crate::tui::run(tui_config, store, commands, session.events, settings.now_override).await;
+    let result = crate::tui::run(
+        tui_config,
+        store,
+        commands,
+        session.events,
+        settings.now_override,
+    )
+    .await;
     let _ = session.commands.send(Command::Shutdown);
     let store = result?;
     save_snapshot(&settings, &store);

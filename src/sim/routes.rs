@@ -759,7 +759,9 @@ fn data_item(
             return Item::failure(&Failure::VehicleRateLimit { retry_after_s }, request_id);
         }
     }
+    // The VIN comes from the OEM account, not from the car: the car's situation does not affect it.
     let failure = match v.situation {
+        _ if kind == DataKind::Vin => None,
         Situation::RateLimited => Some(Failure::VehicleRateLimit {
             retry_after_s: SITUATION_RETRY_AFTER_S,
         }),
