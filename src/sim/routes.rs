@@ -759,9 +759,7 @@ fn data_item(
             return Item::failure(&Failure::VehicleRateLimit { retry_after_s }, request_id);
         }
     }
-    // The VIN comes from the OEM account, not from the car: the car's situation does not affect it.
     let failure = match v.situation {
-        _ if kind == DataKind::Vin => None,
         Situation::RateLimited => Some(Failure::VehicleRateLimit {
             retry_after_s: SITUATION_RETRY_AFTER_S,
         }),
@@ -790,6 +788,8 @@ fn data_item(
         Situation::QuotaExhausted => Some(Failure::VehicleRequestLimit),
         _ => None,
     });
+    // The VIN comes from the OEM account, not from the car: the car's situation does not affect it.
+    let failure = failure.filter(|_| kind != DataKind::Vin);
     if let Some(f) = failure {
         if matches!(f, Failure::VehicleRateLimit { .. }) {
             st.counters.rate_limited_vehicle();
