@@ -8,6 +8,7 @@
 mod counts;
 pub mod filter;
 mod order;
+mod search;
 pub mod snapshot;
 
 use std::cmp::Ordering;
@@ -28,6 +29,8 @@ pub use order::SortColumn;
 pub use snapshot::{Snapshot, SnapshotError, load, save, save_forced};
 
 use filter::FuzzyMatcher;
+use order::ModelIndex;
+use search::SearchText;
 
 /// Turns what the probes saw into a verdict, given `now`. Supplied by whoever builds the store,
 /// so the store stays free of policy loading.
@@ -123,35 +126,15 @@ impl VehicleRecord {
     }
 }
 
-/// Lower-case text the free-text filter searches: VIN, vehicle id, user id, make, model.
-fn search_text(r: &VehicleRecord) -> Box<str> {
-    let mut s = String::with_capacity(96);
-    for part in [
-        r.vin.as_deref(),
-        Some(r.vehicle_id.as_str()),
-        Some(r.user_id.as_str()),
-        r.attributes.as_ref().map(|a| a.make.as_str()),
-        r.attributes.as_ref().map(|a| a.model.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if !s.is_empty() {
-            s.push(' ');
-        }
-        s.extend(part.chars().flat_map(char::to_lowercase));
-    }
-    s.into_boxed_str()
-}
-
 /// The app state. See the module documentation.
 #[derive(Clone)]
 pub struct Store {
     diagnoser: Diagnoser,
     /// In listing order; a record's index ("slot") is stable until the next listing.
     records: Vec<VehicleRecord>,
-    /// Per slot, see [`search_text`].
-    haystacks: Vec<Box<str>>,
+    /// Per slot, the text free-text terms search.
+    search: SearchText,
+    models: ModelIndex,
     /// Per slot, whether it passes the filter.
     visible: Vec<bool>,
     by_id: HashMap<Box<str>, u32>,
@@ -212,7 +195,8 @@ impl Store {
         Store {
             diagnoser,
             records: Vec::new(),
-            haystacks: Vec::new(),
+            search: SearchText::default(),
+            models: ModelIndex::default(),
             visible: Vec::new(),
             by_id: HashMap::new(),
             order: Vec::new(),
@@ -314,19 +298,15 @@ impl Store {
         self.filter = filter;
         self.filter_text = expr.to_string();
         if narrowing {
-            let mut view = std::mem::take(&mut self.view);
-            view.retain(|&slot| {
-                let keep = self.filter.matches(
-                    &self.records[slot as usize],
-                    &self.haystacks[slot as usize],
-                    &mut self.fuzzy,
-                );
-                if !keep {
-                    self.visible[slot as usize] = false;
+            // Only rows kept by the previous filter can pass; test them in slot order (memory order).
+            for (slot, record) in self.records.iter().enumerate() {
+                if self.visible[slot] {
+                    let text = self.search.get(slot as u32);
+                    self.visible[slot] = self.filter.matches(record, text, &mut self.fuzzy);
                 }
-                keep
-            });
-            self.view = view;
+            }
+            let visible = &self.visible;
+            self.view.retain(|&slot| visible[slot as usize]);
         } else {
             self.refilter();
         }
@@ -343,7 +323,7 @@ impl Store {
             return;
         }
         self.sort = (column, descending);
-        self.order = order::sort_all(&self.records, column, descending);
+        self.order = order::sort_all(&self.records, &self.models, column, descending);
         self.view = self
             .order
             .iter()
@@ -565,22 +545,23 @@ impl Store {
         self.selected = Some(self.view[index]);
     }
 
-    /// Re-tests every vehicle against the filter, keeping sort order.
+    /// Re-tests every vehicle against the filter (in slot order, which is memory order), then
+    /// lists the visible ones in sort order.
     fn refilter(&mut self) {
         self.visible.clear();
-        self.visible.resize(self.records.len(), false);
-        let mut view = Vec::with_capacity(self.order.len());
-        for &slot in &self.order {
-            let s = slot as usize;
-            if self
-                .filter
-                .matches(&self.records[s], &self.haystacks[s], &mut self.fuzzy)
-            {
-                self.visible[s] = true;
-                view.push(slot);
-            }
+        self.visible.reserve(self.records.len());
+        for (slot, record) in self.records.iter().enumerate() {
+            let text = self.search.get(slot as u32);
+            self.visible
+                .push(self.filter.matches(record, text, &mut self.fuzzy));
         }
-        self.view = view;
+        let visible = &self.visible;
+        self.view = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&s| visible[s as usize])
+            .collect();
     }
 
     /// Recomputes every index from the records.
@@ -591,12 +572,13 @@ impl Store {
             .zip(0u32..)
             .map(|(r, slot)| (Box::from(r.vehicle_id.as_str()), slot))
             .collect();
-        self.haystacks = self.records.iter().map(search_text).collect();
+        self.search = SearchText::build(&self.records);
+        self.models = ModelIndex::build(&self.records);
         self.counts = Counts::default();
         for r in &self.records {
             self.counts.add(r);
         }
-        self.order = order::sort_all(&self.records, self.sort.0, self.sort.1);
+        self.order = order::sort_all(&self.records, &self.models, self.sort.0, self.sort.1);
         self.refilter();
     }
 
@@ -712,7 +694,8 @@ impl Store {
         });
         self.by_id
             .insert(Box::from(report.vehicle_id.as_str()), slot);
-        self.haystacks.push(search_text(&record));
+        self.search.push(&record);
+        self.models.set(slot as usize, &record);
         self.counts.add(&record);
         self.records.push(record);
         self.visible.push(false);
@@ -741,10 +724,11 @@ impl Store {
         self.counts.remove(&self.records[s]);
         change(&mut self.records[s]);
         self.counts.add(&self.records[s]);
-        self.haystacks[s] = search_text(&self.records[s]);
+        self.search.update(slot, &self.records[s]);
+        self.models.set(s, &self.records[s]);
         let visible = self
             .filter
-            .matches(&self.records[s], &self.haystacks[s], &mut self.fuzzy);
+            .matches(&self.records[s], self.search.get(slot), &mut self.fuzzy);
         self.visible[s] = visible;
 
         let records = &self.records;
