@@ -58,8 +58,8 @@ enum YearCmp {
 /// What one term tests. Strings are stored already normalised for the comparison they take part in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Test {
-    /// Lower-case needle for nucleo.
-    Fuzzy(String),
+    /// Lower-case needle for nucleo, and the [`char_mask`] of its characters.
+    Fuzzy(String, u64),
     /// Bit `1 << status as u8` for each status kept.
     Status(u8),
     Make(String),
@@ -87,6 +87,46 @@ struct Term {
 pub struct Filter {
     /// Cheap terms first, fuzzy ones last, so most rows are decided before any fuzzy scoring.
     terms: Vec<Term>,
+}
+
+/// What the filter reads about a row besides its record, kept in compact per-row arrays so the
+/// common filters (status, free text) scan a few bytes per row instead of the whole record.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// Lower-case VIN, vehicle id, user id, make and model.
+    pub text: &'a str,
+    /// [`char_mask`] of `text`.
+    pub chars: u64,
+    pub status: Status,
+}
+
+/// One bit per letter and digit present (others share the remaining bits). Text that is not
+/// ASCII gets every bit, since accent folding lets `e` match `ë`. A needle can only match
+/// text whose mask covers the needle's mask.
+pub fn char_mask(text: &str) -> u64 {
+    if !text.is_ascii() {
+        return u64::MAX;
+    }
+    text.bytes().fold(0u64, |mask, b| {
+        let bit = match b {
+            b'a'..=b'z' => b - b'a',
+            b'0'..=b'9' => 26 + b - b'0',
+            b'A'..=b'Z' => b - b'A',
+            other => 36 + other % 27,
+        };
+        mask | 1 << bit
+    })
+}
+
+fn fuzzy(text: &str) -> Test {
+    let needle = text.to_lowercase();
+    // A non-ASCII needle may match through accent folding: no mask pre-check.
+    let chars = if needle.is_ascii() {
+        char_mask(&needle)
+    } else {
+        0
+    };
+    Test::Fuzzy(needle, chars)
 }
 
 /// Reused state for fuzzy matching: one nucleo matcher and its scratch buffer.
@@ -220,7 +260,7 @@ fn parse_term(raw: &str) -> Result<Term, FilterError> {
     let Some((key, value)) = body.split_once(':') else {
         return Ok(Term {
             negated,
-            test: Test::Fuzzy(body.to_lowercase()),
+            test: fuzzy(body),
         });
     };
     let key_lower = key.to_ascii_lowercase();
@@ -235,7 +275,7 @@ fn parse_term(raw: &str) -> Result<Term, FilterError> {
         }
         return Ok(Term {
             negated,
-            test: Test::Fuzzy(body.to_lowercase()),
+            test: fuzzy(body),
         });
     }
     if value.trim().is_empty() {
@@ -293,7 +333,7 @@ impl Filter {
             .iter()
             .map(|t| parse_term(t))
             .collect::<Result<Vec<_>, _>>()?;
-        terms.sort_by_key(|t| matches!(t.test, Test::Fuzzy(_)));
+        terms.sort_by_key(|t| matches!(t.test, Test::Fuzzy(..)));
         Ok(Filter { terms })
     }
 
@@ -303,19 +343,14 @@ impl Filter {
 
     /// Whether only status terms are involved: then only a status change can change the answer.
     pub fn has_fuzzy(&self) -> bool {
-        self.terms.iter().any(|t| matches!(t.test, Test::Fuzzy(_)))
+        self.terms.iter().any(|t| matches!(t.test, Test::Fuzzy(..)))
     }
 
-    /// Whether `record` (with its lower-case search text) passes every term.
-    pub fn matches(
-        &self,
-        record: &VehicleRecord,
-        haystack: &str,
-        fuzzy: &mut FuzzyMatcher,
-    ) -> bool {
+    /// Whether `record` passes every term.
+    pub fn matches(&self, record: &VehicleRecord, row: &Row<'_>, fuzzy: &mut FuzzyMatcher) -> bool {
         self.terms
             .iter()
-            .all(|t| t.test.holds(record, haystack, fuzzy) != t.negated)
+            .all(|t| t.test.holds(record, row, fuzzy) != t.negated)
     }
 
     /// True when every record this filter keeps is also kept by `previous`, so re-filtering
@@ -336,7 +371,7 @@ fn implies(new: &Term, old: &Term) -> bool {
         return false;
     }
     match (&new.test, &old.test) {
-        (Test::Fuzzy(n), Test::Fuzzy(o)) => n.starts_with(o.as_str()),
+        (Test::Fuzzy(n, _), Test::Fuzzy(o, _)) => n.starts_with(o.as_str()),
         (Test::VinPrefix(n), Test::VinPrefix(o)) => starts_with_ignore_case(n, o),
         (Test::FindingPrefix(n), Test::FindingPrefix(o))
         | (Test::Make(n), Test::Make(o))
@@ -347,10 +382,12 @@ fn implies(new: &Term, old: &Term) -> bool {
 }
 
 impl Test {
-    fn holds(&self, r: &VehicleRecord, haystack: &str, fuzzy: &mut FuzzyMatcher) -> bool {
+    fn holds(&self, r: &VehicleRecord, row: &Row<'_>, fuzzy: &mut FuzzyMatcher) -> bool {
         match self {
-            Test::Fuzzy(needle) => fuzzy.matches(haystack, needle),
-            Test::Status(mask) => mask & status_bit(r.diagnosis.status) != 0,
+            Test::Fuzzy(needle, chars) => {
+                chars & !row.chars == 0 && fuzzy.matches(row.text, needle)
+            }
+            Test::Status(mask) => mask & status_bit(row.status) != 0,
             Test::Make(v) => r
                 .attributes
                 .as_ref()
@@ -444,5 +481,17 @@ mod tests {
         let mut m = FuzzyMatcher::default();
         assert!(m.matches("citroën ë-c4", "citroen"));
         assert!(!m.matches("citroën ë-c4", "peugeot"));
+    }
+
+    #[test]
+    fn a_needle_mask_rejects_only_text_lacking_one_of_its_characters() {
+        let needle = char_mask("5yj");
+        assert_eq!(needle & !char_mask("5yj3e1 tesla"), 0);
+        assert_ne!(needle & !char_mask("3fmtk1 ford"), 0);
+        // Accented text may match through folding, so it never rejects.
+        assert_eq!(
+            char_mask("citroën") & char_mask("citroen"),
+            char_mask("citroen")
+        );
     }
 }

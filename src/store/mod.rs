@@ -24,7 +24,7 @@ use crate::health::{Diagnosis, Status};
 use crate::smartcar::{ProbeReport, VehicleAttributes};
 
 pub use counts::Counts;
-pub use filter::{Filter, FilterError};
+pub use filter::{Filter, FilterError, Row};
 pub use order::SortColumn;
 pub use snapshot::{Snapshot, SnapshotError, load, save, save_forced};
 
@@ -135,6 +135,8 @@ pub struct Store {
     /// Per slot, the text free-text terms search.
     search: SearchText,
     models: ModelIndex,
+    /// Per slot, the diagnosis status (what status filters read).
+    statuses: Vec<Status>,
     /// Per slot, whether it passes the filter.
     visible: Vec<bool>,
     by_id: HashMap<Box<str>, u32>,
@@ -164,6 +166,18 @@ impl std::fmt::Debug for Store {
             .field("filter", &self.filter_text)
             .field("sort", &self.sort)
             .finish_non_exhaustive()
+    }
+}
+
+/// The compact facts the filter reads for `slot`.
+fn row_facts<'a>(search: &'a SearchText, statuses: &[Status], slot: u32) -> Row<'a> {
+    Row {
+        text: search.get(slot),
+        chars: search.mask(slot),
+        status: statuses
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(Status::Unknown),
     }
 }
 
@@ -197,6 +211,7 @@ impl Store {
             records: Vec::new(),
             search: SearchText::default(),
             models: ModelIndex::default(),
+            statuses: Vec::new(),
             visible: Vec::new(),
             by_id: HashMap::new(),
             order: Vec::new(),
@@ -301,8 +316,8 @@ impl Store {
             // Only rows kept by the previous filter can pass; test them in slot order (memory order).
             for (slot, record) in self.records.iter().enumerate() {
                 if self.visible[slot] {
-                    let text = self.search.get(slot as u32);
-                    self.visible[slot] = self.filter.matches(record, text, &mut self.fuzzy);
+                    let row = row_facts(&self.search, &self.statuses, slot as u32);
+                    self.visible[slot] = self.filter.matches(record, &row, &mut self.fuzzy);
                 }
             }
             let visible = &self.visible;
@@ -551,9 +566,9 @@ impl Store {
         self.visible.clear();
         self.visible.reserve(self.records.len());
         for (slot, record) in self.records.iter().enumerate() {
-            let text = self.search.get(slot as u32);
+            let row = row_facts(&self.search, &self.statuses, slot as u32);
             self.visible
-                .push(self.filter.matches(record, text, &mut self.fuzzy));
+                .push(self.filter.matches(record, &row, &mut self.fuzzy));
         }
         let visible = &self.visible;
         self.view = self
@@ -574,6 +589,7 @@ impl Store {
             .collect();
         self.search = SearchText::build(&self.records);
         self.models = ModelIndex::build(&self.records);
+        self.statuses = self.records.iter().map(|r| r.diagnosis.status).collect();
         self.counts = Counts::default();
         for r in &self.records {
             self.counts.add(r);
@@ -696,6 +712,7 @@ impl Store {
             .insert(Box::from(report.vehicle_id.as_str()), slot);
         self.search.push(&record);
         self.models.set(slot as usize, &record);
+        self.statuses.push(record.diagnosis.status);
         self.counts.add(&record);
         self.records.push(record);
         self.visible.push(false);
@@ -726,9 +743,9 @@ impl Store {
         self.counts.add(&self.records[s]);
         self.search.update(slot, &self.records[s]);
         self.models.set(s, &self.records[s]);
-        let visible = self
-            .filter
-            .matches(&self.records[s], self.search.get(slot), &mut self.fuzzy);
+        self.statuses[s] = self.records[s].diagnosis.status;
+        let row = row_facts(&self.search, &self.statuses, slot);
+        let visible = self.filter.matches(&self.records[s], &row, &mut self.fuzzy);
         self.visible[s] = visible;
 
         let records = &self.records;

@@ -2,6 +2,7 @@
 //! every row, kept in one buffer so a filter pass reads memory in order.
 
 use super::VehicleRecord;
+use super::filter::char_mask;
 
 /// Per-slot spans into one string. A changed row's text is appended and the old span left as
 /// garbage, reclaimed when garbage outgrows the live text.
@@ -9,6 +10,8 @@ use super::VehicleRecord;
 pub(super) struct SearchText {
     text: String,
     spans: Vec<(u32, u32)>,
+    /// Per slot, [`char_mask`] of its text.
+    masks: Vec<u64>,
     garbage: usize,
     scratch: String,
 }
@@ -48,6 +51,10 @@ impl SearchText {
         s
     }
 
+    pub(super) fn mask(&self, slot: u32) -> u64 {
+        self.masks.get(slot as usize).copied().unwrap_or(u64::MAX)
+    }
+
     pub(super) fn get(&self, slot: u32) -> &str {
         let Some(&(start, len)) = self.spans.get(slot as usize) else {
             return "";
@@ -62,6 +69,7 @@ impl SearchText {
         write_text(&mut scratch, r);
         let span = self.append(&scratch);
         self.spans.push(span);
+        self.masks.push(char_mask(&scratch));
         self.scratch = scratch;
     }
 
@@ -74,6 +82,9 @@ impl SearchText {
             if let Some(old) = self.spans.get_mut(slot as usize) {
                 self.garbage += old.1 as usize;
                 *old = span;
+            }
+            if let Some(mask) = self.masks.get_mut(slot as usize) {
+                *mask = char_mask(&scratch);
             }
         }
         self.scratch = scratch;
