@@ -22,6 +22,7 @@ use nucleo_matcher::{Matcher, Utf32Str};
 use crate::health::Status;
 
 use super::VehicleRecord;
+use super::search::SearchText;
 
 /// Why a filter expression was refused. One line, naming the term.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,15 +90,13 @@ pub struct Filter {
     terms: Vec<Term>,
 }
 
-/// What the filter reads about a row besides its record, kept in compact per-row arrays so the
-/// common filters (status, free text) scan a few bytes per row instead of the whole record.
-#[derive(Debug, Clone, Copy)]
-pub struct Row<'a> {
-    /// Lower-case VIN, vehicle id, user id, make and model.
-    pub text: &'a str,
-    /// [`char_mask`] of `text`.
-    pub chars: u64,
-    pub status: Status,
+/// What the filter reads about a row besides its record, from compact per-row arrays, so the
+/// common filters (status, free text) touch a few bytes per row instead of the whole record.
+#[derive(Clone, Copy)]
+pub(super) struct Row<'a> {
+    pub(super) search: &'a SearchText,
+    pub(super) slot: u32,
+    pub(super) status: Status,
 }
 
 /// One bit per letter and digit present (others share the remaining bits). Text that is not
@@ -347,7 +346,12 @@ impl Filter {
     }
 
     /// Whether `record` passes every term.
-    pub fn matches(&self, record: &VehicleRecord, row: &Row<'_>, fuzzy: &mut FuzzyMatcher) -> bool {
+    pub(super) fn matches(
+        &self,
+        record: &VehicleRecord,
+        row: &Row<'_>,
+        fuzzy: &mut FuzzyMatcher,
+    ) -> bool {
         self.terms
             .iter()
             .all(|t| t.test.holds(record, row, fuzzy) != t.negated)
@@ -385,7 +389,8 @@ impl Test {
     fn holds(&self, r: &VehicleRecord, row: &Row<'_>, fuzzy: &mut FuzzyMatcher) -> bool {
         match self {
             Test::Fuzzy(needle, chars) => {
-                chars & !row.chars == 0 && fuzzy.matches(row.text, needle)
+                chars & !row.search.mask(row.slot) == 0
+                    && fuzzy.matches(row.search.get(row.slot), needle)
             }
             Test::Status(mask) => mask & status_bit(row.status) != 0,
             Test::Make(v) => r

@@ -24,11 +24,11 @@ use crate::health::{Diagnosis, Status};
 use crate::smartcar::{ProbeReport, VehicleAttributes};
 
 pub use counts::Counts;
-pub use filter::{Filter, FilterError, Row};
+pub use filter::{Filter, FilterError};
 pub use order::SortColumn;
 pub use snapshot::{Snapshot, SnapshotError, load, save, save_forced};
 
-use filter::FuzzyMatcher;
+use filter::{FuzzyMatcher, Row};
 use order::ModelIndex;
 use search::SearchText;
 
@@ -172,8 +172,8 @@ impl std::fmt::Debug for Store {
 /// The compact facts the filter reads for `slot`.
 fn row_facts<'a>(search: &'a SearchText, statuses: &[Status], slot: u32) -> Row<'a> {
     Row {
-        text: search.get(slot),
-        chars: search.mask(slot),
+        search,
+        slot,
         status: statuses
             .get(slot as usize)
             .copied()
