@@ -52,25 +52,32 @@ pub struct StatusChange {
 pub struct VehicleRecord {
     pub vehicle_id: String,
     pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_at: Option<String>,
     /// An access token is configured for the vehicle's user.
     pub has_token: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<VehicleAttributes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vin: Option<String>,
     /// The latest probe report, with attributes and VIN merged in from earlier ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ProbeReport>,
     pub diagnosis: Diagnosis,
     /// Oldest first, at most [`HISTORY_LEN`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,
     /// When the vehicle first went BLOCKED or DEGRADED; cleared once it is HEALTHY again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Timestamp>,
     /// When the latest probe answered; `None` when never probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe_at: Option<Timestamp>,
     /// A probe is under way.
     #[serde(skip)]
     pub probing: bool,
     /// Loaded from a snapshot and not probed since.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
 }
 
