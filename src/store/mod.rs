@@ -389,7 +389,9 @@ impl Store {
         &self.view[start..end]
     }
 
-    /// Selects a vehicle by id (visible or not); an unknown id or `None` clears the selection.
+    /// Selects a vehicle by id, visible or not (a vehicle opened through [`Store::find`]); an
+    /// unknown id or `None` clears the selection. A selected vehicle that is filtered out gives
+    /// way to the nearest row when the filter changes or when its own row leaves the view.
     pub fn select(&mut self, vehicle_id: Option<&str>) {
         self.selected = vehicle_id.and_then(|id| self.by_id.get(id).copied());
     }
@@ -779,6 +781,10 @@ impl Store {
             }
             (None, false) => {}
         }
-        self.keep_selection_visible();
+        // Only the changed row can have left the view; a vehicle selected while filtered out
+        // (opened through `find`) stays selected until the filter changes.
+        if self.selected == Some(slot) {
+            self.keep_selection_visible();
+        }
     }
 }
