@@ -18,8 +18,9 @@ use super::VehicleRecord;
 pub const SNAPSHOT_VERSION: u32 = 1;
 const FORMAT: &str = "vtriage-snapshot";
 
-/// The store's records at one moment.
-#[derive(Debug, Clone, PartialEq)]
+/// The store's records at one moment. On disk it is written as a header line plus one line per
+/// record (see the module documentation), not as this struct in one piece.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u32,
     pub saved_at: Timestamp,
