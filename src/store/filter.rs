@@ -295,6 +295,9 @@ fn parse_term(raw: &str) -> Result<Term, FilterError> {
                 })?;
                 mask |= status_bit(status);
             }
+            if mask == 0 {
+                return Err(FilterError::new(raw, "`status:` needs at least one status"));
+            }
             Test::Status(mask)
         }
         "make" => Test::Make(squash(value)),

@@ -120,6 +120,8 @@ impl VehicleRecord {
                 let excess = self.history.len() + 1 - HISTORY_LEN;
                 self.history.drain(..excess);
             }
+            // Most vehicles change status once or twice: grow by one, not to four.
+            self.history.reserve_exact(1);
             self.history.push(StatusChange { at: now, from, to });
         }
         match to {
