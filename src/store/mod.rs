@@ -214,6 +214,7 @@ fn reposition(list: &mut [u32], old: usize, cmp: impl Fn(u32, u32) -> Ordering) 
 }
 
 impl Store {
+    /// An empty store sorted by status, descending (BLOCKED first), with no filter.
     pub fn new(diagnoser: Diagnoser) -> Store {
         Store {
             diagnoser,
