@@ -93,6 +93,14 @@ fn a_corrupt_snapshot_is_moved_aside_with_a_warning() {
     // The next start finds nothing and starts empty.
     assert!(load(&path).unwrap().is_none());
 
+    // Cut exactly at a line end: every remaining line parses, the count does not match.
+    save(&path, &store.to_snapshot()).unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text.lines().take(4).collect();
+    fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let err = load(&path).expect_err("cut at a line end");
+    assert!(err.to_string().contains("cut short"), "{err}");
+
     fs::write(&path, b"garbage without a header").unwrap();
     assert!(matches!(load(&path), Err(SnapshotError::Corrupt { .. })));
 }

@@ -42,7 +42,7 @@ struct Header {
     format: String,
     version: u32,
     saved_at: Timestamp,
-    #[serde(default)]
+    /// Records that follow, to detect a file cut short at a line end.
     count: usize,
 }
 
@@ -227,6 +227,14 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
         return Err(Refusal::Newer(header.version));
     }
     let mut records = parse_records(body, 2)?;
+    // A file cut short at a line end parses cleanly: the header's count catches it.
+    if records.len() != header.count {
+        return Err(Refusal::Corrupt(format!(
+            "the header announces {} records but {} were found (file cut short?)",
+            header.count,
+            records.len()
+        )));
+    }
     for r in &mut records {
         r.stale = true;
         r.probing = false;
@@ -255,7 +263,9 @@ fn parse_records(body: &[u8], first_line: usize) -> Result<Vec<VehicleRecord>, R
     let mut bounds = vec![0];
     for i in 1..chunks {
         let target = (body.len() * i / chunks).max(*bounds.last().unwrap_or(&0));
-        let end = body[target..]
+        let end = body
+            .get(target..)
+            .unwrap_or(&[])
             .iter()
             .position(|&b| b == b'\n')
             .map_or(body.len(), |p| target + p + 1);
@@ -298,7 +308,12 @@ fn parse_records(body: &[u8], first_line: usize) -> Result<Vec<VehicleRecord>, R
             })
             .collect()
     });
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(
+        parsed
+            .iter()
+            .map(|c| c.as_ref().map_or(0, |c| c.1.len()))
+            .sum(),
+    );
     for chunk in parsed {
         records.extend(chunk?.1);
     }
