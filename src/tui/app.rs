@@ -159,6 +159,8 @@ pub struct App {
     last_visible: Vec<String>,
     /// Something changed since the last draw.
     pub dirty: bool,
+    /// Animation ticks so far: drives the spinner even when the clock is frozen by `--now`.
+    pub spin: u64,
     pub quit: bool,
 }
 
@@ -191,6 +193,7 @@ impl App {
             updated_at: None,
             last_visible: Vec::new(),
             dirty: true,
+            spin: 0,
             quit: false,
         }
     }
@@ -348,7 +351,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Tick(now) => {
             let second_changed = now.as_second() != app.now.as_second();
             app.now = now;
-            app.dirty |= second_changed || app.is_animating();
+            if app.is_animating() {
+                app.spin = app.spin.wrapping_add(1);
+                app.dirty = true;
+            }
+            app.dirty |= second_changed;
         }
         Msg::Store(event) => {
             if matches!(event, Event::ConnectionsListed { .. }) {

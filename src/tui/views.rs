@@ -185,7 +185,7 @@ fn vehicle_label(record: &VehicleRecord) -> String {
 fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'a>> {
     let status = if record.probing {
         Line::from(vec![
-            Span::styled(spinner_frame(app.now.as_millisecond() as u64), theme.key),
+            Span::styled(spinner_frame(app.spin), theme.key),
             Span::styled(
                 format!(" {}", record.diagnosis.status.label()),
                 theme.status(record.diagnosis.status),
@@ -506,10 +506,7 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
     ];
     if record.probing {
         first.push(Span::styled(
-            format!(
-                "  {} probing…",
-                spinner_frame(app.now.as_millisecond() as u64)
-            ),
+            format!("  {} probing…", spinner_frame(app.spin)),
             theme.key,
         ));
     }
