@@ -26,6 +26,8 @@ pub enum CommandError {
     Output(#[from] std::io::Error),
     #[error(transparent)]
     Sim(#[from] crate::sim::SimError),
+    #[error(transparent)]
+    Dashboard(#[from] crate::tui::TuiError),
 }
 
 fn print_warnings(settings: &Settings) {
@@ -159,6 +161,7 @@ async fn run_until_all_observed(
 /// `vtriage check`: probe every connection, print the diagnoses.
 pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
     let mut settings = setup::resolve(global)?;
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     print_warnings(&settings);
     let _log = init_logging(&settings);
     let mut store = setup::store_for(&settings);
@@ -227,6 +230,7 @@ fn save_snapshot(settings: &Settings, store: &Store) {
 /// `vtriage vehicle ID`: one vehicle's diagnosis, ready for a ticket.
 pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode, CommandError> {
     let mut settings = setup::resolve(global)?;
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     print_warnings(&settings);
     let _log = init_logging(&settings);
     let mut store = setup::store_for(&settings);
@@ -409,12 +413,65 @@ pub fn info(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
 }
 
 /// `vtriage` with no command: the dashboard.
+///
+/// The first frame never waits for the network: the last snapshot (marked stale) or an empty list is on
+/// screen while the scheduler lists connections. In demo mode the whole simulated fleet is swept; live,
+/// only what the agent looks at is probed, and a sweep's cost is estimated first.
 pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     let mut settings = setup::resolve(global)?;
-    print_warnings(&settings);
     let _log = init_logging(&settings);
-    let _ = &mut settings;
-    Err(CommandError::Usage(
-        "the dashboard is not part of this build yet; use `vtriage check`".into(),
-    ))
+    let mut tui_config = crate::tui::TuiConfig::load(
+        &settings.config.ui,
+        &settings.config.keys,
+        &settings.config_file,
+        &settings.paths.config_dir,
+    )?;
+    let mut store = setup::store_for(&settings);
+    let snapshot_path = settings.paths.snapshot_file(&settings.profile);
+    match store::snapshot::load(&snapshot_path) {
+        Ok(Some(snapshot)) => store.restore(snapshot),
+        Ok(None) => {}
+        Err(e) => settings.warnings.push(e.to_string()),
+    }
+    let known: Vec<_> = store
+        .rows(0..store.len())
+        .filter_map(|r| r.attributes.clone())
+        .collect();
+    let known_vins: Vec<_> = store
+        .rows(0..store.len())
+        .filter_map(|r| r.vin.clone().map(|vin| (r.vehicle_id.clone(), vin)))
+        .collect();
+    let session = setup::start(&mut settings).await?;
+    tui_config.mode_label = session.mode.label().to_string();
+    tui_config.origin = session.origin.clone();
+    tui_config.policies = settings.policies.clone();
+    tui_config.needs = settings.needs.clone();
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
+    if !known.is_empty() {
+        let _ = session.commands.send(Command::KnownAttributes(known));
+    }
+    if !known_vins.is_empty() {
+        let _ = session.commands.send(Command::KnownVins(known_vins));
+    }
+    let first = match session.mode {
+        setup::Mode::Demo => Command::StartSweep { force: false },
+        setup::Mode::Live => Command::EstimateSweep,
+    };
+    let _ = session.commands.send(first);
+    let commands = session.commands.clone();
+    let result = crate::tui::run(
+        tui_config,
+        store,
+        commands,
+        session.events,
+        settings.now_override,
+    )
+    .await;
+    let _ = session.commands.send(Command::Shutdown);
+    let store = result?;
+    save_snapshot(&settings, &store);
+    print_warnings(&settings);
+    Ok(ExitCode::SUCCESS)
 }

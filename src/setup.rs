@@ -66,6 +66,9 @@ pub struct Settings {
     pub now_override: Option<jiff::Timestamp>,
     /// Non-fatal problems (tokens file lines, policy override errors): one line each.
     pub warnings: Vec<String>,
+    /// How slowly the demo simulator answers vehicle calls: slow enough to watch in the dashboard,
+    /// fast for headless commands.
+    pub demo_latency: crate::sim::Latency,
 }
 
 impl Settings {
@@ -268,6 +271,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         policies,
         now_override,
         warnings,
+        demo_latency: DEMO_DASHBOARD_LATENCY,
     })
 }
 
@@ -284,6 +288,18 @@ pub struct Session {
 
 /// How big the demo fleet is.
 pub const DEMO_VEHICLES: usize = 2000;
+
+/// Demo vehicle calls in the dashboard: a few hundred milliseconds, so the fleet fills in visibly.
+pub const DEMO_DASHBOARD_LATENCY: crate::sim::Latency = crate::sim::Latency::Fixed {
+    ms: 250,
+    jitter_ms: 500,
+};
+
+/// Demo vehicle calls for headless commands, which should finish promptly.
+pub const DEMO_HEADLESS_LATENCY: crate::sim::Latency = crate::sim::Latency::Fixed {
+    ms: 5,
+    jitter_ms: 10,
+};
 
 /// Starts the demo simulator if needed, then the scheduler.
 pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {

@@ -291,3 +291,25 @@ fn secrets_never_print() {
     let s = Secret::new("super-secret-token");
     assert!(!format!("{s:?} {s}").contains("super-secret"));
 }
+
+#[tokio::test]
+async fn vin_reads_from_the_account_even_when_the_car_blocks_data() {
+    let (sim, client) = start(400).await;
+    let tokens = tokens(&sim);
+    for situation in [
+        Situation::VirtualKeyMissing,
+        Situation::OemAuthenticationFailed,
+        Situation::VehicleAsleep,
+    ] {
+        let (vid, user) = first_with(&sim, situation);
+        let batch = client
+            .batch(&tokens[&user], &vid, &[DataKind::Odometer, DataKind::Vin])
+            .await;
+        assert!(batch[0].error().is_some(), "{situation:?}: data fails");
+        let expected_vin = &sim.fleet().vehicle(&vid).unwrap().vin;
+        let Some(Answer::Data { body }) = batch[1].answer() else {
+            panic!("{situation:?}: {:?}", batch[1])
+        };
+        assert_eq!(body["vin"].as_str(), Some(expected_vin.as_str()));
+    }
+}

@@ -1055,3 +1055,146 @@ fn a_401_in_an_old_body_shape_is_still_the_token() {
         Some("access-token-expired")
     );
 }
+
+#[test]
+fn a_new_oem_rule_in_the_policies_file_names_its_own_finding() {
+    let extra = r#"
+[[rule]]
+id = "ford-odometer-consent"
+name = "Ford: odometer needs a new consent"
+make = "FORD"
+announced = "2026-10-01"
+in_force = "2026-11"
+finding = "ford-odometer-consent-missing"
+
+[rule.symptom]
+error = "PERMISSION"
+endpoint = "/odometer"
+
+[rule.remedy]
+kind = "reauthenticate"
+permission = "read_odometer"
+"#;
+    let text = format!("{}{extra}", vtriage::health::policy::BUILTIN_POLICIES);
+    let policies = Policies::parse(&text, std::path::Path::new("policies.toml")).expect("parses");
+    let r = report("FORD", "F-150", 2024, {
+        vec![
+            permissions(ALL_PERMS),
+            data_ok(DataKind::Location, 5),
+            failing(
+                Probe::Data(DataKind::Odometer),
+                v2(
+                    403,
+                    "PERMISSION",
+                    None,
+                    json!({"type": "REAUTHENTICATE"}),
+                    None,
+                ),
+            ),
+        ]
+    });
+    let d = diagnose(&r, &policies, &Needs::default(), now());
+    let f = d.main_finding().expect("finding");
+    assert_eq!(
+        (f.id.as_str(), f.rule.as_deref(), f.since.as_deref()),
+        (
+            "ford-odometer-consent-missing",
+            Some("ford-odometer-consent"),
+            Some("November 2026")
+        )
+    );
+    assert!(
+        f.remedy.link.as_deref().is_some_and(
+            |l| l.contains("scope=required%3Aread_odometer") && !l.contains("make=TESLA")
+        )
+    );
+    // The built-in rules alone call the same answer a plain missing permission.
+    let plain = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(
+        plain.main_finding().map(|f| f.id.as_str()),
+        Some("permission-missing")
+    );
+}
+
+mod arbitrary_answers {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PROBES: [Probe; 8] = [
+        Probe::Attributes,
+        Probe::Permissions,
+        Probe::VirtualKey,
+        Probe::TeslaUserAccess,
+        Probe::TeslaAttributes,
+        Probe::Data(DataKind::Location),
+        Probe::Data(DataKind::Odometer),
+        Probe::Data(DataKind::Battery),
+    ];
+    const TYPES: [&str; 8] = [
+        "AUTHENTICATION",
+        "PERMISSION",
+        "VEHICLE_STATE",
+        "RATE_LIMIT",
+        "CONNECTED_SERVICES_ACCOUNT",
+        "COMPATIBILITY",
+        "SERVER",
+        "NEW_TYPE",
+    ];
+
+    /// A probe index, maybe an error (status, type index, code), and junk bytes for a second, unreadable body.
+    type Item = (usize, Option<(u16, usize, Option<String>)>, Vec<u8>);
+
+    fn answer_or_error() -> impl Strategy<Value = Item> {
+        (
+            0..PROBES.len(),
+            proptest::option::of((
+                100u16..600,
+                0..TYPES.len(),
+                proptest::option::of("[A-Z_]{1,12}"),
+            )),
+            proptest::collection::vec(any::<u8>(), 0..40),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_mix_of_answers_gives_a_sorted_consistent_diagnosis(
+            items in proptest::collection::vec(answer_or_error(), 0..8),
+            make in prop_oneof![Just("TESLA"), Just("FORD")],
+            year in 2012u16..2027,
+            at_home_only in any::<bool>(),
+        ) {
+            let mut obs = Vec::new();
+            for (p, err, junk) in items {
+                let probe = PROBES[p];
+                match err {
+                    Some((status, t, code)) => {
+                        let body = json!({"type": TYPES[t], "code": code, "description": "x", "statusCode": status});
+                        obs.push(failing(probe, parse_error_body(status, Some("application/json"), None, Some(5), body.to_string().as_bytes())));
+                        obs.push(failing(probe, parse_error_body(status, None, None, None, &junk)));
+                    }
+                    None => obs.push(match probe {
+                        Probe::VirtualKey => key(year % 2 == 0),
+                        Probe::TeslaUserAccess => access(year % 3 == 0),
+                        Probe::Permissions => permissions(&["read_odometer"]),
+                        Probe::Data(k) => data_ok(k, i64::from(year) * 7),
+                        _ => tesla_attrs(None),
+                    }),
+                }
+            }
+            let r = report(make, "Model S", year, obs);
+            let needs = Needs { at_home_only, ..Needs::default() };
+            let d = diagnose(&r, &Policies::builtin(), &needs, now());
+            for w in d.findings.windows(2) {
+                prop_assert!(w[0].severity >= w[1].severity);
+            }
+            match d.main_finding() {
+                Some(f) => prop_assert_eq!(d.status, Status::from_severity(f.severity)),
+                None => prop_assert_eq!(d.status, Status::Healthy),
+            }
+            for f in &d.findings {
+                prop_assert!(!f.title.is_empty() && !f.evidence.is_empty(), "{:?}", f);
+            }
+        }
+    }
+}

@@ -271,14 +271,14 @@ async fn batch_answers_each_path_with_code_body_and_headers() {
         .post(
             &format!("/v2.0/vehicles/{}/batch", v.id),
             Some(&sim.token_of(v)),
-            &json!({"requests": [{"path": "/odometer"}, {"path": "/location"}, {"path": "/nowhere"}]}),
+            &json!({"requests": [{"path": "/odometer"}, {"path": "/location"}, {"path": "/nowhere"}, {"path": "/"}]}),
         )
         .await;
     assert_eq!(a.status, 200);
     assert!(a.header("sc-request-id").is_some());
     let body = a.json();
     let items = body["responses"].as_array().unwrap();
-    assert_eq!(items.len(), 3);
+    assert_eq!(items.len(), 4);
     assert_eq!(items[0]["path"], "/odometer");
     assert_eq!(items[0]["code"], 200);
     assert!(items[0]["body"]["distance"].as_f64().unwrap() > 0.0);
@@ -288,6 +288,11 @@ async fn batch_answers_each_path_with_code_body_and_headers() {
     assert_eq!(items[2]["code"], 404);
     assert_eq!(items[2]["body"]["type"], "RESOURCE_NOT_FOUND");
     assert_eq!(items[2]["body"]["statusCode"], 404);
+    assert_eq!(items[3]["code"], 200);
+    assert_eq!(
+        items[3]["body"],
+        json!({"id": v.id, "make": v.make, "model": v.model, "year": v.year})
+    );
 }
 
 #[tokio::test]
@@ -398,6 +403,25 @@ async fn tesla_endpoints_on_another_make_are_not_compatible() {
 }
 
 #[tokio::test]
+async fn make_in_upper_case_in_a_tesla_path_is_a_permission_error() {
+    let sim = start(quiet(100, 7)).await;
+    let v = sim.vehicle_where(|v| v.situation == Situation::Healthy && v.is_tesla());
+    let token = sim.token_of(v);
+    sim.get(
+        &format!("/v2.0/vehicles/{}/TESLA/virtual_key", v.id),
+        Some(&token),
+    )
+    .await
+    .expect_error(403, "PERMISSION", None);
+    sim.get(
+        &format!("/v2.0/vehicles/{}/tesla/nothing", v.id),
+        Some(&token),
+    )
+    .await
+    .expect_error(404, "RESOURCE_NOT_FOUND", Some("PATH"));
+}
+
+#[tokio::test]
 async fn healthy_tesla_is_paired_with_location_scope_and_at_home_field() {
     let sim = start(quiet(100, 7)).await;
     let v = sim.vehicle_where(|v| v.situation == Situation::Healthy && v.is_tesla());
@@ -433,6 +457,37 @@ async fn healthy_tesla_is_paired_with_location_scope_and_at_home_field() {
     assert_eq!(attrs["id"], json!(v.id));
     assert_eq!(attrs["atHome"], json!(v.at_home));
     assert!(attrs["sentryMode"]["available"].is_boolean());
+}
+
+#[tokio::test]
+async fn reauthentication_link_opens_a_simulated_connect_page() {
+    let sim = start(quiet(20, 7)).await;
+    let a = sim
+        .get(
+            "/oauth/reauthenticate?response_type=vehicle_id&client_id=c&vehicle_id=%3Cv1%3E",
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("content-type"), Some("text/html"));
+    assert!(
+        a.text.contains("re-authenticate") && a.text.contains("&lt;v1&gt;"),
+        "{}",
+        a.text
+    );
+    let authorize = sim
+        .get(
+            "/oauth/authorize?response_type=code&scope=required%3Aread_location+read_odometer",
+            None,
+        )
+        .await;
+    assert!(
+        authorize
+            .text
+            .contains("required:read_location read_odometer"),
+        "{}",
+        authorize.text
+    );
 }
 
 // ---- Management API ----

@@ -223,3 +223,37 @@ async fn dropping_the_handle_stops_the_server() {
     }
     assert!(refused, "server still answers after its handle was dropped");
 }
+
+#[tokio::test]
+async fn vehicle_calls_wait_for_the_configured_latency() {
+    use vtriage::sim::Latency;
+    let sim = start(SimConfig {
+        latency: Latency::Fixed {
+            ms: 300,
+            jitter_ms: 0,
+        },
+        ..quiet(50, 7)
+    })
+    .await;
+    let v = sim.vehicle(Situation::Healthy);
+    let token = sim.token_of(v);
+    for tail in ["", "/odometer"] {
+        let started = std::time::Instant::now();
+        let a = sim
+            .get(&format!("/v2.0/vehicles/{}{tail}", v.id), Some(&token))
+            .await;
+        assert_eq!(a.status, 200);
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(300),
+            "{tail} answered before its latency"
+        );
+    }
+    let started = std::time::Instant::now();
+    sim.post(
+        &format!("/v2.0/vehicles/{}/batch", v.id),
+        Some(&token),
+        &json!({"requests": [{"path": "/odometer"}]}),
+    )
+    .await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}

@@ -54,11 +54,17 @@ pub enum Command {
 pub struct Progress {
     pub done: usize,
     pub total: usize,
+    /// Probes running now.
     pub in_flight: usize,
+    /// Probes whose report still holds a transient fault (server error, timeout, unreadable
+    /// answer) after every try. A vehicle's own answer (asleep, rate-limited, no key) is not one.
     pub errors: usize,
+    /// HTTP requests sent since the scheduler started, every try counted.
     pub requests_sent: u64,
+    /// Over the last ten seconds.
     pub requests_per_s: f64,
-    /// Tokens left in the client-side rate bucket (`None` when the limit is off).
+    /// Tokens left in the client-side rate bucket (`None` when the limit is off). One token of the
+    /// burst is held back for requests on the wire, so a full bucket shows `burst - 1`.
     pub budget_left: Option<f64>,
     /// Refill of the bucket, per minute.
     pub budget_refill_per_min: Option<f64>,

@@ -191,6 +191,13 @@ fn pump(s: &mut GateState, inner: &Arc<GateInner>, now: Instant) {
                 s.requests_sent += 1;
                 s.first_sent.get_or_insert(now);
                 s.recent.push_back(now);
+                while s
+                    .recent
+                    .front()
+                    .is_some_and(|&t| now.saturating_duration_since(t) > RATE_WINDOW)
+                {
+                    s.recent.pop_front();
+                }
                 s.announced = false;
                 if let Some((vehicle, calls)) = &w.ticket.vehicle {
                     s.windows.record(vehicle, *calls, now);

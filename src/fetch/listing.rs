@@ -40,11 +40,17 @@ enum Credential {
 /// One line for a person: what failed and what to do.
 fn describe(origin: &str, credential: Credential, e: &ApiError) -> String {
     match e {
-        ApiError::Transport { kind, message } => match kind {
-            TransportKind::Refused => format!("cannot reach {origin}: connection refused"),
-            TransportKind::Timeout => format!("cannot reach {origin}: timed out"),
-            TransportKind::Other => format!("cannot reach {origin}: {message}"),
-        },
+        ApiError::Transport { kind, message } => {
+            // The innermost cause is the part a person can act on ("Connection refused (os error 111)").
+            let cause = message.rsplit(": ").next().unwrap_or(message);
+            match kind {
+                TransportKind::Refused if cause.to_ascii_lowercase().contains("refused") => {
+                    format!("cannot reach {origin}: connection refused")
+                }
+                TransportKind::Timeout => format!("cannot reach {origin}: timed out"),
+                _ => format!("cannot reach {origin}: {cause}"),
+            }
+        }
         _ if e.status() == Some(401) => match credential {
             Credential::ManagementToken => format!(
                 "the management token was rejected (401) by {origin}: check the application management token (AMT) in the Smartcar dashboard"
@@ -295,11 +301,24 @@ mod tests {
     fn unreachable_origin_names_the_origin() {
         let e = ApiError::Transport {
             kind: TransportKind::Refused,
-            message: "tcp connect error".into(),
+            message: "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)".into(),
         };
         assert_eq!(
             describe("http://127.0.0.1:9", Credential::ManagementToken, &e),
             "cannot reach http://127.0.0.1:9: connection refused"
+        );
+    }
+
+    #[test]
+    fn unknown_host_says_why_not_refused() {
+        let e = ApiError::Transport {
+            kind: TransportKind::Refused,
+            message: "client error (Connect): dns error: failed to lookup address information"
+                .into(),
+        };
+        assert_eq!(
+            describe("https://api.example", Credential::AccessToken, &e),
+            "cannot reach https://api.example: failed to lookup address information"
         );
     }
 

@@ -179,9 +179,13 @@ impl ProbePlan for V2Plan {
             steps.push(Step::Get(Probe::Attributes));
         }
         steps.push(Step::Get(Probe::Permissions));
-        if !self.data.is_empty() {
-            steps.push(Step::Batch(self.data.clone()));
+        // The VIN rides along in the batch once (no extra request): agents search by it, and its
+        // manufacturer code tells the make on later probes.
+        let mut data = self.data.clone();
+        if known.vin.is_none() && !data.contains(&DataKind::Vin) {
+            data.push(DataKind::Vin);
         }
+        steps.push(Step::Batch(data));
         if known.is_tesla() == Some(true) {
             steps.extend(self.tesla_steps());
         }
@@ -286,14 +290,14 @@ mod tests {
             vec![
                 Step::Get(Probe::Attributes),
                 Step::Get(Probe::Permissions),
-                Step::Batch(vec![DataKind::Odometer, DataKind::Location]),
+                Step::Batch(vec![DataKind::Odometer, DataKind::Location, DataKind::Vin]),
             ]
         );
         assert_eq!(
             StepCost::of(&steps),
             StepCost {
                 requests: 3,
-                vehicle_calls: 4
+                vehicle_calls: 5
             }
         );
     }
@@ -407,7 +411,7 @@ mod tests {
             p.worst_case(&KnownVehicle::default()),
             StepCost {
                 requests: 6,
-                vehicle_calls: 7
+                vehicle_calls: 8
             }
         );
         let ford = KnownVehicle {
@@ -418,7 +422,7 @@ mod tests {
             p.worst_case(&ford),
             StepCost {
                 requests: 2,
-                vehicle_calls: 3
+                vehicle_calls: 4
             }
         );
     }

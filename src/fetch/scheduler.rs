@@ -19,7 +19,7 @@ use super::probe::{self, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
 use super::{SchedulerConfig, Source};
 
-/// At most this many progress events per second.
+/// The shortest gap between two progress events (at most ten a second).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 /// Smartcar's lower figure for a vehicle request, used before any latency was measured.
 const ASSUMED_LATENCY_S: f64 = 3.0;
@@ -438,8 +438,17 @@ impl Scheduler {
                 self.queue.defer(next, room_at);
                 continue;
             }
-            let (_, token) = self.credentials(&next.vehicle_id);
+            let (user_id, token) = self.credentials(&next.vehicle_id);
             let Some(token) = token else {
+                // The token went away with a new listing while the probe waited.
+                self.finish_without_requests(ProbeReport {
+                    vehicle_id: next.vehicle_id,
+                    user_id,
+                    has_token: false,
+                    attributes: known.attributes,
+                    vin: known.vin,
+                    observations: Vec::new(),
+                });
                 continue;
             };
             let shared = SharedPriority::new(next.priority);

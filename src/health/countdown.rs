@@ -55,6 +55,11 @@ impl Countdown {
         }
     }
 
+    /// Time until the rule is in force (negative once it is).
+    pub fn until_in_force(&self) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_secs(self.seconds_to_in_force)
+    }
+
     /// Whole days the rule has been in force (0 on its first day); `None` before.
     pub fn days_in_force(&self) -> Option<i64> {
         (self.seconds_to_in_force <= 0).then(|| -self.seconds_to_in_force / DAY_S)

@@ -19,9 +19,10 @@ pub enum PolicyError {
         line: Option<usize>,
         message: String,
     },
-    #[error("{}: rule `{rule}`: {message}; fix the file or remove it (built-in rules in use)", .path.display())]
+    #[error("{}:{}: rule `{rule}`: {message}; fix the file or remove it (built-in rules in use)", .path.display(), line_label(*.line))]
     Invalid {
         path: PathBuf,
+        line: Option<usize>,
         rule: String,
         message: String,
     },
@@ -382,6 +383,7 @@ impl Policies {
         })?;
         let invalid = |rule: &str, message: String| PolicyError::Invalid {
             path: path.to_path_buf(),
+            line: id_line(text, rule),
             rule: rule.to_string(),
             message,
         };
@@ -420,6 +422,21 @@ impl Policies {
     pub fn get(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
     }
+}
+
+/// The line of the last `id = "<rule>"`, where a person looks for the rule (a duplicate is the later one).
+fn id_line(text: &str, rule: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.trim_start()
+                .strip_prefix("id")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='))
+                .is_some_and(|r| r.trim().trim_matches(|c| c == '"' || c == '\'') == rule)
+        })
+        .last()
+        .map(|(i, _)| i + 1)
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -526,6 +543,42 @@ mod tests {
         assert_eq!(
             p.get("tesla-virtual-key").map(|r| r.in_force),
             Some(RuleDate::Day(jiff::civil::date(2025, 2, 1)))
+        );
+    }
+
+    #[test]
+    fn duplicate_rule_id_is_reported_at_its_line() {
+        let first_rule = BUILTIN_POLICIES.find("\n[[rule]]").map_or(0, |i| i + 1);
+        let text = format!("{BUILTIN_POLICIES}\n{}", &BUILTIN_POLICIES[first_rule..]);
+        let err = Policies::parse(&text, Path::new("p.toml")).expect_err("duplicate");
+        let PolicyError::Invalid {
+            line: Some(line),
+            ref rule,
+            ..
+        } = err
+        else {
+            panic!("invalid: {err}")
+        };
+        assert_eq!(rule, "tesla-virtual-key");
+        assert!(
+            line > BUILTIN_POLICIES.lines().count(),
+            "the later copy: line {line}"
+        );
+        assert_eq!(
+            text.lines().nth(line - 1).map(str::trim),
+            Some("id = \"tesla-virtual-key\"")
+        );
+        assert!(err.to_string().contains("used by an earlier rule"), "{err}");
+    }
+
+    #[test]
+    fn in_force_before_announcement_is_refused() {
+        let text =
+            BUILTIN_POLICIES.replace("in_force = \"2025-01-21\"", "in_force = \"2024-01-21\"");
+        let err = Policies::parse(&text, Path::new("p.toml")).expect_err("dates");
+        assert!(
+            err.to_string().contains("in_force is before announced"),
+            "{err}"
         );
     }
 

@@ -8,7 +8,7 @@ use super::VehicleSummary;
 pub const TABLE_WIDTH: usize = 120;
 
 /// Column widths before the fix link: status, vehicle, VIN, user, main finding.
-const WIDTHS: [usize; 5] = [8, 20, 17, 12, 20];
+const WIDTHS: [usize; 5] = [8, 19, 17, 8, 25];
 
 /// Writes a header and one line per vehicle: status, make model year, VIN, user, main finding, fix link.
 /// Every column but the last is cut to its width with `…`; the fix link is printed whole so it stays

@@ -47,7 +47,7 @@ pub enum LatencyProfile {
     Realistic,
 }
 
-/// Flags of `vtriage sim`.
+/// Runs the Smartcar simulator standalone, for curl, the official SDKs and tests.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
     /// Port to listen on; 0 picks a free one.
@@ -225,6 +225,100 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("sim").chain(args.iter().copied())).map(|c| c.sim)
+    }
+
+    #[test]
+    fn flags_become_a_simulator_configuration() {
+        let args = parse(&[
+            "--vehicles",
+            "50",
+            "--seed",
+            "9",
+            "--latency-ms",
+            "200",
+            "--latency-jitter-ms",
+            "20",
+            "--rate-limit",
+            "default",
+            "--fault-rate",
+            "0.1",
+            "--vehicle-calls-per-hour",
+            "0",
+        ])
+        .expect("valid flags");
+        let config = args.config().expect("valid config");
+        assert_eq!(config.vehicles, 50);
+        assert_eq!(config.seed, 9);
+        assert_eq!(
+            config.latency,
+            Latency::Fixed {
+                ms: 200,
+                jitter_ms: 20
+            }
+        );
+        assert_eq!(config.app_rate_limit, Some(AppRateLimit::SMARTCAR_DEFAULT));
+        assert_eq!(config.vehicle_calls_per_hour, 0);
+        assert_eq!(args.port, 0);
+        assert_eq!(args.bind.to_string(), "127.0.0.1");
+
+        let defaults = parse(&[]).expect("no flags").config().expect("defaults");
+        assert_eq!(defaults, SimConfig::default());
+        let realistic = parse(&["--latency-profile", "realistic"])
+            .expect("flag")
+            .config()
+            .expect("config");
+        assert_eq!(realistic.latency, Latency::Realistic);
+        assert!(
+            parse(&["--fault-rate", "2"])
+                .expect("parses")
+                .config()
+                .is_err()
+        );
+        assert!(parse(&["--rate-limit", "fast"]).is_err());
+    }
+
+    #[test]
+    fn tokens_file_is_private_and_has_a_header() {
+        let path =
+            std::env::temp_dir().join(format!("vtriage-sim-tokens-{}.csv", std::process::id()));
+        write_tokens(
+            &path,
+            &[("u1".into(), "t1".into()), ("u2".into(), "t2".into())],
+        )
+        .expect("written");
+        let text = std::fs::read_to_string(&path).expect("readable");
+        assert_eq!(text, "user_id,access_token\nu1,t1\nu2,t2\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("metadata")
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn describe_lists_every_situation_with_its_share() {
+        let text = describe(&Fleet::generate(500, 7));
+        for s in crate::sim::Situation::ALL {
+            assert!(text.contains(s.name()), "{s} missing from {text}");
+        }
+        assert!(text.contains('%'));
+    }
 
     #[test]
     fn rate_limit_flag_accepts_off_default_and_burst_per_minute() {

@@ -2,6 +2,23 @@
 //!
 //! It is the backend of every client test, the demo backend of the dashboard, and `vtriage sim`.
 //! It simulates the world, never our diagnosis: nothing here calls `health`.
+//!
+//! What it serves (every path also with a trailing slash; `?flags=` ignored):
+//! - `GET /v2.0/management/connections` (Basic `default:<amt>`; `limit` 1–100, default 10; `cursor`,
+//!   `user_id`, `vehicle_id`, `mode`), newest connection first, `paging.cursor` null on the last page.
+//! - With `Authorization: Bearer <token>`: `GET /v2.0/user`, `GET /v2.0/vehicles` (`limit` ≤ 50,
+//!   `offset`), and under `/v2.0/vehicles/{id}`: `/` (attributes), `/vin`, `/permissions`
+//!   (`limit` default 25, `offset`), `/location`, `/odometer`, `/battery`, `/charge`, `/fuel`,
+//!   `/tires/pressure`, `/engine/oil`, `POST /batch`, `/tesla/virtual_key`, `/tesla/user/access`,
+//!   `/tesla/attributes`.
+//! - `GET /oauth/authorize`, `/oauth/reauthenticate`: a page standing in for Smartcar Connect.
+//! - Ground truth and counters: `GET /_sim/fleet`, `GET /_sim/stats[?vehicle_id=]`, `POST /_sim/stats/reset`.
+//!
+//! A vehicle request is checked in this order: path (404 `RESOURCE_NOT_FOUND:PATH`), token (401
+//! `AUTHENTICATION`, also for every token of a `token-expired` user), app bucket (429
+//! `RATE_LIMIT:SMARTCAR_API`), ownership (404), injected fault, latency, then per data call: the
+//! hourly per-vehicle limit (429 `RATE_LIMIT:VEHICLE`), the situation's rate-limit and permission errors,
+//! compatibility (501), the situation's other errors, and finally the data.
 
 mod api_error;
 pub mod catalog;
@@ -19,7 +36,7 @@ use std::time::Duration;
 
 pub use api_error::VIRTUAL_KEY_URL;
 pub use catalog::Powertrain;
-pub use cli::{RateLimitArg, SimArgs, run_cli};
+pub use cli::{LatencyProfile, RateLimitArg, SimArgs, describe, run_cli};
 pub use fleet::{Fleet, SimUser, SimVehicle, Situation};
 pub use stats::SimStats;
 
@@ -96,6 +113,8 @@ pub struct SimConfig {
     /// `None`: no app-wide limit.
     pub app_rate_limit: Option<AppRateLimit>,
     /// Data calls per vehicle per rolling hour before 429 `RATE_LIMIT:VEHICLE`; 0 = unlimited.
+    /// Every data endpoint call and every batch item counts; attributes, permissions and the Tesla
+    /// endpoints do not (they answer from Smartcar's side without waking the car).
     pub vehicle_calls_per_hour: u32,
 }
 
@@ -293,4 +312,66 @@ pub async fn spawn(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, Sim
         shutdown: Some(tx),
         task: Some(task),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realistic_latency_averages_seconds_and_stays_under_five_minutes() {
+        let dice = dice::Dice::new(3);
+        let draws: Vec<f64> = (0..20_000)
+            .map(|_| {
+                Latency::Realistic
+                    .draw(dice.unit(), dice.unit())
+                    .as_secs_f64()
+            })
+            .collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((3.0..=45.0).contains(&mean), "mean {mean}");
+        assert!(draws.iter().all(|d| (3.0..=300.0).contains(d)));
+        assert!(draws.iter().any(|d| *d > 45.0), "some calls wake the car");
+    }
+
+    #[test]
+    fn fixed_latency_adds_jitter_within_bounds() {
+        let fixed = Latency::Fixed {
+            ms: 100,
+            jitter_ms: 50,
+        };
+        assert_eq!(fixed.draw(0.0, 0.0), Duration::from_millis(100));
+        assert!(fixed.draw(0.999, 0.0) <= Duration::from_millis(150));
+        assert_eq!(Latency::default().draw(0.5, 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_with_the_field_named() {
+        let bad = SimConfig {
+            fault_rate: 1.5,
+            ..SimConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(SimError::InvalidConfig {
+                field: "fault_rate",
+                ..
+            })
+        ));
+        let bad = SimConfig {
+            app_rate_limit: Some(AppRateLimit {
+                burst: 0,
+                refill_per_min: 2.0,
+            }),
+            ..SimConfig::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(SimError::InvalidConfig {
+                field: "app_rate_limit",
+                ..
+            })
+        ));
+        assert!(SimConfig::default().validate().is_ok());
+    }
 }

@@ -3,6 +3,7 @@
 //! One fallback handler does its own matching, so every path takes an optional trailing slash and
 //! unknown paths get Smartcar's `RESOURCE_NOT_FOUND` body rather than a bare 404.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -124,7 +125,7 @@ pub(crate) fn router(state: Arc<SimState>) -> Router {
 /// The body of an answer before headers are attached.
 enum Payload {
     Json(Value),
-    Html(&'static str),
+    Html(Cow<'static, str>),
     /// JSON cut short by a fault.
     Truncated(Vec<u8>),
 }
@@ -159,11 +160,11 @@ impl Reply {
     fn into_response(self, request_id: &str) -> Response {
         let (content_type, bytes) = match self.payload {
             Payload::Json(v) => (
-                "application/json; charset=utf-8",
+                "application/json",
                 serde_json::to_vec(&v).unwrap_or_default(),
             ),
-            Payload::Html(page) => ("text/html", page.as_bytes().to_vec()),
-            Payload::Truncated(b) => ("application/json; charset=utf-8", b),
+            Payload::Html(page) => ("text/html", page.into_owned().into_bytes()),
+            Payload::Truncated(b) => ("application/json", b),
         };
         let mut response = Response::new(Body::from(bytes));
         *response.status_mut() =
@@ -197,6 +198,9 @@ async fn dispatch(
         .unwrap_or_default();
     let reply = match segments.as_slice() {
         ["_sim", rest @ ..] => sim_route(&st, &method, rest, &query, &request_id),
+        ["oauth", flow @ ("authorize" | "reauthenticate")] if method == Method::GET => {
+            connect_page(flow, &query)
+        }
         ["v2.0", "management", "connections"] => {
             st.counters.request(EndpointKind::Management);
             management(&st, &method, &headers, &query, &request_id)
@@ -241,6 +245,9 @@ fn bounded(
         None => Ok(default),
         Some(raw) => match raw.trim().parse::<usize>() {
             Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ if max == usize::MAX => Err(Failure::Validation(format!(
+                "Query parameter `{key}` must be an integer of at least {min}, got {raw:?}."
+            ))),
             _ => Err(Failure::Validation(format!(
                 "Query parameter `{key}` must be an integer from {min} to {max}, got {raw:?}."
             ))),
@@ -321,12 +328,14 @@ fn connections_page(fleet: &Fleet, query: &[(String, String)]) -> Result<Value, 
             live && user_id.is_none_or(|u| v.user_id == u) && vehicle_id.is_none_or(|id| v.id == id)
         })
     };
-    let selected: Vec<usize> = match (vehicle_id, user_id) {
-        (Some(id), _) => fleet
-            .vehicle_index(id)
-            .into_iter()
-            .filter(matches)
-            .collect(),
+    let selected: Cow<'_, [usize]> = match (vehicle_id, user_id) {
+        (Some(id), _) => Cow::Owned(
+            fleet
+                .vehicle_index(id)
+                .into_iter()
+                .filter(matches)
+                .collect(),
+        ),
         (None, Some(u)) => {
             let mut own: Vec<usize> = fleet
                 .user(u)
@@ -339,10 +348,11 @@ fn connections_page(fleet: &Fleet, query: &[(String, String)]) -> Result<Value, 
                     .cmp(&va.connected_at)
                     .then_with(|| va.id.cmp(&vb.id))
             });
-            own
+            Cow::Owned(own)
         }
-        (None, None) if live => fleet.newest_first().to_vec(),
-        (None, None) => Vec::new(),
+        // The common case, a plain listing, pages the precomputed order without copying it.
+        (None, None) if live => Cow::Borrowed(fleet.newest_first()),
+        (None, None) => Cow::Owned(Vec::new()),
     };
     let page: Vec<Value> = selected
         .iter()
@@ -371,6 +381,8 @@ enum VehicleEndpoint {
     TeslaVirtualKey,
     TeslaUserAccess,
     TeslaAttributes,
+    /// A make-specific path with the make not in lower case (`/TESLA/...`): Smartcar answers PERMISSION.
+    MakeNotLowerCase,
 }
 
 enum Route<'a> {
@@ -394,7 +406,8 @@ impl Route<'_> {
                 VehicleEndpoint::Data(_) => EndpointKind::Data,
                 VehicleEndpoint::TeslaVirtualKey
                 | VehicleEndpoint::TeslaUserAccess
-                | VehicleEndpoint::TeslaAttributes => EndpointKind::Tesla,
+                | VehicleEndpoint::TeslaAttributes
+                | VehicleEndpoint::MakeNotLowerCase => EndpointKind::Tesla,
             },
         }
     }
@@ -413,6 +426,9 @@ fn parse_route<'a>(method: &Method, segments: &[&'a str]) -> Option<Route<'a>> {
                 ["tesla", "virtual_key"] if get => VehicleEndpoint::TeslaVirtualKey,
                 ["tesla", "user", "access"] if get => VehicleEndpoint::TeslaUserAccess,
                 ["tesla", "attributes"] if get => VehicleEndpoint::TeslaAttributes,
+                [make, _, ..] if *make != "tesla" && make.eq_ignore_ascii_case("tesla") => {
+                    VehicleEndpoint::MakeNotLowerCase
+                }
                 _ if get => {
                     VehicleEndpoint::Data(DataKind::from_path(&format!("/{}", tail.join("/")))?)
                 }
@@ -562,16 +578,14 @@ async fn vehicle_endpoint(
         Some(FaultKind::HtmlBadGateway) => {
             return Reply {
                 status: 502,
-                payload: Payload::Html(HTML_BAD_GATEWAY),
+                payload: Payload::Html(Cow::Borrowed(HTML_BAD_GATEWAY)),
                 headers: Vec::new(),
             };
         }
         _ => {}
     }
     let reply = match endpoint {
-        VehicleEndpoint::Attributes => {
-            Reply::ok(json!({"id": v.id, "make": v.make, "model": v.model, "year": v.year}))
-        }
+        VehicleEndpoint::Attributes => Reply::ok(attributes(v)),
         VehicleEndpoint::Permissions => permissions(v, query, request_id),
         VehicleEndpoint::Data(kind) => {
             let item = data_item(st, idx, v, kind, imperial(headers), request_id);
@@ -595,6 +609,7 @@ async fn vehicle_endpoint(
             }
         }
         VehicleEndpoint::Batch => batch(st, idx, v, body, imperial(headers), request_id),
+        VehicleEndpoint::MakeNotLowerCase => Reply::error(&Failure::Permission, request_id),
         VehicleEndpoint::TeslaVirtualKey
         | VehicleEndpoint::TeslaUserAccess
         | VehicleEndpoint::TeslaAttributes => tesla(st, v, &endpoint, request_id),
@@ -611,6 +626,10 @@ async fn vehicle_endpoint(
         }
         (_, payload) => Reply { payload, ..reply },
     }
+}
+
+fn attributes(v: &SimVehicle) -> Value {
+    json!({"id": v.id, "make": v.make, "model": v.model, "year": v.year})
 }
 
 fn permissions(v: &SimVehicle, query: &[(String, String)], request_id: &str) -> Reply {
@@ -769,6 +788,8 @@ fn data_item(
         Situation::QuotaExhausted => Some(Failure::VehicleRequestLimit),
         _ => None,
     });
+    // The VIN comes from the OEM account, not from the car: the car's situation does not affect it.
+    let failure = failure.filter(|_| kind != DataKind::Vin);
     if let Some(f) = failure {
         if matches!(f, Failure::VehicleRateLimit { .. }) {
             st.counters.rate_limited_vehicle();
@@ -842,6 +863,15 @@ fn batch(
         .map(|path| {
             let item = match DataKind::from_path(path) {
                 Some(kind) => data_item(st, idx, v, kind, imperial, request_id),
+                // `/` is the attributes, as the SDKs name it in a batch.
+                None if path.trim_end_matches('/').is_empty() => Item {
+                    status: 200,
+                    body: attributes(v),
+                    data_age: None,
+                    fetched_at: None,
+                    unit_system: None,
+                    retry_after_s: None,
+                },
                 None => Item::failure(&Failure::PathNotFound, request_id),
             };
             let mut headers = serde_json::Map::new();
@@ -862,6 +892,54 @@ fn batch(
         })
         .collect();
     Reply::ok(json!({"responses": responses}))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connect
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Connect links (`/oauth/authorize`, `/oauth/reauthenticate`) open a page that shows what the real
+/// Connect flow would be asked to do, so a link copied from the dashboard in demo mode leads somewhere.
+fn connect_page(flow: &str, query: &[(String, String)]) -> Reply {
+    let rows: String = query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape_html(k),
+                escape_html(v)
+            )
+        })
+        .collect();
+    let what = if flow == "reauthenticate" {
+        "re-authenticate a vehicle"
+    } else {
+        "connect vehicles"
+    };
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Smartcar Connect (simulated)</title></head>\
+         <body><h1>Smartcar Connect (simulated)</h1><p>The real Connect flow would now ask the owner to {what}.</p>\
+         <table>{rows}</table></body></html>"
+    );
+    Reply {
+        status: 200,
+        payload: Payload::Html(Cow::Owned(page)),
+        headers: Vec::new(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -165,7 +165,8 @@ pub struct SimStats {
     pub by_endpoint: BTreeMap<String, u64>,
     /// 429 `RATE_LIMIT:SMARTCAR_API` answers (app-wide bucket).
     pub rate_limited_app: u64,
-    /// 429 `RATE_LIMIT:VEHICLE` answers from the hourly per-vehicle limit (batch items included).
+    /// 429 `RATE_LIMIT:VEHICLE` answers, from the hourly limit or the `rate-limited` situation
+    /// (batch items included).
     pub rate_limited_vehicle: u64,
     pub faults_total: u64,
     /// Keyed by fault kind: server_internal, upstream_unknown, html_bad_gateway, truncated_json, slow.

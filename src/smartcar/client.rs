@@ -271,6 +271,7 @@ impl Client {
     pub async fn vehicle_ids(&self, token: &Secret) -> Result<Vec<String>, ApiError> {
         const LIMIT: usize = 50;
         let mut ids = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
             let url = self.api_url("/vehicles");
             let request = self.bearer(reqwest::Method::GET, &url, token).query(&[
@@ -285,8 +286,14 @@ impl Client {
                 .and_then(|v| serde_json::from_value(v).ok())
                 .ok_or_else(|| shape_error(&meta, &body))?;
             let n = page.len();
-            ids.extend(page);
-            if n < LIMIT {
+            let before = ids.len();
+            for id in page {
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                }
+            }
+            // A server that ignores `offset` repeats its first page: stop instead of looping forever.
+            if n < LIMIT || ids.len() == before {
                 return Ok(ids);
             }
         }

@@ -1,0 +1,353 @@
+//! The real binary's headless commands against the real simulator: ground truth, exit codes, bad input.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+use vtriage::sim::{self, SimConfig, SimHandle};
+
+fn temp_home(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vtriage-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn simulator(vehicles: usize) -> SimHandle {
+    let config = SimConfig {
+        vehicles,
+        seed: 7,
+        ..SimConfig::default()
+    };
+    sim::spawn(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
+}
+
+fn write_tokens(sim: &SimHandle, home: &std::path::Path) -> PathBuf {
+    let path = home.join("tokens.csv");
+    let mut text = String::from("user_id,access_token\n");
+    for (u, t) in sim.tokens() {
+        text.push_str(&format!("{u},{t}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+async fn vtriage(home: &std::path::Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(args)
+        .env("VTRIAGE_HOME", home)
+        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
+        .env_remove("SMARTCAR_API_ORIGIN")
+        .env_remove("SMARTCAR_MANAGEMENT_API_ORIGIN")
+        .env_remove("SMARTCAR_CONNECT_ORIGIN")
+        .env_remove("SMARTCAR_CLIENT_ID")
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn live_args<'a>(sim: &'a SimHandle, tokens: &'a str) -> Vec<&'a str> {
+    vec![
+        "--api-origin",
+        sim.origin(),
+        "--management-origin",
+        sim.origin(),
+        "--amt",
+        sim.amt(),
+        "--tokens",
+        tokens,
+        "--no-rate-limit",
+    ]
+}
+
+/// What diagnosis must conclude for each simulated situation: status and main finding.
+fn expected(situation: &str) -> (&'static str, Option<&'static str>) {
+    match situation {
+        "healthy" => ("HEALTHY", None),
+        "virtual-key-missing" => ("BLOCKED", Some("virtual-key-missing")),
+        "virtual-key-exempt" => ("HEALTHY", Some("virtual-key-exempt")),
+        "location-permission-missing" => ("DEGRADED", Some("tesla-location-permission-missing")),
+        "scope-missing" => ("DEGRADED", Some("permission-missing")),
+        "token-expired" => ("BLOCKED", Some("access-token-expired")),
+        "oem-authentication-failed" => ("BLOCKED", Some("oem-authentication-failed")),
+        "subscription-lapsed" => ("BLOCKED", Some("oem-subscription")),
+        "vehicle-asleep" | "vehicle-unreachable" => ("DEGRADED", Some("vehicle-state")),
+        "stale-data" => ("WARNING", Some("stale-data")),
+        "rate-limited" => ("WARNING", Some("rate-limited")),
+        "quota-exhausted" => ("BLOCKED", Some("billing-request-limit")),
+        other => panic!("a situation the test does not know: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_json_agrees_with_the_simulator_ground_truth_for_every_vehicle() {
+    let sim = simulator(500).await;
+    let home = temp_home("truth");
+    let tokens = write_tokens(&sim, &home);
+    let tokens_s = tokens.to_string_lossy().to_string();
+    let mut args = vec!["check", "--json"];
+    args.extend(live_args(&sim, &tokens_s));
+    let out = vtriage(&home, &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "something is blocked: exit 1; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let truth: Vec<Value> = reqwest::get(format!("{}/_sim/fleet", sim.origin()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let truth: HashMap<String, String> = truth
+        .iter()
+        .map(|v| {
+            (
+                v["vehicleId"].as_str().unwrap().to_string(),
+                v["situation"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 500, "every vehicle once");
+    let mut mismatches = Vec::new();
+    for row in &rows {
+        let id = row["id"].as_str().unwrap();
+        let situation = &truth[id];
+        let (status, finding) = expected(situation);
+        let got = (
+            row["status"].as_str().unwrap_or(""),
+            row["mainFinding"].as_str(),
+        );
+        if got != (status, finding) {
+            mismatches.push(format!(
+                "{id} {situation}: got {got:?}, expected {:?}",
+                (status, finding)
+            ));
+        }
+        for key in ["userId", "make", "model", "year", "findings"] {
+            assert!(row.get(key).is_some(), "{key} in every row");
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    for (_, token) in sim.tokens() {
+        assert!(
+            !stdout.contains(token.as_str()),
+            "no access token in the output"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_a_filter_that_keeps_only_healthy_vehicles_exits_0() {
+    let sim = simulator(120).await;
+    let home = temp_home("healthy");
+    let tokens = write_tokens(&sim, &home);
+    let tokens_s = tokens.to_string_lossy().to_string();
+    let mut args = vec!["check", "--csv", "--filter", "status:healthy"];
+    args.extend(live_args(&sim, &tokens_s));
+    let out = vtriage(&home, &args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("vehicle_id,") || stdout.lines().next().unwrap_or("").contains("status")
+    );
+    assert!(
+        stdout.lines().skip(1).all(|l| l.contains("HEALTHY")),
+        "{stdout}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "nothing on stderr when it is not a terminal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_markdown_for_a_tesla_without_virtual_key_has_the_pairing_link_and_a_reply() {
+    let sim = simulator(300).await;
+    let home = temp_home("vehicle");
+    let tokens = write_tokens(&sim, &home);
+    let tokens_s = tokens.to_string_lossy().to_string();
+    let tesla = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.situation == sim::Situation::VirtualKeyMissing)
+        .expect("a Tesla without key")
+        .id
+        .clone();
+    let mut args = vec!["vehicle", tesla.as_str(), "--markdown"];
+    args.extend(live_args(&sim, &tokens_s));
+    let out = vtriage(&home, &args).await;
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "blocked vehicle exits 1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        md.contains("https://www.tesla.com/_ak/smartcar.com"),
+        "{md}"
+    );
+    assert!(md.contains("VIRTUAL_KEY_REQUIRED"), "{md}");
+    assert!(md.to_lowercase().contains("virtual key"), "{md}");
+}
+
+#[tokio::test]
+async fn deadlines_on_new_years_day_2025_count_down_20_days_to_the_key_rule() {
+    let home = temp_home("deadlines");
+    let out = vtriage(&home, &["deadlines", "--now", "2025-01-01T00:00:00Z"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key_line = text
+        .lines()
+        .find(|l| l.contains("tesla-virtual-key"))
+        .expect("the key rule");
+    assert!(key_line.contains("T-20d"), "{text}");
+    assert!(text.contains("March 2025"), "{text}");
+}
+
+#[tokio::test]
+async fn connect_url_matches_the_python_sdk_byte_for_byte() {
+    let home = temp_home("connect");
+    let out = vtriage(
+        &home,
+        &[
+            "connect-url",
+            "--client-id",
+            "my-client-id",
+            "--redirect-uri",
+            "https://example.com/callback",
+            "--mode",
+            "test",
+            "--scope",
+            "read_vehicle_info read_location required:read_odometer",
+        ],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "https://connect.smartcar.com/oauth/authorize?response_type=code&client_id=my-client-id&approval_prompt=auto&mode=test&redirect_uri=https%3A%2F%2Fexample.com%2Fcallback&scope=read_vehicle_info+read_location+required%3Aread_odometer"
+    );
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "setup errors exit 2; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[tokio::test]
+async fn malformed_now_is_one_line_naming_the_flag() {
+    let home = temp_home("now");
+    let err = one_line_error(&vtriage(&home, &["deadlines", "--now", "yesterday"]).await);
+    assert!(err.contains("--now yesterday"), "{err}");
+}
+
+#[tokio::test]
+async fn tokens_file_with_a_wrong_header_names_file_and_line() {
+    let home = temp_home("badtokens");
+    let path = home.join("t.csv");
+    std::fs::write(&path, "user,token\nu1,secret-value\n").unwrap();
+    let err = one_line_error(&vtriage(&home, &["check", "--tokens", path.to_str().unwrap()]).await);
+    assert!(err.contains("t.csv:1"), "{err}");
+    assert!(!err.contains("secret-value"), "{err}");
+}
+
+#[tokio::test]
+async fn config_with_an_unknown_key_names_file_and_line() {
+    let home = temp_home("badconfig");
+    std::fs::create_dir_all(home.join("config")).unwrap();
+    std::fs::write(home.join("config/config.toml"), "[fetch]\nconcurency = 4\n").unwrap();
+    let err = one_line_error(&vtriage(&home, &["info"]).await);
+    assert!(
+        err.contains("config.toml:2") && err.contains("concurency"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_filter_key_is_a_usage_error() {
+    let home = temp_home("badfilter");
+    let err = one_line_error(&vtriage(&home, &["check", "--filter", "colour:red"]).await);
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_origin_is_one_line_saying_so() {
+    let home = temp_home("refused");
+    let err = one_line_error(
+        &vtriage(
+            &home,
+            &[
+                "check",
+                "--api-origin",
+                "http://127.0.0.1:9",
+                "--management-origin",
+                "http://127.0.0.1:9",
+                "--amt",
+                "x",
+            ],
+        )
+        .await,
+    );
+    assert!(err.contains("127.0.0.1:9"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_management_token_is_one_line_and_never_echoes_it() {
+    let sim = simulator(10).await;
+    let home = temp_home("badamt");
+    let out = vtriage(
+        &home,
+        &[
+            "check",
+            "--api-origin",
+            sim.origin(),
+            "--management-origin",
+            sim.origin(),
+            "--amt",
+            "wrong-amt-value",
+        ],
+    )
+    .await;
+    let err = one_line_error(&out);
+    assert!(!err.contains("wrong-amt-value"), "{err}");
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("reject"),
+        "{err}"
+    );
+}
