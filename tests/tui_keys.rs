@@ -448,3 +448,71 @@ fn scheduler_gone_is_reported_not_fatal() {
     assert!(app.visible_flash().is_some_and(|f| f.error));
     assert!(!app.quit);
 }
+
+#[test]
+fn sweep_and_refresh_commands_reach_the_scheduler() {
+    use vtriage::fetch::Command;
+    let mut app = app(80, 24);
+    update(
+        &mut app,
+        Msg::Store(vtriage::fetch::Event::SweepCost {
+            requests: 5000,
+            eta_s: 147_600,
+        }),
+    );
+    assert!(
+        screen(&app)[0].contains("sweep: 5000 requests"),
+        "{:?}",
+        screen(&app)[0]
+    );
+    let sent = |effects: Vec<Effect>| {
+        effects.into_iter().find_map(|e| match e {
+            Effect::Send(c) => Some(c),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        sent(command(&mut app, "sweep")),
+        Some(Command::StartSweep { force: false })
+    );
+    assert!(
+        flash(&app).contains("5000 requests, about 41 h"),
+        "{}",
+        flash(&app)
+    );
+    assert!(
+        !screen(&app)[0].contains("sweep:"),
+        "the cost is no longer offered once started"
+    );
+    assert_eq!(
+        sent(command(&mut app, "sweep force")),
+        Some(Command::StartSweep { force: true })
+    );
+    assert_eq!(
+        sent(command(&mut app, "sweep stop")),
+        Some(Command::CancelSweep)
+    );
+    assert_eq!(
+        sent(command(&mut app, "refresh")),
+        Some(Command::RefreshConnections)
+    );
+}
+
+#[test]
+fn export_writes_the_filtered_rows_as_csv() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join("teslas.csv");
+    assert_eq!(vtriage::tui::export_csv(&app.store, &path).ok(), Some(3));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.contains("7SAYGDEE1NF000001") && !text.contains("3FMTK3SU5PMA00003"),
+        "{text}"
+    );
+}

@@ -159,6 +159,8 @@ pub struct App {
     last_visible: Vec<String>,
     /// Something changed since the last draw.
     pub dirty: bool,
+    /// The agent started a sweep with `:sweep` (its estimated cost is no longer offered).
+    pub sweep_started: bool,
     /// Animation ticks so far: drives the spinner even when the clock is frozen by `--now`.
     pub spin: u64,
     pub quit: bool,
@@ -194,6 +196,7 @@ impl App {
             last_visible: Vec::new(),
             dirty: true,
             spin: 0,
+            sweep_started: false,
             quit: false,
         }
     }
@@ -804,7 +807,7 @@ fn command_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &m
     }
 }
 
-/// The command line: `vehicle ID`, `user ID`, `vin VIN`, `export PATH`, `q`.
+/// The command line: `vehicle ID`, `user ID`, `vin VIN`, `export PATH`, `sweep [force|stop]`, `refresh`, `q`.
 fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
     let (verb, arg) = match line.split_once(char::is_whitespace) {
         Some((v, a)) => (v, a.trim()),
@@ -841,6 +844,27 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
             fleet_filter_from_command(app, &format!("user:{}", quote(user)), effects)
         }
         ("export", path) if !path.is_empty() => effects.push(Effect::Export(PathBuf::from(path))),
+        ("sweep", "" | "force") => {
+            let force = arg == "force";
+            app.say(match app.store.sweep_cost() {
+                Some((requests, eta_s)) => format!(
+                    "sweep started: {requests} requests, about {}",
+                    crate::health::remedy::human_seconds(eta_s)
+                ),
+                None => "sweep started".to_string(),
+            });
+            app.sweep_started = true;
+            effects.push(Effect::Send(Command::StartSweep { force }));
+        }
+        ("sweep", "stop" | "cancel") => {
+            app.say("sweep cancelled");
+            app.sweep_started = false;
+            effects.push(Effect::Send(Command::CancelSweep));
+        }
+        ("refresh", _) => {
+            app.say("listing the fleet again");
+            effects.push(Effect::Send(Command::RefreshConnections));
+        }
         ("vehicle" | "v" | "vin" | "user" | "u" | "export", _) => app.complain(format!(
             ":{verb} needs an argument, e.g. :{verb} {}",
             example_arg(verb)

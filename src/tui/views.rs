@@ -56,6 +56,15 @@ fn header(app: &App, theme: &Theme) -> Line<'static> {
         spans.push(Span::styled(format!(" {error} "), theme.error));
     }
     let progress = app.store.progress();
+    if let Some((requests, eta_s)) = app.store.sweep_cost().filter(|_| !app.sweep_started) {
+        spans.push(Span::styled(
+            format!(
+                "· sweep: {requests} requests ≈ {} (:sweep) ",
+                crate::health::remedy::human_seconds(eta_s)
+            ),
+            theme.warning,
+        ));
+    }
     if let Some(left) = progress.budget_left {
         let refill = progress
             .budget_refill_per_min
