@@ -516,3 +516,37 @@ fn export_writes_the_filtered_rows_as_csv() {
         "{text}"
     );
 }
+
+#[test]
+fn selection_stays_on_top_while_results_resort_until_the_agent_moves() {
+    use vtriage::fetch::Event;
+    let mut app = App::new(store(), config(vtriage::tui::Theme::plain()), now());
+    update(
+        &mut app,
+        Msg::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    update(&mut app, Msg::Store(events()[0].clone()));
+    let first = selected(&app).unwrap_or_default();
+    // The selected vehicle turns out healthy and sorts to the bottom.
+    let mut healthy = reports()[3].clone();
+    healthy.vehicle_id = first.clone();
+    update(&mut app, Msg::Store(Event::Observed { report: healthy }));
+    assert_eq!(app.store.selected_index(), Some(0), "pinned to the top row");
+    assert_ne!(selected(&app).as_deref(), Some(first.as_str()));
+
+    key(&mut app, KeyCode::Down);
+    let moved = selected(&app);
+    let index = app.store.selected_index();
+    let mut blocked = reports()[0].clone();
+    blocked.vehicle_id = moved.clone().unwrap_or_default();
+    update(&mut app, Msg::Store(Event::Observed { report: blocked }));
+    assert_eq!(
+        selected(&app),
+        moved,
+        "once moved, the selection follows the vehicle"
+    );
+    assert_ne!(app.store.selected_index(), index, "it re-sorted");
+}

@@ -159,6 +159,9 @@ pub struct App {
     last_visible: Vec<String>,
     /// Something changed since the last draw.
     pub dirty: bool,
+    /// The selection sticks to the first row while results re-sort the fleet, until the agent moves it:
+    /// otherwise the first vehicle, once probed, would drag the view down with it.
+    pub pin_top: bool,
     /// The agent started a sweep with `:sweep` (its estimated cost is no longer offered).
     pub sweep_started: bool,
     /// Animation ticks so far: drives the spinner even when the clock is frozen by `--now`.
@@ -197,6 +200,7 @@ impl App {
             dirty: true,
             spin: 0,
             sweep_started: false,
+            pin_top: true,
             quit: false,
         }
     }
@@ -369,7 +373,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             let had_selection = app.store.selected().is_some();
             if app.store.apply(&event, app.now) {
                 app.updated_at = Some(app.now);
-                if !had_selection && app.page().is_none() {
+                if (!had_selection || app.pin_top) && app.page().is_none() {
                     app.store.select_first();
                 }
                 if first_listing {
@@ -652,6 +656,7 @@ fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         return;
     }
     let page = app.table_height().max(1);
+    app.pin_top = action == Action::Top;
     match action {
         Action::Up => app.store.select_prev(1),
         Action::Down => app.store.select_next(1),
@@ -665,6 +670,7 @@ fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
 }
 
 fn open_vehicle(app: &mut App, vehicle_id: String, effects: &mut Vec<Effect>) {
+    app.pin_top = false;
     app.memos.push(FleetMemo {
         filter: app.store.filter_text().to_string(),
         sort: app.store.sort(),
@@ -695,6 +701,7 @@ fn go_back(app: &mut App, effects: &mut Vec<Effect>) {
         app.store.set_sort(memo.sort.0, memo.sort.1);
         app.store.select(memo.selected.as_deref());
         app.offset = memo.offset;
+        app.pin_top = false;
     }
     app.follow_selection(effects);
 }
@@ -705,6 +712,7 @@ fn set_filter(app: &mut App, text: &str, effects: &mut Vec<Effect>) -> bool {
             app.filter_error = None;
             // The best match is on top: select it, so Enter opens it.
             app.store.select_first();
+            app.pin_top = true;
             app.offset = 0;
             app.follow_selection(effects);
             true
