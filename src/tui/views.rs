@@ -187,7 +187,8 @@ fn fleet_columns(sort: (SortColumn, bool)) -> Vec<Column> {
 fn vehicle_label(record: &VehicleRecord) -> String {
     match &record.attributes {
         Some(a) => format!("{} {} {}", a.make, a.model, a.year),
-        None => "…".into(),
+        // Until attributes are read, the id is what tells vehicles apart.
+        None => format!("id {}", record.vehicle_id),
     }
 }
 
@@ -233,7 +234,10 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
     };
     vec![
         status,
-        Line::from(vehicle_label(record)),
+        match record.attributes {
+            Some(_) => Line::from(vehicle_label(record)),
+            None => Line::from(Span::styled(vehicle_label(record), theme.muted)),
+        },
         Line::from(record.vin.clone().unwrap_or_else(|| "—".into())),
         Line::from(record.user_id.clone()),
         Line::from(permissions),
