@@ -448,3 +448,105 @@ fn scheduler_gone_is_reported_not_fatal() {
     assert!(app.visible_flash().is_some_and(|f| f.error));
     assert!(!app.quit);
 }
+
+#[test]
+fn sweep_and_refresh_commands_reach_the_scheduler() {
+    use vtriage::fetch::Command;
+    let mut app = app(80, 24);
+    update(
+        &mut app,
+        Msg::Store(vtriage::fetch::Event::SweepCost {
+            requests: 5000,
+            eta_s: 147_600,
+        }),
+    );
+    assert!(
+        screen(&app)[0].contains("sweep: 5000 requests"),
+        "{:?}",
+        screen(&app)[0]
+    );
+    let sent = |effects: Vec<Effect>| {
+        effects.into_iter().find_map(|e| match e {
+            Effect::Send(c) => Some(c),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        sent(command(&mut app, "sweep")),
+        Some(Command::StartSweep { force: false })
+    );
+    assert!(
+        flash(&app).contains("5000 requests, about 41 h"),
+        "{}",
+        flash(&app)
+    );
+    assert!(
+        !screen(&app)[0].contains("sweep:"),
+        "the cost is no longer offered once started"
+    );
+    assert_eq!(
+        sent(command(&mut app, "sweep force")),
+        Some(Command::StartSweep { force: true })
+    );
+    assert_eq!(
+        sent(command(&mut app, "sweep stop")),
+        Some(Command::CancelSweep)
+    );
+    assert_eq!(
+        sent(command(&mut app, "refresh")),
+        Some(Command::RefreshConnections)
+    );
+}
+
+#[test]
+fn export_writes_the_filtered_rows_as_csv() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join("teslas.csv");
+    assert_eq!(vtriage::tui::export_csv(&app.store, &path).ok(), Some(3));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.contains("7SAYGDEE1NF000001") && !text.contains("3FMTK3SU5PMA00003"),
+        "{text}"
+    );
+}
+
+#[test]
+fn selection_stays_on_top_while_results_resort_until_the_agent_moves() {
+    use vtriage::fetch::Event;
+    let mut app = App::new(store(), config(vtriage::tui::Theme::plain()), now());
+    update(
+        &mut app,
+        Msg::Resize {
+            width: 80,
+            height: 24,
+        },
+    );
+    update(&mut app, Msg::Store(events()[0].clone()));
+    let first = selected(&app).unwrap_or_default();
+    // The selected vehicle turns out healthy and sorts to the bottom.
+    let mut healthy = reports()[3].clone();
+    healthy.vehicle_id = first.clone();
+    update(&mut app, Msg::Store(Event::Observed { report: healthy }));
+    assert_eq!(app.store.selected_index(), Some(0), "pinned to the top row");
+    assert_ne!(selected(&app).as_deref(), Some(first.as_str()));
+
+    key(&mut app, KeyCode::Down);
+    let moved = selected(&app);
+    let index = app.store.selected_index();
+    let mut blocked = reports()[0].clone();
+    blocked.vehicle_id = moved.clone().unwrap_or_default();
+    update(&mut app, Msg::Store(Event::Observed { report: blocked }));
+    assert_eq!(
+        selected(&app),
+        moved,
+        "once moved, the selection follows the vehicle"
+    );
+    assert_ne!(app.store.selected_index(), index, "it re-sorted");
+}

@@ -159,6 +159,13 @@ pub struct App {
     last_visible: Vec<String>,
     /// Something changed since the last draw.
     pub dirty: bool,
+    /// The selection sticks to the first row while results re-sort the fleet, until the agent moves it:
+    /// otherwise the first vehicle, once probed, would drag the view down with it.
+    pub pin_top: bool,
+    /// The agent started a sweep with `:sweep` (its estimated cost is no longer offered).
+    pub sweep_started: bool,
+    /// Animation ticks so far: drives the spinner even when the clock is frozen by `--now`.
+    pub spin: u64,
     pub quit: bool,
 }
 
@@ -191,6 +198,9 @@ impl App {
             updated_at: None,
             last_visible: Vec::new(),
             dirty: true,
+            spin: 0,
+            sweep_started: false,
+            pin_top: true,
             quit: false,
         }
     }
@@ -348,7 +358,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Tick(now) => {
             let second_changed = now.as_second() != app.now.as_second();
             app.now = now;
-            app.dirty |= second_changed || app.is_animating();
+            if app.is_animating() {
+                app.spin = app.spin.wrapping_add(1);
+                app.dirty = true;
+            }
+            app.dirty |= second_changed;
         }
         Msg::Store(event) => {
             if matches!(event, Event::ConnectionsListed { .. }) {
@@ -359,7 +373,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             let had_selection = app.store.selected().is_some();
             if app.store.apply(&event, app.now) {
                 app.updated_at = Some(app.now);
-                if !had_selection && app.page().is_none() {
+                if (!had_selection || app.pin_top) && app.page().is_none() {
                     app.store.select_first();
                 }
                 if first_listing {
@@ -642,6 +656,7 @@ fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         return;
     }
     let page = app.table_height().max(1);
+    app.pin_top = action == Action::Top;
     match action {
         Action::Up => app.store.select_prev(1),
         Action::Down => app.store.select_next(1),
@@ -655,6 +670,7 @@ fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
 }
 
 fn open_vehicle(app: &mut App, vehicle_id: String, effects: &mut Vec<Effect>) {
+    app.pin_top = false;
     app.memos.push(FleetMemo {
         filter: app.store.filter_text().to_string(),
         sort: app.store.sort(),
@@ -685,6 +701,7 @@ fn go_back(app: &mut App, effects: &mut Vec<Effect>) {
         app.store.set_sort(memo.sort.0, memo.sort.1);
         app.store.select(memo.selected.as_deref());
         app.offset = memo.offset;
+        app.pin_top = false;
     }
     app.follow_selection(effects);
 }
@@ -695,6 +712,7 @@ fn set_filter(app: &mut App, text: &str, effects: &mut Vec<Effect>) -> bool {
             app.filter_error = None;
             // The best match is on top: select it, so Enter opens it.
             app.store.select_first();
+            app.pin_top = true;
             app.offset = 0;
             app.follow_selection(effects);
             true
@@ -797,7 +815,7 @@ fn command_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &m
     }
 }
 
-/// The command line: `vehicle ID`, `user ID`, `vin VIN`, `export PATH`, `q`.
+/// The command line: `vehicle ID`, `user ID`, `vin VIN`, `export PATH`, `sweep [force|stop]`, `refresh`, `q`.
 fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
     let (verb, arg) = match line.split_once(char::is_whitespace) {
         Some((v, a)) => (v, a.trim()),
@@ -834,6 +852,27 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
             fleet_filter_from_command(app, &format!("user:{}", quote(user)), effects)
         }
         ("export", path) if !path.is_empty() => effects.push(Effect::Export(PathBuf::from(path))),
+        ("sweep", "" | "force") => {
+            let force = arg == "force";
+            app.say(match app.store.sweep_cost() {
+                Some((requests, eta_s)) => format!(
+                    "sweep started: {requests} requests, about {}",
+                    crate::health::remedy::human_seconds(eta_s)
+                ),
+                None => "sweep started".to_string(),
+            });
+            app.sweep_started = true;
+            effects.push(Effect::Send(Command::StartSweep { force }));
+        }
+        ("sweep", "stop" | "cancel") => {
+            app.say("sweep cancelled");
+            app.sweep_started = false;
+            effects.push(Effect::Send(Command::CancelSweep));
+        }
+        ("refresh", _) => {
+            app.say("listing the fleet again");
+            effects.push(Effect::Send(Command::RefreshConnections));
+        }
         ("vehicle" | "v" | "vin" | "user" | "u" | "export", _) => app.complain(format!(
             ":{verb} needs an argument, e.g. :{verb} {}",
             example_arg(verb)

@@ -167,7 +167,9 @@ impl Action {
             Action::Back => "Go back to the previous view, keeping its filter, sort and selection",
             Action::Open => "Open the selected vehicle",
             Action::Filter => "Filter the fleet (live results; up/down recall earlier filters)",
-            Action::Command => "Command line: :vehicle ID, :user ID, :vin VIN, :export PATH, :q",
+            Action::Command => {
+                "Command line: :vehicle ID, :user ID, :vin VIN, :export PATH, :sweep [force|stop], :refresh, :q"
+            }
             Action::Up => "Move up",
             Action::Down => "Move down",
             Action::PageUp => "Move up one page",

@@ -245,7 +245,7 @@ fn open_link(link: &str) -> Result<(), String> {
 }
 
 /// Writes the rows passing the filter, in their order, as the report module's CSV.
-fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
+pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
     let summaries: Vec<crate::report::VehicleSummary<'_>> = store
         .rows(0..store.visible_len())
         .map(|r| {

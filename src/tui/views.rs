@@ -56,6 +56,15 @@ fn header(app: &App, theme: &Theme) -> Line<'static> {
         spans.push(Span::styled(format!(" {error} "), theme.error));
     }
     let progress = app.store.progress();
+    if let Some((requests, eta_s)) = app.store.sweep_cost().filter(|_| !app.sweep_started) {
+        spans.push(Span::styled(
+            format!(
+                "· sweep: {requests} requests ≈ {} (:sweep) ",
+                crate::health::remedy::human_seconds(eta_s)
+            ),
+            theme.warning,
+        ));
+    }
     if let Some(left) = progress.budget_left {
         let refill = progress
             .budget_refill_per_min
@@ -178,14 +187,15 @@ fn fleet_columns(sort: (SortColumn, bool)) -> Vec<Column> {
 fn vehicle_label(record: &VehicleRecord) -> String {
     match &record.attributes {
         Some(a) => format!("{} {} {}", a.make, a.model, a.year),
-        None => "…".into(),
+        // Until attributes are read, the id is what tells vehicles apart.
+        None => format!("id {}", record.vehicle_id),
     }
 }
 
 fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'a>> {
     let status = if record.probing {
         Line::from(vec![
-            Span::styled(spinner_frame(app.now.as_millisecond() as u64), theme.key),
+            Span::styled(spinner_frame(app.spin), theme.key),
             Span::styled(
                 format!(" {}", record.diagnosis.status.label()),
                 theme.status(record.diagnosis.status),
@@ -224,7 +234,10 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
     };
     vec![
         status,
-        Line::from(vehicle_label(record)),
+        match record.attributes {
+            Some(_) => Line::from(vehicle_label(record)),
+            None => Line::from(Span::styled(vehicle_label(record), theme.muted)),
+        },
         Line::from(record.vin.clone().unwrap_or_else(|| "—".into())),
         Line::from(record.user_id.clone()),
         Line::from(permissions),
@@ -506,10 +519,7 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
     ];
     if record.probing {
         first.push(Span::styled(
-            format!(
-                "  {} probing…",
-                spinner_frame(app.now.as_millisecond() as u64)
-            ),
+            format!("  {} probing…", spinner_frame(app.spin)),
             theme.key,
         ));
     }

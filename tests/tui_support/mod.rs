@@ -364,3 +364,32 @@ pub fn probes(effects: &[Effect]) -> Vec<(Vec<String>, Priority, bool)> {
         })
         .collect()
 }
+
+/// A fleet of `n` vehicles for benchmarks: the four probed situations repeated under new ids,
+/// every seventh vehicle never probed.
+pub fn big_fleet_events(n: usize) -> Vec<Event> {
+    let templates = reports();
+    let mut listed = Vec::with_capacity(n);
+    let mut observed = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("veh-{i:06}");
+        let user = format!("user-{:05}", i / 2);
+        listed.push(connection(&id, &user, true));
+        if i % 7 == 6 {
+            continue;
+        }
+        let mut report = templates[i % templates.len()].clone();
+        report.vehicle_id = id.clone();
+        report.user_id = Some(user);
+        if let Some(a) = report.attributes.as_mut() {
+            a.id = id;
+        }
+        report.vin = report.vin.map(|v| format!("{}{:06}", &v[..11], i));
+        observed.push(Event::Observed { report });
+    }
+    let mut events = vec![Event::ConnectionsListed {
+        connections: listed,
+    }];
+    events.extend(observed);
+    events
+}

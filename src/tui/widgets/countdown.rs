@@ -79,7 +79,7 @@ mod tests {
             .collect();
         assert_eq!(
             text,
-            "Tesla: virtual key required for data · 2025-01-21 · in force 675d · 3 vehicles"
+            "2025-01-21 in force 675d    3 vehicles  Tesla: virtual key required for data"
         );
     }
 }

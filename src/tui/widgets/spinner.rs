@@ -1,9 +1,9 @@
-//! A braille spinner driven by the clock, so every probing row turns in step and no state is kept.
+//! A braille spinner: one frame per tick, shared by every probing row so they turn in step.
 
 const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
-/// One frame per 100 ms of `elapsed_ms`.
-pub fn spinner_frame(elapsed_ms: u64) -> &'static str {
-    let i = (elapsed_ms / 100) as usize % FRAMES.len();
+/// The frame for the `tick`-th animation tick.
+pub fn spinner_frame(tick: u64) -> &'static str {
+    let i = (tick % FRAMES.len() as u64) as usize;
     FRAMES.get(i).copied().unwrap_or("⠋")
 }
