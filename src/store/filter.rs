@@ -343,11 +343,6 @@ impl Filter {
         self.terms.is_empty()
     }
 
-    /// Whether only status terms are involved: then only a status change can change the answer.
-    pub fn has_fuzzy(&self) -> bool {
-        self.terms.iter().any(|t| matches!(t.test, Test::Fuzzy(..)))
-    }
-
     /// Whether `record` passes every term.
     pub(super) fn matches(
         &self,

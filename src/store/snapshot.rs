@@ -278,7 +278,9 @@ fn parse_records(body: &[u8], first_line: usize) -> Result<Vec<VehicleRecord>, R
             .map(|w| {
                 let chunk = body.get(w[0]..w[1]).unwrap_or(&[]);
                 scope.spawn(move || {
-                    let mut records = Vec::new();
+                    // Sized up front: growing a vector of large records copies and frees tens of MB.
+                    let mut records =
+                        Vec::with_capacity(memchr::memchr_iter(b'\n', chunk).count() + 1);
                     let mut lines: usize = 0;
                     for line in chunk.split(|&b| b == b'\n') {
                         lines += 1;
@@ -308,14 +310,18 @@ fn parse_records(body: &[u8], first_line: usize) -> Result<Vec<VehicleRecord>, R
             })
             .collect()
     });
-    let mut records = Vec::with_capacity(
-        parsed
-            .iter()
-            .map(|c| c.as_ref().map_or(0, |c| c.1.len()))
-            .sum(),
-    );
-    for chunk in parsed {
-        records.extend(chunk?.1);
+    let total = parsed
+        .iter()
+        .map(|c| c.as_ref().map_or(0, |c| c.1.len()))
+        .sum::<usize>();
+    let mut chunks = parsed.into_iter();
+    let mut records = match chunks.next() {
+        Some(first) => first?.1,
+        None => Vec::new(),
+    };
+    records.reserve_exact(total.saturating_sub(records.len()));
+    for chunk in chunks {
+        records.append(&mut chunk?.1);
     }
     Ok(records)
 }
