@@ -440,6 +440,18 @@ static FULL: LazyLock<(Fleet, Store)> = LazyLock::new(|| {
     (fleet, store)
 });
 
+/// A tenth of the vehicles probed: a 100k fleet after about two weeks of background sweeping
+/// within Smartcar's default rate budget.
+static TENTH: LazyLock<Store> = LazyLock::new(|| build_store(&fleet(10)));
+
+fn store_with(percent_probed: u32) -> &'static Store {
+    if percent_probed >= 100 {
+        &FULL.1
+    } else {
+        &TENTH
+    }
+}
+
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -450,9 +462,25 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
+/// Hands freed heap pages back to the system, so the resident figure counts live data, not the
+/// listing's temporary copy.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only releases free memory; it has no preconditions.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Resident memory of a store of [`FLEET`] vehicles, per vehicle. Reports are generated and
 /// applied one at a time, so what remains resident is the store (and allocator slack).
 fn measure_memory(checked_percent: u32) -> f64 {
+    release_free_memory();
     let before = resident_bytes();
     let mut store = Store::new(diagnoser());
     let mut connections = Vec::with_capacity(FLEET);
@@ -463,6 +491,7 @@ fn measure_memory(checked_percent: u32) -> f64 {
             store.apply(&Event::Observed { report }, now());
         }
     });
+    release_free_memory();
     let after = resident_bytes();
     let per_vehicle = after.saturating_sub(before) as f64 / store.len() as f64;
     drop(store);
@@ -572,22 +601,33 @@ fn resort(bencher: Bencher, column: SortColumn) {
     });
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn snapshot_save(bencher: Bencher) {
-    let (_, store) = &*FULL;
-    let snapshot = store.to_snapshot();
-    let dir = std::env::temp_dir().join(format!("vtriage-bench-{}", std::process::id()));
+#[divan::bench(args = [10, 100], sample_count = 10, sample_size = 1)]
+fn snapshot_save(bencher: Bencher, percent_probed: u32) {
+    let snapshot = store_with(percent_probed).to_snapshot();
+    let dir = std::env::temp_dir().join(format!(
+        "vtriage-bench-{}-{percent_probed}",
+        std::process::id()
+    ));
     let path = dir.join("fleet.snapshot");
     bencher.bench_local(|| vtriage::store::save(&path, &snapshot).is_ok());
+    if let Ok(meta) = std::fs::metadata(&path) {
+        println!(
+            "snapshot file: {} bytes for {} vehicles, {percent_probed}% probed",
+            meta.len(),
+            snapshot.records.len()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn snapshot_load(bencher: Bencher) {
-    let (_, store) = &*FULL;
-    let dir = std::env::temp_dir().join(format!("vtriage-bench-load-{}", std::process::id()));
+#[divan::bench(args = [10, 100], sample_count = 10, sample_size = 1)]
+fn snapshot_load(bencher: Bencher, percent_probed: u32) {
+    let dir = std::env::temp_dir().join(format!(
+        "vtriage-bench-load-{}-{percent_probed}",
+        std::process::id()
+    ));
     let path = dir.join("fleet.snapshot");
-    let _ = vtriage::store::save(&path, &store.to_snapshot());
+    let _ = vtriage::store::save(&path, &store_with(percent_probed).to_snapshot());
     bencher.bench_local(|| {
         vtriage::store::load(&path)
             .ok()
@@ -597,9 +637,9 @@ fn snapshot_load(bencher: Bencher) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn snapshot_restore_into_empty_store(bencher: Bencher) {
-    let (_, store) = &*FULL;
+#[divan::bench(args = [10, 100], sample_count = 10, sample_size = 1)]
+fn snapshot_restore_into_empty_store(bencher: Bencher, percent_probed: u32) {
+    let store = store_with(percent_probed);
     bencher
         .with_inputs(|| store.to_snapshot())
         .bench_local_values(|snapshot| {
@@ -609,8 +649,8 @@ fn snapshot_restore_into_empty_store(bencher: Bencher) {
         });
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn to_snapshot(bencher: Bencher) {
-    let (_, store) = &*FULL;
+#[divan::bench(args = [10, 100], sample_count = 10, sample_size = 1)]
+fn to_snapshot(bencher: Bencher, percent_probed: u32) {
+    let store = store_with(percent_probed);
     bencher.bench_local(|| store.to_snapshot());
 }

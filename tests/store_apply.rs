@@ -517,3 +517,33 @@ fn incremental_rows_equal_a_full_recompute_after_random_events() {
         }
     }
 }
+
+#[test]
+fn a_vehicle_opened_through_find_stays_selected_while_other_rows_update() {
+    let mut store = fleet_store();
+    store.set_filter("status:blocked").unwrap();
+    let id = store.find("user-3").map(|r| r.vehicle_id.clone()).unwrap();
+    store.select(Some(&id));
+    assert_eq!(store.selected_index(), None, "filtered out, but selected");
+    store.apply(
+        &observed(report(
+            "veh-b",
+            "user-1",
+            None,
+            None,
+            Outcome::Asleep,
+            now(),
+        )),
+        now(),
+    );
+    assert_eq!(
+        store.selected().map(|r| r.vehicle_id.as_str()),
+        Some("veh-d")
+    );
+    // Moving from a hidden selection starts where it would sort.
+    store.select_next(1);
+    assert_eq!(
+        store.selected().map(|r| r.vehicle_id.as_str()),
+        Some("veh-a")
+    );
+}

@@ -66,6 +66,7 @@ fn bad_terms_are_refused_with_the_term_named() {
     let table: &[(&str, &str)] = &[
         ("colour:red", "colour:red"),
         ("status:broken", "status:broken"),
+        ("status:,", "status:,"),
         ("year:new", "year:new"),
         ("year:>=", "year:>="),
         ("has:wings", "has:wings"),

@@ -93,6 +93,14 @@ fn a_corrupt_snapshot_is_moved_aside_with_a_warning() {
     // The next start finds nothing and starts empty.
     assert!(load(&path).unwrap().is_none());
 
+    // Cut exactly at a line end: every remaining line parses, the count does not match.
+    save(&path, &store.to_snapshot()).unwrap();
+    let text = fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text.lines().take(4).collect();
+    fs::write(&path, kept.join("\n") + "\n").unwrap();
+    let err = load(&path).expect_err("cut at a line end");
+    assert!(err.to_string().contains("cut short"), "{err}");
+
     fs::write(&path, b"garbage without a header").unwrap();
     assert!(matches!(load(&path), Err(SnapshotError::Corrupt { .. })));
 }
@@ -198,4 +206,57 @@ fn restoring_into_a_listed_fleet_fills_unprobed_vehicles_only() {
     );
     assert!(!b.stale);
     assert_eq!(store.counts().status(Status::Blocked), 1);
+}
+
+#[test]
+fn a_large_snapshot_round_trips_through_parallel_chunks_and_names_a_bad_line() {
+    let dir = temp_dir("large");
+    let path = dir.join("fleet.snapshot");
+    let mut store = Store::new(diagnoser());
+    let n = 25_000;
+    store.apply(
+        &listed(
+            (0..n)
+                .map(|i| connection(&format!("v{i:05}"), &format!("u{i}"), i % 5 != 0))
+                .collect(),
+        ),
+        now(),
+    );
+    store.apply(
+        &observed(report(
+            "v24999",
+            "u24999",
+            None,
+            None,
+            Outcome::VirtualKeyRequired,
+            now(),
+        )),
+        now(),
+    );
+    let snapshot = store.to_snapshot();
+    save(&path, &snapshot).unwrap();
+    let loaded = load(&path).unwrap().expect("a snapshot");
+    assert_eq!(loaded.records.len(), n);
+    assert_eq!(
+        loaded
+            .records
+            .iter()
+            .map(|r| &r.vehicle_id)
+            .collect::<Vec<_>>(),
+        snapshot
+            .records
+            .iter()
+            .map(|r| &r.vehicle_id)
+            .collect::<Vec<_>>(),
+        "order kept across chunks"
+    );
+    assert_eq!(loaded.records[n - 1].diagnosis.status, Status::Blocked);
+
+    // Break the record of line 20,002 (header is line 1, vehicle v20000 is line 20,002).
+    let text = fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[20_001] = "{\"vehicle_id\": ";
+    fs::write(&path, lines.join("\n")).unwrap();
+    let err = load(&path).expect_err("broken line");
+    assert!(err.to_string().contains("line 20002"), "{err}");
 }

@@ -8,6 +8,7 @@
 mod counts;
 pub mod filter;
 mod order;
+mod search;
 pub mod snapshot;
 
 use std::cmp::Ordering;
@@ -27,7 +28,9 @@ pub use filter::{Filter, FilterError};
 pub use order::SortColumn;
 pub use snapshot::{Snapshot, SnapshotError, load, save, save_forced};
 
-use filter::FuzzyMatcher;
+use filter::{FuzzyMatcher, Row};
+use order::ModelIndex;
+use search::SearchText;
 
 /// Turns what the probes saw into a verdict, given `now`. Supplied by whoever builds the store,
 /// so the store stays free of policy loading.
@@ -49,25 +52,32 @@ pub struct StatusChange {
 pub struct VehicleRecord {
     pub vehicle_id: String,
     pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_at: Option<String>,
     /// An access token is configured for the vehicle's user.
     pub has_token: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<VehicleAttributes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vin: Option<String>,
     /// The latest probe report, with attributes and VIN merged in from earlier ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<ProbeReport>,
     pub diagnosis: Diagnosis,
     /// Oldest first, at most [`HISTORY_LEN`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,
     /// When the vehicle first went BLOCKED or DEGRADED; cleared once it is HEALTHY again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Timestamp>,
     /// When the latest probe answered; `None` when never probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe_at: Option<Timestamp>,
     /// A probe is under way.
     #[serde(skip)]
     pub probing: bool,
     /// Loaded from a snapshot and not probed since.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
 }
 
@@ -110,6 +120,8 @@ impl VehicleRecord {
                 let excess = self.history.len() + 1 - HISTORY_LEN;
                 self.history.drain(..excess);
             }
+            // Most vehicles change status once or twice: grow by one, not to four.
+            self.history.reserve_exact(1);
             self.history.push(StatusChange { at: now, from, to });
         }
         match to {
@@ -123,35 +135,17 @@ impl VehicleRecord {
     }
 }
 
-/// Lower-case text the free-text filter searches: VIN, vehicle id, user id, make, model.
-fn search_text(r: &VehicleRecord) -> Box<str> {
-    let mut s = String::with_capacity(96);
-    for part in [
-        r.vin.as_deref(),
-        Some(r.vehicle_id.as_str()),
-        Some(r.user_id.as_str()),
-        r.attributes.as_ref().map(|a| a.make.as_str()),
-        r.attributes.as_ref().map(|a| a.model.as_str()),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if !s.is_empty() {
-            s.push(' ');
-        }
-        s.extend(part.chars().flat_map(char::to_lowercase));
-    }
-    s.into_boxed_str()
-}
-
 /// The app state. See the module documentation.
 #[derive(Clone)]
 pub struct Store {
     diagnoser: Diagnoser,
     /// In listing order; a record's index ("slot") is stable until the next listing.
     records: Vec<VehicleRecord>,
-    /// Per slot, see [`search_text`].
-    haystacks: Vec<Box<str>>,
+    /// Per slot, the text free-text terms search.
+    search: SearchText,
+    models: ModelIndex,
+    /// Per slot, the diagnosis status (what status filters read).
+    statuses: Vec<Status>,
     /// Per slot, whether it passes the filter.
     visible: Vec<bool>,
     by_id: HashMap<Box<str>, u32>,
@@ -184,6 +178,18 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The compact facts the filter reads for `slot`.
+fn row_facts<'a>(search: &'a SearchText, statuses: &[Status], slot: u32) -> Row<'a> {
+    Row {
+        search,
+        slot,
+        status: statuses
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(Status::Unknown),
+    }
+}
+
 /// Position of `slot` in a sorted index list. Falls back to a scan if the list is out of order,
 /// which would be a bug, so that a wrong position can never be used to remove the wrong row.
 fn position(list: &[u32], slot: u32, cmp: impl Fn(u32, u32) -> Ordering) -> Option<usize> {
@@ -208,11 +214,14 @@ fn reposition(list: &mut [u32], old: usize, cmp: impl Fn(u32, u32) -> Ordering) 
 }
 
 impl Store {
+    /// An empty store sorted by status, descending (BLOCKED first), with no filter.
     pub fn new(diagnoser: Diagnoser) -> Store {
         Store {
             diagnoser,
             records: Vec::new(),
-            haystacks: Vec::new(),
+            search: SearchText::default(),
+            models: ModelIndex::default(),
+            statuses: Vec::new(),
             visible: Vec::new(),
             by_id: HashMap::new(),
             order: Vec::new(),
@@ -314,19 +323,15 @@ impl Store {
         self.filter = filter;
         self.filter_text = expr.to_string();
         if narrowing {
-            let mut view = std::mem::take(&mut self.view);
-            view.retain(|&slot| {
-                let keep = self.filter.matches(
-                    &self.records[slot as usize],
-                    &self.haystacks[slot as usize],
-                    &mut self.fuzzy,
-                );
-                if !keep {
-                    self.visible[slot as usize] = false;
+            // Only rows kept by the previous filter can pass; test them in slot order (memory order).
+            for (slot, record) in self.records.iter().enumerate() {
+                if self.visible[slot] {
+                    let row = row_facts(&self.search, &self.statuses, slot as u32);
+                    self.visible[slot] = self.filter.matches(record, &row, &mut self.fuzzy);
                 }
-                keep
-            });
-            self.view = view;
+            }
+            let visible = &self.visible;
+            self.view.retain(|&slot| visible[slot as usize]);
         } else {
             self.refilter();
         }
@@ -343,7 +348,7 @@ impl Store {
             return;
         }
         self.sort = (column, descending);
-        self.order = order::sort_all(&self.records, column, descending);
+        self.order = order::sort_all(&self.records, &self.models, column, descending);
         self.view = self
             .order
             .iter()
@@ -387,7 +392,9 @@ impl Store {
         &self.view[start..end]
     }
 
-    /// Selects a vehicle by id (visible or not); an unknown id or `None` clears the selection.
+    /// Selects a vehicle by id, visible or not (a vehicle opened through [`Store::find`]); an
+    /// unknown id or `None` clears the selection. A selected vehicle that is filtered out gives
+    /// way to the nearest row when the filter changes or when its own row leaves the view.
     pub fn select(&mut self, vehicle_id: Option<&str>) {
         self.selected = vehicle_id.and_then(|id| self.by_id.get(id).copied());
     }
@@ -565,22 +572,23 @@ impl Store {
         self.selected = Some(self.view[index]);
     }
 
-    /// Re-tests every vehicle against the filter, keeping sort order.
+    /// Re-tests every vehicle against the filter (in slot order, which is memory order), then
+    /// lists the visible ones in sort order.
     fn refilter(&mut self) {
         self.visible.clear();
-        self.visible.resize(self.records.len(), false);
-        let mut view = Vec::with_capacity(self.order.len());
-        for &slot in &self.order {
-            let s = slot as usize;
-            if self
-                .filter
-                .matches(&self.records[s], &self.haystacks[s], &mut self.fuzzy)
-            {
-                self.visible[s] = true;
-                view.push(slot);
-            }
+        self.visible.reserve(self.records.len());
+        for (slot, record) in self.records.iter().enumerate() {
+            let row = row_facts(&self.search, &self.statuses, slot as u32);
+            self.visible
+                .push(self.filter.matches(record, &row, &mut self.fuzzy));
         }
-        self.view = view;
+        let visible = &self.visible;
+        self.view = self
+            .order
+            .iter()
+            .copied()
+            .filter(|&s| visible[s as usize])
+            .collect();
     }
 
     /// Recomputes every index from the records.
@@ -591,12 +599,14 @@ impl Store {
             .zip(0u32..)
             .map(|(r, slot)| (Box::from(r.vehicle_id.as_str()), slot))
             .collect();
-        self.haystacks = self.records.iter().map(search_text).collect();
+        self.search = SearchText::build(&self.records);
+        self.models = ModelIndex::build(&self.records);
+        self.statuses = self.records.iter().map(|r| r.diagnosis.status).collect();
         self.counts = Counts::default();
         for r in &self.records {
             self.counts.add(r);
         }
-        self.order = order::sort_all(&self.records, self.sort.0, self.sort.1);
+        self.order = order::sort_all(&self.records, &self.models, self.sort.0, self.sort.1);
         self.refilter();
     }
 
@@ -712,7 +722,9 @@ impl Store {
         });
         self.by_id
             .insert(Box::from(report.vehicle_id.as_str()), slot);
-        self.haystacks.push(search_text(&record));
+        self.search.push(&record);
+        self.models.set(slot as usize, &record);
+        self.statuses.push(record.diagnosis.status);
         self.counts.add(&record);
         self.records.push(record);
         self.visible.push(false);
@@ -741,10 +753,11 @@ impl Store {
         self.counts.remove(&self.records[s]);
         change(&mut self.records[s]);
         self.counts.add(&self.records[s]);
-        self.haystacks[s] = search_text(&self.records[s]);
-        let visible = self
-            .filter
-            .matches(&self.records[s], &self.haystacks[s], &mut self.fuzzy);
+        self.search.update(slot, &self.records[s]);
+        self.models.set(s, &self.records[s]);
+        self.statuses[s] = self.records[s].diagnosis.status;
+        let row = row_facts(&self.search, &self.statuses, slot);
+        let visible = self.filter.matches(&self.records[s], &row, &mut self.fuzzy);
         self.visible[s] = visible;
 
         let records = &self.records;
@@ -771,6 +784,10 @@ impl Store {
             }
             (None, false) => {}
         }
-        self.keep_selection_visible();
+        // Only the changed row can have left the view; a vehicle selected while filtered out
+        // (opened through `find`) stays selected until the filter changes.
+        if self.selected == Some(slot) {
+            self.keep_selection_visible();
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,7 @@ fn prefix(s: &str) -> u128 {
 /// again when two prefixes tie.
 pub(super) fn sort_all(
     records: &[VehicleRecord],
+    models: &ModelIndex,
     column: SortColumn,
     descending: bool,
 ) -> Vec<u32> {
@@ -127,36 +129,9 @@ pub(super) fn sort_all(
             true,
         ),
         SortColumn::Vehicle => {
-            // Few distinct make/model/year triples: rank them once, then look each record up.
-            let mut distinct: Vec<&VehicleRecord> = Vec::new();
-            let mut ranks: HashMap<(&str, &str, u16), u128> = HashMap::new();
-            for r in records {
-                if let Some(a) = &r.attributes
-                    && !ranks.contains_key(&(a.make.as_str(), a.model.as_str(), a.year))
-                {
-                    ranks.insert((a.make.as_str(), a.model.as_str(), a.year), 0);
-                    distinct.push(r);
-                }
-            }
-            distinct.sort_by(|a, b| cmp_key(SortColumn::Vehicle, a, b));
-            let mut rank = 0;
-            for (i, r) in distinct.iter().enumerate() {
-                if i == 0 || cmp_key(SortColumn::Vehicle, distinct[i - 1], r) != Ordering::Equal {
-                    rank += 1;
-                }
-                if let Some(a) = &r.attributes {
-                    ranks.insert((a.make.as_str(), a.model.as_str(), a.year), rank);
-                }
-            }
-            let keys = records
-                .iter()
-                .map(|r| match &r.attributes {
-                    None => 0,
-                    Some(a) => ranks
-                        .get(&(a.make.as_str(), a.model.as_str(), a.year))
-                        .copied()
-                        .unwrap_or(0),
-                })
+            let ranks = models.ranks();
+            let keys = (0..records.len())
+                .map(|slot| ranks.get(models.id(slot)).copied().unwrap_or(0))
                 .collect();
             (keys, true)
         }
@@ -206,4 +181,74 @@ pub(super) fn sort_all(
         key.then(a.cmp(&b))
     });
     rows.into_iter().map(|(_, slot)| slot).collect()
+}
+
+/// Each slot's make/model/year as a small id, so sorting by vehicle reads one integer per row
+/// instead of two strings elsewhere on the heap. Id 0 is "no attributes".
+#[derive(Debug, Clone, Default)]
+pub(super) struct ModelIndex {
+    ids: HashMap<String, usize>,
+    /// Index `id - 1`: a record carrying that make/model/year.
+    kinds: Vec<(String, String, u16)>,
+    per_slot: Vec<usize>,
+    scratch: String,
+}
+
+impl ModelIndex {
+    pub(super) fn build(records: &[VehicleRecord]) -> ModelIndex {
+        let mut index = ModelIndex::default();
+        for (slot, r) in records.iter().enumerate() {
+            index.set(slot, r);
+        }
+        index
+    }
+
+    pub(super) fn id(&self, slot: usize) -> usize {
+        self.per_slot.get(slot).copied().unwrap_or(0)
+    }
+
+    /// Records `r`'s make/model/year for `slot` (a new slot is the next one).
+    pub(super) fn set(&mut self, slot: usize, r: &VehicleRecord) {
+        let id = match &r.attributes {
+            None => 0,
+            Some(a) => {
+                self.scratch.clear();
+                let _ = write!(self.scratch, "{}\u{0}{}\u{0}{}", a.make, a.model, a.year);
+                match self.ids.get(self.scratch.as_str()) {
+                    Some(&id) => id,
+                    None => {
+                        self.kinds.push((a.make.clone(), a.model.clone(), a.year));
+                        let id = self.kinds.len();
+                        self.ids.insert(self.scratch.clone(), id);
+                        id
+                    }
+                }
+            }
+        };
+        if slot < self.per_slot.len() {
+            self.per_slot[slot] = id;
+        } else {
+            self.per_slot.push(id);
+        }
+    }
+
+    /// Sort rank per id (same order as [`cmp_key`] for `Vehicle`); equal vehicles share a rank.
+    fn ranks(&self) -> Vec<u128> {
+        let mut by_order: Vec<usize> = (0..self.kinds.len()).collect();
+        let cmp = |a: &(String, String, u16), b: &(String, String, u16)| {
+            cmp_ignore_ascii_case(&a.0, &b.0)
+                .then_with(|| cmp_ignore_ascii_case(&a.1, &b.1))
+                .then(a.2.cmp(&b.2))
+        };
+        by_order.sort_by(|&a, &b| cmp(&self.kinds[a], &self.kinds[b]));
+        let mut ranks = vec![0u128; self.kinds.len() + 1];
+        let mut rank = 0;
+        for (i, &k) in by_order.iter().enumerate() {
+            if i == 0 || cmp(&self.kinds[by_order[i - 1]], &self.kinds[k]) != Ordering::Equal {
+                rank += 1;
+            }
+            ranks[k + 1] = rank;
+        }
+        ranks
+    }
 }

@@ -1,8 +1,9 @@
 //! The snapshot cache on disk: what the store knew at exit, saved atomically and loaded at start.
 //!
-//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":1,...}`), then the
-//! records as one JSON array. The header is read first, so a file from a newer vtriage is
-//! recognised without parsing its records. Snapshots hold no tokens.
+//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":1,...}`), then one
+//! record per line (JSON never has a raw newline inside a value). The header is read first, so a
+//! file from a newer vtriage is recognised without parsing its records; the lines are encoded
+//! and parsed in parallel chunks. Snapshots hold no tokens.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -17,8 +18,9 @@ use super::VehicleRecord;
 pub const SNAPSHOT_VERSION: u32 = 1;
 const FORMAT: &str = "vtriage-snapshot";
 
-/// The store's records at one moment.
-#[derive(Debug, Clone, PartialEq)]
+/// The store's records at one moment. On disk it is written as a header line plus one line per
+/// record (see the module documentation), not as this struct in one piece.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u32,
     pub saved_at: Timestamp,
@@ -40,7 +42,7 @@ struct Header {
     format: String,
     version: u32,
     saved_at: Timestamp,
-    #[serde(default)]
+    /// Records that follow, to detect a file cut short at a line end.
     count: usize,
 }
 
@@ -141,8 +143,35 @@ fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
     };
     serde_json::to_writer(&mut out, &header).map_err(json)?;
     out.write_all(b"\n").map_err(io_error("write", tmp))?;
-    serde_json::to_writer(&mut out, &snapshot.records).map_err(json)?;
-    out.write_all(b"\n").map_err(io_error("write", tmp))?;
+    let chunks = chunk_count(snapshot.records.len());
+    let per_chunk = snapshot.records.len().div_ceil(chunks).max(1);
+    let encoded: Vec<Result<Vec<u8>, serde_json::Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = snapshot
+            .records
+            .chunks(per_chunk)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut buf = Vec::with_capacity(chunk.len() * 512);
+                    for record in chunk {
+                        serde_json::to_writer(&mut buf, record)?;
+                        buf.push(b'\n');
+                    }
+                    Ok(buf)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(serde::ser::Error::custom("encoder thread panicked")))
+            })
+            .collect()
+    });
+    for chunk in encoded {
+        out.write_all(&chunk.map_err(json)?)
+            .map_err(io_error("write", tmp))?;
+    }
     let file = out.into_inner().map_err(|e| SnapshotError::Io {
         action: "write",
         path: tmp.to_path_buf(),
@@ -185,7 +214,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
         .iter()
         .position(|&b| b == b'\n')
         .ok_or_else(|| Refusal::Corrupt("no header line".into()))?;
-    let (head, body) = bytes.split_at(split);
+    let (head, body) = (&bytes[..split], bytes.get(split + 1..).unwrap_or(&[]));
     let header: Header =
         serde_json::from_slice(head).map_err(|e| Refusal::Corrupt(format!("header line: {e}")))?;
     if header.format != FORMAT {
@@ -197,8 +226,15 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
     if header.version > SNAPSHOT_VERSION {
         return Err(Refusal::Newer(header.version));
     }
-    let mut records: Vec<VehicleRecord> = serde_json::from_slice(body)
-        .map_err(|e| Refusal::Corrupt(format!("records: {e} (line {})", e.line() + 1)))?;
+    let mut records = parse_records(body, 2)?;
+    // A file cut short at a line end parses cleanly: the header's count catches it.
+    if records.len() != header.count {
+        return Err(Refusal::Corrupt(format!(
+            "the header announces {} records but {} were found (file cut short?)",
+            header.count,
+            records.len()
+        )));
+    }
     for r in &mut records {
         r.stale = true;
         r.probing = false;
@@ -208,6 +244,80 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
         saved_at: header.saved_at,
         records,
     })
+}
+
+/// Threads for encoding or parsing `n` records: one per core, none for small snapshots.
+fn chunk_count(n: usize) -> usize {
+    if n < 10_000 {
+        return 1;
+    }
+    std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, 8)
+}
+
+/// Parses one record per line, splitting the body at line ends into one chunk per thread.
+/// `first_line` is the file line number of the body's first line, for error messages.
+fn parse_records(body: &[u8], first_line: usize) -> Result<Vec<VehicleRecord>, Refusal> {
+    let chunks = chunk_count(body.len() / 256);
+    let mut bounds = vec![0];
+    for i in 1..chunks {
+        let target = (body.len() * i / chunks).max(*bounds.last().unwrap_or(&0));
+        let end = body
+            .get(target..)
+            .unwrap_or(&[])
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |p| target + p + 1);
+        bounds.push(end);
+    }
+    bounds.push(body.len());
+    let parsed: Vec<Result<(usize, Vec<VehicleRecord>), Refusal>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let chunk = body.get(w[0]..w[1]).unwrap_or(&[]);
+                scope.spawn(move || {
+                    let mut records = Vec::new();
+                    let mut lines: usize = 0;
+                    for line in chunk.split(|&b| b == b'\n') {
+                        lines += 1;
+                        let line = line.trim_ascii();
+                        if line.is_empty() {
+                            continue;
+                        }
+                        let record = serde_json::from_slice(line).map_err(|e| (lines, e))?;
+                        records.push(record);
+                    }
+                    Ok::<_, (usize, serde_json::Error)>((lines.saturating_sub(1), records))
+                })
+            })
+            .collect();
+        let mut offset = first_line;
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(Ok((lines, records))) => {
+                    offset += lines;
+                    Ok((lines, records))
+                }
+                Ok(Err((line, e))) => {
+                    Err(Refusal::Corrupt(format!("line {}: {e}", offset + line - 1)))
+                }
+                Err(_) => Err(Refusal::Corrupt("parser thread panicked".into())),
+            })
+            .collect()
+    });
+    let mut records = Vec::with_capacity(
+        parsed
+            .iter()
+            .map(|c| c.as_ref().map_or(0, |c| c.1.len()))
+            .sum(),
+    );
+    for chunk in parsed {
+        records.extend(chunk?.1);
+    }
+    Ok(records)
 }
 
 /// Renames a bad snapshot so the next save does not destroy what a person may want to inspect.
