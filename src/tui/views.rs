@@ -370,7 +370,8 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
             if let Some(id) = &e.request_id {
                 text.push_str(&format!(" · request {id}"));
             }
-            text.push_str(&format!(" · {}", ago(app.now, Some(e.at))));
+            // The exact time, as an escalation quotes it.
+            text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
             lines.push(Line::from(Span::raw(text)));
         }
         lines.push(Line::from(vec![
@@ -535,9 +536,21 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
             theme.muted,
         ),
     ];
+    if record.stale {
+        second.push(Span::styled(
+            "  (from the last session, not probed since)",
+            theme.warning,
+        ));
+    }
     if let Some(since) = record.failing_since {
         second.push(Span::styled(
             format!("  failing since {}", crate::report::format_instant(since)),
+            theme.muted,
+        ));
+    }
+    if let Some(connected) = &record.connected_at {
+        second.push(Span::styled(
+            format!("  connected {connected}"),
             theme.muted,
         ));
     }
