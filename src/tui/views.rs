@@ -620,6 +620,12 @@ fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
         "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term, else fuzzy",
         theme.muted,
     )));
+    let last_line = u16::try_from(
+        lines
+            .len()
+            .saturating_sub(usize::from(height.saturating_sub(2))),
+    )
+    .unwrap_or(u16::MAX);
     let block = Block::bordered()
         .title(Span::styled(" help ", theme.title))
         .border_style(theme.border);
@@ -628,7 +634,8 @@ fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
         Paragraph::new(lines)
             .block(block)
             .wrap(Wrap { trim: false })
-            .scroll((scroll, 0))
+            // Never scroll the last line out of sight.
+            .scroll((scroll.min(last_line), 0))
             .style(Style::new()),
         popup,
     );
