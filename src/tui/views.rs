@@ -484,6 +484,25 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
     lines
 }
 
+/// The furthest the vehicle page scrolls: its last line at the bottom of `visible` rows.
+fn max_scroll(lines: usize, visible: u16) -> u16 {
+    u16::try_from(lines.saturating_sub(usize::from(visible))).unwrap_or(u16::MAX)
+}
+
+/// The furthest the vehicle page on screen scrolls, as drawn at the app's size (for `update`).
+pub fn vehicle_page_max_scroll(app: &App) -> u16 {
+    let (Some(page), Some(record)) = (app.page(), app.page_vehicle()) else {
+        return 0;
+    };
+    let lines = if page.raw {
+        raw_lines(record).len()
+    } else {
+        vehicle_lines(app, record, &app.config.theme).len()
+    };
+    // Header, two title lines, the body's top border and the footer.
+    max_scroll(lines, app.height.saturating_sub(5))
+}
+
 fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
     let json = match &record.report {
         Some(report) => {
@@ -564,7 +583,7 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         (vehicle_lines(app, record, theme), "")
     };
-    let max_scroll = (lines.len() as u16).saturating_sub(body.height.saturating_sub(1));
+    let max_scroll = max_scroll(lines.len(), body.height.saturating_sub(1));
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.border)
