@@ -550,3 +550,26 @@ fn selection_stays_on_top_while_results_resort_until_the_agent_moves() {
     );
     assert_ne!(app.store.selected_index(), index, "it re-sorted");
 }
+
+#[test]
+fn vehicle_page_scrolls_no_further_than_its_last_line() {
+    let mut app = app(80, 24);
+    command(&mut app, "vehicle 7c1e0f3a-vk");
+    key(&mut app, KeyCode::End);
+    let bottom = app.page().map(|p| p.scroll).unwrap_or_default();
+    assert!(bottom > 0, "the page is longer than the screen");
+    key(&mut app, KeyCode::Down);
+    assert_eq!(
+        app.page().map(|p| p.scroll),
+        Some(bottom),
+        "no dead zone past the end"
+    );
+    key(&mut app, KeyCode::Up);
+    assert_eq!(
+        app.page().map(|p| p.scroll),
+        Some(bottom - 1),
+        "one key up moves one line"
+    );
+    key(&mut app, KeyCode::Home);
+    assert_eq!(app.page().map(|p| p.scroll), Some(0));
+}

@@ -524,6 +524,7 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         | Action::Top
         | Action::Bottom => {
             let page = usize::from(app.height.saturating_sub(6)).max(1) as u16;
+            let max = crate::tui::views::vehicle_page_max_scroll(app);
             if let Some(p) = app.page_mut() {
                 p.scroll = match action {
                     Action::Up => p.scroll.saturating_sub(1),
@@ -531,8 +532,9 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
                     Action::PageUp => p.scroll.saturating_sub(page),
                     Action::PageDown => p.scroll.saturating_add(page),
                     Action::Top => 0,
-                    _ => u16::MAX / 2,
-                };
+                    _ => max,
+                }
+                .min(max);
             }
         }
         Action::CopyFixLink => match fix_link {

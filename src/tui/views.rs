@@ -370,7 +370,8 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
             if let Some(id) = &e.request_id {
                 text.push_str(&format!(" · request {id}"));
             }
-            text.push_str(&format!(" · {}", ago(app.now, Some(e.at))));
+            // The exact time, as an escalation quotes it.
+            text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
             lines.push(Line::from(Span::raw(text)));
         }
         lines.push(Line::from(vec![
@@ -483,6 +484,25 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
     lines
 }
 
+/// The furthest the vehicle page scrolls: its last line at the bottom of `visible` rows.
+fn max_scroll(lines: usize, visible: u16) -> u16 {
+    u16::try_from(lines.saturating_sub(usize::from(visible))).unwrap_or(u16::MAX)
+}
+
+/// The furthest the vehicle page on screen scrolls, as drawn at the app's size (for `update`).
+pub fn vehicle_page_max_scroll(app: &App) -> u16 {
+    let (Some(page), Some(record)) = (app.page(), app.page_vehicle()) else {
+        return 0;
+    };
+    let lines = if page.raw {
+        raw_lines(record).len()
+    } else {
+        vehicle_lines(app, record, &app.config.theme).len()
+    };
+    // Header, two title lines, the body's top border and the footer.
+    max_scroll(lines, app.height.saturating_sub(5))
+}
+
 fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
     let json = match &record.report {
         Some(report) => {
@@ -535,9 +555,21 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
             theme.muted,
         ),
     ];
+    if record.stale {
+        second.push(Span::styled(
+            "  (from the last session, not probed since)",
+            theme.warning,
+        ));
+    }
     if let Some(since) = record.failing_since {
         second.push(Span::styled(
             format!("  failing since {}", crate::report::format_instant(since)),
+            theme.muted,
+        ));
+    }
+    if let Some(connected) = &record.connected_at {
+        second.push(Span::styled(
+            format!("  connected {connected}"),
             theme.muted,
         ));
     }
@@ -551,7 +583,7 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
     } else {
         (vehicle_lines(app, record, theme), "")
     };
-    let max_scroll = (lines.len() as u16).saturating_sub(body.height.saturating_sub(1));
+    let max_scroll = max_scroll(lines.len(), body.height.saturating_sub(1));
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.border)
@@ -607,6 +639,12 @@ fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
         "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term, else fuzzy",
         theme.muted,
     )));
+    let last_line = u16::try_from(
+        lines
+            .len()
+            .saturating_sub(usize::from(height.saturating_sub(2))),
+    )
+    .unwrap_or(u16::MAX);
     let block = Block::bordered()
         .title(Span::styled(" help ", theme.title))
         .border_style(theme.border);
@@ -615,7 +653,8 @@ fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
         Paragraph::new(lines)
             .block(block)
             .wrap(Wrap { trim: false })
-            .scroll((scroll, 0))
+            // Never scroll the last line out of sight.
+            .scroll((scroll.min(last_line), 0))
             .style(Style::new()),
         popup,
     );

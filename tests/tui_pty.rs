@@ -1,0 +1,167 @@
+//! The real binary in a pseudo-terminal, used as an agent would: start the demo, show the blocked
+//! vehicles, open one, copy its evidence, go back with the filter kept, quit. Waits for text, never
+//! for a fixed time.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+const ROWS: u16 = 30;
+const COLS: u16 = 120;
+
+struct Session {
+    output: Arc<Mutex<Vec<u8>>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Session {
+    fn start(home: &std::path::Path) -> Session {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: ROWS,
+                cols: COLS,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("open pty");
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_vtriage"));
+        cmd.env("VTRIAGE_HOME", home);
+        cmd.env("TERM", "xterm-256color");
+        for var in [
+            "SMARTCAR_API_ORIGIN",
+            "SMARTCAR_MANAGEMENT_API_ORIGIN",
+            "SMARTCAR_CONNECT_ORIGIN",
+            "NO_COLOR",
+        ] {
+            cmd.env_remove(var);
+        }
+        let child = pair.slave.spawn_command(cmd).expect("spawn vtriage");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().expect("reader");
+        let writer = pair.master.take_writer().expect("writer");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut out) = sink.lock() {
+                    out.extend_from_slice(&chunk[..n]);
+                }
+            }
+        });
+        Session {
+            output,
+            writer,
+            child,
+            _master: pair.master,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    fn screen(&self) -> String {
+        let mut parser = vt100::Parser::new(ROWS, COLS, 0);
+        parser.process(&self.bytes());
+        parser.screen().contents()
+    }
+
+    /// Waits until the screen shows `text`; fails with the screen when it does not within 60 s.
+    fn wait_for(&self, text: &str) -> String {
+        self.wait_until(text, |screen| screen.contains(text))
+    }
+
+    fn wait_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = self.screen();
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).expect("send keys");
+        self.writer.flush().expect("flush keys");
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+/// The BLOCKED count of the status summary (`1 ✖ BLOCKED 12  2 ▲ ...`).
+fn blocked_count(screen: &str) -> usize {
+    screen
+        .lines()
+        .find_map(|l| l.strip_prefix("1 ✖ BLOCKED "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn agent_filters_blocked_opens_one_copies_evidence_and_comes_back() {
+    let home = std::env::temp_dir().join(format!("vtriage-tui-pty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let mut s = Session::start(&home);
+
+    s.wait_for("DEMO");
+    s.wait_until("a blocked vehicle", |screen| blocked_count(screen) > 0);
+    s.send("1");
+    let list = s.wait_for("/status:blocked");
+    assert!(!list.contains("● HEALTHY  "), "only blocked rows:\n{list}");
+
+    s.send("\r");
+    let page = s.wait_for("── Findings");
+    assert!(page.contains("✖ BLOCKED"), "{page}");
+    // The evidence exists for every vehicle; a fix link only for some.
+    s.send("i");
+    s.wait_for("copied evidence for escalation");
+    let raw = String::from_utf8_lossy(&s.bytes()).to_string();
+    assert!(raw.contains("\x1b]52;c;"), "an OSC 52 copy was written");
+
+    s.send("\x1b");
+    let back = s.wait_for("/status:blocked");
+    assert!(
+        back.contains("▶ ✖ BLOCKED"),
+        "selection kept on a blocked row:\n{back}"
+    );
+
+    s.send("q");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vtriage did not quit; screen:\n{}",
+            s.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let raw = s.bytes();
+    let left = raw.windows(8).rposition(|w| w == b"\x1b[?1049l");
+    assert!(left.is_some(), "the alternate screen was left");
+    let _ = std::fs::remove_dir_all(&home);
+}
