@@ -340,7 +340,8 @@ async fn focus_probe_finishes_before_queued_sweep_probes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vehicle_over_its_hourly_limit_is_rescheduled_not_failed() {
     let sim = start_sim(SimConfig {
-        vehicle_calls_per_hour: 2,
+        // The first probe reads odometer, location and (once) the VIN: three calls.
+        vehicle_calls_per_hour: 3,
         ..sim_config(200)
     })
     .await;
@@ -359,7 +360,7 @@ async fn vehicle_over_its_hourly_limit_is_rescheduled_not_failed() {
             .is_some_and(|o| o.answer().is_some())
     );
 
-    // Both data calls of the hour are spent: Smartcar answers 429 with a Retry-After of about an hour.
+    // Every data call of the hour is spent: Smartcar answers 429 with a Retry-After of about an hour.
     probe(&h, &[&car.id], Priority::Focus, true);
     let limited = report_of(&mut h.events, &car.id).await;
     let error = limited
@@ -441,8 +442,8 @@ async fn expired_token_skips_the_tesla_round() {
     assert!(r.observations.iter().all(|o| o.meta.status == 401));
     assert_eq!(
         r.observations.len(),
-        4,
-        "attributes, permissions, two data items"
+        5,
+        "attributes, permissions, two data items and the VIN"
     );
     stop(h).await;
 }

@@ -42,7 +42,7 @@ fn each_expression_keeps_exactly_its_rows() {
         ("has:vin", &["veh-a", "veh-c", "veh-b", "veh-f"]),
         ("checked:no", &["veh-d", "veh-e"]),
         ("checked:yes", &["veh-a", "veh-c", "veh-b", "veh-f"]),
-        // Free text: fuzzy over VIN, vehicle id, user id, make and model.
+        // Free text: inside one field of VIN, vehicle id, user id, make and model.
         ("mustang", &["veh-c"]),
         ("5yj3e1", &["veh-a"]),
         ("user-5", &["veh-f"]),
@@ -50,6 +50,10 @@ fn each_expression_keeps_exactly_its_rows() {
         ("tesla !model3", &["veh-b", "veh-f"]),
         ("user-4", &["veh-e"]),
         ("zzzz", &[]),
+        // A fragment with three digits or more is matched as typed, inside one field.
+        ("kf000001", &["veh-a"]),
+        ("e1000", &[]),
+        ("F000006", &["veh-f"]),
     ];
     for (expr, expected) in table {
         let mut store = fleet_store();

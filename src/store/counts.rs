@@ -89,8 +89,13 @@ impl Counts {
             if !findings[..i].iter().any(|g| g.id == f.id) {
                 bump(&mut self.by_finding, &f.id, add);
             }
+            // A rule "affects" a vehicle when it causes a problem; an exempt vehicle's Info finding does not count.
+            let affects = |g: &crate::health::Finding| g.severity > crate::health::Severity::Info;
             if let Some(rule) = &f.rule
-                && !findings[..i].iter().any(|g| g.rule.as_ref() == Some(rule))
+                && affects(f)
+                && !findings[..i]
+                    .iter()
+                    .any(|g| affects(g) && g.rule.as_ref() == Some(rule))
             {
                 bump(&mut self.by_rule, rule, add);
             }

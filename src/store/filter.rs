@@ -15,14 +15,14 @@
 //! | `vin:5YJ3` | VIN starts with the value (case ignored) |
 //! | `has:token` / `has:vin` / `has:finding` | an access token is configured / the VIN is known / the diagnosis has findings |
 //! | `checked:no` / `checked:yes` | the vehicle was (not) probed yet |
-//! | anything else | fuzzy match (nucleo, score > 0) over VIN, vehicle id, user id, make and model |
+//! | anything else | matched inside one field of VIN, vehicle id, user id, make and model: a term with three digits or more (a VIN or id fragment) as a substring, any other fuzzily (nucleo, score > 0: its characters in order) |
 
 use nucleo_matcher::{Matcher, Utf32Str};
 
 use crate::health::Status;
 
 use super::VehicleRecord;
-use super::search::SearchText;
+use super::search::{FIELD_SEPARATOR, SearchText};
 
 /// Why a filter expression was refused. One line, naming the term.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,11 +144,21 @@ impl FuzzyMatcher {
     /// checked directly with memchr, an order of magnitude faster than scoring. Other text goes
     /// through nucleo (which also folds accents). `tests::ascii_shortcut_agrees_with_nucleo`
     /// holds the two equal.
+    ///
+    /// The haystack is a row's fields joined by [`FIELD_SEPARATOR`]; a needle must match inside one
+    /// field. A needle with three digits or more is a VIN or id fragment someone copied or read
+    /// out: it must appear as typed (a substring), or it would match half the fleet's UUIDs.
     pub fn matches(&mut self, haystack: &str, needle: &str) -> bool {
-        if haystack.is_ascii() && needle.is_ascii() {
-            return is_subsequence(haystack.as_bytes(), needle.as_bytes());
-        }
-        self.nucleo_score(haystack, needle) > 0
+        let exact = needle.bytes().filter(u8::is_ascii_digit).count() >= 3;
+        haystack.split(FIELD_SEPARATOR).any(|field| {
+            if exact {
+                field.contains(needle)
+            } else if field.is_ascii() && needle.is_ascii() {
+                is_subsequence(field.as_bytes(), needle.as_bytes())
+            } else {
+                self.nucleo_score(field, needle) > 0
+            }
+        })
     }
 
     /// Nucleo's fuzzy score, 0 when it does not match.
@@ -482,11 +492,13 @@ mod tests {
             let needle: String = (0..rng.random_range(1..8))
                 .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
                 .collect();
-            assert_eq!(
-                m.matches(&hay, &needle),
-                m.nucleo_score(&hay, &needle) > 0,
-                "`{needle}` in `{hay}`"
-            );
+            let fragment = needle.bytes().filter(u8::is_ascii_digit).count() >= 3;
+            let expected = if fragment {
+                hay.contains(&needle)
+            } else {
+                m.nucleo_score(&hay, &needle) > 0
+            };
+            assert_eq!(m.matches(&hay, &needle), expected, "`{needle}` in `{hay}`");
         }
     }
 

@@ -16,6 +16,9 @@ pub(super) struct SearchText {
     scratch: String,
 }
 
+/// Between fields of a row's search text: a free-text term matches inside one field, never across two.
+pub(super) const FIELD_SEPARATOR: char = '\u{1f}';
+
 fn write_text(out: &mut String, r: &VehicleRecord) {
     out.clear();
     for part in [
@@ -29,7 +32,7 @@ fn write_text(out: &mut String, r: &VehicleRecord) {
     .flatten()
     {
         if !out.is_empty() {
-            out.push(' ');
+            out.push(FIELD_SEPARATOR);
         }
         if part.is_ascii() {
             out.extend(part.bytes().map(|b| char::from(b.to_ascii_lowercase())));

@@ -1,0 +1,219 @@
+//! The real binary in a pseudo-terminal, driven as a person would: start, filter, drill down, copy, back, quit.
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+
+/// A running `vtriage` in a PTY with a vt100 screen fed from its output.
+struct Terminal {
+    parser: vt100::Parser,
+    raw: Vec<u8>,
+    output: mpsc::Receiver<Vec<u8>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Terminal {
+    fn start(args: &[&str], env: &[(&str, &str)], rows: u16, cols: u16) -> Terminal {
+        let pty = native_pty_system();
+        let pair = pty
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("a pty");
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_vtriage"));
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        for k in [
+            "SMARTCAR_MANAGEMENT_TOKEN",
+            "SMARTCAR_API_ORIGIN",
+            "SMARTCAR_MANAGEMENT_API_ORIGIN",
+        ] {
+            cmd.env_remove(k);
+        }
+        let child = pair.slave.spawn_command(cmd).expect("vtriage starts");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Terminal {
+            parser: vt100::Parser::new(rows, cols, 0),
+            raw: Vec::new(),
+            output: rx,
+            writer,
+            child,
+            _master: pair.master,
+        }
+    }
+
+    fn pump(&mut self, wait: Duration) {
+        if let Ok(bytes) = self.output.recv_timeout(wait) {
+            self.parser.process(&bytes);
+            self.raw.extend_from_slice(&bytes);
+        }
+        while let Ok(bytes) = self.output.try_recv() {
+            self.parser.process(&bytes);
+            self.raw.extend_from_slice(&bytes);
+        }
+    }
+
+    fn screen(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    /// Waits until the screen shows `text`; fails with the screen when it does not within the limit.
+    fn wait_for(&mut self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.screen().contains(text) {
+                return;
+            }
+            self.pump(Duration::from_millis(50));
+        }
+        panic!(
+            "waited {limit:?} for {text:?}; the screen shows:\n{}",
+            self.screen()
+        );
+    }
+
+    /// Waits until the raw output (escape sequences included) contains `bytes`.
+    fn wait_for_raw(&mut self, bytes: &[u8], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.raw.windows(bytes.len()).any(|w| w == bytes) {
+                return;
+            }
+            self.pump(Duration::from_millis(50));
+        }
+        panic!(
+            "waited {limit:?} for {:?} in the output",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> portable_pty::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.pump(Duration::from_millis(100));
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vtriage did not exit; screen:\n{}",
+                self.screen()
+            );
+            self.pump(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn temp_home(name: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("vtriage-pty-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.to_string_lossy().to_string()
+}
+
+/// The terminal is back to normal: alternate screen left, cursor shown, mouse and bracketed paste off.
+fn assert_restored(raw: &[u8]) {
+    let text = String::from_utf8_lossy(raw);
+    let last = |seq: &str| text.rfind(seq);
+    let left_alt = last("\x1b[?1049l").expect("left the alternate screen");
+    assert!(
+        last("\x1b[?1049h").is_none_or(|entered| entered < left_alt),
+        "alternate screen left last"
+    );
+    assert!(last("\x1b[?25h").is_some(), "cursor shown again");
+    if let Some(on) = last("\x1b[?2004h") {
+        assert!(
+            last("\x1b[?2004l").is_some_and(|off| off > on),
+            "bracketed paste switched off"
+        );
+    }
+    if let Some(on) = last("\x1b[?1000h") {
+        assert!(
+            last("\x1b[?1000l").is_some_and(|off| off > on),
+            "mouse capture switched off"
+        );
+    }
+}
+
+#[test]
+fn agent_finds_a_blocked_tesla_copies_the_pairing_link_and_quits() {
+    let home = temp_home("flow");
+    let mut t = Terminal::start(
+        &["--now", "2026-11-27T12:00:00Z"],
+        &[("VTRIAGE_HOME", home.as_str())],
+        40,
+        140,
+    );
+    t.wait_for("DEMO", Duration::from_secs(10));
+    // Rows appear and some get diagnosed.
+    t.wait_for("BLOCKED", Duration::from_secs(60));
+    // The ticket names a VIN: a Tesla of the demo fleet without virtual key (the fleet is seeded).
+    let fleet = vtriage::sim::Fleet::generate(vtriage::setup::DEMO_VEHICLES, 7);
+    let tesla = fleet
+        .newest_first()
+        .iter()
+        .map(|&i| &fleet.vehicles[i])
+        .find(|v| v.situation == vtriage::sim::Situation::VirtualKeyMissing)
+        .expect("the demo fleet has a Tesla without virtual key");
+    let vin_part = &tesla.vin[9..];
+    t.send("/");
+    t.send(vin_part);
+    t.send("\r");
+    // Its row is on screen once probed (the sweep reaches it), with the missing-key badge.
+    t.wait_for(&tesla.vin, Duration::from_secs(90));
+    t.wait_for("✖ missing", Duration::from_secs(30));
+    t.send("\r");
+    t.wait_for(
+        "https://www.tesla.com/_ak/smartcar.com",
+        Duration::from_secs(30),
+    );
+    // Copy the fix link: an OSC 52 sequence goes to the terminal.
+    t.send("y");
+    t.wait_for_raw(b"\x1b]52;c;", Duration::from_secs(5));
+    t.wait_for("copied", Duration::from_secs(5));
+    // Back to the fleet with the filter kept.
+    t.send("\x1b");
+    t.wait_for(&format!("/{vin_part}"), Duration::from_secs(5));
+    t.wait_for(&tesla.vin, Duration::from_secs(5));
+    t.send("q");
+    let status = t.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit 0");
+    assert_restored(&t.raw);
+}
