@@ -93,3 +93,65 @@ fn tiny_terminal_draws_without_panicking() {
         screen(&app);
     }
 }
+
+fn add_expired_token_vehicle(app: &mut vtriage::tui::App) {
+    let report = tui_support::expired_token_report();
+    update(app, Msg::Store(vtriage::fetch::Event::Observed { report }));
+}
+
+fn open(app: &mut vtriage::tui::App, vehicle_id: &str) {
+    press(app, KeyCode::Char(':'));
+    typed(app, &format!("vehicle {vehicle_id}"));
+    press(app, KeyCode::Enter);
+}
+
+#[test]
+fn vehicle_without_virtual_key_at_80x24() {
+    let mut app = app(80, 24);
+    open(&mut app, "7c1e0f3a-vk");
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn vehicle_missing_location_permission_at_120x40() {
+    let mut app = app(120, 40);
+    open(&mut app, "b2d4-loc");
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn vehicle_with_expired_token_at_80x24() {
+    let mut app = app(80, 24);
+    add_expired_token_vehicle(&mut app);
+    open(&mut app, "dead-401");
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn vehicle_with_expired_token_at_120x40() {
+    let mut app = app(120, 40);
+    add_expired_token_vehicle(&mut app);
+    open(&mut app, "dead-401");
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn healthy_exempt_model_s_at_80x24() {
+    let mut app = app(80, 24);
+    open(&mut app, "5e11-exempt");
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn healthy_exempt_model_s_at_120x40() {
+    let mut app = app(120, 40);
+    open(&mut app, "5e11-exempt");
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn help_overlay_at_80x24() {
+    let mut app = app(80, 24);
+    press(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(draw(&app).backend());
+}

@@ -149,6 +149,11 @@ fn report(
     }
 }
 
+fn token_expired(id: &str, probe: Probe) -> Observation {
+    let error = api_error(401, "AUTHENTICATION", None, json!({"type": null}), "rq-401");
+    obs(id, probe, Err(error), "rq-401")
+}
+
 /// The probed vehicles: a Tesla without its virtual key, a Tesla missing the location scope, an exempt
 /// Model S, a healthy Ford.
 pub fn reports() -> Vec<ProbeReport> {
@@ -224,6 +229,12 @@ pub fn reports() -> Vec<ProbeReport> {
             vec![
                 permissions("5e11-exempt"),
                 tesla_access("5e11-exempt", true),
+                obs(
+                    "5e11-exempt",
+                    Probe::VirtualKey,
+                    Ok(Answer::VirtualKey { is_paired: false }),
+                    "rq-key",
+                ),
                 data_ok("5e11-exempt", DataKind::Location),
                 data_ok("5e11-exempt", DataKind::Odometer),
             ],
@@ -392,4 +403,22 @@ pub fn big_fleet_events(n: usize) -> Vec<Event> {
     }];
     events.extend(observed);
     events
+}
+
+/// A vehicle whose user's access token expired, outside the fixture fleet (tests add it through an
+/// `Observed` event). Its attributes are known from before the token expired: they are read once.
+pub fn expired_token_report() -> ProbeReport {
+    report(
+        "dead-401",
+        "user-dan",
+        "HYUNDAI",
+        "Ioniq 5",
+        2022,
+        "KM8KN4AE0NU000005",
+        vec![
+            token_expired("dead-401", Probe::Permissions),
+            token_expired("dead-401", Probe::Data(DataKind::Location)),
+            token_expired("dead-401", Probe::Data(DataKind::Odometer)),
+        ],
+    )
 }
