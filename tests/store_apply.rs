@@ -547,3 +547,62 @@ fn a_vehicle_opened_through_find_stays_selected_while_other_rows_update() {
         Some("veh-a")
     );
 }
+
+#[test]
+fn an_exempt_vehicle_does_not_count_as_affected_by_the_rule() {
+    use vtriage::health::{Diagnosis, Finding, Remedy, RemedyKind, Severity};
+    let exempt: vtriage::store::Diagnoser = std::sync::Arc::new(|report, _now| {
+        let severity = if report.vehicle_id == "veh-a" {
+            Severity::Blocked
+        } else {
+            Severity::Info
+        };
+        Diagnosis {
+            status: Status::from_severity(severity),
+            findings: vec![Finding {
+                id: if severity == Severity::Info {
+                    "virtual-key-exempt"
+                } else {
+                    "virtual-key-missing"
+                }
+                .into(),
+                severity,
+                title: "t".into(),
+                rule: Some("tesla-virtual-key".into()),
+                since: None,
+                evidence: Vec::new(),
+                remedy: Remedy {
+                    kind: RemedyKind::None,
+                    action: String::new(),
+                    link: None,
+                    customer_reply: String::new(),
+                    retry_after_s: None,
+                },
+            }],
+            checked_at: Some(now()),
+        }
+    });
+    let mut store = Store::new(exempt);
+    store.apply(
+        &listed(vec![
+            connection("veh-a", "user-1", true),
+            connection("veh-b", "user-2", true),
+        ]),
+        now(),
+    );
+    for id in ["veh-a", "veh-b"] {
+        store.apply(
+            &observed(report(id, "user-1", None, None, Outcome::Ok, now())),
+            now(),
+        );
+    }
+    assert_eq!(
+        store.counts().by_rule.get("tesla-virtual-key"),
+        Some(&1),
+        "only the blocked one"
+    );
+    assert_eq!(
+        store.counts().by_finding.get("virtual-key-exempt"),
+        Some(&1)
+    );
+}
