@@ -196,12 +196,22 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
             .iter()
             .map(|s| format!("{} {}", c.status(*s), s.label()))
             .collect();
-        writeln!(
-            out,
-            "\n{} vehicles: {}",
-            summaries.len(),
-            counts.join(" · ")
-        )?;
+        if summaries.len() == store.len() {
+            writeln!(
+                out,
+                "\n{} vehicles: {}",
+                summaries.len(),
+                counts.join(" · ")
+            )?;
+        } else {
+            writeln!(
+                out,
+                "\n{} of {} vehicles match the filter · whole fleet: {}",
+                summaries.len(),
+                store.len(),
+                counts.join(" · ")
+            )?;
+        }
     }
     out.flush()?;
     let blocked = summaries

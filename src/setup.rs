@@ -308,10 +308,7 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
         let config = crate::sim::SimConfig {
             vehicles: DEMO_VEHICLES,
             seed: 7,
-            latency: crate::sim::Latency::Fixed {
-                ms: 250,
-                jitter_ms: 500,
-            },
+            latency: settings.demo_latency,
             ..crate::sim::SimConfig::default()
         };
         let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
