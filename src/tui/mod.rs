@@ -114,6 +114,7 @@ pub async fn run(
     }];
     let mut events_open = true;
     let mut fatal: Option<std::io::Error> = None;
+    let mut ticker = Ticker::new();
     let result = loop {
         let mut drained = 0;
         while let Some(msg) = pending.pop() {
@@ -157,7 +158,7 @@ pub async fn run(
                 Some(event) => Msg::Store(event),
                 None => { events_open = false; continue; }
             },
-            () = tokio::time::sleep(tick) => Msg::Tick(clock()),
+            () = ticker.wait(tick) => Msg::Tick(clock()),
         };
         pending.push(msg);
     };
@@ -167,6 +168,27 @@ pub async fn run(
     // The reader notices the closed channel within one poll period.
     let _ = reader.join();
     result.map(|()| app.store)
+}
+
+/// Clock ticks due a fixed period after the last one, however many messages arrive in between: a sleep
+/// started afresh each turn never ends while a sweep streams events, and the clock would freeze
+/// (ages, flashes, countdowns and spinners with it).
+struct Ticker {
+    last: tokio::time::Instant,
+}
+
+impl Ticker {
+    fn new() -> Ticker {
+        Ticker {
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until `period` after the last tick. Cancel-safe: dropped early, the deadline stays.
+    async fn wait(&mut self, period: Duration) {
+        tokio::time::sleep_until(self.last + period).await;
+        self.last = tokio::time::Instant::now();
+    }
 }
 
 /// Reads terminal events on a thread of its own (crossterm's read blocks) until the loop goes away.
@@ -267,4 +289,36 @@ pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
     crate::report::write_csv(&mut out, &summaries)?;
     std::io::Write::flush(&mut out)?;
     Ok(summaries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tick_comes_due_while_events_arrive_faster_than_its_period() {
+        let (tx, mut rx) = unbounded_channel::<u32>();
+        let total = 60;
+        let producer = tokio::spawn(async move {
+            for i in 0..total {
+                if tx.send(i).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let mut ticker = Ticker::new();
+        let mut received = 0;
+        loop {
+            tokio::select! {
+                Some(_) = rx.recv() => received += 1,
+                () = ticker.wait(Duration::from_millis(400)) => break,
+            }
+        }
+        assert!(
+            received < total,
+            "the tick waited for the stream of events to end ({received} events first)"
+        );
+        producer.abort();
+    }
 }
