@@ -573,3 +573,39 @@ fn vehicle_page_scrolls_no_further_than_its_last_line() {
     key(&mut app, KeyCode::Home);
     assert_eq!(app.page().map(|p| p.scroll), Some(0));
 }
+
+#[test]
+fn export_to_a_json_path_writes_json_not_csv() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let array = dir.join("teslas.json");
+    let lines = dir.join("teslas.jsonl");
+    let plain = dir.join("teslas");
+    assert_eq!(vtriage::tui::export(&app.store, &array).ok(), Some(3));
+    assert_eq!(vtriage::tui::export(&app.store, &lines).ok(), Some(3));
+    assert_eq!(vtriage::tui::export(&app.store, &plain).ok(), Some(3));
+    let array = std::fs::read_to_string(&array).unwrap_or_default();
+    let lines = std::fs::read_to_string(&lines).unwrap_or_default();
+    let plain = std::fs::read_to_string(&plain).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).ok();
+
+    let parsed: serde_json::Value = serde_json::from_str(&array).unwrap_or_default();
+    let vins: Vec<&str> = parsed
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v["vin"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(vins.len(), 3, "{array}");
+    assert!(vins.contains(&"7SAYGDEE1NF000001"), "{array}");
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{lines}"
+    );
+    assert!(plain.starts_with("status,vehicle_id,"), "{plain}");
+}

@@ -236,7 +236,7 @@ fn carry_out(
             Err(e) => Some(Msg::EffectFailed(format!("could not copy {what}: {e}"))),
         },
         Effect::Open(link) => open_link(&link).err().map(Msg::EffectFailed),
-        Effect::Export(path) => Some(match export_csv(&app.store, &path) {
+        Effect::Export(path) => Some(match export(&app.store, &path) {
             Ok(n) => Msg::EffectDone(format!("exported {n} vehicles to {}", path.display())),
             Err(e) => Msg::EffectFailed(format!("could not export to {}: {e}", path.display())),
         }),
@@ -266,9 +266,47 @@ fn open_link(link: &str) -> Result<(), String> {
         .map_err(|e| format!("could not open the link with {program}: {e}; copy it with y instead"))
 }
 
+/// Writes the rows passing the filter, in their order: a JSON array for `.json`, JSON lines (as
+/// `vtriage check --json`) for `.jsonl`/`.ndjson`, CSV otherwise.
+pub fn export(store: &Store, path: &Path) -> std::io::Result<usize> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("json") => {
+            let summaries = summaries(store);
+            let array: Vec<serde_json::Value> =
+                summaries.iter().map(crate::report::vehicle_json).collect();
+            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            serde_json::to_writer_pretty(&mut out, &array).map_err(std::io::Error::other)?;
+            std::io::Write::write_all(&mut out, b"\n")?;
+            std::io::Write::flush(&mut out)?;
+            Ok(summaries.len())
+        }
+        Some("jsonl" | "ndjson") => {
+            let summaries = summaries(store);
+            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            crate::report::write_json_lines(&mut out, &summaries)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(summaries.len())
+        }
+        _ => export_csv(store, path),
+    }
+}
+
 /// Writes the rows passing the filter, in their order, as the report module's CSV.
 pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
-    let summaries: Vec<crate::report::VehicleSummary<'_>> = store
+    let summaries = summaries(store);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    crate::report::write_csv(&mut out, &summaries)?;
+    std::io::Write::flush(&mut out)?;
+    Ok(summaries.len())
+}
+
+/// The rows passing the filter, in their order, as the reports take them.
+fn summaries(store: &Store) -> Vec<crate::report::VehicleSummary<'_>> {
+    store
         .rows(0..store.visible_len())
         .map(|r| {
             let a = r.attributes.as_ref();
@@ -284,11 +322,7 @@ pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
                 last_checked: r.last_probe_at,
             }
         })
-        .collect();
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    crate::report::write_csv(&mut out, &summaries)?;
-    std::io::Write::flush(&mut out)?;
-    Ok(summaries.len())
+        .collect()
 }
 
 #[cfg(test)]
