@@ -609,3 +609,67 @@ fn export_to_a_json_path_writes_json_not_csv() {
     );
     assert!(plain.starts_with("status,vehicle_id,"), "{plain}");
 }
+
+/// The last text row of the vehicle page as drawn on a terminal tall enough to hold all of it.
+fn last_page_row(id: &str, width: u16) -> String {
+    let mut tall = app(width, 200);
+    command(&mut tall, &format!("vehicle {id}"));
+    let rows = screen(&tall);
+    rows.iter()
+        .take(rows.len().saturating_sub(1))
+        .rev()
+        .find(|r| !r.trim().is_empty())
+        .map(|r| r.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn end_on_a_vehicle_page_shows_its_last_row_even_when_long_lines_wrap() {
+    for (id, width) in [("7c1e0f3a-vk", 80), ("b2d4-loc", 80), ("7c1e0f3a-vk", 60)] {
+        let last = last_page_row(id, width);
+        assert!(!last.is_empty());
+        let mut app = app(width, 24);
+        command(&mut app, &format!("vehicle {id}"));
+        key(&mut app, KeyCode::End);
+        let rows = screen(&app);
+        assert!(
+            rows.iter().any(|r| r.trim_end() == last),
+            "{id} at {width}: {last:?} not on screen after End:\n{}",
+            rows.join("\n")
+        );
+        key(&mut app, KeyCode::Char('J'));
+        key(&mut app, KeyCode::End);
+        let rows = screen(&app);
+        assert!(
+            rows.iter().rev().nth(1).is_some_and(|r| r.trim() == "]"),
+            "{id} at {width}: the raw responses end on screen after End:\n{}",
+            rows.join("\n")
+        );
+    }
+}
+
+#[test]
+fn help_scrolls_to_its_last_wrapped_line_and_no_further() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('?'));
+    for _ in 0..200 {
+        key(&mut app, KeyCode::Down);
+    }
+    let rows = screen(&app);
+    assert!(
+        rows.iter().any(|r| r.contains("else fuzzy")),
+        "the filter syntax line ends on screen:\n{}",
+        rows.join("\n")
+    );
+    let Overlay::Help { scroll: bottom } = app.overlay else {
+        panic!("help is open")
+    };
+    key(&mut app, KeyCode::Up);
+    assert_eq!(
+        app.overlay,
+        Overlay::Help {
+            scroll: bottom.saturating_sub(1)
+        },
+        "one key up moves one line"
+    );
+}
