@@ -102,11 +102,8 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     let now_override = parse_now(global.now.as_deref())?;
     let mut warnings = Vec::new();
 
-    let profile_name = global
-        .profile
-        .clone()
-        .or_else(|| config.profile.clone())
-        .unwrap_or_else(|| "demo".into());
+    let chosen_profile = global.profile.clone().or_else(|| config.profile.clone());
+    let mut profile_name = chosen_profile.clone().unwrap_or_else(|| "demo".into());
     let profile = match config.profiles.get(&profile_name) {
         Some(p) => p.clone(),
         None if profile_name == "demo" => Default::default(),
@@ -158,6 +155,11 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     } else {
         Mode::Live
     };
+    // Live credentials given by flags or environment without a profile: the snapshot of this fleet must
+    // not be the demo fleet's (nor the demo's this one's).
+    if chosen_profile.is_none() && mode == Mode::Live {
+        profile_name = "live".into();
+    }
     if mode == Mode::Demo && profile.kind == ProfileKind::Live && !global.demo {
         return Err(SetupError::Usage(format!(
             "profile {profile_name} is live but has no credentials: set {amt_env}, amt_file or tokens_file, or pass --amt/--tokens/--token"

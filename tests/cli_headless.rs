@@ -351,3 +351,21 @@ async fn rejected_management_token_is_one_line_and_never_echoes_it() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn live_credentials_without_a_profile_keep_their_own_snapshot_apart_from_the_demo() {
+    let home = temp_home("liveprofile");
+    let demo = vtriage(&home, &["info"]).await;
+    let live = vtriage(&home, &["info", "--amt", "some-amt"]).await;
+    let demo = String::from_utf8_lossy(&demo.stdout).to_string();
+    let live = String::from_utf8_lossy(&live.stdout).to_string();
+    let snapshot = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("snapshot"))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert!(snapshot(&demo).contains("snapshot-demo.json"), "{demo}");
+    assert!(snapshot(&live).contains("snapshot-live.json"), "{live}");
+    assert!(!live.contains("some-amt"), "{live}");
+}

@@ -573,3 +573,103 @@ fn vehicle_page_scrolls_no_further_than_its_last_line() {
     key(&mut app, KeyCode::Home);
     assert_eq!(app.page().map(|p| p.scroll), Some(0));
 }
+
+#[test]
+fn export_to_a_json_path_writes_json_not_csv() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-json-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let array = dir.join("teslas.json");
+    let lines = dir.join("teslas.jsonl");
+    let plain = dir.join("teslas");
+    assert_eq!(vtriage::tui::export(&app.store, &array).ok(), Some(3));
+    assert_eq!(vtriage::tui::export(&app.store, &lines).ok(), Some(3));
+    assert_eq!(vtriage::tui::export(&app.store, &plain).ok(), Some(3));
+    let array = std::fs::read_to_string(&array).unwrap_or_default();
+    let lines = std::fs::read_to_string(&lines).unwrap_or_default();
+    let plain = std::fs::read_to_string(&plain).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).ok();
+
+    let parsed: serde_json::Value = serde_json::from_str(&array).unwrap_or_default();
+    let vins: Vec<&str> = parsed
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v["vin"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(vins.len(), 3, "{array}");
+    assert!(vins.contains(&"7SAYGDEE1NF000001"), "{array}");
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{lines}"
+    );
+    assert!(plain.starts_with("status,vehicle_id,"), "{plain}");
+}
+
+/// The last text row of the vehicle page as drawn on a terminal tall enough to hold all of it.
+fn last_page_row(id: &str, width: u16) -> String {
+    let mut tall = app(width, 200);
+    command(&mut tall, &format!("vehicle {id}"));
+    let rows = screen(&tall);
+    rows.iter()
+        .take(rows.len().saturating_sub(1))
+        .rev()
+        .find(|r| !r.trim().is_empty())
+        .map(|r| r.trim_end().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn end_on_a_vehicle_page_shows_its_last_row_even_when_long_lines_wrap() {
+    for (id, width) in [("7c1e0f3a-vk", 80), ("b2d4-loc", 80), ("7c1e0f3a-vk", 60)] {
+        let last = last_page_row(id, width);
+        assert!(!last.is_empty());
+        let mut app = app(width, 24);
+        command(&mut app, &format!("vehicle {id}"));
+        key(&mut app, KeyCode::End);
+        let rows = screen(&app);
+        assert!(
+            rows.iter().any(|r| r.trim_end() == last),
+            "{id} at {width}: {last:?} not on screen after End:\n{}",
+            rows.join("\n")
+        );
+        key(&mut app, KeyCode::Char('J'));
+        key(&mut app, KeyCode::End);
+        let rows = screen(&app);
+        assert!(
+            rows.iter().rev().nth(1).is_some_and(|r| r.trim() == "]"),
+            "{id} at {width}: the raw responses end on screen after End:\n{}",
+            rows.join("\n")
+        );
+    }
+}
+
+#[test]
+fn help_scrolls_to_its_last_wrapped_line_and_no_further() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('?'));
+    for _ in 0..200 {
+        key(&mut app, KeyCode::Down);
+    }
+    let rows = screen(&app);
+    assert!(
+        rows.iter().any(|r| r.contains("else fuzzy")),
+        "the filter syntax line ends on screen:\n{}",
+        rows.join("\n")
+    );
+    let Overlay::Help { scroll: bottom } = app.overlay else {
+        panic!("help is open")
+    };
+    key(&mut app, KeyCode::Up);
+    assert_eq!(
+        app.overlay,
+        Overlay::Help {
+            scroll: bottom.saturating_sub(1)
+        },
+        "one key up moves one line"
+    );
+}

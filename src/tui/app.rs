@@ -413,8 +413,9 @@ fn on_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
             }
         }
         (KeyContext::Help, Some(Action::Down)) => {
+            let max = crate::tui::views::help_max_scroll(app);
             if let Overlay::Help { scroll } = &mut app.overlay {
-                *scroll = scroll.saturating_add(1);
+                *scroll = scroll.saturating_add(1).min(max);
             }
         }
         (_, Some(Action::Help)) => app.overlay = Overlay::Help { scroll: 0 },

@@ -114,6 +114,7 @@ pub async fn run(
     }];
     let mut events_open = true;
     let mut fatal: Option<std::io::Error> = None;
+    let mut ticker = Ticker::new();
     let result = loop {
         let mut drained = 0;
         while let Some(msg) = pending.pop() {
@@ -157,7 +158,7 @@ pub async fn run(
                 Some(event) => Msg::Store(event),
                 None => { events_open = false; continue; }
             },
-            () = tokio::time::sleep(tick) => Msg::Tick(clock()),
+            () = ticker.wait(tick) => Msg::Tick(clock()),
         };
         pending.push(msg);
     };
@@ -167,6 +168,27 @@ pub async fn run(
     // The reader notices the closed channel within one poll period.
     let _ = reader.join();
     result.map(|()| app.store)
+}
+
+/// Clock ticks due a fixed period after the last one, however many messages arrive in between: a sleep
+/// started afresh each turn never ends while a sweep streams events, and the clock would freeze
+/// (ages, flashes, countdowns and spinners with it).
+struct Ticker {
+    last: tokio::time::Instant,
+}
+
+impl Ticker {
+    fn new() -> Ticker {
+        Ticker {
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits until `period` after the last tick. Cancel-safe: dropped early, the deadline stays.
+    async fn wait(&mut self, period: Duration) {
+        tokio::time::sleep_until(self.last + period).await;
+        self.last = tokio::time::Instant::now();
+    }
 }
 
 /// Reads terminal events on a thread of its own (crossterm's read blocks) until the loop goes away.
@@ -214,7 +236,7 @@ fn carry_out(
             Err(e) => Some(Msg::EffectFailed(format!("could not copy {what}: {e}"))),
         },
         Effect::Open(link) => open_link(&link).err().map(Msg::EffectFailed),
-        Effect::Export(path) => Some(match export_csv(&app.store, &path) {
+        Effect::Export(path) => Some(match export(&app.store, &path) {
             Ok(n) => Msg::EffectDone(format!("exported {n} vehicles to {}", path.display())),
             Err(e) => Msg::EffectFailed(format!("could not export to {}: {e}", path.display())),
         }),
@@ -244,9 +266,47 @@ fn open_link(link: &str) -> Result<(), String> {
         .map_err(|e| format!("could not open the link with {program}: {e}; copy it with y instead"))
 }
 
+/// Writes the rows passing the filter, in their order: a JSON array for `.json`, JSON lines (as
+/// `vtriage check --json`) for `.jsonl`/`.ndjson`, CSV otherwise.
+pub fn export(store: &Store, path: &Path) -> std::io::Result<usize> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("json") => {
+            let summaries = summaries(store);
+            let array: Vec<serde_json::Value> =
+                summaries.iter().map(crate::report::vehicle_json).collect();
+            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            serde_json::to_writer_pretty(&mut out, &array).map_err(std::io::Error::other)?;
+            std::io::Write::write_all(&mut out, b"\n")?;
+            std::io::Write::flush(&mut out)?;
+            Ok(summaries.len())
+        }
+        Some("jsonl" | "ndjson") => {
+            let summaries = summaries(store);
+            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            crate::report::write_json_lines(&mut out, &summaries)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(summaries.len())
+        }
+        _ => export_csv(store, path),
+    }
+}
+
 /// Writes the rows passing the filter, in their order, as the report module's CSV.
 pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
-    let summaries: Vec<crate::report::VehicleSummary<'_>> = store
+    let summaries = summaries(store);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    crate::report::write_csv(&mut out, &summaries)?;
+    std::io::Write::flush(&mut out)?;
+    Ok(summaries.len())
+}
+
+/// The rows passing the filter, in their order, as the reports take them.
+fn summaries(store: &Store) -> Vec<crate::report::VehicleSummary<'_>> {
+    store
         .rows(0..store.visible_len())
         .map(|r| {
             let a = r.attributes.as_ref();
@@ -262,9 +322,37 @@ pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
                 last_checked: r.last_probe_at,
             }
         })
-        .collect();
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    crate::report::write_csv(&mut out, &summaries)?;
-    std::io::Write::flush(&mut out)?;
-    Ok(summaries.len())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tick_comes_due_while_events_arrive_faster_than_its_period() {
+        let (tx, mut rx) = unbounded_channel::<u32>();
+        let total = 60;
+        let producer = tokio::spawn(async move {
+            for i in 0..total {
+                if tx.send(i).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let mut ticker = Ticker::new();
+        let mut received = 0;
+        loop {
+            tokio::select! {
+                Some(_) = rx.recv() => received += 1,
+                () = ticker.wait(Duration::from_millis(400)) => break,
+            }
+        }
+        assert!(
+            received < total,
+            "the tick waited for the stream of events to end ({received} events first)"
+        );
+        producer.abort();
+    }
 }

@@ -484,9 +484,27 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
     lines
 }
 
-/// The furthest the vehicle page scrolls: its last line at the bottom of `visible` rows.
-fn max_scroll(lines: usize, visible: u16) -> u16 {
-    u16::try_from(lines.saturating_sub(usize::from(visible))).unwrap_or(u16::MAX)
+/// The furthest a wrapped paragraph scrolls: its last row at the bottom of `visible` rows of `width` cells.
+fn max_scroll(paragraph: &Paragraph, width: u16, visible: u16) -> u16 {
+    let rows = paragraph.line_count(width);
+    u16::try_from(rows.saturating_sub(usize::from(visible))).unwrap_or(u16::MAX)
+}
+
+/// The vehicle page's body: its lines (summary or raw responses) wrapped as drawn, under a top border.
+fn vehicle_body<'a>(app: &App, record: &VehicleRecord, raw: bool) -> Paragraph<'a> {
+    let theme = &app.config.theme;
+    let (lines, title_text) = if raw {
+        (raw_lines(record), " raw last responses (J to close) ")
+    } else {
+        (vehicle_lines(app, record, theme), "")
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border)
+        .title(Span::styled(title_text, theme.title));
+    Paragraph::new(Text::from(lines))
+        .block(block)
+        .wrap(Wrap { trim: false })
 }
 
 /// The furthest the vehicle page on screen scrolls, as drawn at the app's size (for `update`).
@@ -494,13 +512,79 @@ pub fn vehicle_page_max_scroll(app: &App) -> u16 {
     let (Some(page), Some(record)) = (app.page(), app.page_vehicle()) else {
         return 0;
     };
-    let lines = if page.raw {
-        raw_lines(record).len()
-    } else {
-        vehicle_lines(app, record, &app.config.theme).len()
+    let title_rows = vehicle_title(app, record, app.width).len().max(2) as u16;
+    // The body is what the header, the title and the footer leave (its top border counts in both).
+    let body = app.height.saturating_sub(2 + title_rows);
+    max_scroll(&vehicle_body(app, record, page.raw), app.width, body)
+}
+
+/// The vehicle's badge and name, then its ids and times packed into as few lines as `width` allows.
+fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'static>> {
+    let theme = &app.config.theme;
+    let mut first = vec![
+        status_badge(record.diagnosis.status, theme),
+        Span::raw("  "),
+        Span::styled(vehicle_label(record), theme.title),
+    ];
+    if record.probing {
+        first.push(Span::styled(
+            format!("  {} probing…", spinner_frame(app.spin)),
+            theme.key,
+        ));
+    }
+    let field = |name: &str, value: String| {
+        vec![
+            Span::styled(format!("{name} "), theme.muted),
+            Span::raw(value),
+        ]
     };
-    // Header, two title lines, the body's top border and the footer.
-    max_scroll(lines, app.height.saturating_sub(5))
+    let mut fields = vec![
+        field("VIN", record.vin.clone().unwrap_or_else(|| "—".into())),
+        field("vehicle", record.vehicle_id.clone()),
+        field("user", record.user_id.clone()),
+        vec![Span::styled(
+            format!("checked {}", ago(app.now, record.last_probe_at)),
+            theme.muted,
+        )],
+    ];
+    if record.stale {
+        fields.push(vec![Span::styled(
+            "(from the last session, not probed since)",
+            theme.warning,
+        )]);
+    }
+    if let Some(since) = record.failing_since {
+        fields.push(vec![Span::styled(
+            format!("failing since {}", crate::report::format_instant(since)),
+            theme.muted,
+        )]);
+    }
+    if let Some(connected) = &record.connected_at {
+        fields.push(vec![Span::styled(
+            format!("connected {connected}"),
+            theme.muted,
+        )]);
+    }
+    let mut lines = vec![Line::from(first)];
+    let mut current: Vec<Span<'static>> = Vec::new();
+    let mut used = 0usize;
+    for spans in fields {
+        let w: usize = spans.iter().map(|s| s.width()).sum();
+        if !current.is_empty() && used + 2 + w > usize::from(width) {
+            lines.push(Line::from(std::mem::take(&mut current)));
+            used = 0;
+        }
+        if !current.is_empty() {
+            current.push(Span::raw("  "));
+            used += 2;
+        }
+        current.extend(spans);
+        used += w;
+    }
+    if !current.is_empty() {
+        lines.push(Line::from(current));
+    }
+    lines
 }
 
 fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
@@ -515,9 +599,13 @@ fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
 
 fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.config.theme;
+    let title_lines = match app.page_vehicle() {
+        Some(record) => vehicle_title(app, record, area.width),
+        None => Vec::new(),
+    };
     let [head, title, body, foot] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(2),
+        Constraint::Length(title_lines.len().max(2) as u16),
         Constraint::Fill(1),
         Constraint::Length(1),
     ])
@@ -532,67 +620,11 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
         frame.render_widget(Paragraph::new(footer(app, theme)), foot);
         return;
     };
-    let mut first = vec![
-        status_badge(record.diagnosis.status, theme),
-        Span::raw("  "),
-        Span::styled(vehicle_label(record), theme.title),
-    ];
-    if record.probing {
-        first.push(Span::styled(
-            format!("  {} probing…", spinner_frame(app.spin)),
-            theme.key,
-        ));
-    }
-    let mut second = vec![
-        Span::styled("VIN ", theme.muted),
-        Span::raw(record.vin.clone().unwrap_or_else(|| "—".into())),
-        Span::styled("  vehicle ", theme.muted),
-        Span::raw(record.vehicle_id.clone()),
-        Span::styled("  user ", theme.muted),
-        Span::raw(record.user_id.clone()),
-        Span::styled(
-            format!("  checked {}", ago(app.now, record.last_probe_at)),
-            theme.muted,
-        ),
-    ];
-    if record.stale {
-        second.push(Span::styled(
-            "  (from the last session, not probed since)",
-            theme.warning,
-        ));
-    }
-    if let Some(since) = record.failing_since {
-        second.push(Span::styled(
-            format!("  failing since {}", crate::report::format_instant(since)),
-            theme.muted,
-        ));
-    }
-    if let Some(connected) = &record.connected_at {
-        second.push(Span::styled(
-            format!("  connected {connected}"),
-            theme.muted,
-        ));
-    }
-    frame.render_widget(
-        Paragraph::new(vec![Line::from(first), Line::from(second)]),
-        title,
-    );
+    frame.render_widget(Paragraph::new(title_lines), title);
 
-    let (lines, title_text) = if page.raw {
-        (raw_lines(record), " raw last responses (J to close) ")
-    } else {
-        (vehicle_lines(app, record, theme), "")
-    };
-    let max_scroll = max_scroll(lines.len(), body.height.saturating_sub(1));
-    let block = Block::new()
-        .borders(Borders::TOP)
-        .border_style(theme.border)
-        .title(Span::styled(title_text, theme.title));
-    let paragraph = Paragraph::new(Text::from(lines))
-        .block(block)
-        .wrap(Wrap { trim: false })
-        .scroll((page.scroll.min(max_scroll), 0));
-    frame.render_widget(paragraph, body);
+    let paragraph = vehicle_body(app, record, page.raw);
+    let max_scroll = max_scroll(&paragraph, body.width, body.height);
+    frame.render_widget(paragraph.scroll((page.scroll.min(max_scroll), 0)), body);
     let line = if app.overlay == Overlay::Command {
         command_line(app, theme)
     } else {
@@ -601,16 +633,20 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(line), foot);
 }
 
-fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
-    let theme = &app.config.theme;
+/// Where the help overlay goes on a screen of `area`.
+fn help_popup(area: Rect) -> Rect {
     let width = area.width.saturating_sub(4).min(90);
-    let height = area.height.saturating_sub(2);
-    let popup = Rect {
+    Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + 1,
         width,
-        height,
-    };
+        height: area.height.saturating_sub(2),
+    }
+}
+
+/// The help overlay's text in its frame: the keys of the screen under it, of the input lines and of help.
+fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
+    let theme = &app.config.theme;
     let mut lines = Vec::new();
     let under = match app.screen() {
         Screen::Fleet => KeyContext::Fleet,
@@ -639,23 +675,31 @@ fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
         "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term, else fuzzy",
         theme.muted,
     )));
-    let last_line = u16::try_from(
-        lines
-            .len()
-            .saturating_sub(usize::from(height.saturating_sub(2))),
-    )
-    .unwrap_or(u16::MAX);
     let block = Block::bordered()
         .title(Span::styled(" help ", theme.title))
         .border_style(theme.border);
+    Paragraph::new(lines)
+        .block(block)
+        .wrap(Wrap { trim: false })
+        .style(Style::new())
+}
+
+/// The furthest the help overlay scrolls at the app's size: its last row at the bottom of the frame.
+pub fn help_max_scroll(app: &App) -> u16 {
+    let popup = help_popup(Rect::new(0, 0, app.width, app.height));
+    // The side borders narrow the text; the top and bottom ones count in both the rows and the frame.
+    max_scroll(
+        &help_paragraph(app),
+        popup.width.saturating_sub(2),
+        popup.height,
+    )
+}
+
+fn help(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
+    let popup = help_popup(area);
+    let paragraph = help_paragraph(app);
+    // Never scroll the last line out of sight, counting the rows long lines wrap to.
+    let last = max_scroll(&paragraph, popup.width.saturating_sub(2), popup.height);
     frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false })
-            // Never scroll the last line out of sight.
-            .scroll((scroll.min(last_line), 0))
-            .style(Style::new()),
-        popup,
-    );
+    frame.render_widget(paragraph.scroll((scroll.min(last), 0)), popup);
 }
