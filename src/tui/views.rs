@@ -56,6 +56,17 @@ fn header(app: &App, theme: &Theme) -> Line<'static> {
         spans.push(Span::styled(format!(" {error} "), theme.error));
     }
     let progress = app.store.progress();
+    // The budget before the sweep offer: on a narrow terminal the header is cut from the right.
+    if let Some(left) = progress.budget_left {
+        let refill = progress
+            .budget_refill_per_min
+            .map(|r| format!(" +{r:.0}/min"))
+            .unwrap_or_default();
+        spans.push(Span::styled(
+            format!("· budget {:.0}{refill} ", left.floor()),
+            theme.muted,
+        ));
+    }
     if let Some((requests, eta_s)) = app.store.sweep_cost().filter(|_| !app.sweep_started) {
         spans.push(Span::styled(
             format!(
@@ -63,16 +74,6 @@ fn header(app: &App, theme: &Theme) -> Line<'static> {
                 crate::health::remedy::human_seconds(eta_s)
             ),
             theme.warning,
-        ));
-    }
-    if let Some(left) = progress.budget_left {
-        let refill = progress
-            .budget_refill_per_min
-            .map(|r| format!(" +{r:.0}/min"))
-            .unwrap_or_default();
-        spans.push(Span::styled(
-            format!("· budget {left:.0}{refill} "),
-            theme.muted,
         ));
     }
     if let Some(at) = app.updated_at {
