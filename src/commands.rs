@@ -473,5 +473,9 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     let store = result?;
     save_snapshot(&settings, &store);
     print_warnings(&settings);
+    // The source never answered (unreachable origin, refused AMT): say so once the terminal is back.
+    if let Some(error) = store.source_error() {
+        return Err(CommandError::Source(error.to_string()));
+    }
     Ok(ExitCode::SUCCESS)
 }
