@@ -120,6 +120,17 @@ impl ProgressLine {
     }
 }
 
+/// A check expected to take at least this long says so on stderr before it starts.
+const SLOW_CHECK_S: u64 = 120;
+
+/// The line a long check prints first: what it costs and how to change that.
+fn slow_check_notice(requests: u64, eta_s: u64) -> String {
+    format!(
+        "vtriage: this check needs about {requests} requests ≈ {} at the request budget; --rate N (per minute) or --no-rate-limit change it",
+        crate::health::remedy::human_seconds(eta_s)
+    )
+}
+
 /// Feeds scheduler events into the store until every listed connection has a report.
 /// Returns an error when the source as a whole failed.
 async fn run_until_all_observed(
@@ -149,6 +160,10 @@ async fn run_until_all_observed(
                 observed.insert(report.vehicle_id.clone());
             }
             Event::Progress(p) => progress = p.clone(),
+            Event::SweepCost { requests, eta_s } if *eta_s >= SLOW_CHECK_S => {
+                bar.clear();
+                eprintln!("{}", slow_check_notice(*requests, *eta_s));
+            }
             Event::SourceError { message } if listed.is_none() => {
                 return Err(CommandError::Source(message.clone()));
             }
@@ -171,6 +186,8 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
             .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
     }
     let mut session = setup::start(&mut settings).await?;
+    // The cost first, so a check that takes hours at the plan's rate says so before it starts.
+    let _ = session.commands.send(Command::EstimateSweep);
     let _ = session
         .commands
         .send(Command::StartSweep { force: args.force });
@@ -483,5 +500,9 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     let store = result?;
     save_snapshot(&settings, &store);
     print_warnings(&settings);
+    // The source never answered (unreachable origin, refused AMT): say so once the terminal is back.
+    if let Some(error) = store.source_error() {
+        return Err(CommandError::Source(error.to_string()));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -369,3 +369,36 @@ async fn live_credentials_without_a_profile_keep_their_own_snapshot_apart_from_t
     assert!(snapshot(&live).contains("snapshot-live.json"), "{live}");
     assert!(!live.contains("some-amt"), "{live}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_that_takes_hours_at_the_plan_rate_says_so_before_it_starts() {
+    use tokio::io::AsyncBufReadExt;
+    let sim = simulator(300).await;
+    let home = temp_home("slowcheck");
+    let tokens = write_tokens(&sim, &home);
+    let tokens = tokens.to_str().unwrap();
+    let mut args = live_args(&sim, tokens);
+    args.retain(|a| *a != "--no-rate-limit");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .arg("check")
+        .args(&args)
+        .env("VTRIAGE_HOME", &home)
+        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary runs");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .ok()
+        .and_then(|l| l.ok().flatten())
+        .unwrap_or_default();
+    let _ = child.kill().await;
+    assert!(
+        first.contains("requests ≈") && first.contains(" h ") && first.contains("--rate"),
+        "{first:?}"
+    );
+}

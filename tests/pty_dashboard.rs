@@ -217,3 +217,34 @@ fn agent_finds_a_blocked_tesla_copies_the_pairing_link_and_quits() {
     assert!(status.success(), "exit 0");
     assert_restored(&t.raw);
 }
+
+#[test]
+fn unreachable_origin_is_shown_in_the_dashboard_then_one_line_and_exit_2() {
+    let home = temp_home("unreachable");
+    let mut t = Terminal::start(
+        &[
+            "--api-origin",
+            "http://127.0.0.1:9",
+            "--management-origin",
+            "http://127.0.0.1:9",
+            "--amt",
+            "x",
+        ],
+        &[("VTRIAGE_HOME", home.as_str())],
+        24,
+        80,
+    );
+    t.wait_for("could not be listed", Duration::from_secs(60));
+    assert!(!t.screen().contains("sweep: 0"), "{}", t.screen());
+    t.send("q");
+    let status = t.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.exit_code(), 2, "{status:?}");
+    assert_restored(&t.raw);
+    let text = String::from_utf8_lossy(&t.raw);
+    let after = text.rsplit("\x1b[?1049l").next().unwrap_or_default();
+    assert!(
+        after.contains("vtriage: cannot reach http://127.0.0.1:9"),
+        "the reason after the terminal is restored: {after:?}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -673,3 +673,28 @@ fn help_scrolls_to_its_last_wrapped_line_and_no_further() {
         "one key up moves one line"
     );
 }
+
+#[test]
+fn budget_stays_in_an_80_column_header_when_a_sweep_is_offered() {
+    let mut app = app(80, 24);
+    update(
+        &mut app,
+        Msg::Store(vtriage::fetch::Event::SweepCost {
+            requests: 1500,
+            eta_s: 41_400,
+        }),
+    );
+    update(
+        &mut app,
+        Msg::Store(vtriage::fetch::Event::Progress(vtriage::fetch::Progress {
+            budget_left: Some(0.6),
+            budget_refill_per_min: Some(2.0),
+            ..Default::default()
+        })),
+    );
+    let header = screen(&app)[0].clone();
+    assert!(
+        header.contains("budget 0 +2/min"),
+        "a budget under one request reads 0: {header:?}"
+    );
+}

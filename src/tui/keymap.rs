@@ -530,6 +530,14 @@ impl Keymap {
                 }
                 continue;
             }
+            // `quit = "Q"`: an action everywhere, written without the list brackets.
+            if !defining && Action::from_name(section).is_some() && !value.is_table() {
+                return Err(KeymapError::NotAList {
+                    origin: origin.into(),
+                    context: "every section",
+                    action: section.clone(),
+                });
+            }
             let context = KeyContext::from_name(section).ok_or_else(|| unknown_section(section))?;
             let actions = value.as_table().ok_or_else(|| unknown_section(section))?;
             for (action_name, keys) in actions {
@@ -698,6 +706,17 @@ impl Keymap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn action_written_as_a_string_asks_for_a_list() {
+        let table: toml::Table = toml::from_str("quit = \"Q\"").unwrap_or_default();
+        let err = Keymap::with_table("config.toml [keys]", &table)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("quit must be a list of key names"), "{err}");
+        assert!(!err.contains("unknown section"), "{err}");
+    }
 
     fn key(name: &str) -> Key {
         Key::parse(name).unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -56,23 +56,28 @@ fn header(app: &App, theme: &Theme) -> Line<'static> {
         spans.push(Span::styled(format!(" {error} "), theme.error));
     }
     let progress = app.store.progress();
-    if let Some((requests, eta_s)) = app.store.sweep_cost().filter(|_| !app.sweep_started) {
-        spans.push(Span::styled(
-            format!(
-                "· sweep: {requests} requests ≈ {} (:sweep) ",
-                crate::health::remedy::human_seconds(eta_s)
-            ),
-            theme.warning,
-        ));
-    }
+    // The budget before the sweep offer: on a narrow terminal the header is cut from the right.
     if let Some(left) = progress.budget_left {
         let refill = progress
             .budget_refill_per_min
             .map(|r| format!(" +{r:.0}/min"))
             .unwrap_or_default();
         spans.push(Span::styled(
-            format!("· budget {left:.0}{refill} "),
+            format!("· budget {:.0}{refill} ", left.floor()),
             theme.muted,
+        ));
+    }
+    if let Some((requests, eta_s)) = app
+        .store
+        .sweep_cost()
+        .filter(|(requests, _)| !app.sweep_started && *requests > 0)
+    {
+        spans.push(Span::styled(
+            format!(
+                "· sweep: {requests} requests ≈ {} (:sweep) ",
+                crate::health::remedy::human_seconds(eta_s)
+            ),
+            theme.warning,
         ));
     }
     if let Some(at) = app.updated_at {
@@ -289,12 +294,18 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
     let height = DataTable::body_height(table_area);
     let total = app.store.visible_len();
     if total == 0 {
-        let text = if app.store.is_empty() {
-            "waiting for the fleet listing…"
-        } else {
-            "no vehicle matches the filter"
+        let (text, style) = match app.store.source_error() {
+            Some(error) if app.store.is_empty() => (
+                format!("the fleet could not be listed: {error} (:refresh tries again)"),
+                theme.error,
+            ),
+            _ if app.store.is_empty() => ("waiting for the fleet listing…".into(), theme.muted),
+            _ => ("no vehicle matches the filter".into(), theme.muted),
         };
-        frame.render_widget(Paragraph::new(Span::styled(text, theme.muted)), table_area);
+        frame.render_widget(
+            Paragraph::new(Span::styled(text, style)).wrap(Wrap { trim: true }),
+            table_area,
+        );
     } else {
         let table = DataTable::new(fleet_columns(app.store.sort()), theme)
             .rows(
