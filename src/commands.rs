@@ -124,9 +124,9 @@ impl ProgressLine {
 const SLOW_CHECK_S: u64 = 120;
 
 /// The line a long check prints first: what it costs and how to change that.
-fn slow_check_notice(requests: u64, eta_s: u64) -> String {
+fn slow_check_notice(requests: u64, eta_s: u64, per_min: f64) -> String {
     format!(
-        "vtriage: this check needs about {requests} requests ≈ {} at the request budget; --rate N (per minute) or --no-rate-limit change it",
+        "vtriage: this check needs about {requests} requests ≈ {} at {per_min} requests per minute; --rate N (per minute) or --no-rate-limit change it",
         crate::health::remedy::human_seconds(eta_s)
     )
 }
@@ -161,8 +161,13 @@ async fn run_until_all_observed(
             }
             Event::Progress(p) => progress = p.clone(),
             Event::SweepCost { requests, eta_s } if *eta_s >= SLOW_CHECK_S => {
-                bar.clear();
-                eprintln!("{}", slow_check_notice(*requests, *eta_s));
+                if let Some(rate) = &settings.scheduler.rate {
+                    bar.clear();
+                    eprintln!(
+                        "{}",
+                        slow_check_notice(*requests, *eta_s, rate.refill_per_min)
+                    );
+                }
             }
             Event::SourceError { message } if listed.is_none() => {
                 return Err(CommandError::Source(message.clone()));

@@ -402,3 +402,15 @@ async fn check_that_takes_hours_at_the_plan_rate_says_so_before_it_starts() {
         "{first:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_without_a_rate_limit_prints_no_cost_notice() {
+    let sim = simulator(40).await;
+    let home = temp_home("fastcheck");
+    let tokens = write_tokens(&sim, &home);
+    let mut args = vec!["check"];
+    args.extend(live_args(&sim, tokens.to_str().unwrap()));
+    let out = vtriage(&home, &args).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("requests ≈"), "{err}");
+}
