@@ -124,9 +124,9 @@ impl ProgressLine {
 const SLOW_CHECK_S: u64 = 120;
 
 /// The line a long check prints first: what it costs and how to change that.
-fn slow_check_notice(requests: u64, eta_s: u64) -> String {
+fn slow_check_notice(requests: u64, eta_s: u64, per_min: f64) -> String {
     format!(
-        "vtriage: this check needs about {requests} requests ≈ {} at the request budget; --rate N (per minute) or --no-rate-limit change it",
+        "vtriage: this check needs about {requests} requests ≈ {} at {per_min} requests per minute; --rate N (per minute) or --no-rate-limit change it",
         crate::health::remedy::human_seconds(eta_s)
     )
 }
@@ -161,8 +161,13 @@ async fn run_until_all_observed(
             }
             Event::Progress(p) => progress = p.clone(),
             Event::SweepCost { requests, eta_s } if *eta_s >= SLOW_CHECK_S => {
-                bar.clear();
-                eprintln!("{}", slow_check_notice(*requests, *eta_s));
+                if let Some(rate) = &settings.scheduler.rate {
+                    bar.clear();
+                    eprintln!(
+                        "{}",
+                        slow_check_notice(*requests, *eta_s, rate.refill_per_min)
+                    );
+                }
             }
             Event::SourceError { message } if listed.is_none() => {
                 return Err(CommandError::Source(message.clone()));
@@ -258,10 +263,15 @@ fn save_snapshot(settings: &Settings, store: &Store) {
 pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode, CommandError> {
     let mut settings = setup::resolve(global)?;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
-    print_warnings(&settings);
     let _log = init_logging(&settings);
     let mut store = setup::store_for(&settings);
+    // The Management API lists no VINs: a VIN is found through what the last session learned.
+    let known = restore_snapshot(&mut settings, &mut store);
+    print_warnings(&settings);
     let mut session = setup::start(&mut settings).await?;
+    for command in known {
+        let _ = session.commands.send(command);
+    }
     let query = args.id.trim().to_string();
     let mut target: Option<String> = None;
     loop {
@@ -274,8 +284,13 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         match &event {
             Event::ConnectionsListed { .. } => {
                 let Some(found) = store.find(&query) else {
+                    let vin_hint = if query.len() == 17 {
+                        "; VINs are known only for vehicles probed before (run `vtriage check` once, or use the vehicle id)"
+                    } else {
+                        ""
+                    };
                     return Err(CommandError::Usage(format!(
-                        "no vehicle matches `{query}` (vehicle id, VIN or user id) among {} connections",
+                        "no vehicle matches `{query}` (vehicle id, VIN or user id) among {} connections{vin_hint}",
                         store.len()
                     )));
                 };
@@ -439,6 +454,33 @@ pub fn info(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Loads the profile's last snapshot into `store` (a bad one becomes a warning); returns the commands that
+/// hand its attributes and VINs to the scheduler, so known vehicles skip a round trip.
+fn restore_snapshot(settings: &mut Settings, store: &mut Store) -> Vec<Command> {
+    let snapshot_path = settings.paths.snapshot_file(&settings.profile);
+    match store::snapshot::load(&snapshot_path) {
+        Ok(Some(snapshot)) => store.restore(snapshot),
+        Ok(None) => {}
+        Err(e) => settings.warnings.push(e.to_string()),
+    }
+    let known: Vec<_> = store
+        .rows(0..store.len())
+        .filter_map(|r| r.attributes.clone())
+        .collect();
+    let known_vins: Vec<_> = store
+        .rows(0..store.len())
+        .filter_map(|r| r.vin.clone().map(|vin| (r.vehicle_id.clone(), vin)))
+        .collect();
+    let mut commands = Vec::new();
+    if !known.is_empty() {
+        commands.push(Command::KnownAttributes(known));
+    }
+    if !known_vins.is_empty() {
+        commands.push(Command::KnownVins(known_vins));
+    }
+    commands
+}
+
 /// `vtriage` with no command: the dashboard.
 ///
 /// The first frame never waits for the network: the last snapshot (marked stale) or an empty list is on
@@ -454,20 +496,7 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         &settings.paths.config_dir,
     )?;
     let mut store = setup::store_for(&settings);
-    let snapshot_path = settings.paths.snapshot_file(&settings.profile);
-    match store::snapshot::load(&snapshot_path) {
-        Ok(Some(snapshot)) => store.restore(snapshot),
-        Ok(None) => {}
-        Err(e) => settings.warnings.push(e.to_string()),
-    }
-    let known: Vec<_> = store
-        .rows(0..store.len())
-        .filter_map(|r| r.attributes.clone())
-        .collect();
-    let known_vins: Vec<_> = store
-        .rows(0..store.len())
-        .filter_map(|r| r.vin.clone().map(|vin| (r.vehicle_id.clone(), vin)))
-        .collect();
+    let known = restore_snapshot(&mut settings, &mut store);
     let session = setup::start(&mut settings).await?;
     tui_config.mode_label = session.mode.label().to_string();
     tui_config.origin = session.origin.clone();
@@ -476,11 +505,8 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
-    if !known.is_empty() {
-        let _ = session.commands.send(Command::KnownAttributes(known));
-    }
-    if !known_vins.is_empty() {
-        let _ = session.commands.send(Command::KnownVins(known_vins));
+    for command in known {
+        let _ = session.commands.send(command);
     }
     let first = match session.mode {
         setup::Mode::Demo => Command::StartSweep { force: false },

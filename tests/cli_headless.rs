@@ -402,3 +402,54 @@ async fn check_that_takes_hours_at_the_plan_rate_says_so_before_it_starts() {
         "{first:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_without_a_rate_limit_prints_no_cost_notice() {
+    let sim = simulator(40).await;
+    let home = temp_home("fastcheck");
+    let tokens = write_tokens(&sim, &home);
+    let mut args = vec!["check"];
+    args.extend(live_args(&sim, tokens.to_str().unwrap()));
+    let out = vtriage(&home, &args).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("requests ≈"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_vin_is_found_through_the_last_check() {
+    let sim = simulator(40).await;
+    let home = temp_home("vehiclevin");
+    let tokens = write_tokens(&sim, &home);
+    let live = live_args(&sim, tokens.to_str().unwrap());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fleet: Value = reqwest::get(format!("{}/_sim/fleet", sim.origin()))
+        .await
+        .expect("ground truth")
+        .json()
+        .await
+        .expect("json");
+    let vin = fleet
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["situation"] == "healthy"))
+        .and_then(|v| v["vin"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(vin.len(), 17);
+
+    let mut args = vec!["vehicle", vin.as_str()];
+    args.extend(live.iter().copied());
+    let before = one_line_error(&vtriage(&home, &args).await);
+    assert!(before.contains("vtriage check"), "{before}");
+
+    let mut check = vec!["check"];
+    check.extend(live.iter().copied());
+    vtriage(&home, &check).await;
+    let after = vtriage(&home, &args).await;
+    let text = String::from_utf8_lossy(&after.stdout);
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    assert!(text.contains(&vin), "{text}");
+}

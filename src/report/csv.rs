@@ -37,14 +37,16 @@ pub fn write_csv<'a, W: Write>(
         let year = v.year.map(|y| y.to_string()).unwrap_or_default();
         let checked = v.last_checked.map(format_instant).unwrap_or_default();
         let kind = f.map_or("", |f| f.remedy.kind.name());
-        let ids: Vec<&str> = f
-            .map(|f| {
-                f.evidence
-                    .iter()
-                    .filter_map(|e| e.request_id.as_deref())
-                    .collect()
-            })
-            .unwrap_or_default();
+        // One batch answers several probes under one request id: list it once.
+        let mut ids: Vec<&str> = Vec::new();
+        for id in f
+            .into_iter()
+            .flat_map(|f| f.evidence.iter().filter_map(|e| e.request_id.as_deref()))
+        {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
         let ids = ids.join(" ");
         push_record(
             &mut line,

@@ -205,4 +205,25 @@ mod tests {
         );
         assert!(rows[1].contains(",rq-loc-1 rq-odo-1 rq-vk"), "{}", rows[1]);
     }
+
+    #[test]
+    fn csv_lists_a_batch_request_id_once() {
+        let mut f = fleet();
+        let Some(evidence) = f
+            .first_mut()
+            .and_then(|(_, d)| d.findings.first_mut())
+            .map(|finding| &mut finding.evidence)
+        else {
+            panic!("the fixture has a finding")
+        };
+        for e in evidence.iter_mut().take(2) {
+            e.request_id = Some("rq-batch".into());
+        }
+        let s = summaries(&f);
+        let mut out = Vec::new();
+        write_csv(&mut out, &s).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        let row = text.split("\r\n").nth(1).unwrap_or_default();
+        assert_eq!(row.matches("rq-batch").count(), 1, "{row}");
+    }
 }

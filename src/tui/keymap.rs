@@ -696,7 +696,14 @@ impl Keymap {
                         .collect::<Vec<_>>()
                         .join(" "),
                     action,
-                    description: action.describe(),
+                    description: match (context, action) {
+                        // The shared wording fits the filter line and the vehicle page, not these.
+                        (KeyContext::CommandInput, Action::Cancel) => {
+                            "Close the command line without running it"
+                        }
+                        (KeyContext::Help, Action::Back) => "Close this help",
+                        _ => action.describe(),
+                    },
                 })
             })
             .collect()
@@ -706,6 +713,25 @@ impl Keymap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_describes_esc_as_what_it_does_in_each_context() {
+        let keymap = Keymap::defaults();
+        let describe = |context, action| {
+            keymap
+                .help_rows(context)
+                .into_iter()
+                .find(|r| r.action == action)
+                .map(|r| r.description)
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            describe(KeyContext::CommandInput, Action::Cancel),
+            "Close the command line without running it"
+        );
+        assert_eq!(describe(KeyContext::Help, Action::Back), "Close this help");
+        assert!(describe(KeyContext::FilterInput, Action::Cancel).contains("restore"));
+    }
 
     #[test]
     fn action_written_as_a_string_asks_for_a_list() {
