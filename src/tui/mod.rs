@@ -119,6 +119,7 @@ pub async fn run(
     let mut fatal: Option<std::io::Error> = None;
     // The screen as last drawn, and a terminal off screen to draw a tick's frame into first.
     let mut shown: Option<Buffer> = None;
+    let mut next_tick = tokio::time::Instant::now() + TICK;
     let mut offscreen = match Terminal::new(TestBackend::new(size.width, size.height)) {
         Ok(offscreen) => offscreen,
         Err(never) => match never {},
@@ -167,6 +168,8 @@ pub async fn run(
             }
         }
         let tick = if app.is_animating() { SPIN } else { TICK };
+        // A deadline kept across turns, so a steady stream of events cannot hold the clock back.
+        next_tick = next_tick.min(tokio::time::Instant::now() + tick);
         let msg = tokio::select! {
             msg = input.recv() => match msg {
                 Some(Ok(msg)) => msg,
@@ -177,7 +180,10 @@ pub async fn run(
                 Some(event) => Msg::Store(event),
                 None => { events_open = false; continue; }
             },
-            () = tokio::time::sleep(tick) => Msg::Tick(clock()),
+            () = tokio::time::sleep_until(next_tick) => {
+                next_tick = tokio::time::Instant::now() + tick;
+                Msg::Tick(clock())
+            }
         };
         pending.push(msg);
     };
