@@ -134,6 +134,8 @@ pub struct FuzzyMatcher {
     matcher: Matcher,
     buf: Vec<char>,
     needle_buf: Vec<char>,
+    /// The substring searcher for the last VIN or id fragment, built once per filter pass.
+    fragment: Option<memchr::memmem::Finder<'static>>,
 }
 
 impl FuzzyMatcher {
@@ -150,6 +152,16 @@ impl FuzzyMatcher {
     /// out: it must appear as typed (a substring), or it would match half the fleet's UUIDs.
     pub fn matches(&mut self, haystack: &str, needle: &str) -> bool {
         let exact = needle.bytes().filter(u8::is_ascii_digit).count() >= 3;
+        if exact && !needle.contains(FIELD_SEPARATOR) {
+            // Without a separator in it, the needle can only occur inside one field.
+            let finder = match self.fragment.take() {
+                Some(f) if f.needle() == needle.as_bytes() => f,
+                _ => memchr::memmem::Finder::new(needle).into_owned(),
+            };
+            let found = finder.find(haystack.as_bytes()).is_some();
+            self.fragment = Some(finder);
+            return found;
+        }
         haystack.split(FIELD_SEPARATOR).any(|field| {
             if exact {
                 field.contains(needle)
@@ -500,6 +512,16 @@ mod tests {
             };
             assert_eq!(m.matches(&hay, &needle), expected, "`{needle}` in `{hay}`");
         }
+    }
+
+    #[test]
+    fn a_fragment_matches_inside_one_field_only() {
+        let mut m = FuzzyMatcher::default();
+        let hay = format!("5yj3e1ea7kf000123{FIELD_SEPARATOR}456-veh");
+        assert!(m.matches(&hay, "000123"));
+        assert!(m.matches(&hay, "456-v"));
+        assert!(!m.matches(&hay, "123456"));
+        assert!(!m.matches("5yj3e1ea7kf000124", "000123"));
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub mod widgets;
 use std::path::Path;
 use std::time::Duration;
 
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -115,10 +118,18 @@ pub async fn run(
     let mut events_open = true;
     let mut fatal: Option<std::io::Error> = None;
     let mut ticker = Ticker::new();
+    // The screen as last drawn, and a terminal off screen to draw a tick's frame into first.
+    let mut shown: Option<Buffer> = None;
+    let mut offscreen = match Terminal::new(TestBackend::new(size.width, size.height)) {
+        Ok(offscreen) => offscreen,
+        Err(never) => match never {},
+    };
     let result = loop {
         let mut drained = 0;
+        let mut ticks_only = true;
         while let Some(msg) = pending.pop() {
             drained += 1;
+            ticks_only &= matches!(msg, Msg::Tick(_));
             for effect in update(&mut app, msg) {
                 if let Some(msg) = carry_out(effect, &mut app, &mut term, &commands) {
                     pending.push(msg);
@@ -143,8 +154,17 @@ pub async fn run(
         }
         if app.dirty {
             app.dirty = false;
-            if let Err(e) = term.terminal().draw(|frame| views::render(&app, frame)) {
-                break Err(TuiError::Terminal(e));
+            // A tick redraws for clocks and spinners; most seconds nothing on screen changes, and
+            // then nothing is written to the terminal.
+            let unchanged = ticks_only
+                && shown
+                    .as_ref()
+                    .is_some_and(|last| same_frame(&app, &mut offscreen, last));
+            if !unchanged {
+                match term.terminal().draw(|frame| views::render(&app, frame)) {
+                    Ok(frame) => shown = Some(frame.buffer.clone()),
+                    Err(e) => break Err(TuiError::Terminal(e)),
+                }
             }
         }
         let tick = if app.is_animating() { SPIN } else { TICK };
@@ -188,6 +208,19 @@ impl Ticker {
     async fn wait(&mut self, period: Duration) {
         tokio::time::sleep_until(self.last + period).await;
         self.last = tokio::time::Instant::now();
+    }
+}
+
+/// Whether drawing `app` now gives exactly the `last` frame drawn (same size, same cells).
+fn same_frame(app: &App, offscreen: &mut Terminal<TestBackend>, last: &Buffer) -> bool {
+    let area = last.area;
+    if area.width != app.width || area.height != app.height {
+        return false;
+    }
+    offscreen.backend_mut().resize(area.width, area.height);
+    match offscreen.draw(|frame| views::render(app, frame)) {
+        Ok(frame) => frame.buffer == last,
+        Err(_) => false,
     }
 }
 
