@@ -59,18 +59,7 @@ pub fn init_logging(settings: &Settings) -> Option<tracing_appender::non_blockin
 }
 
 fn summary(record: &VehicleRecord) -> VehicleSummary<'_> {
-    let a = record.attributes.as_ref();
-    VehicleSummary {
-        vehicle_id: &record.vehicle_id,
-        user_id: Some(record.user_id.as_str()),
-        make: a.map(|a| a.make.as_str()),
-        model: a.map(|a| a.model.as_str()),
-        year: a.map(|a| a.year),
-        vin: record.vin.as_deref(),
-        connected_at: record.connected_at.as_deref(),
-        diagnosis: &record.diagnosis,
-        last_checked: record.last_probe_at,
-    }
+    VehicleSummary::from(record)
 }
 
 /// A one-line progress bar on stderr, only when stderr is a terminal.

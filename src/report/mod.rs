@@ -33,6 +33,24 @@ pub struct VehicleSummary<'a> {
     pub last_checked: Option<jiff::Timestamp>,
 }
 
+impl<'a> From<&'a crate::store::VehicleRecord> for VehicleSummary<'a> {
+    /// A vehicle as the store knows it (listed, maybe probed).
+    fn from(r: &'a crate::store::VehicleRecord) -> Self {
+        let a = r.attributes.as_ref();
+        VehicleSummary {
+            vehicle_id: &r.vehicle_id,
+            user_id: Some(r.user_id.as_str()),
+            make: a.map(|a| a.make.as_str()),
+            model: a.map(|a| a.model.as_str()),
+            year: a.map(|a| a.year),
+            vin: r.vin.as_deref(),
+            connected_at: r.connected_at.as_deref(),
+            diagnosis: &r.diagnosis,
+            last_checked: r.last_probe_at,
+        }
+    }
+}
+
 impl<'a> VehicleSummary<'a> {
     /// The summary of a probed vehicle and its diagnosis.
     pub fn from_report(

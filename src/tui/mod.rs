@@ -341,20 +341,7 @@ pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
 fn summaries(store: &Store) -> Vec<crate::report::VehicleSummary<'_>> {
     store
         .rows(0..store.visible_len())
-        .map(|r| {
-            let a = r.attributes.as_ref();
-            crate::report::VehicleSummary {
-                vehicle_id: &r.vehicle_id,
-                user_id: Some(r.user_id.as_str()),
-                make: a.map(|a| a.make.as_str()),
-                model: a.map(|a| a.model.as_str()),
-                year: a.map(|a| a.year),
-                vin: r.vin.as_deref(),
-                connected_at: r.connected_at.as_deref(),
-                diagnosis: &r.diagnosis,
-                last_checked: r.last_probe_at,
-            }
-        })
+        .map(crate::report::VehicleSummary::from)
         .collect()
 }
 
