@@ -58,10 +58,6 @@ pub fn init_logging(settings: &Settings) -> Option<tracing_appender::non_blockin
     Some(guard)
 }
 
-fn summary(record: &VehicleRecord) -> VehicleSummary<'_> {
-    VehicleSummary::from(record)
-}
-
 /// A one-line progress bar on stderr, only when stderr is a terminal.
 struct ProgressLine {
     enabled: bool,
@@ -193,7 +189,8 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     save_snapshot(&settings, &store);
 
     let records: Vec<&VehicleRecord> = store.rows(0..store.visible_len()).collect();
-    let summaries: Vec<VehicleSummary<'_>> = records.iter().map(|r| summary(r)).collect();
+    let summaries: Vec<VehicleSummary<'_>> =
+        records.iter().map(|r| VehicleSummary::from(*r)).collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
@@ -304,7 +301,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             "the vehicle vanished from the listing".into(),
         ));
     };
-    let s = summary(record);
+    let s = VehicleSummary::from(record);
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report::vehicle_json(&s))

@@ -270,16 +270,8 @@ mod tests {
 
     fn unauthorized() -> ApiError {
         ApiError::Smartcar(Box::new(SmartcarError {
-            status: 401,
-            error_type: ErrorType::Authentication,
-            code: None,
             description: "invalid".into(),
-            doc_url: None,
-            request_id: None,
-            resolution: None,
-            suggested_user_message: None,
-            detail: None,
-            retry_after_s: None,
+            ..SmartcarError::new(401, ErrorType::Authentication, None)
         }))
     }
 

@@ -258,18 +258,7 @@ mod tests {
     }
 
     fn error(status: u16, t: ErrorType, code: Option<ErrorCode>) -> ApiError {
-        ApiError::Smartcar(Box::new(SmartcarError {
-            status,
-            error_type: t,
-            code,
-            description: String::new(),
-            doc_url: None,
-            request_id: None,
-            resolution: None,
-            suggested_user_message: None,
-            detail: None,
-            retry_after_s: None,
-        }))
+        ApiError::Smartcar(Box::new(SmartcarError::new(status, t, code)))
     }
 
     #[test]

@@ -327,16 +327,8 @@ mod tests {
             at: jiff::Timestamp::UNIX_EPOCH,
             meta: Meta::default(),
             outcome: Err(ApiError::Smartcar(Box::new(SmartcarError {
-                status,
-                error_type: t,
-                code,
-                description: String::new(),
-                doc_url: None,
-                request_id: None,
-                resolution: None,
-                suggested_user_message: None,
-                detail: None,
                 retry_after_s,
+                ..SmartcarError::new(status, t, code)
             }))),
         }
     }

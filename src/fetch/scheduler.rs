@@ -305,6 +305,28 @@ impl Scheduler {
         self.progress_dirty = true;
     }
 
+    /// A report of what is known of a vehicle (attributes, VIN) without any new observation.
+    fn known_only(
+        &self,
+        vehicle_id: String,
+        user_id: Option<String>,
+        has_token: bool,
+    ) -> ProbeReport {
+        let known = self
+            .vehicles
+            .get(&vehicle_id)
+            .map(|v| v.known.clone())
+            .unwrap_or_default();
+        ProbeReport {
+            vehicle_id,
+            user_id,
+            has_token,
+            attributes: known.attributes,
+            vin: known.vin,
+            observations: Vec::new(),
+        }
+    }
+
     fn finish_without_requests(&mut self, report: ProbeReport) {
         self.run.done += 1;
         self.progress_dirty = true;
@@ -326,19 +348,8 @@ impl Scheduler {
             let (user_id, token) = self.credentials(&vehicle_id);
             if token.is_none() {
                 self.count_new_work();
-                let known = self
-                    .vehicles
-                    .get(&vehicle_id)
-                    .map(|v| v.known.clone())
-                    .unwrap_or_default();
-                self.finish_without_requests(ProbeReport {
-                    vehicle_id,
-                    user_id,
-                    has_token: false,
-                    attributes: known.attributes,
-                    vin: known.vin,
-                    observations: Vec::new(),
-                });
+                let report = self.known_only(vehicle_id, user_id, false);
+                self.finish_without_requests(report);
                 continue;
             }
             if let Some(report) = self.reusable(&vehicle_id, force, now) {
@@ -441,14 +452,8 @@ impl Scheduler {
             let (user_id, token) = self.credentials(&next.vehicle_id);
             let Some(token) = token else {
                 // The token went away with a new listing while the probe waited.
-                self.finish_without_requests(ProbeReport {
-                    vehicle_id: next.vehicle_id,
-                    user_id,
-                    has_token: false,
-                    attributes: known.attributes,
-                    vin: known.vin,
-                    observations: Vec::new(),
-                });
+                let report = self.known_only(next.vehicle_id, user_id, false);
+                self.finish_without_requests(report);
                 continue;
             };
             let shared = SharedPriority::new(next.priority);
@@ -507,20 +512,9 @@ impl Scheduler {
                 // A bug in a probe must not lose the vehicle: report it with what is known.
                 tracing::error!(vehicle_id, "probe task failed: {e}");
                 let (user_id, _) = self.credentials(&vehicle_id);
-                let known = self
-                    .vehicles
-                    .get(&vehicle_id)
-                    .map(|v| v.known.clone())
-                    .unwrap_or_default();
                 self.run.errors += 1;
-                self.finish_without_requests(ProbeReport {
-                    vehicle_id,
-                    user_id,
-                    has_token: true,
-                    attributes: known.attributes,
-                    vin: known.vin,
-                    observations: Vec::new(),
-                });
+                let report = self.known_only(vehicle_id, user_id, true);
+                self.finish_without_requests(report);
             }
         }
     }

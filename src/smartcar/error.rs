@@ -145,6 +145,22 @@ pub struct SmartcarError {
 }
 
 impl SmartcarError {
+    /// An error with only its status, type and code; every other field empty.
+    pub fn new(status: u16, error_type: ErrorType, code: Option<ErrorCode>) -> SmartcarError {
+        SmartcarError {
+            status,
+            error_type,
+            code,
+            description: String::new(),
+            doc_url: None,
+            request_id: None,
+            resolution: None,
+            suggested_user_message: None,
+            detail: None,
+            retry_after_s: None,
+        }
+    }
+
     /// `TYPE:CODE`, or `TYPE` when the code is null, as Smartcar's docs and the SDKs print it.
     pub fn type_code(&self) -> String {
         match &self.code {
