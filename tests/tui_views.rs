@@ -155,3 +155,17 @@ fn help_overlay_at_80x24() {
     press(&mut app, KeyCode::Char('?'));
     insta::assert_snapshot!(draw(&app).backend());
 }
+
+#[test]
+fn an_empty_result_says_that_unchecked_vehicles_have_no_vin_yet() {
+    let mut app = app(120, 40);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "zzzz");
+    press(&mut app, KeyCode::Enter);
+    let text = screen(&app).join("\n");
+    assert!(text.contains("no vehicle matches the filter"), "{text}");
+    assert!(
+        text.contains("2 of 6 vehicles are not checked yet"),
+        "{text}"
+    );
+}

@@ -300,7 +300,20 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
                 theme.error,
             ),
             _ if app.store.is_empty() => ("waiting for the fleet listing…".into(), theme.muted),
-            _ => ("no vehicle matches the filter".into(), theme.muted),
+            _ => {
+                // VINs, makes and models are known only once a vehicle has been probed.
+                let c = app.store.counts();
+                let unchecked = c.total.saturating_sub(c.checked);
+                let text = if unchecked > 0 {
+                    format!(
+                        "no vehicle matches the filter; {unchecked} of {} vehicles are not checked yet, and their VIN, make and model are unknown until they are (they are probed as the sweep reaches them, or open one with :vehicle ID)",
+                        c.total
+                    )
+                } else {
+                    "no vehicle matches the filter".into()
+                };
+                (text, theme.muted)
+            }
         };
         frame.render_widget(
             Paragraph::new(Span::styled(text, style)).wrap(Wrap { trim: true }),
