@@ -698,3 +698,34 @@ fn budget_stays_in_an_80_column_header_when_a_sweep_is_offered() {
         "a budget under one request reads 0: {header:?}"
     );
 }
+
+#[test]
+fn with_the_mouse_on_a_click_selects_a_row_and_a_second_click_opens_it() {
+    let mut app = app(120, 40);
+    app.config.mouse = true;
+    let click = |row: u16| {
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(ratatui::crossterm::event::MouseButton::Left),
+            column: 20,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    // header, progress, two deadline rows, status summary, table header: the body starts on row 6.
+    let third = app
+        .store
+        .row(2)
+        .map(|r| r.vehicle_id.clone())
+        .expect("a third row");
+    update(&mut app, click(8));
+    assert_eq!(
+        app.store.selected().map(|r| r.vehicle_id.clone()),
+        Some(third.clone())
+    );
+    assert!(matches!(app.screen(), Screen::Fleet));
+    update(&mut app, click(8));
+    assert!(matches!(app.screen(), Screen::Vehicle(page) if page.vehicle_id == third));
+    // A click on the page of a vehicle, or outside the rows, does nothing.
+    update(&mut app, click(8));
+    assert!(matches!(app.screen(), Screen::Vehicle(_)));
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use jiff::Timestamp;
-use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
+use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
 
 use crate::fetch::{Command, Event, Priority};
 use crate::health::{Needs, Policies, Status};
@@ -27,7 +27,7 @@ pub struct TuiConfig {
     pub needs: Needs,
     pub theme: Theme,
     pub keymap: Keymap,
-    /// Mouse wheel scrolling; off by default so the terminal's text selection keeps working.
+    /// Mouse wheel and click; off by default so the terminal's text selection keeps working.
     pub mouse: bool,
 }
 
@@ -175,6 +175,36 @@ pub fn fleet_chrome_rows(app: &App) -> u16 {
     let filter = u16::from(app.overlay == Overlay::Filter || !app.store.filter_text().is_empty());
     // header + progress + deadlines + counts + filter + table header + footer
     1 + 1 + deadlines + 1 + filter + 1 + 1
+}
+
+/// A left click on a fleet row: the first click selects the vehicle, a click on the selected row opens
+/// it (the open action). Returns whether the click landed on a row.
+fn click_row(app: &mut App, screen_row: u16, effects: &mut Vec<Effect>) -> bool {
+    if app.overlay != Overlay::None || !matches!(app.screen(), Screen::Fleet) {
+        return false;
+    }
+    // Everything above the table body: the chrome rows less the footer below the table.
+    let body_top = fleet_chrome_rows(app).saturating_sub(1);
+    let Some(line) = screen_row.checked_sub(body_top).map(usize::from) else {
+        return false;
+    };
+    if line >= app.table_height() {
+        return false;
+    }
+    let Some(id) = app
+        .store
+        .row(app.offset + line)
+        .map(|r| r.vehicle_id.clone())
+    else {
+        return false;
+    };
+    if app.store.selected().is_some_and(|r| r.vehicle_id == id) {
+        fleet_action(app, Action::Open, effects);
+    } else {
+        app.store.select(Some(&id));
+        app.follow_selection(effects);
+    }
+    true
 }
 
 impl App {
@@ -344,6 +374,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 match mouse.kind {
                     MouseEventKind::ScrollDown => move_by(app, Action::Down, &mut effects),
                     MouseEventKind::ScrollUp => move_by(app, Action::Up, &mut effects),
+                    MouseEventKind::Down(MouseButton::Left) => {
+                        if !click_row(app, mouse.row, &mut effects) {
+                            return effects;
+                        }
+                    }
                     _ => return effects,
                 }
                 app.dirty = true;
