@@ -315,7 +315,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         )?;
     }
     out.flush()?;
-    Ok(if record.diagnosis.status == Status::Blocked {
+    Ok(if record.verdict.status == Status::Blocked {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

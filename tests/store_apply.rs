@@ -22,12 +22,12 @@ fn listing_creates_unknown_records_and_no_token_vehicles_get_a_finding() {
     assert!(changed);
     assert_eq!(store.len(), 2);
     let v1 = store.vehicle("v1").unwrap();
-    assert_eq!(v1.diagnosis.status, Status::Unknown);
-    assert!(v1.diagnosis.findings.is_empty());
+    assert_eq!(v1.verdict.status, Status::Unknown);
+    assert!(v1.diagnosis().findings.is_empty());
     assert!(v1.has_token);
     let v2 = store.vehicle("v2").unwrap();
     assert_eq!(
-        v2.diagnosis.main_finding().map(|f| f.id.as_str()),
+        v2.verdict.main_finding().map(|f| &*f.id),
         Some("no-access-token")
     );
     assert!(!v2.has_token);
@@ -60,7 +60,7 @@ fn an_observation_merges_attributes_diagnoses_and_records_the_status_change() {
     assert!(store.apply(&observed(r), t("2026-11-27T12:00:06Z")));
     let v = store.vehicle("v1").unwrap();
     assert!(!v.probing);
-    assert_eq!(v.diagnosis.status, Status::Blocked);
+    assert_eq!(v.verdict.status, Status::Blocked);
     assert_eq!(
         v.attributes.as_ref().map(|a| a.model.as_str()),
         Some("Model 3")
@@ -90,10 +90,7 @@ fn an_observation_merges_attributes_diagnoses_and_records_the_status_change() {
         Some("TESLA")
     );
     assert_eq!(
-        v.report
-            .as_ref()
-            .and_then(|r| r.attributes.as_ref())
-            .map(|a| a.year),
+        v.report().and_then(|r| r.attributes).map(|a| a.year),
         Some(2021)
     );
     assert_eq!(v.history.len(), 1, "same status, no new history entry");
@@ -119,7 +116,7 @@ fn recovery_clears_failing_since_and_history_stays_bounded() {
         store.apply(&observed(report("v1", "u1", None, None, outcome, at)), at);
     }
     let v = store.vehicle("v1").unwrap();
-    assert_eq!(v.diagnosis.status, Status::Healthy);
+    assert_eq!(v.verdict.status, Status::Healthy);
     assert_eq!(v.failing_since, None);
     assert_eq!(v.history.len(), vtriage::store::HISTORY_LEN);
     assert_eq!(
@@ -349,12 +346,12 @@ fn relisting_keeps_probe_data_and_drops_vehicles_no_longer_connected() {
     );
     assert_eq!(store.len(), 2);
     assert_eq!(
-        store.vehicle("veh-a").unwrap().diagnosis.status,
+        store.vehicle("veh-a").unwrap().verdict.status,
         Status::Blocked
     );
     assert!(store.vehicle("veh-b").is_none());
     assert_eq!(
-        store.vehicle("veh-new").unwrap().diagnosis.status,
+        store.vehicle("veh-new").unwrap().verdict.status,
         Status::Unknown
     );
     assert_eq!(store.counts().total, 2);

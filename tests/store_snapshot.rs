@@ -129,6 +129,32 @@ fn a_snapshot_from_a_newer_version_is_moved_aside() {
 }
 
 #[test]
+fn a_snapshot_from_an_older_version_is_moved_aside_with_its_own_message() {
+    let dir = temp_dir("older");
+    let path = dir.join("fleet.snapshot");
+    fs::write(
+        &path,
+        "{\"format\":\"vtriage-snapshot\",\"version\":1,\"saved_at\":\"2026-11-01T00:00:00Z\",\"count\":1}\n\
+         {\"vehicle_id\":\"v1\",\"user_id\":\"u1\",\"has_token\":true,\"diagnosis\":{}}\n",
+    )
+    .unwrap();
+    let err = load(&path).expect_err("older version");
+    assert!(
+        matches!(
+            err,
+            SnapshotError::OlderVersion {
+                found: 1,
+                moved_to: Some(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("older vtriage"), "{err}");
+    assert_eq!(moved_aside(&dir).len(), 1);
+}
+
+#[test]
 fn an_unwritable_folder_gives_an_error_not_a_panic() {
     let dir = temp_dir("readonly");
     let snapshot = fleet_store().to_snapshot();
@@ -196,11 +222,11 @@ fn restoring_into_a_listed_fleet_fills_unprobed_vehicles_only() {
     store.restore(saved);
     assert_eq!(store.len(), 2, "the listing decides which vehicles exist");
     let a = store.vehicle("veh-a").unwrap();
-    assert_eq!(a.diagnosis.status, Status::Blocked);
+    assert_eq!(a.verdict.status, Status::Blocked);
     assert!(a.stale);
     let b = store.vehicle("veh-b").unwrap();
     assert_eq!(
-        b.diagnosis.status,
+        b.verdict.status,
         Status::Degraded,
         "live probe wins over the snapshot"
     );
@@ -250,7 +276,7 @@ fn a_large_snapshot_round_trips_through_parallel_chunks_and_names_a_bad_line() {
             .collect::<Vec<_>>(),
         "order kept across chunks"
     );
-    assert_eq!(loaded.records[n - 1].diagnosis.status, Status::Blocked);
+    assert_eq!(loaded.records[n - 1].verdict.status, Status::Blocked);
 
     // Break the record of line 20,002 (header is line 1, vehicle v20000 is line 20,002).
     let text = fs::read_to_string(&path).unwrap();

@@ -10,7 +10,7 @@ use super::{VehicleSummary, format_instant};
 /// The ticket text for one vehicle at `now` (the rule's countdown is computed for it).
 pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestamp) -> String {
     let mut md = String::with_capacity(2048);
-    let d = v.diagnosis;
+    let d = &*v.diagnosis;
     // `write!` into a String cannot fail.
     let _ = writeln!(
         md,

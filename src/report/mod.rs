@@ -8,6 +8,8 @@ pub mod json;
 pub mod markdown;
 pub mod table;
 
+use std::borrow::Cow;
+
 use crate::health::{Diagnosis, Finding};
 use crate::smartcar::ProbeReport;
 
@@ -17,8 +19,9 @@ pub use json::{vehicle_json, write_json_lines};
 pub use markdown::markdown;
 pub use table::{TABLE_WIDTH, write_table};
 
-/// One vehicle as the reports show it. Borrowed: a report over 100k vehicles copies nothing.
-#[derive(Debug, Clone, Copy)]
+/// One vehicle as the reports show it. Borrowed but for a stored vehicle's diagnosis, which is
+/// unpacked from the store for the time of the report.
+#[derive(Debug, Clone)]
 pub struct VehicleSummary<'a> {
     pub vehicle_id: &'a str,
     pub user_id: Option<&'a str>,
@@ -28,7 +31,7 @@ pub struct VehicleSummary<'a> {
     pub vin: Option<&'a str>,
     /// As the Management API sent it.
     pub connected_at: Option<&'a str>,
-    pub diagnosis: &'a Diagnosis,
+    pub diagnosis: Cow<'a, Diagnosis>,
     /// When the vehicle was last probed (usually `diagnosis.checked_at`).
     pub last_checked: Option<jiff::Timestamp>,
 }
@@ -45,7 +48,7 @@ impl<'a> From<&'a crate::store::VehicleRecord> for VehicleSummary<'a> {
             year: a.map(|a| a.year),
             vin: r.vin.as_deref(),
             connected_at: r.connected_at.as_deref(),
-            diagnosis: &r.diagnosis,
+            diagnosis: Cow::Owned(r.diagnosis()),
             last_checked: r.last_probe_at,
         }
     }
@@ -67,7 +70,7 @@ impl<'a> VehicleSummary<'a> {
             year: a.map(|a| a.year),
             vin: report.vin.as_deref(),
             connected_at,
-            diagnosis,
+            diagnosis: Cow::Borrowed(diagnosis),
             last_checked: diagnosis.checked_at,
         }
     }
@@ -85,12 +88,12 @@ impl<'a> VehicleSummary<'a> {
         }
     }
 
-    pub fn main_finding(&self) -> Option<&'a Finding> {
+    pub fn main_finding(&self) -> Option<&Finding> {
         self.diagnosis.main_finding()
     }
 
     /// The main finding's fix link, if any.
-    pub fn fix_link(&self) -> Option<&'a str> {
+    pub fn fix_link(&self) -> Option<&str> {
         self.main_finding().and_then(|f| f.remedy.link.as_deref())
     }
 }

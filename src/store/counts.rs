@@ -76,7 +76,7 @@ impl Counts {
         if r.last_probe_at.is_some() {
             step(&mut self.checked);
         }
-        step(self.by_status.entry(r.diagnosis.status).or_insert(0));
+        step(self.by_status.entry(r.verdict.status).or_insert(0));
         if let Some(a) = &r.attributes {
             if a.make.bytes().any(|b| b.is_ascii_lowercase()) {
                 bump(&mut self.by_make, &a.make.to_ascii_uppercase(), add);
@@ -84,13 +84,13 @@ impl Counts {
                 bump(&mut self.by_make, &a.make, add);
             }
         }
-        let findings = &r.diagnosis.findings;
+        let findings = &r.verdict.findings;
         for (i, f) in findings.iter().enumerate() {
             if !findings[..i].iter().any(|g| g.id == f.id) {
                 bump(&mut self.by_finding, &f.id, add);
             }
             // A rule "affects" a vehicle when it causes a problem; an exempt vehicle's Info finding does not count.
-            let affects = |g: &crate::health::Finding| g.severity > crate::health::Severity::Info;
+            let affects = |g: &super::FindingTag| g.severity > crate::health::Severity::Info;
             if let Some(rule) = &f.rule
                 && affects(f)
                 && !findings[..i]

@@ -432,13 +432,13 @@ impl Test {
                 .attributes
                 .as_ref()
                 .is_some_and(|a| squashed_starts_with(&a.model, v)),
-            Test::Rule(v) => r.diagnosis.findings.iter().any(|f| {
+            Test::Rule(v) => r.verdict.findings.iter().any(|f| {
                 f.rule
                     .as_deref()
                     .is_some_and(|rule| rule.eq_ignore_ascii_case(v))
             }),
             Test::FindingPrefix(v) => r
-                .diagnosis
+                .verdict
                 .findings
                 .iter()
                 .any(|f| starts_with_ignore_case(&f.id, v)),
@@ -457,7 +457,7 @@ impl Test {
                 .is_some_and(|vin| starts_with_ignore_case(vin, v)),
             Test::HasToken => r.has_token,
             Test::HasVin => r.vin.is_some(),
-            Test::HasFinding => !r.diagnosis.findings.is_empty(),
+            Test::HasFinding => !r.verdict.findings.is_empty(),
             Test::Checked(yes) => r.last_probe_at.is_some() == *yes,
         }
     }

@@ -1,6 +1,10 @@
 //! The one app state: every vehicle with its probe report and diagnosis, the filtered and sorted
 //! rows, the selection, fleet counts, status history and the scheduler's header figures.
 //!
+//! A record keeps what the list reads (ids, attributes, [`Verdict`], [`Glance`]) as plain
+//! fields and its evidence (observations and full diagnosis) packed, read for one vehicle at a
+//! time through [`VehicleRecord::report`] and [`VehicleRecord::diagnosis`].
+//!
 //! Rows are kept in two sorted index lists (all vehicles, and those passing the filter), so an
 //! observation moves one row with two binary searches instead of re-filtering and re-sorting the
 //! fleet.
@@ -8,8 +12,10 @@
 mod counts;
 pub mod filter;
 mod order;
+mod packed;
 mod search;
 pub mod snapshot;
+mod verdict;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -20,13 +26,15 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::fetch::{ConnectionInfo, Event, Progress};
-use crate::health::{Diagnosis, Status};
-use crate::smartcar::{ProbeReport, VehicleAttributes};
+use crate::health::{Diagnosis, Finding, Remedy, RemedyKind, Status};
+use crate::smartcar::{Observation, ProbeReport, VehicleAttributes};
 
 pub use counts::Counts;
 pub use filter::{Filter, FilterError};
 pub use order::SortColumn;
+pub use packed::{Packed, UnpackError};
 pub use snapshot::{Snapshot, SnapshotError, load, save, save_forced};
+pub use verdict::{FindingTag, Glance, Interner, Verdict};
 
 use filter::{FuzzyMatcher, Row};
 use order::ModelIndex;
@@ -60,10 +68,14 @@ pub struct VehicleRecord {
     pub attributes: Option<VehicleAttributes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vin: Option<String>,
-    /// The latest probe report, with attributes and VIN merged in from earlier ones.
+    /// The diagnosis as the list reads it; the full one is [`VehicleRecord::diagnosis`].
+    pub verdict: Verdict,
+    /// The probe report as the list's badges read it; the full one is [`VehicleRecord::report`].
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub glance: Glance,
+    /// The latest observations and the full diagnosis, compressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<ProbeReport>,
-    pub diagnosis: Diagnosis,
+    packed: Option<Packed>,
     /// Oldest first, at most [`HISTORY_LEN`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,
@@ -90,8 +102,9 @@ impl VehicleRecord {
             has_token: info.has_token,
             attributes: None,
             vin: None,
-            report: None,
-            diagnosis: Diagnosis::unknown(),
+            verdict: Verdict::default(),
+            glance: Glance::default(),
+            packed: None,
             history: Vec::new(),
             failing_since: None,
             last_probe_at: None,
@@ -112,9 +125,77 @@ impl VehicleRecord {
         }
     }
 
-    /// Takes a new verdict, recording a status change and the start of a failure.
-    fn set_diagnosis(&mut self, diagnosis: Diagnosis, now: Timestamp) {
-        let (from, to) = (self.diagnosis.status, diagnosis.status);
+    /// The latest probe report, with attributes and VIN merged in from earlier ones; `None`
+    /// when the vehicle was never probed (or its saved evidence is damaged).
+    pub fn report(&self) -> Option<ProbeReport> {
+        self.last_probe_at?;
+        let observations = match self.packed.as_ref()?.unpack() {
+            Ok((observations, _)) => observations,
+            Err(e) => {
+                tracing::warn!(vehicle = %self.vehicle_id, "{e}");
+                return None;
+            }
+        };
+        Some(ProbeReport {
+            observations,
+            ..self.empty_report()
+        })
+    }
+
+    /// The full diagnosis: findings with evidence and remedies. From a damaged snapshot, the
+    /// findings the list knows, with a remedy to probe again.
+    pub fn diagnosis(&self) -> Diagnosis {
+        let Some(packed) = &self.packed else {
+            return Diagnosis::unknown();
+        };
+        match packed.unpack() {
+            Ok((_, diagnosis)) => diagnosis,
+            Err(e) => {
+                tracing::warn!(vehicle = %self.vehicle_id, "{e}");
+                self.verdict_only()
+            }
+        }
+    }
+
+    fn verdict_only(&self) -> Diagnosis {
+        Diagnosis {
+            status: self.verdict.status,
+            checked_at: self.verdict.checked_at,
+            findings: self
+                .verdict
+                .findings
+                .iter()
+                .map(|f| Finding {
+                    id: f.id.to_string(),
+                    severity: f.severity,
+                    title: f.title.to_string(),
+                    rule: f.rule.as_deref().map(str::to_string),
+                    since: None,
+                    evidence: Vec::new(),
+                    remedy: Remedy {
+                        kind: RemedyKind::RetryLater,
+                        action:
+                            "The saved evidence is damaged: refresh to probe this vehicle again"
+                                .into(),
+                        link: None,
+                        customer_reply: String::new(),
+                        retry_after_s: None,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes a new diagnosis and the observations behind it, recording a status change and the
+    /// start of a failure.
+    fn set_diagnosis(
+        &mut self,
+        diagnosis: Diagnosis,
+        observations: &[Observation],
+        now: Timestamp,
+        interner: &mut Interner,
+    ) {
+        let (from, to) = (self.verdict.status, diagnosis.status);
         if from != to {
             if self.history.len() >= HISTORY_LEN {
                 let excess = self.history.len() + 1 - HISTORY_LEN;
@@ -131,8 +212,14 @@ impl VehicleRecord {
             Status::Healthy => self.failing_since = None,
             Status::Warning | Status::Unknown => {}
         }
-        self.diagnosis = diagnosis;
+        self.verdict = Verdict::of(&diagnosis, interner);
+        self.packed = (diagnosis != Diagnosis::unknown() || !observations.is_empty())
+            .then(|| Packed::pack(observations, &diagnosis));
     }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// The app state. See the module documentation.
@@ -165,6 +252,7 @@ pub struct Store {
     /// The latest `now` the store was given: the time stamped on a snapshot.
     clock: Option<Timestamp>,
     fuzzy: FuzzyMatcher,
+    interner: Interner,
 }
 
 impl std::fmt::Debug for Store {
@@ -237,6 +325,7 @@ impl Store {
             sweep_cost: None,
             clock: None,
             fuzzy: FuzzyMatcher::default(),
+            interner: Interner::default(),
         }
     }
 
@@ -484,12 +573,14 @@ impl Store {
     pub fn rediagnose_all(&mut self, now: Timestamp) {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
         for record in &mut self.records {
-            let diagnosis = match &record.report {
+            let report = record.report();
+            let diagnosis = match &report {
                 Some(report) => (self.diagnoser)(report, now),
                 None if !record.has_token => (self.diagnoser)(&record.empty_report(), now),
                 None => Diagnosis::unknown(),
             };
-            record.set_diagnosis(diagnosis, now);
+            let observations = report.map(|r| r.observations).unwrap_or_default();
+            record.set_diagnosis(diagnosis, &observations, now, &mut self.interner);
         }
         self.rebuild();
     }
@@ -522,8 +613,9 @@ impl Store {
                 }
                 live.attributes = live.attributes.take().or(saved.attributes);
                 live.vin = live.vin.take().or(saved.vin);
-                live.report = saved.report;
-                live.diagnosis = saved.diagnosis;
+                live.verdict = saved.verdict;
+                live.glance = saved.glance;
+                live.packed = saved.packed;
                 live.history = saved.history;
                 live.failing_since = saved.failing_since;
                 live.last_probe_at = saved.last_probe_at;
@@ -601,7 +693,10 @@ impl Store {
             .collect();
         self.search = SearchText::build(&self.records);
         self.models = ModelIndex::build(&self.records);
-        self.statuses = self.records.iter().map(|r| r.diagnosis.status).collect();
+        for r in &mut self.records {
+            r.verdict.share(&mut self.interner);
+        }
+        self.statuses = self.records.iter().map(|r| r.verdict.status).collect();
         self.counts = Counts::default();
         for r in &self.records {
             self.counts.add(r);
@@ -630,16 +725,18 @@ impl Store {
                     r.user_id.clone_from(&info.connection.user_id);
                     r.connected_at.clone_from(&info.connection.connected_at);
                     r.has_token = info.has_token;
-                    if token_changed && r.report.is_none() {
+                    if token_changed && r.last_probe_at.is_none() {
                         let diagnosis = self.unprobed_diagnosis(&r, now);
-                        r.set_diagnosis(diagnosis, now);
+                        r.set_diagnosis(diagnosis, &[], now, &mut self.interner);
                     }
                     r
                 }
                 None => {
                     let mut r = VehicleRecord::listed(info);
                     if !r.has_token {
-                        r.diagnosis = self.unprobed_diagnosis(&r, now);
+                        let diagnosis = self.unprobed_diagnosis(&r, now);
+                        r.verdict = Verdict::of(&diagnosis, &mut self.interner);
+                        r.packed = Some(Packed::pack(&[], &diagnosis));
                     }
                     r
                 }
@@ -681,12 +778,15 @@ impl Store {
             }
         }
         let diagnosis = (self.diagnoser)(&merged, now);
+        let glance = Glance::of(&merged);
         let probed_at = merged
             .observations
             .iter()
             .map(|o| o.at)
             .max()
             .unwrap_or(now);
+        let mut interner = std::mem::take(&mut self.interner);
+        let shared = &mut interner;
         self.update_slot(slot, move |r| {
             if merged.attributes.is_some() {
                 r.attributes.clone_from(&merged.attributes);
@@ -703,9 +803,10 @@ impl Store {
             r.last_probe_at = Some(probed_at);
             r.probing = false;
             r.stale = false;
-            r.report = Some(merged);
-            r.set_diagnosis(diagnosis, now);
+            r.glance = glance;
+            r.set_diagnosis(diagnosis, &merged.observations, now, shared);
         });
+        self.interner = interner;
     }
 
     /// Adds a vehicle known only from a probe report, not yet visible (the caller's update decides).
@@ -724,7 +825,7 @@ impl Store {
             .insert(Box::from(report.vehicle_id.as_str()), slot);
         self.search.push(&record);
         self.models.set(slot as usize, &record);
-        self.statuses.push(record.diagnosis.status);
+        self.statuses.push(record.verdict.status);
         self.counts.add(&record);
         self.records.push(record);
         self.visible.push(false);
@@ -755,7 +856,7 @@ impl Store {
         self.counts.add(&self.records[s]);
         self.search.update(slot, &self.records[s]);
         self.models.set(s, &self.records[s]);
-        self.statuses[s] = self.records[s].diagnosis.status;
+        self.statuses[s] = self.records[s].verdict.status;
         let row = row_facts(&self.search, &self.statuses, slot);
         let visible = self.filter.matches(&self.records[s], &row, &mut self.fuzzy);
         self.visible[s] = visible;

@@ -58,7 +58,7 @@ fn cmp_ignore_ascii_case(a: &str, b: &str) -> Ordering {
 /// The column's value order, ascending, ties left `Equal`.
 pub(super) fn cmp_key(column: SortColumn, a: &VehicleRecord, b: &VehicleRecord) -> Ordering {
     match column {
-        SortColumn::Status => a.diagnosis.status.cmp(&b.diagnosis.status),
+        SortColumn::Status => a.verdict.status.cmp(&b.verdict.status),
         SortColumn::Vehicle => match (&a.attributes, &b.attributes) {
             (None, None) => Ordering::Equal,
             (None, Some(_)) => Ordering::Less,
@@ -76,7 +76,7 @@ pub(super) fn cmp_key(column: SortColumn, a: &VehicleRecord, b: &VehicleRecord) 
 }
 
 fn finding_id(r: &VehicleRecord) -> Option<&str> {
-    r.diagnosis.main_finding().map(|f| f.id.as_str())
+    r.verdict.main_finding().map(|f| &*f.id)
 }
 
 /// The total order of rows: the column (reversed when descending), then arrival order, so equal
@@ -114,7 +114,7 @@ pub(super) fn sort_all(
     // `exact`: the key alone decides, ties are true ties.
     let (keys, exact): (Vec<u128>, bool) = match column {
         SortColumn::Status => (
-            records.iter().map(|r| r.diagnosis.status as u128).collect(),
+            records.iter().map(|r| r.verdict.status as u128).collect(),
             true,
         ),
         SortColumn::Checked => (

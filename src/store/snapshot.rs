@@ -1,9 +1,10 @@
 //! The snapshot cache on disk: what the store knew at exit, saved atomically and loaded at start.
 //!
-//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":1,...}`), then one
+//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":2,...}`), then one
 //! record per line (JSON never has a raw newline inside a value). The header is read first, so a
-//! file from a newer vtriage is recognised without parsing its records; the lines are encoded
-//! and parsed in parallel chunks. Snapshots hold no tokens.
+//! file from another version is recognised without parsing its records; the lines are encoded
+//! and parsed in parallel chunks. A record's evidence travels as its packed frame (base64), so
+//! neither saving nor loading touches observations. Snapshots hold no tokens.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::VehicleRecord;
 
 /// The version this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 const FORMAT: &str = "vtriage-snapshot";
 
 /// The store's records at one moment. On disk it is written as a header line plus one line per
@@ -65,6 +66,12 @@ pub enum SnapshotError {
     },
     #[error("snapshot {} was written by a newer vtriage (format version {found}, this one reads up to {SNAPSHOT_VERSION}); {}", path.display(), moved(moved_to))]
     NewerVersion {
+        path: PathBuf,
+        found: u32,
+        moved_to: Option<PathBuf>,
+    },
+    #[error("snapshot {} was written by an older vtriage (format version {found}, this one reads {SNAPSHOT_VERSION}); {}", path.display(), moved(moved_to))]
+    OlderVersion {
         path: PathBuf,
         found: u32,
         moved_to: Option<PathBuf>,
@@ -196,6 +203,11 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
             found,
             moved_to: move_aside(path),
         }),
+        Err(Refusal::Older(found)) => Err(SnapshotError::OlderVersion {
+            path: path.to_path_buf(),
+            found,
+            moved_to: move_aside(path),
+        }),
         Err(Refusal::Corrupt(reason)) => Err(SnapshotError::Corrupt {
             path: path.to_path_buf(),
             reason,
@@ -206,6 +218,7 @@ pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
 
 enum Refusal {
     Newer(u32),
+    Older(u32),
     Corrupt(String),
 }
 
@@ -225,6 +238,9 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
     }
     if header.version > SNAPSHOT_VERSION {
         return Err(Refusal::Newer(header.version));
+    }
+    if header.version < SNAPSHOT_VERSION {
+        return Err(Refusal::Older(header.version));
     }
     let mut records = parse_records(body, 2)?;
     // A file cut short at a line end parses cleanly: the header's count catches it.

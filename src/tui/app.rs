@@ -545,9 +545,9 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         }
         return;
     };
-    let main = record.diagnosis.main_finding();
-    let fix_link = record
-        .diagnosis
+    let diagnosis = record.diagnosis();
+    let main = diagnosis.main_finding();
+    let fix_link = diagnosis
         .findings
         .iter()
         .find_map(|f| f.remedy.link.clone());
@@ -574,7 +574,7 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
             }
         }
         Action::CopyFixLink => match fix_link {
-            Some(link) => copy(app, link, fix_link_name(record), effects),
+            Some(link) => copy(app, link, fix_link_name(&diagnosis), effects),
             None => app.complain("no fix link for this vehicle"),
         },
         Action::CopyReply => match main
@@ -610,10 +610,9 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
 }
 
 /// "pairing link" for a virtual key, "re-authentication link" for Connect, "fix link" otherwise.
-fn fix_link_name(record: &VehicleRecord) -> &'static str {
+fn fix_link_name(diagnosis: &crate::health::Diagnosis) -> &'static str {
     use crate::health::RemedyKind;
-    match record
-        .diagnosis
+    match diagnosis
         .findings
         .iter()
         .find(|f| f.remedy.link.is_some())
@@ -658,7 +657,8 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
         record.vin.as_deref().unwrap_or("unknown"),
         record.user_id
     ));
-    out.push_str(&format!("Status {}", record.diagnosis.status.label()));
+    let diagnosis = record.diagnosis();
+    out.push_str(&format!("Status {}", diagnosis.status.label()));
     if let Some(since) = record.failing_since {
         out.push_str(&format!(
             ", failing since {}",
@@ -666,7 +666,7 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
         ));
     }
     out.push('\n');
-    for f in &record.diagnosis.findings {
+    for f in &diagnosis.findings {
         out.push_str(&format!("- {} [{}]: {}", f.id, f.severity.label(), f.title));
         if let Some(rule) = &f.rule {
             out.push_str(&format!(" (rule {rule})"));

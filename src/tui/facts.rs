@@ -1,8 +1,9 @@
-//! What the views say about one vehicle's permissions and virtual key, read from its probe report and diagnosis. Pure.
+//! What the views say about one vehicle's permissions and virtual key, read from the glance at its probe report and its verdict. Pure.
 
 use crate::health::policy::Coverage;
-use crate::health::{Diagnosis, Needs, Policies};
-use crate::smartcar::{Answer, DataKind, Probe, ProbeReport};
+use crate::health::{Needs, Policies};
+use crate::smartcar::{DataKind, VehicleAttributes};
+use crate::store::{Glance, Verdict};
 
 /// Where one permission stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,33 +63,18 @@ fn grant(granted: Option<bool>, needed: bool) -> Grant {
 }
 
 /// The permissions grid: what the app needs first, then what was granted beyond it.
-pub fn permissions(report: Option<&ProbeReport>, needs: &Needs) -> Vec<PermissionRow> {
-    let smartcar: Option<&Vec<String>> =
-        report
-            .and_then(|r| r.get(Probe::Permissions))
-            .and_then(|o| match o.answer() {
-                Some(Answer::Permissions { permissions }) => Some(permissions),
-                _ => None,
-            });
-    let tesla_location: Option<bool> =
-        report
-            .and_then(|r| r.get(Probe::TeslaUserAccess))
-            .and_then(|o| match o.answer() {
-                Some(Answer::TeslaUserAccess(access)) => Some(access.has_vehicle_location()),
-                _ => None,
-            });
-    let is_tesla = report.and_then(ProbeReport::is_tesla).unwrap_or(false);
+pub fn permissions(glance: &Glance, is_tesla: bool, needs: &Needs) -> Vec<PermissionRow> {
     let needed = needs.data_to_probe();
     let mut rows: Vec<PermissionRow> = DataKind::ALL
         .into_iter()
         .filter_map(|kind| {
             let is_needed = needed.contains(&kind);
-            let granted = smartcar.map(|p| p.iter().any(|g| g == kind.permission()));
+            let granted = glance.grants(kind);
             if !is_needed && granted != Some(true) {
                 return None;
             }
-            let tesla =
-                (is_tesla && kind == DataKind::Location).then(|| grant(tesla_location, is_needed));
+            let tesla = (is_tesla && kind == DataKind::Location)
+                .then(|| grant(glance.tesla_location, is_needed));
             Some(PermissionRow {
                 kind,
                 needed: is_needed,
@@ -103,11 +89,12 @@ pub fn permissions(report: Option<&ProbeReport>, needs: &Needs) -> Vec<Permissio
 
 /// The virtual key's status from the probe, the diagnosis, and the rules' exemptions.
 pub fn virtual_key(
-    report: Option<&ProbeReport>,
-    diagnosis: &Diagnosis,
+    attributes: Option<&VehicleAttributes>,
+    glance: &Glance,
+    verdict: &Verdict,
     policies: &Policies,
 ) -> VirtualKey {
-    let exempt_by_rule = report.and_then(|r| r.attributes.as_ref()).is_some_and(|a| {
+    let exempt_by_rule = attributes.is_some_and(|a| {
         policies
             .rules
             .iter()
@@ -119,33 +106,17 @@ pub fn virtual_key(
                 )
             })
     });
-    if exempt_by_rule
-        || diagnosis
-            .findings
-            .iter()
-            .any(|f| f.id == "virtual-key-exempt")
-    {
+    if exempt_by_rule || verdict.has_finding("virtual-key-exempt") {
         return VirtualKey::Exempt;
     }
-    if report.and_then(ProbeReport::is_tesla) == Some(false) {
+    if attributes.map(VehicleAttributes::is_tesla) == Some(false) {
         return VirtualKey::NotTesla;
     }
-    let paired = report
-        .and_then(|r| r.get(Probe::VirtualKey))
-        .and_then(|o| match o.answer() {
-            Some(Answer::VirtualKey { is_paired }) => Some(*is_paired),
-            _ => None,
-        });
+    let paired = glance.virtual_key_paired;
     match paired {
         Some(true) => VirtualKey::Paired,
         Some(false) => VirtualKey::Missing,
-        None if diagnosis
-            .findings
-            .iter()
-            .any(|f| f.id == "virtual-key-missing") =>
-        {
-            VirtualKey::Missing
-        }
+        None if verdict.has_finding("virtual-key-missing") => VirtualKey::Missing,
         None => VirtualKey::Unknown,
     }
 }

@@ -197,38 +197,44 @@ fn vehicle_label(record: &VehicleRecord) -> String {
     }
 }
 
+fn is_tesla(record: &VehicleRecord) -> bool {
+    record.attributes.as_ref().is_some_and(|a| a.is_tesla())
+}
+
 fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'a>> {
     let status = if record.probing {
         Line::from(vec![
             Span::styled(spinner_frame(app.spin), theme.key),
             Span::styled(
-                format!(" {}", record.diagnosis.status.label()),
-                theme.status(record.diagnosis.status),
+                format!(" {}", record.verdict.status.label()),
+                theme.status(record.verdict.status),
             ),
         ])
     } else {
-        Line::from(status_badge(record.diagnosis.status, theme))
+        Line::from(status_badge(record.verdict.status, theme))
     };
-    let permissions: Vec<Span> = facts::permissions(record.report.as_ref(), &app.config.needs)
-        .into_iter()
-        .filter(|p| p.needed)
-        .flat_map(|p| {
-            [
-                grant_badge(p.overall(), p.kind.name(), theme),
-                Span::raw(" "),
-            ]
-        })
-        .collect();
+    let permissions: Vec<Span> =
+        facts::permissions(&record.glance, is_tesla(record), &app.config.needs)
+            .into_iter()
+            .filter(|p| p.needed)
+            .flat_map(|p| {
+                [
+                    grant_badge(p.overall(), p.kind.name(), theme),
+                    Span::raw(" "),
+                ]
+            })
+            .collect();
     let key = virtual_key_badge(
         facts::virtual_key(
-            record.report.as_ref(),
-            &record.diagnosis,
+            record.attributes.as_ref(),
+            &record.glance,
+            &record.verdict,
             &app.config.policies,
         ),
         theme,
     );
-    let finding = match record.diagnosis.main_finding() {
-        Some(f) => Span::raw(f.title.clone()),
+    let finding = match record.verdict.main_finding() {
+        Some(f) => Span::raw(f.title.to_string()),
         None if record.last_probe_at.is_none() => Span::styled("not checked yet", theme.muted),
         None => Span::styled("no findings", theme.muted),
     };
@@ -354,9 +360,10 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
             .unwrap_or_else(|| "—".into())
     };
     use crate::tui::keymap::Action;
+    let diagnosis = record.diagnosis();
 
     lines.push(section("Findings", theme));
-    if record.diagnosis.findings.is_empty() {
+    if diagnosis.findings.is_empty() {
         let text = if record.last_probe_at.is_none() {
             "not checked yet"
         } else {
@@ -364,7 +371,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         };
         lines.push(Line::from(Span::styled(format!("  {text}"), theme.muted)));
     }
-    for f in &record.diagnosis.findings {
+    for f in &diagnosis.findings {
         let status = Status::from_severity(f.severity);
         lines.push(Line::from(vec![
             Span::raw("  "),
@@ -422,8 +429,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         Span::styled(key(Action::OpenLink), theme.key),
         Span::raw(" open link"),
     ]));
-    if let Some(reply) = record
-        .diagnosis
+    if let Some(reply) = diagnosis
         .main_finding()
         .map(|f| f.remedy.customer_reply.clone())
         .filter(|r| !r.is_empty())
@@ -439,7 +445,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         "Permissions (needed · at Smartcar · at Tesla)",
         theme,
     ));
-    let grid = facts::permissions(record.report.as_ref(), &app.config.needs);
+    let grid = facts::permissions(&record.glance, is_tesla(record), &app.config.needs);
     if grid.is_empty() {
         lines.push(Line::from(Span::styled("  not read yet", theme.muted)));
     }
@@ -472,13 +478,13 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
     lines.push(Line::default());
     lines.push(section("Virtual key", theme));
     let vk = facts::virtual_key(
-        record.report.as_ref(),
-        &record.diagnosis,
+        record.attributes.as_ref(),
+        &record.glance,
+        &record.verdict,
         &app.config.policies,
     );
     let mut vk_line = vec![Span::raw("  "), virtual_key_badge(vk, theme)];
-    if let Some(link) = record
-        .diagnosis
+    if let Some(link) = diagnosis
         .findings
         .iter()
         .find(|f| f.remedy.kind == crate::health::RemedyKind::AddVirtualKey)
@@ -546,7 +552,7 @@ pub fn vehicle_page_max_scroll(app: &App) -> u16 {
 fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'static>> {
     let theme = &app.config.theme;
     let mut first = vec![
-        status_badge(record.diagnosis.status, theme),
+        status_badge(record.verdict.status, theme),
         Span::raw("  "),
         Span::styled(vehicle_label(record), theme.title),
     ];
@@ -612,7 +618,7 @@ fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'sta
 }
 
 fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
-    let json = match &record.report {
+    let json = match &record.report() {
         Some(report) => {
             serde_json::to_string_pretty(&report.observations).unwrap_or_else(|e| e.to_string())
         }
