@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vtriage::fetch::{ConnectionInfo, Event};
-use vtriage::health::{Diagnosis, Evidence, Finding, Remedy, RemedyKind, Severity, Status};
+use vtriage::health::{Needs, Policies};
 use vtriage::smartcar::{
     Answer, ApiError, Connection, DataKind, ErrorCode, ErrorType, Meta, Observation, Probe,
     ProbeReport, SmartcarError, TeslaUserAccess, VehicleAttributes,
@@ -257,85 +257,12 @@ fn probe_report(
     }
 }
 
-/// A stand-in for the real diagnosis with findings of realistic size: titles, remedies, replies, evidence.
-fn diagnose(report: &ProbeReport, _now: Timestamp) -> Diagnosis {
-    let checked_at = report.observations.iter().map(|o| o.at).max();
-    if !report.has_token {
-        return Diagnosis {
-            status: Status::Unknown,
-            findings: vec![],
-            checked_at,
-        };
-    }
-    let mut findings = Vec::new();
-    for o in &report.observations {
-        let Some(e) = o.error().and_then(ApiError::smartcar) else {
-            continue;
-        };
-        let (id, severity, title, rule, since, kind, action, link, reply) = match e.code {
-            Some(ErrorCode::VirtualKeyRequired) => (
-                "virtual-key-missing",
-                Severity::Blocked,
-                "Tesla virtual key not paired: no data flows",
-                Some("tesla-virtual-key"),
-                Some("2025-01-21"),
-                RemedyKind::AddVirtualKey,
-                "Ask the owner to add the virtual key",
-                Some("https://www.tesla.com/_ak/smartcar.com"),
-                "Tesla now requires a virtual key for connected apps. Please open this link on the phone that has the Tesla app and approve the key.",
-            ),
-            Some(ErrorCode::Permission) => (
-                "tesla-location-permission",
-                Severity::Degraded,
-                "Location not shared on the Tesla side",
-                Some("tesla-location-permission"),
-                Some("March 2025"),
-                RemedyKind::Reauthenticate,
-                "Send the owner a re-authentication link with read_location",
-                Some("https://connect.smartcar.com/oauth/reauthenticate?response_type=vehicle_id"),
-                "Please reconnect your Tesla and allow location sharing so the app can show where your car is.",
-            ),
-            _ => (
-                "vehicle-asleep",
-                Severity::Degraded,
-                "The vehicle is asleep and did not answer",
-                None,
-                None,
-                RemedyKind::RetryLater,
-                "Retry later",
-                None,
-                "Your car did not answer this time; we will try again shortly.",
-            ),
-        };
-        findings.push(Finding {
-            id: id.into(),
-            severity,
-            title: title.into(),
-            rule: rule.map(str::to_string),
-            since: since.map(str::to_string),
-            evidence: vec![Evidence::from_observation(o)],
-            remedy: Remedy {
-                kind,
-                action: action.into(),
-                link: link.map(str::to_string),
-                customer_reply: reply.into(),
-                retry_after_s: None,
-            },
-        });
-    }
-    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    let status = findings
-        .first()
-        .map_or(Status::Healthy, |f| Status::from_severity(f.severity));
-    Diagnosis {
-        status,
-        findings,
-        checked_at,
-    }
-}
-
+/// The real diagnosis with the built-in rules and default needs: findings, evidence, remedies,
+/// customer replies and re-authentication links as the dashboard keeps them.
 fn diagnoser() -> Diagnoser {
-    Arc::new(diagnose)
+    let policies = Policies::builtin();
+    let needs = Needs::default();
+    Arc::new(move |report, now| vtriage::health::diagnose(report, &policies, &needs, now))
 }
 
 /// The synthetic fleet: listing plus one probe report per checked vehicle.
@@ -494,6 +421,18 @@ fn measure_memory(checked_percent: u32) -> f64 {
     release_free_memory();
     let after = resident_bytes();
     let per_vehicle = after.saturating_sub(before) as f64 / store.len() as f64;
+    let packed: Vec<usize> = (0..store.len())
+        .filter_map(|i| store.row(i))
+        .map(|r| r.evidence_bytes())
+        .filter(|&b| b > 0)
+        .collect();
+    if !packed.is_empty() {
+        println!(
+            "evidence: {} vehicles with packed evidence, {:.0} bytes each on average",
+            packed.len(),
+            packed.iter().sum::<usize>() as f64 / packed.len() as f64
+        );
+    }
     drop(store);
     per_vehicle
 }

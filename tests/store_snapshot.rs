@@ -93,12 +93,12 @@ fn a_corrupt_snapshot_is_moved_aside_with_a_warning() {
     // The next start finds nothing and starts empty.
     assert!(load(&path).unwrap().is_none());
 
-    // Cut exactly at a line end: every remaining line parses, the count does not match.
+    // Cut right after the header: the header parses, the records it announces are missing.
     save(&path, &store.to_snapshot()).unwrap();
-    let text = fs::read_to_string(&path).unwrap();
-    let kept: Vec<&str> = text.lines().take(4).collect();
-    fs::write(&path, kept.join("\n") + "\n").unwrap();
-    let err = load(&path).expect_err("cut at a line end");
+    let bytes = fs::read(&path).unwrap();
+    let header_end = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    fs::write(&path, &bytes[..header_end]).unwrap();
+    let err = load(&path).expect_err("cut after the header");
     assert!(err.to_string().contains("cut short"), "{err}");
 
     fs::write(&path, b"garbage without a header").unwrap();
@@ -235,7 +235,7 @@ fn restoring_into_a_listed_fleet_fills_unprobed_vehicles_only() {
 }
 
 #[test]
-fn a_large_snapshot_round_trips_through_parallel_chunks_and_names_a_bad_line() {
+fn a_large_snapshot_round_trips_through_parallel_chunks_and_a_damaged_byte_is_caught() {
     let dir = temp_dir("large");
     let path = dir.join("fleet.snapshot");
     let mut store = Store::new(diagnoser());
@@ -278,11 +278,11 @@ fn a_large_snapshot_round_trips_through_parallel_chunks_and_names_a_bad_line() {
     );
     assert_eq!(loaded.records[n - 1].verdict.status, Status::Blocked);
 
-    // Break the record of line 20,002 (header is line 1, vehicle v20000 is line 20,002).
-    let text = fs::read_to_string(&path).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
-    lines[20_001] = "{\"vehicle_id\": ";
-    fs::write(&path, lines.join("\n")).unwrap();
-    let err = load(&path).expect_err("broken line");
-    assert!(err.to_string().contains("line 20002"), "{err}");
+    // One flipped byte in the second chunk's records: its checksum names it.
+    let mut bytes = fs::read(&path).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x20;
+    fs::write(&path, &bytes).unwrap();
+    let err = load(&path).expect_err("damaged byte");
+    assert!(err.to_string().contains("fails its checksum"), "{err}");
 }

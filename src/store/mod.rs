@@ -14,6 +14,7 @@ pub mod filter;
 mod order;
 mod packed;
 mod search;
+mod slots;
 pub mod snapshot;
 mod verdict;
 
@@ -39,6 +40,7 @@ pub use verdict::{FindingTag, Glance, Interner, Verdict};
 use filter::{FuzzyMatcher, Row};
 use order::ModelIndex;
 use search::SearchText;
+use slots::SlotIndex;
 
 /// Turns what the probes saw into a verdict, given `now`. Supplied by whoever builds the store,
 /// so the store stays free of policy loading.
@@ -157,6 +159,11 @@ impl VehicleRecord {
         }
     }
 
+    /// Bytes the packed evidence takes.
+    pub fn evidence_bytes(&self) -> usize {
+        self.packed.as_ref().map_or(0, Packed::len)
+    }
+
     fn verdict_only(&self) -> Diagnosis {
         Diagnosis {
             status: self.verdict.status,
@@ -235,7 +242,7 @@ pub struct Store {
     statuses: Vec<Status>,
     /// Per slot, whether it passes the filter.
     visible: Vec<bool>,
-    by_id: HashMap<Box<str>, u32>,
+    by_id: SlotIndex,
     /// Every slot in sort order.
     order: Vec<u32>,
     /// Visible slots in sort order.
@@ -311,7 +318,7 @@ impl Store {
             models: ModelIndex::default(),
             statuses: Vec::new(),
             visible: Vec::new(),
-            by_id: HashMap::new(),
+            by_id: SlotIndex::default(),
             order: Vec::new(),
             view: Vec::new(),
             filter: Filter::default(),
@@ -338,13 +345,15 @@ impl Store {
                 self.reconcile(connections, now);
                 true
             }
-            Event::ProbeStarted { vehicle_id, .. } => match self.by_id.get(vehicle_id.as_str()) {
-                Some(&slot) => {
-                    let record = &mut self.records[slot as usize];
-                    !std::mem::replace(&mut record.probing, true)
+            Event::ProbeStarted { vehicle_id, .. } => {
+                match self.by_id.get(&self.records, vehicle_id) {
+                    Some(slot) => {
+                        let record = &mut self.records[slot as usize];
+                        !std::mem::replace(&mut record.probing, true)
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             Event::Observed { report } => {
                 self.observe(report, now);
                 true
@@ -381,7 +390,9 @@ impl Store {
     }
 
     pub fn vehicle(&self, id: &str) -> Option<&VehicleRecord> {
-        self.by_id.get(id).map(|&slot| &self.records[slot as usize])
+        self.by_id
+            .get(&self.records, id)
+            .map(|slot| &self.records[slot as usize])
     }
 
     /// The vehicle an agent means by `query`: its vehicle id, its VIN (case ignored), or the user
@@ -485,7 +496,7 @@ impl Store {
     /// unknown id or `None` clears the selection. A selected vehicle that is filtered out gives
     /// way to the nearest row when the filter changes or when its own row leaves the view.
     pub fn select(&mut self, vehicle_id: Option<&str>) {
-        self.selected = vehicle_id.and_then(|id| self.by_id.get(id).copied());
+        self.selected = vehicle_id.and_then(|id| self.by_id.get(&self.records, id));
     }
 
     pub fn selected(&self) -> Option<&VehicleRecord> {
@@ -604,7 +615,7 @@ impl Store {
                 .collect();
         } else {
             for saved in snapshot.records {
-                let Some(&slot) = self.by_id.get(saved.vehicle_id.as_str()) else {
+                let Some(slot) = self.by_id.get(&self.records, &saved.vehicle_id) else {
                     continue;
                 };
                 let live = &mut self.records[slot as usize];
@@ -623,7 +634,7 @@ impl Store {
             }
         }
         self.rebuild();
-        self.selected = selected.and_then(|id| self.by_id.get(id.as_str()).copied());
+        self.selected = selected.and_then(|id| self.by_id.get(&self.records, &id));
         self.keep_selection_visible();
     }
 
@@ -685,12 +696,7 @@ impl Store {
 
     /// Recomputes every index from the records.
     fn rebuild(&mut self) {
-        self.by_id = self
-            .records
-            .iter()
-            .zip(0u32..)
-            .map(|(r, slot)| (Box::from(r.vehicle_id.as_str()), slot))
-            .collect();
+        self.by_id = SlotIndex::build(&self.records);
         self.search = SearchText::build(&self.records);
         self.models = ModelIndex::build(&self.records);
         for r in &mut self.records {
@@ -745,7 +751,7 @@ impl Store {
         }
         self.records = records;
         self.rebuild();
-        self.selected = selected.and_then(|id| self.by_id.get(id.as_str()).copied());
+        self.selected = selected.and_then(|id| self.by_id.get(&self.records, &id));
         self.keep_selection_visible();
     }
 
@@ -759,8 +765,8 @@ impl Store {
 
     /// A probe finished: merge what it learnt, diagnose, and move the row.
     fn observe(&mut self, report: &ProbeReport, now: Timestamp) {
-        let slot = match self.by_id.get(report.vehicle_id.as_str()) {
-            Some(&slot) => slot,
+        let slot = match self.by_id.get(&self.records, &report.vehicle_id) {
+            Some(slot) => slot,
             // Probed before being listed (a single token's vehicles, or a race with the listing).
             None => self.insert_unlisted(report),
         };
@@ -821,13 +827,12 @@ impl Store {
             },
             has_token: report.has_token,
         });
-        self.by_id
-            .insert(Box::from(report.vehicle_id.as_str()), slot);
         self.search.push(&record);
         self.models.set(slot as usize, &record);
         self.statuses.push(record.verdict.status);
         self.counts.add(&record);
         self.records.push(record);
+        self.by_id.insert(&self.records, slot);
         self.visible.push(false);
         let p = self
             .order

@@ -21,7 +21,7 @@ use crate::smartcar::Observation;
 /// descriptions, remedies) that every frame can refer to instead of repeating.
 static DICTIONARY: &[u8] = include_bytes!("../../assets/pack-dictionary.jsonl");
 /// Fast levels compress these small frames as well as slow ones; this one keeps `apply` cheap.
-const LEVEL: i32 = 3;
+const LEVEL: i32 = 1;
 /// A frame announcing more than this is corrupt (a report is a few kilobytes).
 const MAX_UNPACKED: usize = 16 << 20;
 
@@ -129,19 +129,43 @@ fn decompress(frame: &[u8]) -> Result<Vec<u8>, UnpackError> {
     })
 }
 
+/// Base64 in JSON, raw bytes in binary formats (the snapshot).
 impl Serialize for Packed {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(&self.0))
+        if s.is_human_readable() {
+            s.serialize_str(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Packed {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Packed, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(text.as_bytes())
-            .map(|b| Packed(b.into_boxed_slice()))
-            .map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Packed;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("packed evidence (bytes, or base64 text)")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Packed, E> {
+                Ok(Packed(Box::from(v)))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Packed, E> {
+                Ok(Packed(v.into_boxed_slice()))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Packed, E> {
+                base64::engine::general_purpose::STANDARD_NO_PAD
+                    .decode(v.as_bytes())
+                    .map(|b| Packed(b.into_boxed_slice()))
+                    .map_err(E::custom)
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(Visitor)
+        } else {
+            d.deserialize_bytes(Visitor)
+        }
     }
 }
 
@@ -183,6 +207,15 @@ mod tests {
         let packed = Packed::pack(&[observation()], &Diagnosis::unknown());
         let json = serde_json::to_string(&packed).expect("serializes");
         let back: Packed = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, packed);
+    }
+
+    #[test]
+    fn a_packed_report_survives_its_binary_form() {
+        let packed = Packed::pack(&[observation()], &Diagnosis::unknown());
+        let bytes = postcard::to_allocvec(&packed).expect("serializes");
+        assert!(bytes.len() <= packed.len() + 2, "raw bytes, not text");
+        let back: Packed = postcard::from_bytes(&bytes).expect("parses");
         assert_eq!(back, packed);
     }
 

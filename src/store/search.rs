@@ -91,7 +91,8 @@ impl SearchText {
             }
         }
         self.scratch = scratch;
-        if self.garbage > 1 << 20 && self.garbage > self.text.len() / 2 {
+        // Garbage stays under a fifth of the live text: copying the text is cheap, resident memory is not.
+        if self.garbage > 1 << 16 && self.garbage * 5 > self.text.len() - self.garbage {
             self.compact();
         }
     }

@@ -1,26 +1,34 @@
 //! The snapshot cache on disk: what the store knew at exit, saved atomically and loaded at start.
 //!
-//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":2,...}`), then one
-//! record per line (JSON never has a raw newline inside a value). The header is read first, so a
-//! file from another version is recognised without parsing its records; the lines are encoded
-//! and parsed in parallel chunks. A record's evidence travels as its packed frame (base64), so
+//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":3,...}`) with the
+//! finding tags every record refers to and the byte length, record count and CRC-32 of each
+//! chunk of the body; then the chunks, each a run of records in postcard (a compact binary
+//! serde format). The header is read first, so a file from another version is recognised
+//! without reading its records; chunks are encoded and decoded in parallel, and a damaged byte
+//! anywhere fails its chunk's checksum. A record's evidence travels as its packed frame, so
 //! neither saving nor loading touches observations. Snapshots hold no tokens.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::VehicleRecord;
+use super::{FindingTag, Glance, Packed, StatusChange, VehicleRecord, Verdict};
+use crate::health::Status;
+use crate::smartcar::VehicleAttributes;
 
 /// The version this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 const FORMAT: &str = "vtriage-snapshot";
 
-/// The store's records at one moment. On disk it is written as a header line plus one line per
-/// record (see the module documentation), not as this struct in one piece.
+/// The store's records at one moment. On disk it is written as a header line plus binary
+/// chunks of records (see the module documentation), not as this struct in one piece.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub version: u32,
@@ -43,8 +51,146 @@ struct Header {
     format: String,
     version: u32,
     saved_at: Timestamp,
-    /// Records that follow, to detect a file cut short at a line end.
+    /// Records that follow.
     count: usize,
+    /// The finding tags records refer to by index.
+    #[serde(default)]
+    tags: Vec<FindingTag>,
+    #[serde(default)]
+    chunks: Vec<Chunk>,
+}
+
+/// One run of records in the body.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Chunk {
+    records: usize,
+    bytes: usize,
+    crc32: u32,
+}
+
+/// An instant as seconds and nanoseconds since the Unix epoch.
+type Instant = (i64, i32);
+
+fn instant(t: Timestamp) -> Instant {
+    (t.as_second(), t.subsec_nanosecond())
+}
+
+fn timestamp((s, ns): Instant) -> Result<Timestamp, String> {
+    Timestamp::new(s, ns).map_err(|e| format!("bad time: {e}"))
+}
+
+/// One record as stored. Field order is the format: postcard writes no names.
+#[derive(Serialize, Deserialize)]
+struct Saved<'a> {
+    vehicle_id: Cow<'a, str>,
+    user_id: Cow<'a, str>,
+    connected_at: Option<Cow<'a, str>>,
+    has_token: bool,
+    /// Make, model and year; the id is the vehicle id.
+    attributes: Option<(Cow<'a, str>, Cow<'a, str>, u16)>,
+    vin: Option<Cow<'a, str>>,
+    status: Status,
+    checked_at: Option<Instant>,
+    /// Indexes into the header's tags.
+    findings: Vec<u32>,
+    glance: (Option<u16>, Option<bool>, Option<bool>),
+    packed: Option<Cow<'a, Packed>>,
+    history: Vec<(Instant, Status, Status)>,
+    failing_since: Option<Instant>,
+    last_probe_at: Option<Instant>,
+}
+
+impl<'a> Saved<'a> {
+    fn of(r: &'a VehicleRecord, tags: &HashMap<usize, u32>) -> Saved<'a> {
+        let text = |s: &'a String| Cow::Borrowed(s.as_str());
+        Saved {
+            vehicle_id: text(&r.vehicle_id),
+            user_id: text(&r.user_id),
+            connected_at: r.connected_at.as_ref().map(text),
+            has_token: r.has_token,
+            attributes: r
+                .attributes
+                .as_ref()
+                .map(|a| (text(&a.make), text(&a.model), a.year)),
+            vin: r.vin.as_ref().map(text),
+            status: r.verdict.status,
+            checked_at: r.verdict.checked_at.map(instant),
+            findings: r
+                .verdict
+                .findings
+                .iter()
+                .filter_map(|f| tags.get(&(Arc::as_ptr(f) as usize)).copied())
+                .collect(),
+            glance: (
+                r.glance.granted,
+                r.glance.tesla_location,
+                r.glance.virtual_key_paired,
+            ),
+            packed: r.packed.as_ref().map(Cow::Borrowed),
+            history: r
+                .history
+                .iter()
+                .map(|c| (instant(c.at), c.from, c.to))
+                .collect(),
+            failing_since: r.failing_since.map(instant),
+            last_probe_at: r.last_probe_at.map(instant),
+        }
+    }
+
+    fn into_record(self, tags: &[Arc<FindingTag>]) -> Result<VehicleRecord, String> {
+        let vehicle_id = self.vehicle_id.into_owned();
+        let findings = self
+            .findings
+            .iter()
+            .map(|&i| {
+                tags.get(i as usize)
+                    .cloned()
+                    .ok_or_else(|| format!("finding tag {i} is not in the header"))
+            })
+            .collect::<Result<_, _>>()?;
+        let history = self
+            .history
+            .into_iter()
+            .map(|(at, from, to)| {
+                Ok(StatusChange {
+                    at: timestamp(at)?,
+                    from,
+                    to,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(VehicleRecord {
+            attributes: self
+                .attributes
+                .map(|(make, model, year)| VehicleAttributes {
+                    id: vehicle_id.clone(),
+                    make: make.into_owned(),
+                    model: model.into_owned(),
+                    year,
+                }),
+            vehicle_id,
+            user_id: self.user_id.into_owned(),
+            connected_at: self.connected_at.map(Cow::into_owned),
+            has_token: self.has_token,
+            vin: self.vin.map(Cow::into_owned),
+            verdict: Verdict {
+                status: self.status,
+                checked_at: self.checked_at.map(timestamp).transpose()?,
+                findings,
+            },
+            glance: Glance {
+                granted: self.glance.0,
+                tesla_location: self.glance.1,
+                virtual_key_paired: self.glance.2,
+            },
+            packed: self.packed.map(Cow::into_owned),
+            history,
+            failing_since: self.failing_since.map(timestamp).transpose()?,
+            last_probe_at: self.last_probe_at.map(timestamp).transpose()?,
+            probing: false,
+            stale: true,
+        })
+    }
 }
 
 /// What went wrong saving or loading a snapshot. Every case leaves the program running: the
@@ -137,33 +283,37 @@ pub fn save_forced(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError
 fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
     let file = File::create(tmp).map_err(io_error("write", tmp))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let header = Header {
-        format: FORMAT.to_string(),
-        version: snapshot.version,
-        saved_at: snapshot.saved_at,
-        count: snapshot.records.len(),
-    };
-    let json = |e: serde_json::Error| SnapshotError::Io {
+    let mut tags = Vec::new();
+    let mut tag_index: HashMap<usize, u32> = HashMap::new();
+    for f in snapshot
+        .records
+        .iter()
+        .flat_map(|r| r.verdict.findings.iter())
+    {
+        tag_index.entry(Arc::as_ptr(f) as usize).or_insert_with(|| {
+            tags.push(FindingTag::clone(f));
+            tags.len() as u32 - 1
+        });
+    }
+    let encode_error = |e: postcard::Error| SnapshotError::Io {
         action: "write",
         path: tmp.to_path_buf(),
         source: std::io::Error::other(e),
     };
-    serde_json::to_writer(&mut out, &header).map_err(json)?;
-    out.write_all(b"\n").map_err(io_error("write", tmp))?;
-    let chunks = chunk_count(snapshot.records.len());
-    let per_chunk = snapshot.records.len().div_ceil(chunks).max(1);
-    let encoded: Vec<Result<Vec<u8>, serde_json::Error>> = std::thread::scope(|scope| {
+    let threads = chunk_count(snapshot.records.len());
+    let per_chunk = snapshot.records.len().div_ceil(threads).max(1);
+    let tag_index = &tag_index;
+    let encoded: Vec<Result<(usize, Vec<u8>), postcard::Error>> = std::thread::scope(|scope| {
         let handles: Vec<_> = snapshot
             .records
             .chunks(per_chunk)
             .map(|chunk| {
                 scope.spawn(move || {
-                    let mut buf = Vec::with_capacity(chunk.len() * 512);
+                    let mut buf = Vec::with_capacity(chunk.len() * 640);
                     for record in chunk {
-                        serde_json::to_writer(&mut buf, record)?;
-                        buf.push(b'\n');
+                        buf = postcard::to_extend(&Saved::of(record, tag_index), buf)?;
                     }
-                    Ok(buf)
+                    Ok((chunk.len(), buf))
                 })
             })
             .collect();
@@ -171,13 +321,37 @@ fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(serde::ser::Error::custom("encoder thread panicked")))
+                    .unwrap_or(Err(postcard::Error::SerializeBufferFull))
             })
             .collect()
     });
-    for chunk in encoded {
-        out.write_all(&chunk.map_err(json)?)
-            .map_err(io_error("write", tmp))?;
+    let encoded = encoded
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(encode_error)?;
+    let header = Header {
+        format: FORMAT.to_string(),
+        version: snapshot.version,
+        saved_at: snapshot.saved_at,
+        count: snapshot.records.len(),
+        tags,
+        chunks: encoded
+            .iter()
+            .map(|(records, bytes)| Chunk {
+                records: *records,
+                bytes: bytes.len(),
+                crc32: crc32fast::hash(bytes),
+            })
+            .collect(),
+    };
+    serde_json::to_writer(&mut out, &header).map_err(|e| SnapshotError::Io {
+        action: "write",
+        path: tmp.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    out.write_all(b"\n").map_err(io_error("write", tmp))?;
+    for (_, bytes) in &encoded {
+        out.write_all(bytes).map_err(io_error("write", tmp))?;
     }
     let file = out.into_inner().map_err(|e| SnapshotError::Io {
         action: "write",
@@ -242,19 +416,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
     if header.version < SNAPSHOT_VERSION {
         return Err(Refusal::Older(header.version));
     }
-    let mut records = parse_records(body, 2)?;
-    // A file cut short at a line end parses cleanly: the header's count catches it.
-    if records.len() != header.count {
-        return Err(Refusal::Corrupt(format!(
-            "the header announces {} records but {} were found (file cut short?)",
-            header.count,
-            records.len()
-        )));
-    }
-    for r in &mut records {
-        r.stale = true;
-        r.probing = false;
-    }
+    let records = parse_records(&header, body)?;
     Ok(Snapshot {
         version: header.version,
         saved_at: header.saved_at,
@@ -262,7 +424,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
     })
 }
 
-/// Threads for encoding or parsing `n` records: one per core, none for small snapshots.
+/// Threads for encoding `n` records: one per core, none for small snapshots.
 fn chunk_count(n: usize) -> usize {
     if n < 10_000 {
         return 1;
@@ -272,72 +434,91 @@ fn chunk_count(n: usize) -> usize {
         .clamp(1, 8)
 }
 
-/// Parses one record per line, splitting the body at line ends into one chunk per thread.
-/// `first_line` is the file line number of the body's first line, for error messages.
-fn parse_records(body: &[u8], first_line: usize) -> Result<Vec<VehicleRecord>, Refusal> {
-    let chunks = chunk_count(body.len() / 256);
-    let mut bounds = vec![0];
-    for i in 1..chunks {
-        let target = (body.len() * i / chunks).max(*bounds.last().unwrap_or(&0));
-        let end = body
-            .get(target..)
-            .unwrap_or(&[])
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(body.len(), |p| target + p + 1);
-        bounds.push(end);
+/// Checks and decodes the body's chunks, one thread per chunk.
+fn parse_records(header: &Header, body: &[u8]) -> Result<Vec<VehicleRecord>, Refusal> {
+    let announced: usize = header.chunks.iter().map(|c| c.bytes).sum();
+    if announced != body.len() {
+        return Err(Refusal::Corrupt(format!(
+            "the header announces {announced} bytes of records but {} follow (file cut short?)",
+            body.len()
+        )));
     }
-    bounds.push(body.len());
-    let parsed: Vec<Result<(usize, Vec<VehicleRecord>), Refusal>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = bounds
-            .windows(2)
-            .map(|w| {
-                let chunk = body.get(w[0]..w[1]).unwrap_or(&[]);
-                scope.spawn(move || {
-                    // Sized up front: growing a vector of large records copies and frees tens of MB.
-                    let mut records =
-                        Vec::with_capacity(memchr::memchr_iter(b'\n', chunk).count() + 1);
-                    let mut lines: usize = 0;
-                    for line in chunk.split(|&b| b == b'\n') {
-                        lines += 1;
-                        let line = line.trim_ascii();
-                        if line.is_empty() {
-                            continue;
-                        }
-                        let record = serde_json::from_slice(line).map_err(|e| (lines, e))?;
-                        records.push(record);
-                    }
-                    Ok::<_, (usize, serde_json::Error)>((lines.saturating_sub(1), records))
-                })
+    let in_chunks: usize = header.chunks.iter().map(|c| c.records).sum();
+    if in_chunks != header.count {
+        return Err(Refusal::Corrupt(format!(
+            "the header announces {} records but its chunks hold {in_chunks}",
+            header.count
+        )));
+    }
+    let tags: Vec<Arc<FindingTag>> = header.tags.iter().cloned().map(Arc::new).collect();
+    let tags = &tags;
+    let mut slices = Vec::with_capacity(header.chunks.len());
+    let mut start = 0;
+    for (i, chunk) in header.chunks.iter().enumerate() {
+        let bytes = &body[start..start + chunk.bytes];
+        if crc32fast::hash(bytes) != chunk.crc32 {
+            return Err(Refusal::Corrupt(format!(
+                "chunk {} of {} fails its checksum (damaged on disk?)",
+                i + 1,
+                header.chunks.len()
+            )));
+        }
+        slices.push((start, chunk.records, bytes));
+        start += chunk.bytes;
+    }
+    let first_record: Vec<usize> = header
+        .chunks
+        .iter()
+        .scan(0, |n, c| {
+            let first = *n;
+            *n += c.records;
+            Some(first)
+        })
+        .collect();
+    let decoded: Vec<Result<Vec<VehicleRecord>, Refusal>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = slices
+            .into_iter()
+            .zip(first_record)
+            .map(|((_, count, bytes), first)| {
+                scope.spawn(move || decode_chunk(bytes, count, first, tags))
             })
             .collect();
-        let mut offset = first_line;
         handles
             .into_iter()
-            .map(|h| match h.join() {
-                Ok(Ok((lines, records))) => {
-                    offset += lines;
-                    Ok((lines, records))
-                }
-                Ok(Err((line, e))) => {
-                    Err(Refusal::Corrupt(format!("line {}: {e}", offset + line - 1)))
-                }
-                Err(_) => Err(Refusal::Corrupt("parser thread panicked".into())),
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Refusal::Corrupt("decoder thread panicked".into())))
             })
             .collect()
     });
-    let total = parsed
-        .iter()
-        .map(|c| c.as_ref().map_or(0, |c| c.1.len()))
-        .sum::<usize>();
-    let mut chunks = parsed.into_iter();
-    let mut records = match chunks.next() {
-        Some(first) => first?.1,
-        None => Vec::new(),
-    };
-    records.reserve_exact(total.saturating_sub(records.len()));
-    for chunk in chunks {
-        records.append(&mut chunk?.1);
+    let mut records = Vec::with_capacity(header.count);
+    for chunk in decoded {
+        records.append(&mut chunk?);
+    }
+    Ok(records)
+}
+
+/// `count` records from one chunk; `first` is the file-wide number of its first record.
+fn decode_chunk(
+    mut bytes: &[u8],
+    count: usize,
+    first: usize,
+    tags: &[Arc<FindingTag>],
+) -> Result<Vec<VehicleRecord>, Refusal> {
+    let mut records = Vec::with_capacity(count);
+    for n in first + 1..=first + count {
+        let bad = |reason: String| Refusal::Corrupt(format!("record {n}: {reason}"));
+        let (saved, rest) =
+            postcard::take_from_bytes::<Saved>(bytes).map_err(|e| bad(e.to_string()))?;
+        records.push(saved.into_record(tags).map_err(bad)?);
+        bytes = rest;
+    }
+    if !bytes.is_empty() {
+        return Err(Refusal::Corrupt(format!(
+            "{} stray bytes after record {}",
+            bytes.len(),
+            first + count
+        )));
     }
     Ok(records)
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::health::{Diagnosis, Severity, Status};
 use crate::smartcar::{Answer, DataKind, Probe, ProbeReport};
 
-/// One finding as the list shows and filters it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One finding as the list shows and filters it. Shared by every vehicle with the same finding.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FindingTag {
     pub id: Arc<str>,
     pub severity: Severity,
@@ -26,8 +26,8 @@ pub struct Verdict {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "<[FindingTag]>::is_empty")]
-    pub findings: Box<[FindingTag]>,
+    #[serde(default, skip_serializing_if = "<[Arc<FindingTag>]>::is_empty")]
+    pub findings: Box<[Arc<FindingTag>]>,
 }
 
 impl Default for Verdict {
@@ -48,19 +48,14 @@ impl Verdict {
             findings: diagnosis
                 .findings
                 .iter()
-                .map(|f| FindingTag {
-                    id: interner.intern(&f.id),
-                    severity: f.severity,
-                    rule: f.rule.as_deref().map(|r| interner.intern(r)),
-                    title: interner.intern(&f.title),
-                })
+                .map(|f| interner.tag(&f.id, f.severity, f.rule.as_deref(), &f.title))
                 .collect(),
         }
     }
 
     /// The finding that explains the status.
     pub fn main_finding(&self) -> Option<&FindingTag> {
-        self.findings.first()
+        self.findings.first().map(|f| &**f)
     }
 
     pub fn has_finding(&self, id: &str) -> bool {
@@ -70,9 +65,7 @@ impl Verdict {
     /// The same verdict with its texts shared through `interner` (after loading a snapshot).
     pub(super) fn share(&mut self, interner: &mut Interner) {
         for f in &mut self.findings {
-            f.id = interner.intern(&f.id);
-            f.rule = f.rule.as_deref().map(|r| interner.intern(r));
-            f.title = interner.intern(&f.title);
+            *f = interner.tag(&f.id, f.severity, f.rule.as_deref(), &f.title);
         }
     }
 }
@@ -124,17 +117,41 @@ impl Glance {
     }
 }
 
-/// One shared copy of each finding text: a fleet has a few dozen distinct ones.
+/// One shared copy of each finding text and tag: a fleet has a few dozen distinct ones.
 #[derive(Debug, Clone, Default)]
-pub struct Interner(HashSet<Arc<str>>);
+pub struct Interner {
+    texts: HashSet<Arc<str>>,
+    tags: HashSet<Arc<FindingTag>>,
+}
 
 impl Interner {
     pub fn intern(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.0.get(text) {
+        if let Some(shared) = self.texts.get(text) {
             return Arc::clone(shared);
         }
         let shared: Arc<str> = Arc::from(text);
-        self.0.insert(Arc::clone(&shared));
+        self.texts.insert(Arc::clone(&shared));
+        shared
+    }
+
+    pub fn tag(
+        &mut self,
+        id: &str,
+        severity: Severity,
+        rule: Option<&str>,
+        title: &str,
+    ) -> Arc<FindingTag> {
+        let tag = FindingTag {
+            id: self.intern(id),
+            severity,
+            rule: rule.map(|r| self.intern(r)),
+            title: self.intern(title),
+        };
+        if let Some(shared) = self.tags.get(&tag) {
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(tag);
+        self.tags.insert(Arc::clone(&shared));
         shared
     }
 }
