@@ -1,7 +1,7 @@
 //! Row order: the sortable columns, how two records compare, and sorting the whole fleet fast.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
@@ -136,23 +136,50 @@ pub(super) fn sort_all(
             (keys, true)
         }
         SortColumn::Finding => {
-            let mut ranks: BTreeMap<&str, u128> = BTreeMap::new();
-            for r in records {
-                if let Some(id) = finding_id(r) {
-                    ranks.entry(id).or_insert(0);
-                }
-            }
-            for (i, rank) in ranks.values_mut().enumerate() {
-                *rank = i as u128 + 1;
-            }
-            let keys = records
+            // Finding ids are shared between vehicles: read each record's id address once, rank
+            // the few distinct ids by text, and key records by rank without comparing text.
+            let addresses: Vec<usize> = records
                 .iter()
                 .map(|r| {
-                    finding_id(r)
-                        .and_then(|id| ranks.get(id).copied())
-                        .unwrap_or(0)
+                    r.verdict
+                        .main_finding()
+                        .map_or(0, |t| t.id.as_ptr() as usize)
                 })
                 .collect();
+            let mut distinct: Vec<(usize, &str)> = Vec::new();
+            for (r, &address) in records.iter().zip(&addresses) {
+                if address != 0 && !distinct.iter().any(|&(a, _)| a == address) {
+                    if let Some(t) = r.verdict.main_finding() {
+                        distinct.push((address, &*t.id));
+                    }
+                }
+                if distinct.len() > 64 {
+                    break;
+                }
+            }
+            let mut ids: Vec<&str> = distinct.iter().map(|&(_, id)| id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let rank_of = |id: &str| ids.binary_search(&id).map_or(0, |i| i as u128 + 1);
+            let ranks: Vec<(usize, u128)> =
+                distinct.iter().map(|&(a, id)| (a, rank_of(id))).collect();
+            let keys = if distinct.len() > 64 {
+                // More distinct ids than a scan handles well: rank by text.
+                records
+                    .iter()
+                    .map(|r| r.verdict.main_finding().map_or(0, |t| rank_of(&t.id)))
+                    .collect()
+            } else {
+                addresses
+                    .iter()
+                    .map(|&a| {
+                        ranks
+                            .iter()
+                            .find(|&&(x, _)| x == a)
+                            .map_or(0, |&(_, rank)| rank)
+                    })
+                    .collect()
+            };
             (keys, true)
         }
         // `None` maps to 0 like `Some("")`: equal prefixes fall back to the full comparison.
