@@ -155,6 +155,23 @@ fn a_snapshot_from_an_older_version_is_moved_aside_with_its_own_message() {
 }
 
 #[test]
+fn a_snapshot_packed_with_another_dictionary_is_moved_aside() {
+    let dir = temp_dir("dictionary");
+    let path = dir.join("fleet.snapshot");
+    save(&path, &fleet_store().to_snapshot()).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let header_end = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[..header_end]).unwrap();
+    header["dictionary"] = serde_json::json!(12345);
+    let mut changed = serde_json::to_vec(&header).unwrap();
+    changed.extend_from_slice(&bytes[header_end..]);
+    fs::write(&path, changed).unwrap();
+    let err = load(&path).expect_err("another dictionary");
+    assert!(err.to_string().contains("another dictionary"), "{err}");
+    assert_eq!(moved_aside(&dir).len(), 1);
+}
+
+#[test]
 fn an_unwritable_folder_gives_an_error_not_a_panic() {
     let dir = temp_dir("readonly");
     let snapshot = fleet_store().to_snapshot();

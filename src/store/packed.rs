@@ -58,6 +58,11 @@ pub enum UnpackError {
     Json(#[from] serde_json::Error),
 }
 
+/// Identifies the dictionary frames are packed against: frames from another one do not unpack.
+pub fn dictionary_id() -> u32 {
+    crc32fast::hash(DICTIONARY)
+}
+
 /// Observations and diagnosis of one vehicle, compressed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Packed(Box<[u8]>);

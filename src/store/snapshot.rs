@@ -58,6 +58,9 @@ struct Header {
     tags: Vec<FindingTag>,
     #[serde(default)]
     chunks: Vec<Chunk>,
+    /// [`super::packed::dictionary_id`] of the build that packed the evidence.
+    #[serde(default)]
+    dictionary: u32,
 }
 
 /// One run of records in the body.
@@ -335,6 +338,7 @@ fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         saved_at: snapshot.saved_at,
         count: snapshot.records.len(),
         tags,
+        dictionary: super::packed::dictionary_id(),
         chunks: encoded
             .iter()
             .map(|(records, bytes)| Chunk {
@@ -415,6 +419,11 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
     }
     if header.version < SNAPSHOT_VERSION {
         return Err(Refusal::Older(header.version));
+    }
+    if header.dictionary != super::packed::dictionary_id() {
+        return Err(Refusal::Corrupt(
+            "its evidence was packed by another vtriage build (another dictionary)".into(),
+        ));
     }
     let records = parse_records(&header, body)?;
     Ok(Snapshot {
