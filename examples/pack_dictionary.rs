@@ -63,7 +63,7 @@ fn main() {
     let mut chosen = Vec::new();
     let mut size = 0;
     for (_, json) in kinds {
-        if size + json.len() + 1 <= BUDGET {
+        if size + json.len() < BUDGET {
             size += json.len() + 1;
             chosen.push(json);
         }
