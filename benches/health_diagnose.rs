@@ -19,7 +19,7 @@ fn now() -> jiff::Timestamp {
 fn obs(probe: Probe, outcome: Result<Answer, ApiError>) -> Observation {
     Observation {
         probe,
-        endpoint: format!("GET /v2.0/vehicles/v{}", probe.path()),
+        endpoint: probe.endpoint("v", false),
         at: now(),
         meta: Meta {
             status: 200,

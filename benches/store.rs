@@ -77,7 +77,7 @@ fn ok(
 ) -> Observation {
     Observation {
         probe,
-        endpoint: format!("GET /v2.0/vehicles/{vehicle_id}{}", probe.path()),
+        endpoint: probe.endpoint(vehicle_id, false),
         at,
         meta: Meta {
             status: 200,
@@ -102,7 +102,7 @@ fn failed(
     let request_id = uuid(rng);
     Observation {
         probe,
-        endpoint: format!("POST /v2.0/vehicles/{vehicle_id}/batch {}", probe.path()),
+        endpoint: probe.endpoint(vehicle_id, true),
         at,
         meta: Meta {
             status: 400,

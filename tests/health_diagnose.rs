@@ -24,17 +24,10 @@ fn minutes_ago(m: i64) -> jiff::Timestamp {
     now() - jiff::SignedDuration::from_mins(m)
 }
 
-fn endpoint(probe: Probe) -> String {
-    match probe {
-        Probe::Data(k) => format!("POST /v2.0/vehicles/{VID}/batch {}", k.path()),
-        other => format!("GET /v2.0/vehicles/{VID}{}", other.path()),
-    }
-}
-
 fn ok(probe: Probe, answer: Answer) -> Observation {
     Observation {
         probe,
-        endpoint: endpoint(probe),
+        endpoint: probe.endpoint(VID, true),
         at: minutes_ago(1),
         meta: Meta {
             status: 200,
@@ -59,7 +52,7 @@ fn data_ok(kind: DataKind, age_min: i64) -> Observation {
 fn failing(probe: Probe, err: ApiError) -> Observation {
     Observation {
         probe,
-        endpoint: endpoint(probe),
+        endpoint: probe.endpoint(VID, true),
         at: minutes_ago(2),
         meta: Meta {
             status: err.status().unwrap_or(0),

@@ -367,7 +367,7 @@ impl Client {
             Probe::Attributes => format!("/vehicles/{vehicle_id}"),
             other => format!("/vehicles/{vehicle_id}{}", other.path()),
         };
-        let endpoint = format!("GET /v2.0{path}");
+        let endpoint = probe.endpoint(vehicle_id, false);
         if probe == Probe::Permissions {
             let (meta, result) = self.permissions(token, vehicle_id).await;
             return Observation {
@@ -405,8 +405,7 @@ impl Client {
         kinds: &[DataKind],
     ) -> Vec<Observation> {
         let url = self.api_url(&format!("/vehicles/{vehicle_id}/batch"));
-        let endpoint_of =
-            |kind: DataKind| format!("POST /v2.0/vehicles/{vehicle_id}/batch {}", kind.path());
+        let endpoint_of = |kind: DataKind| Probe::Data(kind).endpoint(vehicle_id, true);
         let requests: Vec<Value> = kinds
             .iter()
             .map(|k| serde_json::json!({ "path": k.path() }))

@@ -29,6 +29,18 @@ impl Probe {
             Probe::TeslaAttributes => "/tesla/attributes",
         }
     }
+
+    /// The request as a person would quote it: `GET /v2.0/vehicles/{id}/odometer`; a data kind
+    /// read through a batch is `POST /v2.0/vehicles/{id}/batch /odometer`.
+    pub fn endpoint(self, vehicle_id: &str, batched: bool) -> String {
+        match self {
+            Probe::Data(kind) if batched => {
+                format!("POST /v2.0/vehicles/{vehicle_id}/batch {}", kind.path())
+            }
+            Probe::Attributes => format!("GET /v2.0/vehicles/{vehicle_id}"),
+            other => format!("GET /v2.0/vehicles/{vehicle_id}{}", other.path()),
+        }
+    }
 }
 
 /// A successful answer, reduced to what diagnosis and the views use.

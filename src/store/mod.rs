@@ -24,7 +24,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 
 use crate::fetch::{ConnectionInfo, Event, Progress};
 use crate::health::{Diagnosis, Finding, Remedy, RemedyKind, Status};
@@ -50,7 +49,7 @@ pub type Diagnoser = Arc<dyn Fn(&ProbeReport, Timestamp) -> Diagnosis + Send + S
 pub const HISTORY_LEN: usize = 16;
 
 /// A vehicle's status moved from one value to another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusChange {
     pub at: Timestamp,
     pub from: Status,
@@ -58,40 +57,30 @@ pub struct StatusChange {
 }
 
 /// Everything known about one vehicle. Holds no token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VehicleRecord {
     pub vehicle_id: String,
     pub user_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_at: Option<String>,
     /// An access token is configured for the vehicle's user.
     pub has_token: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<VehicleAttributes>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vin: Option<String>,
     /// The diagnosis as the list reads it; the full one is [`VehicleRecord::diagnosis`].
     pub verdict: Verdict,
     /// The probe report as the list's badges read it; the full one is [`VehicleRecord::report`].
-    #[serde(default, skip_serializing_if = "is_default")]
     pub glance: Glance,
     /// The latest observations and the full diagnosis, compressed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     packed: Option<Packed>,
     /// Oldest first, at most [`HISTORY_LEN`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,
     /// When the vehicle first went BLOCKED or DEGRADED; cleared once it is HEALTHY again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Timestamp>,
     /// When the latest probe answered; `None` when never probed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe_at: Option<Timestamp>,
     /// A probe is under way.
-    #[serde(skip)]
     pub probing: bool,
     /// Loaded from a snapshot and not probed since.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
 }
 
@@ -219,14 +208,21 @@ impl VehicleRecord {
             Status::Healthy => self.failing_since = None,
             Status::Warning | Status::Unknown => {}
         }
-        self.verdict = Verdict::of(&diagnosis, interner);
-        self.packed = (diagnosis != Diagnosis::unknown() || !observations.is_empty())
-            .then(|| Packed::pack(observations, &diagnosis));
+        self.keep(&diagnosis, observations, interner);
     }
-}
 
-fn is_default<T: Default + PartialEq>(value: &T) -> bool {
-    *value == T::default()
+    /// Stores a diagnosis and its observations without touching history: the verdict for the
+    /// list, the rest packed.
+    fn keep(
+        &mut self,
+        diagnosis: &Diagnosis,
+        observations: &[Observation],
+        interner: &mut Interner,
+    ) {
+        self.verdict = Verdict::of(diagnosis, interner);
+        self.packed = (*diagnosis != Diagnosis::unknown() || !observations.is_empty())
+            .then(|| Packed::pack(observations, diagnosis));
+    }
 }
 
 /// The app state. See the module documentation.
@@ -599,8 +595,12 @@ impl Store {
     /// Takes what a snapshot knows. Into an empty store, its records become the fleet (marked
     /// stale until probed). Into a listed fleet, it fills in vehicles not probed yet and adds
     /// none: the listing decides which vehicles exist.
-    pub fn restore(&mut self, snapshot: Snapshot) {
+    pub fn restore(&mut self, mut snapshot: Snapshot) {
         let selected = self.selected_id();
+        // Saved finding texts join the ones live records already share.
+        for r in &mut snapshot.records {
+            r.verdict.share(&mut self.interner);
+        }
         if self.records.is_empty() {
             let mut seen = std::collections::HashSet::new();
             self.records = snapshot
@@ -699,9 +699,6 @@ impl Store {
         self.by_id = SlotIndex::build(&self.records);
         self.search = SearchText::build(&self.records);
         self.models = ModelIndex::build(&self.records);
-        for r in &mut self.records {
-            r.verdict.share(&mut self.interner);
-        }
         self.statuses = self.records.iter().map(|r| r.verdict.status).collect();
         self.counts = Counts::default();
         for r in &self.records {
@@ -741,8 +738,7 @@ impl Store {
                     let mut r = VehicleRecord::listed(info);
                     if !r.has_token {
                         let diagnosis = self.unprobed_diagnosis(&r, now);
-                        r.verdict = Verdict::of(&diagnosis, &mut self.interner);
-                        r.packed = Some(Packed::pack(&[], &diagnosis));
+                        r.keep(&diagnosis, &[], &mut self.interner);
                     }
                     r
                 }

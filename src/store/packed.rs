@@ -4,12 +4,11 @@
 //! A fleet list reads only the hot summary (`Verdict`, `Glance`); the evidence, remedies and
 //! raw answers are read for one vehicle at a time (the open vehicle, an export), so they are kept
 //! at about a fifth of their in-memory size and cost nothing to save or load in a snapshot: the
-//! snapshot carries the frame as it is (base64 in the record's JSON line).
+//! snapshot carries the frame as it is.
 
 use std::cell::RefCell;
 use std::sync::LazyLock;
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use zstd::bulk::{Compressor, Decompressor};
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
@@ -134,14 +133,10 @@ fn decompress(frame: &[u8]) -> Result<Vec<u8>, UnpackError> {
     })
 }
 
-/// Base64 in JSON, raw bytes in binary formats (the snapshot).
+/// Raw bytes: the snapshot's binary body carries the frame as it is.
 impl Serialize for Packed {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() {
-            s.serialize_str(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(&self.0))
-        } else {
-            s.serialize_bytes(&self.0)
-        }
+        s.serialize_bytes(&self.0)
     }
 }
 
@@ -151,7 +146,7 @@ impl<'de> Deserialize<'de> for Packed {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = Packed;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("packed evidence (bytes, or base64 text)")
+                f.write_str("packed evidence bytes")
             }
             fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Packed, E> {
                 Ok(Packed(Box::from(v)))
@@ -159,18 +154,8 @@ impl<'de> Deserialize<'de> for Packed {
             fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Packed, E> {
                 Ok(Packed(v.into_boxed_slice()))
             }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Packed, E> {
-                base64::engine::general_purpose::STANDARD_NO_PAD
-                    .decode(v.as_bytes())
-                    .map(|b| Packed(b.into_boxed_slice()))
-                    .map_err(E::custom)
-            }
         }
-        if d.is_human_readable() {
-            d.deserialize_str(Visitor)
-        } else {
-            d.deserialize_bytes(Visitor)
-        }
+        d.deserialize_bytes(Visitor)
     }
 }
 
@@ -205,14 +190,6 @@ mod tests {
         let (observations, back) = packed.unpack().expect("unpacks");
         assert_eq!(observations, vec![observation()]);
         assert_eq!(back, diagnosis);
-    }
-
-    #[test]
-    fn a_packed_report_survives_its_json_form() {
-        let packed = Packed::pack(&[observation()], &Diagnosis::unknown());
-        let json = serde_json::to_string(&packed).expect("serializes");
-        let back: Packed = serde_json::from_str(&json).expect("parses");
-        assert_eq!(back, packed);
     }
 
     #[test]

@@ -29,7 +29,7 @@ const FORMAT: &str = "vtriage-snapshot";
 
 /// The store's records at one moment. On disk it is written as a header line plus binary
 /// chunks of records (see the module documentation), not as this struct in one piece.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub version: u32,
     pub saved_at: Timestamp,
@@ -461,35 +461,29 @@ fn parse_records(header: &Header, body: &[u8]) -> Result<Vec<VehicleRecord>, Ref
     }
     let tags: Vec<Arc<FindingTag>> = header.tags.iter().cloned().map(Arc::new).collect();
     let tags = &tags;
-    let mut slices = Vec::with_capacity(header.chunks.len());
-    let mut start = 0;
-    for (i, chunk) in header.chunks.iter().enumerate() {
-        let bytes = &body[start..start + chunk.bytes];
-        if crc32fast::hash(bytes) != chunk.crc32 {
-            return Err(Refusal::Corrupt(format!(
-                "chunk {} of {} fails its checksum (damaged on disk?)",
-                i + 1,
-                header.chunks.len()
-            )));
-        }
-        slices.push((start, chunk.records, bytes));
-        start += chunk.bytes;
+    // Each chunk's bytes and the file-wide number of its first record.
+    let mut parts = Vec::with_capacity(header.chunks.len());
+    let (mut offset, mut first) = (0, 0);
+    for chunk in &header.chunks {
+        parts.push((chunk, &body[offset..offset + chunk.bytes], first));
+        offset += chunk.bytes;
+        first += chunk.records;
     }
-    let first_record: Vec<usize> = header
-        .chunks
-        .iter()
-        .scan(0, |n, c| {
-            let first = *n;
-            *n += c.records;
-            Some(first)
-        })
-        .collect();
+    let total = parts.len();
     let decoded: Vec<Result<Vec<VehicleRecord>, Refusal>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = slices
+        let handles: Vec<_> = parts
             .into_iter()
-            .zip(first_record)
-            .map(|((_, count, bytes), first)| {
-                scope.spawn(move || decode_chunk(bytes, count, first, tags))
+            .enumerate()
+            .map(|(i, (chunk, bytes, first))| {
+                scope.spawn(move || {
+                    if crc32fast::hash(bytes) != chunk.crc32 {
+                        return Err(Refusal::Corrupt(format!(
+                            "chunk {} of {total} fails its checksum (damaged on disk?)",
+                            i + 1
+                        )));
+                    }
+                    decode_chunk(bytes, chunk.records, first, tags)
+                })
             })
             .collect();
         handles

@@ -21,12 +21,10 @@ pub struct FindingTag {
 }
 
 /// A diagnosis reduced to its status and findings (worst first).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub status: Status,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "<[Arc<FindingTag>]>::is_empty")]
     pub findings: Box<[Arc<FindingTag>]>,
 }
 
@@ -71,17 +69,14 @@ impl Verdict {
 }
 
 /// What the list's badges read of a probe report: permissions and the virtual key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Glance {
     /// Data kinds granted at Smartcar, one bit per [`DataKind::ALL`] entry; `None` until the
     /// permissions were read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub granted: Option<u16>,
     /// Tesla-side `vehicle_location` scope, when the user access was read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tesla_location: Option<bool>,
     /// The virtual key's pairing, when it was read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_key_paired: Option<bool>,
 }
 

@@ -545,7 +545,15 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         }
         return;
     };
-    let diagnosis = record.diagnosis();
+    // Only the copy and open actions read the packed evidence; scrolling does not unpack it.
+    let diagnosis = if matches!(
+        action,
+        Action::CopyFixLink | Action::CopyReply | Action::OpenLink
+    ) {
+        record.diagnosis()
+    } else {
+        crate::health::Diagnosis::unknown()
+    };
     let main = diagnosis.main_finding();
     let fix_link = diagnosis
         .findings

@@ -29,10 +29,7 @@ fn probed_at() -> Timestamp {
 }
 
 fn obs(id: &str, probe: Probe, outcome: Result<Answer, ApiError>, request_id: &str) -> Observation {
-    let endpoint = match probe {
-        Probe::Data(k) => format!("POST /v2.0/vehicles/{id}/batch {}", k.path()),
-        p => format!("GET /v2.0/vehicles/{id}{}", p.path()),
-    };
+    let endpoint = probe.endpoint(id, true);
     let status = outcome
         .as_ref()
         .err()
