@@ -88,7 +88,7 @@ impl ProgressLine {
             .map(|b| format!(" · budget {b:.0}"))
             .unwrap_or_default();
         eprint!(
-            "\r\x1b[2K[{}{}] {done}/{total} vehicles · {} in flight · {:.1} req/s · {} errors{budget}",
+            "\r\x1b[2K[{}{}] {done}/{total} vehicles · {} probing · {:.1} req/s · {} errors{budget}",
             "#".repeat(filled),
             ".".repeat(WIDTH - filled),
             p.in_flight,

@@ -54,7 +54,7 @@ pub enum Command {
 pub struct Progress {
     pub done: usize,
     pub total: usize,
-    /// Probes running now.
+    /// Vehicles being probed now (each may wait for the request gate, which enforces the concurrency cap).
     pub in_flight: usize,
     /// Probes whose report still holds a transient fault (server error, timeout, unreadable
     /// answer) after every try. A vehicle's own answer (asleep, rate-limited, no key) is not one.

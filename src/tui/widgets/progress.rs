@@ -9,7 +9,7 @@ use crate::tui::theme::Theme;
 pub fn progress_line(progress: &Progress, width: u16, theme: &Theme) -> Line<'static> {
     let mut text = format!(" {}/{} probes", progress.done, progress.total);
     if progress.in_flight > 0 {
-        text.push_str(&format!(" · {} in flight", progress.in_flight));
+        text.push_str(&format!(" · {} probing", progress.in_flight));
     }
     if progress.errors > 0 {
         text.push_str(&format!(" · {} errors", progress.errors));
