@@ -56,7 +56,8 @@ pub struct GlobalArgs {
         long,
         global = true,
         value_name = "R/min",
-        conflicts_with = "no_rate_limit"
+        conflicts_with = "no_rate_limit",
+        value_parser = per_minute
     )]
     pub rate: Option<f64>,
     /// Switch the client-side rate budget off (plans with higher limits, the simulator).
@@ -162,4 +163,39 @@ pub struct ConnectUrlArgs {
     pub reauth: bool,
     #[arg(long)]
     pub vehicle_id: Option<String>,
+}
+
+/// A request rate per minute: `120`, `120/min` or `2/s`.
+fn per_minute(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (number, per_second) = if let Some(n) = t.strip_suffix("/min").or(t.strip_suffix("/m")) {
+        (n, false)
+    } else if let Some(n) = t.strip_suffix("/s") {
+        (n, true)
+    } else {
+        (t, false)
+    };
+    match number.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(if per_second { r * 60.0 } else { r }),
+        _ => Err(format!(
+            "`{text}` is not a rate: give requests per minute, like 120, 120/min or 2/s"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_minute;
+
+    #[test]
+    fn a_rate_reads_as_a_number_per_minute_or_per_second() {
+        assert_eq!(per_minute("120"), Ok(120.0));
+        assert_eq!(per_minute("600/min"), Ok(600.0));
+        assert_eq!(per_minute("2/s"), Ok(120.0));
+        assert_eq!(per_minute(" 1.5/m "), Ok(1.5));
+        for bad in ["fast", "0", "-3/min", "NaN", "inf/s", "/min"] {
+            let err = per_minute(bad).expect_err(bad);
+            assert!(err.contains("not a rate"), "{err}");
+        }
+    }
 }

@@ -111,7 +111,7 @@ const SLOW_CHECK_S: u64 = 120;
 /// The line a long check prints first: what it costs and how to change that.
 fn slow_check_notice(requests: u64, eta_s: u64, per_min: f64) -> String {
     format!(
-        "vtriage: this check needs about {requests} requests ≈ {} at {per_min} requests per minute; --rate N (per minute) or --no-rate-limit change it",
+        "vtriage: this check needs about {requests} requests ≈ {} at {per_min} requests per minute; --rate R/min or --no-rate-limit change it",
         crate::health::remedy::human_seconds(eta_s)
     )
 }

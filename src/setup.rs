@@ -235,13 +235,6 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
             refill_per_min: global.rate.unwrap_or(config.fetch.rate_per_minute),
         })
     };
-    if let Some(r) = global.rate
-        && !(r.is_finite() && r > 0.0)
-    {
-        return Err(SetupError::Usage(format!(
-            "--rate {r}: must be a positive number of requests per minute"
-        )));
-    }
     let concurrency = global.concurrency.unwrap_or(config.fetch.concurrency);
     if concurrency == 0 {
         return Err(SetupError::Usage("--concurrency must be at least 1".into()));
@@ -313,6 +306,7 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
             latency: settings.demo_latency,
             ..crate::sim::SimConfig::default()
         };
+        settings.scheduler.expected_latency = settings.demo_latency.mean();
         let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let handle = crate::sim::spawn(config, bind)
             .await

@@ -56,6 +56,9 @@ pub struct SchedulerConfig {
     /// First backoff delay after a retryable failure; it doubles per try, with jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// What a vehicle call is expected to take until calls have been measured: sweep cost
+    /// estimates use it (Smartcar's lower figure by default).
+    pub expected_latency: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -71,6 +74,7 @@ impl Default for SchedulerConfig {
             max_inline_wait: Duration::from_secs(30),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            expected_latency: Duration::from_secs(3),
         }
     }
 }

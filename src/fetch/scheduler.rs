@@ -21,8 +21,6 @@ use super::{SchedulerConfig, Source};
 
 /// The shortest gap between two progress events (at most ten a second).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
-/// Smartcar's lower figure for a vehicle request, used before any latency was measured.
-const ASSUMED_LATENCY_S: f64 = 3.0;
 
 /// What the scheduler remembers about one vehicle.
 #[derive(Debug, Default)]
@@ -420,7 +418,7 @@ impl Scheduler {
         let stats = self.gate.stats();
         let latency_s = stats
             .mean_latency_ms
-            .map_or(ASSUMED_LATENCY_S, |ms| ms / 1000.0);
+            .map_or(self.config.expected_latency.as_secs_f64(), |ms| ms / 1000.0);
         let by_concurrency = requests as f64 / self.config.concurrency.max(1) as f64 * latency_s;
         let by_budget = self.gate.seconds_for(requests).unwrap_or(0.0);
         let eta_s = by_concurrency.max(by_budget).ceil() as u64;

@@ -59,6 +59,17 @@ impl Default for Latency {
 }
 
 impl Latency {
+    /// What one call takes on average.
+    pub fn mean(self) -> Duration {
+        match self {
+            Latency::Fixed { ms, jitter_ms } => {
+                Duration::from_millis(ms) + Duration::from_millis(jitter_ms) / 2
+            }
+            // 97 % of 3 s plus an exponential tail of mean 8 s (capped at 45 s), 3 % of 45–300 s.
+            Latency::Realistic => Duration::from_secs(16),
+        }
+    }
+
     /// One draw, from a uniform value `u` and a second uniform value `v`, both in `[0, 1)`.
     pub fn draw(self, u: f64, v: f64) -> Duration {
         match self {
@@ -332,6 +343,29 @@ mod tests {
         assert!((3.0..=45.0).contains(&mean), "mean {mean}");
         assert!(draws.iter().all(|d| (3.0..=300.0).contains(d)));
         assert!(draws.iter().any(|d| *d > 45.0), "some calls wake the car");
+    }
+
+    #[test]
+    fn each_latency_profile_states_the_mean_of_its_draws() {
+        let dice = dice::Dice::new(5);
+        for latency in [
+            Latency::Realistic,
+            Latency::Fixed {
+                ms: 250,
+                jitter_ms: 500,
+            },
+        ] {
+            let n = 50_000;
+            let drawn = (0..n)
+                .map(|_| latency.draw(dice.unit(), dice.unit()).as_secs_f64())
+                .sum::<f64>()
+                / n as f64;
+            let stated = latency.mean().as_secs_f64();
+            assert!(
+                (drawn - stated).abs() / stated < 0.1,
+                "{latency:?}: drawn {drawn:.2} s, stated {stated:.2} s"
+            );
+        }
     }
 
     #[test]
