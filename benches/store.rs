@@ -593,3 +593,21 @@ fn to_snapshot(bencher: Bencher, percent_probed: u32) {
     let store = store_with(percent_probed);
     bencher.bench_local(|| store.to_snapshot());
 }
+
+/// Packing one vehicle's evidence (JSON, then zstd against the dictionary): the share of `apply`
+/// that keeps the store small.
+#[divan::bench(sample_count = 200, sample_size = 10)]
+fn pack_one_vehicle(bencher: Bencher) {
+    let (fleet, _) = &*FULL;
+    let diagnose = diagnoser();
+    let inputs: Vec<_> = fleet
+        .updates
+        .iter()
+        .map(|r| (r.observations.clone(), diagnose(r, now())))
+        .collect();
+    let mut i = 0;
+    bencher.bench_local(|| {
+        i = (i + 1) % inputs.len();
+        vtriage::store::Packed::pack(&inputs[i].0, &inputs[i].1)
+    });
+}

@@ -766,9 +766,13 @@ impl Store {
             // Probed before being listed (a single token's vehicles, or a race with the listing).
             None => self.insert_unlisted(report),
         };
-        let mut merged = report.clone();
+        // What earlier probes learnt fills the gaps of this one; copied only when there are gaps.
+        let r = &self.records[slot as usize];
+        let merged = if (report.attributes.is_none() && r.attributes.is_some())
+            || (report.vin.is_none() && r.vin.is_some())
+            || (report.user_id.is_none() && !r.user_id.is_empty())
         {
-            let r = &self.records[slot as usize];
+            let mut merged = report.clone();
             if merged.attributes.is_none() {
                 merged.attributes.clone_from(&r.attributes);
             }
@@ -778,7 +782,10 @@ impl Store {
             if merged.user_id.is_none() && !r.user_id.is_empty() {
                 merged.user_id = Some(r.user_id.clone());
             }
-        }
+            std::borrow::Cow::Owned(merged)
+        } else {
+            std::borrow::Cow::Borrowed(report)
+        };
         let diagnosis = (self.diagnoser)(&merged, now);
         let glance = Glance::of(&merged);
         let probed_at = merged
@@ -891,5 +898,46 @@ impl Store {
         if self.selected == Some(slot) {
             self.keep_selection_visible();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Severity;
+
+    #[test]
+    fn damaged_evidence_leaves_the_list_s_findings_with_a_remedy_to_probe_again() {
+        let mut interner = Interner::default();
+        let mut record = VehicleRecord::listed(&ConnectionInfo {
+            connection: crate::smartcar::Connection {
+                user_id: "u1".into(),
+                vehicle_id: "v1".into(),
+                connected_at: None,
+                mode: None,
+            },
+            has_token: true,
+        });
+        record.verdict = Verdict {
+            status: Status::Blocked,
+            checked_at: None,
+            findings: Box::new([interner.tag(
+                "virtual-key-missing",
+                Severity::Blocked,
+                Some("tesla-virtual-key"),
+                "Tesla virtual key not paired",
+            )]),
+        };
+        record.packed = Some(Packed::damaged());
+        record.last_probe_at = Some(Timestamp::UNIX_EPOCH);
+
+        assert_eq!(record.report(), None);
+        let diagnosis = record.diagnosis();
+        assert_eq!(diagnosis.status, Status::Blocked);
+        assert_eq!(diagnosis.findings.len(), 1);
+        let finding = &diagnosis.findings[0];
+        assert_eq!(finding.id, "virtual-key-missing");
+        assert_eq!(finding.rule.as_deref(), Some("tesla-virtual-key"));
+        assert!(finding.remedy.action.contains("probe this vehicle again"));
     }
 }
