@@ -113,7 +113,7 @@ fn recovery_clears_failing_since_and_history_stays_bounded() {
         } else {
             Outcome::Ok
         };
-        store.apply(&observed(report("v1", "u1", None, None, outcome, at)), at);
+        probe(&mut store, "v1", "u1", outcome, at);
     }
     let v = store.vehicle("v1").unwrap();
     assert_eq!(v.verdict.status, Status::Healthy);
@@ -140,10 +140,7 @@ fn counts_follow_every_change() {
     assert_eq!(c.by_finding.get("no-access-token"), Some(&1));
 
     // The blocked Tesla gets its key: blocked count drops, healthy rises, the rule disappears.
-    store.apply(
-        &observed(report("veh-a", "user-1", None, None, Outcome::Ok, now())),
-        now(),
-    );
+    probe(&mut store, "veh-a", "user-1", Outcome::Ok, now());
     let c = store.counts();
     assert_eq!(c.status(Status::Blocked), 0);
     assert_eq!(c.status(Status::Healthy), 3);
@@ -156,22 +153,15 @@ fn a_vehicle_that_changes_status_moves_in_and_out_of_a_status_filter() {
     let mut store = fleet_store();
     store.set_filter("status:blocked").unwrap();
     assert_eq!(ids(&store), ["veh-a"]);
-    store.apply(
-        &observed(report(
-            "veh-b",
-            "user-1",
-            None,
-            None,
-            Outcome::VirtualKeyRequired,
-            now(),
-        )),
+    probe(
+        &mut store,
+        "veh-b",
+        "user-1",
+        Outcome::VirtualKeyRequired,
         now(),
     );
     assert_eq!(ids(&store), ["veh-a", "veh-b"]);
-    store.apply(
-        &observed(report("veh-a", "user-1", None, None, Outcome::Ok, now())),
-        now(),
-    );
+    probe(&mut store, "veh-a", "user-1", Outcome::Ok, now());
     assert_eq!(ids(&store), ["veh-b"]);
 }
 
@@ -225,10 +215,7 @@ fn a_new_observation_repositions_the_row_under_the_current_sort() {
     let mut store = fleet_store();
     store.set_sort(SortColumn::Checked, true);
     let later = t("2026-11-28T00:00:00Z");
-    store.apply(
-        &observed(report("veh-d", "user-3", None, None, Outcome::Ok, later)),
-        later,
-    );
+    probe(&mut store, "veh-d", "user-3", Outcome::Ok, later);
     assert_eq!(store.row(0).map(|r| r.vehicle_id.as_str()), Some("veh-d"));
     assert_eq!(
         store.row(5).map(|r| r.vehicle_id.as_str()),
@@ -282,10 +269,7 @@ fn a_filtered_out_selection_moves_to_the_nearest_row() {
         Some("veh-a")
     );
     // The selected vehicle recovers and leaves the filter: nothing is left to select.
-    store.apply(
-        &observed(report("veh-a", "user-1", None, None, Outcome::Ok, now())),
-        now(),
-    );
+    probe(&mut store, "veh-a", "user-1", Outcome::Ok, now());
     assert_eq!(store.visible_len(), 0);
     assert!(store.selected().is_none());
 }
@@ -361,17 +345,7 @@ fn relisting_keeps_probe_data_and_drops_vehicles_no_longer_connected() {
 #[test]
 fn an_observation_of_an_unlisted_vehicle_adds_it() {
     let mut store = fleet_store();
-    store.apply(
-        &observed(report(
-            "veh-z",
-            "user-z",
-            None,
-            None,
-            Outcome::Asleep,
-            now(),
-        )),
-        now(),
-    );
+    probe(&mut store, "veh-z", "user-z", Outcome::Asleep, now());
     assert_eq!(store.len(), 7);
     assert_eq!(store.vehicle("veh-z").unwrap().user_id, "user-z");
     assert_eq!(store.counts().status(Status::Degraded), 2);
@@ -522,17 +496,7 @@ fn a_vehicle_opened_through_find_stays_selected_while_other_rows_update() {
     let id = store.find("user-3").map(|r| r.vehicle_id.clone()).unwrap();
     store.select(Some(&id));
     assert_eq!(store.selected_index(), None, "filtered out, but selected");
-    store.apply(
-        &observed(report(
-            "veh-b",
-            "user-1",
-            None,
-            None,
-            Outcome::Asleep,
-            now(),
-        )),
-        now(),
-    );
+    probe(&mut store, "veh-b", "user-1", Outcome::Asleep, now());
     assert_eq!(
         store.selected().map(|r| r.vehicle_id.as_str()),
         Some("veh-d")
@@ -588,10 +552,7 @@ fn an_exempt_vehicle_does_not_count_as_affected_by_the_rule() {
         now(),
     );
     for id in ["veh-a", "veh-b"] {
-        store.apply(
-            &observed(report(id, "user-1", None, None, Outcome::Ok, now())),
-            now(),
-        );
+        probe(&mut store, id, "user-1", Outcome::Ok, now());
     }
     assert_eq!(
         store.counts().by_rule.get("tesla-virtual-key"),

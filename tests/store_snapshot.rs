@@ -225,17 +225,7 @@ fn restoring_into_a_listed_fleet_fills_unprobed_vehicles_only() {
         ]),
         now(),
     );
-    store.apply(
-        &observed(report(
-            "veh-b",
-            "user-1",
-            None,
-            None,
-            Outcome::Asleep,
-            now(),
-        )),
-        now(),
-    );
+    probe(&mut store, "veh-b", "user-1", Outcome::Asleep, now());
     store.restore(saved);
     assert_eq!(store.len(), 2, "the listing decides which vehicles exist");
     let a = store.vehicle("veh-a").unwrap();
@@ -265,15 +255,11 @@ fn a_large_snapshot_round_trips_through_parallel_chunks_and_a_damaged_byte_is_ca
         ),
         now(),
     );
-    store.apply(
-        &observed(report(
-            "v24999",
-            "u24999",
-            None,
-            None,
-            Outcome::VirtualKeyRequired,
-            now(),
-        )),
+    probe(
+        &mut store,
+        "v24999",
+        "u24999",
+        Outcome::VirtualKeyRequired,
         now(),
     );
     let snapshot = store.to_snapshot();

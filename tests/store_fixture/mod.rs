@@ -183,6 +183,20 @@ pub fn observed(report: ProbeReport) -> Event {
     Event::Observed { report }
 }
 
+/// `vehicle_id` probed with `outcome`, answered and applied at `at`; whether anything changed.
+pub fn probe(
+    store: &mut Store,
+    vehicle_id: &str,
+    user_id: &str,
+    outcome: Outcome,
+    at: Timestamp,
+) -> bool {
+    store.apply(
+        &observed(report(vehicle_id, user_id, None, None, outcome, at)),
+        at,
+    )
+}
+
 /// One vehicle of a small named fleet used across tests.
 pub struct Car {
     pub id: &'static str,
