@@ -158,6 +158,13 @@ fn report(make: &str, model: &str, year: u16, mut obs: Vec<Observation>) -> Prob
 }
 
 /// Both data kinds the default needs, failing with the same error.
+/// Every permission granted, and the data batch failing with `err`.
+fn granted_but_data_fails(err: ApiError) -> Vec<Observation> {
+    let mut v = vec![permissions(ALL_PERMS)];
+    v.extend(data_fail(err));
+    v
+}
+
 fn data_fail(err: ApiError) -> Vec<Observation> {
     vec![
         failing(Probe::Data(DataKind::Location), err.clone()),
@@ -453,17 +460,18 @@ fn rows() -> Vec<Row> {
     rows.push(
         row(
             "subscription-lapsed",
-            report("FORD", "F-150", 2021, {
-                let mut v = vec![permissions(ALL_PERMS)];
-                v.extend(data_fail(v2(
+            report(
+                "FORD",
+                "F-150",
+                2021,
+                granted_but_data_fails(v2(
                     400,
                     "CONNECTED_SERVICES_ACCOUNT",
                     Some("SUBSCRIPTION"),
                     json!({"type": null}),
                     None,
-                )));
-                v
-            }),
+                )),
+            ),
             Status::Blocked,
             Some("oem-subscription"),
         )
@@ -477,17 +485,18 @@ fn rows() -> Vec<Row> {
         rows.push(
             row(
                 name,
-                report("KIA", "EV6", 2022, {
-                    let mut v = vec![permissions(ALL_PERMS)];
-                    v.extend(data_fail(v2(
+                report(
+                    "KIA",
+                    "EV6",
+                    2022,
+                    granted_but_data_fails(v2(
                         409,
                         "VEHICLE_STATE",
                         Some(code),
                         json!({"type": null}),
                         None,
-                    )));
-                    v
-                }),
+                    )),
+                ),
                 Status::Degraded,
                 Some("vehicle-state"),
             )
@@ -514,17 +523,18 @@ fn rows() -> Vec<Row> {
     rows.push(
         row(
             "rate-limited",
-            report("FORD", "Escape", 2020, {
-                let mut v = vec![permissions(ALL_PERMS)];
-                v.extend(data_fail(v2(
+            report(
+                "FORD",
+                "Escape",
+                2020,
+                granted_but_data_fails(v2(
                     429,
                     "RATE_LIMIT",
                     Some("VEHICLE"),
                     json!({"type": "RETRY_LATER"}),
                     None,
-                )));
-                v
-            }),
+                )),
+            ),
             Status::Warning,
             Some("rate-limited"),
         )
@@ -534,17 +544,18 @@ fn rows() -> Vec<Row> {
     rows.push(
         row(
             "quota-exhausted",
-            report("NISSAN", "Leaf", 2020, {
-                let mut v = vec![permissions(ALL_PERMS)];
-                v.extend(data_fail(v2(
+            report(
+                "NISSAN",
+                "Leaf",
+                2020,
+                granted_but_data_fails(v2(
                     430,
                     "BILLING",
                     Some("VEHICLE_REQUEST_LIMIT"),
                     json!({"type": "CONTACT_SUPPORT"}),
                     None,
-                )));
-                v
-            }),
+                )),
+            ),
             Status::Blocked,
             Some("billing-request-limit"),
         )
@@ -574,17 +585,18 @@ fn rows() -> Vec<Row> {
     rows.push(
         row(
             "unknown-error-type",
-            report("FORD", "Bronco", 2024, {
-                let mut v = vec![permissions(ALL_PERMS)];
-                v.extend(data_fail(v2(
+            report(
+                "FORD",
+                "Bronco",
+                2024,
+                granted_but_data_fails(v2(
                     418,
                     "TEAPOT",
                     Some("SHORT_AND_STOUT"),
                     json!({"type": null}),
                     None,
-                )));
-                v
-            }),
+                )),
+            ),
             Status::Degraded,
             Some("unknown-error"),
         )
@@ -614,17 +626,18 @@ fn rows() -> Vec<Row> {
     rows.push(
         row(
             "transient-server-error",
-            report("FORD", "Bronco", 2024, {
-                let mut v = vec![permissions(ALL_PERMS)];
-                v.extend(data_fail(v2(
+            report(
+                "FORD",
+                "Bronco",
+                2024,
+                granted_but_data_fails(v2(
                     500,
                     "SERVER",
                     Some("INTERNAL"),
                     json!({"type": "RETRY_LATER"}),
                     None,
-                )));
-                v
-            }),
+                )),
+            ),
             Status::Degraded,
             Some("upstream-error"),
         )
