@@ -322,6 +322,7 @@ fn generate(
                 mode: Some("live".into()),
             },
             has_token,
+            other_users: Vec::new(),
         };
         each(connection, report, update);
     }

@@ -40,12 +40,8 @@ fn print_warnings(settings: &Settings) {
 /// `VTRIAGE_LOG` sets the filter (default `info`).
 pub fn init_logging(settings: &Settings) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let dir = &settings.paths.state_dir;
-    std::fs::create_dir_all(dir).ok()?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(settings.paths.log_file())
-        .ok()?;
+    crate::private_files::create_dir(dir).ok()?;
+    let file = crate::private_files::append_file(&settings.paths.log_file()).ok()?;
     let (writer, guard) = tracing_appender::non_blocking(file);
     let filter = tracing_subscriber::EnvFilter::try_from_env("VTRIAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -237,9 +233,6 @@ fn save_snapshot(settings: &Settings, store: &Store) {
         return;
     }
     let path = settings.paths.snapshot_file(&settings.profile);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
     if let Err(e) = store::snapshot::save(&path, &store.to_snapshot()) {
         eprintln!("vtriage: warning: {e}");
     }

@@ -5,6 +5,7 @@ pub mod commands;
 pub mod config;
 pub mod fetch;
 pub mod health;
+pub mod private_files;
 pub mod report;
 pub mod setup;
 pub mod sim;

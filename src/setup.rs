@@ -124,6 +124,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         (Some(a), _, _) => Some(a.trim().to_string()),
         (None, Some(a), _) => Some(a.trim().to_string()),
         (None, None, Some(file)) => {
+            warnings.extend(crate::private_files::loose_permissions_warning(file));
             let text = std::fs::read_to_string(file).map_err(|source| SetupError::AmtFile {
                 path: file.clone(),
                 source,
@@ -148,6 +149,17 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         None => Default::default(),
     };
     let single_token = global.token.clone().map(Secret::new);
+    if global.amt.is_some() {
+        warnings.push(format!(
+            "--amt on the command line is visible to other users of this machine (ps, shell history); set {amt_env} or amt_file in the profile instead"
+        ));
+    }
+    if global.token.is_some() {
+        warnings.push(
+            "--token on the command line is visible to other users of this machine (ps, shell history); put it in a tokens file (mode 0600) with --tokens instead"
+                .into(),
+        );
+    }
     let has_credentials = amt.is_some() || !tokens.is_empty() || single_token.is_some();
 
     let mode = if global.demo || !has_credentials {

@@ -37,29 +37,10 @@ pub fn load(path: &Path) -> Result<Tokens, TokensError> {
         source,
     })?;
     let mut tokens = parse(path, &bytes)?;
-    if let Some(w) = permission_warning(path) {
+    if let Some(w) = crate::private_files::loose_permissions_warning(path) {
         tokens.warnings.insert(0, w);
     }
     Ok(tokens)
-}
-
-#[cfg(unix)]
-fn permission_warning(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "{}: readable by group or others (mode {:o}); run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        )
-    })
-}
-
-#[cfg(not(unix))]
-fn permission_warning(_path: &Path) -> Option<String> {
-    None
 }
 
 /// Parses the CSV text of a tokens file (see [`load`]).

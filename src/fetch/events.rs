@@ -20,7 +20,45 @@ pub enum Priority {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionInfo {
     pub connection: Connection,
+    /// An access token is configured for at least one of the vehicle's users.
     pub has_token: bool,
+    /// Further users who connected the same vehicle (a listing may name one vehicle once per
+    /// user); `connection.user_id` is the first. One vehicle is one record with all its owners.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_users: Vec<String>,
+}
+
+impl ConnectionInfo {
+    /// Every user of the vehicle, the first listed first.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.connection.user_id.as_str())
+            .chain(self.other_users.iter().map(String::as_str))
+    }
+}
+
+/// Folds listing rows that name the same vehicle into one connection carrying every owner, in
+/// listing order. A repeated row of the same user adds nothing.
+pub fn merge_owners(rows: Vec<ConnectionInfo>) -> Vec<ConnectionInfo> {
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut merged: Vec<ConnectionInfo> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match at.get(&row.connection.vehicle_id) {
+            Some(&i) => {
+                let first = &mut merged[i];
+                first.has_token |= row.has_token;
+                for user in row.users() {
+                    if !first.users().any(|u| u == user) {
+                        first.other_users.push(user.to_string());
+                    }
+                }
+            }
+            None => {
+                at.insert(row.connection.vehicle_id.clone(), merged.len());
+                merged.push(row);
+            }
+        }
+    }
+    merged
 }
 
 /// What the UI or the CLI asks the scheduler to do.

@@ -184,6 +184,7 @@ pub async fn list(
             .map(|c| ConnectionInfo {
                 has_token: tokens.contains_key(&c.user_id),
                 connection: c,
+                other_users: Vec::new(),
             })
             .collect();
         return Ok(Listing {
@@ -224,8 +225,9 @@ pub async fn list(
                 if file_user.is_none() {
                     listing.single_token_user = Some(user.clone());
                 }
+                // A vehicle two users connected is listed once per user; the scheduler merges them.
                 for vehicle_id in vehicles {
-                    if seen.insert(vehicle_id.clone()) {
+                    if seen.insert((user.clone(), vehicle_id.clone())) {
                         listing.connections.push(ConnectionInfo {
                             connection: Connection {
                                 user_id: user.clone(),
@@ -234,6 +236,7 @@ pub async fn list(
                                 mode: None,
                             },
                             has_token: true,
+                            other_users: Vec::new(),
                         });
                     }
                 }

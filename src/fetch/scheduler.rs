@@ -1,7 +1,7 @@
 //! The scheduler task: turns commands into queued probes, starts them in priority order within the
 //! concurrency and budget, reuses fresh reports, and reports progress.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::smartcar::{Client, ProbeReport, Secret};
 
-use super::events::{Command, ConnectionInfo, Event, Priority, Progress};
+use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
 use super::gate::{Gate, SharedPriority};
 use super::listing::{self, Listing, ListingRetry};
 use super::plan::{KnownVehicle, ProbePlan};
@@ -32,6 +32,8 @@ struct VehicleState {
 }
 
 struct Active {
+    /// Whose access token the probe carries.
+    user_id: Option<String>,
     priority: SharedPriority,
     sent_any: Arc<AtomicBool>,
     abort: AbortHandle,
@@ -59,6 +61,9 @@ struct Scheduler {
     /// Connections in listing order, and where each vehicle sits in it.
     connection_index: HashMap<String, usize>,
     vehicles: HashMap<String, VehicleState>,
+    /// Users whose access token was refused this session: a vehicle with another owner is probed
+    /// with that owner's token instead.
+    rejected_users: HashSet<String>,
 
     queue: ProbeQueue,
     active: HashMap<String, Active>,
@@ -110,6 +115,7 @@ pub async fn run(
         listing_failed: false,
         connection_index: HashMap::new(),
         vehicles: HashMap::new(),
+        rejected_users: HashSet::new(),
         queue: ProbeQueue::new(),
         active: HashMap::new(),
         tasks: JoinSet::new(),
@@ -186,7 +192,8 @@ impl Scheduler {
 
     fn listed(&mut self, result: Result<Listing, String>) {
         match result {
-            Ok(listing) => {
+            Ok(mut listing) => {
+                listing.connections = merge_owners(std::mem::take(&mut listing.connections));
                 self.connection_index = listing
                     .connections
                     .iter()
@@ -267,7 +274,8 @@ impl Scheduler {
         self.listing.as_ref()?.connections.get(i)
     }
 
-    /// The user and access token for a vehicle, if any.
+    /// The user and access token to probe a vehicle with, if any: the first owner whose token has
+    /// not been refused, else the first owner with a token, else the first owner.
     fn credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Secret>) {
         let listing = self.listing.as_ref();
         let token_of = |user: &str| {
@@ -278,9 +286,14 @@ impl Scheduler {
         };
         match self.connection(vehicle_id) {
             Some(c) => {
-                let user = c.connection.user_id.clone();
-                let token = token_of(&user);
-                (Some(user), token)
+                let with_token = || c.users().filter_map(|u| token_of(u).map(|t| (u, t)));
+                let chosen = with_token()
+                    .find(|(u, _)| !self.rejected_users.contains(*u))
+                    .or_else(|| with_token().next());
+                match chosen {
+                    Some((user, token)) => (Some(user.to_string()), Some(token)),
+                    None => (Some(c.connection.user_id.clone()), None),
+                }
             }
             // Not listed: only a single --token can reach it.
             None => (
@@ -477,6 +490,7 @@ impl Scheduler {
             self.active.insert(
                 next.vehicle_id.clone(),
                 Active {
+                    user_id,
                     priority: shared,
                     sent_any,
                     abort,
@@ -498,10 +512,10 @@ impl Scheduler {
         let Some(vehicle_id) = self.task_vehicle.remove(&id) else {
             return;
         };
-        self.active.remove(&vehicle_id);
+        let active = self.active.remove(&vehicle_id);
         self.progress_dirty = true;
         match outcome {
-            Ok(outcome) => self.finished(outcome),
+            Ok(outcome) => self.finished(outcome, active),
             Err(e) if e.is_cancelled() => {
                 // A cancelled sweep probe that had sent nothing: dropped work, not done work.
                 self.run.total = self.run.total.saturating_sub(1);
@@ -517,16 +531,31 @@ impl Scheduler {
         }
     }
 
-    fn finished(&mut self, outcome: ProbeOutcome) {
+    fn finished(&mut self, outcome: ProbeOutcome, active: Option<Active>) {
         let now = Instant::now();
-        let (user_id, _) = self.credentials(&outcome.vehicle_id);
+        let (user_id, priority) = match active {
+            Some(a) => (a.user_id, a.priority.get()),
+            None => (self.credentials(&outcome.vehicle_id).0, Priority::Sweep),
+        };
+        // A refused token belongs to its user: another owner's token may still read the vehicle.
+        if let Some(user) = &user_id
+            && outcome.observations.iter().any(|o| o.is_token_rejected())
+        {
+            self.rejected_users.insert(user.clone());
+            let (next_user, token) = self.credentials(&outcome.vehicle_id);
+            let untried = next_user.is_some_and(|u| !self.rejected_users.contains(&u));
+            if token.is_some() && untried {
+                tracing::info!(
+                    vehicle_id = outcome.vehicle_id,
+                    "token of one owner refused; probing with another owner's token"
+                );
+                self.remember_known(&outcome);
+                self.queue.push(&outcome.vehicle_id, priority, true);
+                return;
+            }
+        }
+        self.remember_known(&outcome);
         let state = self.vehicles.entry(outcome.vehicle_id.clone()).or_default();
-        if state.known.attributes.is_none() {
-            state.known.attributes = outcome.known.attributes.clone();
-        }
-        if outcome.known.vin.is_some() {
-            state.known.vin = outcome.known.vin.clone();
-        }
         state.not_before = outcome.not_before;
         let report = ProbeReport {
             vehicle_id: outcome.vehicle_id,
@@ -542,6 +571,17 @@ impl Scheduler {
             self.run.errors += 1;
         }
         self.emit(Event::Observed { report });
+    }
+
+    /// Keeps what a probe learned (attributes, VIN) for the next probe of the vehicle.
+    fn remember_known(&mut self, outcome: &ProbeOutcome) {
+        let state = self.vehicles.entry(outcome.vehicle_id.clone()).or_default();
+        if state.known.attributes.is_none() {
+            state.known.attributes = outcome.known.attributes.clone();
+        }
+        if outcome.known.vin.is_some() {
+            state.known.vin = outcome.known.vin.clone();
+        }
     }
 
     fn next_wake(&mut self) -> Option<Instant> {

@@ -246,11 +246,7 @@ fn format_time(t: jiff::Timestamp) -> String {
 
 /// A 401 (whatever its body) or an `AUTHENTICATION` error: the access token was refused.
 fn is_token_failure(o: &Observation) -> bool {
-    o.error().is_some_and(|e| {
-        e.status() == Some(401)
-            || e.smartcar()
-                .is_some_and(|s| s.error_type == ErrorType::Authentication)
-    })
+    o.is_token_rejected()
 }
 
 fn smartcar_error(o: &Observation) -> Option<&SmartcarError> {

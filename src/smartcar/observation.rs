@@ -84,6 +84,16 @@ impl Observation {
     pub fn answer(&self) -> Option<&Answer> {
         self.outcome.as_ref().ok()
     }
+
+    /// The access token the request carried was refused (401, or an `AUTHENTICATION` error):
+    /// a fact about that user's token, not about the vehicle.
+    pub fn is_token_rejected(&self) -> bool {
+        self.error().is_some_and(|e| {
+            e.status() == Some(401)
+                || e.smartcar()
+                    .is_some_and(|s| s.error_type == super::ErrorType::Authentication)
+        })
+    }
 }
 
 /// Everything known from probing one vehicle: the input to diagnosis.

@@ -449,7 +449,7 @@ impl Test {
                 YearCmp::Ge => a.year >= *year,
                 YearCmp::Gt => a.year > *year,
             }),
-            Test::User(v) => r.user_id.eq_ignore_ascii_case(v),
+            Test::User(v) => r.users().any(|u| u.eq_ignore_ascii_case(v)),
             Test::VehicleId(v) => r.vehicle_id.eq_ignore_ascii_case(v),
             Test::VinPrefix(v) => r
                 .vin

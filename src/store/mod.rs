@@ -60,7 +60,10 @@ pub struct StatusChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VehicleRecord {
     pub vehicle_id: String,
+    /// The first user the listing names for the vehicle.
     pub user_id: String,
+    /// Further users who connected the same vehicle.
+    pub other_users: Vec<String>,
     pub connected_at: Option<String>,
     /// An access token is configured for the vehicle's user.
     pub has_token: bool,
@@ -89,6 +92,7 @@ impl VehicleRecord {
         VehicleRecord {
             vehicle_id: info.connection.vehicle_id.clone(),
             user_id: info.connection.user_id.clone(),
+            other_users: info.other_users.clone(),
             connected_at: info.connection.connected_at.clone(),
             has_token: info.has_token,
             attributes: None,
@@ -102,6 +106,31 @@ impl VehicleRecord {
             probing: false,
             stale: false,
         }
+    }
+
+    /// Every user of the vehicle, the first listed first.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.user_id.as_str()).chain(self.other_users.iter().map(String::as_str))
+    }
+
+    /// Makes `user` the vehicle's shown user: the one whose token the evidence was read with, so
+    /// a refused token is shown against its own user.
+    fn put_user_first(&mut self, user: &str) {
+        if self.user_id == user {
+            return;
+        }
+        if self.user_id.is_empty() {
+            self.user_id = user.to_string();
+            return;
+        }
+        if let Some(i) = self.other_users.iter().position(|u| u == user) {
+            std::mem::swap(&mut self.user_id, &mut self.other_users[i]);
+        }
+    }
+
+    /// Whether `user_id` is one of the vehicle's users.
+    pub fn is_owned_by(&self, user_id: &str) -> bool {
+        self.users().any(|u| u == user_id)
     }
 
     /// The report the diagnoser gets for a vehicle never probed: nothing observed, and whether a token exists.
@@ -406,7 +435,7 @@ impl Store {
                         .is_some_and(|v| v.eq_ignore_ascii_case(query))
                 })
             })
-            .or_else(|| self.records.iter().find(|r| r.user_id == query))
+            .or_else(|| self.records.iter().find(|r| r.is_owned_by(query)))
     }
 
     /// Replaces the filter. On a parse error the current filter stays.
@@ -725,7 +754,11 @@ impl Store {
             let record = match previous.remove(id.as_str()) {
                 Some(mut r) => {
                     let token_changed = r.has_token != info.has_token;
+                    let shown = std::mem::take(&mut r.user_id);
                     r.user_id.clone_from(&info.connection.user_id);
+                    r.other_users.clone_from(&info.other_users);
+                    // The user whose token the evidence came from stays the one shown.
+                    r.put_user_first(&shown);
                     r.connected_at.clone_from(&info.connection.connected_at);
                     r.has_token = info.has_token;
                     if token_changed && r.last_probe_at.is_none() {
@@ -803,10 +836,8 @@ impl Store {
             if merged.vin.is_some() {
                 r.vin.clone_from(&merged.vin);
             }
-            if r.user_id.is_empty()
-                && let Some(user) = &merged.user_id
-            {
-                r.user_id.clone_from(user);
+            if let Some(user) = &merged.user_id {
+                r.put_user_first(user);
             }
             r.has_token = merged.has_token;
             r.last_probe_at = Some(probed_at);
@@ -829,6 +860,7 @@ impl Store {
                 mode: None,
             },
             has_token: report.has_token,
+            other_users: Vec::new(),
         });
         self.search.push(&record);
         self.models.set(slot as usize, &record);
@@ -917,6 +949,7 @@ mod tests {
                 mode: None,
             },
             has_token: true,
+            other_users: Vec::new(),
         });
         record.verdict = Verdict {
             status: Status::Blocked,

@@ -30,6 +30,7 @@ fn write_text(out: &mut String, r: &VehicleRecord) {
     ]
     .into_iter()
     .flatten()
+    .chain(r.other_users.iter().map(String::as_str))
     {
         if !out.is_empty() {
             out.push(FIELD_SEPARATOR);

@@ -1,6 +1,6 @@
 //! The snapshot cache on disk: what the store knew at exit, saved atomically and loaded at start.
 //!
-//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":3,...}`) with the
+//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":4,...}`) with the
 //! finding tags every record refers to and the byte length, record count and CRC-32 of each
 //! chunk of the body; then the chunks, each a run of records in postcard (a compact binary
 //! serde format). The header is read first, so a file from another version is recognised
@@ -24,7 +24,7 @@ use crate::health::Status;
 use crate::smartcar::VehicleAttributes;
 
 /// The version this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 const FORMAT: &str = "vtriage-snapshot";
 
 /// The store's records at one moment. On disk it is written as a header line plus binary
@@ -87,6 +87,7 @@ fn timestamp((s, ns): Instant) -> Result<Timestamp, String> {
 struct Saved<'a> {
     vehicle_id: Cow<'a, str>,
     user_id: Cow<'a, str>,
+    other_users: Vec<Cow<'a, str>>,
     connected_at: Option<Cow<'a, str>>,
     has_token: bool,
     /// Make, model and year; the id is the vehicle id.
@@ -109,6 +110,7 @@ impl<'a> Saved<'a> {
         Saved {
             vehicle_id: text(&r.vehicle_id),
             user_id: text(&r.user_id),
+            other_users: r.other_users.iter().map(text).collect(),
             connected_at: r.connected_at.as_ref().map(text),
             has_token: r.has_token,
             attributes: r
@@ -173,6 +175,11 @@ impl<'a> Saved<'a> {
                 }),
             vehicle_id,
             user_id: self.user_id.into_owned(),
+            other_users: self
+                .other_users
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect(),
             connected_at: self.connected_at.map(Cow::into_owned),
             has_token: self.has_token,
             vin: self.vin.map(Cow::into_owned),
@@ -264,7 +271,7 @@ pub fn save_forced(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir).map_err(io_error("create the folder of", path))?;
+    crate::private_files::create_dir(&dir).map_err(io_error("create the folder of", path))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -284,7 +291,7 @@ pub fn save_forced(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError
 }
 
 fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
-    let file = File::create(tmp).map_err(io_error("write", tmp))?;
+    let file = crate::private_files::create_file(tmp).map_err(io_error("write", tmp))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut tags = Vec::new();
     let mut tag_index: HashMap<usize, u32> = HashMap::new();

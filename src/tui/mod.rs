@@ -124,6 +124,8 @@ pub async fn run(
         Ok(offscreen) => offscreen,
         Err(never) => match never {},
     };
+    // SIGTERM (a closed SSH session, `kill`) ends the dashboard as `q` does: terminal restored, snapshot saved.
+    let mut terminate = std::pin::pin!(terminate_signal());
     let result = loop {
         let mut drained = 0;
         let mut ticks_only = true;
@@ -165,6 +167,10 @@ pub async fn run(
                     Ok(frame) => shown = Some(frame.buffer.clone()),
                     Err(e) => break Err(TuiError::Terminal(e)),
                 }
+                // Lets the end-to-end tests prove that a panic restores the terminal and ends the process.
+                if std::env::var_os("VTRIAGE_DEBUG_PANIC").is_some() {
+                    panic!("forced by VTRIAGE_DEBUG_PANIC");
+                }
             }
         }
         let tick = if app.is_animating() { SPIN } else { TICK };
@@ -179,6 +185,7 @@ pub async fn run(
                 None => { events_open = false; continue; }
             },
             () = ticker.wait(tick) => Msg::Tick(clock()),
+            () = terminate.as_mut() => break Ok(()),
         };
         pending.push(msg);
     };
@@ -188,6 +195,19 @@ pub async fn run(
     // The reader notices the closed channel within one poll period.
     let _ = reader.join();
     result.map(|()| app.store)
+}
+
+/// Resolves when the process is asked to terminate (SIGTERM); never elsewhere.
+async fn terminate_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 /// Clock ticks due a fixed period after the last one, however many messages arrive in between: a sleep

@@ -1,7 +1,8 @@
 //! Owns the terminal's lifecycle: raw mode, alternate screen, bracketed paste, mouse capture and cursor, undone on every exit path.
 
 use std::io::{self, Stdout, Write};
-use std::sync::Once;
+use std::path::PathBuf;
+use std::sync::{Once, OnceLock};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use ratatui::Terminal;
@@ -148,13 +149,60 @@ fn mark(feature: Feature) {
     ENABLED.fetch_or(feature as u8, Ordering::SeqCst);
 }
 
-/// Restores the terminal before the previous hook prints the panic, so the message is readable.
+/// Where the log is written, for the one line a panic leaves on the restored terminal.
+static LOG_PATH: OnceLock<PathBuf> = OnceLock::new();
+
+/// Names the log file that the panic message points to. The first call wins.
+pub fn set_log_path(path: PathBuf) {
+    let _ = LOG_PATH.set(path);
+}
+
+/// Exit status of a process ended by a panic (the status Rust gives a panicking main).
+pub const PANIC_EXIT_CODE: i32 = 101;
+
+/// The one line a panic leaves on the restored terminal.
+pub fn panic_line(info: &std::panic::PanicHookInfo<'_>, log: Option<&std::path::Path>) -> String {
+    let what = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    let what: String = what.chars().filter(|c| !c.is_control()).take(300).collect();
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let log = log
+        .map(|p| format!("; details in {}", p.display()))
+        .unwrap_or_default();
+    format!("vtriage: internal error, the dashboard stopped: {what}{at}{log}")
+}
+
+/// Restores the terminal, then ends the process with one line. A panic on any thread while the
+/// dashboard is up must not leave it running in a cooked terminal: the scheduler or the input
+/// reader dying alone would leave a screen that no longer answers.
 fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            let dashboard_up = ENABLED.load(Ordering::SeqCst) != 0;
             let _ = Raterm::stop();
-            previous(info);
+            if !dashboard_up {
+                previous(info);
+                return;
+            }
+            let log = LOG_PATH.get().map(PathBuf::as_path);
+            // Written straight to the file: the logger's writer thread would not flush before exit.
+            if let Some(path) = log
+                && let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(path)
+            {
+                let trace = std::backtrace::Backtrace::force_capture();
+                let _ = writeln!(file, "{} ERROR panic: {info}\n{trace}", jiff::Timestamp::now());
+            }
+            let line = panic_line(info, log);
+            let _ = writeln!(io::stderr(), "{line}");
+            std::process::exit(PANIC_EXIT_CODE);
         }));
     });
 }
