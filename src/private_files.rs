@@ -21,7 +21,11 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates (or truncates) a file readable and writable by the owner only.
 pub fn create_file(path: &Path) -> io::Result<File> {
-    let file = options().write(true).create(true).truncate(true).open(path)?;
+    let file = options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     restrict(path, 0o600)?;
     Ok(file)
 }

@@ -289,3 +289,109 @@ fn a_large_snapshot_round_trips_through_parallel_chunks_and_a_damaged_byte_is_ca
     let err = load(&path).expect_err("damaged byte");
     assert!(err.to_string().contains("fails its checksum"), "{err}");
 }
+
+/// A snapshot whose header line is replaced by `header`, body kept.
+fn with_header(dir: &Path, header: serde_json::Value) -> PathBuf {
+    let path = dir.join("fleet.snapshot");
+    save(&path, &fleet_store().to_snapshot()).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let split = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let mut original: serde_json::Value = serde_json::from_slice(&bytes[..split]).unwrap();
+    if let (Some(o), Some(h)) = (original.as_object_mut(), header.as_object()) {
+        for (k, v) in h {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    let mut crafted = serde_json::to_vec(&original).unwrap();
+    crafted.extend_from_slice(&bytes[split..]);
+    fs::write(&path, crafted).unwrap();
+    path
+}
+
+#[test]
+fn crafted_snapshot_headers_are_moved_aside_without_a_panic_or_a_huge_allocation() {
+    let body_len = {
+        let dir = temp_dir("crafted-len");
+        let path = dir.join("fleet.snapshot");
+        save(&path, &fleet_store().to_snapshot()).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        bytes.len() - bytes.iter().position(|&b| b == b'\n').unwrap() - 1
+    };
+    let huge = usize::MAX;
+    let cases = [
+        (
+            "count beyond memory",
+            serde_json::json!({"count": huge, "chunks": [{"records": huge, "bytes": body_len, "crc32": 0}]}),
+        ),
+        (
+            "byte lengths that wrap around",
+            serde_json::json!({"chunks": [{"records": 1, "bytes": huge, "crc32": 0}, {"records": 1, "bytes": body_len + 1, "crc32": 0}], "count": 2}),
+        ),
+        (
+            "record counts that wrap around",
+            serde_json::json!({"chunks": [{"records": huge, "bytes": body_len, "crc32": 0}, {"records": 3, "bytes": 0, "crc32": 0}], "count": 2}),
+        ),
+        (
+            "a thread per chunk",
+            serde_json::json!({"chunks": vec![serde_json::json!({"records": 0, "bytes": 0, "crc32": 0}); 100_000], "count": 0}),
+        ),
+        (
+            "a header that is not an object",
+            serde_json::json!({"chunks": "many"}),
+        ),
+        ("a negative count", serde_json::json!({"count": -1})),
+        (
+            "a tag table of the wrong shape",
+            serde_json::json!({"tags": [1, 2, 3]}),
+        ),
+    ];
+    for (what, header) in cases {
+        let dir = temp_dir("crafted");
+        let path = with_header(&dir, header);
+        let err = load(&path).expect_err(what);
+        assert!(
+            matches!(
+                err,
+                SnapshotError::Corrupt {
+                    moved_to: Some(_),
+                    ..
+                }
+            ),
+            "{what}: {err}"
+        );
+        assert!(!err.to_string().contains('\n'), "{what}: one line: {err}");
+        assert_eq!(moved_aside(&dir).len(), 1, "{what}");
+    }
+}
+
+#[test]
+fn leftover_temporary_snapshot_files_are_removed_at_start_but_not_a_save_under_way() {
+    let dir = temp_dir("leftovers");
+    let path = dir.join("fleet.snapshot");
+    let old = dir.join(".fleet.snapshot.tmp-4242");
+    let fresh = dir.join(".fleet.snapshot.tmp-4343");
+    fs::write(&old, b"half a snapshot").unwrap();
+    fs::write(&fresh, b"being written").unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    assert!(load(&path).unwrap().is_none());
+    assert!(!old.exists(), "a leftover from a dead save is removed");
+    assert!(fresh.exists(), "a save under way is left alone");
+}
+
+#[cfg(unix)]
+#[test]
+fn snapshots_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("private");
+    let path = dir.join("state").join("fleet.snapshot");
+    save(&path, &fleet_store().to_snapshot()).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+}

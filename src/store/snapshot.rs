@@ -175,11 +175,7 @@ impl<'a> Saved<'a> {
                 }),
             vehicle_id,
             user_id: self.user_id.into_owned(),
-            other_users: self
-                .other_users
-                .into_iter()
-                .map(Cow::into_owned)
-                .collect(),
+            other_users: self.other_users.into_iter().map(Cow::into_owned).collect(),
             connected_at: self.connected_at.map(Cow::into_owned),
             has_token: self.has_token,
             vin: self.vin.map(Cow::into_owned),
@@ -372,10 +368,45 @@ fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
     file.sync_all().map_err(io_error("sync", tmp))
 }
 
+/// A temporary snapshot file older than this was left by a process that died while saving
+/// (a save takes well under a second); a younger one may belong to a save under way.
+const LEFTOVER_AFTER: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Removes temporary files that an interrupted save of `path` left in its folder. Returns how many.
+pub fn remove_leftovers(path: &Path) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let leftover = entry.file_name().to_string_lossy().starts_with(&prefix)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= LEFTOVER_AFTER);
+        if leftover && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Reads the snapshot at `path`: `Ok(None)` when there is none. A corrupt file, or one from a
 /// newer version, is renamed to `<path>.corrupt-<time>` and reported as an error to show as a
 /// warning. Loaded records are marked stale.
 pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    remove_leftovers(path);
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -451,19 +482,51 @@ fn chunk_count(n: usize) -> usize {
 }
 
 /// Checks and decodes the body's chunks, one thread per chunk.
+/// More chunks than any build writes: a header announcing more is crafted or damaged, and
+/// would otherwise start one thread per chunk.
+const MAX_CHUNKS: usize = 64;
+
+/// The fewest bytes one record takes in postcard (ids, flags and empty lists), so a header's
+/// record count can be checked against the body before anything is allocated for it.
+const MIN_RECORD_BYTES: usize = 8;
+
 fn parse_records(header: &Header, body: &[u8]) -> Result<Vec<VehicleRecord>, Refusal> {
-    let announced: usize = header.chunks.iter().map(|c| c.bytes).sum();
-    if announced != body.len() {
+    if header.chunks.len() > MAX_CHUNKS {
         return Err(Refusal::Corrupt(format!(
-            "the header announces {announced} bytes of records but {} follow (file cut short?)",
+            "the header announces {} chunks (at most {MAX_CHUNKS} are written)",
+            header.chunks.len()
+        )));
+    }
+    // Checked sums: a crafted header must not wrap around and pass the length test.
+    let announced = header
+        .chunks
+        .iter()
+        .try_fold(0usize, |sum, c| sum.checked_add(c.bytes));
+    if announced != Some(body.len()) {
+        return Err(Refusal::Corrupt(format!(
+            "the header announces {} bytes of records but {} follow (file cut short?)",
+            announced.map_or_else(|| "more".to_string(), |n| n.to_string()),
             body.len()
         )));
     }
-    let in_chunks: usize = header.chunks.iter().map(|c| c.records).sum();
-    if in_chunks != header.count {
+    let in_chunks = header
+        .chunks
+        .iter()
+        .try_fold(0usize, |sum, c| sum.checked_add(c.records));
+    if in_chunks != Some(header.count) {
         return Err(Refusal::Corrupt(format!(
-            "the header announces {} records but its chunks hold {in_chunks}",
+            "the header announces {} records but its chunks hold a different number",
             header.count
+        )));
+    }
+    if let Some(chunk) = header
+        .chunks
+        .iter()
+        .find(|c| c.records.saturating_mul(MIN_RECORD_BYTES) > c.bytes)
+    {
+        return Err(Refusal::Corrupt(format!(
+            "a chunk announces {} records in {} bytes",
+            chunk.records, chunk.bytes
         )));
     }
     let tags: Vec<Arc<FindingTag>> = header.tags.iter().cloned().map(Arc::new).collect();
@@ -472,8 +535,12 @@ fn parse_records(header: &Header, body: &[u8]) -> Result<Vec<VehicleRecord>, Ref
     let mut parts = Vec::with_capacity(header.chunks.len());
     let (mut offset, mut first) = (0, 0);
     for chunk in &header.chunks {
-        parts.push((chunk, &body[offset..offset + chunk.bytes], first));
-        offset += chunk.bytes;
+        let end = offset + chunk.bytes;
+        let bytes = body
+            .get(offset..end)
+            .ok_or_else(|| Refusal::Corrupt("a chunk reaches past the end of the file".into()))?;
+        parts.push((chunk, bytes, first));
+        offset = end;
         first += chunk.records;
     }
     let total = parts.len();

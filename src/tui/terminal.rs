@@ -2,8 +2,8 @@
 
 use std::io::{self, Stdout, Write};
 use std::path::PathBuf;
-use std::sync::{Once, OnceLock};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Once, OnceLock};
 
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -198,7 +198,11 @@ fn install_panic_hook() {
                 && let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(path)
             {
                 let trace = std::backtrace::Backtrace::force_capture();
-                let _ = writeln!(file, "{} ERROR panic: {info}\n{trace}", jiff::Timestamp::now());
+                let _ = writeln!(
+                    file,
+                    "{} ERROR panic: {info}\n{trace}",
+                    jiff::Timestamp::now()
+                );
             }
             let line = panic_line(info, log);
             let _ = writeln!(io::stderr(), "{line}");

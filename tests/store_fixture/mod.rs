@@ -93,7 +93,7 @@ pub fn connection(vehicle_id: &str, user_id: &str, has_token: bool) -> Connectio
             mode: None,
         },
         has_token,
-            other_users: Vec::new(),
+        other_users: Vec::new(),
     }
 }
 

@@ -261,7 +261,7 @@ fn connection(vehicle_id: &str, user_id: &str, has_token: bool) -> ConnectionInf
             mode: None,
         },
         has_token,
-            other_users: Vec::new(),
+        other_users: Vec::new(),
     }
 }
 
