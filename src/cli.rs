@@ -73,7 +73,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Probe every connection and print the diagnosis (exit 0 nothing blocked, 1 something blocked, 2 setup error).
+    /// Probe every connection and print the diagnosis (exit 0 nothing blocked, 1 something blocked, 2 setup error,
+    /// 3 some vehicles not checked).
     Check(CheckArgs),
     /// One vehicle's report, ready to paste into a ticket.
     Vehicle(VehicleArgs),
@@ -108,6 +109,32 @@ pub struct CheckArgs {
     /// Ignore cached results younger than the freshness window.
     #[arg(long)]
     pub force: bool,
+    /// Deadline for the whole check (90s, 30m, 2h). On it, on Ctrl-C or on SIGTERM, what is known is
+    /// printed and saved, and vehicles not reached read UNKNOWN "not checked" (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// The longest `--timeout` accepted: a week.
+const MAX_TIMEOUT_S: u64 = 7 * 24 * 3600;
+
+/// Parses a duration: `90` (seconds), `90s`, `30m`, `2h`, `1h 30m`, or ISO 8601 (`PT30M`).
+fn duration(value: &str) -> Result<std::time::Duration, String> {
+    let value = value.trim();
+    let parsed = match value.parse::<u64>() {
+        Ok(s) => std::time::Duration::from_secs(s),
+        Err(_) => value
+            .parse::<jiff::SignedDuration>()
+            .ok()
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .ok_or_else(|| format!("`{value}` is not a duration (try 90s, 30m or 2h)"))?,
+    };
+    if parsed.is_zero() || parsed.as_secs() > MAX_TIMEOUT_S {
+        return Err(format!(
+            "`{value}` is out of range (more than 0 s, at most 7 days)"
+        ));
+    }
+    Ok(parsed)
 }
 
 #[derive(Debug, Args)]

@@ -112,33 +112,114 @@ fn slow_check_notice(requests: u64, eta_s: u64, per_min: f64) -> String {
     )
 }
 
-/// Feeds scheduler events into the store until every listed connection has a report.
-/// Returns an error when the source as a whole failed.
+/// Why a check stopped waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Every vehicle asked for has a report.
+    Complete,
+    /// `--timeout` passed.
+    Deadline,
+    /// SIGINT or SIGTERM, by name.
+    Signal(&'static str),
+}
+
+/// Exit status of `check` when nothing is blocked but some vehicles could not be checked.
+pub const EXIT_NOT_CHECKED: u8 = 3;
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, with the signal's name.
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            return tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => "Ctrl-C",
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Whether a vehicle's result from an earlier run (the snapshot) is young enough to reuse.
+fn is_fresh(record: &VehicleRecord, freshness: Duration, now: jiff::Timestamp) -> bool {
+    record.has_token
+        && record.last_probe_at.is_some_and(|at| {
+            now.duration_since(at)
+                .try_into()
+                .is_ok_and(|age: Duration| age < freshness)
+        })
+}
+
+/// Feeds scheduler events into the store until every vehicle asked for has a report, the
+/// deadline passes or a signal arrives. Vehicles whose last result is fresh are not probed again
+/// unless `force`. Returns why it stopped and which vehicles are still waiting (`None`: the fleet
+/// was never listed). An error means the source as a whole failed.
 async fn run_until_all_observed(
     session: &mut Session,
     store: &mut Store,
     settings: &Settings,
     bar: &mut ProgressLine,
-) -> Result<(), CommandError> {
-    let mut listed: Option<usize> = None;
-    let mut observed: HashSet<String> = HashSet::new();
+    force: bool,
+    deadline: tokio::time::Instant,
+) -> Result<(Ending, Option<HashSet<String>>), CommandError> {
+    let mut waiting: Option<HashSet<String>> = None;
     let mut progress = Progress::default();
+    let mut asked = 0;
+    let mut interrupt = std::pin::pin!(interrupted());
     loop {
-        if let Some(total) = listed
-            && observed.len() >= total
-        {
-            return Ok(());
+        if waiting.as_ref().is_some_and(HashSet::is_empty) {
+            return Ok((Ending::Complete, waiting));
         }
-        let Some(event) = session.events.recv().await else {
+        let event = tokio::select! {
+            event = session.events.recv() => event,
+            () = tokio::time::sleep_until(deadline) => return Ok((Ending::Deadline, waiting)),
+            name = interrupt.as_mut() => return Ok((Ending::Signal(name), waiting)),
+        };
+        let Some(event) = event else {
             return Err(CommandError::Source(
                 "the scheduler stopped unexpectedly; see the log".into(),
             ));
         };
         store.apply(&event, settings.now());
         match &event {
-            Event::ConnectionsListed { connections } => listed = Some(connections.len()),
+            Event::ConnectionsListed { connections } if waiting.is_none() => {
+                let now = jiff::Timestamp::now();
+                let freshness = settings.scheduler.freshness;
+                let mut ids: Vec<String> = Vec::with_capacity(connections.len());
+                let mut unique = HashSet::with_capacity(connections.len());
+                for c in connections {
+                    let id = &c.connection.vehicle_id;
+                    let reuse = !force
+                        && store
+                            .vehicle(id)
+                            .is_some_and(|r| is_fresh(r, freshness, now));
+                    if unique.insert(id.clone()) && !reuse {
+                        ids.push(id.clone());
+                    }
+                }
+                asked = ids.len();
+                // The cost first, so a check that takes hours at the plan's rate says so before it starts.
+                let _ = session.commands.send(Command::Estimate {
+                    vehicle_ids: ids.clone(),
+                });
+                waiting = Some(ids.iter().cloned().collect());
+                let _ = session.commands.send(Command::Probe {
+                    vehicle_ids: ids,
+                    priority: Priority::Sweep,
+                    force,
+                });
+            }
             Event::Observed { report } => {
-                observed.insert(report.vehicle_id.clone());
+                if let Some(w) = waiting.as_mut() {
+                    w.remove(&report.vehicle_id);
+                }
             }
             Event::Progress(p) => progress = p.clone(),
             Event::SweepCost { requests, eta_s } if *eta_s >= SLOW_CHECK_S => {
@@ -150,20 +231,42 @@ async fn run_until_all_observed(
                     );
                 }
             }
-            Event::SourceError { message } if listed.is_none() => {
+            Event::SourceError { message } if waiting.is_none() => {
                 return Err(CommandError::Source(message.clone()));
             }
             _ => {}
         }
-        bar.draw(observed.len(), listed.unwrap_or(0), &progress);
+        let done = asked - waiting.as_ref().map_or(asked, HashSet::len);
+        bar.draw(done, asked, &progress);
     }
+}
+
+/// Why the vehicles still waiting were not checked, in words for the report and stderr.
+fn not_checked_reason(ending: Ending, timeout: Duration, store: &Store) -> String {
+    let mut reason = match ending {
+        Ending::Complete => "no answer".to_string(),
+        Ending::Deadline => format!(
+            "the check's deadline passed (--timeout {})",
+            crate::health::remedy::human_seconds(timeout.as_secs())
+        ),
+        Ending::Signal(name) => format!("the check was interrupted ({name})"),
+    };
+    if let Some(until) = store.rate_limited_until()
+        && until > jiff::Timestamp::now()
+    {
+        reason.push_str(&format!(
+            "; rate limited until {}",
+            report::format_instant(until)
+        ));
+    }
+    reason
 }
 
 /// `vtriage check`: probe every connection, print the diagnoses.
 pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
+    let deadline = tokio::time::Instant::now() + args.timeout;
     let mut settings = setup::resolve(global)?;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
-    print_warnings(&settings);
     let _log = init_logging(&settings);
     let mut store = setup::store_for(&settings);
     if let Some(f) = &args.filter {
@@ -171,22 +274,57 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
             .set_filter(f)
             .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
     }
+    // History, "failing since" and fresh results carry over from the last run.
+    let known = restore_snapshot(&mut settings, &mut store);
+    print_warnings(&settings);
     let mut session = setup::start(&mut settings).await?;
-    // The cost first, so a check that takes hours at the plan's rate says so before it starts.
-    let _ = session.commands.send(Command::EstimateSweep);
-    let _ = session
-        .commands
-        .send(Command::StartSweep { force: args.force });
+    for command in known {
+        let _ = session.commands.send(command);
+    }
     let mut bar = ProgressLine::new();
-    let result = run_until_all_observed(&mut session, &mut store, &settings, &mut bar).await;
+    let result = run_until_all_observed(
+        &mut session,
+        &mut store,
+        &settings,
+        &mut bar,
+        args.force,
+        deadline,
+    )
+    .await;
     bar.clear();
     let _ = session.commands.send(Command::Shutdown);
-    result?;
+    let (ending, waiting) = result?;
     save_snapshot(&settings, &store);
 
+    let unchecked: HashSet<String> = match waiting {
+        Some(w) => w,
+        None => store
+            .rows(0..store.len())
+            .map(|r| r.vehicle_id.clone())
+            .collect(),
+    };
+    let reason = not_checked_reason(ending, args.timeout, &store);
+    if !unchecked.is_empty() {
+        eprintln!(
+            "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",
+            unchecked.len(),
+            store.len()
+        );
+    }
     let records: Vec<&VehicleRecord> = store.rows(0..store.visible_len()).collect();
-    let summaries: Vec<VehicleSummary<'_>> =
-        records.iter().map(|r| VehicleSummary::from(*r)).collect();
+    let summaries: Vec<VehicleSummary<'_>> = records
+        .iter()
+        .map(|r| {
+            let mut s = VehicleSummary::from(*r);
+            if unchecked.contains(&r.vehicle_id) {
+                s.diagnosis = std::borrow::Cow::Owned(crate::health::diagnose::not_checked(
+                    &reason,
+                    r.last_probe_at,
+                ));
+            }
+            s
+        })
+        .collect();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
@@ -223,6 +361,8 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
         .any(|s| s.diagnosis.status == Status::Blocked);
     Ok(if blocked {
         ExitCode::from(1)
+    } else if !unchecked.is_empty() {
+        ExitCode::from(EXIT_NOT_CHECKED)
     } else {
         ExitCode::SUCCESS
     })
@@ -468,6 +608,7 @@ fn restore_snapshot(settings: &mut Settings, store: &mut Store) -> Vec<Command> 
 pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     let mut settings = setup::resolve(global)?;
     let _log = init_logging(&settings);
+    crate::tui::set_log_path(settings.paths.log_file());
     let mut tui_config = crate::tui::TuiConfig::load(
         &settings.config.ui,
         &settings.config.keys,

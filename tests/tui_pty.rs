@@ -20,6 +20,10 @@ struct Session {
 
 impl Session {
     fn start(home: &std::path::Path) -> Session {
+        Session::start_with(home, &[])
+    }
+
+    fn start_with(home: &std::path::Path, env: &[(&str, &str)]) -> Session {
         let pair = native_pty_system()
             .openpty(PtySize {
                 rows: ROWS,
@@ -38,6 +42,9 @@ impl Session {
             "NO_COLOR",
         ] {
             cmd.env_remove(var);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = pair.slave.spawn_command(cmd).expect("spawn vtriage");
         drop(pair.slave);
@@ -164,4 +171,48 @@ fn agent_filters_blocked_opens_one_copies_evidence_and_comes_back() {
     let left = raw.windows(8).rposition(|w| w == b"\x1b[?1049l");
     assert!(left.is_some(), "the alternate screen was left");
     let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn a_panic_restores_the_terminal_and_ends_the_process_with_one_line_and_the_log_path() {
+    let home = std::env::temp_dir().join(format!("vtriage-tui-panic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let mut s = Session::start_with(&home, &[("VTRIAGE_DEBUG_PANIC", "1")]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the process must end after a panic; screen:\n{}",
+            s.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.exit_code(), 101);
+    // The reader thread may still be draining the last bytes.
+    std::thread::sleep(Duration::from_millis(200));
+    let raw = String::from_utf8_lossy(&s.bytes()).to_string();
+    let left = raw
+        .rfind("\x1b[?1049l")
+        .expect("the alternate screen was left");
+    let entered = raw
+        .rfind("\x1b[?1049h")
+        .expect("the alternate screen was entered");
+    assert!(left > entered, "restored after the last frame");
+    let after = &raw[left..];
+    assert!(after.contains("\x1b[?25h"), "cursor shown again");
+    assert!(
+        after.contains(
+            "vtriage: internal error, the dashboard stopped: forced by VTRIAGE_DEBUG_PANIC"
+        ),
+        "{after:?}"
+    );
+    assert!(
+        after.contains("details in") && after.contains("vtriage.log"),
+        "{after:?}"
+    );
+    let log = std::fs::read_to_string(home.join("state").join("vtriage.log")).unwrap_or_default();
+    assert!(log.contains("panic"), "the panic is in the log: {log}");
 }

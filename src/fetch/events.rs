@@ -74,6 +74,10 @@ pub enum Command {
     RefreshConnections,
     /// Report what a sweep of every connection would cost, without starting it.
     EstimateSweep,
+    /// Report what probing these vehicles would cost (as a [`Event::SweepCost`]), without starting it.
+    Estimate {
+        vehicle_ids: Vec<String>,
+    },
     /// Probe every connection at Sweep priority.
     StartSweep {
         force: bool,

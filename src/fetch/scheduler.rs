@@ -217,7 +217,7 @@ impl Scheduler {
             self.sweep(force);
         }
         if std::mem::take(&mut self.estimate_after_listing) {
-            self.estimate();
+            self.estimate(None);
         }
     }
 
@@ -248,11 +248,12 @@ impl Scheduler {
             Command::CancelSweep => self.cancel_sweep(),
             Command::EstimateSweep => {
                 if self.listed_once() {
-                    self.estimate();
+                    self.estimate(None);
                 } else {
                     self.estimate_after_listing = true;
                 }
             }
+            Command::Estimate { vehicle_ids } => self.estimate(Some(&vehicle_ids)),
             Command::KnownAttributes(list) => {
                 for a in list {
                     let state = self.vehicles.entry(a.id.clone()).or_default();
@@ -411,7 +412,8 @@ impl Scheduler {
         self.progress_dirty = true;
     }
 
-    fn estimate(&mut self) {
+    /// What probing `only` (or every connection) would cost, sent as [`Event::SweepCost`].
+    fn estimate(&mut self, only: Option<&[String]>) {
         let now = Instant::now();
         let mut requests = 0u64;
         let connections = self
@@ -419,8 +421,14 @@ impl Scheduler {
             .as_ref()
             .map(|l| l.connections.as_slice())
             .unwrap_or_default();
+        let asked: Option<HashSet<&str>> = only.map(|ids| ids.iter().map(String::as_str).collect());
         let empty = VehicleState::default();
-        for c in connections.iter().filter(|c| c.has_token) {
+        for c in connections.iter().filter(|c| {
+            c.has_token
+                && asked
+                    .as_ref()
+                    .is_none_or(|a| a.contains(c.connection.vehicle_id.as_str()))
+        }) {
             let vehicle_id = &c.connection.vehicle_id;
             if self.reusable(vehicle_id, false, now).is_some() {
                 continue;

@@ -12,6 +12,27 @@ use super::remedy::{self, RemedyTarget};
 use super::types::{Diagnosis, Evidence, Finding, Needs, Remedy, Severity, Status};
 
 /// Diagnoses one vehicle at `now`. Findings come worst first, so `main_finding()` explains the status.
+/// A vehicle a run did not reach (deadline, interrupt): UNKNOWN, "not checked", and why.
+pub fn not_checked(reason: &str, last_checked: Option<jiff::Timestamp>) -> Diagnosis {
+    Diagnosis {
+        status: Status::Unknown,
+        findings: vec![Finding {
+            id: "not-checked".into(),
+            severity: Severity::Info,
+            title: format!("Not checked: {reason}"),
+            rule: None,
+            since: None,
+            evidence: Vec::new(),
+            remedy: remedy::nothing(
+                "Check it again: `vtriage vehicle ID`, or `vtriage check` with a longer --timeout",
+                "We are checking your car's connection and will get back to you shortly.",
+                None,
+            ),
+        }],
+        checked_at: last_checked,
+    }
+}
+
 pub fn diagnose(
     report: &ProbeReport,
     policies: &Policies,

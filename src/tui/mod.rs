@@ -27,7 +27,7 @@ use crate::store::Store;
 
 pub use app::{App, Effect, Msg, TuiConfig, update};
 pub use keymap::{Action, KeyContext, Keymap, KeymapError};
-pub use terminal::{Raterm, TermOptions};
+pub use terminal::{Raterm, TermOptions, set_log_path};
 pub use theme::{Theme, ThemeError};
 
 /// Why the dashboard could not run.
