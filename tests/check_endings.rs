@@ -48,11 +48,31 @@ fn write_tokens(rows: &[(String, String)], home: &Path) -> PathBuf {
     path
 }
 
+/// The command line as given, but the management token moved from `--amt` to the environment, as a
+/// person is told to pass it (a flag is visible to every user in `ps`).
+fn amt_through_env(args: &[&str]) -> (Vec<String>, Option<String>) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut amt = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if *a == "--amt" {
+            amt = it.next().map(|v| v.to_string());
+        } else {
+            out.push(a.to_string());
+        }
+    }
+    (out, amt)
+}
+
 fn command(home: &Path, args: &[&str]) -> tokio::process::Command {
+    let (args, amt) = amt_through_env(args);
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"));
+    match amt {
+        Some(amt) => cmd.env("SMARTCAR_MANAGEMENT_TOKEN", amt),
+        None => cmd.env_remove("SMARTCAR_MANAGEMENT_TOKEN"),
+    };
     cmd.args(args)
         .env("VTRIAGE_HOME", home)
-        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
         .env_remove("SMARTCAR_API_ORIGIN")
         .env_remove("SMARTCAR_MANAGEMENT_API_ORIGIN")
         .env_remove("SMARTCAR_CONNECT_ORIGIN")

@@ -40,11 +40,31 @@ fn write_tokens(sim: &SimHandle, home: &std::path::Path) -> PathBuf {
     path
 }
 
+/// The command line as given, but the management token moved from `--amt` to the environment, as a
+/// person is told to pass it (a flag is visible to every user in `ps`).
+fn amt_through_env(args: &[&str]) -> (Vec<String>, Option<String>) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut amt = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if *a == "--amt" {
+            amt = it.next().map(|v| v.to_string());
+        } else {
+            out.push(a.to_string());
+        }
+    }
+    (out, amt)
+}
+
 async fn vtriage(home: &std::path::Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
-        .args(args)
+    let (args, amt) = amt_through_env(args);
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"));
+    match amt {
+        Some(amt) => cmd.env("SMARTCAR_MANAGEMENT_TOKEN", amt),
+        None => cmd.env_remove("SMARTCAR_MANAGEMENT_TOKEN"),
+    };
+    cmd.args(args)
         .env("VTRIAGE_HOME", home)
-        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
         .env_remove("SMARTCAR_API_ORIGIN")
         .env_remove("SMARTCAR_MANAGEMENT_API_ORIGIN")
         .env_remove("SMARTCAR_CONNECT_ORIGIN")
@@ -379,11 +399,12 @@ async fn check_that_takes_hours_at_the_plan_rate_says_so_before_it_starts() {
     let tokens = tokens.to_str().unwrap();
     let mut args = live_args(&sim, tokens);
     args.retain(|a| *a != "--no-rate-limit");
+    let (args, amt) = amt_through_env(&args);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
         .arg("check")
         .args(&args)
         .env("VTRIAGE_HOME", &home)
-        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
+        .env("SMARTCAR_MANAGEMENT_TOKEN", amt.unwrap_or_default())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -452,4 +473,30 @@ async fn vehicle_by_vin_is_found_through_the_last_check() {
         String::from_utf8_lossy(&after.stderr)
     );
     assert!(text.contains(&vin), "{text}");
+}
+
+#[tokio::test]
+async fn secrets_on_the_command_line_are_warned_about_and_the_safe_place_is_named() {
+    let home = temp_home("argvsecret");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["info", "--amt", "amt-in-argv", "--token", "token-in-argv"])
+        .env("VTRIAGE_HOME", &home)
+        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
+        .output()
+        .await
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("--amt on the command line is visible")
+            && text.contains("SMARTCAR_MANAGEMENT_TOKEN"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--token on the command line is visible") && text.contains("--tokens"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("amt-in-argv") && !text.contains("token-in-argv"),
+        "{text}"
+    );
 }
