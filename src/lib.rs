@@ -12,3 +12,4 @@ pub mod smartcar;
 pub mod store;
 pub mod tokens;
 pub mod tui;
+pub mod untrusted;
