@@ -113,12 +113,37 @@ pub fn markdown(s: &str) -> Cow<'_, str> {
             out.push(c);
             continue;
         }
-        if markdown_active(c) || at_lead || (i > lead_at && ordered_marker(&line, lead_at, i)) {
+        let active = match c {
+            '_' => !intraword(&line, i),
+            '&' => starts_entity(&line[i..]),
+            c => markdown_active(c),
+        };
+        if active || at_lead || (i > lead_at && ordered_marker(&line, lead_at, i)) {
             out.push('\\');
         }
         out.push(c);
     }
     Cow::Owned(out)
+}
+
+/// `_` between two letters or digits never makes emphasis (CommonMark's flanking rules), so
+/// `read_location` and `vehicle_id` stay as written.
+fn intraword(line: &str, i: usize) -> bool {
+    let before = line.get(..i).and_then(|h| h.chars().next_back());
+    let after = line.get(i + 1..).and_then(|t| t.chars().next());
+    before.is_some_and(char::is_alphanumeric) && after.is_some_and(char::is_alphanumeric)
+}
+
+/// `&name;`, `&#123;` or `&#x1F;`: an entity Markdown would turn into another character.
+fn starts_entity(tail: &str) -> bool {
+    let Some(rest) = tail.strip_prefix('&') else {
+        return false;
+    };
+    let body: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '#')
+        .collect();
+    !body.is_empty() && rest[body.len()..].starts_with(';')
 }
 
 /// `.` or `)` right after the leading run of digits (`1.` or `1)` starts an ordered list).
