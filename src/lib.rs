@@ -13,3 +13,4 @@ pub mod smartcar;
 pub mod store;
 pub mod tokens;
 pub mod tui;
+pub mod untrusted;

@@ -454,7 +454,12 @@ fn rows() -> Vec<Row> {
             Status::Blocked,
             Some("oem-authentication-failed"),
         )
-        .remedy(RemedyKind::Reauthenticate, Some("http://127.0.0.1:9/oauth/reauthenticate?response_type=vehicle_id&client_id=sim-client&vehicle_id=veh-1")),
+        .remedy(RemedyKind::Reauthenticate, Some("http://127.0.0.1:9/oauth/reauthenticate?response_type=vehicle_id&client_id=sim-client&vehicle_id=veh-1"))
+        // Smartcar's link is offered because it is on the configured Connect origin (as with the simulator).
+        .needs(Needs {
+            connect_origin: "http://127.0.0.1:9".into(),
+            ..Needs::default()
+        }),
     );
 
     rows.push(

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::smartcar::{Client, ProbeReport, Secret};
+use crate::untrusted::{Redactor, text};
 
 use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
 use super::gate::{Gate, SharedPriority};
@@ -55,6 +56,8 @@ struct Scheduler {
     retry: RetryPolicy,
     gate: Gate,
     events: mpsc::UnboundedSender<Event>,
+    /// Every credential known so far: what a server echoes of them never leaves the scheduler.
+    redactor: Redactor,
 
     listing: Option<Listing>,
     listing_failed: bool,
@@ -102,7 +105,9 @@ pub async fn run(
         backoff_base: config.backoff_base,
         backoff_max: config.backoff_max,
     };
+    let redactor = secrets_of(&source, None);
     let mut s = Scheduler {
+        redactor,
         max_active: config.concurrency.max(1) * 2,
         client,
         source,
@@ -165,6 +170,18 @@ pub async fn run(
     gate_timer.abort();
 }
 
+/// A redactor for the source's credentials and, once listed, the tokens the listing holds.
+fn secrets_of(source: &Source, listing: Option<&Listing>) -> Redactor {
+    Redactor::new(
+        source
+            .amt
+            .iter()
+            .chain(source.tokens.values())
+            .chain(source.single_token.iter())
+            .chain(listing.into_iter().flat_map(|l| l.tokens.values())),
+    )
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -194,6 +211,7 @@ impl Scheduler {
         match result {
             Ok(mut listing) => {
                 listing.connections = merge_owners(std::mem::take(&mut listing.connections));
+                self.redactor = secrets_of(&self.source, Some(&listing));
                 self.connection_index = listing
                     .connections
                     .iter()
@@ -207,6 +225,7 @@ impl Scheduler {
             }
             Err(message) => {
                 self.listing_failed = true;
+                let message = self.redactor.redact(&message).into_owned();
                 self.emit(Event::SourceError { message });
             }
         }
@@ -339,7 +358,9 @@ impl Scheduler {
         }
     }
 
-    fn finish_without_requests(&mut self, report: ProbeReport) {
+    fn finish_without_requests(&mut self, mut report: ProbeReport) {
+        // Known attributes come from an earlier answer, as sent.
+        self.redactor.redact_report(&mut report);
         self.run.done += 1;
         self.progress_dirty = true;
         self.emit(Event::Observed { report });
@@ -530,7 +551,12 @@ impl Scheduler {
             }
             Err(e) => {
                 // A bug in a probe must not lose the vehicle: report it with what is known.
-                tracing::error!(vehicle_id, "probe task failed: {e}");
+                let e = e.to_string();
+                tracing::error!(
+                    vehicle_id,
+                    "probe task failed: {}",
+                    text::one_line(&self.redactor.redact(&e))
+                );
                 let (user_id, _) = self.credentials(&vehicle_id);
                 self.run.errors += 1;
                 let report = self.known_only(vehicle_id, user_id, true);
@@ -565,7 +591,7 @@ impl Scheduler {
         self.remember_known(&outcome);
         let state = self.vehicles.entry(outcome.vehicle_id.clone()).or_default();
         state.not_before = outcome.not_before;
-        let report = ProbeReport {
+        let mut report = ProbeReport {
             vehicle_id: outcome.vehicle_id,
             user_id,
             has_token: true,
@@ -573,6 +599,9 @@ impl Scheduler {
             vin: state.known.vin.clone(),
             observations: outcome.observations,
         };
+        // Here observations become events (and so the store, the snapshot, every view and report):
+        // a server echoing a token or the AMT stops here.
+        self.redactor.redact_report(&mut report);
         state.last = Some((report.clone(), now));
         self.run.done += 1;
         if outcome.unresolved {

@@ -2,6 +2,7 @@
 
 use crate::smartcar::SmartcarError;
 use crate::smartcar::connect::{self, ConnectOptions};
+use crate::untrusted::{LinkPolicy, text};
 
 use super::types::{Needs, Remedy, RemedyKind};
 
@@ -11,6 +12,60 @@ pub struct RemedyTarget<'a> {
     pub needs: &'a Needs,
     pub vehicle_id: &'a str,
     pub is_tesla: bool,
+}
+
+impl RemedyTarget<'_> {
+    /// Links this app may offer: the fixed hosts and the configured Connect origin.
+    pub fn links(&self) -> LinkPolicy {
+        LinkPolicy::new(&self.needs.connect_origin)
+    }
+}
+
+/// A link the server sent, vetted: offered when the policy allows it, else kept only as text for the
+/// agent (`note`), never as the fix.
+struct ServerLink {
+    offered: Option<String>,
+    note: Option<String>,
+}
+
+impl ServerLink {
+    fn vet(policy: &LinkPolicy, link: Option<&str>) -> ServerLink {
+        let Some(link) = link.map(str::trim).filter(|l| !l.is_empty()) else {
+            return ServerLink {
+                offered: None,
+                note: None,
+            };
+        };
+        match policy.vet(link) {
+            Ok(link) => ServerLink {
+                offered: Some(link.to_string()),
+                note: None,
+            },
+            Err(why) => ServerLink {
+                offered: None,
+                note: Some(format!(
+                    " (Smartcar's answer named a link that is not offered because {why}: {})",
+                    text::one_line(link)
+                )),
+            },
+        }
+    }
+
+    /// The action with the note on a refused link, if any.
+    fn annotate(&self, action: String) -> String {
+        match &self.note {
+            Some(note) => action + note,
+            None => action,
+        }
+    }
+}
+
+/// Documentation links need no Connect origin: only Smartcar's docs (and Tesla's pairing page) are offered.
+fn doc_link(err: Option<&SmartcarError>) -> ServerLink {
+    ServerLink::vet(
+        &LinkPolicy::default(),
+        err.and_then(|e| e.doc_url.as_deref()),
+    )
 }
 
 fn reply(err: Option<&SmartcarError>, ours: &str) -> String {
@@ -31,22 +86,28 @@ fn reply_with_link(err: Option<&SmartcarError>, ours: &str, link: &str) -> Strin
     }
 }
 
-fn resolution_url(err: Option<&SmartcarError>) -> Option<String> {
-    err.and_then(|e| e.resolution.as_ref())
-        .and_then(|r| r.url.as_deref())
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_string)
+/// Smartcar's `resolution.url`, vetted by the link policy.
+fn resolution_url(target: RemedyTarget<'_>, err: Option<&SmartcarError>) -> ServerLink {
+    ServerLink::vet(
+        &target.links(),
+        err.and_then(|e| e.resolution.as_ref())
+            .and_then(|r| r.url.as_deref()),
+    )
 }
 
 /// The owner pairs the third-party virtual key: Smartcar's `resolution.url`, else the configured domain's link.
 pub fn add_virtual_key(target: RemedyTarget<'_>, err: Option<&SmartcarError>) -> Remedy {
-    let link = resolution_url(err)
+    let given = resolution_url(target, err);
+    let link = given
+        .offered
+        .clone()
         .unwrap_or_else(|| connect::virtual_key_link(&target.needs.virtual_key_domain));
     Remedy {
         kind: RemedyKind::AddVirtualKey,
-        action: "Ask the owner to open the virtual-key link on the phone with the Tesla app (no re-authentication)"
-            .into(),
+        action: given.annotate(
+            "Ask the owner to open the virtual-key link on the phone with the Tesla app (no re-authentication)"
+                .into(),
+        ),
         customer_reply: reply_with_link(
             err,
             &format!(
@@ -68,7 +129,8 @@ pub fn reauthenticate(
     missing: &[&str],
 ) -> Remedy {
     let needs = target.needs;
-    let given = resolution_url(err);
+    let server = resolution_url(target, err);
+    let given = server.offered.clone();
     let no_client_id = needs
         .client_id
         .as_deref()
@@ -94,6 +156,7 @@ pub fn reauthenticate(
     if given.is_none() && no_client_id {
         action.push_str(" (no client id configured: replace <your-client-id> in the link)");
     }
+    let action = server.annotate(action);
     let ours = if missing.is_empty() {
         format!(
             "The connection to your car needs to be renewed. Please open {link} and sign in again."
@@ -133,10 +196,11 @@ pub fn retry_later(err: Option<&SmartcarError>, retry_after_s: Option<u64>, why:
         Some(s) => format!("Retry after {s} s ({}): {why}", human_seconds(s)),
         None => format!("Retry later: {why}"),
     };
+    let docs = doc_link(err);
     Remedy {
         kind: RemedyKind::RetryLater,
-        action,
-        link: err.and_then(|e| e.doc_url.clone()),
+        action: docs.annotate(action),
+        link: docs.offered,
         customer_reply: reply(
             err,
             "We could not reach your car's data just now. Nothing needs to be done on your side; we will try again \
@@ -148,10 +212,11 @@ pub fn retry_later(err: Option<&SmartcarError>, retry_after_s: Option<u64>, why:
 
 /// The owner must act at the carmaker (subscription, account, wake or service the car).
 pub fn owner_action_at_oem(err: Option<&SmartcarError>, action: &str, ours: &str) -> Remedy {
+    let docs = doc_link(err);
     Remedy {
         kind: RemedyKind::OwnerActionAtOem,
-        action: action.to_string(),
-        link: err.and_then(|e| e.doc_url.clone()),
+        action: docs.annotate(action.to_string()),
+        link: docs.offered,
         customer_reply: reply(err, ours),
         retry_after_s: None,
     }
@@ -164,10 +229,13 @@ pub fn contact_smartcar(err: Option<&SmartcarError>, why: &str, request_ids: &[&
     } else {
         request_ids.join(", ")
     };
+    let docs = doc_link(err);
     Remedy {
         kind: RemedyKind::ContactSmartcar,
-        action: format!("Contact Smartcar support or your plan owner ({why}); request ids: {ids}"),
-        link: err.and_then(|e| e.doc_url.clone()),
+        action: docs.annotate(format!(
+            "Contact Smartcar support or your plan owner ({why}); request ids: {ids}"
+        )),
+        link: docs.offered,
         // The customer did nothing wrong here: never pass on a message asking them to act.
         customer_reply:
             "This is a problem on our side, not with your car or account. We are working on it and \
@@ -179,10 +247,14 @@ pub fn contact_smartcar(err: Option<&SmartcarError>, why: &str, request_ids: &[&
 
 /// The app's backend must refresh the user's access token; this tool never refreshes tokens.
 pub fn refresh_access_token(err: Option<&SmartcarError>) -> Remedy {
+    let docs = doc_link(err);
     Remedy {
         kind: RemedyKind::BackendAction,
-        action: "The app's backend must refresh this user's access token (vtriage never refreshes tokens)".into(),
-        link: err.and_then(|e| e.doc_url.clone()),
+        action: docs.annotate(
+            "The app's backend must refresh this user's access token (vtriage never refreshes tokens)"
+                .into(),
+        ),
+        link: docs.offered,
         customer_reply: "We had a temporary sign-in problem with your car's connection on our side. Nothing is \
                          needed from you; it will be fixed shortly."
             .into(),
@@ -204,12 +276,14 @@ pub fn provide_access_token() -> Remedy {
     }
 }
 
-/// Informational: nothing to do.
+/// Informational: nothing to do. `link` (a rule's or Smartcar's documentation) is offered only when the
+/// link policy allows it.
 pub fn nothing(action: &str, customer_reply: &str, link: Option<String>) -> Remedy {
+    let docs = ServerLink::vet(&LinkPolicy::default(), link.as_deref());
     Remedy {
         kind: RemedyKind::None,
-        action: action.to_string(),
-        link,
+        action: docs.annotate(action.to_string()),
+        link: docs.offered,
         customer_reply: customer_reply.to_string(),
         retry_after_s: None,
     }
@@ -323,7 +397,7 @@ mod tests {
         );
         assert_eq!(
             reauthenticate(t, Some(&e), &[]).link,
-            resolution_url(Some(&e))
+            resolution_url(t, Some(&e)).offered
         );
         let r = reauthenticate(t, None, &["read_odometer"]);
         assert_eq!(
@@ -333,6 +407,77 @@ mod tests {
             )
         );
         assert!(!r.action.contains("placeholder"));
+    }
+
+    #[test]
+    fn a_hostile_resolution_url_is_never_the_fix_and_stays_as_text() {
+        let needs = Needs::default();
+        let t = RemedyTarget {
+            needs: &needs,
+            vehicle_id: "v1",
+            is_tesla: true,
+        };
+        for hostile in [
+            "javascript:alert(1)",
+            "https://smartcar.com@evil.example/_ak/x",
+            "https://evil.example/_ak/smartcar.com",
+            "--version",
+            "file:///etc/passwd",
+        ] {
+            let e = err(Some(hostile), None);
+            let r = add_virtual_key(t, Some(&e));
+            assert_eq!(
+                r.link.as_deref(),
+                Some("https://www.tesla.com/_ak/smartcar.com"),
+                "{hostile}"
+            );
+            assert!(!r.customer_reply.contains(hostile), "{}", r.customer_reply);
+            assert!(r.action.contains(hostile), "{}", r.action);
+            let r = reauthenticate(t, Some(&e), &[]);
+            assert!(
+                r.link.as_deref().is_some_and(
+                    |l| l.starts_with("https://connect.smartcar.com/oauth/reauthenticate?")
+                ),
+                "{:?}",
+                r.link
+            );
+        }
+    }
+
+    #[test]
+    fn the_configured_connect_origin_is_offered_from_the_server() {
+        let needs = Needs {
+            connect_origin: "http://127.0.0.1:4010".into(),
+            ..Needs::default()
+        };
+        let t = RemedyTarget {
+            needs: &needs,
+            vehicle_id: "v1",
+            is_tesla: false,
+        };
+        let given = "http://127.0.0.1:4010/oauth/reauthenticate?vehicle_id=v1";
+        let e = err(Some(given), None);
+        assert_eq!(
+            reauthenticate(t, Some(&e), &[]).link.as_deref(),
+            Some(given)
+        );
+    }
+
+    #[test]
+    fn doc_links_off_smartcar_docs_are_not_offered() {
+        let mut e = err(None, None);
+        e.doc_url = Some("https://evil.example/docs".into());
+        for r in [
+            retry_later(Some(&e), None, "x"),
+            owner_action_at_oem(Some(&e), "act", "reply"),
+            contact_smartcar(Some(&e), "why", &[]),
+            refresh_access_token(Some(&e)),
+            nothing("nothing", "reply", e.doc_url.clone()),
+        ] {
+            assert_eq!(r.link, None, "{r:?}");
+        }
+        e.doc_url = Some("https://smartcar.com/docs/errors/api-errors/server-errors".into());
+        assert_eq!(retry_later(Some(&e), None, "x").link, e.doc_url);
     }
 
     #[test]

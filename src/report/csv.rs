@@ -2,6 +2,8 @@
 
 use std::io::{self, Write};
 
+use crate::untrusted::text;
+
 use super::{VehicleSummary, format_instant};
 
 const HEADER: [&str; 16] = [
@@ -23,16 +25,17 @@ const HEADER: [&str; 16] = [
     "request_ids",
 ];
 
-/// Writes the header and one row per vehicle. Fields holding `,`, `"`, CR or LF are quoted, quotes doubled.
+/// Writes the header and one row per vehicle. Every cell is cleaned and neutralised against formula
+/// injection ([`text::csv_cell`]); the `csv` crate quotes fields holding `,`, `"`, CR or LF.
 pub fn write_csv<'a, W: Write>(
     out: &mut W,
     vehicles: impl IntoIterator<Item = &'a VehicleSummary<'a>>,
 ) -> io::Result<()> {
-    let mut line = String::with_capacity(512);
-    push_record(&mut line, HEADER.iter().copied());
-    out.write_all(line.as_bytes())?;
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(out);
+    writer.write_record(HEADER)?;
     for v in vehicles {
-        line.clear();
         let f = v.main_finding();
         let year = v.year.map(|y| y.to_string()).unwrap_or_default();
         let checked = v.last_checked.map(format_instant).unwrap_or_default();
@@ -48,49 +51,26 @@ pub fn write_csv<'a, W: Write>(
             }
         }
         let ids = ids.join(" ");
-        push_record(
-            &mut line,
-            [
-                v.diagnosis.status.label(),
-                v.vehicle_id,
-                v.user_id.unwrap_or_default(),
-                v.make.unwrap_or_default(),
-                v.model.unwrap_or_default(),
-                &year,
-                v.vin.unwrap_or_default(),
-                v.connected_at.unwrap_or_default(),
-                &checked,
-                f.map_or("", |f| &f.id),
-                f.map_or("", |f| &f.title),
-                f.and_then(|f| f.rule.as_deref()).unwrap_or_default(),
-                f.and_then(|f| f.since.as_deref()).unwrap_or_default(),
-                kind,
-                v.fix_link().unwrap_or_default(),
-                &ids,
-            ]
-            .into_iter(),
-        );
-        out.write_all(line.as_bytes())?;
+        let record = [
+            v.diagnosis.status.label(),
+            v.vehicle_id,
+            v.user_id.unwrap_or_default(),
+            v.make.unwrap_or_default(),
+            v.model.unwrap_or_default(),
+            &year,
+            v.vin.unwrap_or_default(),
+            v.connected_at.unwrap_or_default(),
+            &checked,
+            f.map_or("", |f| &f.id),
+            f.map_or("", |f| &f.title),
+            f.and_then(|f| f.rule.as_deref()).unwrap_or_default(),
+            f.and_then(|f| f.since.as_deref()).unwrap_or_default(),
+            kind,
+            v.fix_link().unwrap_or_default(),
+            &ids,
+        ];
+        writer.write_record(record.map(text::csv_cell).iter().map(|c| c.as_bytes()))?;
     }
+    writer.flush()?;
     Ok(())
-}
-
-fn push_record<'a>(line: &mut String, fields: impl Iterator<Item = &'a str>) {
-    for (i, field) in fields.enumerate() {
-        if i > 0 {
-            line.push(',');
-        }
-        push_field(line, field);
-    }
-    line.push_str("\r\n");
-}
-
-fn push_field(line: &mut String, field: &str) {
-    if field.contains([',', '"', '\r', '\n']) {
-        line.push('"');
-        line.push_str(&field.replace('"', "\"\""));
-        line.push('"');
-    } else {
-        line.push_str(field);
-    }
 }

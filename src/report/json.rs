@@ -1,39 +1,41 @@
 //! JSON output: one object per vehicle, written as JSON lines (one object per line) so 100k vehicles stream
 //! and every line parses on its own (`jq -c`, `grep`, `split`).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use crate::health::{Evidence, Finding, Severity};
+use crate::untrusted::text;
 
 use super::VehicleSummary;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct VehicleJson<'a> {
-    id: &'a str,
-    user_id: Option<&'a str>,
-    make: Option<&'a str>,
-    model: Option<&'a str>,
+    id: Cow<'a, str>,
+    user_id: Option<Cow<'a, str>>,
+    make: Option<Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
     year: Option<u16>,
-    vin: Option<&'a str>,
-    connected_at: Option<&'a str>,
+    vin: Option<Cow<'a, str>>,
+    connected_at: Option<Cow<'a, str>>,
     last_checked: Option<jiff::Timestamp>,
     /// `BLOCKED`, `DEGRADED`, `WARNING`, `HEALTHY`, `UNKNOWN`.
     status: &'static str,
-    main_finding: Option<&'a str>,
+    main_finding: Option<Cow<'a, str>>,
     findings: Vec<FindingJson<'a>>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct FindingJson<'a> {
-    id: &'a str,
+    id: Cow<'a, str>,
     severity: Severity,
-    title: &'a str,
-    rule: Option<&'a str>,
-    since: Option<&'a str>,
+    title: Cow<'a, str>,
+    rule: Option<Cow<'a, str>>,
+    since: Option<Cow<'a, str>>,
     evidence: Vec<EvidenceJson<'a>>,
     remedy: RemedyJson<'a>,
 }
@@ -41,10 +43,10 @@ struct FindingJson<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct EvidenceJson<'a> {
-    endpoint: &'a str,
+    endpoint: Cow<'a, str>,
     http_status: Option<u16>,
-    type_code: Option<&'a str>,
-    request_id: Option<&'a str>,
+    type_code: Option<Cow<'a, str>>,
+    request_id: Option<Cow<'a, str>>,
     at: jiff::Timestamp,
     data_age: Option<jiff::Timestamp>,
 }
@@ -53,18 +55,28 @@ struct EvidenceJson<'a> {
 #[serde(rename_all = "camelCase")]
 struct RemedyJson<'a> {
     kind: crate::health::RemedyKind,
-    action: &'a str,
-    link: Option<&'a str>,
-    customer_reply: &'a str,
+    action: Cow<'a, str>,
+    link: Option<Cow<'a, str>>,
+    customer_reply: Cow<'a, str>,
     retry_after_s: Option<u64>,
+}
+
+/// Strings from the network are JSON-escaped by serde already; the sanitizer also takes out what JSON
+/// escaping lets through (ESC as `\u001b` comes back raw from `jq -r`, bidi and C1 are not escaped).
+fn clean(s: &str) -> Cow<'_, str> {
+    text::one_line(s)
+}
+
+fn clean_opt(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(clean)
 }
 
 fn evidence(e: &Evidence) -> EvidenceJson<'_> {
     EvidenceJson {
-        endpoint: &e.endpoint,
+        endpoint: clean(&e.endpoint),
         http_status: e.http_status,
-        type_code: e.type_code.as_deref(),
-        request_id: e.request_id.as_deref(),
+        type_code: clean_opt(e.type_code.as_deref()),
+        request_id: clean_opt(e.request_id.as_deref()),
         at: e.at,
         data_age: e.data_age,
     }
@@ -72,17 +84,18 @@ fn evidence(e: &Evidence) -> EvidenceJson<'_> {
 
 fn finding(f: &Finding) -> FindingJson<'_> {
     FindingJson {
-        id: &f.id,
+        id: clean(&f.id),
         severity: f.severity,
-        title: &f.title,
-        rule: f.rule.as_deref(),
-        since: f.since.as_deref(),
+        title: clean(&f.title),
+        rule: clean_opt(f.rule.as_deref()),
+        since: clean_opt(f.since.as_deref()),
         evidence: f.evidence.iter().map(evidence).collect(),
         remedy: RemedyJson {
             kind: f.remedy.kind,
-            action: &f.remedy.action,
-            link: f.remedy.link.as_deref(),
-            customer_reply: &f.remedy.customer_reply,
+            action: clean(&f.remedy.action),
+            link: clean_opt(f.remedy.link.as_deref()),
+            // A reply may hold paragraphs: its line breaks stay (as `\n`).
+            customer_reply: text::multi_line(&f.remedy.customer_reply),
             retry_after_s: f.remedy.retry_after_s,
         },
     }
@@ -90,16 +103,16 @@ fn finding(f: &Finding) -> FindingJson<'_> {
 
 fn to_json<'a>(v: &'a VehicleSummary<'a>) -> VehicleJson<'a> {
     VehicleJson {
-        id: v.vehicle_id,
-        user_id: v.user_id,
-        make: v.make,
-        model: v.model,
+        id: clean(v.vehicle_id),
+        user_id: clean_opt(v.user_id),
+        make: clean_opt(v.make),
+        model: clean_opt(v.model),
         year: v.year,
-        vin: v.vin,
-        connected_at: v.connected_at,
+        vin: clean_opt(v.vin),
+        connected_at: clean_opt(v.connected_at),
         last_checked: v.last_checked,
         status: v.diagnosis.status.label(),
-        main_finding: v.main_finding().map(|f| f.id.as_str()),
+        main_finding: v.main_finding().map(|f| clean(&f.id)),
         findings: v.diagnosis.findings.iter().map(finding).collect(),
     }
 }

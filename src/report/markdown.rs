@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::health::{Countdown, Finding, Policies};
+use crate::untrusted::text;
 
 use super::{VehicleSummary, format_instant};
 
@@ -87,14 +88,19 @@ pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestam
     md.push_str("### Fix\n\n");
     let _ = writeln!(md, "{}\n", inline(&main.remedy.action));
     if let Some(link) = &main.remedy.link {
-        let _ = writeln!(md, "<{}>\n", link.replace(['<', '>'], ""));
+        // An autolink cannot hold `<`, `>` or spaces; the link policy already refused those, this keeps it so.
+        let _ = writeln!(
+            md,
+            "<{}>\n",
+            text::one_line(link).replace(['<', '>', ' '], "")
+        );
     }
     if let Some(s) = main.remedy.retry_after_s {
         let _ = writeln!(md, "Retry after: {s} s\n");
     }
     md.push_str("### Reply to the customer\n\n");
-    for line in main.remedy.customer_reply.lines() {
-        let _ = writeln!(md, "> {line}");
+    for line in text::multi_line(&main.remedy.customer_reply).lines() {
+        let _ = writeln!(md, "> {}", text::markdown(line));
     }
 
     let others: Vec<&Finding> = d.findings.iter().skip(1).collect();
@@ -137,17 +143,18 @@ fn evidence_table(md: &mut String, f: &Finding) {
     md.push('\n');
 }
 
-/// Text in a table cell: no line breaks, pipes escaped.
+/// Text in a table cell or a heading: one line, every Markdown-making character escaped.
 fn cell(s: &str) -> String {
-    s.replace(['\r', '\n'], " ").replace('|', "\\|")
+    text::markdown(s).into_owned()
 }
 
-/// Text inside backticks: no backticks or line breaks; pipes escaped for tables.
+/// Text inside backticks, where backslash escapes do not work: one line, no backticks; pipes escaped
+/// for tables (GitHub reads `\|` inside a code span in a table as a pipe).
 fn code(s: &str) -> String {
-    s.replace(['`', '\r', '\n'], " ").replace('|', "\\|")
+    text::one_line(s).replace('`', " ").replace('|', "\\|")
 }
 
-/// Running text: one line, pipes escaped (it may sit in a table when pasted).
+/// Running text: as in a cell (it may sit in a table when pasted).
 fn inline(s: &str) -> String {
     cell(s)
 }

@@ -2,6 +2,8 @@
 
 use std::io::{self, Write};
 
+use crate::untrusted::text;
+
 use super::VehicleSummary;
 
 /// Width the fixed columns and a virtual-key link fit in.
@@ -54,23 +56,19 @@ fn push_row(line: &mut String, cells: [&str; 5], last: &str) {
 
 /// Pads or cuts `cell` to exactly `width` characters.
 fn push_cell(line: &mut String, cell: &str, width: usize) {
+    // Cleaned first, so a collapsed line break cannot make the cut miscount the width.
+    let cell = text::one_line(cell);
     let count = cell.chars().count();
     if count <= width {
-        push_clean(line, cell);
+        line.push_str(&cell);
         line.extend(std::iter::repeat_n(' ', width - count));
     } else {
-        push_clean(
-            line,
-            &cell
-                .chars()
-                .take(width.saturating_sub(1))
-                .collect::<String>(),
-        );
+        line.extend(cell.chars().take(width.saturating_sub(1)));
         line.push('…');
     }
 }
 
-/// Control characters from untrusted text would break the line (or drive the terminal): shown as spaces.
-fn push_clean(line: &mut String, text: &str) {
-    line.extend(text.chars().map(|c| if c.is_control() { ' ' } else { c }));
+/// Untrusted text would break the line or drive the terminal: it goes through the one-line sanitizer.
+fn push_clean(line: &mut String, cell: &str) {
+    line.push_str(&text::one_line(cell));
 }

@@ -13,6 +13,8 @@ use crate::tui::clipboard;
 use crate::tui::keymap::{Action, KeyContext, Keymap};
 use crate::tui::theme::Theme;
 use crate::tui::widgets::{LineInput, window_offset};
+use crate::untrusted::LinkPolicy;
+use crate::untrusted::text::one_line;
 
 /// What the dashboard is started with, besides the store and the scheduler's channels.
 #[derive(Debug, Clone)]
@@ -555,10 +557,14 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         crate::health::Diagnosis::unknown()
     };
     let main = diagnosis.main_finding();
+    // Vetted again here: a diagnosis read back from a snapshot was made under whatever rules wrote it.
+    let links = LinkPolicy::new(&app.config.needs.connect_origin);
     let fix_link = diagnosis
         .findings
         .iter()
-        .find_map(|f| f.remedy.link.clone());
+        .filter_map(|f| f.remedy.link.as_deref())
+        .find(|l| links.allows(l))
+        .map(str::to_string);
     match action {
         Action::Back => go_back(app, effects),
         Action::Up
@@ -598,7 +604,7 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         }
         Action::OpenLink => match fix_link {
             Some(link) => {
-                app.say(format!("opening {link}"));
+                app.say(format!("opening {}", one_line(&link)));
                 effects.push(Effect::Open(link));
             }
             None => app.complain("no link to open for this vehicle"),
@@ -633,6 +639,7 @@ fn fix_link_name(diagnosis: &crate::health::Diagnosis) -> &'static str {
 }
 
 fn copy(app: &mut App, text: String, what: &'static str, effects: &mut Vec<Effect>) {
+    let text = clipboard::clean(&text).into_owned();
     match clipboard::guard(&text, &[]) {
         Ok(()) => {
             app.say(format!("copied {what}"));
@@ -657,13 +664,14 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
     let label = record
         .attributes
         .as_ref()
-        .map(|a| format!("{} {} {}", a.make, a.model, a.year))
+        .map(|a| format!("{} {} {}", one_line(&a.make), one_line(&a.model), a.year))
         .unwrap_or_else(|| "unknown vehicle".into());
+    // Each field on one line: a line break from the server cannot forge a line of evidence.
     out.push_str(&format!(
         "Vehicle {} ({label}), VIN {}, user {}\n",
-        record.vehicle_id,
-        record.vin.as_deref().unwrap_or("unknown"),
-        record.user_id
+        one_line(&record.vehicle_id),
+        one_line(record.vin.as_deref().unwrap_or("unknown")),
+        one_line(&record.user_id)
     ));
     let diagnosis = record.diagnosis();
     out.push_str(&format!("Status {}", diagnosis.status.label()));
@@ -675,21 +683,26 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
     }
     out.push('\n');
     for f in &diagnosis.findings {
-        out.push_str(&format!("- {} [{}]: {}", f.id, f.severity.label(), f.title));
+        out.push_str(&format!(
+            "- {} [{}]: {}",
+            one_line(&f.id),
+            f.severity.label(),
+            one_line(&f.title)
+        ));
         if let Some(rule) = &f.rule {
-            out.push_str(&format!(" (rule {rule})"));
+            out.push_str(&format!(" (rule {})", one_line(rule)));
         }
         out.push('\n');
         for e in &f.evidence {
-            out.push_str(&format!("  {}", e.endpoint));
+            out.push_str(&format!("  {}", one_line(&e.endpoint)));
             if let Some(s) = e.http_status {
                 out.push_str(&format!(" -> {s}"));
             }
             if let Some(tc) = &e.type_code {
-                out.push_str(&format!(" {tc}"));
+                out.push_str(&format!(" {}", one_line(tc)));
             }
             if let Some(id) = &e.request_id {
-                out.push_str(&format!(" request-id {id}"));
+                out.push_str(&format!(" request-id {}", one_line(id)));
             }
             out.push_str(&format!(" at {}\n", e.at));
         }

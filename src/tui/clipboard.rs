@@ -1,5 +1,6 @@
 //! Copying to the system clipboard through the terminal (OSC 52), refusing anything that looks like a credential.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use base64::Engine;
@@ -18,6 +19,12 @@ pub enum CopyRefused {
     TooLong { bytes: usize },
     #[error("not copied: nothing to copy")]
     Empty,
+}
+
+/// The text as it may reach the clipboard: pasted into a terminal, an ESC or bidi control from the
+/// server would act there, so only line breaks survive (see [`crate::untrusted::text::multi_line`]).
+pub fn clean(text: &str) -> Cow<'_, str> {
+    crate::untrusted::text::multi_line(text)
 }
 
 /// `ESC ] 52 ; c ; <base64> BEL`: asks the terminal to put `text` on the clipboard. With tmux,
@@ -88,6 +95,7 @@ pub fn copy_to(
     text: &str,
     known_secrets: &[&str],
 ) -> io::Result<Result<(), CopyRefused>> {
+    let text = &*clean(text);
     if let Err(refused) = guard(text, known_secrets) {
         return Ok(Err(refused));
     }
@@ -133,6 +141,17 @@ mod tests {
             );
             assert!(out.is_empty(), "{text}");
         }
+    }
+
+    #[test]
+    fn copied_text_carries_no_escape_or_bidi_control() {
+        let mut out = Vec::new();
+        let reply = "Open\x1b]8;;http://evil\x07 this \u{202E}link\nthen approve";
+        assert_eq!(copy_to(&mut out, reply, &[]).ok(), Some(Ok(())));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            osc52("Open\u{FFFD}]8;;http://evil\u{FFFD} this \u{FFFD}link\nthen approve")
+        );
     }
 
     #[test]

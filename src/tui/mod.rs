@@ -300,12 +300,18 @@ fn carry_out(
     }
 }
 
-/// Opens a link with the platform's opener, without waiting for it.
+/// Opens a link with the platform's opener, without waiting for it. The link is one argument of the
+/// opener itself, never a shell's (`cmd /C start` would read `&` and `^`), and never looks like an option:
+/// `xdg-open` and `open` take no `--`, so a link starting with `-` is refused (the link policy already
+/// refuses it).
 fn open_link(link: &str) -> Result<(), String> {
+    if link.starts_with('-') || link.chars().any(crate::untrusted::text::is_unsafe) {
+        return Err("not opened: the link is not a plain URL; copy it with y instead".into());
+    }
     let (program, args): (&str, Vec<&str>) = if cfg!(target_os = "macos") {
         ("open", vec![link])
     } else if cfg!(windows) {
-        ("cmd", vec!["/C", "start", "", link])
+        ("rundll32", vec!["url.dll,FileProtocolHandler", link])
     } else {
         ("xdg-open", vec![link])
     };

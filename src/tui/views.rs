@@ -17,6 +17,7 @@ use crate::tui::widgets::{
     Column, DataTable, ago, deadline_spans, grant_badge, progress_line, spinner_frame,
     status_badge, virtual_key_badge,
 };
+use crate::untrusted::text::one_line;
 
 /// Draws the whole screen.
 pub fn render(app: &App, frame: &mut Frame) {
@@ -191,9 +192,9 @@ fn fleet_columns(sort: (SortColumn, bool)) -> Vec<Column> {
 
 fn vehicle_label(record: &VehicleRecord) -> String {
     match &record.attributes {
-        Some(a) => format!("{} {} {}", a.make, a.model, a.year),
+        Some(a) => format!("{} {} {}", one_line(&a.make), one_line(&a.model), a.year),
         // Until attributes are read, the id is what tells vehicles apart.
-        None => format!("id {}", record.vehicle_id),
+        None => format!("id {}", one_line(&record.vehicle_id)),
     }
 }
 
@@ -234,7 +235,7 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
         theme,
     );
     let finding = match record.verdict.main_finding() {
-        Some(f) => Span::raw(f.title.to_string()),
+        Some(f) => Span::raw(one_line(&f.title).into_owned()),
         None if record.last_probe_at.is_none() => Span::styled("not checked yet", theme.muted),
         None => Span::styled("no findings", theme.muted),
     };
@@ -249,8 +250,13 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
             Some(_) => Line::from(vehicle_label(record)),
             None => Line::from(Span::styled(vehicle_label(record), theme.muted)),
         },
-        Line::from(record.vin.clone().unwrap_or_else(|| "—".into())),
-        Line::from(record.user_id.clone()),
+        Line::from(
+            record
+                .vin
+                .as_deref()
+                .map_or_else(|| "—".into(), |v| one_line(v).into_owned()),
+        ),
+        Line::from(one_line(&record.user_id).into_owned()),
         Line::from(permissions),
         Line::from(key),
         Line::from(finding),
@@ -380,26 +386,35 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
                 theme.status(status),
             ),
             Span::raw("  "),
-            Span::styled(f.title.clone(), theme.title),
+            Span::styled(one_line(&f.title).into_owned(), theme.title),
         ]));
-        let mut meta = vec![Span::styled(format!("    {}", f.id), theme.muted)];
+        let mut meta = vec![Span::styled(
+            format!("    {}", one_line(&f.id)),
+            theme.muted,
+        )];
         if let Some(rule) = &f.rule {
-            meta.push(Span::styled(format!(" · rule {rule}"), theme.muted));
+            meta.push(Span::styled(
+                format!(" · rule {}", one_line(rule)),
+                theme.muted,
+            ));
         }
         if let Some(since) = &f.since {
-            meta.push(Span::styled(format!(" · since {since}"), theme.muted));
+            meta.push(Span::styled(
+                format!(" · since {}", one_line(since)),
+                theme.muted,
+            ));
         }
         lines.push(Line::from(meta));
         for e in &f.evidence {
-            let mut text = format!("    ↳ {}", e.endpoint);
+            let mut text = format!("    ↳ {}", one_line(&e.endpoint));
             if let Some(s) = e.http_status {
                 text.push_str(&format!(" → {s}"));
             }
             if let Some(tc) = &e.type_code {
-                text.push_str(&format!(" {tc}"));
+                text.push_str(&format!(" {}", one_line(tc)));
             }
             if let Some(id) = &e.request_id {
-                text.push_str(&format!(" · request {id}"));
+                text.push_str(&format!(" · request {}", one_line(id)));
             }
             // The exact time, as an escalation quotes it.
             text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
@@ -407,12 +422,12 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         }
         lines.push(Line::from(vec![
             Span::raw("    fix: "),
-            Span::raw(f.remedy.action.clone()),
+            Span::raw(one_line(&f.remedy.action).into_owned()),
         ]));
         if let Some(link) = &f.remedy.link {
             lines.push(Line::from(vec![
                 Span::raw("    link: "),
-                Span::styled(link.clone(), theme.link),
+                Span::styled(one_line(link).into_owned(), theme.link),
             ]));
         }
     }
@@ -431,7 +446,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
     ]));
     if let Some(reply) = diagnosis
         .main_finding()
-        .map(|f| f.remedy.customer_reply.clone())
+        .map(|f| one_line(&f.remedy.customer_reply).into_owned())
         .filter(|r| !r.is_empty())
     {
         lines.push(Line::from(vec![
@@ -491,7 +506,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         .and_then(|f| f.remedy.link.clone())
     {
         vk_line.push(Span::raw("  pairing link: "));
-        vk_line.push(Span::styled(link, theme.link));
+        vk_line.push(Span::styled(one_line(&link).into_owned(), theme.link));
     }
     lines.push(Line::from(vk_line));
 
@@ -569,9 +584,15 @@ fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'sta
         ]
     };
     let mut fields = vec![
-        field("VIN", record.vin.clone().unwrap_or_else(|| "—".into())),
-        field("vehicle", record.vehicle_id.clone()),
-        field("user", record.user_id.clone()),
+        field(
+            "VIN",
+            record
+                .vin
+                .as_deref()
+                .map_or_else(|| "—".into(), |v| one_line(v).into_owned()),
+        ),
+        field("vehicle", one_line(&record.vehicle_id).into_owned()),
+        field("user", one_line(&record.user_id).into_owned()),
         vec![Span::styled(
             format!("checked {}", ago(app.now, record.last_probe_at)),
             theme.muted,
@@ -591,7 +612,7 @@ fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'sta
     }
     if let Some(connected) = &record.connected_at {
         fields.push(vec![Span::styled(
-            format!("connected {connected}"),
+            format!("connected {}", one_line(connected)),
             theme.muted,
         )]);
     }
@@ -624,7 +645,10 @@ fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
         }
         None => "not probed yet: no responses".into(),
     };
-    json.lines().map(|l| Line::from(l.to_string())).collect()
+    // serde escapes C0 controls but not DEL, C1 or bidi controls: each line is cleaned too.
+    json.lines()
+        .map(|l| Line::from(one_line(l).into_owned()))
+        .collect()
 }
 
 fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
