@@ -12,6 +12,7 @@ use crate::report::{self, VehicleSummary};
 use crate::setup::{self, Session, Settings, SetupError};
 use crate::smartcar::connect::{self, ConnectOptions, SingleSelect};
 use crate::store::{self, Store, VehicleRecord};
+use crate::untrusted::text::one_line;
 
 /// A command that could not run; printed as one line, exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,7 @@ pub enum CommandError {
 
 fn print_warnings(settings: &Settings) {
     for w in &settings.warnings {
-        eprintln!("vtriage: warning: {w}");
+        eprintln!("vtriage: warning: {}", one_line(w));
     }
 }
 
@@ -374,7 +375,7 @@ fn save_snapshot(settings: &Settings, store: &Store) {
     }
     let path = settings.paths.snapshot_file(&settings.profile);
     if let Err(e) = store::snapshot::save(&path, &store.to_snapshot()) {
-        eprintln!("vtriage: warning: {e}");
+        eprintln!("vtriage: warning: {}", one_line(&e.to_string()));
     }
 }
 
@@ -623,7 +624,7 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     tui_config.policies = settings.policies.clone();
     tui_config.needs = settings.needs.clone();
     for w in &settings.warnings {
-        tracing::warn!("{w}");
+        tracing::warn!("{}", one_line(w));
     }
     for command in known {
         let _ = session.commands.send(command);

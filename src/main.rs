@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vtriage: {e}");
+            eprintln!(
+                "vtriage: {}",
+                vtriage::untrusted::text::one_line(&e.to_string())
+            );
             ExitCode::from(2)
         }
     }

@@ -175,7 +175,10 @@ pub async fn list(
                     tokens.insert(user.clone(), single.clone());
                     single_token_user = Some(user);
                 }
-                Err(e) => tracing::warn!("the --token user could not be identified: {e}"),
+                Err(e) => tracing::warn!(
+                    "the --token user could not be identified: {}",
+                    crate::untrusted::text::one_line(&e)
+                ),
             }
         }
         let connections = lister.management(amt).await?;
@@ -260,7 +263,8 @@ pub async fn list(
     for (user, e) in &failures {
         tracing::warn!(
             user = user.as_deref().unwrap_or("--token"),
-            "vehicles not listed: {e}"
+            "vehicles not listed: {}",
+            crate::untrusted::text::one_line(e)
         );
     }
     Ok(listing)

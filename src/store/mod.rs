@@ -152,7 +152,11 @@ impl VehicleRecord {
         let observations = match self.packed.as_ref()?.unpack() {
             Ok((observations, _)) => observations,
             Err(e) => {
-                tracing::warn!(vehicle = %self.vehicle_id, "{e}");
+                tracing::warn!(
+                    vehicle = %crate::untrusted::text::one_line(&self.vehicle_id),
+                    "{}",
+                    crate::untrusted::text::one_line(&e.to_string())
+                );
                 return None;
             }
         };
@@ -171,7 +175,11 @@ impl VehicleRecord {
         match packed.unpack() {
             Ok((_, diagnosis)) => diagnosis,
             Err(e) => {
-                tracing::warn!(vehicle = %self.vehicle_id, "{e}");
+                tracing::warn!(
+                    vehicle = %crate::untrusted::text::one_line(&self.vehicle_id),
+                    "{}",
+                    crate::untrusted::text::one_line(&e.to_string())
+                );
                 self.verdict_only()
             }
         }
