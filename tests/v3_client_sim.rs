@@ -15,6 +15,12 @@ use vtriage::smartcar::v3::{
 };
 use vtriage::smartcar::{ClientSettings, ErrorCode, ErrorType, Secret};
 
+/// Plain HTTP for what the typed client would not send; TLS provider installed as the client does.
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().expect("reqwest client")
+}
+
 async fn start(config: SimConfig) -> SimHandle {
     sim::spawn(config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -180,7 +186,7 @@ async fn every_signals_request_carries_sc_user_id_and_one_without_it_is_refused(
     }
     assert_eq!(sim.v3_stats().missing_user_id, 0);
 
-    let http = reqwest::Client::new();
+    let http = http();
     let config = sim.config();
     let token: Value = http
         .post(format!("{}/oauth2/token", sim.origin()))
@@ -254,7 +260,7 @@ async fn wrong_credentials_are_invalid_client_and_the_secret_never_shows() {
     }
     assert!(err.to_string().contains("invalid_client"));
 
-    let answer = reqwest::Client::new()
+    let answer = http()
         .post(format!("{}/oauth2/token", sim.origin()))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("client_id=sim-client-id&client_secret=sim-client-secret")
@@ -721,7 +727,9 @@ async fn the_sim_answers_the_v2_and_v3_fleets_alike() {
     let sim = start(quiet(20, 3_600)).await;
     let client = client(&sim);
     let truth: Arc<Vec<Value>> = Arc::new(
-        reqwest::get(format!("{}/_sim/fleet", sim.origin()))
+        http()
+            .get(format!("{}/_sim/fleet", sim.origin()))
+            .send()
             .await
             .unwrap()
             .json()
