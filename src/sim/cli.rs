@@ -65,9 +65,16 @@ pub struct SimArgs {
     /// Application management token the Management API accepts (Basic `default:<AMT>`).
     #[arg(long, default_value = "sim-amt")]
     pub amt: String,
-    /// Client id used in re-authentication links.
+    /// Client id used in re-authentication links and for the v3 token endpoint.
     #[arg(long, default_value = "sim-client-id")]
     pub client_id: String,
+    /// Client secret the v3 token endpoint (`POST /oauth2/token`) accepts.
+    #[arg(long, default_value = "sim-client-secret")]
+    pub client_secret: String,
+    /// Lifetime of a v3 application token, seconds (Smartcar's is 3600); short ones exercise renewal.
+    #[arg(long, value_name = "SECONDS", default_value_t = SimConfig::default().token_ttl_s,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub token_ttl: u64,
     /// Latency of vehicle calls, milliseconds (fixed profile).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -116,6 +123,8 @@ impl SimArgs {
             seed: self.seed,
             amt: self.amt.clone(),
             client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            token_ttl_s: self.token_ttl,
             latency,
             fault_rate: self.fault_rate,
             app_rate_limit: self.rate_limit.0,
@@ -190,6 +199,7 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         return Ok(());
     }
     let amt = config.amt.clone();
+    let (client_id, client_secret) = (config.client_id.clone(), config.client_secret.clone());
     let mut handle = spawn(config, SocketAddr::new(args.bind, args.port)).await?;
     if let Some(path) = &args.write_tokens {
         write_tokens(path, handle.tokens())?;
@@ -210,6 +220,10 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
     println!("    export SMARTCAR_API_ORIGIN={origin}");
     println!("    export SMARTCAR_MANAGEMENT_API_ORIGIN={origin}");
     println!("    export SMARTCAR_CONNECT_ORIGIN={origin}");
+    println!("  for API v3 (API Authentication), client id {client_id}, secret {client_secret}:");
+    println!(
+        "    export SMARTCAR_CLIENT_ID={client_id} SMARTCAR_CLIENT_SECRET={client_secret} SMARTCAR_IAM_ORIGIN={origin} SMARTCAR_API_V3_ORIGIN={origin}"
+    );
     println!("  ground truth: {origin}/_sim/fleet   counters: {origin}/_sim/stats");
     println!("  Ctrl-C stops");
     tokio::select! {
@@ -285,6 +299,18 @@ mod tests {
                 .is_err()
         );
         assert!(parse(&["--rate-limit", "fast"]).is_err());
+    }
+
+    #[test]
+    fn v3_flags_set_the_client_secret_and_a_token_lifetime_of_at_least_a_second() {
+        let config = parse(&["--client-secret", "s2", "--token-ttl", "1"])
+            .expect("valid flags")
+            .config()
+            .expect("valid config");
+        assert_eq!(config.client_secret, "s2");
+        assert_eq!(config.token_ttl_s, 1);
+        assert!(parse(&["--token-ttl", "0"]).is_err());
+        assert!(parse(&["--token-ttl", "soon"]).is_err());
     }
 
     #[test]

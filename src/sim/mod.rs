@@ -12,7 +12,10 @@
 //!   `/tires/pressure`, `/engine/oil`, `POST /batch`, `/tesla/virtual_key`, `/tesla/user/access`,
 //!   `/tesla/attributes`.
 //! - `GET /oauth/authorize`, `/oauth/reauthenticate`: a page standing in for Smartcar Connect.
-//! - Ground truth and counters: `GET /_sim/fleet`, `GET /_sim/stats[?vehicle_id=]`, `POST /_sim/stats/reset`.
+//! - API v3 with API Authentication: `POST /oauth2/token`, `GET /v3/connections`, `GET /v3/vehicles/{id}`
+//!   and its `/signals[/{code}]` (see `v3.rs` for how each situation looks there).
+//! - Ground truth and counters: `GET /_sim/fleet`, `GET /_sim/stats[?vehicle_id=]`, `POST /_sim/stats/reset`,
+//!   `GET /_sim/v3/stats`.
 //!
 //! A vehicle request is checked in this order: path (404 `RESOURCE_NOT_FOUND:PATH`), token (401
 //! `AUTHENTICATION`, also for every token of a `token-expired` user), app bucket (429
@@ -28,6 +31,7 @@ pub mod fleet;
 mod limits;
 mod routes;
 pub mod stats;
+mod v3;
 pub mod vin;
 
 use std::net::SocketAddr;
@@ -39,6 +43,7 @@ pub use catalog::Powertrain;
 pub use cli::{LatencyProfile, RateLimitArg, SimArgs, describe, run_cli};
 pub use fleet::{Fleet, SimUser, SimVehicle, Situation};
 pub use stats::SimStats;
+pub use v3::V3Stats;
 
 /// How long vehicle calls take.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,8 +121,12 @@ pub struct SimConfig {
     pub seed: u64,
     /// Application management token for the Management API (Basic `default:<amt>`).
     pub amt: String,
-    /// Appears in re-authentication links.
+    /// Appears in re-authentication links; with `client_secret`, the v3 client credentials.
     pub client_id: String,
+    /// The v3 client secret `POST /oauth2/token` accepts.
+    pub client_secret: String,
+    /// How long a v3 application token lasts, seconds (Smartcar: 3600).
+    pub token_ttl_s: u64,
     pub latency: Latency,
     /// Share of requests (0–1) answered with a random fault instead.
     pub fault_rate: f64,
@@ -136,6 +145,8 @@ impl Default for SimConfig {
             seed: 7,
             amt: "sim-amt".to_string(),
             client_id: "sim-client-id".to_string(),
+            client_secret: "sim-client-secret".to_string(),
+            token_ttl_s: 3_600,
             latency: Latency::default(),
             fault_rate: 0.0,
             app_rate_limit: None,
@@ -165,6 +176,15 @@ impl SimConfig {
                 "app_rate_limit",
                 "burst and refill per minute must both be above 0".into(),
             );
+        }
+        if self.client_secret.is_empty() || self.client_id.is_empty() {
+            return bad(
+                "client_secret",
+                "the client id and secret cannot be empty".into(),
+            );
+        }
+        if self.token_ttl_s == 0 {
+            return bad("token_ttl_s", "tokens must live at least 1 second".into());
         }
         if self.amt.is_empty() {
             return bad("amt", "the management token cannot be empty".into());
@@ -243,6 +263,16 @@ impl SimHandle {
     /// Requests addressed to one vehicle (`/vehicles/{id}/...`) since start or the last reset.
     pub fn vehicle_requests(&self, vehicle_id: &str) -> Option<u64> {
         self.state.vehicle_requests(vehicle_id)
+    }
+
+    /// What the v3 side counted: token requests, refusals, calls without `sc-user-id`.
+    pub fn v3_stats(&self) -> V3Stats {
+        self.state.v3.stats()
+    }
+
+    /// Invalidates every v3 application token issued so far, as deleting a client secret would.
+    pub fn revoke_app_tokens(&self) {
+        self.state.v3.revoke_all();
     }
 
     pub fn reset_stats(&self) {

@@ -26,14 +26,14 @@ use super::stats::{Counters, EndpointKind, FaultKind};
 use crate::smartcar::DataKind;
 
 /// How much later a "slow" fault answers.
-const SLOW_FAULT: Duration = Duration::from_millis(2_500);
+pub(super) const SLOW_FAULT: Duration = Duration::from_millis(2_500);
 /// `Retry-After` of the `rate-limited` situation.
-const SITUATION_RETRY_AFTER_S: u64 = 1_800;
+pub(super) const SITUATION_RETRY_AFTER_S: u64 = 1_800;
 
-const HTML_BAD_GATEWAY: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+pub(super) const HTML_BAD_GATEWAY: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
 /// Smartcar permissions every simulated connection was granted (before situations take some away).
-const GRANTED: &[&str] = &[
+pub(super) const GRANTED: &[&str] = &[
     "read_vehicle_info",
     "read_vin",
     "read_location",
@@ -47,8 +47,8 @@ const GRANTED: &[&str] = &[
     "control_security",
     "read_user_profile",
 ];
-const TESLA_GRANTED: &[&str] = &["read_extended_vehicle_info", "control_charge"];
-const TESLA_SCOPES: &[&str] = &[
+pub(super) const TESLA_GRANTED: &[&str] = &["read_extended_vehicle_info", "control_charge"];
+pub(super) const TESLA_SCOPES: &[&str] = &[
     "vehicle_device_data",
     "vehicle_cmds",
     "vehicle_charging_cmds",
@@ -58,10 +58,10 @@ const TESLA_SCOPES: &[&str] = &[
 
 /// What a vehicle accumulates while the server runs.
 #[derive(Debug, Default)]
-struct VehicleRuntime {
-    requests: AtomicU64,
-    data_calls: AtomicU64,
-    window: VehicleWindow,
+pub(super) struct VehicleRuntime {
+    pub(super) requests: AtomicU64,
+    pub(super) data_calls: AtomicU64,
+    pub(super) window: VehicleWindow,
 }
 
 /// Shared by every request; nothing in it is locked as a whole.
@@ -70,11 +70,12 @@ pub(crate) struct SimState {
     pub(crate) config: SimConfig,
     pub(crate) fleet: Fleet,
     pub(crate) counters: Counters,
-    runtime: Vec<VehicleRuntime>,
-    dice: Dice,
-    app_bucket: Option<AppBucket>,
-    origin: String,
+    pub(super) runtime: Vec<VehicleRuntime>,
+    pub(super) dice: Dice,
+    pub(super) app_bucket: Option<AppBucket>,
+    pub(super) origin: String,
     management_auth: String,
+    pub(super) v3: super::v3::V3State,
 }
 
 impl SimState {
@@ -94,6 +95,7 @@ impl SimState {
             origin,
             management_auth,
             config,
+            v3: super::v3::V3State::default(),
         }
     }
 
@@ -115,6 +117,7 @@ impl SimState {
         if let Some(bucket) = &self.app_bucket {
             bucket.reset();
         }
+        self.v3.reset();
     }
 }
 
@@ -197,7 +200,12 @@ async fn dispatch(
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let reply = match segments.as_slice() {
+        ["_sim", "v3", "stats"] => return super::v3::stats_response(&st, &request_id),
         ["_sim", rest @ ..] => sim_route(&st, &method, rest, &query, &request_id),
+        ["oauth2", "token"] => return super::v3::token(&st, &method, &headers, &body, &request_id),
+        ["v3", rest @ ..] => {
+            return super::v3::api(&st, &method, rest, &headers, &query, &request_id).await;
+        }
         ["oauth", flow @ ("authorize" | "reauthenticate")] if method == Method::GET => {
             connect_page(flow, &query)
         }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod model;
 pub mod observation;
 pub mod secret;
+pub mod v3;
 
 pub use client::{Client, ClientBuildError, ClientSettings, ConnectionsPage};
 pub use error::{

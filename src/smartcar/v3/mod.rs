@@ -1,0 +1,635 @@
+//! The Smartcar API v3 client with API Authentication: the application token from the client
+//! credentials, `/v3/connections`, `/v3/vehicles/{id}` and its signals read with `sc-user-id`.
+//!
+//! Origins: `{iam}/oauth2/token` and `{api}/v3/...`. The token lives in memory only, is renewed before
+//! it expires and once when a vehicle call answers 401 (that call is then sent again once); concurrent
+//! callers share one renewal. Redirects are never followed, so the token goes only where it was meant to.
+
+mod auth;
+mod connections;
+mod signals;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use url::Url;
+
+use super::client::{ClientSettings, parse_retry_after};
+use super::error::{ApiError, BodyProblem, ErrorCode, ErrorType, SmartcarError, parse_error_body};
+use super::model::Meta;
+use super::secret::Secret;
+
+pub use auth::{AppCredentials, TokenError};
+pub use connections::{
+    ConnectionFilter, MAX_CONNECTIONS, PAGE_SIZE, V3Connection, parse_connection,
+};
+pub use signals::{
+    Signal, SignalError, SignalState, SignalStatus, SignalsReport, V3Vehicle, parse_signal,
+    parse_signals, parse_vehicle,
+};
+
+/// Where the token endpoint and the v3 Vehicle API live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V3Origins {
+    pub iam: String,
+    pub api: String,
+}
+
+impl V3Origins {
+    pub const DEFAULT_IAM: &'static str = "https://iam.smartcar.com";
+    pub const DEFAULT_API: &'static str = "https://vehicle.api.smartcar.com";
+
+    /// Defaults overlaid with `SMARTCAR_IAM_ORIGIN` and `SMARTCAR_API_V3_ORIGIN` (the Node and Java
+    /// SDKs' name) or `SMARTCAR_VEHICLE_API_V3_ORIGIN` (the Python SDK's).
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        V3Origins {
+            iam: var("SMARTCAR_IAM_ORIGIN").unwrap_or_else(|| Self::DEFAULT_IAM.to_string()),
+            api: var("SMARTCAR_API_V3_ORIGIN")
+                .or_else(|| var("SMARTCAR_VEHICLE_API_V3_ORIGIN"))
+                .unwrap_or_else(|| Self::DEFAULT_API.to_string()),
+        }
+    }
+
+    /// Both at one origin (the simulator serves the token endpoint too).
+    pub fn all(origin: &str) -> Self {
+        let origin = origin.trim_end_matches('/').to_string();
+        V3Origins {
+            iam: origin.clone(),
+            api: origin,
+        }
+    }
+}
+
+impl Default for V3Origins {
+    fn default() -> Self {
+        V3Origins {
+            iam: Self::DEFAULT_IAM.to_string(),
+            api: Self::DEFAULT_API.to_string(),
+        }
+    }
+}
+
+/// The v3 client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum V3BuildError {
+    #[error("invalid {which} origin {origin:?}: expected http(s)://host[:port]")]
+    Origin { which: &'static str, origin: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// Everything a v3 call can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum V3Error {
+    #[error("application token: {0}")]
+    Token(#[from] TokenError),
+    /// The API answered with an error, or not at all; `meta` is the evidence of the exchange.
+    #[error("{error}")]
+    Api {
+        meta: Box<Meta>,
+        error: Box<ApiError>,
+    },
+    #[error("connections paging: the next link {link:?} leaves {origin}; not followed")]
+    ForeignLink { link: String, origin: String },
+    #[error("connections paging: more than {cap} connections; stopped")]
+    TooManyConnections { cap: usize },
+    #[error("vehicle id {id:?} cannot be one path segment")]
+    InvalidVehicleId { id: String },
+}
+
+impl V3Error {
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            V3Error::Api { error, .. } => Some(error.as_ref()),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        self.api_error().and_then(ApiError::status)
+    }
+
+    fn shape(meta: Meta, body: &Value) -> V3Error {
+        let error = ApiError::Body {
+            status: meta.status,
+            problem: BodyProblem::UnexpectedShape,
+            content_type: Some("application/json".into()),
+            request_id: meta.request_id.clone(),
+            snippet: body.to_string().chars().take(200).collect(),
+        };
+        V3Error::Api {
+            meta: Box::new(meta),
+            error: Box::new(error),
+        }
+    }
+}
+
+struct Auth {
+    credentials: AppCredentials,
+    slot: tokio::sync::Mutex<auth::TokenSlot>,
+    accepted: auth::Accepted,
+}
+
+/// A cheap-to-clone v3 client; clones share the connection pool and the application token.
+#[derive(Clone)]
+pub struct V3Client {
+    http: reqwest::Client,
+    origins: V3Origins,
+    api_base: Url,
+    token_url: Url,
+    settings: ClientSettings,
+    auth: Arc<Auth>,
+}
+
+/// One HTTP exchange that arrived.
+struct Exchange {
+    meta: Meta,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+fn parse_origin(which: &'static str, origin: &str) -> Result<Url, V3BuildError> {
+    let bad = || V3BuildError::Origin {
+        which,
+        origin: origin.to_string(),
+    };
+    let url = Url::parse(origin.trim()).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() || url.host().is_none() {
+        return Err(bad());
+    }
+    Ok(url)
+}
+
+fn with_segments(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(segments);
+    }
+    url
+}
+
+impl V3Client {
+    pub fn new(
+        origins: V3Origins,
+        credentials: AppCredentials,
+        settings: ClientSettings,
+    ) -> Result<V3Client, V3BuildError> {
+        let api_base = parse_origin("API", &origins.api)?;
+        let token_url = with_segments(&parse_origin("IAM", &origins.iam)?, &["oauth2", "token"]);
+        // Several clients may race to install it; the first one wins and that is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!("vtriage/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| V3BuildError::Http(e.to_string()))?;
+        Ok(V3Client {
+            http,
+            origins,
+            api_base,
+            token_url,
+            settings,
+            auth: Arc::new(Auth {
+                credentials,
+                slot: tokio::sync::Mutex::new(auth::TokenSlot::default()),
+                accepted: auth::Accepted::default(),
+            }),
+        })
+    }
+
+    pub fn origins(&self) -> &V3Origins {
+        &self.origins
+    }
+
+    fn api_url(&self, segments: &[&str]) -> Url {
+        with_segments(&self.api_base, segments)
+    }
+
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Exchange, ApiError> {
+        let started = Instant::now();
+        let mut response = request
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let headers = response.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let mut meta = Meta {
+            status: response.status().as_u16(),
+            request_id: header("sc-request-id"),
+            data_age: header("sc-data-age").and_then(|s| s.parse().ok()),
+            fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
+            retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
+            latency_ms: 0,
+        };
+        let content_type = header("content-type");
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.settings.max_body_bytes {
+                        return Err(ApiError::Body {
+                            status: meta.status,
+                            problem: BodyProblem::TooLarge,
+                            content_type,
+                            request_id: meta.request_id,
+                            snippet: String::new(),
+                        });
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(transport_error(e)),
+                // Cut off mid-way: keep what arrived; the JSON parse then says it is truncated.
+                Err(_) => break,
+            }
+        }
+        meta.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(Exchange {
+            meta,
+            content_type,
+            body,
+        })
+    }
+
+    /// Sends a request and reads a JSON success body, or the error it carries.
+    async fn json(
+        &self,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> (Meta, Result<Value, ApiError>) {
+        let ex = match self.exchange(request, timeout).await {
+            Ok(ex) => ex,
+            Err(e) => {
+                let meta = Meta {
+                    status: e.status().unwrap_or(0),
+                    ..Meta::default()
+                };
+                return (meta, Err(e));
+            }
+        };
+        let status = ex.meta.status;
+        if !(200..300).contains(&status) {
+            let err = read_error(
+                status,
+                ex.content_type.as_deref(),
+                ex.meta.request_id.as_deref(),
+                ex.meta.retry_after_s,
+                &ex.body,
+            );
+            return (ex.meta, Err(err));
+        }
+        match serde_json::from_slice::<Value>(ex.body.trim_ascii()) {
+            Ok(v) => (ex.meta, Ok(v)),
+            Err(_) => {
+                let problem = if ex.body.trim_ascii().is_empty() {
+                    BodyProblem::Empty
+                } else if ex.body.trim_ascii().first() == Some(&b'<') {
+                    BodyProblem::Html
+                } else {
+                    BodyProblem::InvalidJson
+                };
+                let error = ApiError::Body {
+                    status,
+                    problem,
+                    content_type: ex.content_type.clone(),
+                    request_id: ex.meta.request_id.clone(),
+                    snippet: String::from_utf8_lossy(&ex.body)
+                        .chars()
+                        .take(200)
+                        .collect(),
+                };
+                (ex.meta, Err(error))
+            }
+        }
+    }
+
+    /// Asks the token endpoint for a new application token (form-encoded client credentials).
+    async fn request_token(&self) -> Result<(auth::IssuedToken, Instant), TokenError> {
+        let credentials = &self.auth.credentials;
+        let sent_at = Instant::now();
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &credentials.client_id)
+            .append_pair("client_secret", credentials.client_secret.expose())
+            .finish();
+        let request = self
+            .http
+            .post(self.token_url.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(form);
+        let (_, body) = self.json(request, self.settings.fast_timeout).await;
+        let body = body.map_err(|e| auth::token_error(e, &credentials.client_secret))?;
+        Ok((
+            auth::issued_token(&body, &credentials.client_secret)?,
+            sent_at,
+        ))
+    }
+
+    /// The application token, renewed first if it is about to expire. Callers arriving during a
+    /// renewal wait for it and share its result.
+    async fn lease(&self) -> Result<auth::Lease, TokenError> {
+        let mut slot = self.auth.slot.lock().await;
+        if let Some(lease) = slot.fresh(Instant::now()) {
+            return Ok(lease);
+        }
+        let (token, sent_at) = self.request_token().await?;
+        Ok(slot.store(token, sent_at))
+    }
+
+    /// A token other than the rejected one: renewed by the first caller to report the rejection,
+    /// reused by every later caller reporting the same one.
+    async fn lease_after_rejection(&self, rejected: u64) -> Result<auth::Lease, TokenError> {
+        let mut slot = self.auth.slot.lock().await;
+        if let Some(lease) = slot.replacing(rejected, Instant::now()) {
+            return Ok(lease);
+        }
+        let (token, sent_at) = self.request_token().await?;
+        Ok(slot.store(token, sent_at))
+    }
+
+    /// Gets an application token unless a fresh one is held: a check of the client credentials.
+    pub async fn check_credentials(&self) -> Result<(), TokenError> {
+        self.lease().await.map(|_| ())
+    }
+
+    fn get(&self, url: Url, token: &Secret, user_id: Option<&str>) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .get(url)
+            .bearer_auth(token.expose())
+            .header("accept", "application/json");
+        if let Some(user) = user_id {
+            request = request.header("sc-user-id", user);
+        }
+        request
+    }
+
+    /// A GET with the application token. A 401 renews the token once and sends the request again,
+    /// unless another request with the same token succeeded meanwhile: then the 401 is about this
+    /// vehicle's connection and a new token would not change it.
+    async fn get_json(
+        &self,
+        url: Url,
+        user_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(Meta, Value), V3Error> {
+        let lease = self.lease().await?;
+        let sent_at = Instant::now();
+        let (meta, result) = self
+            .json(self.get(url.clone(), &lease.token, user_id), timeout)
+            .await;
+        let (meta, result, generation) = match result {
+            Err(e)
+                if e.status() == Some(401)
+                    && !self.auth.accepted.since(lease.generation, sent_at) =>
+            {
+                let renewed = self.lease_after_rejection(lease.generation).await?;
+                let (meta, result) = self
+                    .json(self.get(url, &renewed.token, user_id), timeout)
+                    .await;
+                (meta, result, renewed.generation)
+            }
+            other => (meta, other, lease.generation),
+        };
+        match result {
+            Ok(body) => {
+                self.auth.accepted.record(generation);
+                Ok((meta, body))
+            }
+            Err(error) => {
+                if error.status().is_some_and(|s| s != 401) {
+                    // Any answer past authentication proves the token good.
+                    self.auth.accepted.record(generation);
+                }
+                Err(V3Error::Api {
+                    meta: Box::new(meta),
+                    error: Box::new(error),
+                })
+            }
+        }
+    }
+
+    fn vehicle_url(&self, vehicle_id: &str, tail: &[&str]) -> Result<Url, V3Error> {
+        // `.` and `..` would be dropped or climb a level instead of naming a vehicle.
+        if matches!(vehicle_id, "" | "." | "..") {
+            return Err(V3Error::InvalidVehicleId {
+                id: vehicle_id.to_string(),
+            });
+        }
+        let mut segments = vec!["v3", "vehicles", vehicle_id];
+        segments.extend_from_slice(tail);
+        Ok(self.api_url(&segments))
+    }
+
+    /// `GET /v3/vehicles/{id}`; `sc-user-id` is sent when given (the docs do not require it here).
+    pub async fn vehicle(
+        &self,
+        vehicle_id: &str,
+        user_id: Option<&str>,
+    ) -> Result<V3Vehicle, V3Error> {
+        let url = self.vehicle_url(vehicle_id, &[])?;
+        let (meta, body) = self
+            .get_json(url, user_id, self.settings.fast_timeout)
+            .await?;
+        parse_vehicle(&body).ok_or_else(|| V3Error::shape(meta, &body))
+    }
+
+    /// `GET /v3/vehicles/{id}/signals` with `sc-user-id`: every signal with its own status.
+    pub async fn signals(&self, vehicle_id: &str, user_id: &str) -> Result<SignalsReport, V3Error> {
+        let url = self.vehicle_url(vehicle_id, &["signals"])?;
+        let (meta, body) = self
+            .get_json(url, Some(user_id), self.settings.vehicle_timeout)
+            .await?;
+        match parse_signals(&body) {
+            Some(signals) => Ok(SignalsReport {
+                request: meta,
+                signals,
+            }),
+            None => Err(V3Error::shape(meta, &body)),
+        }
+    }
+
+    /// `GET /v3/vehicles/{id}/signals/{code}` with `sc-user-id`: a report of that one signal.
+    pub async fn signal(
+        &self,
+        vehicle_id: &str,
+        user_id: &str,
+        code: &str,
+    ) -> Result<SignalsReport, V3Error> {
+        if matches!(code, "" | "." | "..") {
+            return Err(V3Error::InvalidVehicleId {
+                id: code.to_string(),
+            });
+        }
+        let url = self.vehicle_url(vehicle_id, &["signals", code])?;
+        let (meta, body) = self
+            .get_json(url, Some(user_id), self.settings.vehicle_timeout)
+            .await?;
+        match parse_signal(signals::unwrap_data(&body)) {
+            Some(signal) => Ok(SignalsReport {
+                request: meta,
+                signals: vec![signal],
+            }),
+            None => Err(V3Error::shape(meta, &body)),
+        }
+    }
+}
+
+/// Reads a v3 error response: the flat object the error pages document, JSON:API `errors[]`, or the
+/// OAuth `{error, error_description}` of the token endpoint. A JSON:API error without `type` takes
+/// the type the HTTP status stands for in Smartcar's error table.
+pub fn read_error(
+    status: u16,
+    content_type: Option<&str>,
+    request_id: Option<&str>,
+    retry_after_s: Option<u64>,
+    body: &[u8],
+) -> ApiError {
+    let parsed = parse_error_body(status, content_type, request_id, retry_after_s, body);
+    if let ApiError::Body {
+        problem: BodyProblem::UnexpectedShape,
+        ..
+    } = parsed
+        && let Some(e) = untyped_json_api_error(status, request_id, retry_after_s, body)
+    {
+        return ApiError::Smartcar(Box::new(e));
+    }
+    parsed
+}
+
+fn untyped_json_api_error(
+    status: u16,
+    request_id: Option<&str>,
+    retry_after_s: Option<u64>,
+    body: &[u8],
+) -> Option<SmartcarError> {
+    let value: Value = serde_json::from_slice(body.trim_ascii()).ok()?;
+    let first = value.get("errors")?.as_array()?.first()?;
+    let code = signals::text(first.get("code")).map(|c| ErrorCode::parse(&c));
+    let error_type = match (status, &code) {
+        (
+            400,
+            Some(
+                ErrorCode::AccountIssue
+                | ErrorCode::AuthenticationFailed
+                | ErrorCode::NoVehicles
+                | ErrorCode::Permission
+                | ErrorCode::Subscription
+                | ErrorCode::VehicleMissing
+                | ErrorCode::VirtualKeyRequired,
+            ),
+        ) => ErrorType::ConnectedServicesAccount,
+        (400, _) => ErrorType::Validation,
+        (401, _) => ErrorType::Authentication,
+        (403, _) => ErrorType::Permission,
+        (404, _) => ErrorType::ResourceNotFound,
+        (409, _) => ErrorType::VehicleState,
+        (429, _) => ErrorType::RateLimit,
+        (430, _) => ErrorType::Billing,
+        (501, _) => ErrorType::Compatibility,
+        (502, _) => ErrorType::Upstream,
+        (500..=599, _) => ErrorType::Server,
+        _ => return None,
+    };
+    let mut e = SmartcarError::new(status, error_type, code);
+    e.description = signals::text(first.get("detail"))
+        .or_else(|| signals::text(first.get("title")))
+        .unwrap_or_default();
+    e.doc_url = first
+        .get("links")
+        .and_then(|l| signals::text(l.get("about")));
+    e.request_id = signals::text(value.get("meta").and_then(|m| m.get("requestId")))
+        .or_else(|| request_id.map(str::to_string));
+    e.suggested_user_message = signals::text(first.get("suggestedUserMessage"));
+    e.retry_after_s = retry_after_s;
+    Some(e)
+}
+
+fn transport_error(e: reqwest::Error) -> ApiError {
+    let kind = if e.is_timeout() {
+        super::error::TransportKind::Timeout
+    } else if e.is_connect() {
+        super::error::TransportKind::Refused
+    } else {
+        super::error::TransportKind::Other
+    };
+    // reqwest's Display includes the URL, which never carries a credential (they go in headers and
+    // in the token request's body).
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    ApiError::Transport { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_api_error_without_type_takes_the_type_of_its_status() {
+        let body = br#"{"errors":[{"status":"429","code":"VEHICLE","title":"Rate limit","detail":"Too many"}]}"#;
+        let e = read_error(429, None, Some("r1"), Some(30), body);
+        let e = e.smartcar().expect("read as a Smartcar error");
+        assert_eq!(e.type_code(), "RATE_LIMIT:VEHICLE");
+        assert_eq!(e.description, "Too many");
+        assert_eq!(e.retry_after_s, Some(30));
+        let body = br#"{"errors":[{"code":"VIRTUAL_KEY_REQUIRED","title":"Key"}]}"#;
+        let e = read_error(400, None, None, None, body);
+        assert_eq!(
+            e.smartcar().map(SmartcarError::type_code).as_deref(),
+            Some("CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED")
+        );
+    }
+
+    #[test]
+    fn a_vehicle_id_with_a_slash_stays_one_segment_and_dot_dot_is_refused() {
+        let client = V3Client::new(
+            V3Origins::all("http://127.0.0.1:9"),
+            AppCredentials::new("c", Secret::new("s")),
+            ClientSettings::default(),
+        )
+        .unwrap();
+        let url = client.vehicle_url("a/b?c#d", &["signals"]).unwrap();
+        assert_eq!(url.path(), "/v3/vehicles/a%2Fb%3Fc%23d/signals");
+        assert!(url.query().is_none());
+        assert!(matches!(
+            client.vehicle_url("..", &[]),
+            Err(V3Error::InvalidVehicleId { .. })
+        ));
+    }
+
+    #[test]
+    fn origins_without_a_host_are_refused() {
+        let creds = AppCredentials::new("c", Secret::new("s"));
+        let bad = V3Origins {
+            iam: "iam.smartcar.com".into(),
+            api: V3Origins::DEFAULT_API.into(),
+        };
+        assert!(V3Client::new(bad, creds, ClientSettings::default()).is_err());
+    }
+}
