@@ -4,9 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::smartcar::{ApiError, Client, Connection, Secret, TransportKind};
+use crate::smartcar::{
+    ApiError, Client, Connection, ErrorCode, ErrorType, Secret, TransportKind, capped_wait,
+    deadline_after,
+};
 
 use super::Source;
 use super::backoff::Backoff;
@@ -68,6 +71,11 @@ fn describe(origin: &str, credential: Credential, e: &ApiError) -> String {
     }
 }
 
+fn is_app_rate_limit(e: &ApiError) -> bool {
+    e.smartcar()
+        .is_some_and(|s| s.is(&ErrorType::RateLimit, Some(&ErrorCode::SmartcarApi)))
+}
+
 struct Lister<'a> {
     client: &'a Client,
     gate: &'a Gate,
@@ -103,9 +111,14 @@ impl Lister<'_> {
             drop(permit);
             match result {
                 Err(e) if e.is_retryable() && tries < self.retry.max_tries => {
-                    let wait = e
-                        .retry_after_s()
-                        .map_or_else(|| backoff.delay(tries), Duration::from_secs);
+                    let wait = e.retry_after_s().map_or_else(
+                        || backoff.delay(tries),
+                        |s| capped_wait(Duration::from_secs(s)),
+                    );
+                    if through_gate && is_app_rate_limit(&e) {
+                        // The whole application is limited: hold every request, and say until when.
+                        self.gate.pause_until(deadline_after(Instant::now(), wait));
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 other => return other,

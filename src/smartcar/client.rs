@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::error::{ApiError, BodyProblem, TransportKind, error_from_json, parse_error_body};
 use super::model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 use super::observation::{Answer, Observation, Probe};
+use super::retry_after::parse_retry_after;
 use super::{Origins, Secret};
 
 /// Timeouts and limits. Vehicle calls may wake the car: Smartcar's SDKs wait up to 310 s.
@@ -558,18 +559,4 @@ fn transport_error(e: reqwest::Error) -> ApiError {
         source = s.source();
     }
     ApiError::Transport { kind, message }
-}
-
-/// `Retry-After` as seconds: an integer, or an HTTP date (then counted from now).
-pub fn parse_retry_after(value: &str) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(s) = value.parse::<u64>() {
-        return Some(s);
-    }
-    if let Ok(f) = value.parse::<f64>() {
-        return (f.is_finite() && f >= 0.0).then(|| f.ceil() as u64);
-    }
-    let date = jiff::fmt::rfc2822::parse(value).ok()?;
-    let secs = date.timestamp().as_second() - jiff::Timestamp::now().as_second();
-    Some(secs.max(0) as u64)
 }

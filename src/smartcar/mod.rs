@@ -5,6 +5,7 @@ pub mod connect;
 pub mod error;
 pub mod model;
 pub mod observation;
+pub mod retry_after;
 pub mod secret;
 
 pub use client::{Client, ClientBuildError, ClientSettings, ConnectionsPage};
@@ -13,6 +14,7 @@ pub use error::{
 };
 pub use model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 pub use observation::{Answer, Observation, Probe, ProbeReport};
+pub use retry_after::{MAX_RETRY_AFTER, capped_wait, deadline_after, parse_retry_after};
 pub use secret::Secret;
 
 /// Where the three Smartcar services live. Defaults are the real hosts; the official SDKs'
