@@ -1,11 +1,14 @@
 //! The HTTP client for the Smartcar Vehicle and Management APIs: requests, paging, meta, typed errors.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
-use super::error::{ApiError, BodyProblem, TransportKind, error_from_json, parse_error_body};
+use super::error::{
+    ApiError, BodyProblem, PagingError, TransportKind, error_from_json, parse_error_body,
+};
 use super::model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 use super::observation::{Answer, Observation, Probe};
 use super::retry_after::parse_retry_after;
@@ -59,6 +62,62 @@ pub struct Client {
 pub struct ConnectionsPage {
     pub connections: Vec<Connection>,
     pub cursor: Option<String>,
+}
+
+/// Follows the Management API's cursors and stops a listing that would never end: a cursor seen
+/// before (A, B, A) or more rows than the cap.
+#[derive(Debug)]
+pub struct CursorTrail {
+    seen: HashSet<String>,
+    listed: usize,
+    max_connections: usize,
+}
+
+impl CursorTrail {
+    pub fn new(max_connections: usize) -> Self {
+        CursorTrail {
+            seen: HashSet::new(),
+            listed: 0,
+            max_connections,
+        }
+    }
+
+    /// Counts a page in; the cursor to ask for next, `None` when the listing is complete.
+    pub fn follow(&mut self, page: &ConnectionsPage) -> Result<Option<String>, PagingError> {
+        self.listed = self.listed.saturating_add(page.connections.len());
+        if self.listed > self.max_connections {
+            return Err(PagingError::TooMany {
+                max: self.max_connections,
+            });
+        }
+        match &page.cursor {
+            // An empty page that still points further has nothing more to give.
+            Some(_) if page.connections.is_empty() => Ok(None),
+            Some(next) if !self.seen.insert(next.clone()) => {
+                Err(PagingError::repeated_cursor(next))
+            }
+            next => Ok(next.clone()),
+        }
+    }
+}
+
+/// A whole listing failed: one request, or the paging itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListingError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Paging(#[from] PagingError),
+}
+
+impl ListingError {
+    /// The failed request, when a request failed.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            ListingError::Api(e) => Some(e),
+            ListingError::Paging(_) => None,
+        }
+    }
 }
 
 impl Client {
@@ -252,18 +311,23 @@ impl Client {
         })
     }
 
-    /// Every connection of the application, following cursors until `null`.
-    pub async fn list_connections(&self, amt: &Secret) -> Result<Vec<Connection>, ApiError> {
+    /// Every connection of the application, following cursors until `null`; at most
+    /// `max_connections`, and never round a cursor loop.
+    pub async fn list_connections(
+        &self,
+        amt: &Secret,
+        max_connections: usize,
+    ) -> Result<Vec<Connection>, ListingError> {
         let mut all = Vec::new();
+        let mut trail = CursorTrail::new(max_connections);
         let mut cursor: Option<String> = None;
         loop {
             let page = self.connections_page(amt, cursor.as_deref(), 100).await?;
-            let empty = page.connections.is_empty();
+            let next = trail.follow(&page)?;
             all.extend(page.connections);
-            match page.cursor {
-                // A server repeating its cursor or sending an empty page with a cursor would loop forever.
-                Some(next) if !empty && Some(&next) != cursor.as_ref() => cursor = Some(next),
-                _ => return Ok(all),
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
             }
         }
     }
@@ -559,4 +623,56 @@ fn transport_error(e: reqwest::Error) -> ApiError {
         source = s.source();
     }
     ApiError::Transport { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(rows: usize, cursor: Option<&str>) -> ConnectionsPage {
+        ConnectionsPage {
+            connections: (0..rows)
+                .map(|i| Connection {
+                    user_id: "u".into(),
+                    vehicle_id: format!("v{i}"),
+                    connected_at: None,
+                    mode: None,
+                })
+                .collect(),
+            cursor: cursor.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_cursor_seen_two_pages_ago_stops_the_listing() {
+        let mut trail = CursorTrail::new(1_000);
+        assert_eq!(trail.follow(&page(2, Some("A"))), Ok(Some("A".into())));
+        assert_eq!(trail.follow(&page(2, Some("B"))), Ok(Some("B".into())));
+        let err = trail.follow(&page(2, Some("A"))).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err("the Management API repeated cursor \"A\", stopping the listing".into())
+        );
+    }
+
+    #[test]
+    fn a_listing_past_the_cap_stops_and_a_complete_one_ends() {
+        let mut trail = CursorTrail::new(5);
+        assert_eq!(trail.follow(&page(3, Some("A"))), Ok(Some("A".into())));
+        assert_eq!(
+            trail.follow(&page(3, Some("B"))),
+            Err(PagingError::TooMany { max: 5 })
+        );
+        let mut trail = CursorTrail::new(5);
+        assert_eq!(trail.follow(&page(5, None)), Ok(None));
+        assert_eq!(CursorTrail::new(5).follow(&page(0, Some("A"))), Ok(None));
+    }
+
+    #[test]
+    fn a_hostile_cursor_is_quoted_escaped_and_cut_short() {
+        let long = format!("\r\n\u{1b}[2J{}", "x".repeat(500));
+        let message = PagingError::repeated_cursor(&long).to_string();
+        assert!(!message.chars().any(char::is_control), "{message}");
+        assert!(message.len() < 200, "{message}");
+    }
 }

@@ -319,6 +319,42 @@ impl ApiError {
     }
 }
 
+/// Why a listing that pages through cursors was stopped before the server said it was complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    /// A cursor came back that was already followed: the listing would go round forever.
+    #[error("the Management API repeated cursor {cursor}, stopping the listing")]
+    RepeatedCursor {
+        /// As sent, quoted and escaped, cut to a readable length.
+        cursor: String,
+    },
+    /// More rows than the configured cap: a runaway server would otherwise fill memory.
+    #[error("the listing passed {max} connections (the max_connections cap), stopping the listing")]
+    TooMany { max: usize },
+}
+
+impl PagingError {
+    pub fn repeated_cursor(cursor: &str) -> PagingError {
+        PagingError::RepeatedCursor {
+            cursor: quote_untrusted(cursor),
+        }
+    }
+}
+
+/// Longest piece of an untrusted string quoted in a message.
+const QUOTE_CHARS: usize = 80;
+
+/// An untrusted string made safe to print on one line: quoted, control characters escaped, cut short.
+pub fn quote_untrusted(s: &str) -> String {
+    let mut out = String::from("\"");
+    out.extend(s.chars().take(QUOTE_CHARS).flat_map(char::escape_debug));
+    out.push('"');
+    if s.chars().nth(QUOTE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Largest body kept as evidence.
 const SNIPPET_CHARS: usize = 200;
 

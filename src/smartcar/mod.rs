@@ -8,9 +8,12 @@ pub mod observation;
 pub mod retry_after;
 pub mod secret;
 
-pub use client::{Client, ClientBuildError, ClientSettings, ConnectionsPage};
+pub use client::{
+    Client, ClientBuildError, ClientSettings, ConnectionsPage, CursorTrail, ListingError,
+};
 pub use error::{
-    ApiError, BodyProblem, ErrorCode, ErrorType, Resolution, SmartcarError, TransportKind,
+    ApiError, BodyProblem, ErrorCode, ErrorType, PagingError, Resolution, SmartcarError,
+    TransportKind, quote_untrusted,
 };
 pub use model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 pub use observation::{Answer, Observation, Probe, ProbeReport};
