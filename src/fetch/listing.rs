@@ -168,6 +168,9 @@ impl Lister<'_> {
 fn unsafe_id(vehicle_id: &str) -> Option<&'static str> {
     if vehicle_id.is_empty() {
         Some("is empty")
+    } else if matches!(vehicle_id, "." | "..") {
+        // URL parsers resolve these as path steps: no request could name the vehicle.
+        Some("is a path step")
     } else if vehicle_id.chars().any(char::is_control) {
         Some("contains control characters")
     } else {

@@ -233,22 +233,39 @@ pub enum ApiError {
         kind: TransportKind,
         message: String,
     },
+    /// A 3xx answer. Redirects are never followed: the credentials were meant for this origin,
+    /// and another host's answer is no evidence about the vehicle.
+    #[error(
+        "HTTP {status}: the API answered with a redirect to {}; vtriage does not follow redirects",
+        .location.as_deref().unwrap_or("nowhere (no Location header)")
+    )]
+    Redirect {
+        status: u16,
+        location: Option<String>,
+        request_id: Option<String>,
+    },
+    /// The request was not sent because it could not be put into a URL as asked (a vehicle id
+    /// of `.` or `..`, which URL parsers turn into a different path, or an unusable origin).
+    #[error("request not sent: {message}")]
+    Unsendable { message: String },
 }
 
 impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Smartcar(e) => Some(e.status),
-            ApiError::Body { status, .. } => Some(*status),
-            ApiError::Transport { .. } => None,
+            ApiError::Body { status, .. } | ApiError::Redirect { status, .. } => Some(*status),
+            ApiError::Transport { .. } | ApiError::Unsendable { .. } => None,
         }
     }
 
     pub fn request_id(&self) -> Option<&str> {
         match self {
             ApiError::Smartcar(e) => e.request_id.as_deref(),
-            ApiError::Body { request_id, .. } => request_id.as_deref(),
-            ApiError::Transport { .. } => None,
+            ApiError::Body { request_id, .. } | ApiError::Redirect { request_id, .. } => {
+                request_id.as_deref()
+            }
+            ApiError::Transport { .. } | ApiError::Unsendable { .. } => None,
         }
     }
 
@@ -282,6 +299,8 @@ impl ApiError {
                 TransportKind::Timeout => "TIMEOUT".into(),
                 TransportKind::Other => "TRANSPORT".into(),
             },
+            ApiError::Redirect { .. } => "REDIRECT".into(),
+            ApiError::Unsendable { .. } => "NOT_SENT".into(),
         }
     }
 
@@ -315,6 +334,8 @@ impl ApiError {
                     || matches!(problem, BodyProblem::InvalidJson | BodyProblem::Empty)
             }
             ApiError::Transport { kind, .. } => !matches!(kind, TransportKind::Refused),
+            // The same request would be redirected, or refused, again.
+            ApiError::Redirect { .. } | ApiError::Unsendable { .. } => false,
         }
     }
 }
