@@ -5,6 +5,7 @@ pub mod connect;
 pub mod error;
 pub mod model;
 pub mod observation;
+pub mod origin;
 pub mod retry_after;
 pub mod secret;
 
@@ -17,6 +18,7 @@ pub use error::{
 };
 pub use model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 pub use observation::{Answer, Observation, Probe, ProbeReport};
+pub use origin::{OriginError, check_origin};
 pub use retry_after::{MAX_RETRY_AFTER, capped_wait, deadline_after, parse_retry_after};
 pub use secret::Secret;
 
