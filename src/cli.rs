@@ -36,6 +36,9 @@ pub struct GlobalArgs {
     /// Connect origin used in re-authentication links (env SMARTCAR_CONNECT_ORIGIN).
     #[arg(long, global = true, value_name = "URL")]
     pub connect_origin: Option<String>,
+    /// Accept plain http:// origins off this machine (tokens then travel unencrypted).
+    #[arg(long, global = true)]
+    pub allow_insecure_origin: bool,
     /// Application management token (env SMARTCAR_MANAGEMENT_TOKEN).
     #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
     pub amt: Option<String>,

@@ -211,6 +211,11 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
                 "origin `{origin}` is not an http(s) URL"
             )));
         }
+        // Demo mode replaces the origins with the simulator's loopback one; only live ones carry tokens.
+        if mode == Mode::Live {
+            crate::smartcar::check_origin(origin, global.allow_insecure_origin)
+                .map_err(|e| SetupError::Usage(e.to_string()))?;
+        }
     }
 
     let needs = Needs {

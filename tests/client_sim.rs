@@ -52,7 +52,7 @@ async fn management_connections_page_through_cursors_to_the_whole_fleet() {
     let first = client.connections_page(&amt, None, 100).await.unwrap();
     assert_eq!(first.connections.len(), 100);
     assert!(first.cursor.is_some());
-    let all = client.list_connections(&amt).await.unwrap();
+    let all = client.list_connections(&amt, 1_000_000).await.unwrap();
     assert_eq!(all.len(), 250, "three pages of 100, 100 and 50");
     let mut ids: Vec<_> = all.iter().map(|c| c.vehicle_id.clone()).collect();
     ids.sort();
@@ -64,9 +64,10 @@ async fn management_connections_page_through_cursors_to_the_whole_fleet() {
 async fn wrong_management_token_is_an_authentication_error() {
     let (_sim, client) = start(5).await;
     let err = client
-        .list_connections(&Secret::new("nope"))
+        .list_connections(&Secret::new("nope"), 1_000_000)
         .await
         .unwrap_err();
+    let err = err.api().expect("a request failed");
     assert_eq!(err.status(), Some(401));
     assert_eq!(
         err.smartcar().map(|e| e.error_type.clone()),

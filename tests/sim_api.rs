@@ -296,6 +296,30 @@ async fn batch_answers_each_path_with_code_body_and_headers() {
 }
 
 #[tokio::test]
+async fn batch_over_twenty_requests_or_the_byte_cap_is_a_validation_error() {
+    let sim = start(quiet(50, 7)).await;
+    let v = sim.vehicle(Situation::Healthy);
+    let path = format!("/v2.0/vehicles/{}/batch", v.id);
+    let many: Vec<_> = (0..21).map(|_| json!({"path": "/odometer"})).collect();
+    let a = sim
+        .post(&path, Some(&sim.token_of(v)), &json!({ "requests": many }))
+        .await;
+    a.expect_error(400, "VALIDATION", Some("PARAMETER"));
+    let huge = json!({"requests": [{"path": "/odometer", "pad": "x".repeat(100 * 1024)}]});
+    let a = sim.post(&path, Some(&sim.token_of(v)), &huge).await;
+    a.expect_error(400, "VALIDATION", Some("PARAMETER"));
+    let twenty: Vec<_> = (0..20).map(|_| json!({"path": "/odometer"})).collect();
+    let a = sim
+        .post(
+            &path,
+            Some(&sim.token_of(v)),
+            &json!({ "requests": twenty }),
+        )
+        .await;
+    assert_eq!(a.json()["responses"].as_array().map(Vec::len), Some(20));
+}
+
+#[tokio::test]
 async fn batch_without_requests_is_a_validation_error() {
     let sim = start(quiet(50, 7)).await;
     let v = sim.vehicle(Situation::Healthy);

@@ -97,7 +97,10 @@ impl TokenBucket {
             return None;
         }
         let secs = (1.0 - self.tokens) * 60.0 / self.budget.refill_per_min;
-        Some(now + Duration::from_secs_f64(secs))
+        // A refill so slow that the wait does not fit a `Duration` or an `Instant` never comes.
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|wait| now.checked_add(wait))
     }
 
     /// The server said its bucket is empty: ours is too, and nothing refills before `until`.
@@ -284,5 +287,19 @@ mod tests {
         let mut w = VehicleWindows::new(2, VehicleWindows::HOUR);
         w.record("v", 1, t0);
         assert_eq!(w.room_at("v", 6, t0), t0 + VehicleWindows::HOUR);
+    }
+
+    #[test]
+    fn a_refill_too_slow_for_a_duration_never_comes() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(
+            RateBudget {
+                burst: 1.0,
+                refill_per_min: 1e-300,
+            },
+            t0,
+        );
+        assert!(b.try_take(t0));
+        assert_eq!(b.next_token_at(t0), None);
     }
 }

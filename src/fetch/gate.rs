@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::smartcar::{MAX_RETRY_AFTER, deadline_after};
+
 use super::budget::{RateBudget, TokenBucket, VehicleWindows};
 use super::events::{Event, Priority};
 
@@ -271,9 +273,11 @@ impl Gate {
         rx.await.map_err(|_| GateClosed)
     }
 
-    /// The server answered `RATE_LIMIT:SMARTCAR_API`: nothing is sent before `until`.
+    /// The server answered `RATE_LIMIT:SMARTCAR_API`: nothing is sent before `until`, which is
+    /// held to at most [`MAX_RETRY_AFTER`] from now whatever the caller computed.
     pub fn pause_until(&self, until: Instant) {
         let now = Instant::now();
+        let until = until.min(deadline_after(now, MAX_RETRY_AFTER));
         {
             let mut s = lock(&self.inner.state);
             if s.paused_until.is_some_and(|t| t >= until) {
@@ -469,6 +473,24 @@ mod tests {
         let p = gate.acquire(ticket(Priority::Focus, 0)).await;
         assert!(p.is_ok());
         assert!(started.elapsed() >= Duration::from_millis(140));
+    }
+
+    #[tokio::test]
+    async fn a_pause_past_the_cap_is_held_to_the_cap_and_still_announced() {
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let (gate, _timer) = Gate::new(8, None, 100, events);
+        let asked = jiff::Timestamp::now();
+        gate.pause_until(Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600));
+        let Ok(Event::RateLimited { until }) = rx.try_recv() else {
+            panic!("the pause was not announced");
+        };
+        let held = until.duration_since(asked);
+        assert!(
+            held <= jiff::SignedDuration::try_from(MAX_RETRY_AFTER + Duration::from_secs(5))
+                .unwrap_or_default(),
+            "paused for {held:?}"
+        );
+        assert!(held >= jiff::SignedDuration::from_secs(3590), "{held:?}");
     }
 
     #[tokio::test]

@@ -4,9 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::smartcar::{ApiError, Client, Connection, Secret, TransportKind};
+use crate::smartcar::{
+    ApiError, Client, Connection, CursorTrail, ErrorCode, ErrorType, PagingError, Secret,
+    TransportKind, capped_wait, deadline_after, quote_untrusted,
+};
 
 use super::Source;
 use super::backoff::Backoff;
@@ -68,10 +71,16 @@ fn describe(origin: &str, credential: Credential, e: &ApiError) -> String {
     }
 }
 
+fn is_app_rate_limit(e: &ApiError) -> bool {
+    e.smartcar()
+        .is_some_and(|s| s.is(&ErrorType::RateLimit, Some(&ErrorCode::SmartcarApi)))
+}
+
 struct Lister<'a> {
     client: &'a Client,
     gate: &'a Gate,
     retry: ListingRetry,
+    max_connections: usize,
     ticket: Ticket,
 }
 
@@ -103,9 +112,14 @@ impl Lister<'_> {
             drop(permit);
             match result {
                 Err(e) if e.is_retryable() && tries < self.retry.max_tries => {
-                    let wait = e
-                        .retry_after_s()
-                        .map_or_else(|| backoff.delay(tries), Duration::from_secs);
+                    let wait = e.retry_after_s().map_or_else(
+                        || backoff.delay(tries),
+                        |s| capped_wait(Duration::from_secs(s)),
+                    );
+                    if through_gate && is_app_rate_limit(&e) {
+                        // The whole application is limited: hold every request, and say until when.
+                        self.gate.pause_until(deadline_after(Instant::now(), wait));
+                    }
                     tokio::time::sleep(wait).await;
                 }
                 other => return other,
@@ -116,8 +130,8 @@ impl Lister<'_> {
     async fn management(&self, amt: &Secret) -> Result<Vec<Connection>, String> {
         let origin = &self.client.origins().management;
         let mut all = Vec::new();
+        let mut trail = CursorTrail::new(self.max_connections);
         let mut cursor: Option<String> = None;
-        let mut seen_cursors = HashSet::new();
         loop {
             let page = self
                 .call(false, || {
@@ -125,12 +139,13 @@ impl Lister<'_> {
                 })
                 .await
                 .map_err(|e| describe(origin, Credential::ManagementToken, &e))?;
-            let empty = page.connections.is_empty();
+            let next = trail
+                .follow(&page)
+                .map_err(|e| format!("listing connections from {origin} failed: {e}"))?;
             all.extend(page.connections);
-            match page.cursor {
-                // A repeated cursor would loop forever.
-                Some(next) if !empty && seen_cursors.insert(next.clone()) => cursor = Some(next),
-                _ => return Ok(all),
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
             }
         }
     }
@@ -148,17 +163,63 @@ impl Lister<'_> {
     }
 }
 
+/// Why a vehicle id cannot be probed safely, if it cannot: it would be put in URLs, logs and the
+/// terminal, where an empty id or a control character (C0, DEL, C1) has no honest meaning.
+fn unsafe_id(vehicle_id: &str) -> Option<&'static str> {
+    if vehicle_id.is_empty() {
+        Some("is empty")
+    } else if matches!(vehicle_id, "." | "..") {
+        // URL parsers resolve these as path steps: no request could name the vehicle.
+        Some("is a path step")
+    } else if vehicle_id.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else {
+        None
+    }
+}
+
+/// Keeps the rows whose vehicle id is safe to probe; each other row is named in a warning.
+fn screen_ids(connections: Vec<Connection>) -> Vec<Connection> {
+    let (kept, warnings) = split_unsafe_ids(connections);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    kept
+}
+
+/// The rows safe to probe, and one warning per row that is not.
+fn split_unsafe_ids(connections: Vec<Connection>) -> (Vec<Connection>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let kept = connections
+        .into_iter()
+        .filter(|c| match unsafe_id(&c.vehicle_id) {
+            None => true,
+            Some(why) => {
+                warnings.push(format!(
+                    "connection of user {} skipped: vehicle id {} {why}; it is not probed",
+                    quote_untrusted(&c.user_id),
+                    quote_untrusted(&c.vehicle_id),
+                ));
+                false
+            }
+        })
+        .collect();
+    (kept, warnings)
+}
+
 /// Lists the fleet. `Err` is the one-line message for `Event::SourceError`.
 pub async fn list(
     client: &Client,
     gate: &Gate,
     source: &Source,
     retry: ListingRetry,
+    max_connections: usize,
 ) -> Result<Listing, String> {
     let lister = Lister {
         client,
         gate,
         retry,
+        max_connections,
         ticket: Ticket {
             priority: SharedPriority::new(Priority::Focus),
             order: 0,
@@ -182,7 +243,7 @@ pub async fn list(
             }
         }
         let connections = lister.management(amt).await?;
-        let connections = connections
+        let connections = screen_ids(connections)
             .into_iter()
             .map(|c| ConnectionInfo {
                 has_token: tokens.contains_key(&c.user_id),
@@ -228,16 +289,23 @@ pub async fn list(
                 if file_user.is_none() {
                     listing.single_token_user = Some(user.clone());
                 }
+                let rows = vehicles.into_iter().map(|vehicle_id| Connection {
+                    user_id: user.clone(),
+                    vehicle_id,
+                    connected_at: None,
+                    mode: None,
+                });
                 // A vehicle two users connected is listed once per user; the scheduler merges them.
-                for vehicle_id in vehicles {
-                    if seen.insert((user.clone(), vehicle_id.clone())) {
+                for connection in screen_ids(rows.collect()) {
+                    if seen.insert((connection.user_id.clone(), connection.vehicle_id.clone())) {
+                        if listing.connections.len() >= max_connections {
+                            return Err(PagingError::TooMany {
+                                max: max_connections,
+                            }
+                            .to_string());
+                        }
                         listing.connections.push(ConnectionInfo {
-                            connection: Connection {
-                                user_id: user.clone(),
-                                vehicle_id,
-                                connected_at: None,
-                                mode: None,
-                            },
+                            connection,
                             has_token: true,
                             other_users: Vec::new(),
                         });
@@ -334,6 +402,43 @@ mod tests {
         assert_eq!(
             m,
             "listing vehicles from http://x failed: HTTP 502: upstream returned HTML"
+        );
+    }
+
+    fn row(user_id: &str, vehicle_id: &str) -> Connection {
+        Connection {
+            user_id: user_id.into(),
+            vehicle_id: vehicle_id.into(),
+            connected_at: None,
+            mode: None,
+        }
+    }
+
+    #[test]
+    fn vehicle_ids_with_control_characters_or_empty_are_skipped_with_the_row_named() {
+        let rows = vec![
+            row("u1", "good-1"),
+            row("u2", "bad\r\nGET /evil"),
+            row("u3", ""),
+            row("u4", "del\u{7f}"),
+            row("u5", "c1\u{85}"),
+            row("u6", "caf\u{e9}"),
+        ];
+        let (kept, warnings) = split_unsafe_ids(rows);
+        let kept: Vec<&str> = kept.iter().map(|c| c.vehicle_id.as_str()).collect();
+        assert_eq!(kept, ["good-1", "caf\u{e9}"]);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert_eq!(
+            warnings.first().map(String::as_str),
+            Some(
+                "connection of user \"u2\" skipped: vehicle id \"bad\\r\\nGET /evil\" contains control characters; it is not probed"
+            )
+        );
+        assert!(warnings.iter().all(|w| !w.chars().any(char::is_control)));
+        assert!(
+            warnings
+                .get(1)
+                .is_some_and(|w| w.contains("\"u3\"") && w.contains("is empty"))
         );
     }
 }

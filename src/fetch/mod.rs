@@ -59,6 +59,9 @@ pub struct SchedulerConfig {
     /// What a vehicle call is expected to take until calls have been measured: sweep cost
     /// estimates use it (Smartcar's lower figure by default).
     pub expected_latency: Duration,
+    /// The most connections a listing accepts before it stops with an error. Each costs memory
+    /// and a probe; a server that keeps listing past this is broken or hostile, not a fleet.
+    pub max_connections: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -75,6 +78,7 @@ impl Default for SchedulerConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             expected_latency: Duration::from_secs(3),
+            max_connections: 1_000_000,
         }
     }
 }

@@ -10,7 +10,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::smartcar::{
-    ApiError, Client, DataKind, ErrorCode, ErrorType, Observation, Probe, Secret,
+    ApiError, Client, DataKind, ErrorCode, ErrorType, Observation, Probe, Secret, capped_wait,
+    deadline_after,
 };
 
 use super::backoff::Backoff;
@@ -163,16 +164,16 @@ fn next_move(
         .filter(|o| vehicle_rate_limited(o))
         .filter_map(|o| o.error().and_then(ApiError::retry_after_s))
         .max()
-        .map(Duration::from_secs);
+        .map(|s| capped_wait(Duration::from_secs(s)));
     if let Some(wait) = vehicle_wait
         && wait > retry.max_inline_wait
     {
-        return Next::LeaveUntil(now + wait);
+        return Next::LeaveUntil(deadline_after(now, wait));
     }
     if tries >= retry.max_tries || !errors.iter().any(|e| worth_retrying(e)) {
         // A vehicle still asking for time after every try is rescheduled, never marked failed.
         return match vehicle_wait {
-            Some(wait) => Next::LeaveUntil(now + wait),
+            Some(wait) => Next::LeaveUntil(deadline_after(now, wait)),
             None => Next::Done,
         };
     }
@@ -180,7 +181,7 @@ fn next_move(
         let wait = app
             .retry_after_s()
             .map_or_else(|| backoff.delay(tries), Duration::from_secs);
-        gate.pause_until(now + wait);
+        gate.pause_until(deadline_after(now, wait));
         return Next::RetryAfter(Duration::ZERO);
     }
     match vehicle_wait {
@@ -363,6 +364,46 @@ mod tests {
             decide(&long, 3, &gate, now),
             Next::LeaveUntil(now + Duration::from_secs(1800))
         );
+    }
+
+    #[tokio::test]
+    async fn vehicle_retry_after_of_u64_max_holds_the_vehicle_for_the_cap_only() {
+        let (events, _rx) = mpsc::unbounded_channel();
+        let (gate, _t) = super::super::gate::Gate::new(4, None, 100, events);
+        let now = Instant::now();
+        let hostile = failed(
+            429,
+            ErrorType::RateLimit,
+            Some(ErrorCode::Vehicle),
+            Some(u64::MAX),
+        );
+        for tries in [1, 3] {
+            assert_eq!(
+                decide(&hostile, tries, &gate, now),
+                Next::LeaveUntil(now + crate::smartcar::MAX_RETRY_AFTER)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn app_retry_after_of_u64_max_pauses_the_gate_for_the_cap_only() {
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let (gate, _t) = super::super::gate::Gate::new(4, None, 100, events);
+        let asked = jiff::Timestamp::now();
+        let hostile = failed(
+            429,
+            ErrorType::RateLimit,
+            Some(ErrorCode::SmartcarApi),
+            Some(u64::MAX),
+        );
+        assert_eq!(
+            decide(&hostile, 1, &gate, Instant::now()),
+            Next::RetryAfter(Duration::ZERO)
+        );
+        let Ok(crate::fetch::Event::RateLimited { until }) = rx.try_recv() else {
+            panic!("the pause was not announced");
+        };
+        assert!(until.duration_since(asked) <= jiff::SignedDuration::from_secs(3605));
     }
 
     #[tokio::test]

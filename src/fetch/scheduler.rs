@@ -199,7 +199,10 @@ impl Scheduler {
             backoff_base: self.retry.backoff_base,
             backoff_max: self.retry.backoff_max,
         };
-        tokio::spawn(async move { listing::list(&client, &gate, &source, retry).await })
+        let max_connections = self.config.max_connections;
+        tokio::spawn(
+            async move { listing::list(&client, &gate, &source, retry, max_connections).await },
+        )
     }
 
     fn emit(&self, event: Event) {

@@ -249,9 +249,18 @@ impl<'a> Drafts<'a> {
             .collect();
         // Stable: equal severities keep the order they were found in.
         findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-        let status = findings
-            .first()
-            .map_or(Status::Healthy, |f| Status::from_severity(f.severity));
+        let status = match findings.first() {
+            // Nothing worse was found, but some question got no answer at all: not healthy, unknown.
+            Some(f)
+                if f.severity == Severity::Info
+                    && findings
+                        .iter()
+                        .any(|f| f.id == REDIRECTED || f.id == NOT_SENT) =>
+            {
+                Status::Unknown
+            }
+            first => first.map_or(Status::Healthy, |f| Status::from_severity(f.severity)),
+        };
         Diagnosis {
             status,
             findings,
@@ -259,6 +268,10 @@ impl<'a> Drafts<'a> {
         }
     }
 }
+
+/// Findings about a request that got no answer from Smartcar at all: the vehicle's state is unknown.
+const REDIRECTED: &str = "redirected";
+const NOT_SENT: &str = "request-not-sent";
 
 /// `2026-11-27 19:20 UTC`.
 fn format_time(t: jiff::Timestamp) -> String {
@@ -459,6 +472,27 @@ impl<'a> Cx<'a> {
                     (
                         format!("Unreadable answer (HTTP {status}): {}", problem.describe()),
                         remedy::retry_later(None, None, "the answer was cut short or malformed"),
+                    )
+                });
+                return;
+            }
+            ApiError::Redirect { location, .. } => {
+                d.add(REDIRECTED, Severity::Info, o, || {
+                    (
+                        format!(
+                            "The API answered with a redirect to {}; vtriage does not follow redirects",
+                            location.as_deref().unwrap_or("nowhere (no Location header)")
+                        ),
+                        remedy::contact_smartcar(None, "the API origin redirects elsewhere", &[]),
+                    )
+                });
+                return;
+            }
+            ApiError::Unsendable { message } => {
+                d.add(NOT_SENT, Severity::Info, o, || {
+                    (
+                        format!("The request was not sent: {message}"),
+                        remedy::contact_smartcar(None, "a request vtriage cannot address", &[]),
                     )
                 });
                 return;

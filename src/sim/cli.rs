@@ -56,8 +56,8 @@ pub struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
-    /// Number of vehicles in the fleet.
-    #[arg(long, default_value_t = SimConfig::default().vehicles)]
+    /// Number of vehicles in the fleet (1 to 1,000,000).
+    #[arg(long, default_value_t = SimConfig::default().vehicles, value_parser = fleet_size)]
     pub vehicles: usize,
     /// Seed: the same seed always gives the same fleet, ids, tokens and situations.
     #[arg(long, default_value_t = SimConfig::default().seed)]
@@ -186,6 +186,24 @@ fn write_tokens(path: &Path, tokens: &[(String, String)]) -> Result<(), SimError
         writeln!(out, "{user},{token}").map_err(err)?;
     }
     out.flush().map_err(err)
+}
+
+/// The largest fleet `--vehicles` accepts: a million vehicles already take hundreds of MB, and a
+/// larger number is far more likely a typo than a test.
+pub const MAX_VEHICLES: usize = 1_000_000;
+
+fn fleet_size(value: &str) -> Result<usize, String> {
+    let n: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a whole number of vehicles"))?;
+    if (1..=MAX_VEHICLES).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is out of range: the fleet holds 1 to {MAX_VEHICLES} vehicles"
+        ))
+    }
 }
 
 /// Runs `vtriage sim`: starts the simulator, prints where it listens, serves until Ctrl-C.
@@ -363,5 +381,35 @@ mod tests {
         assert!("10".parse::<RateLimitArg>().is_err());
         assert!("0/2".parse::<RateLimitArg>().is_err());
         assert!("x/2".parse::<RateLimitArg>().is_err());
+    }
+
+    #[test]
+    fn vehicles_out_of_range_is_a_one_line_flag_error() {
+        for bad in [
+            "0",
+            "1000001",
+            "18446744073709551615",
+            "99999999999999999999999",
+            "-1",
+            "many",
+        ] {
+            let flag = format!("--vehicles={bad}");
+            let err = parse(&[flag.as_str()]).map(|a| a.vehicles);
+            let message = err
+                .as_ref()
+                .map_err(ToString::to_string)
+                .err()
+                .unwrap_or_default();
+            assert!(message.contains("--vehicles"), "{bad}: {message}");
+            assert!(err.is_err(), "{bad} was accepted");
+        }
+        assert_eq!(
+            parse(&["--vehicles", "1000000"]).map(|a| a.vehicles).ok(),
+            Some(MAX_VEHICLES)
+        );
+        assert_eq!(
+            parse(&["--vehicles", "1"]).map(|a| a.vehicles).ok(),
+            Some(1)
+        );
     }
 }

@@ -843,6 +843,12 @@ fn data_item(
     }
 }
 
+/// Most requests one batch may carry. Each item is a vehicle call; a client sending more is
+/// broken or hostile, and the simulator refuses it the way Smartcar refuses an invalid body.
+pub const MAX_BATCH_REQUESTS: usize = 20;
+/// Largest batch body read (a full batch of paths is well under 2 KiB).
+pub const MAX_BATCH_BODY_BYTES: usize = 64 * 1024;
+
 fn batch(
     st: &SimState,
     idx: usize,
@@ -851,6 +857,12 @@ fn batch(
     imperial: bool,
     request_id: &str,
 ) -> Reply {
+    if body.len() > MAX_BATCH_BODY_BYTES {
+        let f = Failure::Validation(format!(
+            "The batch body is over {MAX_BATCH_BODY_BYTES} bytes."
+        ));
+        return Reply::error(&f, request_id);
+    }
     let parsed: Option<Vec<String>> =
         serde_json::from_slice::<Value>(body)
             .ok()
@@ -866,6 +878,13 @@ fn batch(
         let f = Failure::Validation("The body must be {\"requests\": [{\"path\": \"/odometer\"}, ...]} with at least one request.".into());
         return Reply::error(&f, request_id);
     };
+    if paths.len() > MAX_BATCH_REQUESTS {
+        let f = Failure::Validation(format!(
+            "A batch holds at most {MAX_BATCH_REQUESTS} requests; this one has {}.",
+            paths.len()
+        ));
+        return Reply::error(&f, request_id);
+    }
     let responses: Vec<Value> = paths
         .iter()
         .map(|path| {

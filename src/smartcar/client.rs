@@ -1,13 +1,18 @@
 //! The HTTP client for the Smartcar Vehicle and Management APIs: requests, paging, meta, typed errors.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::Value;
 
-use super::error::{ApiError, BodyProblem, TransportKind, error_from_json, parse_error_body};
+use super::error::{
+    ApiError, BodyProblem, PagingError, TransportKind, error_from_json, parse_error_body,
+    quote_untrusted,
+};
 use super::model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 use super::observation::{Answer, Observation, Probe};
+use super::retry_after::parse_retry_after;
 use super::{Origins, Secret};
 
 /// Timeouts and limits. Vehicle calls may wake the car: Smartcar's SDKs wait up to 310 s.
@@ -60,6 +65,62 @@ pub struct ConnectionsPage {
     pub cursor: Option<String>,
 }
 
+/// Follows the Management API's cursors and stops a listing that would never end: a cursor seen
+/// before (A, B, A) or more rows than the cap.
+#[derive(Debug)]
+pub struct CursorTrail {
+    seen: HashSet<String>,
+    listed: usize,
+    max_connections: usize,
+}
+
+impl CursorTrail {
+    pub fn new(max_connections: usize) -> Self {
+        CursorTrail {
+            seen: HashSet::new(),
+            listed: 0,
+            max_connections,
+        }
+    }
+
+    /// Counts a page in; the cursor to ask for next, `None` when the listing is complete.
+    pub fn follow(&mut self, page: &ConnectionsPage) -> Result<Option<String>, PagingError> {
+        self.listed = self.listed.saturating_add(page.connections.len());
+        if self.listed > self.max_connections {
+            return Err(PagingError::TooMany {
+                max: self.max_connections,
+            });
+        }
+        match &page.cursor {
+            // An empty page that still points further has nothing more to give.
+            Some(_) if page.connections.is_empty() => Ok(None),
+            Some(next) if !self.seen.insert(next.clone()) => {
+                Err(PagingError::repeated_cursor(next))
+            }
+            next => Ok(next.clone()),
+        }
+    }
+}
+
+/// A whole listing failed: one request, or the paging itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListingError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Paging(#[from] PagingError),
+}
+
+impl ListingError {
+    /// The failed request, when a request failed.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            ListingError::Api(e) => Some(e),
+            ListingError::Paging(_) => None,
+        }
+    }
+}
+
 impl Client {
     pub fn new(origins: Origins, settings: ClientSettings) -> Result<Client, ClientBuildError> {
         // Several clients may race to install it; the first one wins and that is fine.
@@ -68,6 +129,9 @@ impl Client {
             .connect_timeout(settings.connect_timeout)
             .user_agent(concat!("vtriage/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64)
+            // A redirect would carry the bearer token's request to another host and turn its
+            // answer into a diagnosis: a 3xx is reported as it is instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientBuildError(e.to_string()))?;
         Ok(Client {
@@ -108,6 +172,13 @@ impl Client {
             latency_ms: 0,
         };
         let content_type = header("content-type");
+        if (300..400).contains(&meta.status) {
+            return Err(ApiError::Redirect {
+                status: meta.status,
+                location: header("location").map(|l| l.chars().take(300).collect()),
+                request_id: meta.request_id,
+            });
+        }
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
@@ -201,10 +272,36 @@ impl Client {
         format!("{}/v2.0{}", self.origins.api, path)
     }
 
+    /// `{api}/v2.0/vehicles/{id}/{tail…}` with the id as exactly one path segment, whatever it
+    /// holds (`/`, `?`, `#`, `%`, CR/LF are percent-encoded). `.` and `..` cannot be one segment:
+    /// every URL parser on the way would resolve them, so they are refused, not sent.
+    fn vehicle_url(&self, vehicle_id: &str, tail: &[&str]) -> Result<url::Url, ApiError> {
+        if matches!(vehicle_id, "" | "." | "..") {
+            return Err(ApiError::Unsendable {
+                message: format!(
+                    "vehicle id {} cannot be sent as one URL path segment",
+                    quote_untrusted(vehicle_id)
+                ),
+            });
+        }
+        let mut path = self.api_url("/vehicles/");
+        path.push_str(&path_segment(vehicle_id));
+        for segment in tail {
+            path.push('/');
+            path.push_str(segment);
+        }
+        url::Url::parse(&path).map_err(|e| ApiError::Unsendable {
+            message: format!(
+                "the API origin {} does not make a URL: {e}",
+                quote_untrusted(&self.origins.api)
+            ),
+        })
+    }
+
     fn bearer(
         &self,
         method: reqwest::Method,
-        url: &str,
+        url: impl reqwest::IntoUrl,
         token: &Secret,
     ) -> reqwest::RequestBuilder {
         self.http
@@ -251,18 +348,23 @@ impl Client {
         })
     }
 
-    /// Every connection of the application, following cursors until `null`.
-    pub async fn list_connections(&self, amt: &Secret) -> Result<Vec<Connection>, ApiError> {
+    /// Every connection of the application, following cursors until `null`; at most
+    /// `max_connections`, and never round a cursor loop.
+    pub async fn list_connections(
+        &self,
+        amt: &Secret,
+        max_connections: usize,
+    ) -> Result<Vec<Connection>, ListingError> {
         let mut all = Vec::new();
+        let mut trail = CursorTrail::new(max_connections);
         let mut cursor: Option<String> = None;
         loop {
             let page = self.connections_page(amt, cursor.as_deref(), 100).await?;
-            let empty = page.connections.is_empty();
+            let next = trail.follow(&page)?;
             all.extend(page.connections);
-            match page.cursor {
-                // A server repeating its cursor or sending an empty page with a cursor would loop forever.
-                Some(next) if !empty && Some(&next) != cursor.as_ref() => cursor = Some(next),
-                _ => return Ok(all),
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
             }
         }
     }
@@ -324,12 +426,17 @@ impl Client {
         const LIMIT: usize = 25;
         let mut all = Vec::new();
         let mut first_meta: Option<Meta> = None;
+        let url = match self.vehicle_url(vehicle_id, &["permissions"]) {
+            Ok(url) => url,
+            Err(e) => return (Meta::default(), Err(e)),
+        };
         loop {
-            let url = self.api_url(&format!("/vehicles/{vehicle_id}/permissions"));
-            let request = self.bearer(reqwest::Method::GET, &url, token).query(&[
-                ("limit", LIMIT.to_string()),
-                ("offset", all.len().to_string()),
-            ]);
+            let request = self
+                .bearer(reqwest::Method::GET, url.clone(), token)
+                .query(&[
+                    ("limit", LIMIT.to_string()),
+                    ("offset", all.len().to_string()),
+                ]);
             let (meta, body) = self.json(request, self.settings.fast_timeout).await;
             let meta_out = first_meta.clone().unwrap_or_else(|| meta.clone());
             let body = match body {
@@ -363,10 +470,6 @@ impl Client {
 
     /// Asks one question of one vehicle and records the answer as an [`Observation`].
     pub async fn probe(&self, token: &Secret, vehicle_id: &str, probe: Probe) -> Observation {
-        let path = match probe {
-            Probe::Attributes => format!("/vehicles/{vehicle_id}"),
-            other => format!("/vehicles/{vehicle_id}{}", other.path()),
-        };
         let endpoint = probe.endpoint(vehicle_id, false);
         if probe == Probe::Permissions {
             let (meta, result) = self.permissions(token, vehicle_id).await;
@@ -378,13 +481,17 @@ impl Client {
                 outcome: result.map(|permissions| Answer::Permissions { permissions }),
             };
         }
-        let url = self.api_url(&path);
-        let (meta, body) = self
-            .json(
-                self.bearer(reqwest::Method::GET, &url, token),
-                self.settings.vehicle_timeout,
-            )
-            .await;
+        let tail: Vec<&str> = probe.path().split('/').filter(|s| !s.is_empty()).collect();
+        let (meta, body) = match self.vehicle_url(vehicle_id, &tail) {
+            Ok(url) => {
+                self.json(
+                    self.bearer(reqwest::Method::GET, url, token),
+                    self.settings.vehicle_timeout,
+                )
+                .await
+            }
+            Err(e) => (Meta::default(), Err(e)),
+        };
         let outcome = body.and_then(|body| {
             answer_from_body(probe, &body).ok_or_else(|| shape_error(&meta, &body))
         });
@@ -404,16 +511,21 @@ impl Client {
         vehicle_id: &str,
         kinds: &[DataKind],
     ) -> Vec<Observation> {
-        let url = self.api_url(&format!("/vehicles/{vehicle_id}/batch"));
+        let url = self.vehicle_url(vehicle_id, &["batch"]);
         let endpoint_of = |kind: DataKind| Probe::Data(kind).endpoint(vehicle_id, true);
         let requests: Vec<Value> = kinds
             .iter()
             .map(|k| serde_json::json!({ "path": k.path() }))
             .collect();
-        let request = self
-            .bearer(reqwest::Method::POST, &url, token)
-            .json(&serde_json::json!({ "requests": requests }));
-        let (meta, body) = self.json(request, self.settings.vehicle_timeout).await;
+        let (meta, body) = match url {
+            Ok(url) => {
+                let request = self
+                    .bearer(reqwest::Method::POST, url, token)
+                    .json(&serde_json::json!({ "requests": requests }));
+                self.json(request, self.settings.vehicle_timeout).await
+            }
+            Err(e) => (Meta::default(), Err(e)),
+        };
         let at = jiff::Timestamp::now();
         let failed_whole = |err: ApiError| {
             kinds
@@ -457,6 +569,20 @@ impl Client {
             })
             .collect()
     }
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved ones. Stricter than a URL parser's own
+/// path encoding, which silently drops CR/LF and tab and would send a different id.
+pub(crate) fn path_segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Reads one batch item: its `code`, `body` and `headers` (header names compared without case).
@@ -560,16 +686,105 @@ fn transport_error(e: reqwest::Error) -> ApiError {
     ApiError::Transport { kind, message }
 }
 
-/// `Retry-After` as seconds: an integer, or an HTTP date (then counted from now).
-pub fn parse_retry_after(value: &str) -> Option<u64> {
-    let value = value.trim();
-    if let Ok(s) = value.parse::<u64>() {
-        return Some(s);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(rows: usize, cursor: Option<&str>) -> ConnectionsPage {
+        ConnectionsPage {
+            connections: (0..rows)
+                .map(|i| Connection {
+                    user_id: "u".into(),
+                    vehicle_id: format!("v{i}"),
+                    connected_at: None,
+                    mode: None,
+                })
+                .collect(),
+            cursor: cursor.map(str::to_string),
+        }
     }
-    if let Ok(f) = value.parse::<f64>() {
-        return (f.is_finite() && f >= 0.0).then(|| f.ceil() as u64);
+
+    #[test]
+    fn a_cursor_seen_two_pages_ago_stops_the_listing() {
+        let mut trail = CursorTrail::new(1_000);
+        assert_eq!(trail.follow(&page(2, Some("A"))), Ok(Some("A".into())));
+        assert_eq!(trail.follow(&page(2, Some("B"))), Ok(Some("B".into())));
+        let err = trail.follow(&page(2, Some("A"))).map_err(|e| e.to_string());
+        assert_eq!(
+            err,
+            Err("the Management API repeated cursor \"A\", stopping the listing".into())
+        );
     }
-    let date = jiff::fmt::rfc2822::parse(value).ok()?;
-    let secs = date.timestamp().as_second() - jiff::Timestamp::now().as_second();
-    Some(secs.max(0) as u64)
+
+    #[test]
+    fn a_listing_past_the_cap_stops_and_a_complete_one_ends() {
+        let mut trail = CursorTrail::new(5);
+        assert_eq!(trail.follow(&page(3, Some("A"))), Ok(Some("A".into())));
+        assert_eq!(
+            trail.follow(&page(3, Some("B"))),
+            Err(PagingError::TooMany { max: 5 })
+        );
+        let mut trail = CursorTrail::new(5);
+        assert_eq!(trail.follow(&page(5, None)), Ok(None));
+        assert_eq!(CursorTrail::new(5).follow(&page(0, Some("A"))), Ok(None));
+    }
+
+    #[test]
+    fn a_hostile_cursor_is_quoted_escaped_and_cut_short() {
+        let long = format!("\r\n\u{1b}[2J{}", "x".repeat(500));
+        let message = PagingError::repeated_cursor(&long).to_string();
+        assert!(!message.chars().any(char::is_control), "{message}");
+        assert!(message.len() < 200, "{message}");
+    }
+
+    fn client() -> Client {
+        Client::new(
+            Origins::all("http://127.0.0.1:9"),
+            ClientSettings::default(),
+        )
+        .expect("client")
+    }
+
+    #[test]
+    fn a_hostile_vehicle_id_stays_one_path_segment() {
+        let c = client();
+        for (id, path) in [
+            ("v1", "/v2.0/vehicles/v1/odometer"),
+            (
+                "../../management/connections",
+                "/v2.0/vehicles/..%2F..%2Fmanagement%2Fconnections/odometer",
+            ),
+            (
+                "x?admin=1#frag",
+                "/v2.0/vehicles/x%3Fadmin%3D1%23frag/odometer",
+            ),
+            (
+                "//evil.example",
+                "/v2.0/vehicles/%2F%2Fevil.example/odometer",
+            ),
+            ("%2e%2e", "/v2.0/vehicles/%252e%252e/odometer"),
+            (
+                "a\r\nHost: evil",
+                "/v2.0/vehicles/a%0D%0AHost%3A%20evil/odometer",
+            ),
+            ("caf\u{e9}", "/v2.0/vehicles/caf%C3%A9/odometer"),
+            ("a\\b", "/v2.0/vehicles/a%5Cb/odometer"),
+        ] {
+            let url = c.vehicle_url(id, &["odometer"]).expect("addressable");
+            assert_eq!(url.path(), path, "id {id:?}");
+            assert_eq!(url.query(), None, "id {id:?}");
+            assert_eq!(url.fragment(), None, "id {id:?}");
+            assert_eq!(url.host_str(), Some("127.0.0.1"), "id {id:?}");
+        }
+    }
+
+    #[test]
+    fn path_step_vehicle_ids_are_refused_not_sent() {
+        let c = client();
+        for id in ["", ".", ".."] {
+            let err = c.vehicle_url(id, &["odometer"]).expect_err("refused");
+            assert!(matches!(err, ApiError::Unsendable { .. }), "{err:?}");
+            assert!(!err.is_retryable());
+        }
+    }
 }

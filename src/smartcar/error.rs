@@ -233,22 +233,39 @@ pub enum ApiError {
         kind: TransportKind,
         message: String,
     },
+    /// A 3xx answer. Redirects are never followed: the credentials were meant for this origin,
+    /// and another host's answer is no evidence about the vehicle.
+    #[error(
+        "HTTP {status}: the API answered with a redirect to {}; vtriage does not follow redirects",
+        .location.as_deref().unwrap_or("nowhere (no Location header)")
+    )]
+    Redirect {
+        status: u16,
+        location: Option<String>,
+        request_id: Option<String>,
+    },
+    /// The request was not sent because it could not be put into a URL as asked (a vehicle id
+    /// of `.` or `..`, which URL parsers turn into a different path, or an unusable origin).
+    #[error("request not sent: {message}")]
+    Unsendable { message: String },
 }
 
 impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Smartcar(e) => Some(e.status),
-            ApiError::Body { status, .. } => Some(*status),
-            ApiError::Transport { .. } => None,
+            ApiError::Body { status, .. } | ApiError::Redirect { status, .. } => Some(*status),
+            ApiError::Transport { .. } | ApiError::Unsendable { .. } => None,
         }
     }
 
     pub fn request_id(&self) -> Option<&str> {
         match self {
             ApiError::Smartcar(e) => e.request_id.as_deref(),
-            ApiError::Body { request_id, .. } => request_id.as_deref(),
-            ApiError::Transport { .. } => None,
+            ApiError::Body { request_id, .. } | ApiError::Redirect { request_id, .. } => {
+                request_id.as_deref()
+            }
+            ApiError::Transport { .. } | ApiError::Unsendable { .. } => None,
         }
     }
 
@@ -282,6 +299,8 @@ impl ApiError {
                 TransportKind::Timeout => "TIMEOUT".into(),
                 TransportKind::Other => "TRANSPORT".into(),
             },
+            ApiError::Redirect { .. } => "REDIRECT".into(),
+            ApiError::Unsendable { .. } => "NOT_SENT".into(),
         }
     }
 
@@ -315,8 +334,46 @@ impl ApiError {
                     || matches!(problem, BodyProblem::InvalidJson | BodyProblem::Empty)
             }
             ApiError::Transport { kind, .. } => !matches!(kind, TransportKind::Refused),
+            // The same request would be redirected, or refused, again.
+            ApiError::Redirect { .. } | ApiError::Unsendable { .. } => false,
         }
     }
+}
+
+/// Why a listing that pages through cursors was stopped before the server said it was complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    /// A cursor came back that was already followed: the listing would go round forever.
+    #[error("the Management API repeated cursor {cursor}, stopping the listing")]
+    RepeatedCursor {
+        /// As sent, quoted and escaped, cut to a readable length.
+        cursor: String,
+    },
+    /// More rows than the configured cap: a runaway server would otherwise fill memory.
+    #[error("the listing passed {max} connections (the max_connections cap), stopping the listing")]
+    TooMany { max: usize },
+}
+
+impl PagingError {
+    pub fn repeated_cursor(cursor: &str) -> PagingError {
+        PagingError::RepeatedCursor {
+            cursor: quote_untrusted(cursor),
+        }
+    }
+}
+
+/// Longest piece of an untrusted string quoted in a message.
+const QUOTE_CHARS: usize = 80;
+
+/// An untrusted string made safe to print on one line: quoted, control characters escaped, cut short.
+pub fn quote_untrusted(s: &str) -> String {
+    let mut out = String::from("\"");
+    out.extend(s.chars().take(QUOTE_CHARS).flat_map(char::escape_debug));
+    out.push('"');
+    if s.chars().nth(QUOTE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Largest body kept as evidence.

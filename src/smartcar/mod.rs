@@ -5,15 +5,22 @@ pub mod connect;
 pub mod error;
 pub mod model;
 pub mod observation;
+pub mod origin;
+pub mod retry_after;
 pub mod secret;
 pub mod v3;
 
-pub use client::{Client, ClientBuildError, ClientSettings, ConnectionsPage};
+pub use client::{
+    Client, ClientBuildError, ClientSettings, ConnectionsPage, CursorTrail, ListingError,
+};
 pub use error::{
-    ApiError, BodyProblem, ErrorCode, ErrorType, Resolution, SmartcarError, TransportKind,
+    ApiError, BodyProblem, ErrorCode, ErrorType, PagingError, Resolution, SmartcarError,
+    TransportKind, quote_untrusted,
 };
 pub use model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
 pub use observation::{Answer, Observation, Probe, ProbeReport};
+pub use origin::{OriginError, check_origin};
+pub use retry_after::{MAX_RETRY_AFTER, capped_wait, deadline_after, parse_retry_after};
 pub use secret::Secret;
 
 /// Where the three Smartcar services live. Defaults are the real hosts; the official SDKs'

@@ -151,7 +151,17 @@ impl Redactor {
                 self.redact_option(request_id);
                 self.redact_string(snippet);
             }
-            Err(ApiError::Transport { message, .. }) => self.redact_string(message),
+            Err(ApiError::Transport { message, .. } | ApiError::Unsendable { message }) => {
+                self.redact_string(message)
+            }
+            Err(ApiError::Redirect {
+                location,
+                request_id,
+                ..
+            }) => {
+                self.redact_option(location);
+                self.redact_option(request_id);
+            }
             Ok(Answer::Attributes(a)) => {
                 self.redact_string(&mut a.id);
                 self.redact_string(&mut a.make);

@@ -103,6 +103,18 @@ fn scrub_api_error(error: ApiError, secret: &Secret) -> ApiError {
             kind,
             message: scrub(&message, secret),
         },
+        ApiError::Unsendable { message } => ApiError::Unsendable {
+            message: scrub(&message, secret),
+        },
+        ApiError::Redirect {
+            status,
+            location,
+            request_id,
+        } => ApiError::Redirect {
+            status,
+            location: location.map(|l| scrub(&l, secret)),
+            request_id,
+        },
     }
 }
 

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use url::Url;
 
-use super::client::{ClientSettings, parse_retry_after};
+use super::client::ClientSettings;
 use super::error::{ApiError, BodyProblem, ErrorCode, ErrorType, SmartcarError, parse_error_body};
 use super::model::Meta;
+use super::retry_after::parse_retry_after;
 use super::secret::Secret;
 
 pub use auth::{AppCredentials, TokenError};
@@ -438,9 +439,19 @@ impl V3Client {
                 id: vehicle_id.to_string(),
             });
         }
-        let mut segments = vec!["v3", "vehicles", vehicle_id];
-        segments.extend_from_slice(tail);
-        Ok(self.api_url(&segments))
+        // The same one-segment encoding as the v2 client, so both APIs send an id identically.
+        let mut url = self.api_url(&["v3", "vehicles"]);
+        let mut path = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            super::client::path_segment(vehicle_id)
+        );
+        for segment in tail {
+            path.push('/');
+            path.push_str(&super::client::path_segment(segment));
+        }
+        url.set_path(&path);
+        Ok(url)
     }
 
     /// `GET /v3/vehicles/{id}`; `sc-user-id` is sent when given (the docs do not require it here).
