@@ -795,3 +795,40 @@ fn fleet_shares_look_like_a_real_app() {
     let owned: Vec<usize> = fleet.users.iter().map(|u| u.vehicles.len()).collect();
     assert!(owned.iter().all(|n| (1..=3).contains(n)) && owned.contains(&3));
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = start(vtriage::sim::SimConfig {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        ..quiet(3, 7)
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(sim.handle.addr())
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let request = b"GET /v2.0/vehicles HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut_off = false;
+    for byte in request {
+        if stream.write_all(&[*byte]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    if !cut_off {
+        // The server answers (408) or closes once the headers took too long.
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(read.is_ok(), "the connection was closed by the server");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "cut off after the header timeout, not held"
+    );
+}

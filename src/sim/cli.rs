@@ -129,6 +129,7 @@ impl SimArgs {
             fault_rate: self.fault_rate,
             app_rate_limit: self.rate_limit.0,
             vehicle_calls_per_hour: self.vehicle_calls_per_hour,
+            ..SimConfig::default()
         })
     }
 }

@@ -136,6 +136,8 @@ pub struct SimConfig {
     /// Every data endpoint call and every batch item counts; attributes, permissions and the Tesla
     /// endpoints do not (they answer from Smartcar's side without waking the car).
     pub vehicle_calls_per_hour: u32,
+    /// How long a client may take to send a request's headers (see [`HEADER_READ_TIMEOUT`]).
+    pub header_read_timeout: std::time::Duration,
 }
 
 impl Default for SimConfig {
@@ -151,6 +153,7 @@ impl Default for SimConfig {
             fault_rate: 0.0,
             app_rate_limit: None,
             vehicle_calls_per_hour: 30,
+            header_read_timeout: HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -313,6 +316,50 @@ impl Drop for SimHandle {
     }
 }
 
+/// How long a client may take to send a request's headers, by default. A client that trickles
+/// them one byte at a time (slowloris) would otherwise hold a connection, and a task, for ever.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves HTTP/1 connections until `shutdown`, each with a header-read timeout; then lets
+/// requests in flight finish for a moment and drops the rest.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_read_timeout: std::time::Duration,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), std::io::Error> {
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors or a connection reset before accept: keep serving.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let _ = http
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+    let drain = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
+    connections.abort_all();
+    Ok(())
+}
+
 /// Starts a simulator on `bind` (port 0 picks a free port) inside the current tokio runtime.
 pub async fn spawn(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, SimError> {
     config.validate()?;
@@ -333,18 +380,13 @@ pub async fn spawn(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, Sim
         }
         _ => format!("http://{host}:{}", addr.port()),
     };
+    let header_read_timeout = config.header_read_timeout;
     let fleet = Fleet::generate(config.vehicles, config.seed);
     let tokens = fleet.tokens();
     let state = Arc::new(routes::SimState::new(config, fleet, origin.clone()));
     let router = routes::router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(serve(listener, router, header_read_timeout, rx));
     Ok(SimHandle {
         origin,
         addr,
