@@ -203,13 +203,22 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         &mut origins.connect,
     ] {
         *origin = origin.trim_end_matches('/').to_string();
-        if url::Url::parse(origin)
-            .map(|u| !matches!(u.scheme(), "http" | "https"))
-            .unwrap_or(true)
+        let parsed = url::Url::parse(origin).ok();
+        if parsed
+            .as_ref()
+            .is_none_or(|u| !matches!(u.scheme(), "http" | "https"))
         {
             return Err(SetupError::Usage(format!(
-                "origin `{origin}` is not an http(s) URL"
+                "origin `{}` is not an http(s) URL",
+                crate::untrusted::text::one_line(origin)
             )));
+        }
+        // Credentials in an origin would be shown in the header, logs and error lines.
+        if parsed.is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            return Err(SetupError::Usage(
+                "an origin must not carry a user name or password (https://user:secret@host); pass credentials with SMARTCAR_MANAGEMENT_TOKEN, amt_file or a tokens file"
+                    .into(),
+            ));
         }
         // Demo mode replaces the origins with the simulator's loopback one; only live ones carry tokens.
         if mode == Mode::Live {

@@ -500,3 +500,25 @@ async fn secrets_on_the_command_line_are_warned_about_and_the_safe_place_is_name
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_origin_carrying_credentials_is_refused_without_echoing_them() {
+    let home = temp_home("origincreds");
+    let out = vtriage(
+        &home,
+        &[
+            "check",
+            "--api-origin",
+            "https://default:the-amt-secret@api.example",
+            "--amt",
+            "x",
+        ],
+    )
+    .await;
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("must not carry a user name or password"),
+        "{err}"
+    );
+    assert!(!err.contains("the-amt-secret"), "{err}");
+}
