@@ -393,8 +393,13 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         let _ = session.commands.send(command);
     }
     let query = args.id.trim().to_string();
-    let mut target: Option<String> = None;
+    // The vehicles asked for (one, or every car of a user) and those still waiting for their probe.
+    let mut targets: Vec<String> = Vec::new();
+    let mut waiting: HashSet<String> = HashSet::new();
     loop {
+        if !targets.is_empty() && waiting.is_empty() {
+            break;
+        }
         let Some(event) = session.events.recv().await else {
             return Err(CommandError::Source(
                 "the scheduler stopped unexpectedly; see the log".into(),
@@ -402,58 +407,76 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         };
         store.apply(&event, settings.now());
         match &event {
-            Event::ConnectionsListed { .. } => {
-                let Some(found) = store.find(&query) else {
-                    let vin_hint = if query.len() == 17 {
-                        "; VINs are known only for vehicles probed before (run `vtriage check` once, or use the vehicle id)"
-                    } else {
-                        ""
-                    };
-                    return Err(CommandError::Usage(format!(
-                        "no vehicle matches `{query}` (vehicle id, VIN or user id) among {} connections{vin_hint}",
-                        store.len()
-                    )));
+            Event::ConnectionsListed { .. } if targets.is_empty() => {
+                let found = match store.find_all(&query) {
+                    Ok(found) => found,
+                    Err(e) => {
+                        let vin_hint = if query.len() == 17 {
+                            "; VINs are known only for vehicles probed before (run `vtriage check` once, or use the vehicle id)"
+                        } else {
+                            ""
+                        };
+                        return Err(CommandError::Usage(format!(
+                            "`{}`: {e} (vehicle id, VIN, user id, or a unique prefix of an id) among {} connections{vin_hint}",
+                            one_line(&query),
+                            store.len()
+                        )));
+                    }
                 };
-                let id = found.vehicle_id.clone();
+                targets = found.iter().map(|r| r.vehicle_id.clone()).collect();
+                waiting = targets.iter().cloned().collect();
                 let _ = session.commands.send(Command::Probe {
-                    vehicle_ids: vec![id.clone()],
+                    vehicle_ids: targets.clone(),
                     priority: Priority::Focus,
                     force: true,
                 });
-                target = Some(id);
             }
-            Event::Observed { report } if Some(&report.vehicle_id) == target.as_ref() => break,
-            Event::SourceError { message } if target.is_none() => {
+            Event::Observed { report } => {
+                waiting.remove(&report.vehicle_id);
+            }
+            Event::SourceError { message } if targets.is_empty() => {
                 return Err(CommandError::Source(message.clone()));
             }
             _ => {}
         }
     }
     let _ = session.commands.send(Command::Shutdown);
-    let Some(record) = target.as_deref().and_then(|id| store.vehicle(id)) else {
+    save_snapshot(&settings, &store);
+    let mut records: Vec<&VehicleRecord> =
+        targets.iter().filter_map(|id| store.vehicle(id)).collect();
+    if records.is_empty() {
         return Err(CommandError::Source(
             "the vehicle vanished from the listing".into(),
         ));
-    };
-    let s = VehicleSummary::from(record);
+    }
+    // Worst first, after the probe: a user's blocked car above the healthy one.
+    records.sort_by(|a, b| b.verdict.status.cmp(&a.verdict.status));
     let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report::vehicle_json(&s))
-            .map_err(std::io::Error::other)?;
-        writeln!(out)?;
-    } else {
-        write!(
-            out,
-            "{}",
-            report::markdown(&s, &settings.policies, settings.now())
-        )?;
+    for (i, record) in records.iter().enumerate() {
+        let s = VehicleSummary::from(*record);
+        if args.json {
+            serde_json::to_writer_pretty(&mut out, &report::vehicle_json(&s))
+                .map_err(std::io::Error::other)?;
+            writeln!(out)?;
+        } else {
+            if i > 0 {
+                writeln!(out, "\n---\n")?;
+            }
+            write!(
+                out,
+                "{}",
+                report::markdown(&s, &settings.policies, settings.now())
+            )?;
+        }
     }
     out.flush()?;
-    Ok(if record.verdict.status == Status::Blocked {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if records.iter().any(|r| r.verdict.status == Status::Blocked) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 /// `vtriage deadlines`: the rules and their countdowns.

@@ -522,3 +522,70 @@ async fn an_origin_carrying_credentials_is_refused_without_echoing_them() {
     );
     assert!(!err.contains("the-amt-secret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_user_id_lists_every_car_of_that_user_worst_first_and_a_unique_prefix_works() {
+    let sim = simulator(300).await;
+    let home = temp_home("usercars");
+    let tokens = write_tokens(&sim, &home);
+    let live = live_args(&sim, tokens.to_str().unwrap());
+    let fleet = sim.fleet();
+    let mut cars_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    for v in &fleet.vehicles {
+        cars_of
+            .entry(v.user_id.as_str())
+            .or_default()
+            .push(v.id.as_str());
+    }
+    let (user, cars) = cars_of
+        .iter()
+        .filter(|(_, cars)| cars.len() > 1)
+        .max_by_key(|(_, cars)| cars.len())
+        .expect("the seeded fleet has a user with several cars");
+
+    let mut args = vec!["vehicle", user, "--json"];
+    args.extend(live.iter().copied());
+    let out = vtriage(&home, &args).await;
+    let objects: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter::<Value>()
+        .map(|v| v.expect("JSON objects"))
+        .collect();
+    assert_eq!(objects.len(), cars.len(), "{objects:?}");
+    let rank = |s: &str| match s {
+        "BLOCKED" => 4,
+        "DEGRADED" => 3,
+        "WARNING" => 2,
+        "UNKNOWN" => 1,
+        _ => 0,
+    };
+    let ranks: Vec<i32> = objects
+        .iter()
+        .map(|o| rank(o["status"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] >= w[1]),
+        "worst first: {ranks:?}"
+    );
+
+    let mut md = vec!["vehicle", user, "--markdown"];
+    md.extend(live.iter().copied());
+    let text = String::from_utf8_lossy(&vtriage(&home, &md).await.stdout).to_string();
+    for car in cars {
+        assert!(text.contains(car), "a section per car: {car}");
+    }
+
+    let id = cars[0];
+    let prefix = &id[..8];
+    let unique = fleet
+        .vehicles
+        .iter()
+        .filter(|v| v.id.starts_with(prefix) || v.user_id.starts_with(prefix))
+        .count()
+        == 1;
+    if unique {
+        let mut by_prefix = vec!["vehicle", prefix, "--json"];
+        by_prefix.extend(live.iter().copied());
+        let one = vtriage(&home, &by_prefix).await;
+        assert!(String::from_utf8_lossy(&one.stdout).contains(id));
+    }
+}

@@ -564,3 +564,31 @@ fn an_exempt_vehicle_does_not_count_as_affected_by_the_rule() {
         Some(&1)
     );
 }
+
+#[test]
+fn a_query_finds_a_vehicle_a_user_s_cars_or_a_unique_prefix_and_says_when_a_prefix_is_ambiguous() {
+    let mut store = Store::new(diagnoser());
+    store.apply(
+        &listed(vec![
+            connection("d63be243-aaaa", "user-1", true),
+            connection("d63bf000-bbbb", "user-2", true),
+            connection("77aa0000-cccc", "user-1", true),
+        ]),
+        now(),
+    );
+    let ids = |found: Vec<&vtriage::store::VehicleRecord>| {
+        found
+            .iter()
+            .map(|r| r.vehicle_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(store.find_all("user-1").unwrap()).len(), 2);
+    assert_eq!(ids(store.find_all("d63be2").unwrap()), ["d63be243-aaaa"]);
+    assert_eq!(ids(store.find_all("77aa").unwrap()), ["77aa0000-cccc"]);
+    assert!(matches!(
+        store.find_all("d63b"),
+        Err(vtriage::store::FindError::Ambiguous { vehicles: 2, .. })
+    ));
+    assert!(store.find_all("d6").is_err(), "too short to be a prefix");
+    assert!(store.find_all("zzzz").is_err());
+}

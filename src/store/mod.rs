@@ -262,6 +262,20 @@ impl VehicleRecord {
     }
 }
 
+/// A query shorter than this is never taken as a prefix: too many ids would share it.
+const MIN_PREFIX: usize = 4;
+
+/// Why a query names no single set of vehicles.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindError {
+    #[error("nothing to look for")]
+    Empty,
+    #[error("no vehicle id, VIN or user id matches")]
+    NotFound,
+    #[error("the prefix matches {vehicles} vehicle ids and {users} user ids; type more of it")]
+    Ambiguous { vehicles: usize, users: usize },
+}
+
 /// The app state. See the module documentation.
 #[derive(Clone)]
 pub struct Store {
@@ -430,20 +444,76 @@ impl Store {
 
     /// The vehicle an agent means by `query`: its vehicle id, its VIN (case ignored), or the user
     /// id of its owner (then the user's first listed vehicle). Surrounding spaces are ignored.
+    /// The vehicle a query names (see [`Store::find_all`]); for a user, their worst vehicle.
     pub fn find(&self, query: &str) -> Option<&VehicleRecord> {
+        self.find_all(query).ok()?.into_iter().next()
+    }
+
+    /// Every vehicle a query names, worst first: a vehicle id, a VIN, a user id (all of that user's
+    /// vehicles), or a prefix of a vehicle or user id that names exactly one of them.
+    pub fn find_all(&self, query: &str) -> Result<Vec<&VehicleRecord>, FindError> {
         let query = query.trim();
         if query.is_empty() {
-            return None;
+            return Err(FindError::Empty);
         }
-        self.vehicle(query)
-            .or_else(|| {
-                self.records.iter().find(|r| {
-                    r.vin
-                        .as_deref()
-                        .is_some_and(|v| v.eq_ignore_ascii_case(query))
-                })
-            })
-            .or_else(|| self.records.iter().find(|r| r.is_owned_by(query)))
+        if let Some(r) = self.vehicle(query) {
+            return Ok(vec![r]);
+        }
+        if let Some(r) = self.records.iter().find(|r| {
+            r.vin
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case(query))
+        }) {
+            return Ok(vec![r]);
+        }
+        let of_user = |user: &str| -> Vec<&VehicleRecord> {
+            let mut cars: Vec<&VehicleRecord> = self
+                .records
+                .iter()
+                .filter(|r| r.is_owned_by(user))
+                .collect();
+            cars.sort_by(|a, b| {
+                b.verdict
+                    .status
+                    .cmp(&a.verdict.status)
+                    .then_with(|| a.vehicle_id.cmp(&b.vehicle_id))
+            });
+            cars
+        };
+        let cars = of_user(query);
+        if !cars.is_empty() {
+            return Ok(cars);
+        }
+        if query.len() < MIN_PREFIX {
+            return Err(FindError::NotFound);
+        }
+        let lower = query.to_ascii_lowercase();
+        let starts = |id: &str| {
+            id.len() >= lower.len()
+                && id.as_bytes()[..lower.len()].eq_ignore_ascii_case(lower.as_bytes())
+        };
+        let vehicles: Vec<&VehicleRecord> = self
+            .records
+            .iter()
+            .filter(|r| starts(&r.vehicle_id))
+            .collect();
+        let mut users: Vec<&str> = self
+            .records
+            .iter()
+            .flat_map(VehicleRecord::users)
+            .filter(|u| starts(u))
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        match (vehicles.as_slice(), users.as_slice()) {
+            ([one], []) => Ok(vec![*one]),
+            ([], [user]) => Ok(of_user(user)),
+            ([], []) => Err(FindError::NotFound),
+            _ => Err(FindError::Ambiguous {
+                vehicles: vehicles.len(),
+                users: users.len(),
+            }),
+        }
     }
 
     /// Replaces the filter. On a parse error the current filter stays.
