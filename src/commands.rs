@@ -450,7 +450,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         ));
     }
     // Worst first, after the probe: a user's blocked car above the healthy one.
-    records.sort_by(|a, b| b.verdict.status.cmp(&a.verdict.status));
+    records.sort_by_key(|r| std::cmp::Reverse(r.verdict.status));
     let mut out = std::io::stdout().lock();
     for (i, record) in records.iter().enumerate() {
         let s = VehicleSummary::from(*record);
