@@ -263,6 +263,27 @@ fn not_checked_reason(ending: Ending, timeout: Duration, store: &Store) -> Strin
     reason
 }
 
+/// Vehicles that were probed but of which nothing was learnt, counted by the reason their main finding gives
+/// (most frequent first). Vehicles the run never reached are reported separately.
+fn unknown_reasons(
+    summaries: &[VehicleSummary<'_>],
+    unchecked: &HashSet<String>,
+) -> Vec<(String, usize)> {
+    let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in summaries {
+        if !s.diagnosis.could_not_check() || unchecked.contains(s.vehicle_id) {
+            continue;
+        }
+        let reason = s
+            .main_finding()
+            .map_or_else(|| "never answered".to_string(), |f| f.title.clone());
+        *by_reason.entry(reason).or_default() += 1;
+    }
+    let mut reasons: Vec<(String, usize)> = by_reason.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    reasons
+}
+
 /// `vtriage check`: probe every connection, print the diagnoses.
 pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
     let deadline = tokio::time::Instant::now() + args.timeout;
@@ -360,9 +381,21 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     let blocked = summaries
         .iter()
         .any(|s| s.diagnosis.status == Status::Blocked);
+    // Probed but still UNKNOWN (no token, API unreachable, an answer that is not the API's): nothing
+    // was learnt about these, so "nothing blocked" would be a claim the check cannot make.
+    let unknown = unknown_reasons(&summaries, &unchecked);
+    if !unknown.is_empty() {
+        let n: usize = unknown.iter().map(|(_, n)| n).sum();
+        let why: Vec<String> = unknown.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        eprintln!(
+            "vtriage: {n} of {} vehicles could not be checked: {}",
+            summaries.len(),
+            one_line(&why.join("; "))
+        );
+    }
     Ok(if blocked {
         ExitCode::from(1)
-    } else if !unchecked.is_empty() {
+    } else if !unchecked.is_empty() || !unknown.is_empty() {
         ExitCode::from(EXIT_NOT_CHECKED)
     } else {
         ExitCode::SUCCESS

@@ -589,3 +589,55 @@ async fn vehicle_by_user_id_lists_every_car_of_that_user_worst_first_and_a_uniqu
         assert!(String::from_utf8_lossy(&one.stdout).contains(id));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_that_could_probe_nothing_never_says_nothing_is_blocked() {
+    let sim = simulator(30).await;
+    let home = temp_home("probednothing");
+    // A management token lists the fleet, but no access token reads any vehicle.
+    let no_tokens = vtriage(
+        &home,
+        &[
+            "check",
+            "--json",
+            "--api-origin",
+            sim.origin(),
+            "--management-origin",
+            sim.origin(),
+            "--amt",
+            sim.amt(),
+            "--no-rate-limit",
+        ],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&no_tokens.stderr);
+    assert_eq!(no_tokens.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("30 of 30 vehicles could not be checked") && err.contains("No access token"),
+        "{err}"
+    );
+
+    // The vehicle API is unreachable while the listing works.
+    let tokens = write_tokens(&sim, &home);
+    let unreachable = vtriage(
+        &home,
+        &[
+            "check",
+            "--json",
+            "--force",
+            "--api-origin",
+            "http://127.0.0.1:9",
+            "--management-origin",
+            sim.origin(),
+            "--amt",
+            sim.amt(),
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--no-rate-limit",
+        ],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&unreachable.stderr);
+    assert_eq!(unreachable.status.code(), Some(3), "{err}");
+    assert!(err.contains("could not be checked"), "{err}");
+}

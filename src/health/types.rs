@@ -190,6 +190,24 @@ impl Diagnosis {
         }
     }
 
+    /// Nothing was learnt about the vehicle itself: it is UNKNOWN, or its main finding is about the
+    /// way to the API (unreachable, an answer that is not the API's, a redirect, a request never sent).
+    /// A check that ends with such vehicles cannot claim that nothing is blocked.
+    pub fn could_not_check(&self) -> bool {
+        const ABOUT_THE_WAY: [&str; 6] = [
+            "no-response",
+            "upstream-html",
+            "unreadable-response",
+            "redirected",
+            "request-not-sent",
+            "not-checked",
+        ];
+        self.status == Status::Unknown
+            || self
+                .main_finding()
+                .is_some_and(|f| ABOUT_THE_WAY.contains(&f.id.as_str()))
+    }
+
     /// The finding that explains the status (the first, since findings are sorted worst first).
     pub fn main_finding(&self) -> Option<&Finding> {
         self.findings.first()
