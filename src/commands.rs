@@ -280,7 +280,7 @@ fn unknown_reasons(
         *by_reason.entry(reason).or_default() += 1;
     }
     let mut reasons: Vec<(String, usize)> = by_reason.into_iter().collect();
-    reasons.sort_by(|a, b| b.1.cmp(&a.1));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     reasons
 }
 
