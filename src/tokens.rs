@@ -60,21 +60,31 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Tokens, TokensError> {
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut tokens = Tokens::default();
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
-    let header = lines.by_ref().find(|(_, l)| !l.trim().is_empty());
-    let Some((header_line, header)) = header else {
+    // Quoting follows RFC 4180 (the csv crate): a quoted comma or quote stays inside its field.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let mut next = |records: &mut csv::StringRecordsIter<'_, &[u8]>| {
+        records.next().map(|r| {
+            r.map_err(|e| {
+                let line = e
+                    .position()
+                    .map_or(1, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+                invalid(line, "not readable as CSV".into())
+            })
+        })
+    };
+    let Some(header) = next(&mut records).transpose()? else {
         return Err(invalid(
             1,
             "empty file; expected a header `user_id,access_token`".into(),
         ));
     };
-    let columns: Vec<String> = header
-        .split(',')
-        .map(|c| unquote(c).to_ascii_lowercase())
-        .collect();
+    let header_line = line_of(text, &header);
+    let columns: Vec<String> = header.iter().map(str::to_ascii_lowercase).collect();
     let user_col = columns.iter().position(|c| c == "user_id");
     let token_col = columns.iter().position(|c| c == "access_token");
     let (Some(user_col), Some(token_col)) = (user_col, token_col) else {
@@ -82,24 +92,24 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Tokens, TokensError> {
             header_line,
             format!(
                 "header is `{}`; expected `user_id,access_token` (more columns are fine)",
-                header.trim()
+                crate::untrusted::text::one_line(&columns.join(","))
             ),
         ));
     };
-    let mut first_line_of: HashMap<String, usize> = HashMap::new();
-    for (n, line) in lines {
+    // The csv reader skips blank lines; they are still worth a warning with their number.
+    for (i, line) in text.lines().enumerate().skip(header_line) {
         if line.trim().is_empty() {
             tokens
                 .warnings
-                .push(format!("{}:{n}: blank line skipped", path.display()));
-            continue;
+                .push(format!("{}:{}: blank line skipped", path.display(), i + 1));
         }
-        let fields: Vec<&str> = line.split(',').collect();
-        let user = fields.get(user_col).map(|f| unquote(f)).unwrap_or_default();
-        let token = fields
-            .get(token_col)
-            .map(|f| unquote(f))
-            .unwrap_or_default();
+    }
+    let mut first_line_of: HashMap<String, usize> = HashMap::new();
+    while let Some(record) = next(&mut records) {
+        let record = record?;
+        let n = line_of(text, &record);
+        let user = record.get(user_col).unwrap_or_default().to_string();
+        let token = record.get(token_col).unwrap_or_default().to_string();
         if user.is_empty() || token.is_empty() {
             tokens.warnings.push(format!(
                 "{}:{n}: missing user_id or access_token; line skipped",
@@ -109,14 +119,16 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Tokens, TokensError> {
         }
         if let Some(first) = first_line_of.get(&user) {
             tokens.warnings.push(format!(
-                "{}:{n}: user {user} already has a token on line {first}; this line wins",
-                path.display()
+                "{}:{n}: user {} already has a token on line {first}; this line wins",
+                path.display(),
+                crate::untrusted::text::one_line(&user)
             ));
         } else {
             first_line_of.insert(user.clone(), n);
         }
         tokens.by_user.insert(user, Secret::new(token));
     }
+    tokens.warnings.sort_by_key(|w| warning_line(w));
     if tokens.by_user.is_empty() {
         return Err(invalid(
             header_line,
@@ -126,12 +138,33 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Tokens, TokensError> {
     Ok(tokens)
 }
 
-fn unquote(field: &str) -> String {
-    let f = field.trim();
-    f.strip_prefix('"')
-        .and_then(|f| f.strip_suffix('"'))
-        .unwrap_or(f)
-        .to_string()
+/// The 1-based line a record starts on, counted from its byte offset (the csv reader's own line
+/// count leaves out the blank lines it skips).
+fn line_of(text: &str, record: &csv::StringRecord) -> usize {
+    let start = record
+        .position()
+        .map_or(0, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX));
+    // The position is where the reader began looking, before the blank lines it skipped.
+    let byte = text
+        .as_bytes()
+        .get(start..)
+        .and_then(|rest| rest.iter().position(|b| !matches!(b, b'\r' | b'\n')))
+        .map_or(start, |skipped| start + skipped);
+    memchr::memchr_iter(
+        b'\n',
+        text.as_bytes().get(..byte).unwrap_or(text.as_bytes()),
+    )
+    .count()
+        + 1
+}
+
+/// The line number in a `file:line: ...` warning, to keep warnings in file order.
+fn warning_line(w: &str) -> usize {
+    w.split(':')
+        .rev()
+        .filter_map(|part| part.trim().parse().ok())
+        .next()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -162,7 +195,11 @@ mod tests {
         assert_eq!(t.by_user["u1"].expose(), "b");
         assert_eq!(t.warnings.len(), 2);
         assert!(t.warnings[0].contains("t.csv:3"));
-        assert!(t.warnings[1].contains("t.csv:4") && t.warnings[1].contains("line 2"));
+        assert!(
+            t.warnings[1].contains("t.csv:4") && t.warnings[1].contains("line 2"),
+            "{:?}",
+            t.warnings
+        );
     }
 
     #[test]
@@ -178,6 +215,17 @@ mod tests {
         for w in &t.warnings {
             assert!(!w.contains("secret-token") && !w.contains("lonely"), "{w}");
         }
+    }
+
+    #[test]
+    fn a_quoted_comma_stays_inside_its_field() {
+        let t = parse_text(
+            "email,user_id,access_token\n\"Doe, Jane <j@x>\",u1,tok1\n\"a\"\"b\",u2,tok2\n",
+        )
+        .unwrap();
+        assert_eq!(t.by_user["u1"].expose(), "tok1");
+        assert_eq!(t.by_user["u2"].expose(), "tok2");
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
     }
 
     #[test]
