@@ -67,7 +67,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Tokens, TokensError> {
         .trim(csv::Trim::All)
         .from_reader(text.as_bytes());
     let mut records = reader.records();
-    let mut next = |records: &mut csv::StringRecordsIter<'_, &[u8]>| {
+    let next = |records: &mut csv::StringRecordsIter<'_, &[u8]>| {
         records.next().map(|r| {
             r.map_err(|e| {
                 let line = e
