@@ -98,6 +98,15 @@ fn env_nonempty(name: &str) -> Option<String> {
 pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     let paths = Paths::discover();
     let config_file = global.config.clone().unwrap_or_else(|| paths.config_file());
+    // The default config file may be absent; one named on the command line must exist.
+    if let Some(named) = &global.config
+        && !named.exists()
+    {
+        return Err(SetupError::Usage(format!(
+            "--config {}: no such file",
+            named.display()
+        )));
+    }
     let config = Config::load(&config_file)?;
     let now_override = parse_now(global.now.as_deref())?;
     let mut warnings = Vec::new();
@@ -171,6 +180,22 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     // not be the demo fleet's (nor the demo's this one's).
     if chosen_profile.is_none() && mode == Mode::Live {
         profile_name = "live".into();
+    }
+    // An origin given without credentials would otherwise quietly run the demo instead.
+    if mode == Mode::Demo && !global.demo {
+        let given: Vec<&str> = [
+            ("--api-origin", &global.api_origin),
+            ("--management-origin", &global.management_origin),
+        ]
+        .into_iter()
+        .filter_map(|(flag, v)| v.as_ref().map(|_| flag))
+        .collect();
+        if !given.is_empty() {
+            return Err(SetupError::Usage(format!(
+                "{} given but no credentials: set {amt_env} (or amt_file in a profile) and --tokens, or add --demo to use the built-in simulator",
+                given.join(" and ")
+            )));
+        }
     }
     if mode == Mode::Demo && profile.kind == ProfileKind::Live && !global.demo {
         return Err(SetupError::Usage(format!(

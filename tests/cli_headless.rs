@@ -641,3 +641,21 @@ async fn check_that_could_probe_nothing_never_says_nothing_is_blocked() {
     assert_eq!(unreachable.status.code(), Some(3), "{err}");
     assert!(err.contains("could not be checked"), "{err}");
 }
+
+#[tokio::test]
+async fn a_missing_config_file_or_an_origin_without_credentials_is_an_error_not_the_demo() {
+    let home = temp_home("nodemo");
+    let missing = home.join("nope.toml");
+    let err =
+        one_line_error(&vtriage(&home, &["check", "--config", missing.to_str().unwrap()]).await);
+    assert!(
+        err.contains("--config") && err.contains("no such file"),
+        "{err}"
+    );
+    let err =
+        one_line_error(&vtriage(&home, &["check", "--api-origin", "http://127.0.0.1:9"]).await);
+    assert!(
+        err.contains("--api-origin given but no credentials") && err.contains("--demo"),
+        "{err}"
+    );
+}
