@@ -58,18 +58,29 @@ impl Paths {
 
     /// The snapshot of one profile's last known fleet state.
     pub fn snapshot_file(&self, profile: &str) -> PathBuf {
-        let safe: String = profile
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.cache_dir.join(format!("snapshot-{safe}.json"))
+        self.cache_dir
+            .join(format!("snapshot-{}.json", file_safe(profile)))
     }
+
+    /// The app-wide rate budget's state for a profile (tokens left and when).
+    pub fn budget_file(&self, profile: &str) -> PathBuf {
+        self.state_dir
+            .join(format!("budget-{}.json", file_safe(profile)))
+    }
+}
+
+/// A profile name as a file name part: anything but letters, digits, `-` and `_` becomes `_`.
+fn file_safe(profile: &str) -> String {
+    profile
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// A config file that cannot be used. The message names the file and line.

@@ -290,7 +290,12 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     if concurrency == 0 {
         return Err(SetupError::Usage("--concurrency must be at least 1".into()));
     }
+    // The budget is the Smartcar app's, not this process's: a restart or a second vtriage spends
+    // what is left, not a fresh bucket.
+    let budget_state =
+        (rate.is_some() && mode == Mode::Live).then(|| paths.budget_file(&profile_name));
     let scheduler = SchedulerConfig {
+        budget_state,
         concurrency,
         rate,
         per_vehicle_per_hour: config.fetch.per_vehicle_per_hour,

@@ -383,3 +383,72 @@ async fn a_vehicle_listed_under_two_users_is_one_row_probed_with_the_token_that_
     let text = String::from_utf8_lossy(&by_first_owner.stdout);
     assert!(text.contains("car-1"), "found by either owner: {text}");
 }
+
+fn vehicle_requests(sim: &SimHandle) -> u64 {
+    ["attributes", "permissions", "batch", "data", "tesla"]
+        .iter()
+        .filter_map(|k| sim.stats().by_endpoint.get(*k).copied())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_budget_survives_a_restart_and_two_processes_share_it() {
+    let sim = simulator(
+        80,
+        Latency::Fixed {
+            ms: 1,
+            jitter_ms: 0,
+        },
+    )
+    .await;
+    let home = temp_home("budget");
+    let tokens = write_tokens(sim.tokens(), &home);
+    let tokens = tokens.to_str().unwrap();
+    let args = |timeout: &'static str| {
+        let mut a = vec![
+            "check",
+            "--json",
+            "--force",
+            "--rate",
+            "2/min",
+            "--timeout",
+            timeout,
+        ];
+        a.extend(live_args(sim.origin(), sim.amt(), tokens));
+        a.retain(|x| *x != "--no-rate-limit");
+        a
+    };
+    // 80 vehicles need more than the 120-request burst: the first run spends it all.
+    let first = vtriage(&home, &args("4s")).await;
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(matches!(first.status.code(), Some(1 | 3)), "{err}");
+    assert!(
+        err.contains("not checked") && err.contains("rate limited until"),
+        "{err}"
+    );
+    let spent = vehicle_requests(&sim);
+    assert!(
+        (100..=120).contains(&spent),
+        "the first run spends the burst: {spent}"
+    );
+
+    sim.reset_stats();
+    let second = vtriage(&home, &args("3s")).await;
+    assert!(matches!(second.status.code(), Some(1 | 3)));
+    assert!(
+        vehicle_requests(&sim) <= 1,
+        "a restart starts from what is left, not a full bucket: {}",
+        vehicle_requests(&sim)
+    );
+
+    // Two processes at once, on a fresh budget: together they spend one burst, not two.
+    let fresh = temp_home("budget-two");
+    std::fs::copy(home.join("tokens.csv"), fresh.join("tokens.csv")).unwrap();
+    sim.reset_stats();
+    let a = args("4s");
+    let b = args("4s");
+    let (one, two) = tokio::join!(vtriage(&fresh, &a), vtriage(&fresh, &b));
+    assert!(one.status.code().is_some() && two.status.code().is_some());
+    let both = vehicle_requests(&sim);
+    assert!(both <= 121, "two processes share one bucket: {both}");
+}

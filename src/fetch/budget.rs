@@ -2,7 +2,10 @@
 //! Pure arithmetic over `Instant`s passed in, so it is tested without a clock.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::bucket_file::{BucketFile, BucketState, to_unix_ms};
 
 /// Smartcar's app-wide limit: a bucket of `burst` requests refilling at `refill_per_min`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,6 +33,8 @@ pub struct TokenBucket {
     capacity: f64,
     tokens: f64,
     refilled_at: Instant,
+    /// Where the state is shared with other processes and kept across restarts, if anywhere.
+    file: Option<Arc<Mutex<BucketFile>>>,
 }
 
 impl TokenBucket {
@@ -48,11 +53,63 @@ impl TokenBucket {
             capacity,
             tokens: capacity,
             refilled_at: now,
+            file: None,
         }
+    }
+
+    /// Keeps the bucket's state in `file`: a restart starts from what is left, and every process
+    /// using the same file spends the same tokens.
+    pub fn shared_through(mut self, file: BucketFile) -> Self {
+        self.file = Some(Arc::new(Mutex::new(file)));
+        self
     }
 
     pub fn budget(&self) -> RateBudget {
         self.budget
+    }
+
+    /// Runs `f` on the bucket as the state file has it, and stores the result. Without a file, or
+    /// when the file fails (it is then dropped, and the bucket goes on in memory), just runs `f`.
+    fn shared<R>(&mut self, now: Instant, f: impl FnOnce(&mut Self) -> R) -> R {
+        let Some(file) = self.file.clone() else {
+            return f(self);
+        };
+        let Ok(mut file) = file.lock() else {
+            return f(self);
+        };
+        let wall = SystemTime::now();
+        let stored = match file.begin() {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(path = %file.path().display(), "rate budget kept in memory only: {e}");
+                drop(file);
+                self.file = None;
+                return f(self);
+            }
+        };
+        if let Some(s) = stored.filter(|s| {
+            (s.capacity - self.capacity).abs() < 1e-9
+                && (s.refill_per_min - self.budget.refill_per_min).abs() < 1e-9
+        }) {
+            self.tokens = s.tokens_at(wall).max(0.0);
+            self.refilled_at = now.checked_add(s.paused_for(wall)).unwrap_or(now);
+        }
+        let out = f(self);
+        let at = match self.refilled_at.checked_duration_since(now) {
+            Some(ahead) => wall + ahead,
+            // `refilled_at` is in the past only when `f` did not refill: count from it.
+            None => wall - now.saturating_duration_since(self.refilled_at),
+        };
+        let state = BucketState {
+            tokens: self.tokens,
+            at_unix_ms: to_unix_ms(at),
+            capacity: self.capacity,
+            refill_per_min: self.budget.refill_per_min,
+        };
+        if let Err(e) = file.commit(&state) {
+            tracing::warn!(path = %file.path().display(), "rate budget not saved: {e}");
+        }
+        out
     }
 
     fn refill(&mut self, now: Instant) {
@@ -66,30 +123,36 @@ impl TokenBucket {
 
     /// Tokens available at `now` (fractional).
     pub fn available(&mut self, now: Instant) -> f64 {
-        self.refill(now);
-        self.tokens
+        self.shared(now, |b| {
+            b.refill(now);
+            b.tokens
+        })
     }
 
     /// Takes one token if a whole one is there.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.shared(now, |b| {
+            b.refill(now);
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                true
+            } else {
+                false
+            }
+        })
     }
 
     /// Gives back a token taken for a request that was never sent.
     pub fn give_back(&mut self, now: Instant) {
-        self.refill(now);
-        self.tokens = (self.tokens + 1.0).min(self.capacity);
+        self.shared(now, |b| {
+            b.refill(now);
+            b.tokens = (b.tokens + 1.0).min(b.capacity);
+        })
     }
 
     /// When the next whole token will be there (`now` if one is); `None` if the bucket never refills.
     pub fn next_token_at(&mut self, now: Instant) -> Option<Instant> {
-        self.refill(now);
+        self.shared(now, |b| b.refill(now));
         if self.tokens >= 1.0 {
             return Some(now);
         }
@@ -105,8 +168,11 @@ impl TokenBucket {
 
     /// The server said its bucket is empty: ours is too, and nothing refills before `until`.
     pub fn drain_until(&mut self, until: Instant) {
-        self.tokens = 0.0;
-        self.refilled_at = self.refilled_at.max(until);
+        let now = Instant::now().min(until);
+        self.shared(now, |b| {
+            b.tokens = 0.0;
+            b.refilled_at = b.refilled_at.max(until);
+        })
     }
 
     /// Seconds needed to send `requests` from now at this budget (0 if the bucket holds them).

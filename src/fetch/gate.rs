@@ -221,6 +221,14 @@ fn pump(s: &mut GateState, inner: &Arc<GateInner>, now: Instant) {
 }
 
 impl Gate {
+    /// Keeps the app-wide bucket's state in `file` (see [`TokenBucket::shared_through`]).
+    pub fn share_bucket(&self, file: super::bucket_file::BucketFile) {
+        let mut s = lock(&self.inner.state);
+        if let Some(bucket) = s.bucket.take() {
+            s.bucket = Some(bucket.shared_through(file));
+        }
+    }
+
     /// A gate with `concurrency` slots and an optional app-wide bucket; starts its timer task.
     pub fn new(
         concurrency: usize,

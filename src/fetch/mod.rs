@@ -1,6 +1,7 @@
 //! Probes vehicles through the Smartcar client on a tokio task: priorities, concurrency cap, rate budget, retries. Emits events.
 
 mod backoff;
+pub mod bucket_file;
 pub mod budget;
 pub mod events;
 mod gate;
@@ -59,6 +60,9 @@ pub struct SchedulerConfig {
     /// What a vehicle call is expected to take until calls have been measured: sweep cost
     /// estimates use it (Smartcar's lower figure by default).
     pub expected_latency: Duration,
+    /// Where the app-wide bucket's state is kept, so the budget survives a restart and is shared
+    /// by every vtriage process on the machine that uses the same file. `None`: memory only.
+    pub budget_state: Option<std::path::PathBuf>,
     /// The most connections a listing accepts before it stops with an error. Each costs memory
     /// and a probe; a server that keeps listing past this is broken or hostile, not a fleet.
     pub max_connections: usize,
@@ -78,6 +82,7 @@ impl Default for SchedulerConfig {
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             expected_latency: Duration::from_secs(3),
+            budget_state: None,
             max_connections: 1_000_000,
         }
     }

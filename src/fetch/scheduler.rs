@@ -99,6 +99,15 @@ pub async fn run(
         config.per_vehicle_per_hour,
         events.clone(),
     );
+    if let Some(path) = &config.budget_state {
+        match super::bucket_file::BucketFile::open(path) {
+            Ok(file) => gate.share_bucket(file),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                "rate budget kept in memory only: {e}"
+            ),
+        }
+    }
     let retry = RetryPolicy {
         max_tries: config.max_tries.max(1),
         max_inline_wait: config.max_inline_wait,
