@@ -711,7 +711,7 @@ fn tesla(st: &SimState, v: &SimVehicle, endpoint: &VehicleEndpoint, request_id: 
             "year": v.year,
             "firmwareVersion": v.firmware_version,
             "nickname": v.nickname,
-            "sentryMode": {"available": true, "enabled": v.odometer_km as u64 % 3 == 0},
+            "sentryMode": {"available": true, "enabled": (v.odometer_km as u64).is_multiple_of(3)},
             "atHome": v.at_home,
         })),
     }

@@ -148,10 +148,11 @@ pub(super) fn sort_all(
                 .collect();
             let mut distinct: Vec<(usize, &str)> = Vec::new();
             for (r, &address) in records.iter().zip(&addresses) {
-                if address != 0 && !distinct.iter().any(|&(a, _)| a == address) {
-                    if let Some(t) = r.verdict.main_finding() {
-                        distinct.push((address, &*t.id));
-                    }
+                if address != 0
+                    && !distinct.iter().any(|&(a, _)| a == address)
+                    && let Some(t) = r.verdict.main_finding()
+                {
+                    distinct.push((address, &*t.id));
                 }
                 if distinct.len() > 64 {
                     break;

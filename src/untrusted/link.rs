@@ -79,10 +79,12 @@ impl LinkPolicy {
             return Err(RejectedLink::UserInfo);
         }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if let Some(c) = &self.connect {
-            if url.scheme() == c.scheme && host == c.host && url.port_or_known_default() == c.port {
-                return Ok(link);
-            }
+        if let Some(c) = &self.connect
+            && url.scheme() == c.scheme
+            && host == c.host
+            && url.port_or_known_default() == c.port
+        {
+            return Ok(link);
         }
         if url.scheme() != "https" {
             return Err(RejectedLink::NotHttps(format!("{}:", url.scheme())));
