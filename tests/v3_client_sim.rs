@@ -540,7 +540,7 @@ async fn fixture(uri: Uri) -> axum::response::Response {
         .and_then(|p| p.parse().ok())
         .unwrap_or(1);
     let connection = |n: usize| {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             json!({"id": format!("c{n}"), "relationships": {"vehicle": {"data": {"id": format!("v{n}")}},
                    "user": {"data": {"id": format!("u{n}")}}}, "attributes": {"permissions": []}})
         } else {
