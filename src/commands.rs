@@ -290,6 +290,12 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     let mut settings = setup::resolve(global)?;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     let _log = init_logging(&settings);
+    if let Some(f) = &args.filter {
+        store::Filter::parse(f).map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
+    }
+    // The store is made after the start, which settles the origins and needs (the demo's
+    // simulator) that its diagnoses use.
+    let mut session = setup::start(&mut settings).await?;
     let mut store = setup::store_for(&settings);
     if let Some(f) = &args.filter {
         store
@@ -299,7 +305,6 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     // History, "failing since" and fresh results carry over from the last run.
     let known = restore_snapshot(&mut settings, &mut store);
     print_warnings(&settings);
-    let mut session = setup::start(&mut settings).await?;
     for command in known {
         let _ = session.commands.send(command);
     }
@@ -417,11 +422,11 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     let mut settings = setup::resolve(global)?;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     let _log = init_logging(&settings);
+    let mut session = setup::start(&mut settings).await?;
     let mut store = setup::store_for(&settings);
     // The Management API lists no VINs: a VIN is found through what the last session learned.
     let known = restore_snapshot(&mut settings, &mut store);
     print_warnings(&settings);
-    let mut session = setup::start(&mut settings).await?;
     for command in known {
         let _ = session.commands.send(command);
     }
@@ -672,9 +677,9 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         &settings.config_file,
         &settings.paths.config_dir,
     )?;
+    let session = setup::start(&mut settings).await?;
     let mut store = setup::store_for(&settings);
     let known = restore_snapshot(&mut settings, &mut store);
-    let session = setup::start(&mut settings).await?;
     tui_config.mode_label = session.mode.label().to_string();
     tui_config.origin = session.origin.clone();
     tui_config.policies = settings.policies.clone();

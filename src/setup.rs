@@ -356,11 +356,22 @@ pub const DEMO_HEADLESS_LATENCY: crate::sim::Latency = crate::sim::Latency::Fixe
 pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
     let mut simulator = None;
     if settings.mode == Mode::Demo {
+        // The demo's Connect page is the simulator's: its links carry the simulator's client id,
+        // or the one given with --client-id, which the simulator then accepts.
+        let defaults = crate::sim::SimConfig::default();
+        let client_id = settings
+            .needs
+            .client_id
+            .clone()
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or(defaults.client_id.clone());
+        settings.needs.client_id = Some(client_id.clone());
         let config = crate::sim::SimConfig {
             vehicles: DEMO_VEHICLES,
             seed: 7,
             latency: settings.demo_latency,
-            ..crate::sim::SimConfig::default()
+            client_id,
+            ..defaults
         };
         settings.scheduler.expected_latency = settings.demo_latency.mean();
         let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));

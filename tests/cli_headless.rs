@@ -659,3 +659,42 @@ async fn a_missing_config_file_or_an_origin_without_credentials_is_an_error_not_
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_links_use_the_demo_connect_page_and_honour_client_id_and_carry_no_placeholder() {
+    let home = temp_home("demolinks");
+    for (extra, client) in [(None, "sim-client-id"), (Some("my-app"), "my-app")] {
+        let mut args = vec!["check", "--json", "--force"];
+        if let Some(id) = extra {
+            args.extend(["--client-id", id]);
+        }
+        let out = vtriage(&home, &args).await;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            !text.contains("<your-client-id>"),
+            "no placeholder reaches a customer"
+        );
+        let links: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .flat_map(|v| v["findings"].as_array().cloned().unwrap_or_default())
+            .map(|f| f["remedy"]["link"].clone())
+            .filter(|l| {
+                l.as_str()
+                    .is_some_and(|l| l.contains("/oauth/reauthenticate"))
+            })
+            .collect();
+        assert!(
+            !links.is_empty(),
+            "the demo fleet has re-authentication fixes"
+        );
+        for link in links {
+            let link = link.as_str().unwrap_or_default();
+            assert!(
+                link.starts_with("http://127.0.0.1:"),
+                "the demo's Connect page: {link}"
+            );
+            assert!(link.contains(&format!("client_id={client}")), "{link}");
+        }
+    }
+}

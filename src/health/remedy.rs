@@ -135,6 +135,11 @@ pub fn reauthenticate(
         .client_id
         .as_deref()
         .is_none_or(|c| c.trim().is_empty());
+    if given.is_none() && no_client_id {
+        let mut remedy = reauthenticate_without_link(missing);
+        remedy.action = server.annotate(remedy.action);
+        return remedy;
+    }
     let link = given.clone().unwrap_or_else(|| {
         ConnectOptions {
             client_id: needs.client_id.clone(),
@@ -145,7 +150,7 @@ pub fn reauthenticate(
         }
         .reauthenticate_url(&needs.connect_origin, target.vehicle_id)
     });
-    let mut action = if missing.is_empty() {
+    let action = if missing.is_empty() {
         "Send the owner the re-authentication link to reconnect the car".to_string()
     } else {
         format!(
@@ -153,9 +158,6 @@ pub fn reauthenticate(
             missing.join(", ")
         )
     };
-    if given.is_none() && no_client_id {
-        action.push_str(" (no client id configured: replace <your-client-id> in the link)");
-    }
     let action = server.annotate(action);
     let ours = if missing.is_empty() {
         format!(
@@ -177,6 +179,29 @@ pub fn reauthenticate(
         action,
         customer_reply: reply_with_link(err, &ours, &link),
         link: Some(link),
+        retry_after_s: None,
+    }
+}
+
+/// Without a Connect client id there is no link to send: the fix says what to configure, and the
+/// reply promises a link instead of carrying a broken one.
+fn reauthenticate_without_link(missing: &[&str]) -> Remedy {
+    let what = if missing.is_empty() {
+        "to reconnect the car".to_string()
+    } else {
+        format!("asking for {}", missing.join(", "))
+    };
+    Remedy {
+        kind: RemedyKind::Reauthenticate,
+        action: format!(
+            "The owner needs a re-authentication link {what}; configure the app's Connect client id \
+             (--client-id, SMARTCAR_CLIENT_ID or client_id under [connect] in config.toml) to get it"
+        ),
+        customer_reply:
+            "Your car's connection needs to be renewed. We will send you a link to sign in \
+                         again shortly."
+                .into(),
+        link: None,
         retry_after_s: None,
     }
 }
@@ -360,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn reauthenticate_without_client_id_says_to_replace_the_placeholder() {
+    fn reauthenticate_without_client_id_offers_no_broken_link_and_says_what_to_configure() {
         let needs = Needs::default();
         let t = RemedyTarget {
             needs: &needs,
@@ -368,13 +393,18 @@ mod tests {
             is_tesla: true,
         };
         let r = reauthenticate(t, None, &["read_location"]);
-        assert_eq!(
-            r.link.as_deref(),
-            Some(
-                "https://connect.smartcar.com/oauth/reauthenticate?response_type=vehicle_id&client_id=<your-client-id>&vehicle_id=v1&scope=required%3Aread_location&make=TESLA"
-            )
+        assert_eq!(r.link, None);
+        assert!(
+            r.action.contains("--client-id") && r.action.contains("read_location"),
+            "{}",
+            r.action
         );
-        assert!(r.action.contains("<your-client-id>"), "{}", r.action);
+        for text in [&r.action, &r.customer_reply] {
+            assert!(
+                !text.contains('<') && !text.contains("client_id="),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -411,7 +441,10 @@ mod tests {
 
     #[test]
     fn a_hostile_resolution_url_is_never_the_fix_and_stays_as_text() {
-        let needs = Needs::default();
+        let needs = Needs {
+            client_id: Some("cid".into()),
+            ..Needs::default()
+        };
         let t = RemedyTarget {
             needs: &needs,
             vehicle_id: "v1",
