@@ -44,10 +44,10 @@ impl Default for ClientSettings {
 pub struct ClientBuildError(String);
 
 /// One HTTP exchange that arrived: status, headers we use, body.
-struct Exchange {
-    meta: Meta,
-    content_type: Option<String>,
-    body: Vec<u8>,
+pub(crate) struct Exchange {
+    pub(crate) meta: Meta,
+    pub(crate) content_type: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A cheap-to-clone Smartcar client (the connection pool is shared).
@@ -150,66 +150,7 @@ impl Client {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<Exchange, ApiError> {
-        let started = Instant::now();
-        let mut response = request
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let headers = response.headers();
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let mut meta = Meta {
-            status: response.status().as_u16(),
-            request_id: header("sc-request-id"),
-            data_age: header("sc-data-age").and_then(|s| s.parse().ok()),
-            fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
-            retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
-            latency_ms: 0,
-        };
-        let content_type = header("content-type");
-        if (300..400).contains(&meta.status) {
-            return Err(ApiError::Redirect {
-                status: meta.status,
-                location: header("location").map(|l| l.chars().take(300).collect()),
-                request_id: meta.request_id,
-            });
-        }
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.settings.max_body_bytes {
-                        return Err(ApiError::Body {
-                            status: meta.status,
-                            problem: BodyProblem::TooLarge,
-                            content_type,
-                            request_id: meta.request_id,
-                            snippet: String::new(),
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // The body was cut off mid-way: keep what arrived as evidence of a truncated answer.
-                    if e.is_timeout() {
-                        return Err(transport_error(e));
-                    }
-                    break;
-                }
-            }
-        }
-        meta.latency_ms = started.elapsed().as_millis() as u64;
-        Ok(Exchange {
-            meta,
-            content_type,
-            body,
-        })
+        exchange(request, timeout, self.settings.max_body_bytes).await
     }
 
     /// Sends a request and reads a JSON success body, or the error it carries.
@@ -666,6 +607,75 @@ fn shape_error(meta: &Meta, body: &Value) -> ApiError {
         request_id: meta.request_id.clone(),
         snippet: body.to_string().chars().take(200).collect(),
     }
+}
+
+/// Sends one request and reads what came back: status, the headers the evidence uses, and a body
+/// of at most `max_body_bytes`. Redirects are answers, never followed. Both API versions use it.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+    max_body_bytes: usize,
+) -> Result<Exchange, ApiError> {
+    let started = Instant::now();
+    let mut response = request
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let headers = response.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut meta = Meta {
+        status: response.status().as_u16(),
+        request_id: header("sc-request-id"),
+        data_age: header("sc-data-age").and_then(|s| s.parse().ok()),
+        fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
+        retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
+        latency_ms: 0,
+    };
+    let content_type = header("content-type");
+    if (300..400).contains(&meta.status) {
+        return Err(ApiError::Redirect {
+            status: meta.status,
+            location: header("location").map(|l| l.chars().take(300).collect()),
+            request_id: meta.request_id,
+        });
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max_body_bytes {
+                    return Err(ApiError::Body {
+                        status: meta.status,
+                        problem: BodyProblem::TooLarge,
+                        content_type,
+                        request_id: meta.request_id,
+                        snippet: String::new(),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                // The body was cut off mid-way: keep what arrived as evidence of a truncated answer.
+                if e.is_timeout() {
+                    return Err(transport_error(e));
+                }
+                break;
+            }
+        }
+    }
+    meta.latency_ms = started.elapsed().as_millis() as u64;
+    Ok(Exchange {
+        meta,
+        content_type,
+        body,
+    })
 }
 
 fn transport_error(e: reqwest::Error) -> ApiError {

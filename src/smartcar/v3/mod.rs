@@ -16,9 +16,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::client::ClientSettings;
+use super::client::{Exchange, exchange};
 use super::error::{ApiError, BodyProblem, ErrorCode, ErrorType, SmartcarError, parse_error_body};
 use super::model::Meta;
-use super::retry_after::parse_retry_after;
 use super::secret::Secret;
 
 pub use auth::{AppCredentials, TokenError};
@@ -150,12 +150,6 @@ pub struct V3Client {
 }
 
 /// One HTTP exchange that arrived.
-struct Exchange {
-    meta: Meta,
-    content_type: Option<String>,
-    body: Vec<u8>,
-}
-
 fn parse_origin(which: &'static str, origin: &str) -> Result<Url, V3BuildError> {
     let bad = || V3BuildError::Origin {
         which,
@@ -222,55 +216,7 @@ impl V3Client {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<Exchange, ApiError> {
-        let started = Instant::now();
-        let mut response = request
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let headers = response.headers();
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let mut meta = Meta {
-            status: response.status().as_u16(),
-            request_id: header("sc-request-id"),
-            data_age: header("sc-data-age").and_then(|s| s.parse().ok()),
-            fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
-            retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
-            latency_ms: 0,
-        };
-        let content_type = header("content-type");
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.settings.max_body_bytes {
-                        return Err(ApiError::Body {
-                            status: meta.status,
-                            problem: BodyProblem::TooLarge,
-                            content_type,
-                            request_id: meta.request_id,
-                            snippet: String::new(),
-                        });
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(transport_error(e)),
-                // Cut off mid-way: keep what arrived; the JSON parse then says it is truncated.
-                Err(_) => break,
-            }
-        }
-        meta.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Ok(Exchange {
-            meta,
-            content_type,
-            body,
-        })
+        exchange(request, timeout, self.settings.max_body_bytes).await
     }
 
     /// Sends a request and reads a JSON success body, or the error it carries.
@@ -576,25 +522,6 @@ fn untyped_json_api_error(
     e.suggested_user_message = signals::text(first.get("suggestedUserMessage"));
     e.retry_after_s = retry_after_s;
     Some(e)
-}
-
-fn transport_error(e: reqwest::Error) -> ApiError {
-    let kind = if e.is_timeout() {
-        super::error::TransportKind::Timeout
-    } else if e.is_connect() {
-        super::error::TransportKind::Refused
-    } else {
-        super::error::TransportKind::Other
-    };
-    // reqwest's Display includes the URL, which never carries a credential (they go in headers and
-    // in the token request's body).
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message = format!("{message}: {s}");
-        source = s.source();
-    }
-    ApiError::Transport { kind, message }
 }
 
 #[cfg(test)]
