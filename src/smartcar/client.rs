@@ -159,54 +159,7 @@ impl Client {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> (Meta, Result<Value, ApiError>) {
-        let ex = match self.exchange(request, timeout).await {
-            Ok(ex) => ex,
-            Err(e) => {
-                let meta = Meta {
-                    status: e.status().unwrap_or(0),
-                    ..Meta::default()
-                };
-                return (meta, Err(e));
-            }
-        };
-        let status = ex.meta.status;
-        if !(200..300).contains(&status) {
-            let err = parse_error_body(
-                status,
-                ex.content_type.as_deref(),
-                ex.meta.request_id.as_deref(),
-                ex.meta.retry_after_s,
-                &ex.body,
-            );
-            return (ex.meta, Err(err));
-        }
-        let parsed = match serde_json::from_slice::<Value>(ex.body.trim_ascii()) {
-            Ok(v) => Ok(v),
-            Err(_) => {
-                // A success status with an unreadable body: classify it like an error body would be.
-                let problem = match parse_error_body(
-                    status,
-                    ex.content_type.as_deref(),
-                    None,
-                    None,
-                    &ex.body,
-                ) {
-                    ApiError::Body { problem, .. } => problem,
-                    _ => BodyProblem::InvalidJson,
-                };
-                Err(ApiError::Body {
-                    status,
-                    problem,
-                    content_type: ex.content_type.clone(),
-                    request_id: ex.meta.request_id.clone(),
-                    snippet: String::from_utf8_lossy(&ex.body)
-                        .chars()
-                        .take(200)
-                        .collect(),
-                })
-            }
-        };
-        (ex.meta, parsed)
+        json_answer(self.exchange(request, timeout).await, parse_error_body)
     }
 
     fn api_url(&self, path: &str) -> String {
@@ -676,6 +629,57 @@ pub(crate) async fn exchange(
         content_type,
         body,
     })
+}
+
+/// Reads an exchange as a JSON success body, or the error it carries (read by `read_error`, which
+/// differs per API version). A success status with an unreadable body is classified like an error body.
+pub(crate) fn json_answer(
+    exchanged: Result<Exchange, ApiError>,
+    read_error: fn(u16, Option<&str>, Option<&str>, Option<u64>, &[u8]) -> ApiError,
+) -> (Meta, Result<Value, ApiError>) {
+    let ex = match exchanged {
+        Ok(ex) => ex,
+        Err(e) => {
+            let meta = Meta {
+                status: e.status().unwrap_or(0),
+                ..Meta::default()
+            };
+            return (meta, Err(e));
+        }
+    };
+    let status = ex.meta.status;
+    if !(200..300).contains(&status) {
+        let err = read_error(
+            status,
+            ex.content_type.as_deref(),
+            ex.meta.request_id.as_deref(),
+            ex.meta.retry_after_s,
+            &ex.body,
+        );
+        return (ex.meta, Err(err));
+    }
+    let parsed = match serde_json::from_slice::<Value>(ex.body.trim_ascii()) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            // A success status with an unreadable body: classify it like an error body would be.
+            let problem =
+                match parse_error_body(status, ex.content_type.as_deref(), None, None, &ex.body) {
+                    ApiError::Body { problem, .. } => problem,
+                    _ => BodyProblem::InvalidJson,
+                };
+            Err(ApiError::Body {
+                status,
+                problem,
+                content_type: ex.content_type.clone(),
+                request_id: ex.meta.request_id.clone(),
+                snippet: String::from_utf8_lossy(&ex.body)
+                    .chars()
+                    .take(200)
+                    .collect(),
+            })
+        }
+    };
+    (ex.meta, parsed)
 }
 
 fn transport_error(e: reqwest::Error) -> ApiError {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::client::ClientSettings;
-use super::client::{Exchange, exchange};
+use super::client::{Exchange, exchange, json_answer};
 use super::error::{ApiError, BodyProblem, ErrorCode, ErrorType, SmartcarError, parse_error_body};
 use super::model::Meta;
 use super::secret::Secret;
@@ -225,50 +225,7 @@ impl V3Client {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> (Meta, Result<Value, ApiError>) {
-        let ex = match self.exchange(request, timeout).await {
-            Ok(ex) => ex,
-            Err(e) => {
-                let meta = Meta {
-                    status: e.status().unwrap_or(0),
-                    ..Meta::default()
-                };
-                return (meta, Err(e));
-            }
-        };
-        let status = ex.meta.status;
-        if !(200..300).contains(&status) {
-            let err = read_error(
-                status,
-                ex.content_type.as_deref(),
-                ex.meta.request_id.as_deref(),
-                ex.meta.retry_after_s,
-                &ex.body,
-            );
-            return (ex.meta, Err(err));
-        }
-        match serde_json::from_slice::<Value>(ex.body.trim_ascii()) {
-            Ok(v) => (ex.meta, Ok(v)),
-            Err(_) => {
-                let problem = if ex.body.trim_ascii().is_empty() {
-                    BodyProblem::Empty
-                } else if ex.body.trim_ascii().first() == Some(&b'<') {
-                    BodyProblem::Html
-                } else {
-                    BodyProblem::InvalidJson
-                };
-                let error = ApiError::Body {
-                    status,
-                    problem,
-                    content_type: ex.content_type.clone(),
-                    request_id: ex.meta.request_id.clone(),
-                    snippet: String::from_utf8_lossy(&ex.body)
-                        .chars()
-                        .take(200)
-                        .collect(),
-                };
-                (ex.meta, Err(error))
-            }
-        }
+        json_answer(self.exchange(request, timeout).await, read_error)
     }
 
     /// Asks the token endpoint for a new application token (form-encoded client credentials).
