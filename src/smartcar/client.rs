@@ -631,11 +631,14 @@ pub(crate) async fn exchange(
     })
 }
 
+/// Reads an error body: status, content type, request id, Retry-After seconds, bytes.
+pub(crate) type ErrorReader = fn(u16, Option<&str>, Option<&str>, Option<u64>, &[u8]) -> ApiError;
+
 /// Reads an exchange as a JSON success body, or the error it carries (read by `read_error`, which
 /// differs per API version). A success status with an unreadable body is classified like an error body.
 pub(crate) fn json_answer(
     exchanged: Result<Exchange, ApiError>,
-    read_error: fn(u16, Option<&str>, Option<&str>, Option<u64>, &[u8]) -> ApiError,
+    read_error: ErrorReader,
 ) -> (Meta, Result<Value, ApiError>) {
     let ex = match exchanged {
         Ok(ex) => ex,
