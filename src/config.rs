@@ -204,12 +204,24 @@ pub enum ThemeChoice {
     Light,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UiConfig {
     pub theme: ThemeChoice,
     /// Mouse wheel and click; off by default so the terminal's text selection keeps working.
     pub mouse: bool,
+    /// Fix links as OSC 8 hyperlinks; on by default, off for a terminal that shows the sequence as text.
+    pub hyperlinks: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            theme: ThemeChoice::default(),
+            mouse: false,
+            hyperlinks: true,
+        }
+    }
 }
 
 /// The whole config file. Every section is optional.

@@ -30,15 +30,18 @@ impl Terminal {
         let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_vtriage"));
         cmd.args(args);
         cmd.env("TERM", "xterm-256color");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         for k in [
             "SMARTCAR_MANAGEMENT_TOKEN",
             "SMARTCAR_API_ORIGIN",
             "SMARTCAR_MANAGEMENT_API_ORIGIN",
+            // No system clipboard unless a test gives one: copies go through the terminal (OSC 52).
+            "DISPLAY",
+            "WAYLAND_DISPLAY",
         ] {
             cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = pair.slave.spawn_command(cmd).expect("vtriage starts");
         drop(pair.slave);
@@ -207,7 +210,10 @@ fn agent_finds_a_blocked_tesla_copies_the_pairing_link_and_quits() {
     // Copy the fix link: an OSC 52 sequence goes to the terminal.
     t.send("y");
     t.wait_for_raw(b"\x1b]52;c;", Duration::from_secs(5));
-    t.wait_for("copied", Duration::from_secs(5));
+    t.wait_for(
+        "pairing link sent to the terminal's clipboard (OSC 52)",
+        Duration::from_secs(5),
+    );
     // Back to the fleet with the filter kept.
     t.send("\x1b");
     t.wait_for(&format!("/{vin_part}"), Duration::from_secs(5));
@@ -246,5 +252,180 @@ fn unreachable_origin_is_shown_in_the_dashboard_then_one_line_and_exit_2() {
         after.contains("vtriage: cannot reach http://127.0.0.1:9"),
         "the reason after the terminal is restored: {after:?}"
     );
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A vehicle of the seeded demo fleet in `situation`.
+fn demo_vehicle(situation: vtriage::sim::Situation) -> vtriage::sim::SimVehicle {
+    let fleet = vtriage::sim::Fleet::generate(vtriage::setup::DEMO_VEHICLES, 7);
+    fleet
+        .vehicles
+        .iter()
+        .find(|v| v.situation == situation)
+        .cloned()
+        .expect("the demo fleet has a vehicle in that situation")
+}
+
+/// The screen's line starting with `prefix`.
+fn line_starting<'a>(screen: &'a str, prefix: &str) -> Option<&'a str> {
+    screen.lines().find(|l| l.starts_with(prefix))
+}
+
+/// The count after `label` on the status line, thousands separators allowed.
+fn status_count(screen: &str, label: &str) -> Option<usize> {
+    let line = screen.lines().find(|l| l.contains("BLOCKED"))?;
+    let rest = &line[line.find(label)? + label.len()..];
+    rest.split_whitespace()
+        .next()?
+        .replace(',', "")
+        .parse()
+        .ok()
+}
+
+#[test]
+fn at_80x24_counts_are_whole_and_the_vin_column_stays() {
+    let home = temp_home("narrow");
+    let mut t = Terminal::start(
+        &["--now", "2026-11-27T12:00:00Z"],
+        &[("VTRIAGE_HOME", home.as_str())],
+        24,
+        80,
+    );
+    t.wait_for("fleet 2,000", Duration::from_secs(30));
+    t.wait_for("  Status", Duration::from_secs(30));
+    let screen = t.screen();
+    // Two thousand vehicles, a few probed: the unknown count has four digits, all of them shown.
+    let unknown = status_count(&screen, "UNKNOWN ");
+    assert!(
+        unknown.is_some_and(|n| n >= 1_000),
+        "UNKNOWN {unknown:?} in:\n{screen}"
+    );
+    let header = line_starting(&screen, "  Status").unwrap_or_default();
+    assert!(header.contains("VIN"), "{header:?}\n{screen}");
+    t.send("q");
+    t.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn at_120x40_the_finding_column_holds_a_rule_title() {
+    let home = temp_home("wide");
+    let mut t = Terminal::start(
+        &["--now", "2026-11-27T12:00:00Z"],
+        &[("VTRIAGE_HOME", home.as_str())],
+        40,
+        120,
+    );
+    t.wait_for("  Status", Duration::from_secs(30));
+    let screen = t.screen();
+    let header = line_starting(&screen, "  Status").unwrap_or_default();
+    let (Some(finding), Some(checked)) = (header.find("Finding"), header.find("Checked")) else {
+        panic!("no Finding and Checked columns: {header:?}");
+    };
+    // The characters in between: "Tesla: virtual key required for data" is 36 of them.
+    let width = header[finding..checked].chars().count() - 1;
+    assert!(width >= 36, "Finding is {width} wide: {header:?}");
+    t.send("q");
+    t.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn links_are_never_wrapped_and_allowed_ones_are_osc8_hyperlinks() {
+    let home = temp_home("osc8");
+    let location = demo_vehicle(vtriage::sim::Situation::LocationPermissionMissing);
+    let pairing = demo_vehicle(vtriage::sim::Situation::VirtualKeyMissing);
+    let mut t = Terminal::start(
+        &["--now", "2026-11-27T12:00:00Z"],
+        &[("VTRIAGE_HOME", home.as_str())],
+        24,
+        80,
+    );
+    t.wait_for("  Status", Duration::from_secs(30));
+    t.send(&format!(":vehicle {}\r", location.id));
+    t.wait_for("https://connect.", Duration::from_secs(60));
+    let screen = t.screen();
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("https://connect."))
+        .unwrap_or_default();
+    let next = lines.get(at + 1).copied().unwrap_or_default();
+    // A re-authentication link is longer than 80 columns: clipped at the edge, never wrapped.
+    assert!(
+        !next.contains("scope=") && !next.contains("client_id"),
+        "the link wrapped:\n{screen}"
+    );
+
+    // Back to the fleet first: Esc and `:` sent together read as Alt-:.
+    t.send("\x1b");
+    t.wait_for("  Status ▼", Duration::from_secs(10));
+    t.send(&format!(":vehicle {}\r", pairing.id));
+    t.wait_for(
+        "https://www.tesla.com/_ak/smartcar.com",
+        Duration::from_secs(60),
+    );
+    // The terminal gets the pairing link as a hyperlink (OSC 8 ... ST).
+    t.wait_for_raw(
+        b"\x1b]8;;https://www.tesla.com/_ak/smartcar.com\x1b\\",
+        Duration::from_secs(5),
+    );
+    t.wait_for_raw(b"\x1b]8;;\x1b\\", Duration::from_secs(5));
+    // The demo's link policy allows only its own Connect origin: the other link is text, never a hyperlink.
+    let raw = String::from_utf8_lossy(&t.raw).to_string();
+    assert!(
+        !raw.contains("\x1b]8;;https://connect."),
+        "a refused link became a hyperlink"
+    );
+    t.send("q");
+    t.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[cfg(unix)]
+#[test]
+fn with_a_system_clipboard_the_link_is_copied_through_it_and_the_footer_says_copied() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = temp_home("clip");
+    let bin = std::path::Path::new(&home).join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let clip = std::path::Path::new(&home).join("clipboard");
+    let xclip = bin.join("xclip");
+    std::fs::write(&xclip, format!("#!/bin/sh\ncat > '{}'\n", clip.display())).unwrap();
+    std::fs::set_permissions(&xclip, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let vehicle = demo_vehicle(vtriage::sim::Situation::VirtualKeyMissing);
+    let mut t = Terminal::start(
+        &["--now", "2026-11-27T12:00:00Z"],
+        &[
+            ("VTRIAGE_HOME", home.as_str()),
+            ("PATH", path.as_str()),
+            ("DISPLAY", ":0"),
+        ],
+        24,
+        80,
+    );
+    t.wait_for("  Status", Duration::from_secs(30));
+    t.send(&format!(":vehicle {}\r", vehicle.id));
+    t.wait_for(
+        "https://www.tesla.com/_ak/smartcar.com",
+        Duration::from_secs(60),
+    );
+    t.send("y");
+    t.wait_for("copied pairing link (xclip)", Duration::from_secs(10));
+    assert_eq!(
+        std::fs::read_to_string(&clip).unwrap_or_default(),
+        "https://www.tesla.com/_ak/smartcar.com"
+    );
+    assert!(
+        !t.raw.windows(6).any(|w| w == b"\x1b]52;c"),
+        "no OSC 52 once the system clipboard took it"
+    );
+    t.send("q");
+    t.wait_exit(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&home);
 }

@@ -23,6 +23,20 @@ fn each_expression_keeps_exactly_its_rows() {
         ("model:model", &["veh-a", "veh-b", "veh-f"]),
         ("model:mustangmach-e", &["veh-c"]),
         ("rule:tesla-virtual-key", &["veh-a"]),
+        // A rule id prefix, as `finding:` takes.
+        ("rule:tesla-virtual", &["veh-a"]),
+        ("rule:TESLA-V", &["veh-a"]),
+        // Words that name a model of the fleet read as that model, not as a word in any field
+        // (`y` alone would keep every 5YJ VIN).
+        ("model y", &["veh-b"]),
+        ("Model Y", &["veh-b"]),
+        ("model:Model Y", &["veh-b"]),
+        (r#""model y""#, &["veh-b"]),
+        ("tesla model y", &["veh-b"]),
+        ("ford mustang", &["veh-c"]),
+        // Words that name no model stay words, each in its own field.
+        ("tesla 5yj3", &["veh-a"]),
+        ("model 000002", &["veh-b"]),
         ("!rule:tesla-virtual-key make:tesla", &["veh-b", "veh-f"]),
         ("finding:virtual-key", &["veh-a"]),
         ("finding:data", &["veh-c"]),

@@ -9,6 +9,7 @@ use tui_support::*;
 use vtriage::fetch::Priority;
 use vtriage::store::SortColumn;
 use vtriage::tui::app::{App, Effect, Msg, Overlay, Screen, update};
+use vtriage::tui::clipboard::CopiedTo;
 
 fn key(app: &mut App, code: KeyCode) -> Vec<Effect> {
     update(app, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
@@ -245,7 +246,16 @@ fn vehicle_page_copies_pairing_link_reply_and_evidence_with_a_confirmation() {
             "pairing link"
         ))
     );
-    assert_eq!(flash(&app), "copied pairing link");
+    // Only the runtime knows whether a clipboard took it: nothing says "copied" before it answers.
+    assert!(!flash(&app).contains("copied"), "{}", flash(&app));
+    update(
+        &mut app,
+        Msg::EffectDone(CopiedTo::Terminal.confirmation("pairing link")),
+    );
+    assert_eq!(
+        flash(&app),
+        "pairing link sent to the terminal's clipboard (OSC 52)"
+    );
 
     let reply = copied(&key(&mut app, KeyCode::Char('c')));
     assert!(
@@ -254,7 +264,11 @@ fn vehicle_page_copies_pairing_link_reply_and_evidence_with_a_confirmation() {
             .is_some_and(|(t, _)| t.contains("virtual key")),
         "{reply:?}"
     );
-    assert_eq!(flash(&app), "copied customer reply");
+    update(
+        &mut app,
+        Msg::EffectDone(CopiedTo::System("wl-copy".into()).confirmation("customer reply")),
+    );
+    assert_eq!(flash(&app), "copied customer reply (wl-copy)");
 
     let evidence = copied(&key(&mut app, KeyCode::Char('i')))
         .map(|(t, _)| t)
@@ -416,16 +430,16 @@ fn ticks_redraw_once_a_second_unless_a_spinner_turns() {
             .checked_add(jiff::SignedDuration::from_millis(ms))
             .unwrap_or(now())
     };
-    update(&mut app, Msg::Tick(later(300)));
+    update(&mut app, Msg::Tick(later(300), std::time::Instant::now()));
     assert!(
         app.dirty,
         "a probe is under way on screen, so the spinner turns"
     );
     key(&mut app, KeyCode::Char('4'));
     app.dirty = false;
-    update(&mut app, Msg::Tick(later(600)));
+    update(&mut app, Msg::Tick(later(600), std::time::Instant::now()));
     assert!(!app.dirty, "same second, nothing animating");
-    update(&mut app, Msg::Tick(later(1000)));
+    update(&mut app, Msg::Tick(later(1000), std::time::Instant::now()));
     assert!(app.dirty, "a new second");
 }
 
@@ -461,7 +475,7 @@ fn sweep_and_refresh_commands_reach_the_scheduler() {
         }),
     );
     assert!(
-        screen(&app)[0].contains("sweep: 5000 requests"),
+        screen(&app)[0].contains(":sweep 5,000 requests ≈"),
         "{:?}",
         screen(&app)[0]
     );
@@ -728,4 +742,43 @@ fn with_the_mouse_on_a_click_selects_a_row_and_a_second_click_opens_it() {
     // A click on the page of a vehicle, or outside the rows, does nothing.
     update(&mut app, click(8));
     assert!(matches!(app.screen(), Screen::Vehicle(_)));
+}
+
+#[test]
+fn requests_per_second_fall_to_zero_once_requests_stop() {
+    let mut app = app(120, 40);
+    let start = std::time::Instant::now();
+    let tick = |app: &mut App, s: u64| {
+        update(
+            app,
+            Msg::Tick(now(), start + std::time::Duration::from_secs(s)),
+        );
+    };
+    let sent = |app: &mut App, requests_sent: u64| {
+        update(
+            app,
+            Msg::Store(vtriage::fetch::Event::Progress(vtriage::fetch::Progress {
+                requests_sent,
+                // What the scheduler last measured: frozen once it stops sending events.
+                requests_per_s: 4.0,
+                ..Default::default()
+            })),
+        );
+    };
+    let rate_line = |app: &App| {
+        screen(app)
+            .into_iter()
+            .find(|l| l.contains("req/s"))
+            .unwrap_or_default()
+    };
+    sent(&mut app, 0);
+    tick(&mut app, 0);
+    sent(&mut app, 40);
+    tick(&mut app, 10);
+    assert!(rate_line(&app).contains("4.0 req/s"), "{}", rate_line(&app));
+    // No more events: the clock alone empties the window (the clock shown is frozen by --now).
+    tick(&mut app, 15);
+    assert!(rate_line(&app).contains("2.7 req/s"), "{}", rate_line(&app));
+    tick(&mut app, 21);
+    assert!(rate_line(&app).contains("0.0 req/s"), "{}", rate_line(&app));
 }

@@ -40,6 +40,9 @@ impl Session {
             "SMARTCAR_MANAGEMENT_API_ORIGIN",
             "SMARTCAR_CONNECT_ORIGIN",
             "NO_COLOR",
+            // No system clipboard unless a test gives one: copies go through the terminal (OSC 52).
+            "DISPLAY",
+            "WAYLAND_DISPLAY",
         ] {
             cmd.env_remove(var);
         }
@@ -142,7 +145,7 @@ fn agent_filters_blocked_opens_one_copies_evidence_and_comes_back() {
     assert!(page.contains("✖ BLOCKED"), "{page}");
     // The evidence exists for every vehicle; a fix link only for some.
     s.send("i");
-    s.wait_for("copied evidence for escalation");
+    s.wait_for("evidence for escalation sent to the terminal's clipboard (OSC 52)");
     let raw = String::from_utf8_lossy(&s.bytes()).to_string();
     assert!(raw.contains("\x1b]52;c;"), "an OSC 52 copy was written");
 

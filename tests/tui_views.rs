@@ -169,3 +169,110 @@ fn an_empty_result_says_that_unchecked_vehicles_have_no_vin_yet() {
         "{text}"
     );
 }
+
+fn big_fleet(width: u16, height: u16) -> vtriage::tui::App {
+    let mut app = app(width, height);
+    update(&mut app, Msg::Store(tui_support::big_fleet_listing(1_773)));
+    app
+}
+
+#[test]
+fn big_fleet_at_80x24() {
+    let app = big_fleet(80, 24);
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn big_fleet_at_120x40() {
+    let app = big_fleet(120, 40);
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn at_80_columns_no_count_is_cut_and_the_vin_column_stays() {
+    let app = big_fleet(80, 24);
+    let lines = screen(&app);
+    let status = lines
+        .iter()
+        .find(|l| l.contains("BLOCKED"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(status.contains("UNKNOWN 1,775"), "{status:?}");
+    assert!(lines[0].contains("fleet 1,779"), "{:?}", lines[0]);
+    let header = lines
+        .iter()
+        .find(|l| l.starts_with("  Status"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(header.contains("VIN"), "{header:?}");
+}
+
+#[test]
+fn at_120_columns_the_finding_column_holds_a_rule_title() {
+    let text = screen(&app(120, 40)).join("\n");
+    assert!(
+        text.contains("Tesla: virtual key required for data"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_sort_state_shows_its_arrow_on_a_column_on_screen() {
+    for (width, height) in [(80, 24), (120, 40)] {
+        let mut app = app(width, height);
+        for _ in 0..vtriage::store::SortColumn::ALL.len() {
+            press(&mut app, KeyCode::Char('s'));
+            let (column, _) = app.store.sort();
+            let header = screen(&app)
+                .into_iter()
+                .find(|l| l.contains("Status"))
+                .unwrap_or_default();
+            let label = column.label();
+            assert!(
+                header.contains(&format!("{label} ▲")) || header.contains(&format!("{label} ▼")),
+                "sorted by {label} at {width}: {header:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn startup_warnings_show_in_the_header_and_the_help() {
+    let mut app = app(80, 24);
+    app.config.warnings = vec![
+        "policies.toml line 3: unknown key `in_forse`; the built-in rules are used".into(),
+        "tokens.csv line 7: no access token; the line is skipped".into(),
+    ];
+    let top = screen(&app)[0].clone();
+    assert!(top.contains("! 2 warnings"), "{top:?}");
+    press(&mut app, KeyCode::Char('?'));
+    let help = screen(&app).join("\n");
+    assert!(help.contains("policies.toml line 3"), "{help}");
+    assert!(help.contains("tokens.csv line 7"), "{help}");
+}
+
+#[test]
+fn an_invalid_filter_shows_its_error_and_no_rows_of_the_filter_before() {
+    let mut app = app(120, 40);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla colour:red");
+    let text = screen(&app).join("\n");
+    assert!(text.contains("unknown key `colour`"), "{text}");
+    assert!(text.contains("0 of 6"), "{text}");
+    assert!(
+        !text.contains("TESLA Model Y"),
+        "rows of the filter before:\n{text}"
+    );
+}
+
+#[test]
+fn the_help_lists_the_rule_and_finding_ids_the_filter_takes() {
+    let mut app = app(120, 40);
+    press(&mut app, KeyCode::Char('?'));
+    for _ in 0..60 {
+        press(&mut app, KeyCode::Down);
+    }
+    let text = screen(&app).join("\n");
+    assert!(text.contains("tesla-virtual-key"), "{text}");
+    assert!(text.contains("virtual-key-missing (1)"), "{text}");
+}

@@ -8,7 +8,7 @@
 //! | `status:blocked` / `status:blocked,degraded` | status is one of those |
 //! | `make:tesla` | make starts with the value (case, spaces and `-` ignored: `make:mercedes` keeps `Mercedes-Benz`) |
 //! | `model:model3` / `model:"model 3"` / `model:model` | model starts with the value, same normalisation (`model:model` keeps every Tesla Model) |
-//! | `rule:tesla-virtual-key` | diagnosis has a finding from that rule (exact, case ignored) |
+//! | `rule:tesla-virtual-key` / `rule:tesla-v` | diagnosis has a finding from a rule whose id starts with the value (case ignored) |
 //! | `finding:virtual-key` | diagnosis has a finding whose id starts with the value |
 //! | `year:2019` `year:<2021` `year:>=2020` (`<`, `<=`, `>`, `>=`, `=`) | model year compares so (vehicles without attributes never match) |
 //! | `user:ID` / `id:ID` | user id / vehicle id is exactly the value (case ignored) |
@@ -16,6 +16,12 @@
 //! | `has:token` / `has:vin` / `has:finding` | an access token is configured / the VIN is known / the diagnosis has findings |
 //! | `checked:no` / `checked:yes` | the vehicle was (not) probed yet |
 //! | anything else | matched inside one field of VIN, vehicle id, user id, make and model: a term with three digits or more (a VIN or id fragment) as a substring, any other fuzzily (nucleo, score > 0: its characters in order) |
+//!
+//! Words read as a model first: free words following each other (`model 3`, `ford mustang`), or a
+//! `model:` term followed by free words (`model:Model 3`), keep the vehicles whose model, or make and
+//! model, start with them all (normalised as `model:`) when the fleet has such a model
+//! ([`Filter::prefer_models`]); otherwise each word is its own term. So `model 3` keeps the Model 3s,
+//! not every Tesla with a 3 in its VIN, while `tesla 5yj3` still narrows Teslas by VIN.
 
 use nucleo_matcher::{Matcher, Utf32Str};
 
@@ -65,7 +71,14 @@ enum Test {
     Status(u8),
     Make(String),
     Model(String),
-    Rule(String),
+    /// Words that may name a model: the squashed words, the tests they stand for one by one, and
+    /// whether they name a model of the fleet (then only the model is tested).
+    Phrase {
+        model: String,
+        words: Vec<Test>,
+        as_model: bool,
+    },
+    RulePrefix(String),
     FindingPrefix(String),
     Year(YearCmp, u16),
     User(String),
@@ -324,7 +337,7 @@ fn parse_term(raw: &str) -> Result<Term, FilterError> {
         }
         "make" => Test::Make(squash(value)),
         "model" => Test::Model(squash(value)),
-        "rule" => Test::Rule(value.to_string()),
+        "rule" => Test::RulePrefix(value.to_ascii_lowercase()),
         "finding" => Test::FindingPrefix(value.to_ascii_lowercase()),
         "year" => parse_year(raw, value)?,
         "user" => Test::User(value.to_string()),
@@ -346,19 +359,109 @@ fn parse_term(raw: &str) -> Result<Term, FilterError> {
     Ok(Term { negated, test })
 }
 
+/// Whether the vehicle's model, or its make and model, starts with `phrase` (squashed).
+fn names_model(r: &VehicleRecord, phrase: &str) -> bool {
+    r.attributes.as_ref().is_some_and(|a| {
+        squashed_starts_with(&a.model, phrase)
+            || squashed_parts_start_with(&a.make, &a.model, phrase)
+    })
+}
+
+/// Whether `first` then `second`, squashed, start with `prefix` (already squashed), without allocating.
+fn squashed_parts_start_with(first: &str, second: &str, prefix: &str) -> bool {
+    let mut value = first
+        .chars()
+        .chain(second.chars())
+        .filter(|c| !matches!(c, ' ' | '-' | '_'))
+        .flat_map(char::to_lowercase);
+    prefix.chars().all(|p| value.next() == Some(p))
+}
+
 fn status_bit(status: Status) -> u8 {
     1 << (status as u8)
+}
+
+/// Joins words that may name a model into one phrase term: a run of free words, or a `model:` term
+/// and the free words after it; a free word with spaces (quoted) is a phrase on its own.
+fn group_phrases(raw: &[String], terms: Vec<Term>) -> Vec<Term> {
+    let is_free = |t: &Term| !t.negated && matches!(t.test, Test::Fuzzy(..));
+    let mut out: Vec<Term> = Vec::with_capacity(terms.len());
+    let mut run: Vec<(String, Term)> = Vec::new();
+    let flush = |run: &mut Vec<(String, Term)>, out: &mut Vec<Term>| {
+        let spaced = run.len() == 1 && run[0].0.contains(char::is_whitespace);
+        if run.len() >= 2 || spaced {
+            let model = run.iter().map(|(word, _)| squash(word)).collect::<String>();
+            let words = run.drain(..).map(|(_, t)| t.test).collect();
+            out.push(Term {
+                negated: false,
+                test: Test::Phrase {
+                    model,
+                    words,
+                    as_model: false,
+                },
+            });
+        } else {
+            out.extend(run.drain(..).map(|(_, t)| t));
+        }
+    };
+    for (text, term) in raw.iter().zip(terms) {
+        let starts_model = !term.negated && matches!(term.test, Test::Model(_));
+        if is_free(&term) {
+            run.push((text.clone(), term));
+        } else {
+            flush(&mut run, &mut out);
+            if starts_model {
+                let value = text.split_once(':').map_or("", |(_, v)| v).to_string();
+                run.push((value, term));
+            } else {
+                out.push(term);
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 impl Filter {
     /// Parses an expression. Blank text is the empty filter.
     pub fn parse(expr: &str) -> Result<Filter, FilterError> {
-        let mut terms = split_terms(expr)?
+        let raw = split_terms(expr)?;
+        let terms = raw
             .iter()
             .map(|t| parse_term(t))
             .collect::<Result<Vec<_>, _>>()?;
-        terms.sort_by_key(|t| matches!(t.test, Test::Fuzzy(..)));
+        let mut terms = group_phrases(&raw, terms);
+        terms.sort_by_key(|t| matches!(t.test, Test::Fuzzy(..) | Test::Phrase { .. }));
         Ok(Filter { terms })
+    }
+
+    /// Decides, against the fleet, which phrases name a model: those some vehicle's model (or make
+    /// and model) starts with. The others stay word by word.
+    pub fn prefer_models<'a>(&mut self, records: impl IntoIterator<Item = &'a VehicleRecord>) {
+        let mut undecided: Vec<&mut Test> = self
+            .terms
+            .iter_mut()
+            .map(|t| &mut t.test)
+            .filter(|t| matches!(t, Test::Phrase { .. }))
+            .collect();
+        if undecided.is_empty() {
+            return;
+        }
+        for record in records {
+            undecided.retain_mut(|test| {
+                let Test::Phrase {
+                    model, as_model, ..
+                } = &mut **test
+                else {
+                    return false;
+                };
+                *as_model = names_model(record, model);
+                !*as_model
+            });
+            if undecided.is_empty() {
+                return;
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -398,6 +501,7 @@ fn implies(new: &Term, old: &Term) -> bool {
         (Test::Fuzzy(n, _), Test::Fuzzy(o, _)) => n.starts_with(o.as_str()),
         (Test::VinPrefix(n), Test::VinPrefix(o)) => starts_with_ignore_case(n, o),
         (Test::FindingPrefix(n), Test::FindingPrefix(o))
+        | (Test::RulePrefix(n), Test::RulePrefix(o))
         | (Test::Make(n), Test::Make(o))
         | (Test::Model(n), Test::Model(o)) => n.starts_with(o.as_str()),
         (Test::Status(n), Test::Status(o)) => n & !o == 0,
@@ -413,6 +517,17 @@ impl Test {
                     && fuzzy.matches(row.search.get(row.slot), needle)
             }
             Test::Status(mask) => mask & status_bit(row.status) != 0,
+            Test::Phrase {
+                model,
+                words,
+                as_model,
+            } => {
+                if *as_model {
+                    names_model(r, model)
+                } else {
+                    words.iter().all(|w| w.holds(r, row, fuzzy))
+                }
+            }
             _ => self.holds_on_record(r),
         }
     }
@@ -423,7 +538,7 @@ impl Test {
     #[inline(never)]
     fn holds_on_record(&self, r: &VehicleRecord) -> bool {
         match self {
-            Test::Fuzzy(..) | Test::Status(_) => false,
+            Test::Fuzzy(..) | Test::Status(_) | Test::Phrase { .. } => false,
             Test::Make(v) => r
                 .attributes
                 .as_ref()
@@ -432,10 +547,10 @@ impl Test {
                 .attributes
                 .as_ref()
                 .is_some_and(|a| squashed_starts_with(&a.model, v)),
-            Test::Rule(v) => r.verdict.findings.iter().any(|f| {
+            Test::RulePrefix(v) => r.verdict.findings.iter().any(|f| {
                 f.rule
                     .as_deref()
-                    .is_some_and(|rule| rule.eq_ignore_ascii_case(v))
+                    .is_some_and(|rule| starts_with_ignore_case(rule, v))
             }),
             Test::FindingPrefix(v) => r
                 .verdict
@@ -473,6 +588,39 @@ mod tests {
             split_terms(r#"model:"model 3" !has:token"#).unwrap(),
             vec!["model:model 3", "!has:token"]
         );
+    }
+
+    #[test]
+    fn words_after_each_other_or_after_model_form_one_phrase() {
+        let phrase = |expr: &str| {
+            Filter::parse(expr)
+                .unwrap()
+                .terms
+                .into_iter()
+                .find_map(|t| match t.test {
+                    Test::Phrase { model, words, .. } => Some((model, words.len())),
+                    _ => None,
+                })
+        };
+        assert_eq!(phrase("model 3"), Some(("model3".into(), 2)));
+        assert_eq!(phrase("model:Model 3"), Some(("model3".into(), 2)));
+        assert_eq!(phrase(r#""model 3""#), Some(("model3".into(), 1)));
+        assert_eq!(
+            phrase("ford mustang status:blocked"),
+            Some(("fordmustang".into(), 2))
+        );
+        // A negated word or a single word stays a term of its own.
+        assert_eq!(phrase("!model 3"), None);
+        assert_eq!(phrase("model:model3"), None);
+        assert_eq!(phrase("tesla"), None);
+    }
+
+    #[test]
+    fn a_longer_rule_prefix_narrows_a_shorter_one() {
+        let a = Filter::parse("rule:tesla").unwrap();
+        let b = Filter::parse("rule:Tesla-V").unwrap();
+        assert!(b.narrows(&a));
+        assert!(!a.narrows(&b));
     }
 
     #[test]

@@ -521,7 +521,8 @@ impl Store {
         if expr == self.filter_text {
             return Ok(());
         }
-        let filter = Filter::parse(expr)?;
+        let mut filter = Filter::parse(expr)?;
+        filter.prefer_models(&self.records);
         let narrowing = filter.narrows(&self.filter);
         self.filter = filter;
         self.filter_text = expr.to_string();

@@ -1,7 +1,9 @@
 //! The dashboard's state and its one `update`: every key, tick and store event goes through it and comes
 //! out as state changes plus effects for the runtime. No terminal, no clock: tests drive it directly.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
@@ -31,6 +33,11 @@ pub struct TuiConfig {
     pub keymap: Keymap,
     /// Mouse wheel and click; off by default so the terminal's text selection keeps working.
     pub mouse: bool,
+    /// Fix links on the vehicle page are OSC 8 hyperlinks (clickable whole in terminals that know them).
+    pub hyperlinks: bool,
+    /// What went wrong while starting (a bad `policies.toml`, unreadable token lines): shown in the
+    /// header and the help, since nothing printed before the dashboard is seen until it quits.
+    pub warnings: Vec<String>,
 }
 
 impl Default for TuiConfig {
@@ -43,6 +50,8 @@ impl Default for TuiConfig {
             theme: Theme::default(),
             keymap: Keymap::defaults(),
             mouse: false,
+            hyperlinks: true,
+            warnings: Vec::new(),
         }
     }
 }
@@ -57,8 +66,9 @@ pub enum Msg {
         width: u16,
         height: u16,
     },
-    /// The clock moved (once a second, faster while a spinner turns).
-    Tick(Timestamp),
+    /// The clock moved (once a second, faster while a spinner turns): the time shown (frozen by
+    /// `--now`) and the monotonic time rates are measured with.
+    Tick(Timestamp, Instant),
     /// The scheduler reported something.
     Store(Event),
     /// The runtime could not carry out an effect (clipboard write, opener, export).
@@ -72,7 +82,8 @@ pub enum Msg {
 pub enum Effect {
     /// Send a command to the scheduler.
     Send(Command),
-    /// Put text on the clipboard (already checked by the clipboard guard). `what` names it for the confirmation.
+    /// Put text on the clipboard (already checked by the clipboard guard). `what` names it for the
+    /// confirmation, which says which way it went.
     Copy {
         text: String,
         what: &'static str,
@@ -126,6 +137,50 @@ pub struct Flash {
     pub at: Timestamp,
 }
 
+/// The window requests per second are measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Requests per second over the last ten seconds, from the scheduler's running count sampled at each
+/// tick: when requests stop, the rate falls to 0 as the window empties, with or without events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestRate {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl RequestRate {
+    /// Records the running count of requests sent at `at`.
+    pub fn sample(&mut self, at: Instant, requests_sent: u64) {
+        if self.samples.back().is_some_and(|(last, _)| at < *last) {
+            return;
+        }
+        self.samples.push_back((at, requests_sent));
+        // Keep the newest sample at or before the window's start: the count the window starts from.
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|(t, _)| at.duration_since(*t) >= RATE_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Requests per second over the window ending at the last sample.
+    pub fn per_s(&self) -> f64 {
+        let (Some(&(first_at, first)), Some(&(last_at, last))) =
+            (self.samples.front(), self.samples.back())
+        else {
+            return 0.0;
+        };
+        // From the count the window starts from (sampled at most one tick before it) to the last.
+        let span = last_at.duration_since(first_at);
+        if span.is_zero() {
+            return 0.0;
+        }
+        // A restarted scheduler counts from 0 again: no negative rate.
+        last.saturating_sub(first) as f64 / span.as_secs_f64()
+    }
+}
+
 /// How long a flash stays.
 const FLASH_S: i64 = 4;
 
@@ -168,6 +223,8 @@ pub struct App {
     pub sweep_started: bool,
     /// Animation ticks so far: drives the spinner even when the clock is frozen by `--now`.
     pub spin: u64,
+    /// Requests per second as shown.
+    pub rate: RequestRate,
     pub quit: bool,
 }
 
@@ -231,6 +288,7 @@ impl App {
             last_visible: Vec::new(),
             dirty: true,
             spin: 0,
+            rate: RequestRate::default(),
             sweep_started: false,
             pin_top: true,
             quit: false,
@@ -392,9 +450,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.follow_selection(&mut effects);
             app.dirty = true;
         }
-        Msg::Tick(now) => {
+        Msg::Tick(now, at) => {
             let second_changed = now.as_second() != app.now.as_second();
             app.now = now;
+            let before = app.rate.per_s();
+            app.rate.sample(at, app.store.progress().requests_sent);
+            // Shown with one decimal: redraw when that changes, frozen clock or not.
+            app.dirty |= format!("{before:.1}") != format!("{:.1}", app.rate.per_s());
             if app.is_animating() {
                 app.spin = app.spin.wrapping_add(1);
                 app.dirty = true;
@@ -641,10 +703,8 @@ fn fix_link_name(diagnosis: &crate::health::Diagnosis) -> &'static str {
 fn copy(app: &mut App, text: String, what: &'static str, effects: &mut Vec<Effect>) {
     let text = clipboard::clean(&text).into_owned();
     match clipboard::guard(&text, &[]) {
-        Ok(()) => {
-            app.say(format!("copied {what}"));
-            effects.push(Effect::Copy { text, what });
-        }
+        // The runtime says which way it went: only it knows whether a clipboard took the text.
+        Ok(()) => effects.push(Effect::Copy { text, what }),
         Err(refused) => app.complain(refused.to_string()),
     }
 }

@@ -1,7 +1,12 @@
-//! Copying to the system clipboard through the terminal (OSC 52), refusing anything that looks like a credential.
+//! Copying to the clipboard: the system's own where a clipboard program is found, else through the
+//! terminal (OSC 52), refusing anything that looks like a credential.
 
 use std::borrow::Cow;
+use std::ffi::OsString;
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
@@ -104,9 +109,208 @@ pub fn copy_to(
     Ok(Ok(()))
 }
 
+/// A clipboard program of the system and the arguments that make it read the text from stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemClipboard {
+    pub program: PathBuf,
+    pub args: &'static [&'static str],
+}
+
+impl SystemClipboard {
+    /// The program's file name, to tell the agent which way the text went.
+    pub fn name(&self) -> String {
+        self.program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The clipboard program for this session, found on `path` (a `PATH` value): `pbcopy` on macOS,
+/// `wl-copy` under Wayland, `xclip` or `xsel` under X11. `None` over SSH or on a console, where only
+/// the terminal can reach the agent's clipboard. `var` reads the environment (a parameter for tests).
+pub fn system_clipboard(
+    var: impl Fn(&str) -> Option<OsString>,
+    path: Option<OsString>,
+) -> Option<SystemClipboard> {
+    let set = |name: &str| var(name).is_some_and(|v| !v.is_empty());
+    let mut candidates: Vec<(&str, &'static [&'static str])> = Vec::new();
+    if cfg!(target_os = "macos") {
+        candidates.push(("pbcopy", &[]));
+    }
+    if set("WAYLAND_DISPLAY") {
+        candidates.push(("wl-copy", &[]));
+    }
+    if set("DISPLAY") {
+        candidates.push(("xclip", &["-selection", "clipboard", "-in"]));
+        candidates.push(("xsel", &["--clipboard", "--input"]));
+    }
+    let dirs: Vec<PathBuf> = path
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    candidates.into_iter().find_map(|(name, args)| {
+        dirs.iter()
+            .map(|d| d.join(name))
+            .find(|p| is_executable(p))
+            .map(|program| SystemClipboard { program, args })
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        meta.is_file()
+    }
+}
+
+/// How long a clipboard program may take to take the text (they fork a server and return at once).
+const SYSTEM_COPY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Hands `text` to the clipboard program on its stdin, never as an argument (which `ps` shows to every
+/// user) and never through a shell. Fails when the program fails or does not finish in time.
+pub fn copy_with(clipboard: &SystemClipboard, text: &str) -> io::Result<()> {
+    let mut child = Command::new(&clipboard.program)
+        .args(clipboard.args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let written = match child.stdin.take() {
+        Some(mut stdin) => stdin.write_all(text.as_bytes()),
+        None => Err(io::Error::other("no stdin")),
+    };
+    // stdin is closed here: the program sees the end of the text.
+    let deadline = Instant::now() + SYSTEM_COPY_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not finish", clipboard.name()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    written?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{} failed ({status})",
+            clipboard.name()
+        )))
+    }
+}
+
+/// Which way a copy went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopiedTo {
+    /// The system clipboard, through this program.
+    System(String),
+    /// An OSC 52 sequence to the terminal, which may ignore it (tmux by default does).
+    Terminal,
+}
+
+impl CopiedTo {
+    /// The confirmation for the footer: "copied" only when a clipboard is known to hold the text.
+    pub fn confirmation(&self, what: &str) -> String {
+        match self {
+            CopiedTo::System(program) => format!("copied {what} ({program})"),
+            CopiedTo::Terminal => format!("{what} sent to the terminal's clipboard (OSC 52)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_confirmation_says_copied_only_for_the_system_clipboard() {
+        assert_eq!(
+            CopiedTo::System("xclip".into()).confirmation("pairing link"),
+            "copied pairing link (xclip)"
+        );
+        assert_eq!(
+            CopiedTo::Terminal.confirmation("pairing link"),
+            "pairing link sent to the terminal's clipboard (OSC 52)"
+        );
+    }
+
+    #[cfg(unix)]
+    fn fake_program(dir: &Path, name: &str, script: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_clipboard_program_is_used_only_under_a_display_and_only_when_on_path() {
+        let dir = std::env::temp_dir().join(format!("vtriage-clip-find-{}", std::process::id()));
+        let xsel = fake_program(&dir, "xsel", "#!/bin/sh\ncat >/dev/null\n");
+        let path = Some(dir.clone().into_os_string());
+        let display = |name: &str| (name == "DISPLAY").then(|| OsString::from(":0"));
+        let found = system_clipboard(display, path.clone());
+        assert_eq!(found.map(|c| c.program), Some(xsel));
+        // Over SSH (no display) the terminal is the only way to the agent's clipboard.
+        assert_eq!(system_clipboard(|_| None, path), None);
+        // Under a display without any program on PATH.
+        assert_eq!(
+            system_clipboard(display, Some(OsString::from("/nonexistent"))),
+            None
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_text_goes_on_stdin_never_as_an_argument() {
+        let dir = std::env::temp_dir().join(format!("vtriage-clip-copy-{}", std::process::id()));
+        let out = dir.join("out");
+        let args = dir.join("args");
+        let program = fake_program(
+            &dir,
+            "xclip",
+            &format!(
+                "#!/bin/sh\necho \"$@\" > '{}'\ncat > '{}'\n",
+                args.display(),
+                out.display()
+            ),
+        );
+        let clipboard = SystemClipboard {
+            program,
+            args: &["-selection", "clipboard", "-in"],
+        };
+        let text = "https://www.tesla.com/_ak/smartcar.com; rm -rf / $(id)";
+        copy_with(&clipboard, text).unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+        assert_eq!(
+            std::fs::read_to_string(&args).unwrap().trim(),
+            "-selection clipboard -in"
+        );
+        let failing = SystemClipboard {
+            program: fake_program(&dir, "xsel", "#!/bin/sh\nexit 1\n"),
+            args: &[],
+        };
+        assert!(copy_with(&failing, text).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn osc52_wraps_base64_between_esc_52_and_bel() {

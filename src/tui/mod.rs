@@ -77,6 +77,7 @@ impl TuiConfig {
             theme,
             keymap,
             mouse: ui.mouse,
+            hyperlinks: ui.hyperlinks,
             ..TuiConfig::default()
         })
     }
@@ -109,6 +110,8 @@ pub async fn run(
     let (input_tx, mut input) = unbounded_channel();
     let reader = std::thread::spawn(move || read_terminal(input_tx));
 
+    let clipboard =
+        clipboard::system_clipboard(|name| std::env::var_os(name), std::env::var_os("PATH"));
     let mut app = App::new(store, config, clock());
     let size = term.terminal().size()?;
     let mut pending = vec![Msg::Resize {
@@ -131,9 +134,11 @@ pub async fn run(
         let mut ticks_only = true;
         while let Some(msg) = pending.pop() {
             drained += 1;
-            ticks_only &= matches!(msg, Msg::Tick(_));
+            ticks_only &= matches!(msg, Msg::Tick(..));
             for effect in update(&mut app, msg) {
-                if let Some(msg) = carry_out(effect, &mut app, &mut term, &commands) {
+                if let Some(msg) =
+                    carry_out(effect, &mut app, &mut term, &commands, clipboard.as_ref())
+                {
                     pending.push(msg);
                 }
             }
@@ -163,9 +168,19 @@ pub async fn run(
                     .as_ref()
                     .is_some_and(|last| same_frame(&app, &mut offscreen, last));
             if !unchanged {
-                match term.terminal().draw(|frame| views::render(&app, frame)) {
+                let mut links = Vec::new();
+                match term
+                    .terminal()
+                    .draw(|frame| links = views::render_with_links(&app, frame))
+                {
                     Ok(frame) => shown = Some(frame.buffer.clone()),
                     Err(e) => break Err(TuiError::Terminal(e)),
+                }
+                if app.config.hyperlinks
+                    && let Some(buffer) = &shown
+                    && let Err(e) = hyperlink(&mut term, buffer, &links)
+                {
+                    break Err(TuiError::Terminal(e));
                 }
                 // Lets the end-to-end tests prove that a panic restores the terminal and ends the process.
                 if std::env::var_os("VTRIAGE_DEBUG_PANIC").is_some() {
@@ -184,7 +199,7 @@ pub async fn run(
                 Some(event) => Msg::Store(event),
                 None => { events_open = false; continue; }
             },
-            () = ticker.wait(tick) => Msg::Tick(clock()),
+            () = ticker.wait(tick) => Msg::Tick(clock(), std::time::Instant::now()),
             () = terminate.as_mut() => break Ok(()),
         };
         pending.push(msg);
@@ -272,22 +287,64 @@ fn read_terminal(tx: UnboundedSender<std::io::Result<Msg>>) {
     }
 }
 
+/// Redraws each link's cells between OSC 8 sequences, so the terminal opens or copies the whole link
+/// whatever is clipped on screen. Only links the view vetted with the link policy are handed here;
+/// one that is not plain printable ASCII is skipped, since it would end the sequence early.
+fn hyperlink(term: &mut Raterm, buffer: &Buffer, links: &[views::LinkArea]) -> std::io::Result<()> {
+    use ratatui::backend::Backend;
+    for link in links {
+        if !link.url.bytes().all(|b| b.is_ascii_graphic()) {
+            continue;
+        }
+        let cells: Vec<(u16, u16, &ratatui::buffer::Cell)> = (link.area.x..link.area.right())
+            .filter_map(|x| buffer.cell((x, link.area.y)).map(|c| (x, link.area.y, c)))
+            .collect();
+        term.write_raw(format!("\x1b]8;;{}\x1b\\", link.url).as_bytes())?;
+        let backend = term.terminal().backend_mut();
+        backend.draw(cells.into_iter())?;
+        Backend::flush(backend)?;
+        term.write_raw(b"\x1b]8;;\x1b\\")?;
+    }
+    Ok(())
+}
+
 /// Carries out one effect; a message back when there is something to tell the agent.
 fn carry_out(
     effect: Effect,
     app: &mut App,
     term: &mut Raterm,
     commands: &UnboundedSender<Command>,
+    system_clipboard: Option<&clipboard::SystemClipboard>,
 ) -> Option<Msg> {
     match effect {
         Effect::Send(command) => commands
             .send(command)
             .err()
             .map(|_| Msg::EffectFailed("the probe scheduler has stopped".into())),
-        Effect::Copy { text, what } => match term.write_raw(clipboard::osc52(&text).as_bytes()) {
-            Ok(()) => None,
-            Err(e) => Some(Msg::EffectFailed(format!("could not copy {what}: {e}"))),
-        },
+        Effect::Copy { text, what } => {
+            // The system clipboard first: a terminal may ignore OSC 52 without a word (tmux does by default).
+            let mut passed_over = None;
+            if let Some(c) = system_clipboard {
+                match clipboard::copy_with(c, &text) {
+                    Ok(()) => {
+                        let copied = clipboard::CopiedTo::System(c.name());
+                        return Some(Msg::EffectDone(copied.confirmation(what)));
+                    }
+                    Err(e) => passed_over = Some(format!("{}: {e}", c.name())),
+                }
+            }
+            Some(match term.write_raw(clipboard::osc52(&text).as_bytes()) {
+                Ok(()) => {
+                    let said = clipboard::CopiedTo::Terminal.confirmation(what);
+                    // Said, so the agent knows why the system clipboard was passed over.
+                    Msg::EffectDone(match passed_over {
+                        Some(why) => format!("{said} ({why})"),
+                        None => said,
+                    })
+                }
+                Err(e) => Msg::EffectFailed(format!("could not copy {what}: {e}")),
+            })
+        }
         Effect::Open(link) => open_link(&link).err().map(Msg::EffectFailed),
         Effect::Export(path) => Some(match export(&app.store, &path) {
             Ok(n) => Msg::EffectDone(format!("exported {n} vehicles to {}", path.display())),

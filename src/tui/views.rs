@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
-use ratatui::text::{Line, Span, Text};
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::health::Status;
@@ -13,85 +13,146 @@ use crate::tui::facts::{self, Grant};
 use crate::tui::keymap::KeyContext;
 use crate::tui::theme::Theme;
 use crate::tui::widgets::badge::{grant_word, status_symbol};
+use crate::tui::widgets::progress::Checked;
 use crate::tui::widgets::{
-    Column, DataTable, ago, deadline_spans, grant_badge, progress_line, spinner_frame,
-    status_badge, virtual_key_badge,
+    Column, DataTable, Segment, ago, deadline_spans, fit_line, grant_badge, grouped, progress_line,
+    spinner_frame, status_badge, virtual_key_badge,
 };
+use crate::untrusted::LinkPolicy;
 use crate::untrusted::text::one_line;
 
 /// Draws the whole screen.
 pub fn render(app: &App, frame: &mut Frame) {
-    let area = frame.area();
-    match app.screen() {
-        Screen::Fleet => fleet(app, frame, area),
-        Screen::Vehicle(_) => vehicle(app, frame, area),
-    }
-    if let Overlay::Help { scroll } = app.overlay {
-        help(app, frame, area, scroll);
-    }
+    render_with_links(app, frame);
 }
 
-fn header(app: &App, theme: &Theme) -> Line<'static> {
+/// Draws the whole screen; returns where links the link policy allows are, for the runtime to make
+/// them hyperlinks (OSC 8) in terminals that support them.
+pub fn render_with_links(app: &App, frame: &mut Frame) -> Vec<LinkArea> {
+    let area = frame.area();
+    let links = match app.screen() {
+        Screen::Fleet => {
+            fleet(app, frame, area);
+            Vec::new()
+        }
+        Screen::Vehicle(_) => vehicle(app, frame, area),
+    };
+    if let Overlay::Help { scroll } = app.overlay {
+        help(app, frame, area, scroll);
+        // The overlay covers the page: its cells are no longer the links'.
+        return Vec::new();
+    }
+    links
+}
+
+/// The header: what matters most survives a narrow terminal whole (the fleet size, rate limits,
+/// errors, warnings); the origin goes first, then when it was updated, the sweep offer, the budget.
+fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
     let mode_style = if app.config.mode_label.eq_ignore_ascii_case("LIVE") {
         theme.live
     } else {
         theme.demo
     };
     let counts = app.store.counts();
-    let mut spans = vec![
-        Span::styled(" vtriage ", theme.header),
-        Span::styled(format!(" {} ", app.config.mode_label), mode_style),
-        Span::raw(format!(
-            " fleet {} · checked {} ",
-            counts.total, counts.checked
-        )),
+    let mut segments = vec![
+        Segment::new(90, vec![Span::styled(" vtriage ", theme.header)]),
+        Segment::new(
+            99,
+            vec![Span::styled(
+                format!(" {} ", one_line(&app.config.mode_label)),
+                mode_style,
+            )],
+        ),
+        Segment::new(
+            100,
+            vec![Span::raw(format!(" fleet {} ", grouped(counts.total)))],
+        ),
     ];
+    if !app.config.warnings.is_empty() {
+        let n = app.config.warnings.len();
+        segments.push(Segment::new(
+            97,
+            vec![Span::styled(
+                format!(
+                    " ! {n} warning{} (? shows {}) ",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "it" } else { "them" }
+                ),
+                theme.warning,
+            )],
+        ));
+    }
     if let Some(until) = app.store.rate_limited_until().filter(|u| *u > app.now) {
         let wait = until.as_second() - app.now.as_second();
-        spans.push(Span::styled(
-            format!(" rate-limited, waiting {wait}s "),
-            theme.error,
+        segments.push(Segment::new(
+            98,
+            vec![Span::styled(
+                format!(" rate-limited, waiting {wait}s "),
+                theme.error,
+            )],
         ));
     }
     if let Some(error) = app.store.source_error() {
-        spans.push(Span::styled(format!(" {error} "), theme.error));
+        segments.push(Segment::new(
+            96,
+            vec![Span::styled(format!(" {} ", one_line(error)), theme.error)],
+        ));
     }
     let progress = app.store.progress();
-    // The budget before the sweep offer: on a narrow terminal the header is cut from the right.
     if let Some(left) = progress.budget_left {
         let refill = progress
             .budget_refill_per_min
             .map(|r| format!(" +{r:.0}/min"))
             .unwrap_or_default();
-        spans.push(Span::styled(
-            format!("· budget {:.0}{refill} ", left.floor()),
-            theme.muted,
+        segments.push(Segment::new(
+            60,
+            vec![Span::styled(
+                format!("· budget {:.0}{refill} ", left.floor()),
+                theme.muted,
+            )],
         ));
     }
-    if let Some((requests, eta_s)) = app
+    // The sweep offer in two lengths: the short one keeps it beside the budget at 80 columns.
+    let sweep = app
         .store
         .sweep_cost()
         .filter(|(requests, _)| !app.sweep_started && *requests > 0)
-    {
-        spans.push(Span::styled(
-            format!(
-                "· sweep: {requests} requests ≈ {} (:sweep) ",
-                crate::health::remedy::human_seconds(eta_s)
-            ),
-            theme.warning,
+        .map(|(requests, eta_s)| {
+            let eta = crate::health::remedy::human_seconds(eta_s);
+            let requests = grouped(requests);
+            (
+                format!("· sweep: {requests} requests ≈ {eta} (:sweep) "),
+                format!("· :sweep {requests} requests ≈ {eta} "),
+            )
+        });
+    let sweep_index = segments.len();
+    if let Some((long, _)) = &sweep {
+        segments.push(Segment::new(
+            50,
+            vec![Span::styled(long.clone(), theme.warning)],
         ));
     }
     if let Some(at) = app.updated_at {
-        spans.push(Span::styled(
-            format!("· updated {} ", ago(app.now, Some(at))),
-            theme.muted,
+        segments.push(Segment::new(
+            40,
+            vec![Span::styled(
+                format!("· updated {} ", ago(app.now, Some(at))),
+                theme.muted,
+            )],
         ));
     }
-    spans.push(Span::styled(
-        format!("· {}", app.config.origin),
-        theme.muted,
+    segments.push(Segment::new(
+        10,
+        vec![Span::styled(
+            format!("· {}", one_line(&app.config.origin)),
+            theme.muted,
+        )],
     ));
-    Line::from(spans)
+    let mut short = segments.clone();
+    if let (Some((_, compact)), Some(segment)) = (sweep, short.get_mut(sweep_index)) {
+        segment.spans = vec![Span::styled(compact, theme.warning)];
+    }
+    fit_line(vec![segments, short], width)
 }
 
 fn footer(app: &App, theme: &Theme) -> Line<'static> {
@@ -111,27 +172,55 @@ fn footer(app: &App, theme: &Theme) -> Line<'static> {
     Line::from(spans)
 }
 
-fn status_summary(app: &App, theme: &Theme) -> Line<'static> {
+/// Counts per status with their keys. Narrow, the keys go (the footer names them), then whole
+/// statuses, empty ones and the healthy first: a count is never cut.
+fn status_summary(app: &App, theme: &Theme, width: u16) -> Line<'static> {
     let filter = app.store.filter_text().to_ascii_lowercase();
-    let mut spans = Vec::new();
-    for (i, status) in Status::ALL.into_iter().enumerate() {
-        let count = app.store.counts().status(status);
-        let active = filter
-            .split_whitespace()
-            .any(|t| t == format!("status:{}", status.label().to_ascii_lowercase()));
-        let style = if active {
-            theme.selection.patch(theme.status(status))
-        } else {
-            theme.status(status)
-        };
-        spans.push(Span::styled(format!("{} ", i + 1), theme.key));
-        spans.push(Span::styled(
-            format!("{} {} {count}", status_symbol(status), status.label()),
-            style,
-        ));
-        spans.push(Span::raw("  "));
-    }
-    Line::from(spans)
+    let counts = app.store.counts();
+    let layout = |with_keys: bool| {
+        let mut segments = Vec::new();
+        for (i, status) in Status::ALL.into_iter().enumerate() {
+            let count = counts.status(status);
+            let active = filter
+                .split_whitespace()
+                .any(|t| t == format!("status:{}", status.label().to_ascii_lowercase()));
+            let style = if active {
+                theme.selection.patch(theme.status(status))
+            } else {
+                theme.status(status)
+            };
+            let importance = match status {
+                Status::Blocked => 100,
+                Status::Degraded => 90,
+                Status::Warning => 80,
+                Status::Unknown => 70,
+                Status::Healthy => 60,
+            };
+            let mut spans = Vec::new();
+            if with_keys {
+                spans.push(Span::styled(format!("{} ", i + 1), theme.key));
+            }
+            spans.push(Span::styled(
+                format!(
+                    "{} {} {}",
+                    status_symbol(status),
+                    status.label(),
+                    grouped(count)
+                ),
+                style,
+            ));
+            spans.push(Span::raw(if with_keys { "  " } else { " " }));
+            // Nothing to see in an empty status: it goes before any count does.
+            let priority = if count == 0 {
+                importance / 10
+            } else {
+                importance
+            };
+            segments.push(Segment::new(priority, spans));
+        }
+        segments
+    };
+    fit_line(vec![layout(true), layout(false)], width)
 }
 
 fn filter_line(app: &App, theme: &Theme) -> Line<'static> {
@@ -146,9 +235,16 @@ fn filter_line(app: &App, theme: &Theme) -> Line<'static> {
         spans.push(Span::styled("█", theme.key));
     }
     match &app.filter_error {
-        Some(error) if editing => spans.push(Span::styled(format!("  {error}"), theme.blocked)),
-        _ => spans.push(Span::styled(
-            format!("  {} of {}", app.store.visible_len(), app.store.len()),
+        Some(error) => spans.push(Span::styled(
+            format!("  0 of {}  {error}", grouped(app.store.len())),
+            theme.blocked,
+        )),
+        None => spans.push(Span::styled(
+            format!(
+                "  {} of {}",
+                grouped(app.store.visible_len()),
+                grouped(app.store.len())
+            ),
             theme.muted,
         )),
     }
@@ -163,29 +259,44 @@ fn command_line(app: &App, theme: &Theme) -> Line<'static> {
     ])
 }
 
-/// The fleet table's columns, with the sort arrow on the sorted one.
+/// How much each fleet column matters when the terminal is narrow (higher stays longer).
+const STATUS_PRIORITY: u8 = 100;
+/// The sorted column stays whatever the width, so the arrow saying how rows are ordered is always seen.
+const SORTED_PRIORITY: u8 = 95;
+const FINDING_PRIORITY: u8 = 90;
+const VEHICLE_PRIORITY: u8 = 80;
+/// Agents search by VIN: at 80 columns it stays, and the finding shrinks for it.
+const VIN_PRIORITY: u8 = 70;
+
+/// The fleet table's columns, with the sort arrow on the sorted one. The finding is what an agent reads
+/// first: it keeps 36 cells (a rule's title) against every column but the vehicle and its VIN.
 fn fleet_columns(sort: (SortColumn, bool)) -> Vec<Column> {
+    let vehicle_title = if sort.0 == SortColumn::VehicleId {
+        "Vehicle id"
+    } else {
+        "Vehicle"
+    };
     let mut columns = vec![
-        Column::fixed("Status", 10, 10),
-        Column::fixed("Vehicle", 22, 8),
-        Column::fixed("VIN", 17, 5),
-        Column::fixed("User", 12, 3),
-        Column::fixed("Permissions", 22, 4),
-        Column::fixed("Key", 11, 6),
-        Column::fill("Finding", 16, 9),
-        Column::fixed("Checked", 8, 7),
+        Column::fixed("Status", 10, STATUS_PRIORITY),
+        Column::fixed(vehicle_title, 18, VEHICLE_PRIORITY),
+        Column::fixed("VIN", 17, VIN_PRIORITY),
+        Column::fixed("User", 12, 30),
+        Column::fixed("Permissions", 11, 40),
+        Column::fixed("Key", 11, 50),
+        Column::fill("Finding", 19, FINDING_PRIORITY).preferring(36, VIN_PRIORITY),
+        Column::fixed("Checked", 8, 60),
     ];
     let sorted = match sort.0 {
-        SortColumn::Status => Some(0),
-        SortColumn::Vehicle => Some(1),
-        SortColumn::Vin => Some(2),
-        SortColumn::User => Some(3),
-        SortColumn::Finding => Some(6),
-        SortColumn::Checked => Some(7),
-        SortColumn::VehicleId => None,
+        SortColumn::Status => 0,
+        SortColumn::Vehicle | SortColumn::VehicleId => 1,
+        SortColumn::Vin => 2,
+        SortColumn::User => 3,
+        SortColumn::Finding => 6,
+        SortColumn::Checked => 7,
     };
-    if let Some(c) = sorted.and_then(|i| columns.get_mut(i)) {
-        c.sorted = Some(sort.1);
+    if let Some(c) = columns.get_mut(sorted) {
+        c.sort(sort.1);
+        c.priority = c.priority.max(SORTED_PRIORITY);
     }
     columns
 }
@@ -202,6 +313,34 @@ fn is_tesla(record: &VehicleRecord) -> bool {
     record.attributes.as_ref().is_some_and(|a| a.is_tesla())
 }
 
+/// The needed permissions in few cells: `✔ granted` when all are, else the ones that are not.
+fn permissions_cell(app: &App, record: &VehicleRecord, theme: &Theme) -> Line<'static> {
+    let needed: Vec<_> = facts::permissions(&record.glance, is_tesla(record), &app.config.needs)
+        .into_iter()
+        .filter(|p| p.needed)
+        .collect();
+    let not_granted: Vec<_> = needed
+        .iter()
+        .filter(|p| p.overall() != Grant::Granted)
+        .collect();
+    if needed.is_empty() {
+        Line::default()
+    } else if not_granted.is_empty() {
+        Line::from(Span::styled("✔ granted", theme.healthy))
+    } else if not_granted.iter().all(|p| p.overall() == Grant::Unknown) {
+        Line::from(Span::styled("? unknown", theme.unknown))
+    } else {
+        let mut spans = Vec::new();
+        for p in not_granted {
+            if !spans.is_empty() {
+                spans.push(Span::raw(" "));
+            }
+            spans.push(grant_badge(p.overall(), p.kind.name(), theme));
+        }
+        Line::from(spans)
+    }
+}
+
 fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'a>> {
     let status = if record.probing {
         Line::from(vec![
@@ -214,17 +353,7 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
     } else {
         Line::from(status_badge(record.verdict.status, theme))
     };
-    let permissions: Vec<Span> =
-        facts::permissions(&record.glance, is_tesla(record), &app.config.needs)
-            .into_iter()
-            .filter(|p| p.needed)
-            .flat_map(|p| {
-                [
-                    grant_badge(p.overall(), p.kind.name(), theme),
-                    Span::raw(" "),
-                ]
-            })
-            .collect();
+    let permissions = permissions_cell(app, record, theme);
     let key = virtual_key_badge(
         facts::virtual_key(
             record.attributes.as_ref(),
@@ -244,12 +373,17 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
     } else {
         ago(app.now, record.last_probe_at)
     };
+    let vehicle = if app.store.sort().0 == SortColumn::VehicleId {
+        // Sorted by id: the rows read in the order they are sorted.
+        Line::from(one_line(&record.vehicle_id).into_owned())
+    } else if record.attributes.is_some() {
+        Line::from(vehicle_label(record))
+    } else {
+        Line::from(Span::styled(vehicle_label(record), theme.muted))
+    };
     vec![
         status,
-        match record.attributes {
-            Some(_) => Line::from(vehicle_label(record)),
-            None => Line::from(Span::styled(vehicle_label(record), theme.muted)),
-        },
+        vehicle,
         Line::from(
             record
                 .vin
@@ -257,7 +391,7 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
                 .map_or_else(|| "—".into(), |v| one_line(v).into_owned()),
         ),
         Line::from(one_line(&record.user_id).into_owned()),
-        Line::from(permissions),
+        permissions,
         Line::from(key),
         Line::from(finding),
         Line::from(Span::styled(checked, theme.muted)),
@@ -280,9 +414,18 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
     let mut next = areas.iter().copied();
     let mut take = || next.next().unwrap_or_default();
 
-    frame.render_widget(Paragraph::new(header(app, theme)), take());
+    frame.render_widget(Paragraph::new(header(app, theme, area.width)), take());
     frame.render_widget(
-        Paragraph::new(progress_line(app.store.progress(), area.width, theme)),
+        Paragraph::new(progress_line(
+            app.store.progress(),
+            Checked {
+                vehicles: app.store.counts().checked,
+                of: app.store.counts().total,
+            },
+            app.rate.per_s(),
+            area.width,
+            theme,
+        )),
         take(),
     );
     for rule in rules {
@@ -298,14 +441,30 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
             take(),
         );
     }
-    frame.render_widget(Paragraph::new(status_summary(app, theme)), take());
+    frame.render_widget(
+        Paragraph::new(status_summary(app, theme, area.width)),
+        take(),
+    );
     if show_filter {
         frame.render_widget(Paragraph::new(filter_line(app, theme)), take());
     }
     let table_area = take();
     let height = DataTable::body_height(table_area);
     let total = app.store.visible_len();
-    if total == 0 {
+    if let Some(error) = &app.filter_error {
+        // The rows of the filter before would read as this one's results.
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::from(Span::styled(format!("no results: {error}"), theme.blocked)),
+                Line::from(Span::styled(
+                    "fix the term, or Esc for the filter before",
+                    theme.muted,
+                )),
+            ])
+            .wrap(Wrap { trim: true }),
+            table_area,
+        );
+    } else if total == 0 {
         let (text, style) = match app.store.source_error() {
             Some(error) if app.store.is_empty() => (
                 format!("the fleet could not be listed: {error} (:refresh tries again)"),
@@ -355,8 +514,8 @@ fn section<'a>(title: &str, theme: &Theme) -> Line<'a> {
     Line::from(Span::styled(format!("── {title} "), theme.title))
 }
 
-fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'static>> {
-    let mut lines: Vec<Line> = Vec::new();
+fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLine> {
+    let mut lines: Vec<PageLine> = Vec::new();
     let keymap = &app.config.keymap;
     let key = |action| {
         keymap
@@ -368,18 +527,21 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
     use crate::tui::keymap::Action;
     let diagnosis = record.diagnosis();
 
-    lines.push(section("Findings", theme));
+    lines.push(PageLine::Text(section("Findings", theme)));
     if diagnosis.findings.is_empty() {
         let text = if record.last_probe_at.is_none() {
             "not checked yet"
         } else {
             "no findings: data flows"
         };
-        lines.push(Line::from(Span::styled(format!("  {text}"), theme.muted)));
+        lines.push(PageLine::Text(Line::from(Span::styled(
+            format!("  {text}"),
+            theme.muted,
+        ))));
     }
     for f in &diagnosis.findings {
         let status = Status::from_severity(f.severity);
-        lines.push(Line::from(vec![
+        lines.push(PageLine::Text(Line::from(vec![
             Span::raw("  "),
             Span::styled(
                 format!("{} {}", status_symbol(status), f.severity.label()),
@@ -387,7 +549,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
             ),
             Span::raw("  "),
             Span::styled(one_line(&f.title).into_owned(), theme.title),
-        ]));
+        ])));
         let mut meta = vec![Span::styled(
             format!("    {}", one_line(&f.id)),
             theme.muted,
@@ -404,7 +566,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
                 theme.muted,
             ));
         }
-        lines.push(Line::from(meta));
+        lines.push(PageLine::Text(Line::from(meta)));
         for e in &f.evidence {
             let mut text = format!("    ↳ {}", one_line(&e.endpoint));
             if let Some(s) = e.http_status {
@@ -418,20 +580,18 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
             }
             // The exact time, as an escalation quotes it.
             text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
-            lines.push(Line::from(Span::raw(text)));
+            lines.push(PageLine::Text(Line::from(Span::raw(text))));
         }
-        lines.push(Line::from(vec![
+        lines.push(PageLine::Text(Line::from(vec![
             Span::raw("    fix: "),
             Span::raw(one_line(&f.remedy.action).into_owned()),
-        ]));
+        ])));
         if let Some(link) = &f.remedy.link {
-            lines.push(Line::from(vec![
-                Span::raw("    link: "),
-                Span::styled(one_line(link).into_owned(), theme.link),
-            ]));
+            lines.push(PageLine::Text(Line::from(Span::raw("    link:"))));
+            lines.push(PageLine::link(app, link));
         }
     }
-    lines.push(Line::from(vec![
+    lines.push(PageLine::Text(Line::from(vec![
         Span::raw("  "),
         Span::styled(key(Action::CopyFixLink), theme.key),
         Span::raw(" copy fix link  "),
@@ -443,26 +603,29 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         Span::raw(" re-probe  "),
         Span::styled(key(Action::OpenLink), theme.key),
         Span::raw(" open link"),
-    ]));
+    ])));
     if let Some(reply) = diagnosis
         .main_finding()
         .map(|f| one_line(&f.remedy.customer_reply).into_owned())
         .filter(|r| !r.is_empty())
     {
-        lines.push(Line::from(vec![
+        lines.push(PageLine::Text(Line::from(vec![
             Span::styled("  reply: ", theme.muted),
             Span::raw(reply),
-        ]));
+        ])));
     }
 
-    lines.push(Line::default());
-    lines.push(section(
+    lines.push(PageLine::Text(Line::default()));
+    lines.push(PageLine::Text(section(
         "Permissions (needed · at Smartcar · at Tesla)",
         theme,
-    ));
+    )));
     let grid = facts::permissions(&record.glance, is_tesla(record), &app.config.needs);
     if grid.is_empty() {
-        lines.push(Line::from(Span::styled("  not read yet", theme.muted)));
+        lines.push(PageLine::Text(Line::from(Span::styled(
+            "  not read yet",
+            theme.muted,
+        ))));
     }
     for row in grid {
         let style = |g: Grant| match g {
@@ -487,11 +650,11 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         } else {
             spans.push(Span::styled("n/a", theme.muted));
         }
-        lines.push(Line::from(spans));
+        lines.push(PageLine::Text(Line::from(spans)));
     }
 
-    lines.push(Line::default());
-    lines.push(section("Virtual key", theme));
+    lines.push(PageLine::Text(Line::default()));
+    lines.push(PageLine::Text(section("Virtual key", theme)));
     let vk = facts::virtual_key(
         record.attributes.as_ref(),
         &record.glance,
@@ -499,24 +662,29 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
         &app.config.policies,
     );
     let mut vk_line = vec![Span::raw("  "), virtual_key_badge(vk, theme)];
-    if let Some(link) = diagnosis
+    let pairing = diagnosis
         .findings
         .iter()
         .find(|f| f.remedy.kind == crate::health::RemedyKind::AddVirtualKey)
-        .and_then(|f| f.remedy.link.clone())
-    {
-        vk_line.push(Span::raw("  pairing link: "));
-        vk_line.push(Span::styled(one_line(&link).into_owned(), theme.link));
+        .and_then(|f| f.remedy.link.clone());
+    if pairing.is_some() {
+        vk_line.push(Span::raw("  pairing link:"));
     }
-    lines.push(Line::from(vk_line));
+    lines.push(PageLine::Text(Line::from(vk_line)));
+    if let Some(link) = pairing {
+        lines.push(PageLine::link(app, &link));
+    }
 
-    lines.push(Line::default());
-    lines.push(section("Status history", theme));
+    lines.push(PageLine::Text(Line::default()));
+    lines.push(PageLine::Text(section("Status history", theme)));
     if record.history.is_empty() {
-        lines.push(Line::from(Span::styled("  no changes yet", theme.muted)));
+        lines.push(PageLine::Text(Line::from(Span::styled(
+            "  no changes yet",
+            theme.muted,
+        ))));
     }
     for change in record.history.iter().rev() {
-        lines.push(Line::from(vec![
+        lines.push(PageLine::Text(Line::from(vec![
             Span::styled(
                 format!("  {}  ", crate::report::format_instant(change.at)),
                 theme.muted,
@@ -524,7 +692,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line<'
             status_badge(change.from, theme),
             Span::raw(" → "),
             status_badge(change.to, theme),
-        ]));
+        ])));
     }
     lines
 }
@@ -535,21 +703,129 @@ fn max_scroll(paragraph: &Paragraph, width: u16, visible: u16) -> u16 {
     u16::try_from(rows.saturating_sub(usize::from(visible))).unwrap_or(u16::MAX)
 }
 
-/// The vehicle page's body: its lines (summary or raw responses) wrapped as drawn, under a top border.
-fn vehicle_body<'a>(app: &App, record: &VehicleRecord, raw: bool) -> Paragraph<'a> {
+/// A line of the vehicle page. Text wraps; a link never does: selected across a wrap it would be two
+/// broken halves, so it sits on a row of its own and is clipped at the edge (the copy key copies it whole).
+#[derive(Debug, Clone)]
+enum PageLine {
+    Text(Line<'static>),
+    Link {
+        /// Cleaned for the screen.
+        text: String,
+        /// The link policy allows it: only then is it a hyperlink.
+        allowed: bool,
+    },
+}
+
+impl PageLine {
+    fn link(app: &App, link: &str) -> PageLine {
+        let policy = LinkPolicy::new(&app.config.needs.connect_origin);
+        PageLine::Link {
+            text: one_line(link).into_owned(),
+            allowed: policy.allows(link),
+        }
+    }
+
+    /// Rows it takes at `width`.
+    fn rows(&self, width: u16) -> usize {
+        match self {
+            PageLine::Text(line) => Paragraph::new(line.clone())
+                .wrap(Wrap { trim: false })
+                .line_count(width)
+                .max(1),
+            PageLine::Link { .. } => 1,
+        }
+    }
+}
+
+/// Where a link was drawn: one row of cells, and the link they stand for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkArea {
+    pub area: Rect,
+    pub url: String,
+}
+
+/// Draws `lines` into `area` from row `scroll` of the page; returns where the allowed links are.
+fn render_page(
+    lines: &[PageLine],
+    area: Rect,
+    scroll: usize,
+    theme: &Theme,
+    buf: &mut ratatui::buffer::Buffer,
+) -> Vec<LinkArea> {
+    use ratatui::widgets::Widget;
+    let mut links = Vec::new();
+    let mut top = 0usize;
+    let bottom = scroll + usize::from(area.height);
+    for line in lines {
+        let rows = line.rows(area.width);
+        let (start, end) = (top, top + rows);
+        top = end;
+        if end <= scroll {
+            continue;
+        }
+        if start >= bottom {
+            break;
+        }
+        let skip = scroll.saturating_sub(start);
+        let y = area.y + u16::try_from(start + skip - scroll).unwrap_or(u16::MAX);
+        let height = u16::try_from((end.min(bottom)) - (start + skip)).unwrap_or(0);
+        let rect = Rect {
+            x: area.x,
+            y,
+            width: area.width,
+            height,
+        };
+        match line {
+            PageLine::Text(text) => Paragraph::new(text.clone())
+                .wrap(Wrap { trim: false })
+                .scroll((u16::try_from(skip).unwrap_or(u16::MAX), 0))
+                .render(rect, buf),
+            PageLine::Link { text, allowed } => {
+                // Indented like the text around it when there is room, else from the first column.
+                let width = Span::raw(text.as_str()).width();
+                let indent: u16 = if width + 4 <= usize::from(area.width) {
+                    4
+                } else {
+                    0
+                };
+                let cells = Rect {
+                    x: rect.x + indent,
+                    width: rect
+                        .width
+                        .saturating_sub(indent)
+                        .min(u16::try_from(width).unwrap_or(u16::MAX)),
+                    ..rect
+                };
+                Paragraph::new(Span::styled(text.clone(), theme.link)).render(cells, buf);
+                if *allowed && !cells.is_empty() {
+                    links.push(LinkArea {
+                        area: Rect { height: 1, ..cells },
+                        url: text.clone(),
+                    });
+                }
+            }
+        }
+    }
+    links
+}
+
+/// The vehicle page's body lines (summary or raw responses) and the title of its top border.
+fn vehicle_body(app: &App, record: &VehicleRecord, raw: bool) -> (Vec<PageLine>, &'static str) {
     let theme = &app.config.theme;
-    let (lines, title_text) = if raw {
-        (raw_lines(record), " raw last responses (J to close) ")
+    if raw {
+        (
+            raw_lines(record).into_iter().map(PageLine::Text).collect(),
+            " raw last responses (J to close) ",
+        )
     } else {
         (vehicle_lines(app, record, theme), "")
-    };
-    let block = Block::new()
-        .borders(Borders::TOP)
-        .border_style(theme.border)
-        .title(Span::styled(title_text, theme.title));
-    Paragraph::new(Text::from(lines))
-        .block(block)
-        .wrap(Wrap { trim: false })
+    }
+}
+
+/// The furthest a page of `lines` scrolls: its last row at the bottom of `visible` rows of `width` cells.
+fn page_max_scroll(lines: &[PageLine], width: u16, visible: u16) -> u16 {
+    let rows: usize = lines.iter().map(|l| l.rows(width)).sum();
+    u16::try_from(rows.saturating_sub(usize::from(visible))).unwrap_or(u16::MAX)
 }
 
 /// The furthest the vehicle page on screen scrolls, as drawn at the app's size (for `update`).
@@ -558,9 +834,10 @@ pub fn vehicle_page_max_scroll(app: &App) -> u16 {
         return 0;
     };
     let title_rows = vehicle_title(app, record, app.width).len().max(2) as u16;
-    // The body is what the header, the title and the footer leave (its top border counts in both).
-    let body = app.height.saturating_sub(2 + title_rows);
-    max_scroll(&vehicle_body(app, record, page.raw), app.width, body)
+    // The body is what the header, the title and the footer leave, less its top border.
+    let body = app.height.saturating_sub(3 + title_rows);
+    let (lines, _) = vehicle_body(app, record, page.raw);
+    page_max_scroll(&lines, app.width, body)
 }
 
 /// The vehicle's badge and name, then its ids and times packed into as few lines as `width` allows.
@@ -651,7 +928,7 @@ fn raw_lines(record: &VehicleRecord) -> Vec<Line<'static>> {
         .collect()
 }
 
-fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
+fn vehicle(app: &App, frame: &mut Frame, area: Rect) -> Vec<LinkArea> {
     let theme = &app.config.theme;
     let title_lines = match app.page_vehicle() {
         Some(record) => vehicle_title(app, record, area.width),
@@ -664,7 +941,7 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
         Constraint::Length(1),
     ])
     .areas(area);
-    frame.render_widget(Paragraph::new(header(app, theme)), head);
+    frame.render_widget(Paragraph::new(header(app, theme, area.width)), head);
     let (Some(page), Some(record)) = (app.page(), app.page_vehicle()) else {
         let id = app.page().map(|p| p.vehicle_id.clone()).unwrap_or_default();
         frame.render_widget(
@@ -672,19 +949,27 @@ fn vehicle(app: &App, frame: &mut Frame, area: Rect) {
             body,
         );
         frame.render_widget(Paragraph::new(footer(app, theme)), foot);
-        return;
+        return Vec::new();
     };
     frame.render_widget(Paragraph::new(title_lines), title);
 
-    let paragraph = vehicle_body(app, record, page.raw);
-    let max_scroll = max_scroll(&paragraph, body.width, body.height);
-    frame.render_widget(paragraph.scroll((page.scroll.min(max_scroll), 0)), body);
+    let (lines, title_text) = vehicle_body(app, record, page.raw);
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border)
+        .title(Span::styled(title_text, theme.title));
+    let inner = block.inner(body);
+    frame.render_widget(block, body);
+    let max_scroll = page_max_scroll(&lines, inner.width, inner.height);
+    let scroll = usize::from(page.scroll.min(max_scroll));
+    let links = render_page(&lines, inner, scroll, theme, frame.buffer_mut());
     let line = if app.overlay == Overlay::Command {
         command_line(app, theme)
     } else {
         footer(app, theme)
     };
     frame.render_widget(Paragraph::new(line), foot);
+    links
 }
 
 /// Where the help overlay goes on a screen of `area`.
@@ -706,6 +991,16 @@ fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
         Screen::Fleet => KeyContext::Fleet,
         Screen::Vehicle(_) => KeyContext::Vehicle,
     };
+    if !app.config.warnings.is_empty() {
+        lines.push(Line::from(Span::styled("Warnings at start", theme.warning)));
+        for warning in &app.config.warnings {
+            lines.push(Line::from(Span::styled(
+                format!("  ! {}", one_line(warning)),
+                theme.warning,
+            )));
+        }
+        lines.push(Line::default());
+    }
     let contexts = [
         under,
         KeyContext::FilterInput,
@@ -726,9 +1021,41 @@ fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
         lines.push(Line::default());
     }
     lines.push(Line::from(Span::styled(
-        "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term, else fuzzy",
+        "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term; words like `model 3` read as a model when one is so named, else fuzzy",
         theme.muted,
     )));
+    // The ids `rule:` and `finding:` take (a prefix will do), so nobody has to guess them.
+    let rules: Vec<String> = app
+        .config
+        .policies
+        .rules
+        .iter()
+        .map(|r| one_line(&r.id).into_owned())
+        .collect();
+    if !rules.is_empty() {
+        lines.push(Line::from(vec![
+            Span::styled("  rule: ", theme.key),
+            Span::styled(rules.join(", "), theme.muted),
+        ]));
+    }
+    let findings: Vec<String> = app
+        .store
+        .counts()
+        .by_finding
+        .iter()
+        .map(|(id, n)| format!("{} ({})", one_line(id), grouped(*n)))
+        .collect();
+    lines.push(Line::from(vec![
+        Span::styled("  finding: ", theme.key),
+        Span::styled(
+            if findings.is_empty() {
+                "none in this fleet yet".to_string()
+            } else {
+                findings.join(", ")
+            },
+            theme.muted,
+        ),
+    ]));
     let block = Block::bordered()
         .title(Span::styled(" help ", theme.title))
         .border_style(theme.border);

@@ -420,3 +420,24 @@ pub fn expired_token_report() -> ProbeReport {
         ],
     )
 }
+
+/// The fixture fleet listed again with `unchecked` more vehicles nobody has probed yet, as a real
+/// fleet looks minutes after start.
+pub fn big_fleet_listing(unchecked: usize) -> Event {
+    let mut listed: Vec<ConnectionInfo> = reports()
+        .iter()
+        .map(|r| connection(&r.vehicle_id, r.user_id.as_deref().unwrap_or(""), true))
+        .collect();
+    listed.push(connection("9999-notoken", "user-dee", false));
+    listed.push(connection("aaaa-unchecked", "user-fay", true));
+    for i in 0..unchecked {
+        listed.push(connection(
+            &format!("bulk-{i:05}"),
+            &format!("user-bulk-{i:05}"),
+            true,
+        ));
+    }
+    Event::ConnectionsListed {
+        connections: listed,
+    }
+}

@@ -18,6 +18,11 @@ pub struct Column {
     /// Cells wide; `None` takes what is left (at least `min_width`).
     pub width: Option<u16>,
     pub min_width: u16,
+    /// What a fill column wants before any column less important than `yields_to` gets in: the text it
+    /// holds is worth more than one more column.
+    pub preferred_width: u16,
+    /// A fill column shrinks from its preferred width to its minimum only for columns of at least this priority.
+    pub yields_to: u8,
     /// Higher stays longer when the terminal is narrow.
     pub priority: u8,
     /// `Some(descending)` on the column the rows are sorted by.
@@ -30,6 +35,8 @@ impl Column {
             title,
             width: Some(width),
             min_width: width,
+            preferred_width: width,
+            yields_to: 0,
             priority,
             sorted: None,
         }
@@ -40,9 +47,32 @@ impl Column {
             title,
             width: None,
             min_width,
+            preferred_width: min_width,
+            yields_to: 0,
             priority,
             sorted: None,
         }
+    }
+
+    /// Marks the column the rows are sorted by, wide enough for its title and the arrow: the arrow is
+    /// how the agent knows the order.
+    pub fn sort(&mut self, descending: bool) {
+        self.sorted = Some(descending);
+        let need = u16::try_from(self.title.chars().count() + 2).unwrap_or(u16::MAX);
+        self.min_width = self.min_width.max(need);
+        self.preferred_width = self.preferred_width.max(need);
+        self.width = self.width.map(|w| w.max(need));
+    }
+
+    /// A fill column that keeps `preferred_width` against every column less important than `yields_to`.
+    pub const fn preferring(mut self, preferred_width: u16, yields_to: u8) -> Column {
+        self.preferred_width = if preferred_width > self.min_width {
+            preferred_width
+        } else {
+            self.min_width
+        };
+        self.yields_to = yields_to;
+        self
     }
 }
 
@@ -61,16 +91,43 @@ pub fn window_offset(total: usize, height: usize, selected: Option<usize>, offse
 }
 
 /// Which columns fit in `width`, by priority, returned in their original order.
+///
+/// First every column is placed at its preferred width, most important first; then the columns left
+/// out that a fill column yields to are placed if the fill columns shrink toward their minimum.
 pub fn fitting_columns(columns: &[Column], width: u16) -> Vec<usize> {
     let mut by_priority: Vec<usize> = (0..columns.len()).collect();
     by_priority.sort_by_key(|&i| std::cmp::Reverse(columns[i].priority));
-    let mut used: u16 = 0;
-    let mut kept = Vec::new();
-    for i in by_priority {
-        let need = columns[i].min_width + u16::from(!kept.is_empty());
-        if used + need <= width {
-            used += need;
-            kept.push(i);
+    let need = |kept: &[usize], shrink_for: Option<u8>| -> u32 {
+        let cells: u32 = kept
+            .iter()
+            .map(|&i| {
+                let c = &columns[i];
+                let shrinks = shrink_for.is_some_and(|p| p >= c.yields_to);
+                u32::from(if shrinks {
+                    c.min_width
+                } else {
+                    c.preferred_width
+                })
+            })
+            .sum();
+        // One cell between two columns.
+        cells + u32::try_from(kept.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    };
+    let width = u32::from(width);
+    let mut kept: Vec<usize> = Vec::new();
+    for &i in &by_priority {
+        kept.push(i);
+        if need(&kept, None) > width {
+            kept.pop();
+        }
+    }
+    for &i in &by_priority {
+        if kept.contains(&i) {
+            continue;
+        }
+        kept.push(i);
+        if need(&kept, Some(columns[i].priority)) > width {
+            kept.pop();
         }
     }
     kept.sort_unstable();
@@ -87,8 +144,9 @@ pub struct DataTable<'a> {
     theme: &'a Theme,
 }
 
-/// Two cells for the selection marker.
+/// The selection marker, and the cells it takes before every row.
 const MARKER: &str = "▶ ";
+const MARKER_WIDTH: u16 = 2;
 
 impl<'a> DataTable<'a> {
     pub fn new(columns: Vec<Column>, theme: &'a Theme) -> DataTable<'a> {
@@ -135,9 +193,7 @@ impl Widget for DataTable<'_> {
         }
         let body = usize::from(area.height.saturating_sub(1));
         let scroll = self.total > body;
-        let usable = area
-            .width
-            .saturating_sub(MARKER.len() as u16 - 1 + u16::from(scroll));
+        let usable = area.width.saturating_sub(MARKER_WIDTH + u16::from(scroll));
         let shown = fitting_columns(&self.columns, usable);
         let header = Row::new(shown.iter().map(|&i| {
             let c = &self.columns[i];
@@ -226,6 +282,23 @@ mod tests {
         assert_eq!(fitting_columns(&columns, 80), [0, 1, 2]);
         assert_eq!(fitting_columns(&columns, 40), [0, 2]);
         assert_eq!(fitting_columns(&columns, 12), [0]);
+    }
+
+    #[test]
+    fn a_fill_column_keeps_its_preferred_width_against_minor_columns_only() {
+        let columns = [
+            Column::fixed("Status", 10, 100),
+            Column::fixed("VIN", 17, 70),
+            Column::fixed("User", 12, 30),
+            Column::fill("Finding", 19, 90).preferring(36, 70),
+        ];
+        // Room for everything at the preferred width.
+        assert_eq!(fitting_columns(&columns, 78), [0, 1, 2, 3]);
+        // User would leave Finding 23 cells: it stays out.
+        assert_eq!(fitting_columns(&columns, 70), [0, 1, 3]);
+        // VIN matters enough for Finding to shrink to its minimum.
+        assert_eq!(fitting_columns(&columns, 48), [0, 1, 3]);
+        assert_eq!(fitting_columns(&columns, 47), [0, 3]);
     }
 
     #[test]
