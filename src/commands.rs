@@ -684,6 +684,11 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     tui_config.origin = session.origin.clone();
     tui_config.policies = settings.policies.clone();
     tui_config.needs = settings.needs.clone();
+    tui_config.warnings = settings
+        .warnings
+        .iter()
+        .map(|w| one_line(w).into_owned())
+        .collect();
     for w in &settings.warnings {
         tracing::warn!("{}", one_line(w));
     }

@@ -276,3 +276,20 @@ fn the_help_lists_the_rule_and_finding_ids_the_filter_takes() {
     assert!(text.contains("tesla-virtual-key"), "{text}");
     assert!(text.contains("virtual-key-missing (1)"), "{text}");
 }
+
+#[test]
+fn a_rate_limit_reads_rate_limited_until_a_time_in_the_header() {
+    let mut app = app(120, 40);
+    let until = now() + jiff::SignedDuration::from_secs(3600);
+    app.store
+        .apply(&vtriage::fetch::Event::RateLimited { until }, now());
+    let top = screen(&app)[0].clone();
+    assert!(
+        top.contains(&format!(
+            "rate limited until {}",
+            until.strftime("%H:%M:%S UTC")
+        )),
+        "{top:?}"
+    );
+    assert!(top.contains("(1 h"), "{top:?}");
+}

@@ -84,10 +84,14 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
     }
     if let Some(until) = app.store.rate_limited_until().filter(|u| *u > app.now) {
         let wait = until.as_second() - app.now.as_second();
+        let at = until.strftime("%H:%M:%S UTC");
         segments.push(Segment::new(
             98,
             vec![Span::styled(
-                format!(" rate-limited, waiting {wait}s "),
+                format!(
+                    " rate limited until {at} ({}) ",
+                    crate::health::remedy::human_seconds(u64::try_from(wait).unwrap_or(0))
+                ),
                 theme.error,
             )],
         ));

@@ -63,7 +63,7 @@ pub fn grouped(n: impl std::fmt::Display) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     let len = digits.chars().count();
     for (i, d) in digits.chars().enumerate() {
-        if i > 0 && (len - i) % 3 == 0 {
+        if i > 0 && (len - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(d);
