@@ -684,6 +684,12 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     tui_config.origin = session.origin.clone();
     tui_config.policies = settings.policies.clone();
     tui_config.needs = settings.needs.clone();
+    tui_config.probe_visible = settings
+        .config
+        .fetch
+        .probe_visible
+        .unwrap_or(session.mode == setup::Mode::Demo);
+    tui_config.refresh_every = settings.config.refresh_interval();
     tui_config.warnings = settings
         .warnings
         .iter()

@@ -176,8 +176,11 @@ pub struct FetchConfig {
     pub rate_per_minute: f64,
     pub per_vehicle_per_hour: u32,
     pub freshness_minutes: u64,
-    /// Floor 30 s.
+    /// How often the dashboard probes again the vehicles the agent opened; floor 30 s.
     pub refresh_interval_seconds: u64,
+    /// Probe rows as they scroll into view. Default: on in the demo, off live, where the budget
+    /// is the production app's and only what the agent asks for is probed.
+    pub probe_visible: Option<bool>,
 }
 
 impl Default for FetchConfig {
@@ -190,6 +193,7 @@ impl Default for FetchConfig {
             per_vehicle_per_hour: 20,
             freshness_minutes: 15,
             refresh_interval_seconds: 300,
+            probe_visible: None,
         }
     }
 }

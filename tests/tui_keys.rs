@@ -782,3 +782,62 @@ fn requests_per_second_fall_to_zero_once_requests_stop() {
     tick(&mut app, 21);
     assert!(rate_line(&app).contains("0.0 req/s"), "{}", rate_line(&app));
 }
+
+/// A live dashboard: rows are not probed as they come into view.
+fn live_app() -> (App, Vec<Effect>) {
+    let config = vtriage::tui::TuiConfig {
+        mode_label: "LIVE".into(),
+        probe_visible: false,
+        refresh_every: std::time::Duration::from_secs(300),
+        ..tui_support::config(vtriage::tui::Theme::plain())
+    };
+    let mut app = App::new(tui_support::store(), config, now());
+    let mut effects = update(
+        &mut app,
+        Msg::Resize {
+            width: 120,
+            height: 40,
+        },
+    );
+    for event in events() {
+        effects.extend(update(&mut app, Msg::Store(event)));
+    }
+    (app, effects)
+}
+
+fn tick(app: &mut App, at: jiff::Timestamp) -> Vec<Effect> {
+    update(app, Msg::Tick(at, std::time::Instant::now()))
+}
+
+#[test]
+fn live_the_rows_on_screen_are_not_probed_only_what_the_agent_opens_and_its_refresh() {
+    let (mut app, listed) = live_app();
+    assert!(
+        probes(&listed).is_empty(),
+        "listing probes nothing: {:?}",
+        probes(&listed)
+    );
+    let mut effects = key(&mut app, KeyCode::Down);
+    effects.extend(key(&mut app, KeyCode::End));
+    effects.extend(key(&mut app, KeyCode::Home));
+    assert!(probes(&effects).is_empty(), "scrolling probes nothing");
+
+    let opened = key(&mut app, KeyCode::Enter);
+    let asked = probes(&opened);
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].1, Priority::Focus);
+    let id = asked[0].0[0].clone();
+    let back = key(&mut app, KeyCode::Esc);
+    assert!(
+        probes(&back).is_empty(),
+        "going back to the list probes nothing"
+    );
+
+    assert!(probes(&tick(&mut app, now() + jiff::SignedDuration::from_secs(10))).is_empty());
+    let refresh = tick(&mut app, now() + jiff::SignedDuration::from_secs(310));
+    assert_eq!(
+        probes(&refresh),
+        vec![(vec![id], Priority::Visible, false)],
+        "the opened vehicle is refreshed; the freshness window decides the cost"
+    );
+}

@@ -293,3 +293,20 @@ fn a_rate_limit_reads_rate_limited_until_a_time_in_the_header() {
     );
     assert!(top.contains("(1 h"), "{top:?}");
 }
+
+#[test]
+fn with_the_budget_spent_the_header_says_when_the_next_request_can_go() {
+    let mut app = app(120, 40);
+    let progress = vtriage::fetch::Progress {
+        budget_left: Some(0.3),
+        budget_refill_per_min: Some(2.0),
+        ..Default::default()
+    };
+    app.store
+        .apply(&vtriage::fetch::Event::Progress(progress), now());
+    let top = screen(&app)[0].clone();
+    assert!(
+        top.contains("budget 0 +2/min · next request in 21 s"),
+        "{top:?}"
+    );
+}

@@ -38,6 +38,12 @@ pub struct TuiConfig {
     /// What went wrong while starting (a bad `policies.toml`, unreadable token lines): shown in the
     /// header and the help, since nothing printed before the dashboard is seen until it quits.
     pub warnings: Vec<String>,
+    /// Rows are probed as they scroll into view (the demo). Live, only what the agent asks for is
+    /// probed: an opened vehicle, `r`, `:user`, `:vin`, `:sweep`, and the refresh of opened vehicles.
+    pub probe_visible: bool,
+    /// Vehicles opened in this session are probed again this often (the freshness window still
+    /// decides whether a probe spends anything).
+    pub refresh_every: std::time::Duration,
 }
 
 impl Default for TuiConfig {
@@ -52,6 +58,8 @@ impl Default for TuiConfig {
             mouse: false,
             hyperlinks: true,
             warnings: Vec::new(),
+            probe_visible: true,
+            refresh_every: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -214,6 +222,10 @@ pub struct App {
     pub updated_at: Option<Timestamp>,
     /// Ids last asked for at Visible priority, to ask again only when the window changes.
     last_visible: Vec<String>,
+    /// Vehicles the agent opened, oldest first: refreshed every `refresh_every`.
+    opened: Vec<String>,
+    /// When the opened vehicles were last refreshed.
+    refreshed_at: Option<jiff::Timestamp>,
     /// Something changed since the last draw.
     pub dirty: bool,
     /// The selection sticks to the first row while results re-sort the fleet, until the agent moves it:
@@ -286,6 +298,8 @@ impl App {
             listed_at: None,
             updated_at: None,
             last_visible: Vec::new(),
+            opened: Vec::new(),
+            refreshed_at: None,
             dirty: true,
             spin: 0,
             rate: RequestRate::default(),
@@ -384,7 +398,7 @@ impl App {
         // The same vehicles in another order (results re-sorted them) need no new probes.
         if set != self.last_visible {
             self.last_visible = set;
-            if !ids.is_empty() {
+            if !ids.is_empty() && self.config.probe_visible {
                 effects.push(Effect::Send(Command::Probe {
                     vehicle_ids: ids,
                     priority: Priority::Visible,
@@ -462,6 +476,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 app.dirty = true;
             }
             app.dirty |= second_changed;
+            refresh_opened(app, &mut effects);
         }
         Msg::Store(event) => {
             if matches!(event, Event::ConnectionsListed { .. }) {
@@ -788,8 +803,32 @@ fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
     app.follow_selection(effects);
 }
 
+/// Asks again for the vehicles opened in this session once `refresh_every` has passed.
+fn refresh_opened(app: &mut App, effects: &mut Vec<Effect>) {
+    let every = jiff::SignedDuration::try_from(app.config.refresh_every)
+        .unwrap_or(jiff::SignedDuration::MAX);
+    let due = app
+        .refreshed_at
+        .is_some_and(|at| app.now.duration_since(at) >= every);
+    if app.opened.is_empty() || app.refreshed_at.is_none() {
+        app.refreshed_at = Some(app.now);
+        return;
+    }
+    if due {
+        app.refreshed_at = Some(app.now);
+        effects.push(Effect::Send(Command::Probe {
+            vehicle_ids: app.opened.clone(),
+            priority: Priority::Visible,
+            force: false,
+        }));
+    }
+}
+
 fn open_vehicle(app: &mut App, vehicle_id: String, effects: &mut Vec<Effect>) {
     app.pin_top = false;
+    if !app.opened.contains(&vehicle_id) {
+        app.opened.push(vehicle_id.clone());
+    }
     app.memos.push(FleetMemo {
         filter: app.store.filter_text().to_string(),
         sort: app.store.sort(),

@@ -108,10 +108,22 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
             .budget_refill_per_min
             .map(|r| format!(" +{r:.0}/min"))
             .unwrap_or_default();
+        // With less than one token left, when the next request can go matters more than the count.
+        let next = progress
+            .budget_refill_per_min
+            .filter(|r| left < 1.0 && *r > 0.0)
+            .map(|r| {
+                let s = ((1.0 - left.max(0.0)) * 60.0 / r).ceil() as u64;
+                format!(
+                    " · next request in {}",
+                    crate::health::remedy::human_seconds(s)
+                )
+            })
+            .unwrap_or_default();
         segments.push(Segment::new(
             60,
             vec![Span::styled(
-                format!("· budget {:.0}{refill} ", left.floor()),
+                format!("· budget {:.0}{refill}{next} ", left.floor()),
                 theme.muted,
             )],
         ));
