@@ -219,7 +219,7 @@ fn row(
     Row {
         situation,
         report,
-        needs: Needs::default(),
+        needs: app_needs(),
         status,
         main,
         rule: None,
@@ -864,6 +864,14 @@ fn every_situation_gets_its_status_and_main_finding() {
     }
 }
 
+/// What a configured app has: a Connect client id, so re-authentication links can be built.
+fn app_needs() -> Needs {
+    Needs {
+        client_id: Some("app-client-id".into()),
+        ..Needs::default()
+    }
+}
+
 fn diagnose_one(situation: &str) -> Diagnosis {
     let r = rows()
         .into_iter()
@@ -902,17 +910,33 @@ fn tesla_without_virtual_key_is_blocked_since_the_rule_date_with_smartcar_messag
 }
 
 #[test]
-fn location_permission_link_asks_for_exactly_read_location_with_a_placeholder_client_id() {
+fn location_permission_link_asks_for_exactly_read_location() {
     let d = diagnose_one("location-permission-missing");
     let f = d.main_finding().expect("finding");
     assert_eq!(f.since.as_deref(), Some("March 2025"));
     assert_eq!(
         f.remedy.link.as_deref(),
         Some(&*format!(
-            "{CONNECT}/oauth/reauthenticate?response_type=vehicle_id&client_id=<your-client-id>&vehicle_id=veh-1&scope=required%3Aread_location&make=TESLA"
+            "{CONNECT}/oauth/reauthenticate?response_type=vehicle_id&client_id=app-client-id&vehicle_id=veh-1&scope=required%3Aread_location&make=TESLA"
         ))
     );
-    assert!(f.remedy.action.contains("<your-client-id>"));
+}
+
+#[test]
+fn without_a_client_id_the_location_fix_says_what_to_configure_and_links_nothing() {
+    let r = rows()
+        .into_iter()
+        .find(|r| r.situation == "location-permission-missing")
+        .expect("row");
+    let d = diagnose(&r.report, &Policies::builtin(), &Needs::default(), now());
+    let f = d.main_finding().expect("finding");
+    assert_eq!(f.remedy.link, None);
+    assert!(f.remedy.action.contains("client id"), "{}", f.remedy.action);
+    assert!(
+        !f.remedy.customer_reply.contains("http"),
+        "{}",
+        f.remedy.customer_reply
+    );
 }
 
 #[test]
@@ -1104,7 +1128,7 @@ permission = "read_odometer"
             ),
         ]
     });
-    let d = diagnose(&r, &policies, &Needs::default(), now());
+    let d = diagnose(&r, &policies, &app_needs(), now());
     let f = d.main_finding().expect("finding");
     assert_eq!(
         (f.id.as_str(), f.rule.as_deref(), f.since.as_deref()),
