@@ -235,46 +235,68 @@ impl Db {
     ) -> Result<Stored, DbError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let insert = tx
+        let occurred_at = vehicle.and_then(|v| v.at).map(std::time::SystemTime::from);
+        let Some(event) = vehicle else {
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO webhook_events (event_id, event_type, vehicle_id, occurred_at, body)
+                     VALUES ($1, $2, NULL, NULL, $3) ON CONFLICT (event_id) DO NOTHING",
+                )
+                .await?;
+            if tx.execute(&insert, &[&event_id, &event_type, body]).await? == 0 {
+                tx.rollback().await?;
+                return Ok(Stored::Duplicate);
+            }
+            tx.commit().await?;
+            return Ok(Stored::New);
+        };
+        // One round trip records the event and, only if it is new, locks (or creates) the
+        // vehicle's row: concurrent deliveries for one vehicle then merge one after the other.
+        let record = tx
             .prepare_cached(
-                "INSERT INTO webhook_events (event_id, event_type, vehicle_id, occurred_at, body)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+                "WITH event AS (
+                     INSERT INTO webhook_events (event_id, event_type, vehicle_id, occurred_at, body)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING 1)
+                 INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
+                 SELECT $3, $6, $7, $8, $9 FROM event
+                 ON CONFLICT (vehicle_id) DO UPDATE SET
+                     user_id = COALESCE(EXCLUDED.user_id, vehicles.user_id),
+                     make = COALESCE(EXCLUDED.make, vehicles.make),
+                     model = COALESCE(EXCLUDED.model, vehicles.model),
+                     year = COALESCE(EXCLUDED.year, vehicles.year)
+                 RETURNING status, finding, facts, user_id, make, model, year",
             )
             .await?;
-        let occurred_at = vehicle.and_then(|v| v.at).map(std::time::SystemTime::from);
-        let inserted = tx
-            .execute(
-                &insert,
+        let year = event.year.map(i32::from);
+        let row = tx
+            .query_opt(
+                &record,
                 &[
                     &event_id,
                     &event_type,
-                    &vehicle.map(|v| v.vehicle_id.as_str()),
+                    &event.vehicle_id,
                     &occurred_at,
                     body,
+                    &event.user_id,
+                    &event.make,
+                    &event.model,
+                    &year,
                 ],
             )
             .await?;
-        if inserted == 0 {
+        let Some(row) = row else {
             tx.rollback().await?;
             return Ok(Stored::Duplicate);
-        }
-        if let Some(event) = vehicle {
-            let at = event.at.unwrap_or_else(|| self.now());
-            let attributes = Attributes {
-                user_id: event.user_id.as_deref(),
-                make: event.make.as_deref(),
-                model: event.model.as_deref(),
-                year: event.year,
-            };
-            self.apply(
-                &tx,
-                &event.vehicle_id,
-                attributes,
-                |facts| facts.merge(event, at),
-                &format!("webhook {event_id}"),
-            )
-            .await?;
-        }
+        };
+        let at = event.at.unwrap_or_else(|| self.now());
+        self.apply(
+            &tx,
+            &event.vehicle_id,
+            &row,
+            |facts| facts.merge(event, at),
+            &format!("webhook {event_id}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(Stored::New)
     }
@@ -302,10 +324,13 @@ impl Db {
             )
             .await?
             .get(0);
+        let row = self
+            .lock_vehicle(&tx, &report.vehicle_id, attributes)
+            .await?;
         self.apply(
             &tx,
             &report.vehicle_id,
-            attributes,
+            &row,
             |facts| {
                 facts.probe = Some(report.clone());
                 true
@@ -323,19 +348,14 @@ impl Db {
         Ok(id)
     }
 
-    /// Locks the vehicle's row (creating it), lets `change` update its facts, and when anything
-    /// changed writes the new diagnosis, a history row if the verdict moved, and a notification.
-    async fn apply(
+    /// Locks the vehicle's row, creating it; returns what [`Db::apply`] reads.
+    async fn lock_vehicle(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         vehicle_id: &str,
         attributes: Attributes<'_>,
-        change: impl FnOnce(&mut VehicleFacts) -> bool,
-        cause: &str,
-    ) -> Result<(), DbError> {
+    ) -> Result<tokio_postgres::Row, DbError> {
         let year = attributes.year.map(i32::from);
-        // Upserting takes the row lock, so concurrent deliveries for one vehicle merge one after
-        // the other instead of overwriting each other's facts.
         let lock = tx
             .prepare_cached(
                 "INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
@@ -348,7 +368,7 @@ impl Db {
                  RETURNING status, finding, facts, user_id, make, model, year",
             )
             .await?;
-        let row = tx
+        Ok(tx
             .query_one(
                 &lock,
                 &[
@@ -359,7 +379,20 @@ impl Db {
                     &year,
                 ],
             )
-            .await?;
+            .await?)
+    }
+
+    /// With the vehicle's row locked (`row`: status, finding, facts, user, make, model, year), lets
+    /// `change` update its facts, and when anything changed writes the new diagnosis, a history row
+    /// if the verdict moved, and a notification.
+    async fn apply(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        vehicle_id: &str,
+        row: &tokio_postgres::Row,
+        change: impl FnOnce(&mut VehicleFacts) -> bool,
+        cause: &str,
+    ) -> Result<(), DbError> {
         let old_status: String = row.get(0);
         let old_finding: Option<String> = row.get(1);
         let facts_json: Value = row.get(2);
@@ -390,15 +423,27 @@ impl Db {
         let facts_json = serde_json::to_value(&facts).map_err(|e| DbError::Query(e.to_string()))?;
         let diagnosis_json =
             serde_json::to_value(&diagnosis).map_err(|e| DbError::Query(e.to_string()))?;
+        let payload = serde_json::json!({
+            "vehicle_id": vehicle_id,
+            "status": status,
+            "finding": finding,
+        })
+        .to_string();
+        // One round trip: the new verdict, and only when it moved, its history row and the notice.
         let update = tx
             .prepare_cached(
-                "UPDATE vehicles SET facts = $2, status = $3, finding = $4, diagnosis = $5,
-                     updated_at = now(),
-                     changed_at = CASE WHEN $6 THEN now() ELSE changed_at END
-                 WHERE vehicle_id = $1",
+                "WITH updated AS (
+                     UPDATE vehicles SET facts = $2, status = $3, finding = $4, diagnosis = $5,
+                         updated_at = now(),
+                         changed_at = CASE WHEN $6 THEN now() ELSE changed_at END
+                     WHERE vehicle_id = $1 RETURNING 1),
+                 history AS (
+                     INSERT INTO status_history (vehicle_id, status, finding, cause)
+                     SELECT $1, $3, $4, $7 FROM updated WHERE $6 RETURNING 1)
+                 SELECT pg_notify($8, $9) FROM history",
             )
             .await?;
-        tx.execute(
+        tx.query(
             &update,
             &[
                 &vehicle_id,
@@ -407,26 +452,12 @@ impl Db {
                 &finding,
                 &diagnosis_json,
                 &moved,
+                &cause,
+                &CHANGES_CHANNEL,
+                &payload,
             ],
         )
         .await?;
-        if moved {
-            let history = tx
-                .prepare_cached(
-                    "INSERT INTO status_history (vehicle_id, status, finding, cause) VALUES ($1, $2, $3, $4)",
-                )
-                .await?;
-            tx.execute(&history, &[&vehicle_id, &status, &finding, &cause])
-                .await?;
-            let payload = serde_json::json!({
-                "vehicle_id": vehicle_id,
-                "status": status,
-                "finding": finding,
-            })
-            .to_string();
-            let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-            tx.execute(&notify, &[&CHANGES_CHANNEL, &payload]).await?;
-        }
         Ok(())
     }
 
