@@ -89,6 +89,8 @@ pub enum Command {
     Sim(crate::sim::SimArgs),
     /// Where config, cache, snapshot and logs live.
     Info,
+    /// The desk server: Smartcar webhooks into PostgreSQL, and the desk's one prober.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -193,6 +195,45 @@ pub struct ConnectUrlArgs {
     pub reauth: bool,
     #[arg(long)]
     pub vehicle_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// PostgreSQL URL, e.g. postgres://vtriage@127.0.0.1:5432/desk (env DATABASE_URL).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database: String,
+    /// Address to listen on; put a TLS-terminating proxy in front of it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    pub listen: std::net::SocketAddr,
+    /// Keep the desk's tables in this schema (created if missing) instead of the user's default.
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+    /// Database connections in the pool.
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pool_size: u16,
+    /// How long a request waits for the database before it is answered 503.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    pub db_timeout: std::time::Duration,
+    /// Largest webhook body accepted; larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Delete webhook events older than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub keep_events_days: u32,
+    /// Never probe from this process (webhooks only).
+    #[arg(long)]
+    pub no_prober: bool,
+    /// How often a waiting process asks for the prober lock (takeover time after the holder dies).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration)]
+    pub prober_retry: std::time::Duration,
+    /// Re-list the fleet this often.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub refresh_every: std::time::Duration,
+    /// Sweep the whole fleet this often (off by default: a sweep spends the budget).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub sweep_every: Option<std::time::Duration>,
 }
 
 /// A request rate per minute: `120`, `120/min` or `2/s`.

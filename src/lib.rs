@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod desk;
 pub mod fetch;
 pub mod health;
 pub mod private_files;

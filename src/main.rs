@@ -42,5 +42,6 @@ async fn run(cli: Cli) -> Result<ExitCode, vtriage::commands::CommandError> {
         Some(Command::ConnectUrl(args)) => commands::connect_url(&cli.global, &args),
         Some(Command::Sim(args)) => commands::sim(args).await,
         Some(Command::Info) => commands::info(&cli.global),
+        Some(Command::Serve(args)) => commands::serve(&cli.global, &args).await,
     }
 }

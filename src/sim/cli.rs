@@ -99,6 +99,37 @@ pub struct SimArgs {
     /// Print the fleet's situations and their shares, then exit.
     #[arg(long)]
     pub describe: bool,
+    /// Post signed v3 webhooks (VERIFY first, then VEHICLE_ERROR / VEHICLE_STATE as situations
+    /// appear and resolve) to this URL, e.g. http://127.0.0.1:8787/webhooks/smartcar.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Webhook deliveries per second.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10.0,
+        requires = "webhook_url"
+    )]
+    pub webhook_rate: f64,
+    /// Share of webhook deliveries (0–1) sent twice.
+    #[arg(
+        long,
+        value_name = "SHARE",
+        default_value_t = 0.05,
+        requires = "webhook_url"
+    )]
+    pub webhook_duplicate_rate: f64,
+    /// Share of webhook deliveries (0–1) sent after the one that follows them.
+    #[arg(
+        long,
+        value_name = "SHARE",
+        default_value_t = 0.05,
+        requires = "webhook_url"
+    )]
+    pub webhook_reorder_rate: f64,
+    /// Stop sending webhooks after this many deliveries.
+    #[arg(long, value_name = "N", requires = "webhook_url")]
+    pub webhook_limit: Option<u64>,
 }
 
 impl SimArgs {
@@ -109,6 +140,36 @@ impl SimArgs {
                 flag: "--fault-rate",
                 value: self.fault_rate.to_string(),
                 reason: "must be between 0 and 1".into(),
+            });
+        }
+        for (flag, value) in [
+            ("--webhook-duplicate-rate", self.webhook_duplicate_rate),
+            ("--webhook-reorder-rate", self.webhook_reorder_rate),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(SimError::InvalidFlag {
+                    flag,
+                    value: value.to_string(),
+                    reason: "must be between 0 and 1".into(),
+                });
+            }
+        }
+        if !(self.webhook_rate > 0.0 && self.webhook_rate.is_finite()) {
+            return Err(SimError::InvalidFlag {
+                flag: "--webhook-rate",
+                value: self.webhook_rate.to_string(),
+                reason: "must be above 0".into(),
+            });
+        }
+        if let Some(url) = &self.webhook_url
+            && url::Url::parse(url)
+                .map(|u| !matches!(u.scheme(), "http" | "https"))
+                .unwrap_or(true)
+        {
+            return Err(SimError::InvalidFlag {
+                flag: "--webhook-url",
+                value: url.clone(),
+                reason: "not an http(s) URL".into(),
             });
         }
         let latency = match self.latency_profile {
@@ -189,6 +250,15 @@ fn write_tokens(path: &Path, tokens: &[(String, String)]) -> Result<(), SimError
     out.flush().map_err(err)
 }
 
+/// Stops the webhook sender with the simulator.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The largest fleet `--vehicles` accepts: a million vehicles already take hundreds of MB, and a
 /// larger number is far more likely a typo than a test.
 pub const MAX_VEHICLES: usize = 1_000_000;
@@ -244,6 +314,23 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         "    export SMARTCAR_CLIENT_ID={client_id} SMARTCAR_CLIENT_SECRET={client_secret} SMARTCAR_IAM_ORIGIN={origin} SMARTCAR_API_V3_ORIGIN={origin}"
     );
     println!("  ground truth: {origin}/_sim/fleet   counters: {origin}/_sim/stats");
+    let _webhooks = args.webhook_url.clone().map(|url| {
+        let fleet = handle.fleet().clone();
+        let config = super::webhooks::SenderConfig {
+            url,
+            amt: amt.clone(),
+            per_second: args.webhook_rate,
+            disorder: super::webhooks::Disorder {
+                duplicate_rate: args.webhook_duplicate_rate,
+                reorder_rate: args.webhook_reorder_rate,
+            },
+            seed: args.seed,
+            limit: args.webhook_limit,
+        };
+        AbortOnDrop(tokio::spawn(async move {
+            super::webhooks::send(config, &fleet).await;
+        }))
+    });
     println!("  Ctrl-C stops");
     tokio::select! {
         result = handle.wait() => result,

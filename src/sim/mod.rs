@@ -33,6 +33,7 @@ mod routes;
 pub mod stats;
 mod v3;
 pub mod vin;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,610 @@
+//! The desk's PostgreSQL store: the connection pool, the embedded migrations, and the transactions
+//! that commit a webhook delivery or a probe result together with the diagnosis they lead to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::Value;
+use tokio_postgres::NoTls;
+
+use crate::fetch::ConnectionInfo;
+use crate::health::{Diagnosis, Status};
+use crate::smartcar::{ProbeReport, VehicleAttributes};
+
+use super::facts::VehicleFacts;
+use super::webhook::VehicleEvent;
+
+/// Turns what is known about a vehicle into its diagnosis (policies and needs are inside).
+pub type Diagnoser = Arc<dyn Fn(&ProbeReport, jiff::Timestamp) -> Diagnosis + Send + Sync>;
+
+/// Migrations in order; each runs once, in its own transaction, recorded in `vtriage_migrations`.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_desk.sql"))];
+
+/// Serialises migrations between `serve` processes starting at once on one database.
+const MIGRATION_LOCK: i64 = 0x7674_7269_6167_0001;
+
+/// The channel every committed change is announced on (`LISTEN vtriage_changes`); the payload is
+/// `{"vehicle_id", "status", "finding"}`.
+pub const CHANGES_CHANNEL: &str = "vtriage_changes";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("--database: {0}")]
+    Url(String),
+    #[error(
+        "--schema `{0}`: use letters, digits and underscores, starting with a letter or underscore (at most 63)"
+    )]
+    Schema(String),
+    #[error("cannot build the database pool: {0}")]
+    Pool(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the database refused the data: {0}")]
+    Refused(String),
+    #[error("database: {0}")]
+    Query(String),
+}
+
+impl DbError {
+    /// Whether the same request may succeed later (connection trouble), as opposed to data the
+    /// database will never accept.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, DbError::Refused(_))
+    }
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> DbError {
+        let text = e
+            .as_db_error()
+            .map(|d| format!("{}: {}", d.code().code(), d.message()))
+            .unwrap_or_else(|| e.to_string());
+        // Class 22 is "data exception": a NUL in a JSON string, a number out of range. Retrying
+        // the same body cannot help, so it must not be answered as a passing outage.
+        match e.code() {
+            Some(code) if code.code().starts_with("22") => DbError::Refused(text),
+            Some(_) => DbError::Query(text),
+            None => DbError::Unavailable(text),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(e: deadpool_postgres::PoolError) -> DbError {
+        match e {
+            deadpool_postgres::PoolError::Backend(b) => b.into(),
+            other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Whether `name` can be used as a schema name without quoting.
+pub fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub url: String,
+    /// Tables live in this schema (created if missing) instead of the user's default.
+    pub schema: Option<String>,
+    pub pool_size: usize,
+    /// How long a delivery waits for a connection or a new connection for the server.
+    pub timeout: Duration,
+}
+
+impl DbConfig {
+    /// The driver's configuration: the URL, plus the schema as the connection's `search_path`.
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, DbError> {
+        let mut config: tokio_postgres::Config = self
+            .url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| DbError::Url(e.to_string()))?;
+        if let Some(schema) = &self.schema {
+            if !valid_schema(schema) {
+                return Err(DbError::Schema(schema.clone()));
+            }
+            config.options(format!("-c search_path={schema}"));
+        }
+        config.connect_timeout(self.timeout);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        if config.get_application_name().is_none() {
+            config.application_name("vtriage serve");
+        }
+        Ok(config)
+    }
+}
+
+/// What committing one delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// New; committed.
+    New,
+    /// An event with this id was committed before: nothing changed.
+    Duplicate,
+}
+
+/// The pool and what the transactions need.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    diagnose: Diagnoser,
+    now: Option<jiff::Timestamp>,
+}
+
+impl Db {
+    /// Builds the pool (no connection is made yet).
+    pub fn new(
+        config: &DbConfig,
+        diagnose: Diagnoser,
+        now: Option<jiff::Timestamp>,
+    ) -> Result<Db, DbError> {
+        let pg = config.pg_config()?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.timeout))
+            .create_timeout(Some(config.timeout))
+            .recycle_timeout(Some(config.timeout))
+            .build()
+            .map_err(|e| DbError::Pool(e.to_string()))?;
+        Ok(Db {
+            pool,
+            diagnose,
+            now,
+        })
+    }
+
+    fn now(&self) -> jiff::Timestamp {
+        self.now.unwrap_or_else(jiff::Timestamp::now)
+    }
+
+    /// Creates the schema if one is configured and applies every migration not applied yet.
+    pub async fn migrate(&self, schema: Option<&str>) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        if let Some(schema) = schema {
+            if !valid_schema(schema) {
+                return Err(DbError::Schema(schema.to_string()));
+            }
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await?;
+        }
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS vtriage_migrations (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let applied: Vec<i32> = tx
+            .query("SELECT version FROM vtriage_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO vtriage_migrations (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
+            tracing::info!(version, "applied migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the database answers now (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Commits a delivery: the event row, and for a vehicle event the merged facts, the new
+    /// diagnosis, a history row when the status or finding changed, and a notification. `Ok` only
+    /// once committed; an event id seen before commits nothing.
+    pub async fn store_delivery(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        vehicle: Option<&VehicleEvent>,
+        body: &Value,
+    ) -> Result<Stored, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let occurred_at = vehicle.and_then(|v| v.at).map(std::time::SystemTime::from);
+        let Some(event) = vehicle else {
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO webhook_events (event_id, event_type, vehicle_id, occurred_at, body)
+                     VALUES ($1, $2, NULL, NULL, $3) ON CONFLICT (event_id) DO NOTHING",
+                )
+                .await?;
+            if tx.execute(&insert, &[&event_id, &event_type, body]).await? == 0 {
+                tx.rollback().await?;
+                return Ok(Stored::Duplicate);
+            }
+            tx.commit().await?;
+            return Ok(Stored::New);
+        };
+        // One round trip records the event and, only if it is new, locks (or creates) the
+        // vehicle's row: concurrent deliveries for one vehicle then merge one after the other.
+        let record = tx
+            .prepare_cached(
+                "WITH event AS (
+                     INSERT INTO webhook_events (event_id, event_type, vehicle_id, occurred_at, body)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING 1)
+                 INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
+                 SELECT $3, $6, $7, $8, $9 FROM event
+                 ON CONFLICT (vehicle_id) DO UPDATE SET
+                     user_id = COALESCE(EXCLUDED.user_id, vehicles.user_id),
+                     make = COALESCE(EXCLUDED.make, vehicles.make),
+                     model = COALESCE(EXCLUDED.model, vehicles.model),
+                     year = COALESCE(EXCLUDED.year, vehicles.year)
+                 RETURNING status, finding, facts, user_id, make, model, year",
+            )
+            .await?;
+        let year = event.year.map(i32::from);
+        let row = tx
+            .query_opt(
+                &record,
+                &[
+                    &event_id,
+                    &event_type,
+                    &event.vehicle_id,
+                    &occurred_at,
+                    body,
+                    &event.user_id,
+                    &event.make,
+                    &event.model,
+                    &year,
+                ],
+            )
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(Stored::Duplicate);
+        };
+        let at = event.at.unwrap_or_else(|| self.now());
+        self.apply(
+            &tx,
+            &event.vehicle_id,
+            &row,
+            |facts| facts.merge(event, at),
+            &format!("webhook {event_id}"),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Stored::New)
+    }
+
+    /// Commits a probe result: the report, the vehicle's new diagnosis, and every pending probe
+    /// request for the vehicle marked as served by it (two agents asking for one vehicle share one
+    /// probe). Returns the result's id.
+    pub async fn store_probe(&self, report: &ProbeReport) -> Result<i64, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let attrs = report.attributes.as_ref();
+        let attributes = Attributes {
+            user_id: report.user_id.as_deref(),
+            make: attrs.map(|a| a.make.as_str()),
+            model: attrs.map(|a| a.model.as_str()),
+            year: attrs.map(|a| a.year),
+        };
+        let diagnosis = (self.diagnose)(report, self.now());
+        let report_json =
+            serde_json::to_value(report).map_err(|e| DbError::Query(e.to_string()))?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO probe_results (vehicle_id, status, report) VALUES ($1, $2, $3) RETURNING id",
+                &[&report.vehicle_id, &diagnosis.status.label(), &report_json],
+            )
+            .await?
+            .get(0);
+        let row = self
+            .lock_vehicle(&tx, &report.vehicle_id, attributes)
+            .await?;
+        self.apply(
+            &tx,
+            &report.vehicle_id,
+            &row,
+            |facts| {
+                facts.probe = Some(report.clone());
+                true
+            },
+            &format!("probe {id}"),
+        )
+        .await?;
+        tx.execute(
+            "UPDATE probe_requests SET served_at = now(), probe_result_id = $2
+             WHERE vehicle_id = $1 AND served_at IS NULL",
+            &[&report.vehicle_id, &id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Locks the vehicle's row, creating it; returns what [`Db::apply`] reads.
+    async fn lock_vehicle(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        vehicle_id: &str,
+        attributes: Attributes<'_>,
+    ) -> Result<tokio_postgres::Row, DbError> {
+        let year = attributes.year.map(i32::from);
+        let lock = tx
+            .prepare_cached(
+                "INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (vehicle_id) DO UPDATE SET
+                     user_id = COALESCE(EXCLUDED.user_id, vehicles.user_id),
+                     make = COALESCE(EXCLUDED.make, vehicles.make),
+                     model = COALESCE(EXCLUDED.model, vehicles.model),
+                     year = COALESCE(EXCLUDED.year, vehicles.year)
+                 RETURNING status, finding, facts, user_id, make, model, year",
+            )
+            .await?;
+        Ok(tx
+            .query_one(
+                &lock,
+                &[
+                    &vehicle_id,
+                    &attributes.user_id,
+                    &attributes.make,
+                    &attributes.model,
+                    &year,
+                ],
+            )
+            .await?)
+    }
+
+    /// With the vehicle's row locked (`row`: status, finding, facts, user, make, model, year), lets
+    /// `change` update its facts, and when anything changed writes the new diagnosis, a history row
+    /// if the verdict moved, and a notification.
+    async fn apply(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        vehicle_id: &str,
+        row: &tokio_postgres::Row,
+        change: impl FnOnce(&mut VehicleFacts) -> bool,
+        cause: &str,
+    ) -> Result<(), DbError> {
+        let old_status: String = row.get(0);
+        let old_finding: Option<String> = row.get(1);
+        let facts_json: Value = row.get(2);
+        let user_id: Option<String> = row.get(3);
+        let make: Option<String> = row.get(4);
+        let model: Option<String> = row.get(5);
+        let year: Option<i32> = row.get(6);
+        // A document this version cannot read (written by a newer one) starts over rather than failing
+        // every delivery for the vehicle.
+        let mut facts: VehicleFacts = serde_json::from_value(facts_json).unwrap_or_default();
+        if !change(&mut facts) {
+            return Ok(());
+        }
+        let attributes = match (make, model, year.and_then(|y| u16::try_from(y).ok())) {
+            (Some(make), model, Some(year)) => Some(VehicleAttributes {
+                id: vehicle_id.to_string(),
+                make,
+                model: model.unwrap_or_default(),
+                year,
+            }),
+            _ => None,
+        };
+        let report = facts.report(vehicle_id, user_id.as_deref(), attributes);
+        let diagnosis = (self.diagnose)(&report, self.now());
+        let status = diagnosis.status.label();
+        let finding = diagnosis.main_finding().map(|f| f.id.clone());
+        let moved = status != old_status || finding != old_finding;
+        let facts_json = serde_json::to_value(&facts).map_err(|e| DbError::Query(e.to_string()))?;
+        let diagnosis_json =
+            serde_json::to_value(&diagnosis).map_err(|e| DbError::Query(e.to_string()))?;
+        let payload = serde_json::json!({
+            "vehicle_id": vehicle_id,
+            "status": status,
+            "finding": finding,
+        })
+        .to_string();
+        // One round trip: the new verdict, and only when it moved, its history row and the notice.
+        let update = tx
+            .prepare_cached(
+                "WITH updated AS (
+                     UPDATE vehicles SET facts = $2, status = $3, finding = $4, diagnosis = $5,
+                         updated_at = now(),
+                         changed_at = CASE WHEN $6 THEN now() ELSE changed_at END
+                     WHERE vehicle_id = $1 RETURNING 1),
+                 history AS (
+                     INSERT INTO status_history (vehicle_id, status, finding, cause)
+                     SELECT $1, $3, $4, $7 FROM updated WHERE $6 RETURNING 1)
+                 SELECT pg_notify($8, $9) FROM history",
+            )
+            .await?;
+        tx.query(
+            &update,
+            &[
+                &vehicle_id,
+                &facts_json,
+                &status,
+                &finding,
+                &diagnosis_json,
+                &moved,
+                &cause,
+                &CHANGES_CHANNEL,
+                &payload,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records the fleet as listed: new vehicles appear (UNKNOWN until something is known), known
+    /// ones keep everything but a changed user.
+    pub async fn store_connections(&self, connections: &[ConnectionInfo]) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        for chunk in connections.chunks(5_000) {
+            let ids: Vec<&str> = chunk
+                .iter()
+                .map(|c| c.connection.vehicle_id.as_str())
+                .collect();
+            let users: Vec<&str> = chunk
+                .iter()
+                .map(|c| c.connection.user_id.as_str())
+                .collect();
+            client
+                .execute(
+                    "INSERT INTO vehicles (vehicle_id, user_id)
+                     SELECT * FROM unnest($1::text[], $2::text[])
+                     ON CONFLICT (vehicle_id) DO UPDATE SET user_id = EXCLUDED.user_id
+                     WHERE vehicles.user_id IS DISTINCT FROM EXCLUDED.user_id",
+                    &[&ids, &users],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Probe requests not served yet, oldest first, as `(vehicle_id, priority)`.
+    pub async fn pending_probe_requests(&self) -> Result<Vec<(String, String)>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT vehicle_id, max(priority) FROM probe_requests WHERE served_at IS NULL
+                 GROUP BY vehicle_id ORDER BY min(requested_at) LIMIT 1000",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Asks the desk's prober to probe a vehicle, on behalf of `requested_by` (audited).
+    pub async fn request_probe(
+        &self,
+        vehicle_id: &str,
+        priority: &str,
+        requested_by: &str,
+    ) -> Result<i64, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO probe_requests (vehicle_id, priority, requested_by) VALUES ($1, $2, $3) RETURNING id",
+                &[&vehicle_id, &priority, &requested_by],
+            )
+            .await?
+            .get(0);
+        tx.execute(
+            "INSERT INTO audit (actor, action, subject) VALUES ($1, 'request probe', $2)",
+            &[&requested_by, &vehicle_id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Writes one audit row: who did what to which subject.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: Option<&str>,
+        detail: Option<&Value>,
+    ) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO audit (actor, action, subject, detail) VALUES ($1, $2, $3, $4)",
+                &[&actor, &action, &subject, &detail],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes webhook events received more than `days` ago; returns how many. A retry of an event
+    /// this old is merged again, which the newest-wins rule makes harmless.
+    pub async fn prune_events(&self, days: u32) -> Result<u64, DbError> {
+        let client = self.pool.get().await?;
+        let days = i32::try_from(days).unwrap_or(i32::MAX);
+        Ok(client
+            .execute(
+                "DELETE FROM webhook_events WHERE received_at < now() - ($1::int * interval '1 day')",
+                &[&days],
+            )
+            .await?)
+    }
+
+    /// The vehicle's status and main finding, if the desk knows it.
+    pub async fn vehicle_status(
+        &self,
+        vehicle_id: &str,
+    ) -> Result<Option<(Status, Option<String>)>, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT status, finding FROM vehicles WHERE vehicle_id = $1",
+                &[&vehicle_id],
+            )
+            .await?;
+        Ok(row.map(|r| {
+            let status: String = r.get(0);
+            (Status::parse(&status).unwrap_or(Status::Unknown), r.get(1))
+        }))
+    }
+}
+
+/// What a delivery or a probe says about the vehicle itself; `None` keeps what is stored.
+struct Attributes<'a> {
+    user_id: Option<&'a str>,
+    make: Option<&'a str>,
+    model: Option<&'a str>,
+    year: Option<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_identifiers_are_accepted_as_schema_names() {
+        for good in ["desk", "_x", "vtriage_test_0af3"] {
+            assert!(valid_schema(good), "{good}");
+        }
+        for bad in ["", "1abc", "a-b", "a;drop", "a b", &"x".repeat(64)] {
+            assert!(!valid_schema(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_schema_with_quotes_is_refused_before_any_connection() {
+        let config = DbConfig {
+            url: "postgres://postgres@127.0.0.1/test".into(),
+            schema: Some("x\"; drop".into()),
+            pool_size: 1,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(matches!(config.pg_config(), Err(DbError::Schema(_))));
+    }
+}

@@ -1,0 +1,193 @@
+//! The desk's counters and gauges, and their Prometheus text exposition for `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Why a delivery was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Missing or wrong `SC-Signature`.
+    Signature,
+    /// Signed, but not a payload we can read.
+    Payload,
+    /// Over the body cap.
+    TooLarge,
+    /// The database did not commit it (the sender retries).
+    Database,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 4] = [
+        Rejection::Signature,
+        Rejection::Payload,
+        Rejection::TooLarge,
+        Rejection::Database,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::Signature => "signature",
+            Rejection::Payload => "payload",
+            Rejection::TooLarge => "too_large",
+            Rejection::Database => "database",
+        }
+    }
+}
+
+/// Shared by the server, the prober and the ingest path; every field is lock-free.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_received: AtomicU64,
+    pub events_stored: AtomicU64,
+    pub events_deduplicated: AtomicU64,
+    pub verify_answered: AtomicU64,
+    rejected: [AtomicU64; 4],
+    /// Probe reports the prober stored.
+    pub probes: AtomicU64,
+    /// HTTP requests the prober's scheduler sent to Smartcar.
+    pub api_requests: AtomicU64,
+    /// Client-side budget left, in thousandths of a request; negative when the limit is off.
+    budget_left_milli: AtomicI64,
+    /// 1 while this process holds the desk's prober lock.
+    pub prober_active: AtomicU64,
+    /// Agents' dashboards attached to this server.
+    pub dashboards_connected: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics::default();
+        m.budget_left_milli.store(-1, Ordering::Relaxed);
+        m
+    }
+
+    pub fn reject(&self, why: Rejection) {
+        let i = Rejection::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.rejected[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, why: Rejection) -> u64 {
+        let i = Rejection::ALL.iter().position(|r| *r == why).unwrap_or(0);
+        self.rejected[i].load(Ordering::Relaxed)
+    }
+
+    pub fn set_budget_left(&self, left: Option<f64>) {
+        let milli = left.map_or(-1, |l| (l.max(0.0) * 1000.0).min(i64::MAX as f64) as i64);
+        self.budget_left_milli.store(milli, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let plain = |v: u64| vec![(String::new(), v.to_string())];
+        metric(
+            "vtriage_webhook_events_received_total",
+            "counter",
+            "Webhook deliveries received.",
+            &plain(load(&self.events_received)),
+        );
+        metric(
+            "vtriage_webhook_events_stored_total",
+            "counter",
+            "Webhook deliveries committed to the database.",
+            &plain(load(&self.events_stored)),
+        );
+        metric(
+            "vtriage_webhook_events_deduplicated_total",
+            "counter",
+            "Deliveries of an event already stored (same eventId).",
+            &plain(load(&self.events_deduplicated)),
+        );
+        metric(
+            "vtriage_webhook_verify_answered_total",
+            "counter",
+            "VERIFY challenges answered.",
+            &plain(load(&self.verify_answered)),
+        );
+        let rejected: Vec<(String, String)> = Rejection::ALL
+            .iter()
+            .map(|r| {
+                (
+                    format!("{{reason=\"{}\"}}", r.label()),
+                    self.rejected(*r).to_string(),
+                )
+            })
+            .collect();
+        metric(
+            "vtriage_webhook_events_rejected_total",
+            "counter",
+            "Webhook deliveries refused, by reason.",
+            &rejected,
+        );
+        metric(
+            "vtriage_probes_total",
+            "counter",
+            "Probe reports stored by this process's prober.",
+            &plain(load(&self.probes)),
+        );
+        metric(
+            "vtriage_api_requests_total",
+            "counter",
+            "Requests this process's prober sent to Smartcar.",
+            &plain(load(&self.api_requests)),
+        );
+        let budget = self.budget_left_milli.load(Ordering::Relaxed);
+        if budget >= 0 {
+            metric(
+                "vtriage_budget_left",
+                "gauge",
+                "Requests left in the client-side rate budget.",
+                &[(String::new(), format!("{:.3}", budget as f64 / 1000.0))],
+            );
+        }
+        metric(
+            "vtriage_prober_active",
+            "gauge",
+            "1 while this process holds the desk's prober lock.",
+            &plain(load(&self.prober_active)),
+        );
+        metric(
+            "vtriage_dashboards_connected",
+            "gauge",
+            "Agents' dashboards attached to this server.",
+            &plain(load(&self.dashboards_connected)),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_counter_with_help_and_type() {
+        let m = Metrics::new();
+        m.events_received.fetch_add(3, Ordering::Relaxed);
+        m.reject(Rejection::Signature);
+        m.set_budget_left(Some(118.5));
+        let text = m.render();
+        assert!(text.contains("vtriage_webhook_events_received_total 3\n"));
+        assert!(text.contains("vtriage_webhook_events_rejected_total{reason=\"signature\"} 1\n"));
+        assert!(text.contains("vtriage_budget_left 118.500\n"));
+        assert!(text.contains("# TYPE vtriage_prober_active gauge\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split(' ').count(), 2, "{line}");
+        }
+    }
+
+    #[test]
+    fn no_budget_gauge_when_the_limit_is_off() {
+        let m = Metrics::new();
+        m.set_budget_left(None);
+        assert!(!m.render().contains("vtriage_budget_left"));
+    }
+}

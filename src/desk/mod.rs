@@ -1,0 +1,145 @@
+//! `vtriage serve`: the desk server on PostgreSQL. It receives Smartcar webhooks, keeps every
+//! vehicle's diagnosis and history, and runs the desk's one prober.
+//!
+//! - `webhook`: signatures, challenges and payloads (pure);
+//! - `facts`: how deliveries merge per vehicle in any order, and the report diagnosis reads (pure);
+//! - `db`: the pool, the embedded migrations and the transactions;
+//! - `server`: the HTTP routes; `prober`: the advisory-locked scheduler; `metrics`: the counters.
+//!
+//! TLS is left to a reverse proxy in front of `serve` (see the README); the database is reached
+//! without TLS, so it belongs on the same machine or a private network.
+
+pub mod db;
+pub mod facts;
+pub mod metrics;
+pub mod prober;
+pub mod server;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::GlobalArgs;
+use crate::health;
+use crate::smartcar::Secret;
+use crate::untrusted::Redactor;
+
+pub use db::{Db, DbConfig, DbError, Diagnoser, Stored};
+pub use metrics::Metrics;
+pub use prober::ProberConfig;
+
+/// Why the desk could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeskError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "serve needs the application management token to verify webhooks: --amt, SMARTCAR_MANAGEMENT_TOKEN or amt_file in the profile"
+    )]
+    NoAmt,
+    #[error("the HTTP server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything `serve` runs with.
+pub struct DeskConfig {
+    pub listen: SocketAddr,
+    pub db: DbConfig,
+    pub amt: Secret,
+    pub max_body_bytes: usize,
+    pub keep_events_days: u32,
+    /// `None`: this process never probes (webhooks only).
+    pub prober: Option<ProberConfig>,
+    /// What the prober resolves its Smartcar settings from.
+    pub global: GlobalArgs,
+}
+
+/// A diagnoser with the given rules and needs, as the dashboard's store uses.
+pub fn diagnoser(policies: health::Policies, needs: health::Needs) -> Diagnoser {
+    Arc::new(move |report, now| health::diagnose(report, &policies, &needs, now))
+}
+
+/// Runs the desk until `stop` resolves: applies migrations, serves HTTP, runs the prober and the
+/// event retention. In-flight deliveries finish before it returns.
+pub async fn run(
+    config: DeskConfig,
+    diagnose: Diagnoser,
+    now: Option<jiff::Timestamp>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DeskError> {
+    let db = Db::new(&config.db, diagnose, now)?;
+    db.migrate(config.db.schema.as_deref()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| DeskError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| DeskError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    tracing::info!(listen = %addr, "vtriage serve ready");
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let prober = config.prober.clone().map(|prober_config| {
+        let pg = config.db.pg_config();
+        let (db, metrics, global, rx) = (
+            db.clone(),
+            metrics.clone(),
+            config.global.clone(),
+            shutdown_rx.clone(),
+        );
+        tokio::spawn(async move {
+            match pg {
+                Ok(pg) => prober::run(pg, db, global, prober_config, metrics, rx).await,
+                Err(e) => tracing::error!(error = %e, "prober not started"),
+            }
+        })
+    });
+    let retention = {
+        let (db, days, mut rx) = (db.clone(), config.keep_events_days, shutdown_rx.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => match db.prune_events(days).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, days, "old webhook events deleted"),
+                        Err(e) => tracing::warn!(error = %e, "cannot delete old webhook events"),
+                    },
+                    _ = rx.changed() => return,
+                }
+            }
+        })
+    };
+
+    let state = Arc::new(server::ServerState {
+        db,
+        metrics,
+        redactor: Redactor::new([&config.amt]),
+        amt: config.amt,
+        commit_timeout: Duration::from_secs(10),
+    });
+    let app = server::router(state, config.max_body_bytes);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("stopping: finishing deliveries in flight");
+        })
+        .await;
+    let _ = shutdown_tx.send(true);
+    if let Some(p) = prober {
+        let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
+    }
+    retention.abort();
+    tracing::info!("vtriage serve stopped");
+    served.map_err(DeskError::Serve)
+}

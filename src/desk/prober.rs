@@ -1,0 +1,269 @@
+//! The desk's one prober: whichever `serve` process holds a PostgreSQL advisory lock (on a connection
+//! of its own) runs the scheduler, so the desk spends one budget; the others wait to take over.
+//!
+//! PostgreSQL releases a session's advisory lock when the session ends, and a process that dies
+//! (even by SIGKILL) ends its session when the kernel closes the socket; the next process asking
+//! gets the lock within one retry interval. A holder that loses its connection stops probing at
+//! once, since it can no longer know it is the only one.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_postgres::NoTls;
+
+use crate::cli::GlobalArgs;
+use crate::fetch::{Command, Event, Priority};
+use crate::setup;
+use crate::untrusted::text::one_line;
+
+use super::db::Db;
+use super::metrics::Metrics;
+
+/// The advisory lock key of the desk's prober ("vtriage" and 1 in ASCII).
+pub const PROBER_LOCK: i64 = 0x7674_7269_6167_0002;
+
+/// How the prober behaves.
+#[derive(Debug, Clone)]
+pub struct ProberConfig {
+    /// How often a waiting process asks for the lock, and how often the holder checks its connection.
+    pub lock_retry: Duration,
+    /// Re-list the fleet this often (`None`: only at takeover).
+    pub refresh_every: Option<Duration>,
+    /// Sweep the whole fleet this often (`None`: never; sweeps spend the budget).
+    pub sweep_every: Option<Duration>,
+    /// How often pending probe requests are read from the database.
+    pub poll_requests: Duration,
+}
+
+impl Default for ProberConfig {
+    fn default() -> Self {
+        ProberConfig {
+            lock_retry: Duration::from_secs(2),
+            refresh_every: Some(Duration::from_secs(3600)),
+            sweep_every: None,
+            poll_requests: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why holding the lock ended.
+enum Held {
+    Shutdown,
+    Lost(String),
+}
+
+/// Runs until `shutdown` turns true: waits for the lock, probes while holding it, starts over
+/// when the lock's connection is lost.
+pub async fn run(
+    pg: tokio_postgres::Config,
+    db: Db,
+    global: GlobalArgs,
+    config: ProberConfig,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let lock = match acquire(&pg, &config, &mut shutdown).await {
+            Some(lock) => lock,
+            None => return,
+        };
+        tracing::info!("this process now holds the desk's prober lock");
+        metrics.prober_active.store(1, Ordering::Relaxed);
+        let _ = db
+            .audit(
+                "serve",
+                "prober acquired",
+                None,
+                Some(&serde_json::json!({"pid": std::process::id()})),
+            )
+            .await;
+        let held = hold(&lock, &db, &global, &config, &metrics, &mut shutdown).await;
+        metrics.prober_active.store(0, Ordering::Relaxed);
+        drop(lock);
+        match held {
+            Held::Shutdown => {
+                tracing::info!("prober stopped");
+                return;
+            }
+            Held::Lost(why) => {
+                tracing::warn!(reason = %one_line(&why), "prober lock lost; probing stopped until it is held again");
+                tokio::select! {
+                    () = tokio::time::sleep(config.lock_retry) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// The lock's own connection; dropping it ends the session and so releases the lock.
+struct LockConnection {
+    client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LockConnection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Waits until this process holds the lock; `None` on shutdown.
+async fn acquire(
+    pg: &tokio_postgres::Config,
+    config: &ProberConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<LockConnection> {
+    let mut announced = false;
+    loop {
+        match try_lock(pg).await {
+            Ok(Some(lock)) => return Some(lock),
+            Ok(None) if !announced => {
+                tracing::info!("another serve process holds the prober lock; waiting to take over");
+                announced = true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %one_line(&e.to_string()), "cannot ask for the prober lock")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(config.lock_retry) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return None;
+        }
+    }
+}
+
+async fn try_lock(
+    pg: &tokio_postgres::Config,
+) -> Result<Option<LockConnection>, tokio_postgres::Error> {
+    let (client, connection) = pg.connect(NoTls).await?;
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let lock = LockConnection { client, task };
+    let got: bool = lock
+        .client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&PROBER_LOCK])
+        .await?
+        .get(0);
+    // Without the lock the connection is closed at once (dropped), so waiting costs no session.
+    Ok(got.then_some(lock))
+}
+
+/// Probes while the lock's connection answers.
+async fn hold(
+    lock: &LockConnection,
+    db: &Db,
+    global: &GlobalArgs,
+    config: &ProberConfig,
+    metrics: &Metrics,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Held {
+    let mut settings = match setup::resolve(global) {
+        Ok(s) => s,
+        Err(e) => return Held::Lost(format!("cannot resolve the Smartcar settings: {e}")),
+    };
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
+    let mut session = match setup::start(&mut settings).await {
+        Ok(s) => s,
+        Err(e) => return Held::Lost(format!("cannot start the scheduler: {e}")),
+    };
+    let mut heartbeat = tokio::time::interval(config.lock_retry);
+    let mut requests = tokio::time::interval(config.poll_requests);
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let mut refresh = tokio::time::interval(config.refresh_every.unwrap_or(far));
+    refresh.tick().await; // the scheduler lists the fleet at start already
+    let mut sweep = tokio::time::interval(config.sweep_every.unwrap_or(far));
+    sweep.tick().await;
+    let mut requests_seen: u64 = 0;
+    let held = loop {
+        tokio::select! {
+            event = session.events.recv() => {
+                let Some(event) = event else {
+                    break Held::Lost("the scheduler stopped".into());
+                };
+                handle(event, db, metrics, &mut requests_seen).await;
+            }
+            _ = heartbeat.tick() => {
+                if let Err(e) = lock.client.simple_query("SELECT 1").await {
+                    break Held::Lost(e.to_string());
+                }
+            }
+            _ = requests.tick() => {
+                match db.pending_probe_requests().await {
+                    Ok(pending) => {
+                        for (vehicle_id, priority) in pending {
+                            let priority = match priority.as_str() {
+                                "sweep" => Priority::Sweep,
+                                "visible" => Priority::Visible,
+                                _ => Priority::Focus,
+                            };
+                            // The scheduler merges a request for a vehicle already queued or in flight.
+                            let _ = session.commands.send(Command::Probe {
+                                vehicle_ids: vec![vehicle_id],
+                                priority,
+                                force: false,
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %one_line(&e.to_string()), "cannot read probe requests"),
+                }
+            }
+            _ = refresh.tick(), if config.refresh_every.is_some() => {
+                let _ = session.commands.send(Command::RefreshConnections);
+            }
+            _ = sweep.tick(), if config.sweep_every.is_some() => {
+                let _ = session.commands.send(Command::StartSweep { force: false });
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    break Held::Shutdown;
+                }
+            }
+        }
+    };
+    let _ = session.commands.send(Command::Shutdown);
+    held
+}
+
+async fn handle(event: Event, db: &Db, metrics: &Metrics, requests_seen: &mut u64) {
+    match event {
+        Event::ConnectionsListed { connections } => {
+            if let Err(e) = db.store_connections(&connections).await {
+                tracing::warn!(error = %one_line(&e.to_string()), "cannot store the listed fleet");
+            } else {
+                tracing::info!(vehicles = connections.len(), "fleet listed");
+            }
+        }
+        Event::Observed { report } => match db.store_probe(&report).await {
+            Ok(_) => {
+                metrics.probes.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(vehicle = %one_line(&report.vehicle_id), error = %one_line(&e.to_string()), "cannot store a probe result")
+            }
+        },
+        Event::Progress(p) => {
+            metrics.set_budget_left(p.budget_left);
+            let new = p.requests_sent.saturating_sub(*requests_seen);
+            *requests_seen = p.requests_sent.max(*requests_seen);
+            metrics.api_requests.fetch_add(new, Ordering::Relaxed);
+        }
+        Event::SourceError { message } => {
+            tracing::warn!(error = %one_line(&message), "the Smartcar source failed");
+        }
+        Event::RateLimited { until } => {
+            tracing::info!(until = %until, "rate budget exhausted");
+        }
+        Event::ProbeStarted { .. } | Event::SweepCost { .. } => {}
+    }
+}

@@ -1,0 +1,331 @@
+//! `vtriage serve` against a real PostgreSQL: VERIFY, signatures, deduplication, order, diagnosis.
+
+mod desk_support;
+
+use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, vehicle_error};
+use serde_json::json;
+
+async fn setup() -> Option<(Schema, Serve)> {
+    let schema = Schema::create().await?;
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    Some((schema, serve))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_is_answered_with_the_hmac_of_the_challenge_signed_or_not() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let body =
+        json!({"eventType": "VERIFY", "data": {"challenge": "ch-42"}, "meta": {"version": "4.0"}})
+            .to_string();
+    let expected = vtriage::desk::webhook::sign(AMT.as_bytes(), b"ch-42");
+    for signed in [false, true] {
+        let mut request = client.post(serve.webhook_url()).body(body.clone());
+        if signed {
+            request = request.header(
+                "SC-Signature",
+                vtriage::desk::webhook::sign(AMT.as_bytes(), body.as_bytes()),
+            );
+        }
+        let answer = request.send().await.expect("answer");
+        assert_eq!(answer.status(), 200);
+        let v: serde_json::Value = answer.json().await.expect("json");
+        assert_eq!(v, json!({"challenge": expected}));
+    }
+    assert_eq!(schema.count("SELECT count(*) FROM webhook_events").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_or_missing_signature_is_refused_and_nothing_is_stored() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let body = vehicle_error(
+        "e-forged",
+        "veh-1",
+        "AUTHENTICATION",
+        None,
+        "ERROR",
+        1_760_000_000_000,
+        json!([]),
+    );
+    let forged = vtriage::desk::webhook::sign(b"not-the-amt", body.as_bytes());
+    let status = client
+        .post(serve.webhook_url())
+        .header("SC-Signature", forged)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("answer")
+        .status();
+    assert_eq!(status, 401);
+    let unsigned = client
+        .post(serve.webhook_url())
+        .body(body)
+        .send()
+        .await
+        .expect("answer")
+        .status();
+    assert_eq!(unsigned, 401);
+    assert_eq!(schema.count("SELECT count(*) FROM webhook_events").await, 0);
+    assert_eq!(schema.count("SELECT count(*) FROM vehicles").await, 0);
+    let rejected = http()
+        .get(format!("{}/metrics", serve.origin))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        rejected.contains("vtriage_webhook_events_rejected_total{reason=\"signature\"} 2"),
+        "{rejected}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_delivery_twice_is_stored_once() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let body = vehicle_error(
+        "e-dup",
+        "veh-dup",
+        "CONNECTED_SERVICES_ACCOUNT",
+        Some("VIRTUAL_KEY_REQUIRED"),
+        "ERROR",
+        1_760_000_000_000,
+        json!(["Location.PreciseLocation"]),
+    );
+    assert_eq!(post_signed(&client, &serve.webhook_url(), &body).await, 200);
+    assert_eq!(post_signed(&client, &serve.webhook_url(), &body).await, 200);
+    assert_eq!(schema.count("SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        schema
+            .count("SELECT count(*) FROM status_history WHERE vehicle_id = 'veh-dup'")
+            .await,
+        1
+    );
+    assert_eq!(
+        serve
+            .metric("vtriage_webhook_events_deduplicated_total")
+            .await,
+        Some(1.0)
+    );
+}
+
+async fn vehicle(schema: &Schema, id: &str) -> (String, Option<String>) {
+    let row = schema
+        .client
+        .query_one(
+            "SELECT status, finding FROM vehicles WHERE vehicle_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("vehicle row");
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_deliveries_end_in_the_newest_state() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let url = serve.webhook_url();
+    let key = |id: &str, vehicle: &str, state: &str, ms: i64| {
+        vehicle_error(
+            id,
+            vehicle,
+            "CONNECTED_SERVICES_ACCOUNT",
+            Some("VIRTUAL_KEY_REQUIRED"),
+            state,
+            ms,
+            json!([{"code": "location-preciselocation", "name": "PreciseLocation", "group": "Location"}]),
+        )
+    };
+    // The resolution (newer) arrives before the error it resolves.
+    assert_eq!(
+        post_signed(&client, &url, &key("r1", "veh-late", "RESOLVED", 2_000_000)).await,
+        200
+    );
+    assert_eq!(
+        post_signed(&client, &url, &key("e1", "veh-late", "ERROR", 1_000_000)).await,
+        200
+    );
+    let (status, finding) = vehicle(&schema, "veh-late").await;
+    assert_ne!(status, "BLOCKED", "{finding:?}");
+
+    // In order: blocked by the missing key, then cleared.
+    assert_eq!(
+        post_signed(&client, &url, &key("e2", "veh-order", "ERROR", 1_000_000)).await,
+        200
+    );
+    assert_eq!(
+        vehicle(&schema, "veh-order").await,
+        ("BLOCKED".into(), Some("virtual-key-missing".into()))
+    );
+    assert_eq!(
+        post_signed(
+            &client,
+            &url,
+            &key("r2", "veh-order", "RESOLVED", 2_000_000)
+        )
+        .await,
+        200
+    );
+    let (status, _) = vehicle(&schema, "veh-order").await;
+    assert_ne!(status, "BLOCKED");
+    let history: Vec<String> = schema
+        .client
+        .query(
+            "SELECT status FROM status_history WHERE vehicle_id = 'veh-order' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0], "BLOCKED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_errors_become_a_diagnosis_without_any_api_call() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let url = serve.webhook_url();
+    let cases = [
+        (
+            "veh-key",
+            "CONNECTED_SERVICES_ACCOUNT",
+            Some("VIRTUAL_KEY_REQUIRED"),
+            json!(["Odometer.TraveledDistance"]),
+            "virtual-key-missing",
+        ),
+        (
+            "veh-token",
+            "AUTHENTICATION",
+            None,
+            json!([]),
+            "access-token-expired",
+        ),
+    ];
+    for (i, (vehicle_id, error_type, code, signals, finding)) in cases.into_iter().enumerate() {
+        let body = vehicle_error(
+            &format!("diag-{i}"),
+            vehicle_id,
+            error_type,
+            code,
+            "ERROR",
+            1_760_000_000_000,
+            signals,
+        );
+        assert_eq!(post_signed(&client, &url, &body).await, 200);
+        assert_eq!(
+            vehicle(&schema, vehicle_id).await,
+            ("BLOCKED".to_string(), Some(finding.to_string()))
+        );
+    }
+    // A Tesla's location refused with PERMISSION: a finding that names location, not BLOCKED data.
+    let body = vehicle_error(
+        "diag-loc",
+        "veh-loc",
+        "PERMISSION",
+        None,
+        "ERROR",
+        1_760_000_000_000,
+        json!(["Location.PreciseLocation"]),
+    );
+    assert_eq!(post_signed(&client, &url, &body).await, 200);
+    let (status, finding) = vehicle(&schema, "veh-loc").await;
+    assert_ne!(status, "HEALTHY");
+    let diagnosis: serde_json::Value = schema
+        .client
+        .query_one(
+            "SELECT diagnosis FROM vehicles WHERE vehicle_id = 'veh-loc'",
+            &[],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    assert!(
+        diagnosis.to_string().contains("location"),
+        "{finding:?} {diagnosis}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_cap_gets_413_and_healthz_reports_the_database() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let serve = Serve::start(
+        &database_url(),
+        &schema.name,
+        &["--demo", "--no-prober", "--max-body-bytes", "1024"],
+    );
+    let client = http();
+    let body = "x".repeat(4096);
+    assert_eq!(post_signed(&client, &serve.webhook_url(), &body).await, 413);
+    let health = client
+        .get(format!("{}/healthz", serve.origin))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        serve.metric("vtriage_webhook_events_received_total").await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_change_is_announced_on_the_changes_channel() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    // A second connection of our own listens.
+    let (listener, mut connection) =
+        tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // The driver hands notifications out only to whoever polls the connection.
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    listener
+        .batch_execute("LISTEN vtriage_changes")
+        .await
+        .expect("listen");
+    let body = vehicle_error(
+        "n-1",
+        "veh-notify",
+        "AUTHENTICATION",
+        None,
+        "ERROR",
+        1_760_000_000_000,
+        json!([]),
+    );
+    assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
+    let payload = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a notification within 10 s")
+        .expect("payload");
+    let v: serde_json::Value = serde_json::from_str(&payload).expect("json payload");
+    assert_eq!(v["vehicle_id"], "veh-notify");
+    assert_eq!(v["status"], "BLOCKED");
+}
