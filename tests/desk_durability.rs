@@ -17,13 +17,21 @@ fn delivery(i: usize) -> (String, String) {
     let body = vehicle_error(
         &id,
         &format!("veh-{:04}", i % 300),
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             "AUTHENTICATION"
         } else {
             "VEHICLE_STATE"
         },
-        if i % 2 == 0 { None } else { Some("ASLEEP") },
-        if i % 5 == 0 { "RESOLVED" } else { "ERROR" },
+        if i.is_multiple_of(2) {
+            None
+        } else {
+            Some("ASLEEP")
+        },
+        if i.is_multiple_of(5) {
+            "RESOLVED"
+        } else {
+            "ERROR"
+        },
         1_760_000_000_000 + i as i64,
         json!([]),
     );

@@ -169,7 +169,11 @@ impl<'a> Deliveries<'a> {
             .saturating_add(i64::try_from(self.step).unwrap_or(i64::MAX));
         let event_id = format!("sim-{}-{}", self.fleet.seed(), self.step);
         self.step += 1;
-        let state = if round % 2 == 0 { "ERROR" } else { "RESOLVED" };
+        let state = if round.is_multiple_of(2) {
+            "ERROR"
+        } else {
+            "RESOLVED"
+        };
         let body = vehicle_error_body(v, &event_id, state, at_ms)
             .unwrap_or_else(|| vehicle_state_body(v, &event_id, at_ms));
         Some(Outgoing { event_id, body })
