@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::smartcar::{Client, ProbeReport, Secret};
+use crate::smartcar::{ProbeReport, Secret};
 use crate::untrusted::{Redactor, text};
 
 use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
 use super::gate::{Gate, SharedPriority};
 use super::listing::{self, Listing, ListingRetry};
 use super::plan::{KnownVehicle, ProbePlan};
-use super::probe::{self, ProbeJob, ProbeOutcome, RetryPolicy};
+use super::probe::{self, Access, ListedPermissions, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
-use super::{SchedulerConfig, Source};
+use super::{Api, SchedulerConfig, Source};
 
 /// The shortest gap between two progress events (at most ten a second).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -49,7 +49,7 @@ struct Run {
 }
 
 struct Scheduler {
-    client: Client,
+    client: Api,
     source: Source,
     config: SchedulerConfig,
     plan: Arc<dyn ProbePlan>,
@@ -58,6 +58,8 @@ struct Scheduler {
     events: mpsc::UnboundedSender<Event>,
     /// Every credential known so far: what a server echoes of them never leaves the scheduler.
     redactor: Redactor,
+    /// The v3 client's token generation the redactor knows (it is rebuilt when a token is issued).
+    redacted_generation: u64,
 
     listing: Option<Listing>,
     listing_failed: bool,
@@ -86,7 +88,7 @@ struct Scheduler {
 }
 
 pub async fn run(
-    client: Client,
+    client: Api,
     source: Source,
     config: SchedulerConfig,
     plan: Arc<dyn ProbePlan>,
@@ -105,9 +107,10 @@ pub async fn run(
         backoff_base: config.backoff_base,
         backoff_max: config.backoff_max,
     };
-    let redactor = secrets_of(&source, None);
+    let (redacted_generation, redactor) = secrets_of(&client, &source, None);
     let mut s = Scheduler {
         redactor,
+        redacted_generation,
         max_active: config.concurrency.max(1) * 2,
         client,
         source,
@@ -170,16 +173,23 @@ pub async fn run(
     gate_timer.abort();
 }
 
-/// A redactor for the source's credentials and, once listed, the tokens the listing holds.
-fn secrets_of(source: &Source, listing: Option<&Listing>) -> Redactor {
-    Redactor::new(
+/// A redactor for the source's credentials, the v3 client secret and application tokens and, once
+/// listed, the tokens the listing holds; with the v3 token generation it covers.
+fn secrets_of(api: &Api, source: &Source, listing: Option<&Listing>) -> (u64, Redactor) {
+    let (generation, v3) = match api {
+        Api::V3(client) => client.credentials_sent(),
+        Api::V2(_) => (0, Vec::new()),
+    };
+    let redactor = Redactor::new(
         source
             .amt
             .iter()
             .chain(source.tokens.values())
             .chain(source.single_token.iter())
+            .chain(v3.iter())
             .chain(listing.into_iter().flat_map(|l| l.tokens.values())),
-    )
+    );
+    (generation, redactor)
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -200,9 +210,26 @@ impl Scheduler {
             backoff_max: self.retry.backoff_max,
         };
         let max_connections = self.config.max_connections;
-        tokio::spawn(
-            async move { listing::list(&client, &gate, &source, retry, max_connections).await },
-        )
+        tokio::spawn(async move {
+            match client {
+                Api::V2(client) => {
+                    listing::list(&client, &gate, &source, retry, max_connections).await
+                }
+                Api::V3(client) => listing::list_v3(&client, retry, max_connections).await,
+            }
+        })
+    }
+
+    /// Rebuilds the redactor when the v3 client was issued a token it does not know yet.
+    fn refresh_redactor(&mut self) {
+        if let Api::V3(client) = &self.client
+            && client.credentials_sent().0 != self.redacted_generation
+        {
+            let (generation, redactor) =
+                secrets_of(&self.client, &self.source, self.listing.as_ref());
+            self.redacted_generation = generation;
+            self.redactor = redactor;
+        }
     }
 
     fn emit(&self, event: Event) {
@@ -214,7 +241,14 @@ impl Scheduler {
         match result {
             Ok(mut listing) => {
                 listing.connections = merge_owners(std::mem::take(&mut listing.connections));
-                self.redactor = secrets_of(&self.source, Some(&listing));
+                (self.redacted_generation, self.redactor) =
+                    secrets_of(&self.client, &self.source, Some(&listing));
+                for (vehicle_id, listed) in &listing.details {
+                    if let Some(a) = &listed.attributes {
+                        let state = self.vehicles.entry(vehicle_id.clone()).or_default();
+                        state.known.attributes = Some(a.clone());
+                    }
+                }
                 self.connection_index = listing
                     .connections
                     .iter()
@@ -228,6 +262,7 @@ impl Scheduler {
             }
             Err(message) => {
                 self.listing_failed = true;
+                self.refresh_redactor();
                 let message = self.redactor.redact(&message).into_owned();
                 self.emit(Event::SourceError { message });
             }
@@ -297,9 +332,26 @@ impl Scheduler {
         self.listing.as_ref()?.connections.get(i)
     }
 
-    /// The user and access token to probe a vehicle with, if any: the first owner whose token has
-    /// not been refused, else the first owner with a token, else the first owner.
-    fn credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Secret>) {
+    /// The user and the access to probe a vehicle with, if any. v2.0: the first owner whose token
+    /// has not been refused, else the first owner with a token, else the first owner. v3: the first
+    /// owner not refused, else the first owner, in `sc-user-id`.
+    fn credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Access>) {
+        if let Api::V3(_) = self.client {
+            let Some(c) = self.connection(vehicle_id) else {
+                return (None, None);
+            };
+            let owners = || c.users().filter(|u| !u.is_empty());
+            let user = owners()
+                .find(|u| !self.rejected_users.contains(*u))
+                .or_else(|| owners().next())
+                .map(str::to_string);
+            return (user.clone(), user.map(Access::User));
+        }
+        let (user, token) = self.v2_credentials(vehicle_id);
+        (user, token.map(Access::Token))
+    }
+
+    fn v2_credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Secret>) {
         let listing = self.listing.as_ref();
         let token_of = |user: &str| {
             listing
@@ -492,8 +544,8 @@ impl Scheduler {
                 self.queue.defer(next, room_at);
                 continue;
             }
-            let (user_id, token) = self.credentials(&next.vehicle_id);
-            let Some(token) = token else {
+            let (user_id, access) = self.credentials(&next.vehicle_id);
+            let Some(access) = access else {
                 // The token went away with a new listing while the probe waited.
                 let report = self.known_only(next.vehicle_id, user_id, false);
                 self.finish_without_requests(report);
@@ -501,9 +553,18 @@ impl Scheduler {
             };
             let shared = SharedPriority::new(next.priority);
             let sent_any = Arc::new(AtomicBool::new(false));
+            let listed_permissions = self
+                .listing
+                .as_ref()
+                .and_then(|l| l.details.get(&next.vehicle_id))
+                .map(|d| ListedPermissions {
+                    permissions: d.permissions.clone(),
+                    at: d.listed_at,
+                });
             let job = ProbeJob {
                 vehicle_id: next.vehicle_id.clone(),
-                token,
+                access,
+                listed_permissions,
                 known,
                 priority: shared.clone(),
                 order: self.next_order,
@@ -592,6 +653,7 @@ impl Scheduler {
             }
         }
         self.remember_known(&outcome);
+        self.refresh_redactor();
         let state = self.vehicles.entry(outcome.vehicle_id.clone()).or_default();
         state.not_before = outcome.not_before;
         let mut report = ProbeReport {
@@ -603,7 +665,7 @@ impl Scheduler {
             observations: outcome.observations,
         };
         // Here observations become events (and so the store, the snapshot, every view and report):
-        // a server echoing a token or the AMT stops here.
+        // a server echoing a token, the AMT, the client secret or the app token stops here.
         self.redactor.redact_report(&mut report);
         state.last = Some((report.clone(), now));
         self.run.done += 1;

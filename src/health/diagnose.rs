@@ -300,7 +300,7 @@ fn probe_permission(p: Probe) -> Option<&'static str> {
         Probe::Data(k) => Some(k.permission()),
         Probe::Attributes | Probe::VirtualKey => Some("read_vehicle_info"),
         Probe::TeslaAttributes => Some("read_extended_vehicle_info"),
-        Probe::Permissions | Probe::TeslaUserAccess => None,
+        Probe::Permissions | Probe::TeslaUserAccess | Probe::Signals => None,
     }
 }
 
@@ -427,7 +427,7 @@ impl<'a> Cx<'a> {
         };
         let mut label = None;
         self.policies.rules.iter().find(|rule| {
-            if rule.symptom.error.is_none() || !rule.matches_endpoint(kind.path()) {
+            if rule.symptom.error.is_none() || !rule.matches_data(kind) {
                 return false;
             }
             let label = label.get_or_insert_with(|| e.type_code());

@@ -310,21 +310,59 @@ impl Rule {
         }
     }
 
-    /// Whether an error label (`TYPE:CODE` or `TYPE`) is this rule's error symptom.
+    /// Whether an error label (`TYPE:CODE` or `TYPE`) is this rule's error symptom. The symptom may
+    /// be written as a v3 signal shows it too: `ERROR PERMISSION`, or a null code as `PERMISSION:null`.
     pub fn matches_error(&self, type_code: &str) -> bool {
         self.symptom
             .error
             .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(type_code))
+            .is_some_and(|e| normal_error(e).eq_ignore_ascii_case(normal_error(type_code)))
+    }
+
+    /// Whether a data kind is where the symptom shows (any data when the rule names none). The rule
+    /// may name the v2.0 path (`/location`) or the v3 signal code (`location-preciselocation`).
+    pub fn matches_data(&self, kind: crate::smartcar::DataKind) -> bool {
+        self.symptom.endpoint.as_deref().is_none_or(|e| {
+            let e = e.trim();
+            e.trim_end_matches('/') == kind.path().trim_end_matches('/')
+                || kind
+                    .signal_code()
+                    .is_some_and(|code| e.eq_ignore_ascii_case(code))
+        })
     }
 
     /// Whether a data path is where the symptom shows (any data path when the rule names none).
     pub fn matches_endpoint(&self, path: &str) -> bool {
-        self.symptom
-            .endpoint
-            .as_deref()
-            .is_none_or(|e| e.trim_end_matches('/') == path.trim_end_matches('/'))
+        match crate::smartcar::DataKind::from_path(path) {
+            Some(kind) => self.matches_data(kind),
+            None => self
+                .symptom
+                .endpoint
+                .as_deref()
+                .is_none_or(|e| e.trim_end_matches('/') == path.trim_end_matches('/')),
+        }
     }
+}
+
+/// `TYPE:CODE` without a v3 `ERROR ` prefix or a `:null` code.
+fn normal_error(label: &str) -> &str {
+    let label = label.trim();
+    let label = label
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("ERROR "))
+        .and_then(|_| label.get(6..))
+        .unwrap_or(label)
+        .trim();
+    label
+        .len()
+        .checked_sub(5)
+        .and_then(|at| {
+            label
+                .get(at..)
+                .filter(|tail| tail.eq_ignore_ascii_case(":null"))
+                .and_then(|_| label.get(..at))
+        })
+        .unwrap_or(label)
 }
 
 #[derive(Debug, Deserialize)]
@@ -591,5 +629,29 @@ mod tests {
             RuleDate::parse("2028-02").map(RuleDate::label),
             Ok("February 2028".to_string())
         );
+    }
+
+    #[test]
+    fn a_rule_may_name_its_evidence_as_a_v3_signal_and_error_form() {
+        let text = BUILTIN_POLICIES
+            .replace(
+                "endpoint = \"/location\"",
+                "endpoint = \"location-preciselocation\"",
+            )
+            .replace(
+                "error = \"PERMISSION\"",
+                "error = \"ERROR PERMISSION:null\"",
+            );
+        let p = Policies::parse(&text, Path::new("p.toml")).expect("parses");
+        let rule = p.get("tesla-location-permission").expect("rule");
+        assert!(rule.matches_data(crate::smartcar::DataKind::Location));
+        assert!(rule.matches_endpoint("/location"));
+        assert!(!rule.matches_data(crate::smartcar::DataKind::Odometer));
+        assert!(rule.matches_error("PERMISSION"));
+        assert!(rule.matches_error("ERROR PERMISSION"));
+        assert!(!rule.matches_error("PERMISSION:OTHER"));
+        let builtin = Policies::builtin();
+        let key = builtin.get("tesla-virtual-key").expect("rule");
+        assert!(key.matches_error("ERROR CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED"));
     }
 }

@@ -15,6 +15,9 @@ pub enum Probe {
     VirtualKey,
     TeslaUserAccess,
     TeslaAttributes,
+    /// API v3: the whole signals list of a vehicle, when the request itself failed (each signal's
+    /// own answer maps to the probe that asks the same question).
+    Signals,
 }
 
 impl Probe {
@@ -27,6 +30,7 @@ impl Probe {
             Probe::VirtualKey => "/tesla/virtual_key",
             Probe::TeslaUserAccess => "/tesla/user/access",
             Probe::TeslaAttributes => "/tesla/attributes",
+            Probe::Signals => "/signals",
         }
     }
 
@@ -38,6 +42,7 @@ impl Probe {
                 format!("POST /v2.0/vehicles/{vehicle_id}/batch {}", kind.path())
             }
             Probe::Attributes => format!("GET /v2.0/vehicles/{vehicle_id}"),
+            Probe::Signals => format!("GET /v3/vehicles/{vehicle_id}/signals"),
             other => format!("GET /v2.0/vehicles/{vehicle_id}{}", other.path()),
         }
     }
