@@ -28,6 +28,7 @@ fn start(sim: &SimHandle, config: SchedulerConfig) -> Result<SchedulerHandle, Fa
             .map(|(u, t)| (u.clone(), Secret::new(t)))
             .collect(),
         single_token: None,
+        tokens_command: None,
     };
     Ok(fetch::spawn(client, source, config))
 }

@@ -47,6 +47,7 @@ fn amt_source(sim: &SimHandle) -> Source {
         amt: Some(Secret::new(sim.amt())),
         tokens: all_tokens(sim),
         single_token: None,
+        tokens_command: None,
     }
 }
 
@@ -455,6 +456,7 @@ async fn tokens_without_amt_list_each_users_vehicles() {
         amt: None,
         tokens: all_tokens(&sim),
         single_token: None,
+        tokens_command: None,
     };
     let mut h = fetch::spawn(client(sim.origin()), source, quick_config());
     let connections = until(&mut h.events, |e| match e {

@@ -52,6 +52,9 @@ pub struct Source {
     pub tokens: HashMap<String, Secret>,
     /// One access token whose user is found with `GET /user` (`--token`).
     pub single_token: Option<Secret>,
+    /// A command (argv, no shell) printing the tokens CSV: run again when a token is refused,
+    /// since v2.0 access tokens expire every two hours.
+    pub tokens_command: Option<Vec<String>>,
 }
 
 /// How the scheduler spends the API.
