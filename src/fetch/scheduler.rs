@@ -23,6 +23,14 @@ use super::{Api, SchedulerConfig, Source};
 /// The shortest gap between two progress events (at most ten a second).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
+/// `tokens_command` is run again on a refused token at most this often: a token it cannot fix
+/// must be reported, not retried in a loop.
+const TOKENS_RELOAD_EVERY: Duration = Duration::from_secs(60);
+/// How long `tokens_command` may take before it is given up on.
+const TOKENS_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+type TokensReload = tokio::task::JoinHandle<Result<HashMap<String, Secret>, String>>;
+
 /// What the scheduler remembers about one vehicle.
 #[derive(Debug, Default)]
 struct VehicleState {
@@ -85,6 +93,12 @@ struct Scheduler {
     run: Run,
     progress_dirty: bool,
     progress_sent_at: Option<Instant>,
+
+    /// `tokens_command` running again after a refused token, and when it last started.
+    tokens_reload: Option<TokensReload>,
+    tokens_reloaded_at: Option<Instant>,
+    /// Vehicles whose token was refused, waiting for the reload to probe them again.
+    awaiting_tokens: Vec<(String, Priority)>,
 }
 
 pub async fn run(
@@ -135,6 +149,9 @@ pub async fn run(
         run: Run::default(),
         progress_dirty: false,
         progress_sent_at: None,
+        tokens_reload: None,
+        tokens_reloaded_at: None,
+        awaiting_tokens: Vec::new(),
     };
     let mut listing_task = Some(s.start_listing());
     loop {
@@ -160,12 +177,24 @@ pub async fn run(
                 s.listed(listed.unwrap_or_else(|e| Err(format!("listing stopped: {e}"))));
             }
             Some(joined) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.joined(joined),
+            reloaded = async {
+                match s.tokens_reload.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                s.tokens_reload = None;
+                s.tokens_reloaded(reloaded.unwrap_or_else(|e| Err(format!("stopped: {e}"))));
+            }
             () = sleep_until(wake) => {}
         }
         s.dispatch();
         s.maybe_send_progress();
     }
     if let Some(task) = listing_task {
+        task.abort();
+    }
+    if let Some(task) = s.tokens_reload.take() {
         task.abort();
     }
     s.tasks.abort_all();
@@ -190,6 +219,35 @@ fn secrets_of(api: &Api, source: &Source, listing: Option<&Listing>) -> (u64, Re
             .chain(listing.into_iter().flat_map(|l| l.tokens.values())),
     );
     (generation, redactor)
+}
+
+/// Runs `tokens_command` (no shell) and reads its CSV. Its output is never quoted in an error: it
+/// holds the tokens.
+async fn run_tokens_command(argv: Vec<String>) -> Result<HashMap<String, Secret>, String> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let run = tokio::process::Command::new(&program)
+        .args(argv.iter().skip(1))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(TOKENS_COMMAND_TIMEOUT, run).await {
+        Err(_) => return Err(format!("tokens_command `{program}` timed out")),
+        Ok(Err(e)) => return Err(format!("tokens_command `{program}` cannot run: {e}")),
+        Ok(Ok(o)) => o,
+    };
+    if !output.status.success() {
+        return Err(format!(
+            "tokens_command `{program}` failed ({})",
+            output.status
+        ));
+    }
+    crate::tokens::parse(
+        std::path::Path::new("<tokens_command output>"),
+        &output.stdout,
+    )
+    .map(|t| t.by_user)
+    .map_err(|e| e.to_string())
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -629,12 +687,65 @@ impl Scheduler {
         }
     }
 
+    /// Starts `tokens_command` again unless it runs already or ran within the last minute.
+    /// Whether the vehicle waits for it.
+    fn reload_tokens_for(&mut self, vehicle_id: &str, priority: Priority) -> bool {
+        let Some(argv) = self.source.tokens_command.clone() else {
+            return false;
+        };
+        if self.tokens_reload.is_none() {
+            let recent = self
+                .tokens_reloaded_at
+                .is_some_and(|t| t.elapsed() < TOKENS_RELOAD_EVERY);
+            if recent {
+                return false;
+            }
+            tracing::info!("an access token was refused; running tokens_command again");
+            self.tokens_reloaded_at = Some(Instant::now());
+            self.tokens_reload = Some(tokio::spawn(run_tokens_command(argv)));
+        }
+        self.awaiting_tokens
+            .push((vehicle_id.to_string(), priority));
+        true
+    }
+
+    /// Takes the tokens `tokens_command` printed and probes the vehicles that waited for them.
+    fn tokens_reloaded(&mut self, result: Result<HashMap<String, Secret>, String>) {
+        match result {
+            Ok(tokens) => {
+                for (user, token) in &tokens {
+                    let changed = self.source.tokens.get(user) != Some(token);
+                    if changed {
+                        self.rejected_users.remove(user);
+                    }
+                }
+                if let Some(listing) = self.listing.as_mut() {
+                    listing.tokens.extend(tokens.clone());
+                }
+                self.source.tokens = tokens;
+                (self.redacted_generation, self.redactor) =
+                    secrets_of(&self.client, &self.source, self.listing.as_ref());
+            }
+            Err(message) => tracing::warn!("{}", text::one_line(&message)),
+        }
+        for (vehicle_id, priority) in std::mem::take(&mut self.awaiting_tokens) {
+            self.queue.push(&vehicle_id, priority, true);
+        }
+    }
+
     fn finished(&mut self, outcome: ProbeOutcome, active: Option<Active>) {
         let now = Instant::now();
         let (user_id, priority) = match active {
             Some(a) => (a.user_id, a.priority.get()),
             None => (self.credentials(&outcome.vehicle_id).0, Priority::Sweep),
         };
+        // v2.0 tokens expire every two hours: a fresh set from tokens_command may read the vehicle.
+        if outcome.observations.iter().any(|o| o.is_token_rejected())
+            && self.reload_tokens_for(&outcome.vehicle_id, priority)
+        {
+            self.remember_known(&outcome);
+            return;
+        }
         // A refused token belongs to its user: another owner's token may still read the vehicle.
         if let Some(user) = &user_id
             && outcome.observations.iter().any(|o| o.is_token_rejected())
