@@ -269,6 +269,9 @@ impl<'a> Drafts<'a> {
     }
 }
 
+/// The finding of a `VIRTUAL_KEY_REQUIRED` error that no rule explains.
+pub(crate) const VIRTUAL_KEY_MISSING: &str = "virtual-key-missing";
+
 /// Findings about a request that got no answer from Smartcar at all: the vehicle's state is unknown.
 const REDIRECTED: &str = "redirected";
 const NOT_SENT: &str = "request-not-sent";
@@ -522,7 +525,7 @@ impl<'a> Cx<'a> {
         let oem = || self.vehicle.oem();
         match (&e.error_type, e.code.as_ref()) {
             (ErrorType::ConnectedServicesAccount, Some(ErrorCode::VirtualKeyRequired)) => {
-                d.add("virtual-key-missing", Severity::Blocked, o, || {
+                d.add(VIRTUAL_KEY_MISSING, Severity::Blocked, o, || {
                     (
                         "Tesla virtual key not paired: no data flows".into(),
                         remedy::add_virtual_key(target, Some(e)),
