@@ -405,7 +405,9 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         stale_after_s: config.needs.stale_after_hours * 3600,
     };
 
-    let (policies, policy_error) = Policies::load(Some(&paths.policies_file()));
+    let policies_file = paths.policies_file();
+    let (policies, policy_error) =
+        Policies::with_override(&policies_file, std::fs::read_to_string(&policies_file));
     if let Some(e) = policy_error {
         warnings.push(format!("{e}; using the built-in rules"));
     }

@@ -1,4 +1,5 @@
-//! OEM rules as data: the embedded `assets/policies.toml`, a user override, and which vehicles a rule covers.
+//! OEM rules as data: the embedded `assets/policies.toml`, a user override's text, and which vehicles a
+//! rule covers. Pure: the override file is read by setup.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -385,13 +386,14 @@ impl Policies {
         Policies::parse(BUILTIN_POLICIES, Path::new("<built-in policies.toml>")).unwrap_or_default()
     }
 
-    /// The built-in rules, replaced by `override_path` when it is given and exists. A file that cannot be
-    /// read or parsed is reported and the built-in rules stay in force. A missing file is no override.
-    pub fn load(override_path: Option<&Path>) -> (Policies, Option<PolicyError>) {
-        let Some(path) = override_path else {
-            return (Policies::builtin(), None);
-        };
-        let text = match std::fs::read_to_string(path) {
+    /// The built-in rules, replaced by the override file's text when it was read. A file that could
+    /// not be read or parsed is reported and the built-in rules stay in force; a missing file is no
+    /// override. Health does no I/O: the caller reads the file (`path` only names it).
+    pub fn with_override(
+        path: &Path,
+        read: std::io::Result<String>,
+    ) -> (Policies, Option<PolicyError>) {
+        let text = match read {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return (Policies::builtin(), None);
@@ -563,15 +565,21 @@ mod tests {
 
     #[test]
     fn malformed_override_keeps_builtin_rules() {
-        let dir = std::env::temp_dir().join(format!("vtriage-policy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        let path = dir.join("policies.toml");
-        std::fs::write(&path, "[[rule]]\nid = \"x\"\nin_force = \"soon\"\n").expect("write");
-        let (p, err) = Policies::load(Some(&path));
+        let path = Path::new("/etc/vtriage/policies.toml");
+        let text = "[[rule]]\nid = \"x\"\nin_force = \"soon\"\n".to_string();
+        let (p, err) = Policies::with_override(path, Ok(text));
         assert!(p.get("tesla-virtual-key").is_some());
         let err = err.expect("an error");
         assert!(err.to_string().contains("policies.toml:"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            Policies::with_override(path, Err(missing)),
+            (Policies::builtin(), None)
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let (p, err) = Policies::with_override(path, Err(denied));
+        assert!(p.get("tesla-virtual-key").is_some());
+        assert!(matches!(err, Some(PolicyError::Read { .. })));
     }
 
     #[test]
