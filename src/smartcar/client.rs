@@ -656,7 +656,7 @@ pub fn answer_from_body(probe: Probe, body: &Value) -> Option<Answer> {
             at_home: body.get("atHome").and_then(Value::as_bool),
         }),
         // A v3 signals list is read signal by signal (`v3::observe`), never as one answer.
-        Probe::Signals => None,
+        Probe::Signals | Probe::Connectivity => None,
     }
 }
 

@@ -18,6 +18,8 @@ pub enum Probe {
     /// API v3: the whole signals list of a vehicle, when the request itself failed (each signal's
     /// own answer maps to the probe that asks the same question).
     Signals,
+    /// Whether the vehicle is online and awake (v3 `connectivitystatus-isonline`/`-isasleep`).
+    Connectivity,
 }
 
 impl Probe {
@@ -31,6 +33,7 @@ impl Probe {
             Probe::TeslaUserAccess => "/tesla/user/access",
             Probe::TeslaAttributes => "/tesla/attributes",
             Probe::Signals => "/signals",
+            Probe::Connectivity => "/connectivity",
         }
     }
 
@@ -42,7 +45,9 @@ impl Probe {
                 format!("POST /v2.0/vehicles/{vehicle_id}/batch {}", kind.path())
             }
             Probe::Attributes => format!("GET /v2.0/vehicles/{vehicle_id}"),
-            Probe::Signals => format!("GET /v3/vehicles/{vehicle_id}/signals"),
+            Probe::Signals | Probe::Connectivity => {
+                format!("GET /v3/vehicles/{vehicle_id}/signals")
+            }
             other => format!("GET /v2.0/vehicles/{vehicle_id}{}", other.path()),
         }
     }
@@ -66,6 +71,11 @@ pub enum Answer {
     TeslaUserAccess(TeslaUserAccess),
     TeslaAttributes {
         at_home: Option<bool>,
+    },
+    /// The vehicle's own word on its connection; `None` where it did not say.
+    Connectivity {
+        online: Option<bool>,
+        asleep: Option<bool>,
     },
 }
 

@@ -17,6 +17,10 @@ pub const DIGITAL_KEY_PAIRED: &str = "connectivitystatus-isdigitalkeypaired";
 pub const USER_ACCOUNT_PERMISSIONS: &str = "vehicleuseraccount-permissions";
 /// Tesla's `atHome`.
 pub const IS_AT_HOME: &str = "location-isathome";
+/// Whether the vehicle has a mobile connection.
+pub const IS_ONLINE: &str = "connectivitystatus-isonline";
+/// Whether the vehicle is in its low-power state.
+pub const IS_ASLEEP: &str = "connectivitystatus-isasleep";
 
 /// What the probe asked for: which data the app depends on, and what is known of the make.
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +152,7 @@ pub fn observations(
             |s| data_body(kind, s).map(|body| Answer::Data { body }),
         ));
     }
+    out.extend(connectivity(vehicle_id, report, at));
     if asked.is_tesla == Some(false) {
         return out;
     }
@@ -194,6 +199,48 @@ pub fn observations(
         ));
     }
     out
+}
+
+/// `connectivitystatus-isonline` and `-isasleep` as one observation. A make that cannot report them
+/// (`COMPATIBILITY`) says nothing; when neither could be read, the first error is the evidence.
+fn connectivity(
+    vehicle_id: &str,
+    report: &SignalsReport,
+    at: jiff::Timestamp,
+) -> Option<Observation> {
+    let said: Vec<&Signal> = [IS_ONLINE, IS_ASLEEP]
+        .into_iter()
+        .filter_map(|code| report.signal(code))
+        .filter(|s| {
+            !s.status
+                .error
+                .as_ref()
+                .is_some_and(|e| e.error_type == ErrorType::Compatibility)
+        })
+        .collect();
+    let flag = |code: &str| {
+        said.iter()
+            .find(|s| s.code == code && s.is_success())
+            .and_then(|s| s.value()?.as_bool())
+    };
+    let (online, asleep) = (flag(IS_ONLINE), flag(IS_ASLEEP));
+    let first = said.first()?;
+    let mut o = if online.is_none() && asleep.is_none() {
+        observe(vehicle_id, report, first, Probe::Connectivity, at, |_| None)
+    } else {
+        let answered = said.iter().find(|s| s.is_success()).unwrap_or(first);
+        observe(
+            vehicle_id,
+            report,
+            answered,
+            Probe::Connectivity,
+            at,
+            |_| Some(Answer::Connectivity { online, asleep }),
+        )
+    };
+    let codes: Vec<&str> = said.iter().map(|s| s.code.as_str()).collect();
+    o.endpoint = signal_endpoint(vehicle_id, &codes.join(" "));
+    Some(o)
 }
 
 /// The Smartcar-side permissions `/v3/connections` listed for the vehicle: the answer v2.0's
@@ -402,6 +449,33 @@ mod tests {
         let r = report(json!([ok(DIGITAL_KEY_PAIRED, json!({"value": "yes"}))]));
         let o = observations("v1", &r, ASKED, AT);
         assert!(matches!(o[0].error(), Some(ApiError::Body { .. })));
+    }
+
+    #[test]
+    fn online_and_asleep_signals_read_as_one_connectivity_answer_and_incapable_ones_say_nothing() {
+        let r = report(json!([
+            ok(IS_ONLINE, json!({"value": true})),
+            ok(IS_ASLEEP, json!({"value": true})),
+        ]));
+        let o = observations("v1", &r, ASKED, AT);
+        assert_eq!(o[0].probe, Probe::Connectivity);
+        assert_eq!(
+            o[0].answer(),
+            Some(&Answer::Connectivity {
+                online: Some(true),
+                asleep: Some(true)
+            })
+        );
+        assert_eq!(
+            o[0].endpoint,
+            "GET /v3/vehicles/v1/signals connectivitystatus-isonline connectivitystatus-isasleep"
+        );
+        let r = report(json!([failed(
+            IS_ONLINE,
+            "COMPATIBILITY",
+            json!("VEHICLE_NOT_CAPABLE")
+        )]));
+        assert!(observations("v1", &r, ASKED, AT).is_empty());
     }
 
     #[test]
