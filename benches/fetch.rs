@@ -1,6 +1,7 @@
 //! Scheduler figures against the simulator over loopback: time to diagnosis, requests per diagnosis,
 //! budget use under the app-wide limit, and a fleet sweep against its lower bound.
-//! Run with `cargo bench --bench fetch`; `FETCH_BENCH_BUDGET_S` sets the budget run (default 60 s).
+//! Run with `cargo bench --bench fetch [-- FILTER]` (FILTER picks sections by name: `v2`, `v3`, `sweep`,
+//! `budget`); `FETCH_BENCH_BUDGET_S` sets the budget run (default 60 s).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use vtriage::fetch::{
     self, Command, Event, Priority, Progress, RateBudget, SchedulerConfig, SchedulerHandle, Source,
 };
 use vtriage::sim::{self, AppRateLimit, Latency, SimConfig, SimHandle, SimVehicle, Situation};
+use vtriage::smartcar::v3::{AppCredentials, V3Client, V3Origins};
 use vtriage::smartcar::{Client, ClientSettings, Origins, Secret, VehicleAttributes};
 
 type Failure = Box<dyn std::error::Error>;
@@ -28,6 +30,7 @@ fn start(sim: &SimHandle, config: SchedulerConfig) -> Result<SchedulerHandle, Fa
             .map(|(u, t)| (u.clone(), Secret::new(t)))
             .collect(),
         single_token: None,
+        tokens_command: None,
     };
     Ok(fetch::spawn(client, source, config))
 }
@@ -157,6 +160,78 @@ async fn time_to_diagnosis() -> Result<(), Failure> {
         "  repeat inside the freshness window: {} requests, {:.4} s",
         after - before,
         secs
+    );
+    let _ = h.commands.send(Command::Shutdown);
+    Ok(())
+}
+
+/// API v3: the listing gives make and permissions, so every diagnosis is one signals request.
+async fn v3_time_to_diagnosis() -> Result<(), Failure> {
+    let sim = start_sim(SimConfig {
+        vehicles: 400,
+        seed: 3,
+        latency: Latency::Fixed {
+            ms: 1_000,
+            jitter_ms: 0,
+        },
+        vehicle_calls_per_hour: 0,
+        ..SimConfig::default()
+    })
+    .await?;
+    let config = sim.config();
+    let client = V3Client::new(
+        V3Origins::all(sim.origin()),
+        AppCredentials::new(
+            config.client_id.clone(),
+            Secret::new(config.client_secret.clone()),
+        ),
+        ClientSettings::default(),
+    )?;
+    let mut h = fetch::spawn(
+        client,
+        Source::default(),
+        SchedulerConfig {
+            rate: None,
+            ..SchedulerConfig::default()
+        },
+    );
+    listed(&mut h).await?;
+    let pages = sim
+        .stats()
+        .by_endpoint
+        .get("management")
+        .copied()
+        .unwrap_or(0);
+    let healthy = |tesla: bool| -> Vec<&SimVehicle> {
+        sim.fleet()
+            .vehicles
+            .iter()
+            .filter(|v| v.situation == Situation::Healthy && v.is_tesla() == tesla)
+            .take(3)
+            .collect()
+    };
+    println!("API v3, time to diagnosis, 1 s per vehicle call (median of 3):");
+    let mut rows = Vec::new();
+    for (label, group) in [
+        ("Tesla, first sight", healthy(true)),
+        ("other, first sight", healthy(false)),
+    ] {
+        let mut secs = Vec::new();
+        let mut requests = Vec::new();
+        for v in group {
+            secs.push(diagnose(&mut h, &v.id, false).await?);
+            requests.push(sim.vehicle_requests(&v.id).unwrap_or(0));
+        }
+        println!("  {label}: {:.3} s", median(secs));
+        rows.push((label, requests));
+    }
+    println!("API v3, requests per diagnosis:");
+    for (label, requests) in rows {
+        println!("  {label}: {requests:?}");
+    }
+    println!(
+        "  listing: {pages} request(s) for {} connections (one per page of 100)",
+        sim.fleet().vehicles.len()
     );
     let _ = h.commands.send(Command::Shutdown);
     Ok(())
@@ -306,10 +381,25 @@ fn main() -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted =
+        |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     rt.block_on(async {
-        time_to_diagnosis().await?;
-        fleet_sweep().await?;
-        budget_use(Duration::from_secs(budget_s)).await?;
+        if wanted("v2 time to diagnosis") {
+            time_to_diagnosis().await?;
+        }
+        if wanted("v3 time to diagnosis") {
+            v3_time_to_diagnosis().await?;
+        }
+        if wanted("v2 fleet sweep") {
+            fleet_sweep().await?;
+        }
+        if wanted("v2 budget") {
+            budget_use(Duration::from_secs(budget_s)).await?;
+        }
         Ok(())
     })
 }

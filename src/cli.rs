@@ -27,9 +27,17 @@ pub struct GlobalArgs {
     /// Pretend it is this moment (RFC 3339, e.g. 2025-01-01T00:00:00Z): countdowns, ages, staleness.
     #[arg(long, global = true, value_name = "RFC3339")]
     pub now: Option<String>,
-    /// Vehicle API origin (env SMARTCAR_API_ORIGIN).
+    /// Smartcar API version: v3 (client id and secret; the default when SMARTCAR_CLIENT_SECRET or a
+    /// profile's client secret is set) or v2 (AMT and access tokens). Profile key `api`.
+    #[arg(long, global = true, value_enum)]
+    pub api: Option<crate::config::ApiVersion>,
+    /// Vehicle API origin (v2 env SMARTCAR_API_ORIGIN; v3 env SMARTCAR_API_V3_ORIGIN or
+    /// SMARTCAR_VEHICLE_API_V3_ORIGIN).
     #[arg(long, global = true, value_name = "URL")]
     pub api_origin: Option<String>,
+    /// API v3 token endpoint origin (env SMARTCAR_IAM_ORIGIN).
+    #[arg(long, global = true, value_name = "URL")]
+    pub iam_origin: Option<String>,
     /// Management API origin (env SMARTCAR_MANAGEMENT_API_ORIGIN).
     #[arg(long, global = true, value_name = "URL")]
     pub management_origin: Option<String>,
@@ -66,7 +74,8 @@ pub struct GlobalArgs {
     /// Switch the client-side rate budget off (plans with higher limits, the simulator).
     #[arg(long, global = true)]
     pub no_rate_limit: bool,
-    /// Connect client id for re-authentication links (env SMARTCAR_CLIENT_ID).
+    /// Client id: API v3 credentials with the secret from SMARTCAR_CLIENT_SECRET, and re-authentication
+    /// links (env SMARTCAR_CLIENT_ID). The secret is never taken from a flag.
     #[arg(long, global = true, value_name = "ID")]
     pub client_id: Option<String>,
     /// Connect redirect URI (env SMARTCAR_REDIRECT_URI).

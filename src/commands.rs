@@ -625,7 +625,13 @@ pub fn info(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     );
     match settings.mode {
         setup::Mode::Demo => println!("origins         built-in simulator on a free loopback port"),
+        setup::Mode::Live if settings.api == crate::config::ApiVersion::V3 => {
+            println!("api             v3 (client id and secret)");
+            println!("api origin      {}", settings.v3_origins.api);
+            println!("iam origin      {}", settings.v3_origins.iam);
+        }
         setup::Mode::Live => {
+            println!("api             v2.0");
             println!("api origin      {}", settings.origins.api);
             println!("management      {}", settings.origins.management);
         }

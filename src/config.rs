@@ -110,12 +110,42 @@ pub enum ProfileKind {
     Live,
 }
 
+/// Which Smartcar API live use speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    /// v2.0 with an AMT and per-user access tokens (apps not yet migrated).
+    V2,
+    /// v3 with API Authentication: client id and secret, `sc-user-id` per call.
+    V3,
+}
+
+impl ApiVersion {
+    pub fn label(self) -> &'static str {
+        match self {
+            ApiVersion::V2 => "v2",
+            ApiVersion::V3 => "v3",
+        }
+    }
+}
+
 /// One named set of connection settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     #[serde(default)]
     pub kind: ProfileKind,
+    /// `v2` or `v3`; default v3 when a client secret is configured.
+    pub api: Option<ApiVersion>,
+    /// The v3 token endpoint's origin (`https://iam.smartcar.com`).
+    pub iam_origin: Option<String>,
+    /// A file whose first line is the v3 client secret (mode 0600).
+    pub client_secret_file: Option<PathBuf>,
+    /// A command printing the v3 client secret (a secrets manager), run without a shell.
+    pub client_secret_command: Option<String>,
+    /// A command printing the v2 tokens CSV `user_id,access_token`, run without a shell at start
+    /// and again when a token is refused (v2 access tokens expire every two hours).
+    pub tokens_command: Option<String>,
     pub api_origin: Option<String>,
     pub management_origin: Option<String>,
     pub connect_origin: Option<String>,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::GlobalArgs;
-use crate::config::{Config, ConfigError, Paths, ProfileKind};
+use crate::config::{ApiVersion, Config, ConfigError, Paths, ProfileKind};
 use crate::fetch::{self, Command, Event, RateBudget, SchedulerConfig, Source};
 use crate::health::{self, Needs, Policies};
+use crate::smartcar::v3::{AppCredentials, V3BuildError, V3Client, V3Origins};
 use crate::smartcar::{Client, ClientSettings, Origins, Secret};
 use crate::store::Store;
 
@@ -32,6 +33,20 @@ pub enum SetupError {
     Sim(String),
     #[error(transparent)]
     Client(#[from] crate::smartcar::ClientBuildError),
+    #[error(transparent)]
+    V3Client(#[from] V3BuildError),
+    #[error("cannot read the client secret from {path}: {source}")]
+    ClientSecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A configured command failed; its output is never shown (it may hold the secret).
+    #[error("{key} `{program}` {problem}")]
+    CommandFailed {
+        key: &'static str,
+        program: String,
+        problem: String,
+    },
 }
 
 /// Demo runs the built-in simulator; live talks to the configured origins.
@@ -57,7 +72,13 @@ pub struct Settings {
     pub config: Config,
     pub profile: String,
     pub mode: Mode,
+    /// The API live use speaks (the demo always uses v2.0).
+    pub api: ApiVersion,
     pub origins: Origins,
+    /// Where the v3 token endpoint and Vehicle API are.
+    pub v3_origins: V3Origins,
+    /// The v3 client id and secret, when configured.
+    pub client_credentials: Option<AppCredentials>,
     pub source: Source,
     pub scheduler: SchedulerConfig,
     pub needs: Needs,
@@ -92,6 +113,89 @@ pub fn parse_now(value: Option<&str>) -> Result<Option<jiff::Timestamp>, SetupEr
 
 fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Splits a configured command line into argv (shell quoting rules, no shell run).
+pub fn command_argv(key: &'static str, line: &str) -> Result<Vec<String>, SetupError> {
+    let argv = shell_words::split(line).map_err(|e| SetupError::CommandFailed {
+        key,
+        program: line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        problem: format!("cannot be split into arguments: {e}"),
+    })?;
+    if argv.is_empty() {
+        return Err(SetupError::CommandFailed {
+            key,
+            program: String::new(),
+            problem: "is empty".into(),
+        });
+    }
+    Ok(argv)
+}
+
+/// Runs a configured command without a shell and returns its standard output. Its standard error is
+/// discarded and its output never shown: both may carry the secret it prints.
+pub fn run_command(key: &'static str, argv: &[String]) -> Result<Vec<u8>, SetupError> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let failed = |problem: String| SetupError::CommandFailed {
+        key,
+        program: program.clone(),
+        problem,
+    };
+    let output = std::process::Command::new(&program)
+        .args(argv.iter().skip(1))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| failed(format!("cannot run: {e}")))?;
+    if !output.status.success() {
+        return Err(failed(format!("failed ({})", output.status)));
+    }
+    Ok(output.stdout)
+}
+
+/// The first non-empty line of a secret's text.
+fn first_line(bytes: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// The v3 client secret: `SMARTCAR_CLIENT_SECRET`, else the profile's `client_secret_file`, else
+/// its `client_secret_command`. Never a flag: a flag is visible to every user in `ps`.
+fn client_secret(
+    profile: &crate::config::Profile,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Secret>, SetupError> {
+    if let Some(secret) = env_nonempty("SMARTCAR_CLIENT_SECRET") {
+        return Ok(Some(Secret::new(secret.trim())));
+    }
+    if let Some(file) = &profile.client_secret_file {
+        warnings.extend(crate::private_files::loose_permissions_warning(file));
+        let bytes = std::fs::read(file).map_err(|source| SetupError::ClientSecretFile {
+            path: file.clone(),
+            source,
+        })?;
+        return Ok(first_line(&bytes).map(Secret::new));
+    }
+    if let Some(line) = &profile.client_secret_command {
+        let argv = command_argv("client_secret_command", line)?;
+        let out = run_command("client_secret_command", &argv)?;
+        return match first_line(&out) {
+            Some(secret) => Ok(Some(Secret::new(secret))),
+            None => Err(SetupError::CommandFailed {
+                key: "client_secret_command",
+                program: argv.first().cloned().unwrap_or_default(),
+                problem: "printed nothing".into(),
+            }),
+        };
+    }
+    Ok(None)
 }
 
 /// Resolves settings. Reads the config file, the tokens file and the policies override; starts nothing.
@@ -149,13 +253,24 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         .tokens
         .clone()
         .or_else(|| profile.tokens_file.clone());
-    let tokens = match &tokens_path {
-        Some(path) => {
+    let tokens_command = profile
+        .tokens_command
+        .as_deref()
+        .map(|line| command_argv("tokens_command", line))
+        .transpose()?;
+    let tokens = match (&tokens_path, &tokens_command) {
+        (Some(path), _) => {
             let t = crate::tokens::load(path)?;
             warnings.extend(t.warnings);
             t.by_user
         }
-        None => Default::default(),
+        (None, Some(argv)) => {
+            let out = run_command("tokens_command", argv)?;
+            let t = crate::tokens::parse(std::path::Path::new("<tokens_command output>"), &out)?;
+            warnings.extend(t.warnings);
+            t.by_user
+        }
+        (None, None) => Default::default(),
     };
     let single_token = global.token.clone().map(Secret::new);
     if global.amt.is_some() {
@@ -169,7 +284,36 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
                 .into(),
         );
     }
-    let has_credentials = amt.is_some() || !tokens.is_empty() || single_token.is_some();
+    let secret = client_secret(&profile, &mut warnings)?;
+    let client_id = global
+        .client_id
+        .clone()
+        .or_else(|| env_nonempty("SMARTCAR_CLIENT_ID"))
+        .or(config.connect.client_id.clone());
+    let api = global.api.or(profile.api).unwrap_or(if secret.is_some() {
+        ApiVersion::V3
+    } else {
+        ApiVersion::V2
+    });
+    let client_credentials = match (&client_id, secret) {
+        (Some(id), Some(secret)) => Some(AppCredentials::new(id.trim(), secret)),
+        _ => None,
+    };
+    let has_credentials = match api {
+        ApiVersion::V3 => client_credentials.is_some(),
+        ApiVersion::V2 => amt.is_some() || !tokens.is_empty() || single_token.is_some(),
+    };
+    if api == ApiVersion::V3 && !has_credentials && !global.demo && global.api.is_some() {
+        return Err(SetupError::Usage(format!(
+            "--api v3 needs the client id (--client-id or SMARTCAR_CLIENT_ID) and the client secret \
+             (SMARTCAR_CLIENT_SECRET, or client_secret_file or client_secret_command in the profile); {} missing",
+            if client_id.is_none() {
+                "the client id is"
+            } else {
+                "the client secret is"
+            }
+        )));
+    }
 
     let mode = if global.demo || !has_credentials {
         Mode::Demo
@@ -198,9 +342,14 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         }
     }
     if mode == Mode::Demo && profile.kind == ProfileKind::Live && !global.demo {
-        return Err(SetupError::Usage(format!(
-            "profile {profile_name} is live but has no credentials: set {amt_env}, amt_file or tokens_file, or pass --amt/--tokens/--token"
-        )));
+        return Err(SetupError::Usage(match api {
+            ApiVersion::V3 => format!(
+                "profile {profile_name} is live (API v3) but has no credentials: set SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET, or client_secret_file / client_secret_command"
+            ),
+            ApiVersion::V2 => format!(
+                "profile {profile_name} is live but has no credentials: set {amt_env}, amt_file, tokens_file or tokens_command, or pass --amt/--tokens/--token"
+            ),
+        }));
     }
 
     let mut origins = Origins::from_env();
@@ -252,16 +401,36 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         }
     }
 
+    let mut v3_origins = V3Origins::from_env();
+    if let Some(o) = &profile.iam_origin {
+        v3_origins.iam = o.clone();
+    }
+    if let Some(o) = &profile.api_origin {
+        v3_origins.api = o.clone();
+    }
+    if let Some(o) = &global.iam_origin {
+        v3_origins.iam = o.clone();
+    }
+    if let Some(o) = &global.api_origin {
+        v3_origins.api = o.clone();
+    }
+    if api == ApiVersion::V3 {
+        for origin in [&mut v3_origins.iam, &mut v3_origins.api] {
+            *origin = origin.trim_end_matches('/').to_string();
+            // The client secret goes to the token endpoint, the app token to the Vehicle API.
+            if mode == Mode::Live {
+                crate::smartcar::check_origin(origin, global.allow_insecure_origin)
+                    .map_err(|e| SetupError::Usage(e.to_string()))?;
+            }
+        }
+    }
+
     let needs = Needs {
         data: config.data_kinds(),
         at_home_only: config.needs.at_home_only,
         virtual_key_domain: config.connect.virtual_key_domain.clone(),
         connect_origin: origins.connect.clone(),
-        client_id: global
-            .client_id
-            .clone()
-            .or_else(|| env_nonempty("SMARTCAR_CLIENT_ID"))
-            .or(config.connect.client_id.clone()),
+        client_id,
         redirect_uri: global
             .redirect_uri
             .clone()
@@ -270,7 +439,9 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         stale_after_s: config.needs.stale_after_hours * 3600,
     };
 
-    let (policies, policy_error) = Policies::load(Some(&paths.policies_file()));
+    let policies_file = paths.policies_file();
+    let (policies, policy_error) =
+        Policies::with_override(&policies_file, std::fs::read_to_string(&policies_file));
     if let Some(e) = policy_error {
         warnings.push(format!("{e}; using the built-in rules"));
     }
@@ -311,11 +482,15 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         config,
         profile: profile_name,
         mode,
+        api,
         origins,
+        v3_origins,
+        client_credentials,
         source: Source {
             amt: amt.map(Secret::new),
             tokens,
             single_token,
+            tokens_command,
         },
         scheduler,
         needs,
@@ -388,14 +563,29 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
                 .map(|(u, t)| (u.clone(), Secret::new(t.clone())))
                 .collect(),
             single_token: None,
+            tokens_command: None,
         };
         simulator = Some(handle);
     }
-    let client = Client::new(settings.origins.clone(), ClientSettings::default())?;
-    let handle = fetch::spawn(client, settings.source.clone(), settings.scheduler.clone());
+    let (handle, origin) = match (settings.mode, &settings.client_credentials, settings.api) {
+        (Mode::Live, Some(credentials), ApiVersion::V3) => {
+            let client = V3Client::new(
+                settings.v3_origins.clone(),
+                credentials.clone(),
+                ClientSettings::default(),
+            )?;
+            let handle = fetch::spawn(client, Source::default(), settings.scheduler.clone());
+            (handle, settings.v3_origins.api.clone())
+        }
+        _ => {
+            let client = Client::new(settings.origins.clone(), ClientSettings::default())?;
+            let handle = fetch::spawn(client, settings.source.clone(), settings.scheduler.clone());
+            (handle, settings.origins.api.clone())
+        }
+    };
     Ok(Session {
         mode: settings.mode,
-        origin: settings.origins.api.clone(),
+        origin,
         commands: handle.commands,
         events: handle.events,
         simulator,

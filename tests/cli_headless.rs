@@ -69,6 +69,8 @@ async fn vtriage(home: &std::path::Path, args: &[&str]) -> Output {
         .env_remove("SMARTCAR_MANAGEMENT_API_ORIGIN")
         .env_remove("SMARTCAR_CONNECT_ORIGIN")
         .env_remove("SMARTCAR_CLIENT_ID")
+        // A client secret in the developer's environment would switch these v2.0 runs to v3.
+        .env_remove("SMARTCAR_CLIENT_SECRET")
         .output()
         .await
         .expect("the binary runs")

@@ -26,6 +26,7 @@ fn amt_source(sim: &SimHandle) -> Source {
             .map(|(user, token)| (user.clone(), Secret::new(token)))
             .collect(),
         single_token: None,
+        tokens_command: None,
     }
 }
 

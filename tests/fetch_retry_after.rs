@@ -148,6 +148,7 @@ fn start(origin: &str) -> fetch::SchedulerHandle {
         amt: Some(Secret::new("amt")),
         tokens: [("u1".to_string(), Secret::new("token-u1"))].into(),
         single_token: None,
+        tokens_command: None,
     };
     let config = SchedulerConfig {
         rate: None,

@@ -47,6 +47,7 @@ fn amt_source(sim: &SimHandle) -> Source {
         amt: Some(Secret::new(sim.amt())),
         tokens: all_tokens(sim),
         single_token: None,
+        tokens_command: None,
     }
 }
 
@@ -455,6 +456,7 @@ async fn tokens_without_amt_list_each_users_vehicles() {
         amt: None,
         tokens: all_tokens(&sim),
         single_token: None,
+        tokens_command: None,
     };
     let mut h = fetch::spawn(client(sim.origin()), source, quick_config());
     let connections = until(&mut h.events, |e| match e {
@@ -626,4 +628,38 @@ async fn repeated_request_joins_the_probe_in_flight() {
     );
     assert_eq!(requests_to(&sim, &car.id), 3);
     stop(h).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_access_token_runs_tokens_command_again_and_the_fresh_token_reads_the_car() {
+    let sim = start_sim(sim_config(60)).await;
+    let car = pick(&sim, |v| !v.is_tesla() && v.situation == Situation::Healthy).clone();
+    // What the command prints: every user's current token.
+    let dir = std::env::temp_dir().join(format!("vtriage-tokens-cmd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let csv = dir.join("tokens.csv");
+    let mut text = String::from("user_id,access_token\n");
+    for (u, t) in sim.tokens() {
+        text.push_str(&format!("{u},{t}\n"));
+    }
+    std::fs::write(&csv, text).expect("write");
+    // The tokens read at start have gone stale for this car's owner.
+    let mut source = amt_source(&sim);
+    source
+        .tokens
+        .insert(car.user_id.clone(), Secret::new("expired-two-hours-ago"));
+    source.tokens_command = Some(vec!["cat".into(), csv.to_string_lossy().to_string()]);
+    let mut h = fetch::spawn(client(sim.origin()), source, quick_config());
+    listed(&mut h.events).await;
+
+    probe(&h, &[&car.id], Priority::Focus, false);
+    let report = report_of(&mut h.events, &car.id).await;
+    assert!(
+        report.observations.iter().all(|o| !o.is_token_rejected()),
+        "read with the fresh token: {:?}",
+        report.observations
+    );
+    assert!(!report.observations.is_empty());
+    stop(h).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1233,3 +1233,53 @@ mod arbitrary_answers {
         }
     }
 }
+
+#[test]
+fn a_car_reporting_itself_asleep_while_no_data_reads_is_the_vehicle_state_finding() {
+    let policies = Policies::builtin();
+    let needs = Needs::default();
+    let upstream = v2(
+        502,
+        "UPSTREAM",
+        Some("NO_RESPONSE"),
+        json!({"type": "RETRY_LATER"}),
+        None,
+    );
+    let asleep = ok(
+        Probe::Connectivity,
+        Answer::Connectivity {
+            online: Some(true),
+            asleep: Some(true),
+        },
+    );
+    let mut obs = granted_but_data_fails(upstream);
+    obs.push(asleep.clone());
+    let d = diagnose(
+        &report("FORD", "F-150", 2022, obs),
+        &policies,
+        &needs,
+        now(),
+    );
+    assert_eq!(d.status, Status::Degraded);
+    assert!(
+        d.findings
+            .iter()
+            .any(|f| f.id == "vehicle-state" && f.title.contains("asleep")),
+        "{:?}",
+        d.findings
+    );
+    // Data read fine from the car's last report: asleep is no fault.
+    let fine = vec![
+        permissions(ALL_PERMS),
+        data_ok(DataKind::Location, 5),
+        data_ok(DataKind::Odometer, 5),
+        asleep,
+    ];
+    let d = diagnose(
+        &report("FORD", "F-150", 2022, fine),
+        &policies,
+        &needs,
+        now(),
+    );
+    assert_eq!(d.status, Status::Healthy, "{:?}", d.findings);
+}

@@ -232,6 +232,7 @@ fn start(origin: &str, config: SchedulerConfig) -> fetch::SchedulerHandle {
         amt: Some(Secret::new("amt")),
         tokens: [("u1".to_string(), Secret::new("token-u1"))].into(),
         single_token: None,
+        tokens_command: None,
     };
     fetch::spawn(client, source, config)
 }

@@ -39,6 +39,8 @@ impl Session {
             "SMARTCAR_API_ORIGIN",
             "SMARTCAR_MANAGEMENT_API_ORIGIN",
             "SMARTCAR_CONNECT_ORIGIN",
+            // A client secret in the environment would take the demo live on API v3.
+            "SMARTCAR_CLIENT_SECRET",
             "NO_COLOR",
             // No system clipboard unless a test gives one: copies go through the terminal (OSC 52).
             "DISPLAY",
@@ -218,4 +220,61 @@ fn a_panic_restores_the_terminal_and_ends_the_process_with_one_line_and_the_log_
     );
     let log = std::fs::read_to_string(home.join("state").join("vtriage.log")).unwrap_or_default();
     assert!(log.contains("panic"), "the panic is in the log: {log}");
+}
+
+#[test]
+fn the_dashboard_on_api_v3_opens_a_tesla_and_shows_the_signal_that_proves_the_missing_key() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = runtime
+        .block_on(vtriage::sim::spawn(
+            vtriage::sim::SimConfig {
+                vehicles: 60,
+                seed: 7,
+                vehicle_calls_per_hour: 0,
+                ..vtriage::sim::SimConfig::default()
+            },
+            "127.0.0.1:0".parse().expect("loopback"),
+        ))
+        .expect("simulator starts");
+    let tesla = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.is_tesla() && v.situation == vtriage::sim::Situation::VirtualKeyMissing)
+        .expect("a Tesla without its key in the seeded fleet")
+        .clone();
+    let home = std::env::temp_dir().join(format!("vtriage-tui-v3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let config = sim.config().clone();
+    let mut s = Session::start_with(
+        &home,
+        &[
+            ("SMARTCAR_CLIENT_ID", config.client_id.as_str()),
+            ("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str()),
+            ("SMARTCAR_IAM_ORIGIN", sim.origin()),
+            ("SMARTCAR_API_V3_ORIGIN", sim.origin()),
+        ],
+    );
+    s.wait_for("LIVE");
+    s.send("/");
+    s.send(&tesla.id);
+    s.send("\r");
+    s.wait_for(&tesla.id);
+    s.send("\r");
+    let page = s.wait_until("the probe's findings", |screen| {
+        screen.contains("── Findings") && screen.contains("BLOCKED")
+    });
+    assert!(
+        page.contains("/signals"),
+        "v3 evidence on the page:\n{page}"
+    );
+    assert!(!page.contains(config.client_secret.as_str()));
+    s.send("q");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.child.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "vtriage did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(sim.v3_stats().signals_calls >= 1);
+    let _ = std::fs::remove_dir_all(&home);
 }

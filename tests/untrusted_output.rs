@@ -76,6 +76,7 @@ async fn probe_hostile(origin: &str) -> (ProbeReport, String) {
         amt: Some(Secret::new(AMT)),
         tokens: HashMap::new(),
         single_token: Some(Secret::new(TOKEN)),
+        tokens_command: None,
     };
     let config = SchedulerConfig {
         rate: None,

@@ -1,14 +1,16 @@
-//! Lists the fleet from the source: the Management API with an AMT, else each access token's user
-//! and vehicles. Failures become one line a person can act on.
+//! Lists the fleet from the source: API v3 `/v3/connections` with the application token; for v2.0
+//! the Management API with an AMT, else each access token's user and vehicles. Failures become one
+//! line a person can act on.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::smartcar::v3::{ConnectionFilter, V3Client, V3Connection, V3Error};
 use crate::smartcar::{
     ApiError, Client, Connection, CursorTrail, ErrorCode, ErrorType, PagingError, Secret,
-    TransportKind, capped_wait, deadline_after, quote_untrusted,
+    TransportKind, VehicleAttributes, capped_wait, deadline_after, quote_untrusted,
 };
 
 use super::Source;
@@ -23,6 +25,18 @@ pub struct Listing {
     pub tokens: HashMap<String, Secret>,
     /// The user behind `Source::single_token`, when it could be asked.
     pub single_token_user: Option<String>,
+    /// What a v3 listing told of each vehicle, by vehicle id (empty for v2.0).
+    pub details: HashMap<String, ListedVehicle>,
+}
+
+/// What `/v3/connections` says of a vehicle beyond its ids, so no probe has to ask it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedVehicle {
+    /// Make, model and year, when the connection gave all three.
+    pub attributes: Option<VehicleAttributes>,
+    /// The Smartcar permissions granted on the connection.
+    pub permissions: Vec<String>,
+    pub listed_at: jiff::Timestamp,
 }
 
 /// How listing requests are retried.
@@ -38,6 +52,7 @@ pub struct ListingRetry {
 enum Credential {
     ManagementToken,
     AccessToken,
+    ClientCredentials,
 }
 
 /// One line for a person: what failed and what to do.
@@ -61,12 +76,18 @@ fn describe(origin: &str, credential: Credential, e: &ApiError) -> String {
             Credential::AccessToken => format!(
                 "the access token was rejected (401) by {origin}: it has expired or was revoked; the backend must refresh it"
             ),
+            Credential::ClientCredentials => format!(
+                "the application token was rejected (401) by {origin} although just issued: check that the application uses API v3 in the Smartcar dashboard"
+            ),
         },
         other => match credential {
             Credential::ManagementToken => {
                 format!("listing connections from {origin} failed: {other}")
             }
             Credential::AccessToken => format!("listing vehicles from {origin} failed: {other}"),
+            Credential::ClientCredentials => {
+                format!("listing connections from {origin}/v3/connections failed: {other}")
+            }
         },
     }
 }
@@ -207,6 +228,102 @@ fn split_unsafe_ids(connections: Vec<Connection>) -> (Vec<Connection>, Vec<Strin
     (kept, warnings)
 }
 
+fn v3_attributes(c: &V3Connection) -> Option<VehicleAttributes> {
+    Some(VehicleAttributes {
+        id: c.vehicle_id.clone(),
+        make: c.make.clone().filter(|m| !m.trim().is_empty())?,
+        model: c.model.clone()?,
+        // Without a year an exemption by model year could not be decided: the make alone is not enough.
+        year: c.year?,
+    })
+}
+
+/// Lists the fleet through `/v3/connections` (user id, make, model, year, permissions), retrying
+/// the whole listing while its failure is retryable. `Err` is the one-line message.
+pub async fn list_v3(
+    client: &V3Client,
+    retry: ListingRetry,
+    max_connections: usize,
+) -> Result<Listing, String> {
+    let origin = &client.origins().api;
+    let mut backoff = Backoff::new(retry.backoff_base, retry.backoff_max);
+    let mut tries = 0;
+    let rows = loop {
+        tries += 1;
+        match client.connections(&ConnectionFilter::default()).await {
+            Ok(rows) => break rows,
+            Err(V3Error::Api { error, .. }) if error.is_retryable() && tries < retry.max_tries => {
+                let wait = error.retry_after_s().map_or_else(
+                    || backoff.delay(tries),
+                    |s| capped_wait(Duration::from_secs(s)),
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(V3Error::Api { error, .. }) => {
+                return Err(describe(origin, Credential::ClientCredentials, &error));
+            }
+            Err(other) => return Err(other.to_string()),
+        }
+    };
+    if rows.len() > max_connections {
+        return Err(PagingError::TooMany {
+            max: max_connections,
+        }
+        .to_string());
+    }
+    let listed_at = jiff::Timestamp::now();
+    let mut listing = Listing::default();
+    let mut details: HashMap<String, ListedVehicle> = HashMap::new();
+    let mut connections = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let entry = details
+            .entry(row.vehicle_id.clone())
+            .or_insert_with(|| ListedVehicle {
+                attributes: None,
+                permissions: Vec::new(),
+                listed_at,
+            });
+        if entry.attributes.is_none() {
+            entry.attributes = v3_attributes(row);
+        }
+        // Owners of one vehicle may have granted different permissions; the first listed is the
+        // one probed first, so its grant is the one diagnosis compares against.
+        if entry.permissions.is_empty() {
+            entry.permissions = row.permissions.clone();
+        }
+        let Some(user_id) = row.user_id.clone() else {
+            tracing::warn!(
+                "connection {} lists no user id: vehicle {} cannot be probed (sc-user-id)",
+                quote_untrusted(&row.connection_id),
+                quote_untrusted(&row.vehicle_id)
+            );
+            connections.push(Connection {
+                user_id: String::new(),
+                vehicle_id: row.vehicle_id.clone(),
+                connected_at: row.created_at.clone(),
+                mode: row.mode.clone(),
+            });
+            continue;
+        };
+        connections.push(Connection {
+            user_id,
+            vehicle_id: row.vehicle_id.clone(),
+            connected_at: row.created_at.clone(),
+            mode: row.mode.clone(),
+        });
+    }
+    listing.connections = screen_ids(connections)
+        .into_iter()
+        .map(|c| ConnectionInfo {
+            has_token: !c.user_id.is_empty(),
+            connection: c,
+            other_users: Vec::new(),
+        })
+        .collect();
+    listing.details = details;
+    Ok(listing)
+}
+
 /// Lists the fleet. `Err` is the one-line message for `Event::SourceError`.
 pub async fn list(
     client: &Client,
@@ -255,6 +372,7 @@ pub async fn list(
             connections,
             tokens,
             single_token_user,
+            details: HashMap::new(),
         });
     }
 

@@ -17,11 +17,32 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::smartcar::v3::V3Client;
 use crate::smartcar::{Client, DataKind, Secret};
 
 pub use budget::RateBudget;
 pub use events::{Command, ConnectionInfo, Event, Priority, Progress};
-pub use plan::{KnownVehicle, ProbePlan, Step, StepCost, V2Plan};
+pub use plan::{KnownVehicle, ProbePlan, Step, StepCost, V2Plan, V3Plan};
+
+/// Which Smartcar API the scheduler speaks: v2.0 with per-user access tokens, or v3 with the
+/// application token and `sc-user-id`.
+#[derive(Clone)]
+pub enum Api {
+    V2(Client),
+    V3(V3Client),
+}
+
+impl From<Client> for Api {
+    fn from(client: Client) -> Api {
+        Api::V2(client)
+    }
+}
+
+impl From<V3Client> for Api {
+    fn from(client: V3Client) -> Api {
+        Api::V3(client)
+    }
+}
 
 /// Where the fleet and its credentials come from.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +53,9 @@ pub struct Source {
     pub tokens: HashMap<String, Secret>,
     /// One access token whose user is found with `GET /user` (`--token`).
     pub single_token: Option<Secret>,
+    /// A command (argv, no shell) printing the tokens CSV: run again when a token is refused,
+    /// since v2.0 access tokens expire every two hours.
+    pub tokens_command: Option<Vec<String>>,
 }
 
 /// How the scheduler spends the API.
@@ -95,19 +119,26 @@ pub struct SchedulerHandle {
     pub join: tokio::task::JoinHandle<()>,
 }
 
-/// Starts the scheduler with the v2.0 probe plan. It lists the source's connections at once.
-/// Must be called inside a tokio runtime.
-pub fn spawn(client: Client, source: Source, config: SchedulerConfig) -> SchedulerHandle {
-    let plan = Arc::new(V2Plan {
-        data: config.data.clone(),
-        tesla_at_home: config.tesla_at_home,
-    });
-    spawn_with_plan(client, source, config, plan)
+/// Starts the scheduler with the probe plan of the API: v2.0 rounds, or one v3 signals request.
+/// It lists the source's connections at once. Must be called inside a tokio runtime.
+pub fn spawn(api: impl Into<Api>, source: Source, config: SchedulerConfig) -> SchedulerHandle {
+    let api = api.into();
+    let plan: Arc<dyn ProbePlan> = match api {
+        Api::V2(_) => Arc::new(V2Plan {
+            data: config.data.clone(),
+            tesla_at_home: config.tesla_at_home,
+        }),
+        Api::V3(_) => Arc::new(V3Plan {
+            data: config.data.clone(),
+            tesla_at_home: config.tesla_at_home,
+        }),
+    };
+    spawn_with_plan(api, source, config, plan)
 }
 
-/// Starts the scheduler with another probe plan (another API version).
+/// Starts the scheduler with another probe plan.
 pub fn spawn_with_plan(
-    client: Client,
+    client: impl Into<Api>,
     source: Source,
     config: SchedulerConfig,
     plan: Arc<dyn ProbePlan>,
@@ -115,7 +146,12 @@ pub fn spawn_with_plan(
     let (command_tx, command_rx) = mpsc::unbounded_channel();
     let (event_tx, event_rx) = mpsc::unbounded_channel();
     let join = tokio::spawn(scheduler::run(
-        client, source, config, plan, command_rx, event_tx,
+        client.into(),
+        source,
+        config,
+        plan,
+        command_rx,
+        event_tx,
     ));
     SchedulerHandle {
         commands: command_tx,

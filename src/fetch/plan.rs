@@ -1,5 +1,5 @@
-//! What one probe asks of a vehicle, in at most two rounds: the v2.0 plan behind a trait so another
-//! backend (v3 signals) can stand beside it. Pure: decides requests, sends none.
+//! What one probe asks of a vehicle, in at most two rounds: the v2.0 plan and the v3 plan (one
+//! signals request) behind one trait. Pure: decides requests, sends none.
 
 use crate::smartcar::{
     Answer, ApiError, DataKind, ErrorCode, ErrorType, Observation, Probe, VehicleAttributes,
@@ -61,13 +61,16 @@ pub enum Step {
     Get(Probe),
     /// `POST /vehicles/{id}/batch`: one request for the app budget, one call per item for the vehicle.
     Batch(Vec<DataKind>),
+    /// API v3 `GET /vehicles/{id}/signals` with `sc-user-id`: every signal in one request, one call
+    /// for the vehicle.
+    Signals,
 }
 
 impl Step {
     /// Calls the vehicle's own limit counts (Smartcar counts each batch item).
     pub fn vehicle_calls(&self) -> u32 {
         match self {
-            Step::Get(_) => 1,
+            Step::Get(_) | Step::Signals => 1,
             Step::Batch(kinds) => kinds.len().try_into().unwrap_or(u32::MAX),
         }
     }
@@ -109,6 +112,11 @@ pub trait ProbePlan: Send + Sync {
         after: &KnownVehicle,
         first: &[Observation],
     ) -> Vec<Step>;
+
+    /// What a signals step reads (data kinds, `atHome`); `None` for a plan without one.
+    fn signal_questions(&self) -> Option<(&[DataKind], bool)> {
+        None
+    }
 
     /// The most a probe can cost, for per-vehicle limits and sweep estimates.
     fn worst_case(&self, known: &KnownVehicle) -> StepCost {
@@ -223,6 +231,34 @@ impl ProbePlan for V2Plan {
         } else {
             Vec::new()
         }
+    }
+}
+
+/// The v3 plan: the listing already told make, model, year and the Smartcar-side permissions, so a
+/// diagnosis is the signals list alone, one request in one round trip, for every make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V3Plan {
+    /// Data signals the app depends on (what the v2.0 batch would read).
+    pub data: Vec<DataKind>,
+    /// Also read `location-isathome` (for `atHome`).
+    pub tesla_at_home: bool,
+}
+
+impl ProbePlan for V3Plan {
+    fn first_round(&self, _known: &KnownVehicle) -> Vec<Step> {
+        vec![Step::Signals]
+    }
+
+    fn second_round(&self, _: &KnownVehicle, _: &KnownVehicle, _: &[Observation]) -> Vec<Step> {
+        Vec::new()
+    }
+
+    fn worst_case(&self, known: &KnownVehicle) -> StepCost {
+        StepCost::of(&self.first_round(known))
+    }
+
+    fn signal_questions(&self) -> Option<(&[DataKind], bool)> {
+        Some((&self.data, self.tesla_at_home))
     }
 }
 
@@ -414,5 +450,34 @@ mod tests {
                 vehicle_calls: 4
             }
         );
+    }
+
+    #[test]
+    fn v3_asks_one_signals_request_in_one_round_for_every_make() {
+        let p = V3Plan {
+            data: vec![DataKind::Odometer, DataKind::Location],
+            tesla_at_home: true,
+        };
+        for known in [
+            KnownVehicle::default(),
+            KnownVehicle {
+                attributes: Some(attrs("TESLA")),
+                vin: None,
+            },
+            KnownVehicle {
+                attributes: Some(attrs("FORD")),
+                vin: None,
+            },
+        ] {
+            assert_eq!(p.first_round(&known), vec![Step::Signals]);
+            assert!(p.second_round(&known, &known, &[]).is_empty());
+            assert_eq!(
+                p.worst_case(&known),
+                StepCost {
+                    requests: 1,
+                    vehicle_calls: 1
+                }
+            );
+        }
     }
 }

@@ -9,11 +9,13 @@ use std::sync::atomic::AtomicBool;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::smartcar::v3::observe::{self, SignalQuestions};
 use crate::smartcar::{
-    ApiError, Client, DataKind, ErrorCode, ErrorType, Observation, Probe, Secret, capped_wait,
+    ApiError, DataKind, ErrorCode, ErrorType, Observation, Probe, Secret, capped_wait,
     deadline_after,
 };
 
+use super::Api;
 use super::backoff::Backoff;
 use super::gate::{Gate, SharedPriority, Ticket};
 use super::plan::{KnownVehicle, ProbePlan, Step, vehicle_rate_limited};
@@ -28,11 +30,29 @@ pub struct RetryPolicy {
     pub backoff_max: Duration,
 }
 
+/// What a probe's requests carry to be let in.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// v2.0: the user's access token.
+    Token(Secret),
+    /// v3: the application token (held by the client) and this user id in `sc-user-id`.
+    User(String),
+}
+
+/// The Smartcar-side permissions a v3 listing gave, and when it was listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedPermissions {
+    pub permissions: Vec<String>,
+    pub at: jiff::Timestamp,
+}
+
 /// One probe to run.
 #[derive(Debug, Clone)]
 pub struct ProbeJob {
     pub vehicle_id: String,
-    pub token: Secret,
+    pub access: Access,
+    /// Known from the listing (v3), so no request asks for it.
+    pub listed_permissions: Option<ListedPermissions>,
     pub known: KnownVehicle,
     pub priority: SharedPriority,
     /// Arrival order, so earlier probes finish first among equals.
@@ -58,7 +78,7 @@ pub struct ProbeOutcome {
 
 /// Runs the plan for one vehicle. Never fails: every problem is an observation.
 pub async fn run_probe(
-    client: &Client,
+    client: &Api,
     gate: &Gate,
     plan: &dyn ProbePlan,
     retry: RetryPolicy,
@@ -74,12 +94,12 @@ pub async fn run_probe(
         rounds: 0,
     };
     let first = plan.first_round(&before);
-    run_round(client, gate, retry, &job, first, &mut outcome).await;
+    run_round(client, gate, plan, retry, &job, first, &mut outcome).await;
     outcome.known.learn(&outcome.observations);
     let second = plan.second_round(&before, &outcome.known, &outcome.observations);
     if !second.is_empty() && outcome.not_before.is_none() {
         let start = outcome.observations.len();
-        run_round(client, gate, retry, &job, second, &mut outcome).await;
+        run_round(client, gate, plan, retry, &job, second, &mut outcome).await;
         let learned = outcome
             .observations
             .get(start..)
@@ -87,12 +107,22 @@ pub async fn run_probe(
             .to_vec();
         outcome.known.learn(&learned);
     }
+    if let Some(listed) = &job.listed_permissions
+        && outcome.rounds > 0
+    {
+        outcome.observations.push(observe::permissions_observation(
+            &job.vehicle_id,
+            &listed.permissions,
+            listed.at,
+        ));
+    }
     outcome
 }
 
 async fn run_round(
-    client: &Client,
+    client: &Api,
     gate: &Gate,
+    plan: &dyn ProbePlan,
     retry: RetryPolicy,
     job: &ProbeJob,
     steps: Vec<Step>,
@@ -105,7 +135,7 @@ async fn run_round(
     let results = join_all(
         steps
             .into_iter()
-            .map(|step| run_step(client, gate, retry, job, step)),
+            .map(|step| run_step(client, gate, plan, retry, job, step)),
     )
     .await;
     for r in results {
@@ -190,40 +220,71 @@ fn next_move(
     }
 }
 
+fn ticket(job: &ProbeJob, calls: usize) -> Ticket {
+    Ticket {
+        priority: job.priority.clone(),
+        order: job.order,
+        vehicle: Some((job.vehicle_id.clone(), calls.try_into().unwrap_or(u32::MAX))),
+        sent_any: Some(Arc::clone(&job.sent_any)),
+    }
+}
+
+/// A step the client cannot send with the access the probe holds: the plan and the API disagree.
+fn unsendable(job: &ProbeJob, step: &Step) -> StepResult {
+    let probe = match step {
+        Step::Get(p) => *p,
+        Step::Batch(_) | Step::Signals => Probe::Signals,
+    };
+    StepResult {
+        observations: vec![Observation {
+            probe,
+            endpoint: probe.endpoint(&job.vehicle_id, false),
+            at: jiff::Timestamp::now(),
+            meta: crate::smartcar::Meta::default(),
+            outcome: Err(ApiError::Unsendable {
+                message: "this request does not exist in the API version in use".into(),
+            }),
+        }],
+        not_before: None,
+        unresolved: false,
+    }
+}
+
 /// Sends one step, retrying what fails retryably, and returns the latest observation per probe.
 async fn run_step(
-    client: &Client,
+    api: &Api,
     gate: &Gate,
+    plan: &dyn ProbePlan,
     retry: RetryPolicy,
     job: &ProbeJob,
     step: Step,
 ) -> StepResult {
+    let (client, token) = match (api, &job.access, &step) {
+        (Api::V3(client), Access::User(user), Step::Signals) => {
+            return run_signals(client, user, gate, plan, retry, job).await;
+        }
+        (Api::V2(client), Access::Token(token), Step::Get(_) | Step::Batch(_)) => (client, token),
+        _ => return unsendable(job, &step),
+    };
     let mut backoff = Backoff::new(retry.backoff_base, retry.backoff_max);
     let mut latest: BTreeMap<usize, Observation> = BTreeMap::new();
     // Positions of the probes of this step, so a retried batch keeps plan order.
     let probes: Vec<Probe> = match &step {
         Step::Get(p) => vec![*p],
         Step::Batch(kinds) => kinds.iter().map(|&k| Probe::Data(k)).collect(),
+        Step::Signals => Vec::new(),
     };
     let mut pending: Vec<usize> = (0..probes.len()).collect();
     let mut tries = 0;
     let mut not_before = None;
     while !pending.is_empty() {
         tries += 1;
-        let ticket = Ticket {
-            priority: job.priority.clone(),
-            order: job.order,
-            vehicle: Some((
-                job.vehicle_id.clone(),
-                pending.len().try_into().unwrap_or(u32::MAX),
-            )),
-            sent_any: Some(Arc::clone(&job.sent_any)),
-        };
-        let Ok(permit) = gate.acquire(ticket).await else {
+        let Ok(permit) = gate.acquire(ticket(job, pending.len())).await else {
             break;
         };
         let got = match &step {
-            Step::Get(p) => vec![client.probe(&job.token, &job.vehicle_id, *p).await],
+            Step::Get(p) => vec![client.probe(token, &job.vehicle_id, *p).await],
+            Step::Signals => Vec::new(),
             Step::Batch(_) => {
                 let kinds: Vec<DataKind> = pending
                     .iter()
@@ -232,7 +293,7 @@ async fn run_step(
                         _ => None,
                     })
                     .collect();
-                client.batch(&job.token, &job.vehicle_id, &kinds).await
+                client.batch(token, &job.vehicle_id, &kinds).await
             }
         };
         drop(permit);
@@ -267,6 +328,63 @@ async fn run_step(
         .any(|e| worth_retrying(e) && !is_vehicle_limit(e));
     StepResult {
         observations: latest.into_values().collect(),
+        not_before,
+        unresolved,
+    }
+}
+
+/// Sends the v3 signals request, retrying it whole while its failure (or a signal's) is worth it.
+/// One request and one vehicle call per try, however many signals come back.
+async fn run_signals(
+    client: &crate::smartcar::v3::V3Client,
+    user_id: &str,
+    gate: &Gate,
+    plan: &dyn ProbePlan,
+    retry: RetryPolicy,
+    job: &ProbeJob,
+) -> StepResult {
+    let (data, at_home) = plan.signal_questions().unwrap_or((&[], false));
+    let asked = SignalQuestions {
+        data,
+        at_home,
+        is_tesla: job.known.is_tesla(),
+    };
+    let mut backoff = Backoff::new(retry.backoff_base, retry.backoff_max);
+    let mut latest: Vec<Observation> = Vec::new();
+    let mut not_before = None;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let Ok(permit) = gate.acquire(ticket(job, 1)).await else {
+            break;
+        };
+        let answer = client.signals(&job.vehicle_id, user_id).await;
+        drop(permit);
+        let at = jiff::Timestamp::now();
+        latest = match &answer {
+            Ok(report) => observe::observations(&job.vehicle_id, report, asked, at),
+            Err(e) => vec![observe::request_failed(&job.vehicle_id, e, at)],
+        };
+        let asked_now: Vec<&Observation> = latest.iter().collect();
+        match next_move(&asked_now, tries, retry, &mut backoff, gate, Instant::now()) {
+            Next::Done => break,
+            Next::LeaveUntil(t) => {
+                not_before = Some(t);
+                break;
+            }
+            Next::RetryAfter(wait) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+    let unresolved = latest
+        .iter()
+        .filter_map(Observation::error)
+        .any(|e| worth_retrying(e) && !is_vehicle_limit(e));
+    StepResult {
+        observations: latest,
         not_before,
         unresolved,
     }

@@ -9,19 +9,27 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::smartcar::{Client, ProbeReport, Secret};
+use crate::smartcar::{ProbeReport, Secret};
 use crate::untrusted::{Redactor, text};
 
 use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
 use super::gate::{Gate, SharedPriority};
 use super::listing::{self, Listing, ListingRetry};
 use super::plan::{KnownVehicle, ProbePlan};
-use super::probe::{self, ProbeJob, ProbeOutcome, RetryPolicy};
+use super::probe::{self, Access, ListedPermissions, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
-use super::{SchedulerConfig, Source};
+use super::{Api, SchedulerConfig, Source};
 
 /// The shortest gap between two progress events (at most ten a second).
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// `tokens_command` is run again on a refused token at most this often: a token it cannot fix
+/// must be reported, not retried in a loop.
+const TOKENS_RELOAD_EVERY: Duration = Duration::from_secs(60);
+/// How long `tokens_command` may take before it is given up on.
+const TOKENS_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+type TokensReload = tokio::task::JoinHandle<Result<HashMap<String, Secret>, String>>;
 
 /// What the scheduler remembers about one vehicle.
 #[derive(Debug, Default)]
@@ -49,7 +57,7 @@ struct Run {
 }
 
 struct Scheduler {
-    client: Client,
+    client: Api,
     source: Source,
     config: SchedulerConfig,
     plan: Arc<dyn ProbePlan>,
@@ -58,6 +66,8 @@ struct Scheduler {
     events: mpsc::UnboundedSender<Event>,
     /// Every credential known so far: what a server echoes of them never leaves the scheduler.
     redactor: Redactor,
+    /// The v3 client's token generation the redactor knows (it is rebuilt when a token is issued).
+    redacted_generation: u64,
 
     listing: Option<Listing>,
     listing_failed: bool,
@@ -83,10 +93,16 @@ struct Scheduler {
     run: Run,
     progress_dirty: bool,
     progress_sent_at: Option<Instant>,
+
+    /// `tokens_command` running again after a refused token, and when it last started.
+    tokens_reload: Option<TokensReload>,
+    tokens_reloaded_at: Option<Instant>,
+    /// Vehicles whose token was refused, waiting for the reload to probe them again.
+    awaiting_tokens: Vec<(String, Priority)>,
 }
 
 pub async fn run(
-    client: Client,
+    client: Api,
     source: Source,
     config: SchedulerConfig,
     plan: Arc<dyn ProbePlan>,
@@ -114,9 +130,10 @@ pub async fn run(
         backoff_base: config.backoff_base,
         backoff_max: config.backoff_max,
     };
-    let redactor = secrets_of(&source, None);
+    let (redacted_generation, redactor) = secrets_of(&client, &source, None);
     let mut s = Scheduler {
         redactor,
+        redacted_generation,
         max_active: config.concurrency.max(1) * 2,
         client,
         source,
@@ -141,6 +158,9 @@ pub async fn run(
         run: Run::default(),
         progress_dirty: false,
         progress_sent_at: None,
+        tokens_reload: None,
+        tokens_reloaded_at: None,
+        awaiting_tokens: Vec::new(),
     };
     let mut listing_task = Some(s.start_listing());
     loop {
@@ -166,6 +186,15 @@ pub async fn run(
                 s.listed(listed.unwrap_or_else(|e| Err(format!("listing stopped: {e}"))));
             }
             Some(joined) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.joined(joined),
+            reloaded = async {
+                match s.tokens_reload.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                s.tokens_reload = None;
+                s.tokens_reloaded(reloaded.unwrap_or_else(|e| Err(format!("stopped: {e}"))));
+            }
             () = sleep_until(wake) => {}
         }
         s.dispatch();
@@ -174,21 +203,60 @@ pub async fn run(
     if let Some(task) = listing_task {
         task.abort();
     }
+    if let Some(task) = s.tokens_reload.take() {
+        task.abort();
+    }
     s.tasks.abort_all();
     s.gate.close();
     gate_timer.abort();
 }
 
-/// A redactor for the source's credentials and, once listed, the tokens the listing holds.
-fn secrets_of(source: &Source, listing: Option<&Listing>) -> Redactor {
-    Redactor::new(
+/// A redactor for the source's credentials, the v3 client secret and application tokens and, once
+/// listed, the tokens the listing holds; with the v3 token generation it covers.
+fn secrets_of(api: &Api, source: &Source, listing: Option<&Listing>) -> (u64, Redactor) {
+    let (generation, v3) = match api {
+        Api::V3(client) => client.credentials_sent(),
+        Api::V2(_) => (0, Vec::new()),
+    };
+    let redactor = Redactor::new(
         source
             .amt
             .iter()
             .chain(source.tokens.values())
             .chain(source.single_token.iter())
+            .chain(v3.iter())
             .chain(listing.into_iter().flat_map(|l| l.tokens.values())),
+    );
+    (generation, redactor)
+}
+
+/// Runs `tokens_command` (no shell) and reads its CSV. Its output is never quoted in an error: it
+/// holds the tokens.
+async fn run_tokens_command(argv: Vec<String>) -> Result<HashMap<String, Secret>, String> {
+    let program = argv.first().cloned().unwrap_or_default();
+    let run = tokio::process::Command::new(&program)
+        .args(argv.iter().skip(1))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = match tokio::time::timeout(TOKENS_COMMAND_TIMEOUT, run).await {
+        Err(_) => return Err(format!("tokens_command `{program}` timed out")),
+        Ok(Err(e)) => return Err(format!("tokens_command `{program}` cannot run: {e}")),
+        Ok(Ok(o)) => o,
+    };
+    if !output.status.success() {
+        return Err(format!(
+            "tokens_command `{program}` failed ({})",
+            output.status
+        ));
+    }
+    crate::tokens::parse(
+        std::path::Path::new("<tokens_command output>"),
+        &output.stdout,
     )
+    .map(|t| t.by_user)
+    .map_err(|e| e.to_string())
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -209,9 +277,26 @@ impl Scheduler {
             backoff_max: self.retry.backoff_max,
         };
         let max_connections = self.config.max_connections;
-        tokio::spawn(
-            async move { listing::list(&client, &gate, &source, retry, max_connections).await },
-        )
+        tokio::spawn(async move {
+            match client {
+                Api::V2(client) => {
+                    listing::list(&client, &gate, &source, retry, max_connections).await
+                }
+                Api::V3(client) => listing::list_v3(&client, retry, max_connections).await,
+            }
+        })
+    }
+
+    /// Rebuilds the redactor when the v3 client was issued a token it does not know yet.
+    fn refresh_redactor(&mut self) {
+        if let Api::V3(client) = &self.client
+            && client.credentials_sent().0 != self.redacted_generation
+        {
+            let (generation, redactor) =
+                secrets_of(&self.client, &self.source, self.listing.as_ref());
+            self.redacted_generation = generation;
+            self.redactor = redactor;
+        }
     }
 
     fn emit(&self, event: Event) {
@@ -223,7 +308,14 @@ impl Scheduler {
         match result {
             Ok(mut listing) => {
                 listing.connections = merge_owners(std::mem::take(&mut listing.connections));
-                self.redactor = secrets_of(&self.source, Some(&listing));
+                (self.redacted_generation, self.redactor) =
+                    secrets_of(&self.client, &self.source, Some(&listing));
+                for (vehicle_id, listed) in &listing.details {
+                    if let Some(a) = &listed.attributes {
+                        let state = self.vehicles.entry(vehicle_id.clone()).or_default();
+                        state.known.attributes = Some(a.clone());
+                    }
+                }
                 self.connection_index = listing
                     .connections
                     .iter()
@@ -237,6 +329,7 @@ impl Scheduler {
             }
             Err(message) => {
                 self.listing_failed = true;
+                self.refresh_redactor();
                 let message = self.redactor.redact(&message).into_owned();
                 self.emit(Event::SourceError { message });
             }
@@ -306,9 +399,26 @@ impl Scheduler {
         self.listing.as_ref()?.connections.get(i)
     }
 
-    /// The user and access token to probe a vehicle with, if any: the first owner whose token has
-    /// not been refused, else the first owner with a token, else the first owner.
-    fn credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Secret>) {
+    /// The user and the access to probe a vehicle with, if any. v2.0: the first owner whose token
+    /// has not been refused, else the first owner with a token, else the first owner. v3: the first
+    /// owner not refused, else the first owner, in `sc-user-id`.
+    fn credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Access>) {
+        if let Api::V3(_) = self.client {
+            let Some(c) = self.connection(vehicle_id) else {
+                return (None, None);
+            };
+            let owners = || c.users().filter(|u| !u.is_empty());
+            let user = owners()
+                .find(|u| !self.rejected_users.contains(*u))
+                .or_else(|| owners().next())
+                .map(str::to_string);
+            return (user.clone(), user.map(Access::User));
+        }
+        let (user, token) = self.v2_credentials(vehicle_id);
+        (user, token.map(Access::Token))
+    }
+
+    fn v2_credentials(&self, vehicle_id: &str) -> (Option<String>, Option<Secret>) {
         let listing = self.listing.as_ref();
         let token_of = |user: &str| {
             listing
@@ -501,8 +611,8 @@ impl Scheduler {
                 self.queue.defer(next, room_at);
                 continue;
             }
-            let (user_id, token) = self.credentials(&next.vehicle_id);
-            let Some(token) = token else {
+            let (user_id, access) = self.credentials(&next.vehicle_id);
+            let Some(access) = access else {
                 // The token went away with a new listing while the probe waited.
                 let report = self.known_only(next.vehicle_id, user_id, false);
                 self.finish_without_requests(report);
@@ -510,9 +620,18 @@ impl Scheduler {
             };
             let shared = SharedPriority::new(next.priority);
             let sent_any = Arc::new(AtomicBool::new(false));
+            let listed_permissions = self
+                .listing
+                .as_ref()
+                .and_then(|l| l.details.get(&next.vehicle_id))
+                .map(|d| ListedPermissions {
+                    permissions: d.permissions.clone(),
+                    at: d.listed_at,
+                });
             let job = ProbeJob {
                 vehicle_id: next.vehicle_id.clone(),
-                token,
+                access,
+                listed_permissions,
                 known,
                 priority: shared.clone(),
                 order: self.next_order,
@@ -577,12 +696,65 @@ impl Scheduler {
         }
     }
 
+    /// Starts `tokens_command` again unless it runs already or ran within the last minute.
+    /// Whether the vehicle waits for it.
+    fn reload_tokens_for(&mut self, vehicle_id: &str, priority: Priority) -> bool {
+        let Some(argv) = self.source.tokens_command.clone() else {
+            return false;
+        };
+        if self.tokens_reload.is_none() {
+            let recent = self
+                .tokens_reloaded_at
+                .is_some_and(|t| t.elapsed() < TOKENS_RELOAD_EVERY);
+            if recent {
+                return false;
+            }
+            tracing::info!("an access token was refused; running tokens_command again");
+            self.tokens_reloaded_at = Some(Instant::now());
+            self.tokens_reload = Some(tokio::spawn(run_tokens_command(argv)));
+        }
+        self.awaiting_tokens
+            .push((vehicle_id.to_string(), priority));
+        true
+    }
+
+    /// Takes the tokens `tokens_command` printed and probes the vehicles that waited for them.
+    fn tokens_reloaded(&mut self, result: Result<HashMap<String, Secret>, String>) {
+        match result {
+            Ok(tokens) => {
+                for (user, token) in &tokens {
+                    let changed = self.source.tokens.get(user) != Some(token);
+                    if changed {
+                        self.rejected_users.remove(user);
+                    }
+                }
+                if let Some(listing) = self.listing.as_mut() {
+                    listing.tokens.extend(tokens.clone());
+                }
+                self.source.tokens = tokens;
+                (self.redacted_generation, self.redactor) =
+                    secrets_of(&self.client, &self.source, self.listing.as_ref());
+            }
+            Err(message) => tracing::warn!("{}", text::one_line(&message)),
+        }
+        for (vehicle_id, priority) in std::mem::take(&mut self.awaiting_tokens) {
+            self.queue.push(&vehicle_id, priority, true);
+        }
+    }
+
     fn finished(&mut self, outcome: ProbeOutcome, active: Option<Active>) {
         let now = Instant::now();
         let (user_id, priority) = match active {
             Some(a) => (a.user_id, a.priority.get()),
             None => (self.credentials(&outcome.vehicle_id).0, Priority::Sweep),
         };
+        // v2.0 tokens expire every two hours: a fresh set from tokens_command may read the vehicle.
+        if outcome.observations.iter().any(|o| o.is_token_rejected())
+            && self.reload_tokens_for(&outcome.vehicle_id, priority)
+        {
+            self.remember_known(&outcome);
+            return;
+        }
         // A refused token belongs to its user: another owner's token may still read the vehicle.
         if let Some(user) = &user_id
             && outcome.observations.iter().any(|o| o.is_token_rejected())
@@ -601,6 +773,7 @@ impl Scheduler {
             }
         }
         self.remember_known(&outcome);
+        self.refresh_redactor();
         let state = self.vehicles.entry(outcome.vehicle_id.clone()).or_default();
         state.not_before = outcome.not_before;
         let mut report = ProbeReport {
@@ -612,7 +785,7 @@ impl Scheduler {
             observations: outcome.observations,
         };
         // Here observations become events (and so the store, the snapshot, every view and report):
-        // a server echoing a token or the AMT stops here.
+        // a server echoing a token, the AMT, the client secret or the app token stops here.
         self.redactor.redact_report(&mut report);
         state.last = Some((report.clone(), now));
         self.run.done += 1;

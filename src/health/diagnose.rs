@@ -98,6 +98,7 @@ pub fn diagnose(
         }
     }
     cx.rule_states(&mut d);
+    cx.connectivity(&mut d);
     cx.granted_permissions(&mut d, &mut missing);
     if !missing.is_empty()
         && let Some(draft) = d.get_mut("permission-missing")
@@ -269,6 +270,12 @@ impl<'a> Drafts<'a> {
     }
 }
 
+/// The vehicle is asleep, offline or otherwise refusing requests.
+const VEHICLE_STATE: &str = "vehicle-state";
+
+/// The finding of a `VIRTUAL_KEY_REQUIRED` error that no rule explains.
+pub(crate) const VIRTUAL_KEY_MISSING: &str = "virtual-key-missing";
+
 /// Findings about a request that got no answer from Smartcar at all: the vehicle's state is unknown.
 const REDIRECTED: &str = "redirected";
 const NOT_SENT: &str = "request-not-sent";
@@ -298,9 +305,9 @@ fn is_tesla_probe(p: Probe) -> bool {
 fn probe_permission(p: Probe) -> Option<&'static str> {
     match p {
         Probe::Data(k) => Some(k.permission()),
-        Probe::Attributes | Probe::VirtualKey => Some("read_vehicle_info"),
+        Probe::Attributes | Probe::VirtualKey | Probe::Connectivity => Some("read_vehicle_info"),
         Probe::TeslaAttributes => Some("read_extended_vehicle_info"),
-        Probe::Permissions | Probe::TeslaUserAccess => None,
+        Probe::Permissions | Probe::TeslaUserAccess | Probe::Signals => None,
     }
 }
 
@@ -427,7 +434,7 @@ impl<'a> Cx<'a> {
         };
         let mut label = None;
         self.policies.rules.iter().find(|rule| {
-            if rule.symptom.error.is_none() || !rule.matches_endpoint(kind.path()) {
+            if rule.symptom.error.is_none() || !rule.matches_data(kind) {
                 return false;
             }
             let label = label.get_or_insert_with(|| e.type_code());
@@ -522,7 +529,7 @@ impl<'a> Cx<'a> {
         let oem = || self.vehicle.oem();
         match (&e.error_type, e.code.as_ref()) {
             (ErrorType::ConnectedServicesAccount, Some(ErrorCode::VirtualKeyRequired)) => {
-                d.add("virtual-key-missing", Severity::Blocked, o, || {
+                d.add(VIRTUAL_KEY_MISSING, Severity::Blocked, o, || {
                     (
                         "Tesla virtual key not paired: no data flows".into(),
                         remedy::add_virtual_key(target, Some(e)),
@@ -604,7 +611,7 @@ impl<'a> Cx<'a> {
                     code,
                     Some(ErrorCode::RemoteAccessDisabled | ErrorCode::VehicleOfflineForService)
                 );
-                d.add("vehicle-state", Severity::Degraded, o, || {
+                d.add(VEHICLE_STATE, Severity::Degraded, o, || {
                     let remedy = if owner {
                         remedy::owner_action_at_oem(
                             Some(e),
@@ -811,6 +818,40 @@ impl<'a> Cx<'a> {
                 self.rule_finding(rule, o, None, d);
             }
         }
+    }
+
+    /// The vehicle says it is asleep or offline and no data could be read: that is why, even when
+    /// the data errors do not say so themselves.
+    fn connectivity(&self, d: &mut Drafts<'a>) {
+        let Some(o) = self.report.get(Probe::Connectivity) else {
+            return;
+        };
+        let Some(Answer::Connectivity { online, asleep }) = o.answer() else {
+            return;
+        };
+        let words = match (online, asleep) {
+            (Some(false), _) => "is offline (no mobile connection)",
+            (_, Some(true)) => "is asleep",
+            _ => return,
+        };
+        let data_read = self
+            .report
+            .observations
+            .iter()
+            .any(|o| matches!(o.probe, Probe::Data(_)) && o.answer().is_some());
+        if data_read || d.get_mut(VEHICLE_STATE).is_some() {
+            return;
+        }
+        d.add(VEHICLE_STATE, Severity::Degraded, o, || {
+            (
+                format!("The vehicle {words}, as it reports itself: data requests fail"),
+                remedy::retry_later(
+                    None,
+                    None,
+                    "the car is not answering now; it usually recovers once driven or woken in the OEM app",
+                ),
+            )
+        });
     }
 
     /// Only the location scope is tied to this app's needs; other Tesla scopes always matter.

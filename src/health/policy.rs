@@ -1,4 +1,5 @@
-//! OEM rules as data: the embedded `assets/policies.toml`, a user override, and which vehicles a rule covers.
+//! OEM rules as data: the embedded `assets/policies.toml`, a user override's text, and which vehicles a
+//! rule covers. Pure: the override file is read by setup.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -310,21 +311,59 @@ impl Rule {
         }
     }
 
-    /// Whether an error label (`TYPE:CODE` or `TYPE`) is this rule's error symptom.
+    /// Whether an error label (`TYPE:CODE` or `TYPE`) is this rule's error symptom. The symptom may
+    /// be written as a v3 signal shows it too: `ERROR PERMISSION`, or a null code as `PERMISSION:null`.
     pub fn matches_error(&self, type_code: &str) -> bool {
         self.symptom
             .error
             .as_deref()
-            .is_some_and(|e| e.eq_ignore_ascii_case(type_code))
+            .is_some_and(|e| normal_error(e).eq_ignore_ascii_case(normal_error(type_code)))
+    }
+
+    /// Whether a data kind is where the symptom shows (any data when the rule names none). The rule
+    /// may name the v2.0 path (`/location`) or the v3 signal code (`location-preciselocation`).
+    pub fn matches_data(&self, kind: crate::smartcar::DataKind) -> bool {
+        self.symptom.endpoint.as_deref().is_none_or(|e| {
+            let e = e.trim();
+            e.trim_end_matches('/') == kind.path().trim_end_matches('/')
+                || kind
+                    .signal_code()
+                    .is_some_and(|code| e.eq_ignore_ascii_case(code))
+        })
     }
 
     /// Whether a data path is where the symptom shows (any data path when the rule names none).
     pub fn matches_endpoint(&self, path: &str) -> bool {
-        self.symptom
-            .endpoint
-            .as_deref()
-            .is_none_or(|e| e.trim_end_matches('/') == path.trim_end_matches('/'))
+        match crate::smartcar::DataKind::from_path(path) {
+            Some(kind) => self.matches_data(kind),
+            None => self
+                .symptom
+                .endpoint
+                .as_deref()
+                .is_none_or(|e| e.trim_end_matches('/') == path.trim_end_matches('/')),
+        }
     }
+}
+
+/// `TYPE:CODE` without a v3 `ERROR ` prefix or a `:null` code.
+fn normal_error(label: &str) -> &str {
+    let label = label.trim();
+    let label = label
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("ERROR "))
+        .and_then(|_| label.get(6..))
+        .unwrap_or(label)
+        .trim();
+    label
+        .len()
+        .checked_sub(5)
+        .and_then(|at| {
+            label
+                .get(at..)
+                .filter(|tail| tail.eq_ignore_ascii_case(":null"))
+                .and_then(|_| label.get(..at))
+        })
+        .unwrap_or(label)
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,13 +386,14 @@ impl Policies {
         Policies::parse(BUILTIN_POLICIES, Path::new("<built-in policies.toml>")).unwrap_or_default()
     }
 
-    /// The built-in rules, replaced by `override_path` when it is given and exists. A file that cannot be
-    /// read or parsed is reported and the built-in rules stay in force. A missing file is no override.
-    pub fn load(override_path: Option<&Path>) -> (Policies, Option<PolicyError>) {
-        let Some(path) = override_path else {
-            return (Policies::builtin(), None);
-        };
-        let text = match std::fs::read_to_string(path) {
+    /// The built-in rules, replaced by the override file's text when it was read. A file that could
+    /// not be read or parsed is reported and the built-in rules stay in force; a missing file is no
+    /// override. Health does no I/O: the caller reads the file (`path` only names it).
+    pub fn with_override(
+        path: &Path,
+        read: std::io::Result<String>,
+    ) -> (Policies, Option<PolicyError>) {
+        let text = match read {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return (Policies::builtin(), None);
@@ -525,15 +565,21 @@ mod tests {
 
     #[test]
     fn malformed_override_keeps_builtin_rules() {
-        let dir = std::env::temp_dir().join(format!("vtriage-policy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        let path = dir.join("policies.toml");
-        std::fs::write(&path, "[[rule]]\nid = \"x\"\nin_force = \"soon\"\n").expect("write");
-        let (p, err) = Policies::load(Some(&path));
+        let path = Path::new("/etc/vtriage/policies.toml");
+        let text = "[[rule]]\nid = \"x\"\nin_force = \"soon\"\n".to_string();
+        let (p, err) = Policies::with_override(path, Ok(text));
         assert!(p.get("tesla-virtual-key").is_some());
         let err = err.expect("an error");
         assert!(err.to_string().contains("policies.toml:"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            Policies::with_override(path, Err(missing)),
+            (Policies::builtin(), None)
+        );
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let (p, err) = Policies::with_override(path, Err(denied));
+        assert!(p.get("tesla-virtual-key").is_some());
+        assert!(matches!(err, Some(PolicyError::Read { .. })));
     }
 
     #[test]
@@ -591,5 +637,29 @@ mod tests {
             RuleDate::parse("2028-02").map(RuleDate::label),
             Ok("February 2028".to_string())
         );
+    }
+
+    #[test]
+    fn a_rule_may_name_its_evidence_as_a_v3_signal_and_error_form() {
+        let text = BUILTIN_POLICIES
+            .replace(
+                "endpoint = \"/location\"",
+                "endpoint = \"location-preciselocation\"",
+            )
+            .replace(
+                "error = \"PERMISSION\"",
+                "error = \"ERROR PERMISSION:null\"",
+            );
+        let p = Policies::parse(&text, Path::new("p.toml")).expect("parses");
+        let rule = p.get("tesla-location-permission").expect("rule");
+        assert!(rule.matches_data(crate::smartcar::DataKind::Location));
+        assert!(rule.matches_endpoint("/location"));
+        assert!(!rule.matches_data(crate::smartcar::DataKind::Odometer));
+        assert!(rule.matches_error("PERMISSION"));
+        assert!(rule.matches_error("ERROR PERMISSION"));
+        assert!(!rule.matches_error("PERMISSION:OTHER"));
+        let builtin = Policies::builtin();
+        let key = builtin.get("tesla-virtual-key").expect("rule");
+        assert!(key.matches_error("ERROR CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED"));
     }
 }

@@ -96,7 +96,11 @@ impl Evidence {
                 .and_then(|e| e.status())
                 .or(Some(o.meta.status))
                 .filter(|s| *s != 0),
-            type_code: o.error().map(|e| e.label()),
+            type_code: o.error().map(|e| match e.smartcar() {
+                // An error inside a successful answer (one signal of a list): `ERROR PERMISSION`.
+                Some(s) if (200..300).contains(&s.status) => format!("ERROR {}", e.label()),
+                _ => e.label(),
+            }),
             request_id: o
                 .error()
                 .and_then(|e| e.request_id().map(str::to_string))

@@ -549,6 +549,8 @@ pub fn answer_from_body(probe: Probe, body: &Value) -> Option<Answer> {
         Probe::TeslaAttributes => body.is_object().then(|| Answer::TeslaAttributes {
             at_home: body.get("atHome").and_then(Value::as_bool),
         }),
+        // A v3 signals list is read signal by signal (`v3::observe`), never as one answer.
+        Probe::Signals | Probe::Connectivity => None,
     }
 }
 

@@ -135,6 +135,25 @@ impl DataKind {
         }
     }
 
+    /// The API v3 signal that carries the same data, when one is documented.
+    pub fn signal_code(self) -> Option<&'static str> {
+        match self {
+            DataKind::Location => Some("location-preciselocation"),
+            DataKind::Odometer => Some("odometer-traveleddistance"),
+            DataKind::Battery => Some("tractionbattery-stateofcharge"),
+            DataKind::Fuel => Some("internalcombustionengine-fuellevel"),
+            DataKind::Vin => Some("vehicleidentification-vin"),
+            // No single v3 signal answers what these v2.0 endpoints did.
+            DataKind::Charge | DataKind::TirePressure | DataKind::EngineOil => None,
+        }
+    }
+
+    pub fn from_signal_code(code: &str) -> Option<DataKind> {
+        DataKind::ALL
+            .into_iter()
+            .find(|k| k.signal_code() == Some(code))
+    }
+
     pub fn from_path(path: &str) -> Option<DataKind> {
         let path = path.trim_end_matches('/');
         DataKind::ALL.into_iter().find(|k| k.path() == path)

@@ -15,6 +15,11 @@ pub enum Probe {
     VirtualKey,
     TeslaUserAccess,
     TeslaAttributes,
+    /// API v3: the whole signals list of a vehicle, when the request itself failed (each signal's
+    /// own answer maps to the probe that asks the same question).
+    Signals,
+    /// Whether the vehicle is online and awake (v3 `connectivitystatus-isonline`/`-isasleep`).
+    Connectivity,
 }
 
 impl Probe {
@@ -27,6 +32,8 @@ impl Probe {
             Probe::VirtualKey => "/tesla/virtual_key",
             Probe::TeslaUserAccess => "/tesla/user/access",
             Probe::TeslaAttributes => "/tesla/attributes",
+            Probe::Signals => "/signals",
+            Probe::Connectivity => "/connectivity",
         }
     }
 
@@ -38,6 +45,9 @@ impl Probe {
                 format!("POST /v2.0/vehicles/{vehicle_id}/batch {}", kind.path())
             }
             Probe::Attributes => format!("GET /v2.0/vehicles/{vehicle_id}"),
+            Probe::Signals | Probe::Connectivity => {
+                format!("GET /v3/vehicles/{vehicle_id}/signals")
+            }
             other => format!("GET /v2.0/vehicles/{vehicle_id}{}", other.path()),
         }
     }
@@ -61,6 +71,11 @@ pub enum Answer {
     TeslaUserAccess(TeslaUserAccess),
     TeslaAttributes {
         at_home: Option<bool>,
+    },
+    /// The vehicle's own word on its connection; `None` where it did not say.
+    Connectivity {
+        online: Option<bool>,
+        asleep: Option<bool>,
     },
 }
 

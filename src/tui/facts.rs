@@ -1,6 +1,5 @@
 //! What the views say about one vehicle's permissions and virtual key, read from the glance at its probe report and its verdict. Pure.
 
-use crate::health::policy::Coverage;
 use crate::health::{Needs, Policies};
 use crate::smartcar::{DataKind, VehicleAttributes};
 use crate::store::{Glance, Verdict};
@@ -42,16 +41,7 @@ impl PermissionRow {
     }
 }
 
-/// The Tesla virtual key, as far as we know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VirtualKey {
-    Paired,
-    Missing,
-    /// Model S/X of model year 2020 and earlier: no key needed.
-    Exempt,
-    NotTesla,
-    Unknown,
-}
+pub use crate::health::VirtualKey;
 
 fn grant(granted: Option<bool>, needed: bool) -> Grant {
     match (granted, needed) {
@@ -87,36 +77,18 @@ pub fn permissions(glance: &Glance, is_tesla: bool, needs: &Needs) -> Vec<Permis
     rows
 }
 
-/// The virtual key's status from the probe, the diagnosis, and the rules' exemptions.
+/// The virtual key's status from the probe, the diagnosis, and the rules' exemptions (health owns
+/// the reading; the view only shows it).
 pub fn virtual_key(
     attributes: Option<&VehicleAttributes>,
     glance: &Glance,
     verdict: &Verdict,
     policies: &Policies,
 ) -> VirtualKey {
-    let exempt_by_rule = attributes.is_some_and(|a| {
-        policies
-            .rules
-            .iter()
-            .filter(|rule| rule.symptom.virtual_key_paired.is_some())
-            .any(|rule| {
-                matches!(
-                    rule.coverage(&a.make, &a.model, Some(a.year)),
-                    Coverage::Exempt(_)
-                )
-            })
-    });
-    if exempt_by_rule || verdict.has_finding("virtual-key-exempt") {
-        return VirtualKey::Exempt;
-    }
-    if attributes.map(VehicleAttributes::is_tesla) == Some(false) {
-        return VirtualKey::NotTesla;
-    }
-    let paired = glance.virtual_key_paired;
-    match paired {
-        Some(true) => VirtualKey::Paired,
-        Some(false) => VirtualKey::Missing,
-        None if verdict.has_finding("virtual-key-missing") => VirtualKey::Missing,
-        None => VirtualKey::Unknown,
-    }
+    crate::health::virtual_key::virtual_key(
+        attributes,
+        glance.virtual_key_paired,
+        |id| verdict.has_finding(id),
+        policies,
+    )
 }

@@ -177,7 +177,11 @@ impl Redactor {
                     p.iter_mut().for_each(|p| self.redact_string(p));
                 }
             }
-            Ok(Answer::VirtualKey { .. } | Answer::TeslaAttributes { .. }) => {}
+            Ok(
+                Answer::VirtualKey { .. }
+                | Answer::TeslaAttributes { .. }
+                | Answer::Connectivity { .. },
+            ) => {}
         }
     }
 

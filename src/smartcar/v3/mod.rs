@@ -7,6 +7,7 @@
 
 mod auth;
 mod connections;
+pub mod observe;
 mod signals;
 
 use std::sync::Arc;
@@ -136,7 +137,19 @@ struct Auth {
     credentials: AppCredentials,
     slot: tokio::sync::Mutex<auth::TokenSlot>,
     accepted: auth::Accepted,
+    /// The tokens issued lately, newest last, for redacting echoes of them.
+    issued: std::sync::Mutex<IssuedTokens>,
 }
+
+/// The last few application tokens, so a report redacts a token even just after its renewal.
+#[derive(Default)]
+struct IssuedTokens {
+    generation: u64,
+    tokens: std::collections::VecDeque<Secret>,
+}
+
+/// How many past application tokens are still redacted (an hour each: a day of them).
+const REDACTED_TOKENS: usize = 24;
 
 /// A cheap-to-clone v3 client; clones share the connection pool and the application token.
 #[derive(Clone)]
@@ -199,12 +212,37 @@ impl V3Client {
                 credentials,
                 slot: tokio::sync::Mutex::new(auth::TokenSlot::default()),
                 accepted: auth::Accepted::default(),
+                issued: std::sync::Mutex::new(IssuedTokens::default()),
             }),
         })
     }
 
     pub fn origins(&self) -> &V3Origins {
         &self.origins
+    }
+
+    /// Every credential this client has sent: the client secret and the application tokens issued
+    /// lately, with a generation that changes whenever a token is issued. Only for redaction.
+    pub fn credentials_sent(&self) -> (u64, Vec<Secret>) {
+        let issued = match self.auth.issued.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut all = vec![self.auth.credentials.client_secret.clone()];
+        all.extend(issued.tokens.iter().cloned());
+        (issued.generation, all)
+    }
+
+    fn remember_issued(&self, token: &Secret) {
+        let mut issued = match self.auth.issued.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        issued.generation += 1;
+        issued.tokens.push_back(token.clone());
+        while issued.tokens.len() > REDACTED_TOKENS {
+            issued.tokens.pop_front();
+        }
     }
 
     fn api_url(&self, segments: &[&str]) -> Url {
@@ -245,10 +283,9 @@ impl V3Client {
             .body(form);
         let (_, body) = self.json(request, self.settings.fast_timeout).await;
         let body = body.map_err(|e| auth::token_error(e, &credentials.client_secret))?;
-        Ok((
-            auth::issued_token(&body, &credentials.client_secret)?,
-            sent_at,
-        ))
+        let token = auth::issued_token(&body, &credentials.client_secret)?;
+        self.remember_issued(&token.value);
+        Ok((token, sent_at))
     }
 
     /// The application token, renewed first if it is about to expire. Callers arriving during a

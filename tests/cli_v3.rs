@@ -1,0 +1,264 @@
+//! The real binary on API v3 against the real simulator: `check --api v3` agrees with the ground
+//! truth, the client secret and the app token appear nowhere, and a profile's secret command works.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use vtriage::sim::{self, SimConfig, SimHandle};
+
+const SECRET: &str = "v3-secret-5f1c0a9e77d2";
+const CLIENT_ID: &str = "client_v3_test";
+
+fn temp_home(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vtriage-cli-v3-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn simulator(vehicles: usize, token_ttl_s: u64) -> SimHandle {
+    let config = SimConfig {
+        vehicles,
+        seed: 7,
+        client_id: CLIENT_ID.into(),
+        client_secret: SECRET.into(),
+        token_ttl_s,
+        ..SimConfig::default()
+    };
+    sim::spawn(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts")
+}
+
+/// Runs the binary with a clean environment of Smartcar variables, plus `env`.
+async fn vtriage(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"));
+    for var in [
+        "SMARTCAR_API_ORIGIN",
+        "SMARTCAR_MANAGEMENT_API_ORIGIN",
+        "SMARTCAR_CONNECT_ORIGIN",
+        "SMARTCAR_MANAGEMENT_TOKEN",
+        "SMARTCAR_CLIENT_ID",
+        "SMARTCAR_CLIENT_SECRET",
+        "SMARTCAR_IAM_ORIGIN",
+        "SMARTCAR_API_V3_ORIGIN",
+        "SMARTCAR_VEHICLE_API_V3_ORIGIN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .env("VTRIAGE_HOME", home)
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn v3_args(sim: &SimHandle) -> Vec<&str> {
+    vec![
+        "--api",
+        "v3",
+        "--api-origin",
+        sim.origin(),
+        "--iam-origin",
+        sim.origin(),
+        "--client-id",
+        CLIENT_ID,
+        "--no-rate-limit",
+    ]
+}
+
+fn expected(situation: &str) -> (&'static str, Option<&'static str>) {
+    match situation {
+        "healthy" => ("HEALTHY", None),
+        "virtual-key-missing" => ("BLOCKED", Some("virtual-key-missing")),
+        "virtual-key-exempt" => ("HEALTHY", Some("virtual-key-exempt")),
+        "location-permission-missing" => ("DEGRADED", Some("tesla-location-permission-missing")),
+        "scope-missing" => ("DEGRADED", Some("permission-missing")),
+        "token-expired" => ("BLOCKED", Some("access-token-expired")),
+        "oem-authentication-failed" => ("BLOCKED", Some("oem-authentication-failed")),
+        "subscription-lapsed" => ("BLOCKED", Some("oem-subscription")),
+        "vehicle-asleep" | "vehicle-unreachable" => ("DEGRADED", Some("vehicle-state")),
+        "stale-data" => ("WARNING", Some("stale-data")),
+        "rate-limited" => ("WARNING", Some("rate-limited")),
+        "quota-exhausted" => ("BLOCKED", Some("billing-request-limit")),
+        other => panic!("a situation the test does not know: {other}"),
+    }
+}
+
+async fn truth(sim: &SimHandle) -> HashMap<String, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fleet: Vec<Value> = reqwest::get(format!("{}/_sim/fleet", sim.origin()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    fleet
+        .iter()
+        .map(|v| {
+            (
+                v["vehicleId"].as_str().unwrap().to_string(),
+                v["situation"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_json_on_v3_agrees_with_the_simulator_ground_truth_for_every_vehicle() {
+    let sim = simulator(500, 3600).await;
+    let home = temp_home("truth");
+    let mut args = vec!["check", "--json"];
+    args.extend(v3_args(&sim));
+    let out = vtriage(&home, &args, &[("SMARTCAR_CLIENT_SECRET", SECRET)]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "exit 1; stderr: {stderr}");
+    let truth = truth(&sim).await;
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 500, "every vehicle once");
+    let mut mismatches = Vec::new();
+    for row in &rows {
+        let id = row["id"].as_str().unwrap();
+        let situation = &truth[id];
+        let got = (
+            row["status"].as_str().unwrap_or(""),
+            row["mainFinding"].as_str(),
+        );
+        if got != expected(situation) {
+            mismatches.push(format!("{id} {situation}: got {got:?}"));
+        }
+        assert!(row["make"].as_str().is_some_and(|m| !m.is_empty()), "{row}");
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    // Every vehicle whose connection still authenticates was read, each request with sc-user-id.
+    let refused = truth.values().filter(|s| *s == "token-expired").count();
+    let stats = sim.v3_stats();
+    assert_eq!(stats.missing_user_id, 0);
+    assert!(stats.signals_calls >= (500 - refused) as u64, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_secret_and_app_tokens_appear_in_no_output_log_or_snapshot() {
+    // One-second tokens: several are issued during the check, every one must stay hidden.
+    let sim = simulator(150, 1).await;
+    let home = temp_home("secret");
+    let mut args = vec!["check", "--json"];
+    args.extend(v3_args(&sim));
+    let out = vtriage(
+        &home,
+        &args,
+        &[("SMARTCAR_CLIENT_SECRET", SECRET), ("VTRIAGE_LOG", "debug")],
+    )
+    .await;
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vehicle_id = sim.fleet().vehicles[0].id.clone();
+    let one = vtriage(
+        &home,
+        &["vehicle", &vehicle_id, "--json", "--api", "v3"]
+            .into_iter()
+            .chain(v3_args(&sim).into_iter().skip(2))
+            .collect::<Vec<_>>(),
+        &[("SMARTCAR_CLIENT_SECRET", SECRET)],
+    )
+    .await;
+    assert!(sim.v3_stats().tokens_issued >= 1);
+    let mut places: Vec<(String, Vec<u8>)> = vec![
+        ("check stdout".into(), out.stdout),
+        ("check stderr".into(), out.stderr),
+        ("vehicle stdout".into(), one.stdout),
+        ("vehicle stderr".into(), one.stderr),
+    ];
+    for dir in ["state", "cache"] {
+        for entry in std::fs::read_dir(home.join(dir)).expect("folder written") {
+            let path = entry.expect("entry").path();
+            places.push((
+                path.display().to_string(),
+                std::fs::read(&path).expect("read"),
+            ));
+        }
+    }
+    assert!(
+        places
+            .iter()
+            .any(|(p, b)| p.ends_with("vtriage.log") && !b.is_empty()),
+        "a log was written"
+    );
+    assert!(
+        places.iter().any(|(p, _)| p.contains("snapshot-")),
+        "a snapshot was written"
+    );
+    for (place, bytes) in &places {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains(SECRET), "the client secret in {place}");
+        // The simulator's application tokens all start so.
+        assert!(!text.contains("sim-app-"), "an app token in {place}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_reads_the_secret_from_a_command_and_v3_is_the_default_with_a_secret() {
+    let sim = simulator(40, 3600).await;
+    let home = temp_home("profile");
+    std::fs::create_dir_all(home.join("config")).unwrap();
+    let config = format!(
+        "profile = \"desk\"\n[profiles.desk]\nkind = \"live\"\napi_origin = \"{o}\"\niam_origin = \"{o}\"\nclient_secret_command = \"printf '%s\\\\n' {SECRET}\"\n",
+        o = sim.origin()
+    );
+    std::fs::write(home.join("config/config.toml"), config).unwrap();
+    let info = vtriage(&home, &["info", "--client-id", CLIENT_ID], &[]).await;
+    let info_text = String::from_utf8_lossy(&info.stdout);
+    assert!(info_text.contains("api             v3"), "{info_text}");
+    assert!(!info_text.contains(SECRET), "{info_text}");
+    let out = vtriage(
+        &home,
+        &[
+            "check",
+            "--csv",
+            "--no-rate-limit",
+            "--client-id",
+            CLIENT_ID,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), 41, "a header and every vehicle: {csv}");
+    assert!(sim.v3_stats().tokens_issued >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_without_a_secret_says_where_to_put_it_and_a_secret_flag_does_not_exist() {
+    let home = temp_home("nosecret");
+    let out = vtriage(
+        &home,
+        &["check", "--api", "v3", "--client-id", CLIENT_ID],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SMARTCAR_CLIENT_SECRET"), "{err}");
+    let flag = vtriage(&home, &["check", "--client-secret", "x"], &[]).await;
+    assert_eq!(flag.status.code(), Some(2), "no such flag");
+}
