@@ -700,3 +700,67 @@ async fn demo_links_use_the_demo_connect_page_and_honour_client_id_and_carry_no_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_on_port_0_prints_the_port_it_really_bound_and_answers_there() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args([
+            "sim",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--vehicles",
+            "5",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sim starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .ok()
+        .and_then(|l| l.ok().flatten())
+        .unwrap_or_default();
+    let origin = first
+        .strip_prefix("vtriage sim listening on ")
+        .unwrap_or_default()
+        .to_string();
+    assert!(origin.starts_with("http://127.0.0.1:"), "{first:?}");
+    assert!(!origin.ends_with(":0"), "the real port, not 0: {origin}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stats = reqwest::get(format!("{origin}/_sim/stats"))
+        .await
+        .expect("answers");
+    assert_eq!(stats.status().as_u16(), 200);
+    let _ = child.kill().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn an_amt_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = temp_home("amtfile");
+    let amt = home.join("amt");
+    std::fs::write(&amt, "amt-from-a-file\n").unwrap();
+    std::fs::set_permissions(&amt, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = home.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "profile = \"prod\"\n[profiles.prod]\nkind = \"live\"\namt_file = \"{}\"\n",
+            amt.display()
+        ),
+    )
+    .unwrap();
+    let out = vtriage(&home, &["info", "--config", config.to_str().unwrap()]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("readable by group or others") && text.contains("chmod 600"),
+        "{text}"
+    );
+    assert!(!text.contains("amt-from-a-file"), "{text}");
+}
