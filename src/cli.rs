@@ -153,24 +153,30 @@ fn duration(value: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct VehicleArgs {
-    /// Vehicle id, VIN or user id.
+    /// Vehicle id, VIN, user id (every car of the user, worst first), or a unique prefix of an id.
     pub id: String,
+    /// The full diagnosis and evidence as JSON, one object per vehicle.
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+    /// A Markdown section per vehicle, ready to paste into a ticket (the default).
     #[arg(long)]
     pub markdown: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DeadlinesArgs {
+    /// The rules and their countdowns as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ConnectMode {
+    /// Real vehicles.
     Live,
+    /// Smartcar's vehicle simulator.
     Simulated,
+    /// Test mode with made-up credentials.
     Test,
 }
 
@@ -179,18 +185,22 @@ pub struct ConnectUrlArgs {
     /// Scopes, space separated; prefix with `required:` to make one required.
     #[arg(long, value_name = "SCOPES")]
     pub scope: Option<String>,
+    /// Connect mode: live (real cars), simulated (Smartcar's simulator) or test.
     #[arg(long, value_enum)]
     pub mode: Option<ConnectMode>,
     /// approval_prompt=force.
     #[arg(long)]
     pub force_prompt: bool,
+    /// An opaque value Connect hands back to the redirect URI unchanged.
     #[arg(long)]
     pub state: Option<String>,
     /// Skip the brand selector (e.g. TESLA).
     #[arg(long)]
     pub make: Option<String>,
+    /// Let the owner connect one vehicle only.
     #[arg(long)]
     pub single_select: bool,
+    /// Let the owner connect only the vehicle with this VIN.
     #[arg(long, value_name = "VIN")]
     pub single_select_vin: Option<String>,
     /// Feature flag KEY:VALUE; repeatable.
@@ -202,6 +212,7 @@ pub struct ConnectUrlArgs {
     /// A re-authentication URL for an existing vehicle (needs --vehicle-id).
     #[arg(long, requires = "vehicle_id")]
     pub reauth: bool,
+    /// The vehicle to re-authenticate (with --reauth).
     #[arg(long)]
     pub vehicle_id: Option<String>,
 }
