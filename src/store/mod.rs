@@ -424,6 +424,15 @@ impl Store {
                 self.source_error = Some(message.clone());
                 true
             }
+            Event::VinsLearned { vins } => {
+                let mut changed = false;
+                for (vehicle_id, vin) in vins {
+                    changed |= self.learn_vin(vehicle_id, vin);
+                }
+                changed
+            }
+            // What a lookup costs and how it ended is for whoever asked; the VINs came above.
+            Event::VinLookupPlanned { .. } | Event::VinLookupDone { .. } => false,
         }
     }
 
@@ -727,6 +736,10 @@ impl Store {
                     continue;
                 };
                 let live = &mut self.records[slot as usize];
+                // A VIN read once (a lookup reads VINs without probing) names the vehicle for good.
+                if live.vin.is_none() {
+                    live.vin.clone_from(&saved.vin);
+                }
                 if live.last_probe_at.is_some() || saved.last_probe_at.is_none() {
                     continue;
                 }
@@ -869,6 +882,20 @@ impl Store {
         } else {
             (self.diagnoser)(&r.empty_report(), now)
         }
+    }
+
+    /// Records a VIN read by a lookup, so free text, `find` and the snapshot know it. Returns
+    /// whether the record changed.
+    fn learn_vin(&mut self, vehicle_id: &str, vin: &str) -> bool {
+        let Some(slot) = self.by_id.get(&self.records, vehicle_id) else {
+            return false;
+        };
+        if self.records[slot as usize].vin.as_deref() == Some(vin) {
+            return false;
+        }
+        let vin = vin.to_string();
+        self.update_slot(slot, move |r| r.vin = Some(vin));
+        true
     }
 
     /// A probe finished: merge what it learnt, diagnose, and move the row.
