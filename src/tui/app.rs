@@ -240,6 +240,8 @@ pub struct App {
     /// A VIN lookup under way: the VIN, and whether its vehicle opens when found (`:vin`) rather
     /// than showing in the filtered list (`/`).
     pub vin_lookup: Option<(String, bool)>,
+    /// When verdicts that time alone can change were last diagnosed again.
+    rediagnosed_at: Option<Timestamp>,
     pub quit: bool,
 }
 
@@ -309,6 +311,7 @@ impl App {
             sweep_started: false,
             pin_top: true,
             vin_lookup: None,
+            rediagnosed_at: None,
             quit: false,
         }
     }
@@ -480,6 +483,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 app.dirty = true;
             }
             app.dirty |= second_changed;
+            rediagnose_as_time_passes(app);
             refresh_opened(app, &mut effects);
         }
         Msg::Store(event) => {
@@ -806,6 +810,22 @@ fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         _ => {}
     }
     app.follow_selection(effects);
+}
+
+/// Countdowns run out and data goes stale without a probe: once a minute of the shown clock, the
+/// verdicts that time can change are diagnosed again from their evidence.
+fn rediagnose_as_time_passes(app: &mut App) {
+    let due = app
+        .rediagnosed_at
+        .is_none_or(|at| app.now.duration_since(at) >= jiff::SignedDuration::from_secs(60));
+    if !due {
+        return;
+    }
+    app.rediagnosed_at = Some(app.now);
+    if app.store.rediagnose_time_dependent(app.now) {
+        app.keep_selection_on_screen();
+        app.dirty = true;
+    }
 }
 
 /// Asks again for the vehicles opened in this session once `refresh_every` has passed.
