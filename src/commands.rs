@@ -436,6 +436,8 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     // The vehicles asked for (one, or every car of a user) and those still waiting for their probe.
     let mut targets: Vec<String> = Vec::new();
     let mut waiting: HashSet<String> = HashSet::new();
+    // A VIN no session has read yet is looked up among the vehicles it may belong to.
+    let mut looking_up = false;
     loop {
         if !targets.is_empty() && waiting.is_empty() {
             break;
@@ -447,15 +449,20 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         };
         store.apply(&event, settings.now());
         match &event {
-            Event::ConnectionsListed { .. } if targets.is_empty() => {
+            Event::ConnectionsListed { .. } if targets.is_empty() && !looking_up => {
                 let found = match store.find_all(&query) {
                     Ok(found) => found,
                     Err(e) => {
-                        let vin_hint = if query.len() == 17 {
-                            "; VINs are known only for vehicles probed before (run `vtriage check` once, or use the vehicle id)"
-                        } else {
-                            ""
-                        };
+                        let vin_hint =
+                            match crate::smartcar::vin::decode(&query, this_year(settings.now())) {
+                                Ok(vin) => {
+                                    looking_up = true;
+                                    let _ = session.commands.send(Command::FindVin { vin });
+                                    continue;
+                                }
+                                Err(why) if query.len() == 17 => format!("; not a VIN: {why}"),
+                                Err(_) => String::new(),
+                            };
                         return Err(CommandError::Usage(format!(
                             "`{}`: {e} (vehicle id, VIN, user id, or a unique prefix of an id) among {} connections{vin_hint}",
                             one_line(&query),
@@ -473,6 +480,32 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             }
             Event::Observed { report } => {
                 waiting.remove(&report.vehicle_id);
+            }
+            Event::VinLookupPlanned { requests, make, .. } if looking_up => {
+                eprintln!("{}", vin_lookup_cost(*requests, make.as_deref()));
+            }
+            Event::VinLookupDone {
+                vehicle_id,
+                requests,
+                unreadable,
+                ..
+            } if looking_up => {
+                looking_up = false;
+                let Some(id) = vehicle_id else {
+                    return Err(CommandError::Usage(vin_not_found(
+                        &query,
+                        *requests,
+                        *unreadable,
+                        store.len(),
+                    )));
+                };
+                targets = vec![id.clone()];
+                waiting = targets.iter().cloned().collect();
+                let _ = session.commands.send(Command::Probe {
+                    vehicle_ids: targets.clone(),
+                    priority: Priority::Focus,
+                    force: true,
+                });
             }
             Event::SourceError { message } if targets.is_empty() => {
                 return Err(CommandError::Source(message.clone()));
@@ -516,6 +549,35 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         } else {
             ExitCode::SUCCESS
         },
+    )
+}
+
+/// The calendar year at `now` (UTC): VIN model years run at most one ahead of it.
+fn this_year(now: jiff::Timestamp) -> i16 {
+    now.to_zoned(jiff::tz::TimeZone::UTC).year()
+}
+
+/// What a VIN lookup will cost, said before it starts.
+fn vin_lookup_cost(requests: u64, make: Option<&str>) -> String {
+    let make = make.map_or_else(String::new, |m| format!(" ({} VIN)", one_line(m)));
+    match requests {
+        0 => format!("vtriage: VIN lookup{make}: no connected vehicle can have it, 0 requests"),
+        1 => format!("vtriage: VIN lookup{make}: reading 1 vehicle's VIN, 1 request at most"),
+        n => format!(
+            "vtriage: VIN lookup{make}: reading the VINs of {n} vehicles whose make and year fit, {n} requests at most"
+        ),
+    }
+}
+
+fn vin_not_found(query: &str, requests: u64, unreadable: u64, fleet: usize) -> String {
+    let unread = if unreadable > 0 {
+        format!(" ({unreadable} gave no VIN: asleep, offline or refused)")
+    } else {
+        String::new()
+    };
+    format!(
+        "VIN `{}`: no vehicle among {fleet} connections after {requests} requests{unread}",
+        one_line(query)
     )
 }
 

@@ -596,7 +596,12 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
 pub fn store_for(settings: &Settings) -> Store {
     let policies = settings.policies.clone();
     let needs = settings.needs.clone();
-    Store::new(Arc::new(move |report, now| {
+    let mut store = Store::new(Arc::new(move |report, now| {
         health::diagnose(report, &policies, &needs, now)
-    }))
+    }));
+    // Answers are stamped by the real clock; `--now` moves them with every other date.
+    if let Some(now) = settings.now_override {
+        store.shift_evidence_by(now.duration_since(jiff::Timestamp::now()));
+    }
+    store
 }

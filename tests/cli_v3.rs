@@ -262,3 +262,45 @@ async fn v3_without_a_secret_says_where_to_put_it_and_a_secret_flag_does_not_exi
     let flag = vtriage(&home, &["check", "--client-secret", "x"], &[]).await;
     assert_eq!(flag.status.code(), Some(2), "no such flag");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_vin_on_v3_reads_only_its_make_and_year_and_an_absent_make_costs_nothing() {
+    let sim = simulator(200, 3600).await;
+    let home = temp_home("vinlookup");
+    let car = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.situation == vtriage::sim::Situation::Healthy)
+        .expect("a healthy vehicle");
+    let decoded = vtriage::smartcar::vin::decode(&car.vin, 2025).expect("a VIN");
+    let fitting = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .filter(|v| {
+            decoded.fits_make(&v.make) == Some(true) && decoded.fits_year(v.year) == Some(true)
+        })
+        .count();
+    let secret = [("SMARTCAR_CLIENT_SECRET", SECRET)];
+
+    let mut args = vec!["vehicle", car.vin.as_str(), "--now", "2025-06-01T00:00:00Z"];
+    args.extend(v3_args(&sim));
+    let out = vtriage(&home, &args, &secret).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let cost = format!("{fitting} requests at most");
+    let plural = fitting == 1 && stderr.contains("1 request at most");
+    assert!(stderr.contains(&cost) || plural, "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&car.vin));
+
+    let mut args = vec!["vehicle", "WP0AB2A97MS000001"];
+    args.extend(v3_args(&sim));
+    let out = vtriage(&home, &args, &secret).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("0 requests") && stderr.contains("PORSCHE"),
+        "{stderr}"
+    );
+}

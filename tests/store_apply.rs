@@ -592,3 +592,53 @@ fn a_query_finds_a_vehicle_a_user_s_cars_or_a_unique_prefix_and_says_when_a_pref
     assert!(store.find_all("d6").is_err(), "too short to be a prefix");
     assert!(store.find_all("zzzz").is_err());
 }
+
+#[test]
+fn a_vin_read_by_a_lookup_finds_filters_and_outlives_the_session_without_a_probe() {
+    let mut store = Store::new(diagnoser());
+    store.apply(
+        &listed(vec![
+            connection("v1", "u1", true),
+            connection("v2", "u2", true),
+        ]),
+        now(),
+    );
+    assert!(store.find("5YJ3E1EA7KF317000").is_none());
+    let changed = store.apply(
+        &Event::VinsLearned {
+            vins: vec![("v2".into(), "5YJ3E1EA7KF317000".into())],
+        },
+        now(),
+    );
+    assert!(changed);
+    assert_eq!(
+        store
+            .find("5yj3e1ea7kf317000")
+            .map(|r| r.vehicle_id.as_str()),
+        Some("v2")
+    );
+    assert_eq!(
+        store.vehicle("v2").unwrap().last_probe_at,
+        None,
+        "not a probe"
+    );
+    store.set_filter("5YJ3E1EA7KF317000").unwrap();
+    assert_eq!(store.visible_len(), 1);
+
+    // The next session lists the fleet first, then reads the snapshot: the VIN comes back.
+    let snapshot = store.to_snapshot();
+    let mut next = Store::new(diagnoser());
+    next.apply(
+        &listed(vec![
+            connection("v1", "u1", true),
+            connection("v2", "u2", true),
+        ]),
+        now(),
+    );
+    next.restore(snapshot);
+    assert_eq!(
+        next.find("5YJ3E1EA7KF317000")
+            .map(|r| r.vehicle_id.as_str()),
+        Some("v2")
+    );
+}

@@ -841,3 +841,130 @@ fn live_the_rows_on_screen_are_not_probed_only_what_the_agent_opens_and_its_refr
         "the opened vehicle is refreshed; the freshness window decides the cost"
     );
 }
+
+fn find_vin_sent(effects: &[Effect]) -> Option<String> {
+    effects.iter().find_map(|e| match e {
+        Effect::Send(vtriage::fetch::Command::FindVin { vin }) => Some(vin.vin.clone()),
+        _ => None,
+    })
+}
+
+fn store_event(app: &mut App, event: vtriage::fetch::Event) -> Vec<Effect> {
+    update(app, Msg::Store(event))
+}
+
+#[test]
+fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() {
+    use vtriage::fetch::Event;
+    let mut app = app(80, 24);
+    let vin = "5YJ3E1EA1PF000009";
+    let effects = command(&mut app, &format!("vin {}", vin.to_lowercase()));
+    assert_eq!(find_vin_sent(&effects).as_deref(), Some(vin));
+    assert_eq!(app.page(), None, "nothing opens before the lookup ends");
+    store_event(
+        &mut app,
+        Event::VinLookupPlanned {
+            vin: vin.into(),
+            requests: 2,
+            make: Some("TESLA".into()),
+        },
+    );
+    assert!(
+        flash(&app).contains("2 requests at most"),
+        "{}",
+        flash(&app)
+    );
+    store_event(
+        &mut app,
+        Event::VinsLearned {
+            vins: vec![("aaaa-unchecked".into(), vin.into())],
+        },
+    );
+    let effects = store_event(
+        &mut app,
+        Event::VinLookupDone {
+            vin: vin.into(),
+            vehicle_id: Some("aaaa-unchecked".into()),
+            requests: 1,
+            unreadable: 0,
+        },
+    );
+    assert_eq!(
+        app.page().map(|p| p.vehicle_id.as_str()),
+        Some("aaaa-unchecked")
+    );
+    assert_eq!(
+        probes(&effects),
+        [(vec!["aaaa-unchecked".to_string()], Priority::Focus, false)]
+    );
+    assert_eq!(app.vin_lookup, None);
+}
+
+#[test]
+fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() {
+    use vtriage::fetch::Event;
+    let mut app = app(80, 24);
+    let vin = "WP0AB2A97MS000001";
+    command(&mut app, &format!("vin {vin}"));
+    store_event(
+        &mut app,
+        Event::VinLookupPlanned {
+            vin: vin.into(),
+            requests: 0,
+            make: Some("PORSCHE".into()),
+        },
+    );
+    store_event(
+        &mut app,
+        Event::VinLookupDone {
+            vin: vin.into(),
+            vehicle_id: None,
+            requests: 0,
+            unreadable: 0,
+        },
+    );
+    let said = flash(&app);
+    assert!(
+        said.contains("PORSCHE") && said.contains("0 requests"),
+        "{said}"
+    );
+    assert_eq!(app.page(), None);
+
+    let effects = command(&mut app, "vin 5YJ3E1EA1PF00000O");
+    assert_eq!(find_vin_sent(&effects), None);
+    assert!(
+        app.visible_flash()
+            .is_some_and(|f| f.error && f.text.contains("never I, O or Q"))
+    );
+}
+
+#[test]
+fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when_found() {
+    use vtriage::fetch::Event;
+    let mut app = app(80, 24);
+    let vin = "5YJ3E1EA1PF000009";
+    key(&mut app, KeyCode::Char('/'));
+    let typing = typed(&mut app, vin);
+    assert_eq!(find_vin_sent(&typing), None, "typing alone spends nothing");
+    let effects = key(&mut app, KeyCode::Enter);
+    assert_eq!(find_vin_sent(&effects).as_deref(), Some(vin));
+    assert_eq!(app.store.visible_len(), 0);
+    store_event(
+        &mut app,
+        Event::VinsLearned {
+            vins: vec![("aaaa-unchecked".into(), vin.into())],
+        },
+    );
+    store_event(
+        &mut app,
+        Event::VinLookupDone {
+            vin: vin.into(),
+            vehicle_id: Some("aaaa-unchecked".into()),
+            requests: 1,
+            unreadable: 0,
+        },
+    );
+    assert_eq!(app.store.visible_len(), 1);
+    assert_eq!(selected(&app).as_deref(), Some("aaaa-unchecked"));
+    assert_eq!(app.page(), None, "the filter shows the row; Enter opens it");
+}

@@ -264,6 +264,10 @@ async fn handle(event: Event, db: &Db, metrics: &Metrics, requests_seen: &mut u6
         Event::RateLimited { until } => {
             tracing::info!(until = %until, "rate budget exhausted");
         }
-        Event::ProbeStarted { .. } | Event::SweepCost { .. } => {}
+        Event::ProbeStarted { .. }
+        | Event::SweepCost { .. }
+        | Event::VinsLearned { .. }
+        | Event::VinLookupPlanned { .. }
+        | Event::VinLookupDone { .. } => {}
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::smartcar::vin::DecodedVin;
 use crate::smartcar::{Connection, ProbeReport, VehicleAttributes};
 
 /// Who is waiting for a probe. Ordered: `Sweep < Visible < Focus`.
@@ -88,6 +89,14 @@ pub enum Command {
     KnownAttributes(Vec<VehicleAttributes>),
     /// VINs known from elsewhere, as `(vehicle_id, vin)`: the manufacturer code tells a Tesla.
     KnownVins(Vec<(String, String)>),
+    /// Find the vehicle with this VIN among those whose VIN is not known yet, reading only the
+    /// VINs of the vehicles whose make and year fit, nearest first, at Focus priority, and
+    /// stopping at the match. Sends [`Event::VinLookupPlanned`] (the most it costs) before any
+    /// request, [`Event::VinsLearned`] as VINs come back and [`Event::VinLookupDone`] at the end.
+    /// A new lookup replaces one under way.
+    FindVin {
+        vin: DecodedVin,
+    },
     Shutdown,
 }
 
@@ -140,5 +149,24 @@ pub enum Event {
     /// The source as a whole failed (bad AMT, origin unreachable). One line for a person.
     SourceError {
         message: String,
+    },
+    /// VINs read from vehicles, as `(vehicle_id, vin)`.
+    VinsLearned {
+        vins: Vec<(String, String)>,
+    },
+    /// A VIN lookup is about to start: it reads at most `requests` VINs (one request each).
+    VinLookupPlanned {
+        vin: String,
+        requests: u64,
+        /// The make the VIN's manufacturer code names, when known.
+        make: Option<String>,
+    },
+    /// A VIN lookup ended: the vehicle found, or none after `requests` requests, of which
+    /// `unreadable` did not give a VIN.
+    VinLookupDone {
+        vin: String,
+        vehicle_id: Option<String>,
+        requests: u64,
+        unreadable: u64,
     },
 }

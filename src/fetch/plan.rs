@@ -1,6 +1,7 @@
 //! What one probe asks of a vehicle, in at most two rounds: the v2.0 plan and the v3 plan (one
 //! signals request) behind one trait. Pure: decides requests, sends none.
 
+use crate::smartcar::vin::DecodedVin;
 use crate::smartcar::{
     Answer, ApiError, DataKind, ErrorCode, ErrorType, Observation, Probe, VehicleAttributes,
 };
@@ -21,6 +22,48 @@ pub fn is_tesla_vin(vin: &str) -> Option<bool> {
     }
     let wmi = vin.get(..3)?.to_ascii_uppercase();
     Some(TESLA_WMIS.contains(&wmi.as_str()))
+}
+
+/// How near a vehicle is to a VIN being looked up, nearest first: what its listing or an earlier
+/// answer says of make and year against what the VIN itself says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VinFit {
+    /// Make and model year both fit.
+    MakeAndYear,
+    /// The make fits; the year is not known (or the VIN carries none).
+    MakeOnly,
+    /// The make is not known (or the VIN's manufacturer code is not in the table), and the year
+    /// fits or is unknown.
+    Unknown,
+}
+
+/// Where a vehicle stands for a VIN lookup; `None` when what is known of it rules it out (a
+/// different make or year, or a different VIN already read). A vehicle whose VIN is this one
+/// fits best.
+pub fn vin_fit(vin: &DecodedVin, known: &KnownVehicle) -> Option<VinFit> {
+    if let Some(read) = &known.vin {
+        return read
+            .trim()
+            .eq_ignore_ascii_case(&vin.vin)
+            .then_some(VinFit::MakeAndYear);
+    }
+    let make = known
+        .attributes
+        .as_ref()
+        .filter(|a| !a.make.trim().is_empty())
+        .and_then(|a| vin.fits_make(&a.make));
+    // Year 0 is how a listing without a year reads.
+    let year = known
+        .attributes
+        .as_ref()
+        .filter(|a| a.year != 0)
+        .and_then(|a| vin.fits_year(a.year));
+    match (make, year) {
+        (Some(false), _) | (_, Some(false)) => None,
+        (Some(true), Some(true)) => Some(VinFit::MakeAndYear),
+        (Some(true), None) => Some(VinFit::MakeOnly),
+        (None, _) => Some(VinFit::Unknown),
+    }
 }
 
 /// What is known about a vehicle before (or after) a round.
@@ -305,6 +348,38 @@ mod tests {
         assert_eq!(is_tesla_vin("1FTFW1E50PFA00001"), Some(false));
         assert_eq!(is_tesla_vin("5YJ3"), None);
         assert_eq!(is_tesla_vin("5YJ3E1EA7KF31700O"), None);
+    }
+
+    #[test]
+    fn vin_lookup_ranks_make_and_year_then_make_then_unknown_and_rules_out_the_rest() {
+        let vin = crate::smartcar::vin::decode("5YJ3E1EA7KF317000", 2025).expect("a VIN");
+        let with = |make: &str, year: u16| KnownVehicle {
+            attributes: Some(VehicleAttributes {
+                year,
+                ..attrs(make)
+            }),
+            vin: None,
+        };
+        assert_eq!(
+            vin_fit(&vin, &with("TESLA", 2019)),
+            Some(VinFit::MakeAndYear)
+        );
+        assert_eq!(vin_fit(&vin, &with("Tesla", 0)), Some(VinFit::MakeOnly));
+        assert_eq!(
+            vin_fit(&vin, &KnownVehicle::default()),
+            Some(VinFit::Unknown)
+        );
+        assert_eq!(vin_fit(&vin, &with("TESLA", 2022)), None);
+        assert_eq!(vin_fit(&vin, &with("FORD", 2019)), None);
+        let read = |v: &str| KnownVehicle {
+            attributes: None,
+            vin: Some(v.into()),
+        };
+        assert_eq!(
+            vin_fit(&vin, &read("5yj3e1ea7kf317000")),
+            Some(VinFit::MakeAndYear)
+        );
+        assert_eq!(vin_fit(&vin, &read("5YJ3E1EA7KF317001")), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The scheduler task: turns commands into queued probes, starts them in priority order within the
 //! concurrency and budget, reuses fresh reports, and reports progress.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::smartcar::{ProbeReport, Secret};
+use crate::smartcar::v3::observe::{self, SignalQuestions};
+use crate::smartcar::vin::DecodedVin;
+use crate::smartcar::{DataKind, Probe, ProbeReport, Secret};
 use crate::untrusted::{Redactor, text};
 
 use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
-use super::gate::{Gate, SharedPriority};
+use super::gate::{Gate, SharedPriority, Ticket};
 use super::listing::{self, Listing, ListingRetry};
-use super::plan::{KnownVehicle, ProbePlan};
+use super::plan::{self, KnownVehicle, ProbePlan};
 use super::probe::{self, Access, ListedPermissions, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
 use super::{Api, SchedulerConfig, Source};
@@ -30,6 +32,47 @@ const TOKENS_RELOAD_EVERY: Duration = Duration::from_secs(60);
 const TOKENS_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 type TokensReload = tokio::task::JoinHandle<Result<HashMap<String, Secret>, String>>;
+
+/// The v3 signal that holds the VIN, read alone by a VIN lookup.
+const VIN_SIGNAL: &str = "vehicleidentification-vin";
+
+/// A VIN lookup under way: the candidates left, nearest first, and the reads sent.
+struct VinSearch {
+    /// Tells its reads from those of a lookup it replaced.
+    id: u64,
+    vin: String,
+    pending: VecDeque<String>,
+    /// Reads started: whether each has sent its request, and how to stop it.
+    reads: Vec<(Arc<AtomicBool>, AbortHandle)>,
+    in_flight: usize,
+    unreadable: u64,
+}
+
+impl VinSearch {
+    /// Requests sent so far (a read stopped while waiting at the gate sent none).
+    fn requests(&self) -> u64 {
+        self.reads
+            .iter()
+            .filter(|(sent, _)| sent.load(Ordering::Relaxed))
+            .count() as u64
+    }
+
+    /// Stops the reads that have not sent their request: the lookup no longer needs them.
+    fn stop_unsent(&self) {
+        for (sent, abort) in &self.reads {
+            if !sent.load(Ordering::Relaxed) {
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// What one VIN read of a lookup gave.
+struct VinRead {
+    lookup: u64,
+    vehicle_id: String,
+    vin: Option<String>,
+}
 
 /// What the scheduler remembers about one vehicle.
 #[derive(Debug, Default)]
@@ -99,6 +142,12 @@ struct Scheduler {
     tokens_reloaded_at: Option<Instant>,
     /// Vehicles whose token was refused, waiting for the reload to probe them again.
     awaiting_tokens: Vec<(String, Priority)>,
+
+    /// A VIN asked for before the first listing finished.
+    parked_vin: Option<DecodedVin>,
+    vin_search: Option<VinSearch>,
+    vin_reads: JoinSet<VinRead>,
+    vin_lookups: u64,
 }
 
 pub async fn run(
@@ -161,6 +210,10 @@ pub async fn run(
         tokens_reload: None,
         tokens_reloaded_at: None,
         awaiting_tokens: Vec::new(),
+        parked_vin: None,
+        vin_search: None,
+        vin_reads: JoinSet::new(),
+        vin_lookups: 0,
     };
     let mut listing_task = Some(s.start_listing());
     loop {
@@ -186,6 +239,12 @@ pub async fn run(
                 s.listed(listed.unwrap_or_else(|e| Err(format!("listing stopped: {e}"))));
             }
             Some(joined) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.joined(joined),
+            Some(read) = s.vin_reads.join_next(), if !s.vin_reads.is_empty() => {
+                // A read stopped by its lookup reports nothing.
+                if let Ok(read) = read {
+                    s.vin_read(read);
+                }
+            }
             reloaded = async {
                 match s.tokens_reload.as_mut() {
                     Some(task) => task.await,
@@ -207,6 +266,7 @@ pub async fn run(
         task.abort();
     }
     s.tasks.abort_all();
+    s.vin_reads.abort_all();
     s.gate.close();
     gate_timer.abort();
 }
@@ -343,6 +403,9 @@ impl Scheduler {
         if std::mem::take(&mut self.estimate_after_listing) {
             self.estimate(None);
         }
+        if let Some(vin) = self.parked_vin.take() {
+            self.find_vin(vin);
+        }
     }
 
     fn listed_once(&self) -> bool {
@@ -387,6 +450,13 @@ impl Scheduler {
             Command::KnownVins(list) => {
                 for (vehicle_id, vin) in list {
                     self.vehicles.entry(vehicle_id).or_default().known.vin = Some(vin);
+                }
+            }
+            Command::FindVin { vin } => {
+                if self.listed_once() {
+                    self.find_vin(vin);
+                } else {
+                    self.parked_vin = Some(vin);
                 }
             }
             // Handled by the loop, which owns the listing task and the exit.
@@ -587,6 +657,157 @@ impl Scheduler {
         let by_budget = self.gate.seconds_for(requests).unwrap_or(0.0);
         let eta_s = by_concurrency.max(by_budget).ceil() as u64;
         self.emit(Event::SweepCost { requests, eta_s });
+    }
+
+    /// Starts a VIN lookup (replacing one under way): ranks the listed vehicles the VIN may
+    /// belong to, says what reading theirs costs, and starts reading.
+    fn find_vin(&mut self, vin: DecodedVin) {
+        if let Some(old) = self.vin_search.take() {
+            old.stop_unsent();
+        }
+        self.vin_lookups += 1;
+        let empty = KnownVehicle::default();
+        let mut ranked: Vec<(plan::VinFit, usize, &str)> = Vec::new();
+        let mut known_match = None;
+        let connections = self
+            .listing
+            .as_ref()
+            .map(|l| l.connections.as_slice())
+            .unwrap_or_default();
+        for (i, c) in connections.iter().enumerate() {
+            let id = c.connection.vehicle_id.as_str();
+            let known = self.vehicles.get(id).map_or(&empty, |v| &v.known);
+            let Some(fit) = plan::vin_fit(&vin, known) else {
+                continue;
+            };
+            if known.vin.is_some() {
+                known_match = Some(id.to_string());
+                break;
+            }
+            if self.credentials(id).1.is_some() {
+                ranked.push((fit, i, id));
+            }
+        }
+        ranked.sort_unstable();
+        let pending: VecDeque<String> = if known_match.is_some() {
+            VecDeque::new()
+        } else {
+            ranked
+                .into_iter()
+                .map(|(_, _, id)| id.to_string())
+                .collect()
+        };
+        self.emit(Event::VinLookupPlanned {
+            vin: vin.vin.clone(),
+            requests: pending.len() as u64,
+            make: vin.make().map(str::to_string),
+        });
+        if known_match.is_some() || pending.is_empty() {
+            self.emit(Event::VinLookupDone {
+                vin: vin.vin,
+                vehicle_id: known_match,
+                requests: 0,
+                unreadable: 0,
+            });
+            return;
+        }
+        self.vin_search = Some(VinSearch {
+            id: self.vin_lookups,
+            vin: vin.vin,
+            pending,
+            reads: Vec::new(),
+            in_flight: 0,
+            unreadable: 0,
+        });
+        self.read_more_vins();
+    }
+
+    /// Starts reads of the lookup's next candidates, as many at once as the concurrency allows.
+    fn read_more_vins(&mut self) {
+        let window = self.config.concurrency.max(1);
+        let Some(mut search) = self.vin_search.take() else {
+            return;
+        };
+        while search.in_flight < window {
+            let Some(vehicle_id) = search.pending.pop_front() else {
+                break;
+            };
+            let (_, access) = self.credentials(&vehicle_id);
+            let Some(access) = access else {
+                // The token went away with a new listing.
+                search.unreadable += 1;
+                continue;
+            };
+            let sent = Arc::new(AtomicBool::new(false));
+            let ticket = Ticket {
+                priority: SharedPriority::new(Priority::Focus),
+                order: self.next_order,
+                vehicle: Some((vehicle_id.clone(), 1)),
+                sent_any: Some(Arc::clone(&sent)),
+            };
+            self.next_order += 1;
+            let abort = self.vin_reads.spawn(read_vin(
+                self.client.clone(),
+                self.gate.clone(),
+                access,
+                ticket,
+                search.id,
+                vehicle_id,
+            ));
+            search.reads.push((sent, abort));
+            search.in_flight += 1;
+        }
+        if search.in_flight == 0 {
+            // Every candidate was read (or could not be) and none matched.
+            self.emit(Event::VinLookupDone {
+                requests: search.requests(),
+                vin: search.vin,
+                vehicle_id: None,
+                unreadable: search.unreadable,
+            });
+        } else {
+            self.vin_search = Some(search);
+        }
+    }
+
+    /// A VIN came back (or did not): keep it, and end the lookup at the match.
+    fn vin_read(&mut self, read: VinRead) {
+        let vin = read
+            .vin
+            .map(|v| self.redactor.redact(v.trim()).into_owned())
+            .filter(|v| !v.is_empty());
+        if let Some(vin) = &vin {
+            self.vehicles
+                .entry(read.vehicle_id.clone())
+                .or_default()
+                .known
+                .vin = Some(vin.clone());
+            self.emit(Event::VinsLearned {
+                vins: vec![(read.vehicle_id.clone(), vin.clone())],
+            });
+        }
+        let Some(search) = self.vin_search.as_mut().filter(|s| s.id == read.lookup) else {
+            return;
+        };
+        search.in_flight = search.in_flight.saturating_sub(1);
+        match vin {
+            Some(vin) if vin.eq_ignore_ascii_case(&search.vin) => {
+                search.stop_unsent();
+                let done = Event::VinLookupDone {
+                    vin: search.vin.clone(),
+                    vehicle_id: Some(read.vehicle_id),
+                    requests: search.requests(),
+                    unreadable: search.unreadable,
+                };
+                self.vin_search = None;
+                self.emit(done);
+            }
+            Some(_) => self.read_more_vins(),
+            None => {
+                search.unreadable += 1;
+                self.read_more_vins();
+            }
+        }
     }
 
     /// Starts queued probes, most urgent first, while slots allow. Focus never waits for a slot.
@@ -843,5 +1064,53 @@ impl Scheduler {
         }));
         self.progress_dirty = false;
         self.progress_sent_at = Some(now);
+    }
+}
+
+/// Reads one vehicle's VIN in one request: v2.0 `GET /vehicles/{id}/vin`, v3 the VIN signal alone.
+/// `None` when the answer holds no VIN (an error, a refused token, the gate closed).
+async fn read_vin(
+    client: Api,
+    gate: Gate,
+    access: Access,
+    ticket: Ticket,
+    lookup: u64,
+    vehicle_id: String,
+) -> VinRead {
+    let mut known = KnownVehicle::default();
+    if let Ok(permit) = gate.acquire(ticket).await {
+        let observations = match (&client, &access) {
+            (Api::V2(client), Access::Token(token)) => {
+                vec![
+                    client
+                        .probe(token, &vehicle_id, Probe::Data(DataKind::Vin))
+                        .await,
+                ]
+            }
+            (Api::V3(client), Access::User(user)) => {
+                match client.signal(&vehicle_id, user, VIN_SIGNAL).await {
+                    Ok(report) => observe::observations(
+                        &vehicle_id,
+                        &report,
+                        SignalQuestions {
+                            data: &[DataKind::Vin],
+                            at_home: false,
+                            is_tesla: Some(false),
+                        },
+                        jiff::Timestamp::now(),
+                    ),
+                    Err(_) => Vec::new(),
+                }
+            }
+            // A credential of the other API: nothing can be sent.
+            _ => Vec::new(),
+        };
+        drop(permit);
+        known.learn(&observations);
+    }
+    VinRead {
+        lookup,
+        vehicle_id,
+        vin: known.vin,
     }
 }

@@ -9,6 +9,7 @@ pub mod origin;
 pub mod retry_after;
 pub mod secret;
 pub mod v3;
+pub mod vin;
 
 pub use client::{
     Client, ClientBuildError, ClientSettings, ConnectionsPage, CursorTrail, ListingError,

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::fetch::{ConnectionInfo, Event, Progress};
-use crate::health::{Diagnosis, Finding, Remedy, RemedyKind, Status};
+use crate::health::{Diagnosis, Finding, Remedy, RemedyKind, Severity, Status};
 use crate::smartcar::{Observation, ProbeReport, VehicleAttributes};
 
 pub use counts::Counts;
@@ -185,6 +185,18 @@ impl VehicleRecord {
         }
     }
 
+    /// Whether time alone can change the verdict: a probed vehicle that is healthy (its data can
+    /// go stale), or whose findings count down to a rule's date or say the data is stale.
+    fn verdict_depends_on_time(&self) -> bool {
+        self.last_probe_at.is_some()
+            && (self.verdict.status == Status::Healthy
+                || self
+                    .verdict
+                    .findings
+                    .iter()
+                    .any(|f| f.rule.is_some() || &*f.id == "stale-data"))
+    }
+
     /// Bytes the packed evidence takes.
     pub fn evidence_bytes(&self) -> usize {
         self.packed.as_ref().map_or(0, Packed::len)
@@ -238,9 +250,26 @@ impl VehicleRecord {
             self.history.reserve_exact(1);
             self.history.push(StatusChange { at: now, from, to });
         }
+        let mut diagnosis = diagnosis;
         match to {
             Status::Blocked | Status::Degraded => {
-                self.failing_since.get_or_insert(now);
+                // The failure began at its first failing answer, not when the store heard of it.
+                let first_seen = diagnosis
+                    .main_finding()
+                    .and_then(|f| f.evidence.iter().map(|e| e.at).min())
+                    .map_or(now, |at| at.min(now));
+                let since = *self.failing_since.get_or_insert(first_seen);
+                // A finding dated by its evidence dates from the start of the failure, so the
+                // page's "since" and the header's "failing since" tell the same time.
+                let text = crate::report::format_instant(since);
+                for f in &mut diagnosis.findings {
+                    if f.rule.is_none()
+                        && f.since.is_some()
+                        && matches!(f.severity, Severity::Blocked | Severity::Degraded)
+                    {
+                        f.since = Some(text.clone());
+                    }
+                }
             }
             Status::Healthy => self.failing_since = None,
             Status::Warning | Status::Unknown => {}
@@ -305,6 +334,9 @@ pub struct Store {
     sweep_cost: Option<(u64, u64)>,
     /// The latest `now` the store was given: the time stamped on a snapshot.
     clock: Option<Timestamp>,
+    /// Added to every time a probe report carries, so that evidence, check ages and "since"
+    /// live on the same clock as `now` when `--now` moves it.
+    evidence_shift: jiff::SignedDuration,
     fuzzy: FuzzyMatcher,
     interner: Interner,
 }
@@ -378,6 +410,7 @@ impl Store {
             source_error: None,
             sweep_cost: None,
             clock: None,
+            evidence_shift: jiff::SignedDuration::ZERO,
             fuzzy: FuzzyMatcher::default(),
             interner: Interner::default(),
         }
@@ -424,6 +457,15 @@ impl Store {
                 self.source_error = Some(message.clone());
                 true
             }
+            Event::VinsLearned { vins } => {
+                let mut changed = false;
+                for (vehicle_id, vin) in vins {
+                    changed |= self.learn_vin(vehicle_id, vin);
+                }
+                changed
+            }
+            // What a lookup costs and how it ended is for whoever asked; the VINs came above.
+            Event::VinLookupPlanned { .. } | Event::VinLookupDone { .. } => false,
         }
     }
 
@@ -684,6 +726,41 @@ impl Store {
         self.sweep_cost
     }
 
+    /// Moves every time later probe reports carry (answers, data ages) by `shift`: with `--now`,
+    /// the clock the reports were stamped with is not the one dates are computed against.
+    pub fn shift_evidence_by(&mut self, shift: jiff::SignedDuration) {
+        self.evidence_shift = shift;
+    }
+
+    /// Diagnoses again, at `now`, the probed vehicles whose verdict time alone can change (a rule's
+    /// countdown, data going stale), from their packed evidence and without a probe; a record whose
+    /// verdict stays the same is left alone. Returns whether any row changed.
+    pub fn rediagnose_time_dependent(&mut self, now: Timestamp) -> bool {
+        self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
+        let due: Vec<u32> = (0..self.records.len() as u32)
+            .filter(|&slot| self.records[slot as usize].verdict_depends_on_time())
+            .collect();
+        let mut changed = false;
+        for slot in due {
+            let Some(report) = self.records[slot as usize].report() else {
+                continue;
+            };
+            let diagnosis = (self.diagnoser)(&report, now);
+            let verdict = Verdict::of(&diagnosis, &mut self.interner);
+            if verdict == self.records[slot as usize].verdict {
+                continue;
+            }
+            changed = true;
+            let mut interner = std::mem::take(&mut self.interner);
+            let shared = &mut interner;
+            self.update_slot(slot, move |r| {
+                r.set_diagnosis(diagnosis, &report.observations, now, shared);
+            });
+            self.interner = interner;
+        }
+        changed
+    }
+
     /// Diagnoses every vehicle again (the policies or the app's needs changed).
     pub fn rediagnose_all(&mut self, now: Timestamp) {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
@@ -727,6 +804,10 @@ impl Store {
                     continue;
                 };
                 let live = &mut self.records[slot as usize];
+                // A VIN read once (a lookup reads VINs without probing) names the vehicle for good.
+                if live.vin.is_none() {
+                    live.vin.clone_from(&saved.vin);
+                }
                 if live.last_probe_at.is_some() || saved.last_probe_at.is_none() {
                     continue;
                 }
@@ -871,8 +952,35 @@ impl Store {
         }
     }
 
+    /// Records a VIN read by a lookup, so free text, `find` and the snapshot know it. Returns
+    /// whether the record changed.
+    fn learn_vin(&mut self, vehicle_id: &str, vin: &str) -> bool {
+        let Some(slot) = self.by_id.get(&self.records, vehicle_id) else {
+            return false;
+        };
+        if self.records[slot as usize].vin.as_deref() == Some(vin) {
+            return false;
+        }
+        let vin = vin.to_string();
+        self.update_slot(slot, move |r| r.vin = Some(vin));
+        true
+    }
+
     /// A probe finished: merge what it learnt, diagnose, and move the row.
     fn observe(&mut self, report: &ProbeReport, now: Timestamp) {
+        if !self.evidence_shift.is_zero() {
+            let mut shifted = report.clone();
+            let by = self.evidence_shift;
+            let shift = |t: Timestamp| t.checked_add(by).unwrap_or(t);
+            for o in &mut shifted.observations {
+                o.at = shift(o.at);
+                o.meta.data_age = o.meta.data_age.map(shift);
+            }
+            self.evidence_shift = jiff::SignedDuration::ZERO;
+            self.observe(&shifted, now);
+            self.evidence_shift = by;
+            return;
+        }
         let slot = match self.by_id.get(&self.records, &report.vehicle_id) {
             Some(slot) => slot,
             // Probed before being listed (a single token's vehicles, or a race with the listing).
@@ -1051,5 +1159,152 @@ mod tests {
         assert_eq!(finding.id, "virtual-key-missing");
         assert_eq!(finding.rule.as_deref(), Some("tesla-virtual-key"));
         assert!(finding.remedy.action.contains("probe this vehicle again"));
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("a timestamp")
+    }
+
+    fn listed_one() -> Event {
+        Event::ConnectionsListed {
+            connections: vec![ConnectionInfo {
+                connection: crate::smartcar::Connection {
+                    user_id: "u1".into(),
+                    vehicle_id: "v1".into(),
+                    connected_at: None,
+                    mode: None,
+                },
+                has_token: true,
+                other_users: Vec::new(),
+            }],
+        }
+    }
+
+    fn answered_at(t: Timestamp) -> Event {
+        Event::Observed {
+            report: ProbeReport {
+                vehicle_id: "v1".into(),
+                user_id: Some("u1".into()),
+                has_token: true,
+                attributes: None,
+                vin: None,
+                observations: vec![Observation {
+                    probe: crate::smartcar::Probe::Permissions,
+                    endpoint: "GET /vehicles/v1/permissions".into(),
+                    at: t,
+                    meta: crate::smartcar::Meta::default(),
+                    outcome: Ok(crate::smartcar::Answer::Permissions {
+                        permissions: Vec::new(),
+                    }),
+                }],
+            },
+        }
+    }
+
+    /// Healthy for an hour after the newest answer, then a warning that the data is stale; or,
+    /// with `failing`, blocked with a finding dated by its evidence.
+    fn clocked(failing: bool) -> Diagnoser {
+        Arc::new(move |report: &ProbeReport, now: Timestamp| {
+            let newest = report.observations.iter().map(|o| o.at).max();
+            let finding = |id: &str, severity: Severity, t: Timestamp| Finding {
+                id: id.into(),
+                severity,
+                title: id.into(),
+                rule: None,
+                since: Some(crate::report::format_instant(t)),
+                evidence: vec![crate::health::Evidence {
+                    endpoint: String::new(),
+                    http_status: None,
+                    type_code: None,
+                    request_id: None,
+                    at: t,
+                    data_age: None,
+                }],
+                remedy: Remedy {
+                    kind: RemedyKind::RetryLater,
+                    action: String::new(),
+                    link: None,
+                    customer_reply: String::new(),
+                    retry_after_s: None,
+                },
+            };
+            let Some(newest) = newest else {
+                return Diagnosis::unknown();
+            };
+            let (status, findings) = if failing {
+                (
+                    Status::Blocked,
+                    vec![finding("broken", Severity::Blocked, newest)],
+                )
+            } else if now.duration_since(newest) > jiff::SignedDuration::from_hours(1) {
+                (
+                    Status::Warning,
+                    vec![finding("stale-data", Severity::Warning, newest)],
+                )
+            } else {
+                (Status::Healthy, Vec::new())
+            };
+            Diagnosis {
+                status,
+                checked_at: Some(newest),
+                findings,
+            }
+        })
+    }
+
+    #[test]
+    fn a_verdict_time_can_change_is_diagnosed_again_as_the_clock_moves_without_a_probe() {
+        let mut store = Store::new(clocked(false));
+        let t0 = at("2026-03-01T10:00:00Z");
+        store.apply(&listed_one(), t0);
+        store.apply(&answered_at(t0), t0);
+        assert_eq!(store.vehicle("v1").unwrap().verdict.status, Status::Healthy);
+
+        assert!(!store.rediagnose_time_dependent(at("2026-03-01T10:30:00Z")));
+        assert_eq!(store.vehicle("v1").unwrap().verdict.status, Status::Healthy);
+
+        let later = at("2026-03-01T11:30:00Z");
+        assert!(store.rediagnose_time_dependent(later));
+        let record = store.vehicle("v1").unwrap();
+        assert_eq!(record.verdict.status, Status::Warning);
+        assert_eq!(record.last_probe_at, Some(t0), "no probe was made");
+        assert_eq!(store.counts().total, 1);
+        assert_eq!(store.visible_len(), 1);
+    }
+
+    #[test]
+    fn the_failure_s_start_is_the_same_in_the_header_and_in_the_finding_after_a_new_probe() {
+        let mut store = Store::new(clocked(true));
+        let first = at("2026-03-01T10:00:00Z");
+        store.apply(&listed_one(), first);
+        store.apply(&answered_at(first), at("2026-03-01T10:00:05Z"));
+        let record = store.vehicle("v1").unwrap();
+        // The first failing answer, not the moment the store applied it.
+        assert_eq!(record.failing_since, Some(first));
+
+        let second = at("2026-03-02T09:00:00Z");
+        store.apply(&answered_at(second), second);
+        let record = store.vehicle("v1").unwrap();
+        assert_eq!(record.failing_since, Some(first));
+        let diagnosis = record.diagnosis();
+        assert_eq!(
+            diagnosis.main_finding().and_then(|f| f.since.clone()),
+            Some(crate::report::format_instant(first))
+        );
+    }
+
+    #[test]
+    fn with_a_moved_clock_answers_are_dated_on_that_clock() {
+        let mut store = Store::new(clocked(false));
+        let real = at("2026-03-01T10:00:00Z");
+        let pretend = at("2025-01-01T00:00:00Z");
+        store.shift_evidence_by(pretend.duration_since(real));
+        store.apply(&listed_one(), pretend);
+        store.apply(&answered_at(real), pretend);
+        let record = store.vehicle("v1").unwrap();
+        assert_eq!(record.last_probe_at, Some(pretend));
+        assert_eq!(record.verdict.status, Status::Healthy, "checked just now");
+        let report = record.report().expect("probed");
+        assert_eq!(report.observations[0].at, pretend);
     }
 }

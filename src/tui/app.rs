@@ -237,6 +237,11 @@ pub struct App {
     pub spin: u64,
     /// Requests per second as shown.
     pub rate: RequestRate,
+    /// A VIN lookup under way: the VIN, and whether its vehicle opens when found (`:vin`) rather
+    /// than showing in the filtered list (`/`).
+    pub vin_lookup: Option<(String, bool)>,
+    /// When verdicts that time alone can change were last diagnosed again.
+    rediagnosed_at: Option<Timestamp>,
     pub quit: bool,
 }
 
@@ -305,6 +310,8 @@ impl App {
             rate: RequestRate::default(),
             sweep_started: false,
             pin_top: true,
+            vin_lookup: None,
+            rediagnosed_at: None,
             quit: false,
         }
     }
@@ -476,9 +483,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 app.dirty = true;
             }
             app.dirty |= second_changed;
+            rediagnose_as_time_passes(app);
             refresh_opened(app, &mut effects);
         }
         Msg::Store(event) => {
+            vin_lookup_news(app, &event, &mut effects);
             if matches!(event, Event::ConnectionsListed { .. }) {
                 app.listed_at = Some(app.now);
             }
@@ -803,6 +812,22 @@ fn move_by(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
     app.follow_selection(effects);
 }
 
+/// Countdowns run out and data goes stale without a probe: once a minute of the shown clock, the
+/// verdicts that time can change are diagnosed again from their evidence.
+fn rediagnose_as_time_passes(app: &mut App) {
+    let due = app
+        .rediagnosed_at
+        .is_none_or(|at| app.now.duration_since(at) >= jiff::SignedDuration::from_secs(60));
+    if !due {
+        return;
+    }
+    app.rediagnosed_at = Some(app.now);
+    if app.store.rediagnose_time_dependent(app.now) {
+        app.keep_selection_on_screen();
+        app.dirty = true;
+    }
+}
+
 /// Asks again for the vehicles opened in this session once `refresh_every` has passed.
 fn refresh_opened(app: &mut App, effects: &mut Vec<Effect>) {
     let every = jiff::SignedDuration::try_from(app.config.refresh_every)
@@ -924,6 +949,12 @@ fn filter_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &mu
             let text = app.filter_input.submit();
             if set_filter(app, text.trim(), effects) {
                 app.overlay = Overlay::None;
+                // A whole VIN that matches no row may belong to a vehicle whose VIN was never read.
+                if app.store.visible_len() == 0
+                    && let Ok(vin) = crate::smartcar::vin::decode(text.trim(), year_of(app.now))
+                {
+                    start_vin_lookup(app, vin, false, effects);
+                }
             } else {
                 // Keep the line open with the text so the agent can fix it.
                 app.filter_input.start(&text);
@@ -1001,9 +1032,16 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
                         .is_some_and(|v| v.eq_ignore_ascii_case(vin))
                 })
                 .map(|r| r.vehicle_id.clone());
-            match exact {
-                Some(id) => open_from_command(app, id, effects),
-                None => fleet_filter_from_command(app, &format!("vin:{vin}"), effects),
+            match (exact, crate::smartcar::vin::decode(vin, year_of(app.now))) {
+                (Some(id), _) => open_from_command(app, id, effects),
+                (None, Ok(decoded)) => start_vin_lookup(app, decoded, true, effects),
+                (None, Err(e)) if vin.chars().count() == 17 => {
+                    app.complain(format!("{}: {e}", one_line(vin)));
+                }
+                // Part of a VIN: the rows whose VIN starts so.
+                (None, Err(_)) => {
+                    fleet_filter_from_command(app, &format!("vin:{vin}"), effects);
+                }
             }
         }
         ("user" | "u", user) if !user.is_empty() => {
@@ -1038,6 +1076,73 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
         _ => app.complain(format!(
             "unknown command :{verb}; commands: :vehicle ID, :user ID, :vin VIN, :export PATH, :q"
         )),
+    }
+}
+
+/// The calendar year at `now` (UTC): a VIN's model year is at most one ahead.
+fn year_of(now: Timestamp) -> i16 {
+    now.to_zoned(jiff::tz::TimeZone::UTC).year()
+}
+
+/// Asks the scheduler to find a VIN no row knows; its cost and outcome come back as events.
+fn start_vin_lookup(
+    app: &mut App,
+    vin: crate::smartcar::vin::DecodedVin,
+    open: bool,
+    effects: &mut Vec<Effect>,
+) {
+    app.say(format!("looking up VIN {}…", vin.vin));
+    app.vin_lookup = Some((vin.vin.clone(), open));
+    effects.push(Effect::Send(Command::FindVin { vin }));
+}
+
+/// What a VIN lookup the agent started says: its cost before it starts, then the vehicle (opened
+/// for `:vin`) or that none has the VIN.
+fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
+    let Some((asked, open)) = app.vin_lookup.clone() else {
+        return;
+    };
+    match event {
+        Event::VinLookupPlanned {
+            vin,
+            requests,
+            make,
+        } if *vin == asked => {
+            let make = make
+                .as_deref()
+                .map_or_else(String::new, |m| format!(" {}", one_line(m)));
+            app.say(match requests {
+                0 => format!("VIN {vin}: no{make} vehicle of that year is connected; 0 requests"),
+                n => format!("looking up{make} VIN {vin}: {n} requests at most"),
+            });
+            app.dirty = true;
+        }
+        Event::VinLookupDone {
+            vin,
+            vehicle_id,
+            requests,
+            ..
+        } if *vin == asked => {
+            app.vin_lookup = None;
+            match vehicle_id {
+                Some(id) => {
+                    let id = id.clone();
+                    app.say(format!("VIN {vin} is {id} ({requests} requests)"));
+                    if open {
+                        open_from_command(app, id, effects);
+                    } else {
+                        app.store.select(Some(&id));
+                        app.pin_top = false;
+                    }
+                }
+                None if *requests == 0 => {}
+                None => app.complain(format!(
+                    "VIN {vin}: no vehicle has it after {requests} requests"
+                )),
+            }
+            app.dirty = true;
+        }
+        _ => {}
     }
 }
 

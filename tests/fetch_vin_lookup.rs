@@ -1,0 +1,342 @@
+//! Finding a vehicle by a VIN nobody has read yet, against the real simulator over loopback, on
+//! v2.0 and v3: only vehicles whose make and year fit are read, nearest first, one request each,
+//! the cost is said before the first request, and the lookup stops at the match.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use vtriage::fetch::{self, Command, Event, SchedulerConfig, SchedulerHandle, Source};
+use vtriage::sim::{self, SimConfig, SimHandle, SimVehicle, Situation};
+use vtriage::smartcar::v3::{AppCredentials, V3Client, V3Origins};
+use vtriage::smartcar::vin::{self, DecodedVin};
+use vtriage::smartcar::{Client, ClientSettings, Origins, Secret, VehicleAttributes};
+
+const WAIT: Duration = Duration::from_secs(60);
+const THIS_YEAR: i16 = 2025;
+
+async fn start_sim(vehicles: usize) -> SimHandle {
+    sim::spawn(
+        SimConfig {
+            vehicles,
+            seed: 11,
+            vehicle_calls_per_hour: 0,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .await
+    .expect("simulator starts")
+}
+
+fn one_at_a_time() -> SchedulerConfig {
+    SchedulerConfig {
+        concurrency: 1,
+        rate: None,
+        per_vehicle_per_hour: 1_000,
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(50),
+        ..SchedulerConfig::default()
+    }
+}
+
+fn v3(sim: &SimHandle) -> SchedulerHandle {
+    let config = sim.config();
+    let client = V3Client::new(
+        V3Origins::all(sim.origin()),
+        AppCredentials::new(
+            config.client_id.clone(),
+            Secret::new(config.client_secret.clone()),
+        ),
+        ClientSettings::default(),
+    )
+    .expect("client builds");
+    fetch::spawn(client, Source::default(), one_at_a_time())
+}
+
+/// A v2.0 scheduler listing through the Management API, told each vehicle's make and year as a
+/// snapshot of an earlier session would (the Management API lists neither).
+fn v2_knowing_makes(sim: &SimHandle) -> SchedulerHandle {
+    let client =
+        Client::new(Origins::all(sim.origin()), ClientSettings::default()).expect("client builds");
+    let source = Source {
+        amt: Some(Secret::new(sim.amt())),
+        tokens: sim
+            .tokens()
+            .iter()
+            .map(|(user, token)| (user.clone(), Secret::new(token)))
+            .collect(),
+        ..Source::default()
+    };
+    let h = fetch::spawn(client, source, one_at_a_time());
+    let known = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| VehicleAttributes {
+            id: v.id.clone(),
+            make: v.make.clone(),
+            model: v.model.clone(),
+            year: v.year,
+        })
+        .collect();
+    h.commands
+        .send(Command::KnownAttributes(known))
+        .expect("scheduler running");
+    h
+}
+
+async fn until<T>(
+    events: &mut UnboundedReceiver<Event>,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(event) = events.recv().await {
+            if let Some(t) = pick(&event) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await;
+    match found {
+        Ok(Some(t)) => t,
+        Ok(None) => panic!("the scheduler stopped before the expected event"),
+        Err(_) => panic!("no expected event within {WAIT:?}"),
+    }
+}
+
+/// The vehicle ids in listing order.
+async fn listed(events: &mut UnboundedReceiver<Event>) -> Vec<String> {
+    until(events, |e| match e {
+        Event::ConnectionsListed { connections } => Some(
+            connections
+                .iter()
+                .map(|c| c.connection.vehicle_id.clone())
+                .collect(),
+        ),
+        Event::SourceError { message } => panic!("source failed: {message}"),
+        _ => None,
+    })
+    .await
+}
+
+/// What a lookup said it would cost, how it ended, and the VINs it taught on the way.
+struct Lookup {
+    announced: u64,
+    found: Option<String>,
+    requests: u64,
+    learned: Vec<(String, String)>,
+}
+
+async fn find(h: &mut SchedulerHandle, vin: &DecodedVin) -> Lookup {
+    h.commands
+        .send(Command::FindVin { vin: vin.clone() })
+        .expect("scheduler running");
+    let mut announced = None;
+    let mut learned = Vec::new();
+    let (found, requests) = until(&mut h.events, |e| match e {
+        Event::VinLookupPlanned { requests, .. } => {
+            assert!(announced.is_none(), "the cost is said once");
+            assert!(learned.is_empty(), "the cost is said before any read");
+            announced = Some(*requests);
+            None
+        }
+        Event::VinsLearned { vins } => {
+            learned.extend(vins.iter().cloned());
+            None
+        }
+        Event::VinLookupDone {
+            vehicle_id,
+            requests,
+            ..
+        } => Some((vehicle_id.clone(), *requests)),
+        _ => None,
+    })
+    .await;
+    Lookup {
+        announced: announced.expect("the cost was said before the end"),
+        found,
+        requests,
+        learned,
+    }
+}
+
+fn vehicle_requests(sim: &SimHandle) -> u64 {
+    sim.fleet()
+        .vehicles
+        .iter()
+        .map(|v| sim.vehicle_requests(&v.id).unwrap_or(0))
+        .sum()
+}
+
+/// Whether a fleet vehicle's make and year fit a VIN.
+fn fits(vin: &DecodedVin, v: &SimVehicle) -> bool {
+    vin.fits_make(&v.make) == Some(true) && vin.fits_year(v.year) == Some(true)
+}
+
+/// The first listed healthy vehicle whose make and year are shared by later-listed vehicles, and
+/// how many vehicles of its make and year are listed before it.
+fn target<'a>(sim: &'a SimHandle, order: &[String]) -> (&'a SimVehicle, u64) {
+    let by_id: HashMap<&str, &SimVehicle> = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| (v.id.as_str(), v))
+        .collect();
+    let listed: Vec<&SimVehicle> = order
+        .iter()
+        .filter_map(|id| by_id.get(id.as_str()).copied())
+        .collect();
+    for (i, v) in listed.iter().enumerate() {
+        if v.situation != Situation::Healthy {
+            continue;
+        }
+        let decoded = vin::decode(&v.vin, THIS_YEAR).expect("simulated VINs are VINs");
+        let before = listed[..i].iter().filter(|o| fits(&decoded, o)).count() as u64;
+        let after = listed[i + 1..].iter().filter(|o| fits(&decoded, o)).count();
+        if after >= 2 {
+            return (v, before);
+        }
+    }
+    panic!("the seeded fleet has a healthy vehicle sharing make and year")
+}
+
+async fn a_vin_never_read_is_found_within_the_announced_cost(
+    mut h: SchedulerHandle,
+    sim: &SimHandle,
+) {
+    let order = listed(&mut h.events).await;
+    sim.reset_stats();
+    let (car, before) = target(sim, &order);
+    let decoded = vin::decode(&car.vin, THIS_YEAR).expect("a VIN");
+    let fitting = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .filter(|v| fits(&decoded, v))
+        .count() as u64;
+
+    let lookup = find(&mut h, &decoded).await;
+
+    assert_eq!(lookup.found.as_deref(), Some(car.id.as_str()));
+    assert_eq!(
+        lookup.announced, fitting,
+        "only vehicles of the VIN's make and year are candidates"
+    );
+    // Nearest first, one at a time, and nothing after the match.
+    assert_eq!(lookup.requests, before + 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sent = vehicle_requests(sim);
+    assert_eq!(sent, before + 1, "the lookup stopped at the match");
+    assert!(sent <= lookup.announced);
+    assert!(
+        lookup.learned.contains(&(car.id.clone(), car.vin.clone())),
+        "the VIN found is handed on for the store: {:?}",
+        lookup.learned
+    );
+
+    // Asked again, the VIN is known: nothing is read.
+    sim.reset_stats();
+    let again = find(&mut h, &decoded).await;
+    assert_eq!((again.announced, again.requests), (0, 0));
+    assert_eq!(again.found.as_deref(), Some(car.id.as_str()));
+    assert_eq!(vehicle_requests(sim), 0);
+    let _ = h.commands.send(Command::Shutdown);
+}
+
+async fn a_vin_of_a_make_absent_from_the_fleet_costs_nothing(
+    mut h: SchedulerHandle,
+    sim: &SimHandle,
+) {
+    listed(&mut h.events).await;
+    sim.reset_stats();
+    // A Porsche: the simulated fleet has none.
+    let porsche = vin::decode("WP0AB2A97MS000001", THIS_YEAR).expect("a VIN");
+    assert!(
+        sim.fleet()
+            .vehicles
+            .iter()
+            .all(|v| porsche.fits_make(&v.make) == Some(false))
+    );
+    let lookup = find(&mut h, &porsche).await;
+    assert_eq!(lookup.announced, 0);
+    assert_eq!(lookup.found, None);
+    assert_eq!(lookup.requests, 0);
+    assert_eq!(vehicle_requests(sim), 0);
+    let _ = h.commands.send(Command::Shutdown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_finds_a_vin_never_read_reading_only_vehicles_of_its_make_and_year() {
+    let sim = start_sim(300).await;
+    a_vin_never_read_is_found_within_the_announced_cost(v3(&sim), &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_lookup_of_a_make_absent_from_the_fleet_sends_nothing() {
+    let sim = start_sim(300).await;
+    a_vin_of_a_make_absent_from_the_fleet_costs_nothing(v3(&sim), &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_finds_a_vin_never_read_reading_only_vehicles_of_its_make_and_year() {
+    let sim = start_sim(300).await;
+    a_vin_never_read_is_found_within_the_announced_cost(v2_knowing_makes(&sim), &sim).await;
+    assert_eq!(
+        sim.stats().by_endpoint.get("batch").copied().unwrap_or(0),
+        0,
+        "a VIN read is one GET /vehicles/{{id}}/vin, never a batch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_lookup_of_a_make_absent_from_the_fleet_sends_nothing() {
+    let sim = start_sim(300).await;
+    a_vin_of_a_make_absent_from_the_fleet_costs_nothing(v2_knowing_makes(&sim), &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_without_known_makes_reads_every_vehicle_at_most_and_still_stops_at_the_match() {
+    let sim = start_sim(40).await;
+    let client =
+        Client::new(Origins::all(sim.origin()), ClientSettings::default()).expect("client builds");
+    let source = Source {
+        amt: Some(Secret::new(sim.amt())),
+        tokens: sim
+            .tokens()
+            .iter()
+            .map(|(user, token)| (user.clone(), Secret::new(token)))
+            .collect(),
+        ..Source::default()
+    };
+    let mut h = fetch::spawn(client, source, one_at_a_time());
+    let order = listed(&mut h.events).await;
+    sim.reset_stats();
+    let by_id: HashMap<&str, &SimVehicle> = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| (v.id.as_str(), v))
+        .collect();
+    // The second healthy vehicle listed: the one before it is read first, nothing after.
+    let (position, car) = order
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| by_id.get(id.as_str()).map(|v| (i, *v)))
+        .filter(|(_, v)| v.situation == Situation::Healthy)
+        .nth(1)
+        .expect("two healthy vehicles");
+    let decoded = vin::decode(&car.vin, THIS_YEAR).expect("a VIN");
+    let lookup = find(&mut h, &decoded).await;
+    assert_eq!(
+        lookup.announced,
+        order.len() as u64,
+        "no make known: every vehicle may be it"
+    );
+    assert_eq!(lookup.found.as_deref(), Some(car.id.as_str()));
+    assert_eq!(lookup.requests, position as u64 + 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(vehicle_requests(&sim), position as u64 + 1);
+    let _ = h.commands.send(Command::Shutdown);
+}
