@@ -473,6 +473,16 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         freshness: Duration::from_secs(config.fetch.freshness_minutes * 60),
         data: needs.data_to_probe(),
         tesla_at_home: needs.at_home_only,
+        sweep_first_makes: {
+            let mut makes: Vec<String> = policies
+                .rules
+                .iter()
+                .map(|r| r.make.to_ascii_uppercase())
+                .collect();
+            makes.sort();
+            makes.dedup();
+            makes
+        },
         ..SchedulerConfig::default()
     };
 
@@ -515,11 +525,15 @@ pub struct Session {
 /// How big the demo fleet is.
 pub const DEMO_VEHICLES: usize = 2000;
 
-/// Demo vehicle calls in the dashboard: a few hundred milliseconds, so the fleet fills in visibly.
+/// Demo vehicle calls in the dashboard: a couple of hundred milliseconds, so the fleet visibly fills
+/// in as a sweep, and is diagnosed whole within half a minute.
 pub const DEMO_DASHBOARD_LATENCY: crate::sim::Latency = crate::sim::Latency::Fixed {
-    ms: 250,
-    jitter_ms: 500,
+    ms: 100,
+    jitter_ms: 200,
 };
+
+/// Requests in flight in the demo at least: the simulator has no budget to spare.
+pub const DEMO_CONCURRENCY: usize = 24;
 
 /// Demo vehicle calls for headless commands, which should finish promptly.
 pub const DEMO_HEADLESS_LATENCY: crate::sim::Latency = crate::sim::Latency::Fixed {
@@ -549,12 +563,24 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
             ..defaults
         };
         settings.scheduler.expected_latency = settings.demo_latency.mean();
+        settings.scheduler.concurrency = settings.scheduler.concurrency.max(DEMO_CONCURRENCY);
         let bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let handle = crate::sim::spawn(config, bind)
             .await
             .map_err(|e| SetupError::Sim(e.to_string()))?;
         settings.origins = Origins::all(handle.origin());
         settings.needs.connect_origin = settings.origins.connect.clone();
+        // The demo speaks API v3, the live default: the listing names every car's make, so the
+        // sweep reaches the cars the OEM rules concern first, and a diagnosis is one request.
+        settings.api = ApiVersion::V3;
+        settings.v3_origins = V3Origins {
+            iam: handle.origin().to_string(),
+            api: handle.origin().to_string(),
+        };
+        settings.client_credentials = Some(AppCredentials::new(
+            handle.config().client_id.clone(),
+            Secret::new(handle.config().client_secret.clone()),
+        ));
         settings.source = Source {
             amt: Some(Secret::new(handle.amt())),
             tokens: handle
@@ -568,7 +594,7 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
         simulator = Some(handle);
     }
     let (handle, origin) = match (settings.mode, &settings.client_credentials, settings.api) {
-        (Mode::Live, Some(credentials), ApiVersion::V3) => {
+        (_, Some(credentials), ApiVersion::V3) => {
             let client = V3Client::new(
                 settings.v3_origins.clone(),
                 credentials.clone(),

@@ -275,3 +275,49 @@ async fn the_listing_gives_make_and_permissions_so_a_tesla_costs_one_request_on_
     );
     let _ = h.commands.send(Command::Shutdown);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_reaches_the_makes_the_rules_concern_first_when_the_listing_names_them() {
+    let sim = start(SimConfig {
+        vehicles: 120,
+        seed: 7,
+        latency: Latency::Fixed {
+            ms: 1,
+            jitter_ms: 0,
+        },
+        vehicle_calls_per_hour: 0,
+        ..SimConfig::default()
+    })
+    .await;
+    let teslas = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .filter(|v| v.make == "TESLA")
+        .count();
+    assert!(teslas > 0 && teslas < 120);
+    let config = SchedulerConfig {
+        sweep_first_makes: vec!["TESLA".into()],
+        ..unthrottled(1)
+    };
+    let mut handle = fetch::spawn(client(&sim), Source::default(), config);
+    handle
+        .commands
+        .send(Command::StartSweep { force: true })
+        .expect("scheduler running");
+    let mut order = Vec::new();
+    let done = tokio::time::timeout(WAIT, async {
+        while order.len() < 120 {
+            if let Event::Observed { report } = recv(&mut handle.events).await {
+                let make = report.attributes.map(|a| a.make).unwrap_or_default();
+                order.push(make.eq_ignore_ascii_case("TESLA"));
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "{} reports", order.len());
+    assert!(
+        order.iter().take(teslas).all(|t| *t),
+        "every Tesla before any other make: {order:?}"
+    );
+}

@@ -430,3 +430,18 @@ fn with_a_system_clipboard_the_link_is_copied_through_it_and_the_footer_says_cop
     t.wait_exit(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn the_demo_shows_a_tesla_blocked_by_the_virtual_key_rule_in_its_first_seconds() {
+    let home = temp_home("firstminute");
+    let mut t = Terminal::start(&[], &[("VTRIAGE_HOME", home.as_str())], 40, 120);
+    t.wait_for("  Status", Duration::from_secs(30));
+    // The demo speaks API v3: the listing names each car's make, and the sweep reaches the
+    // makes the rules concern first.
+    t.send("/rule:tesla-virtual-key status:blocked\r");
+    t.wait_for("✖ BLOCKED  TESLA", Duration::from_secs(30));
+    t.wait_for("2,000/2,000 vehicles checked", Duration::from_secs(120));
+    t.send("q");
+    t.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -87,6 +87,9 @@ pub struct SchedulerConfig {
     /// Where the app-wide bucket's state is kept, so the budget survives a restart and is shared
     /// by every vtriage process on the machine that uses the same file. `None`: memory only.
     pub budget_state: Option<std::path::PathBuf>,
+    /// A sweep probes vehicles of these makes first (upper case; the makes the OEM rules concern),
+    /// when the make is known before the probe (the v3 listing, a snapshot); otherwise listing order.
+    pub sweep_first_makes: Vec<String>,
     /// The most connections a listing accepts before it stops with an error. Each costs memory
     /// and a probe; a server that keeps listing past this is broken or hostile, not a fleet.
     pub max_connections: usize,
@@ -107,6 +110,7 @@ impl Default for SchedulerConfig {
             backoff_max: Duration::from_secs(30),
             expected_latency: Duration::from_secs(3),
             budget_state: None,
+            sweep_first_makes: Vec::new(),
             max_connections: 1_000_000,
         }
     }

@@ -598,7 +598,7 @@ impl Scheduler {
     }
 
     fn sweep(&mut self, force: bool) {
-        let ids: Vec<String> = self
+        let mut ids: Vec<String> = self
             .listing
             .as_ref()
             .map(|l| {
@@ -608,6 +608,21 @@ impl Scheduler {
                     .collect()
             })
             .unwrap_or_default();
+        // The makes the OEM rules concern go first; the sort is stable, so listing order holds within.
+        if !self.config.sweep_first_makes.is_empty() {
+            let first = |id: &String| {
+                self.vehicles
+                    .get(id)
+                    .and_then(|v| v.known.attributes.as_ref())
+                    .is_some_and(|a| {
+                        self.config
+                            .sweep_first_makes
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case(&a.make))
+                    })
+            };
+            ids.sort_by_key(|id| !first(id));
+        }
         self.probe(ids, Priority::Sweep, force);
     }
 

@@ -583,6 +583,16 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             ));
         }
         lines.push(PageLine::Text(Line::from(meta)));
+        // What to do comes before the proof: on a small terminal the fix and its link stay in view,
+        // and the evidence, one line per signal under API v3, follows.
+        lines.push(PageLine::Text(Line::from(vec![
+            Span::raw("    fix: "),
+            Span::raw(one_line(&f.remedy.action).into_owned()),
+        ])));
+        if let Some(link) = &f.remedy.link {
+            lines.push(PageLine::Text(Line::from(Span::raw("    link:"))));
+            lines.push(PageLine::link(app, link));
+        }
         for e in &f.evidence {
             let mut text = format!("    ↳ {}", one_line(&e.endpoint));
             if let Some(s) = e.http_status {
@@ -597,14 +607,6 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             // The exact time, as an escalation quotes it.
             text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
             lines.push(PageLine::Text(Line::from(Span::raw(text))));
-        }
-        lines.push(PageLine::Text(Line::from(vec![
-            Span::raw("    fix: "),
-            Span::raw(one_line(&f.remedy.action).into_owned()),
-        ])));
-        if let Some(link) = &f.remedy.link {
-            lines.push(PageLine::Text(Line::from(Span::raw("    link:"))));
-            lines.push(PageLine::link(app, link));
         }
     }
     lines.push(PageLine::Text(Line::from(vec![
