@@ -9,7 +9,9 @@ use crate::smartcar::{
 use super::countdown::{Countdown, Phase};
 use super::policy::{Coverage, Policies, Rule, RuleRemedyKind};
 use super::remedy::{self, RemedyTarget};
-use super::types::{Diagnosis, Evidence, Finding, Needs, Remedy, Severity, Status};
+use super::types::{
+    Diagnosis, Evidence, Finding, FindingId, FindingKind, Needs, Remedy, Severity, Status,
+};
 
 /// Diagnoses one vehicle at `now`. Findings come worst first, so `main_finding()` explains the status.
 /// A vehicle a run did not reach (deadline, interrupt): UNKNOWN, "not checked", and why.
@@ -17,7 +19,7 @@ pub fn not_checked(reason: &str, last_checked: Option<jiff::Timestamp>) -> Diagn
     Diagnosis {
         status: Status::Unknown,
         findings: vec![Finding {
-            id: "not-checked".into(),
+            id: FindingId::NotChecked.as_str().into(),
             severity: Severity::Info,
             title: format!("Not checked: {reason}"),
             rule: None,
@@ -42,7 +44,7 @@ pub fn diagnose(
     let checked_at = report.observations.iter().map(|o| o.at).max();
     if !report.has_token {
         let finding = Finding {
-            id: "no-access-token".into(),
+            id: FindingId::NoAccessToken.as_str().into(),
             severity: Severity::Info,
             title: "No access token for this user: the vehicle cannot be checked".into(),
             rule: None,
@@ -77,7 +79,7 @@ pub fn diagnose(
     // Without a valid token every other answer is the same 401: the token comes first and alone.
     let mut auth = report.observations.iter().filter(|o| is_token_failure(o));
     if let Some(first) = auth.next() {
-        let draft = d.add("access-token-expired", Severity::Blocked, first, || {
+        let draft = d.add(FindingId::AccessTokenExpired, Severity::Blocked, first, || {
             (
                 "Access token expired or invalid (AUTHENTICATION): nothing else can be checked until the backend \
                  refreshes it"
@@ -101,7 +103,7 @@ pub fn diagnose(
     cx.connectivity(&mut d);
     cx.granted_permissions(&mut d, &mut missing);
     if !missing.is_empty()
-        && let Some(draft) = d.get_mut("permission-missing")
+        && let Some(draft) = d.get_mut(FindingId::PermissionMissing)
     {
         draft.title = format!(
             "Permission not granted: {}; those requests fail",
@@ -199,12 +201,27 @@ struct Drafts<'a> {
 }
 
 impl<'a> Drafts<'a> {
-    fn get_mut(&mut self, id: &str) -> Option<&mut Draft<'a>> {
-        self.list.iter_mut().find(|d| d.id == id)
+    /// The built-in finding `id`; a rule's finding of the same slug is not it.
+    fn get_mut(&mut self, id: FindingId) -> Option<&mut Draft<'a>> {
+        self.list
+            .iter_mut()
+            .find(|d| d.rule.is_none() && d.id == id.as_str())
     }
 
-    /// Adds evidence to the finding `id`, creating it (title and remedy from `make`) the first time.
+    /// Adds evidence to the built-in finding `id`, creating it (title and remedy from `make`) the first time.
     fn add(
+        &mut self,
+        id: FindingId,
+        severity: Severity,
+        o: &Observation,
+        make: impl FnOnce() -> (String, Remedy),
+    ) -> &mut Draft<'a> {
+        self.add_slug(id.as_str(), severity, o, make)
+    }
+
+    /// Adds evidence to the finding of slug `id` (a rule's, or a built-in one), creating it the first
+    /// time. Findings of one slug merge, so a rule and the error alone report one finding.
+    fn add_slug(
         &mut self,
         id: &'a str,
         severity: Severity,
@@ -254,9 +271,12 @@ impl<'a> Drafts<'a> {
             // Nothing worse was found, but some question got no answer at all: not healthy, unknown.
             Some(f)
                 if f.severity == Severity::Info
-                    && findings
-                        .iter()
-                        .any(|f| f.id == REDIRECTED || f.id == NOT_SENT) =>
+                    && findings.iter().any(|f| {
+                        matches!(
+                            f.kind(),
+                            FindingKind::Builtin(FindingId::Redirected | FindingId::RequestNotSent)
+                        )
+                    }) =>
             {
                 Status::Unknown
             }
@@ -269,16 +289,6 @@ impl<'a> Drafts<'a> {
         }
     }
 }
-
-/// The vehicle is asleep, offline or otherwise refusing requests.
-const VEHICLE_STATE: &str = "vehicle-state";
-
-/// The finding of a `VIRTUAL_KEY_REQUIRED` error that no rule explains.
-pub(crate) const VIRTUAL_KEY_MISSING: &str = "virtual-key-missing";
-
-/// Findings about a request that got no answer from Smartcar at all: the vehicle's state is unknown.
-const REDIRECTED: &str = "redirected";
-const NOT_SENT: &str = "request-not-sent";
 
 /// `2026-11-27 19:20 UTC`.
 fn format_time(t: jiff::Timestamp) -> String {
@@ -387,7 +397,7 @@ impl<'a> Cx<'a> {
         } else {
             rule_severity(rule)
         };
-        let draft = d.add(&rule.finding, severity, o, || {
+        let draft = d.add_slug(&rule.finding, severity, o, || {
             if at_home_only {
                 let value = self.at_home().map_or("unknown".to_string(), |v| v.to_string());
                 let remedy = remedy::nothing(
@@ -464,7 +474,7 @@ impl<'a> Cx<'a> {
                 problem: BodyProblem::Html,
                 ..
             } => {
-                d.add("upstream-html", Severity::Degraded, o, || {
+                d.add(FindingId::UpstreamHtml, Severity::Degraded, o, || {
                     (
                         format!("Upstream returned HTML (HTTP {status}) instead of JSON: a proxy or gateway answered"),
                         remedy::retry_later(None, None, "a proxy in front of the API answered, not Smartcar"),
@@ -475,7 +485,7 @@ impl<'a> Cx<'a> {
             ApiError::Body {
                 status, problem, ..
             } => {
-                d.add("unreadable-response", Severity::Degraded, o, || {
+                d.add(FindingId::UnreadableResponse, Severity::Degraded, o, || {
                     (
                         format!("Unreadable answer (HTTP {status}): {}", problem.describe()),
                         remedy::retry_later(None, None, "the answer was cut short or malformed"),
@@ -484,7 +494,7 @@ impl<'a> Cx<'a> {
                 return;
             }
             ApiError::Redirect { location, .. } => {
-                d.add(REDIRECTED, Severity::Info, o, || {
+                d.add(FindingId::Redirected, Severity::Info, o, || {
                     (
                         format!(
                             "The API answered with a redirect to {}; vtriage does not follow redirects",
@@ -496,7 +506,7 @@ impl<'a> Cx<'a> {
                 return;
             }
             ApiError::Unsendable { message } => {
-                d.add(NOT_SENT, Severity::Info, o, || {
+                d.add(FindingId::RequestNotSent, Severity::Info, o, || {
                     (
                         format!("The request was not sent: {message}"),
                         remedy::contact_smartcar(None, "a request vtriage cannot address", &[]),
@@ -505,7 +515,7 @@ impl<'a> Cx<'a> {
                 return;
             }
             ApiError::Transport { message, .. } => {
-                d.add("no-response", Severity::Degraded, o, || {
+                d.add(FindingId::NoResponse, Severity::Degraded, o, || {
                     (
                         format!("No answer from the API: {message}"),
                         remedy::retry_later(None, None, "no response arrived"),
@@ -529,7 +539,7 @@ impl<'a> Cx<'a> {
         let oem = || self.vehicle.oem();
         match (&e.error_type, e.code.as_ref()) {
             (ErrorType::ConnectedServicesAccount, Some(ErrorCode::VirtualKeyRequired)) => {
-                d.add(VIRTUAL_KEY_MISSING, Severity::Blocked, o, || {
+                d.add(FindingId::VirtualKeyMissing, Severity::Blocked, o, || {
                     (
                         "Tesla virtual key not paired: no data flows".into(),
                         remedy::add_virtual_key(target, Some(e)),
@@ -537,7 +547,7 @@ impl<'a> Cx<'a> {
                 });
             }
             (ErrorType::ConnectedServicesAccount, Some(ErrorCode::AuthenticationFailed)) => {
-                d.add("oem-authentication-failed", Severity::Blocked, o, || {
+                d.add(FindingId::OemAuthenticationFailed, Severity::Blocked, o, || {
                     (
                         format!(
                             "The owner's {} account login no longer works (CONNECTED_SERVICES_ACCOUNT:\
@@ -549,7 +559,7 @@ impl<'a> Cx<'a> {
                 });
             }
             (ErrorType::ConnectedServicesAccount, Some(ErrorCode::Permission)) => {
-                d.add("owner-revoked-access", Severity::Blocked, o, || {
+                d.add(FindingId::OwnerRevokedAccess, Severity::Blocked, o, || {
                     (
                         format!(
                             "The owner revoked Smartcar's access in the {} account (CONNECTED_SERVICES_ACCOUNT:PERMISSION)",
@@ -560,7 +570,7 @@ impl<'a> Cx<'a> {
                 });
             }
             (ErrorType::ConnectedServicesAccount, Some(ErrorCode::Subscription)) => {
-                d.add("oem-subscription", Severity::Blocked, o, || {
+                d.add(FindingId::OemSubscription, Severity::Blocked, o, || {
                     (
                         format!(
                             "The {} connected-services subscription is inactive (CONNECTED_SERVICES_ACCOUNT:SUBSCRIPTION)",
@@ -576,7 +586,7 @@ impl<'a> Cx<'a> {
                 });
             }
             (ErrorType::ConnectedServicesAccount, _) => {
-                d.add("oem-account-issue", Severity::Blocked, o, || {
+                d.add(FindingId::OemAccountIssue, Severity::Blocked, o, || {
                     (
                         format!("Problem with the owner's {} account ({}): {}", oem(), e.type_code(), e.description),
                         remedy::owner_action_at_oem(
@@ -602,7 +612,7 @@ impl<'a> Cx<'a> {
                     Severity::Warning
                 };
                 // Title and remedy are completed once every missing permission is known.
-                d.add("permission-missing", severity, o, || {
+                d.add(FindingId::PermissionMissing, severity, o, || {
                     (String::new(), remedy::reauthenticate(target, None, &[]))
                 });
             }
@@ -611,7 +621,7 @@ impl<'a> Cx<'a> {
                     code,
                     Some(ErrorCode::RemoteAccessDisabled | ErrorCode::VehicleOfflineForService)
                 );
-                d.add(VEHICLE_STATE, Severity::Degraded, o, || {
+                d.add(FindingId::VehicleState, Severity::Degraded, o, || {
                     let remedy = if owner {
                         remedy::owner_action_at_oem(
                             Some(e),
@@ -638,7 +648,7 @@ impl<'a> Cx<'a> {
                     Some(ErrorCode::SmartcarApi) => "the app's Smartcar request budget is used up",
                     _ => "too many requests to this car",
                 };
-                let draft = d.add("rate-limited", Severity::Warning, o, || {
+                let draft = d.add(FindingId::RateLimited, Severity::Warning, o, || {
                     let wait = retry.map_or("later".to_string(), |s| {
                         format!("in {}", remedy::human_seconds(s))
                     });
@@ -657,7 +667,7 @@ impl<'a> Cx<'a> {
                 }
             }
             (ErrorType::Billing, Some(ErrorCode::VehicleRequestLimit)) => {
-                d.add("billing-request-limit", Severity::Blocked, o, || {
+                d.add(FindingId::BillingRequestLimit, Severity::Blocked, o, || {
                     (
                         "Monthly request limit for this vehicle reached (BILLING:VEHICLE_REQUEST_LIMIT): a plan \
                          problem, not the customer's"
@@ -667,7 +677,7 @@ impl<'a> Cx<'a> {
                 });
             }
             (ErrorType::Billing, _) => {
-                d.add("billing-plan", Severity::Blocked, o, || {
+                d.add(FindingId::BillingPlan, Severity::Blocked, o, || {
                     (
                         format!(
                             "Smartcar plan problem ({}): {}",
@@ -685,7 +695,7 @@ impl<'a> Cx<'a> {
             (ErrorType::Compatibility, code) if is_tesla_probe(o.probe) => {
                 // Non-Teslas answer Tesla endpoints with MAKE_NOT_COMPATIBLE: expected, not a problem.
                 if matches!(code, Some(ErrorCode::PlatformNotCapable)) {
-                    d.add("tesla-legacy-integration", Severity::Warning, o, || {
+                    d.add(FindingId::TeslaLegacyIntegration, Severity::Warning, o, || {
                         (
                             "Tesla connected through the legacy integration (COMPATIBILITY:PLATFORM_NOT_CAPABLE): \
                              virtual-key status unknown"
@@ -696,7 +706,7 @@ impl<'a> Cx<'a> {
                 }
             }
             (ErrorType::Compatibility, _) => {
-                d.add("not-capable", Severity::Degraded, o, || {
+                d.add(FindingId::NotCapable, Severity::Degraded, o, || {
                     (
                         format!("This vehicle cannot provide {} ({})", o.probe.path(), e.type_code()),
                         remedy::nothing(
@@ -712,7 +722,7 @@ impl<'a> Cx<'a> {
                     code,
                     Some(ErrorCode::RecordNotFound | ErrorCode::MultipleRecordsFound)
                 );
-                d.add("upstream-error", Severity::Degraded, o, || {
+                d.add(FindingId::UpstreamError, Severity::Degraded, o, || {
                     let remedy = if contact {
                         remedy::contact_smartcar(
                             Some(e),
@@ -737,7 +747,7 @@ impl<'a> Cx<'a> {
                 });
             }
             (ErrorType::Validation | ErrorType::ResourceNotFound, _) => {
-                d.add("request-rejected", Severity::Degraded, o, || {
+                d.add(FindingId::RequestRejected, Severity::Degraded, o, || {
                     (
                         format!(
                             "The API rejected the request ({}): {}",
@@ -785,7 +795,7 @@ impl<'a> Cx<'a> {
                     _ => None,
                 };
                 if let Some(o) = shown_by {
-                    let draft = d.add(id, Severity::Info, o, || {
+                    let draft = d.add_slug(id, Severity::Info, o, || {
                         (
                             format!(
                                 "{} is exempt from \"{}\" ({}): not required here, but data may lag",
@@ -839,10 +849,10 @@ impl<'a> Cx<'a> {
             .observations
             .iter()
             .any(|o| matches!(o.probe, Probe::Data(_)) && o.answer().is_some());
-        if data_read || d.get_mut(VEHICLE_STATE).is_some() {
+        if data_read || d.get_mut(FindingId::VehicleState).is_some() {
             return;
         }
-        d.add(VEHICLE_STATE, Severity::Degraded, o, || {
+        d.add(FindingId::VehicleState, Severity::Degraded, o, || {
             (
                 format!("The vehicle {words}, as it reports itself: data requests fail"),
                 remedy::retry_later(
@@ -877,7 +887,7 @@ impl<'a> Cx<'a> {
                 continue;
             }
             missing.push(p);
-            d.add("permission-missing", Severity::Degraded, o, || {
+            d.add(FindingId::PermissionMissing, Severity::Degraded, o, || {
                 (
                     String::new(),
                     remedy::reauthenticate(self.target, None, &[]),
@@ -900,7 +910,7 @@ impl<'a> Cx<'a> {
         if age_s <= i64::try_from(self.needs.stale_after_s).unwrap_or(i64::MAX) {
             return;
         }
-        let draft = d.add("stale-data", Severity::Warning, o, || {
+        let draft = d.add(FindingId::StaleData, Severity::Warning, o, || {
             (
                 format!(
                     "Newest data is {} old (sc-data-age {}): the car has not reported since",
@@ -920,7 +930,7 @@ impl<'a> Cx<'a> {
 }
 
 fn unknown_error<'a>(o: &Observation, e: &SmartcarError, d: &mut Drafts<'a>) {
-    d.add("unknown-error", Severity::Degraded, o, || {
+    d.add(FindingId::UnknownError, Severity::Degraded, o, || {
         (
             format!(
                 "Unknown error {} (HTTP {}): {}",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::health::{Diagnosis, Severity, Status};
+use crate::health::{Diagnosis, FindingKind, Severity, Status};
 use crate::smartcar::{Answer, DataKind, Probe, ProbeReport};
 
 /// One finding as the list shows and filters it. Shared by every vehicle with the same finding.
@@ -18,6 +18,12 @@ pub struct FindingTag {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Arc<str>>,
     pub title: Arc<str>,
+}
+
+impl FindingTag {
+    pub fn kind(&self) -> FindingKind<'_> {
+        FindingKind::of(&self.id, self.rule.as_deref())
+    }
 }
 
 /// A diagnosis reduced to its status and findings (worst first).
@@ -56,8 +62,8 @@ impl Verdict {
         self.findings.first().map(|f| &**f)
     }
 
-    pub fn has_finding(&self, id: &str) -> bool {
-        self.findings.iter().any(|f| &*f.id == id)
+    pub fn has_finding(&self, kind: FindingKind<'_>) -> bool {
+        self.findings.iter().any(|f| f.kind() == kind)
     }
 
     /// The same verdict with its texts shared through `interner` (after loading a snapshot).
