@@ -14,7 +14,6 @@ use super::types::{
     Diagnosis, Evidence, Finding, FindingId, FindingKind, Needs, Remedy, Severity, Status,
 };
 
-/// Diagnoses one vehicle at `now`. Findings come worst first, so `main_finding()` explains the status.
 /// A vehicle a run did not reach (deadline, interrupt): UNKNOWN, "not checked", and why.
 pub fn not_checked(reason: &str, last_checked: Option<jiff::Timestamp>) -> Diagnosis {
     Diagnosis {
@@ -36,6 +35,7 @@ pub fn not_checked(reason: &str, last_checked: Option<jiff::Timestamp>) -> Diagn
     }
 }
 
+/// Diagnoses one vehicle at `now`. Findings come worst first, so `main_finding()` explains the status.
 pub fn diagnose(
     report: &ProbeReport,
     policies: &Policies,

@@ -89,7 +89,7 @@ impl<'a> Cx<'a> {
                 (
                     format!(
                         "The owner's {} account login no longer works (CONNECTED_SERVICES_ACCOUNT:\
-                     AUTHENTICATION_FAILED): the owner must reconnect",
+                         AUTHENTICATION_FAILED): the owner must reconnect",
                         self.vehicle.oem()
                     ),
                     remedy::reauthenticate(self.target, Some(e), &[]),
@@ -300,31 +300,35 @@ fn rate_limited(o: &Observation, e: &SmartcarError, code: Option<&ErrorCode>, d:
 }
 
 fn billing_request_limit(o: &Observation, e: &SmartcarError, d: &mut Drafts<'_>) {
-    d.add(FindingId::BillingRequestLimit, Severity::Blocked, o, || {
-        (
+    ask_smartcar(
+        (FindingId::BillingRequestLimit, Severity::Blocked),
+        o,
+        e,
+        d,
+        "raise the plan's per-vehicle request limit",
+        || {
             "Monthly request limit for this vehicle reached (BILLING:VEHICLE_REQUEST_LIMIT): a plan \
              problem, not the customer's"
-                .into(),
-            remedy::contact_smartcar(
-                Some(e),
-                "raise the plan's per-vehicle request limit",
-                &request_ids(e, o),
-            ),
-        )
-    });
+                .into()
+        },
+    );
 }
 
 fn billing_plan(o: &Observation, e: &SmartcarError, d: &mut Drafts<'_>) {
-    d.add(FindingId::BillingPlan, Severity::Blocked, o, || {
-        (
+    ask_smartcar(
+        (FindingId::BillingPlan, Severity::Blocked),
+        o,
+        e,
+        d,
+        "billing or plan issue",
+        || {
             format!(
                 "Smartcar plan problem ({}): {}",
                 e.type_code(),
                 e.description
-            ),
-            remedy::contact_smartcar(Some(e), "billing or plan issue", &request_ids(e, o)),
-        )
-    });
+            )
+        },
+    );
 }
 
 fn not_capable(o: &Observation, e: &SmartcarError, d: &mut Drafts<'_>) {
@@ -381,36 +385,53 @@ fn upstream_error(
 }
 
 fn request_rejected(o: &Observation, e: &SmartcarError, d: &mut Drafts<'_>) {
-    d.add(FindingId::RequestRejected, Severity::Degraded, o, || {
-        (
+    ask_smartcar(
+        (FindingId::RequestRejected, Severity::Degraded),
+        o,
+        e,
+        d,
+        "a request the API does not accept",
+        || {
             format!(
                 "The API rejected the request ({}): {}",
                 e.type_code(),
                 e.description
-            ),
-            remedy::contact_smartcar(
-                Some(e),
-                "a request the API does not accept",
-                &request_ids(e, o),
-            ),
-        )
-    });
+            )
+        },
+    );
 }
 
 fn unknown_error(o: &Observation, e: &SmartcarError, d: &mut Drafts<'_>) {
-    d.add(FindingId::UnknownError, Severity::Degraded, o, || {
-        (
+    ask_smartcar(
+        (FindingId::UnknownError, Severity::Degraded),
+        o,
+        e,
+        d,
+        "an error vtriage does not know",
+        || {
             format!(
                 "Unknown error {} (HTTP {}): {}",
                 e.type_code(),
                 e.status,
                 e.description
-            ),
-            remedy::contact_smartcar(
-                Some(e),
-                "an error vtriage does not know",
-                &request_ids(e, o),
-            ),
+            )
+        },
+    );
+}
+
+/// A finding only Smartcar or the plan's owner can fix: the remedy carries the request ids to send.
+fn ask_smartcar(
+    (id, severity): (FindingId, Severity),
+    o: &Observation,
+    e: &SmartcarError,
+    d: &mut Drafts<'_>,
+    why: &str,
+    title: impl FnOnce() -> String,
+) {
+    d.add(id, severity, o, || {
+        (
+            title(),
+            remedy::contact_smartcar(Some(e), why, &request_ids(e, o)),
         )
     });
 }
