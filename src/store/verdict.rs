@@ -209,4 +209,22 @@ mod tests {
         let b = interner.intern(&String::from("virtual-key-missing"));
         assert!(Arc::ptr_eq(&a, &b));
     }
+
+    #[test]
+    fn a_rule_finding_spelled_like_a_builtin_one_is_found_as_the_rules() {
+        use crate::health::{FindingId, FindingKind};
+        let mut interner = Interner::default();
+        let verdict = Verdict {
+            status: Status::Blocked,
+            checked_at: None,
+            findings: Box::new([interner.tag(
+                "no-response",
+                Severity::Blocked,
+                Some("tesla-virtual-key"),
+                "Tesla: virtual key required for data",
+            )]),
+        };
+        assert!(verdict.has_finding(FindingKind::Rule("no-response")));
+        assert!(!verdict.has_finding(FindingKind::Builtin(FindingId::NoResponse)));
+    }
 }
