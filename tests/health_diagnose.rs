@@ -1,7 +1,10 @@
 //! Diagnosis, one row per situation: observations in, status, main finding, rule and remedy out.
 
 use serde_json::json;
-use vtriage::health::{Diagnosis, Needs, Policies, RemedyKind, Severity, Status, diagnose};
+use vtriage::health::{
+    Diagnosis, Finding, FindingId, FindingKind, Needs, Policies, RemedyKind, Severity, Status,
+    VirtualKey, diagnose,
+};
 use vtriage::smartcar::error::parse_error_body;
 use vtriage::smartcar::{
     Answer, ApiError, BodyProblem, DataKind, ErrorCode, ErrorType, Meta, Observation, Probe,
@@ -1282,4 +1285,95 @@ fn a_car_reporting_itself_asleep_while_no_data_reads_is_the_vehicle_state_findin
         now(),
     );
     assert_eq!(d.status, Status::Healthy, "{:?}", d.findings);
+}
+
+/// A policies override that spells its rules' findings like built-in ones about the way to the API.
+fn policies_naming_rule_findings(finding: &str, exempt: &str) -> Policies {
+    let text = vtriage::health::policy::BUILTIN_POLICIES
+        .replace(
+            "finding = \"virtual-key-missing\"",
+            &format!("finding = \"{finding}\""),
+        )
+        .replace(
+            "exempt_finding = \"virtual-key-exempt\"",
+            &format!("exempt_finding = \"{exempt}\""),
+        );
+    Policies::parse(&text, std::path::Path::new("policies.toml")).expect("parses")
+}
+
+fn key_state(r: &ProbeReport, d: &Diagnosis, policies: &Policies) -> VirtualKey {
+    vtriage::health::virtual_key::virtual_key(
+        r.attributes.as_ref(),
+        None,
+        |kind| d.findings.iter().any(|f| f.kind() == kind),
+        policies,
+    )
+}
+
+#[test]
+fn a_rule_finding_renamed_like_a_builtin_one_keeps_the_key_badge_and_the_check_verdict() {
+    let policies = policies_naming_rule_findings("no-response", "redirected");
+
+    // The key rule bites on the data errors; its finding is now called `no-response`.
+    let r = report("TESLA", "Model 3", 2022, {
+        let mut v = vec![permissions(ALL_PERMS)];
+        v.extend(data_fail(vk_required()));
+        v
+    });
+    let d = diagnose(&r, &policies, &app_needs(), now());
+    let main = d.main_finding().expect("finding");
+    assert_eq!(
+        (main.id.as_str(), main.rule.as_deref(), main.kind()),
+        (
+            "no-response",
+            Some("tesla-virtual-key"),
+            FindingKind::Rule("no-response")
+        )
+    );
+    assert_eq!(d.status, Status::Blocked);
+    assert!(!d.could_not_check(), "a blocked car was checked");
+    assert_eq!(key_state(&r, &d, &policies), VirtualKey::Missing);
+
+    // An exempt Model S whose informational finding is now called `redirected`: checked and healthy.
+    let r = report(
+        "TESLA",
+        "Model S",
+        2019,
+        vec![
+            permissions(ALL_PERMS),
+            key(false),
+            data_ok(DataKind::Location, 5),
+            data_ok(DataKind::Odometer, 5),
+        ],
+    );
+    let d = diagnose(&r, &policies, &app_needs(), now());
+    assert_eq!(
+        d.main_finding().map(Finding::kind),
+        Some(FindingKind::Rule("redirected"))
+    );
+    assert_eq!(d.status, Status::Healthy, "{:?}", d.findings);
+    assert!(!d.could_not_check());
+    assert_eq!(key_state(&r, &d, &policies), VirtualKey::Exempt);
+}
+
+#[test]
+fn a_builtin_finding_about_the_way_to_the_api_means_the_car_was_not_checked() {
+    let r = report(
+        "TESLA",
+        "Model 3",
+        2022,
+        vec![failing(
+            Probe::Data(DataKind::Odometer),
+            ApiError::Transport {
+                kind: TransportKind::Timeout,
+                message: "timed out".into(),
+            },
+        )],
+    );
+    let d = diagnose(&r, &Policies::builtin(), &app_needs(), now());
+    assert_eq!(
+        d.main_finding().map(Finding::kind),
+        Some(FindingKind::Builtin(FindingId::NoResponse))
+    );
+    assert!(d.could_not_check());
 }

@@ -2,22 +2,24 @@
 //! it runs for every probe result of a fleet.
 
 use crate::smartcar::{
-    Answer, ApiError, BodyProblem, DataKind, ErrorCode, ErrorType, Observation, Probe, ProbeReport,
-    SmartcarError,
+    Answer, ApiError, DataKind, ErrorCode, Observation, Probe, ProbeReport, SmartcarError,
 };
+
+mod classify;
 
 use super::countdown::{Countdown, Phase};
 use super::policy::{Coverage, Policies, Rule, RuleRemedyKind};
 use super::remedy::{self, RemedyTarget};
-use super::types::{Diagnosis, Evidence, Finding, Needs, Remedy, Severity, Status};
+use super::types::{
+    Diagnosis, Evidence, Finding, FindingId, FindingKind, Needs, Remedy, Severity, Status,
+};
 
-/// Diagnoses one vehicle at `now`. Findings come worst first, so `main_finding()` explains the status.
 /// A vehicle a run did not reach (deadline, interrupt): UNKNOWN, "not checked", and why.
 pub fn not_checked(reason: &str, last_checked: Option<jiff::Timestamp>) -> Diagnosis {
     Diagnosis {
         status: Status::Unknown,
         findings: vec![Finding {
-            id: "not-checked".into(),
+            id: FindingId::NotChecked.as_str().into(),
             severity: Severity::Info,
             title: format!("Not checked: {reason}"),
             rule: None,
@@ -33,6 +35,7 @@ pub fn not_checked(reason: &str, last_checked: Option<jiff::Timestamp>) -> Diagn
     }
 }
 
+/// Diagnoses one vehicle at `now`. Findings come worst first, so `main_finding()` explains the status.
 pub fn diagnose(
     report: &ProbeReport,
     policies: &Policies,
@@ -42,7 +45,7 @@ pub fn diagnose(
     let checked_at = report.observations.iter().map(|o| o.at).max();
     if !report.has_token {
         let finding = Finding {
-            id: "no-access-token".into(),
+            id: FindingId::NoAccessToken.as_str().into(),
             severity: Severity::Info,
             title: "No access token for this user: the vehicle cannot be checked".into(),
             rule: None,
@@ -77,7 +80,7 @@ pub fn diagnose(
     // Without a valid token every other answer is the same 401: the token comes first and alone.
     let mut auth = report.observations.iter().filter(|o| is_token_failure(o));
     if let Some(first) = auth.next() {
-        let draft = d.add("access-token-expired", Severity::Blocked, first, || {
+        let draft = d.add(FindingId::AccessTokenExpired, Severity::Blocked, first, || {
             (
                 "Access token expired or invalid (AUTHENTICATION): nothing else can be checked until the backend \
                  refreshes it"
@@ -101,7 +104,7 @@ pub fn diagnose(
     cx.connectivity(&mut d);
     cx.granted_permissions(&mut d, &mut missing);
     if !missing.is_empty()
-        && let Some(draft) = d.get_mut("permission-missing")
+        && let Some(draft) = d.get_mut(FindingId::PermissionMissing)
     {
         draft.title = format!(
             "Permission not granted: {}; those requests fail",
@@ -199,12 +202,27 @@ struct Drafts<'a> {
 }
 
 impl<'a> Drafts<'a> {
-    fn get_mut(&mut self, id: &str) -> Option<&mut Draft<'a>> {
-        self.list.iter_mut().find(|d| d.id == id)
+    /// The built-in finding `id`; a rule's finding of the same slug is not it.
+    fn get_mut(&mut self, id: FindingId) -> Option<&mut Draft<'a>> {
+        self.list
+            .iter_mut()
+            .find(|d| d.rule.is_none() && d.id == id.as_str())
     }
 
-    /// Adds evidence to the finding `id`, creating it (title and remedy from `make`) the first time.
+    /// Adds evidence to the built-in finding `id`, creating it (title and remedy from `make`) the first time.
     fn add(
+        &mut self,
+        id: FindingId,
+        severity: Severity,
+        o: &Observation,
+        make: impl FnOnce() -> (String, Remedy),
+    ) -> &mut Draft<'a> {
+        self.add_slug(id.as_str(), severity, o, make)
+    }
+
+    /// Adds evidence to the finding of slug `id` (a rule's, or a built-in one), creating it the first
+    /// time. Findings of one slug merge, so a rule and the error alone report one finding.
+    fn add_slug(
         &mut self,
         id: &'a str,
         severity: Severity,
@@ -254,9 +272,12 @@ impl<'a> Drafts<'a> {
             // Nothing worse was found, but some question got no answer at all: not healthy, unknown.
             Some(f)
                 if f.severity == Severity::Info
-                    && findings
-                        .iter()
-                        .any(|f| f.id == REDIRECTED || f.id == NOT_SENT) =>
+                    && findings.iter().any(|f| {
+                        matches!(
+                            f.kind(),
+                            FindingKind::Builtin(FindingId::Redirected | FindingId::RequestNotSent)
+                        )
+                    }) =>
             {
                 Status::Unknown
             }
@@ -269,16 +290,6 @@ impl<'a> Drafts<'a> {
         }
     }
 }
-
-/// The vehicle is asleep, offline or otherwise refusing requests.
-const VEHICLE_STATE: &str = "vehicle-state";
-
-/// The finding of a `VIRTUAL_KEY_REQUIRED` error that no rule explains.
-pub(crate) const VIRTUAL_KEY_MISSING: &str = "virtual-key-missing";
-
-/// Findings about a request that got no answer from Smartcar at all: the vehicle's state is unknown.
-const REDIRECTED: &str = "redirected";
-const NOT_SENT: &str = "request-not-sent";
 
 /// `2026-11-27 19:20 UTC`.
 fn format_time(t: jiff::Timestamp) -> String {
@@ -387,7 +398,7 @@ impl<'a> Cx<'a> {
         } else {
             rule_severity(rule)
         };
-        let draft = d.add(&rule.finding, severity, o, || {
+        let draft = d.add_slug(&rule.finding, severity, o, || {
             if at_home_only {
                 let value = self.at_home().map_or("unknown".to_string(), |v| v.to_string());
                 let remedy = remedy::nothing(
@@ -449,313 +460,6 @@ impl<'a> Cx<'a> {
         })
     }
 
-    /// Sorts one failed observation into a finding.
-    fn classify(
-        &self,
-        o: &Observation,
-        err: &ApiError,
-        d: &mut Drafts<'a>,
-        missing: &mut Vec<&'static str>,
-    ) {
-        let e = match err {
-            ApiError::Smartcar(e) => e.as_ref(),
-            ApiError::Body {
-                status,
-                problem: BodyProblem::Html,
-                ..
-            } => {
-                d.add("upstream-html", Severity::Degraded, o, || {
-                    (
-                        format!("Upstream returned HTML (HTTP {status}) instead of JSON: a proxy or gateway answered"),
-                        remedy::retry_later(None, None, "a proxy in front of the API answered, not Smartcar"),
-                    )
-                });
-                return;
-            }
-            ApiError::Body {
-                status, problem, ..
-            } => {
-                d.add("unreadable-response", Severity::Degraded, o, || {
-                    (
-                        format!("Unreadable answer (HTTP {status}): {}", problem.describe()),
-                        remedy::retry_later(None, None, "the answer was cut short or malformed"),
-                    )
-                });
-                return;
-            }
-            ApiError::Redirect { location, .. } => {
-                d.add(REDIRECTED, Severity::Info, o, || {
-                    (
-                        format!(
-                            "The API answered with a redirect to {}; vtriage does not follow redirects",
-                            location.as_deref().unwrap_or("nowhere (no Location header)")
-                        ),
-                        remedy::contact_smartcar(None, "the API origin redirects elsewhere", &[]),
-                    )
-                });
-                return;
-            }
-            ApiError::Unsendable { message } => {
-                d.add(NOT_SENT, Severity::Info, o, || {
-                    (
-                        format!("The request was not sent: {message}"),
-                        remedy::contact_smartcar(None, "a request vtriage cannot address", &[]),
-                    )
-                });
-                return;
-            }
-            ApiError::Transport { message, .. } => {
-                d.add("no-response", Severity::Degraded, o, || {
-                    (
-                        format!("No answer from the API: {message}"),
-                        remedy::retry_later(None, None, "no response arrived"),
-                    )
-                });
-                return;
-            }
-        };
-
-        if let Some(rule) = self.rule_for_error(o, e) {
-            self.rule_finding(rule, o, Some(e), d);
-            return;
-        }
-        if matches!(e.error_type, ErrorType::Other(_))
-            || matches!(e.code, Some(ErrorCode::Other(_)))
-        {
-            unknown_error(o, e, d);
-            return;
-        }
-        let target = self.target;
-        let oem = || self.vehicle.oem();
-        match (&e.error_type, e.code.as_ref()) {
-            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::VirtualKeyRequired)) => {
-                d.add(VIRTUAL_KEY_MISSING, Severity::Blocked, o, || {
-                    (
-                        "Tesla virtual key not paired: no data flows".into(),
-                        remedy::add_virtual_key(target, Some(e)),
-                    )
-                });
-            }
-            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::AuthenticationFailed)) => {
-                d.add("oem-authentication-failed", Severity::Blocked, o, || {
-                    (
-                        format!(
-                            "The owner's {} account login no longer works (CONNECTED_SERVICES_ACCOUNT:\
-                             AUTHENTICATION_FAILED): the owner must reconnect",
-                            oem()
-                        ),
-                        remedy::reauthenticate(target, Some(e), &[]),
-                    )
-                });
-            }
-            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::Permission)) => {
-                d.add("owner-revoked-access", Severity::Blocked, o, || {
-                    (
-                        format!(
-                            "The owner revoked Smartcar's access in the {} account (CONNECTED_SERVICES_ACCOUNT:PERMISSION)",
-                            oem()
-                        ),
-                        remedy::reauthenticate(target, Some(e), &[]),
-                    )
-                });
-            }
-            (ErrorType::ConnectedServicesAccount, Some(ErrorCode::Subscription)) => {
-                d.add("oem-subscription", Severity::Blocked, o, || {
-                    (
-                        format!(
-                            "The {} connected-services subscription is inactive (CONNECTED_SERVICES_ACCOUNT:SUBSCRIPTION)",
-                            oem()
-                        ),
-                        remedy::owner_action_at_oem(
-                            Some(e),
-                            "Ask the owner to renew or activate the carmaker's connected-services subscription",
-                            "Your car's connected-services subscription with the manufacturer appears to be \
-                             inactive. Please renew it in the manufacturer's app; data will flow again afterwards.",
-                        ),
-                    )
-                });
-            }
-            (ErrorType::ConnectedServicesAccount, _) => {
-                d.add("oem-account-issue", Severity::Blocked, o, || {
-                    (
-                        format!("Problem with the owner's {} account ({}): {}", oem(), e.type_code(), e.description),
-                        remedy::owner_action_at_oem(
-                            Some(e),
-                            "Ask the owner to sign in to the carmaker's app and resolve the account issue shown there",
-                            "There is an issue with your account at your car's manufacturer. Please sign in to the \
-                             manufacturer's app and follow the steps it shows.",
-                        ),
-                    )
-                });
-            }
-            (ErrorType::Permission, _) => {
-                let Some(p) = probe_permission(o.probe) else {
-                    unknown_error(o, e, d);
-                    return;
-                };
-                if !missing.contains(&p) {
-                    missing.push(p);
-                }
-                let severity = if matches!(o.probe, Probe::Data(_) | Probe::Attributes) {
-                    Severity::Degraded
-                } else {
-                    Severity::Warning
-                };
-                // Title and remedy are completed once every missing permission is known.
-                d.add("permission-missing", severity, o, || {
-                    (String::new(), remedy::reauthenticate(target, None, &[]))
-                });
-            }
-            (ErrorType::VehicleState, code) => {
-                let owner = matches!(
-                    code,
-                    Some(ErrorCode::RemoteAccessDisabled | ErrorCode::VehicleOfflineForService)
-                );
-                d.add(VEHICLE_STATE, Severity::Degraded, o, || {
-                    let remedy = if owner {
-                        remedy::owner_action_at_oem(
-                            Some(e),
-                            "Ask the owner to enable remote access in the car and the carmaker's app",
-                            "Your car is not accepting remote requests right now. Please check that remote access is \
-                             enabled in your car and the manufacturer's app.",
-                        )
-                    } else {
-                        remedy::retry_later(
-                            Some(e),
-                            e.retry_after_s.or(o.meta.retry_after_s),
-                            "the car is not answering now; it usually recovers once driven or woken in the OEM app",
-                        )
-                    };
-                    (
-                        format!("The vehicle {} ({}): data requests fail", vehicle_state_words(code), e.type_code()),
-                        remedy,
-                    )
-                });
-            }
-            (ErrorType::RateLimit, code) => {
-                let retry = e.retry_after_s.or(o.meta.retry_after_s);
-                let why = match code {
-                    Some(ErrorCode::SmartcarApi) => "the app's Smartcar request budget is used up",
-                    _ => "too many requests to this car",
-                };
-                let draft = d.add("rate-limited", Severity::Warning, o, || {
-                    let wait = retry.map_or("later".to_string(), |s| {
-                        format!("in {}", remedy::human_seconds(s))
-                    });
-                    (
-                        format!(
-                            "Rate limited ({}): {why}; retry {wait}. Not the car's fault",
-                            e.type_code()
-                        ),
-                        remedy::retry_later(Some(e), retry, why),
-                    )
-                });
-                if let Some(r) = retry
-                    && draft.remedy.retry_after_s.is_none_or(|old| r > old)
-                {
-                    draft.remedy.retry_after_s = Some(r);
-                }
-            }
-            (ErrorType::Billing, Some(ErrorCode::VehicleRequestLimit)) => {
-                d.add("billing-request-limit", Severity::Blocked, o, || {
-                    (
-                        "Monthly request limit for this vehicle reached (BILLING:VEHICLE_REQUEST_LIMIT): a plan \
-                         problem, not the customer's"
-                            .into(),
-                        remedy::contact_smartcar(Some(e), "raise the plan's per-vehicle request limit", &request_ids(e, o)),
-                    )
-                });
-            }
-            (ErrorType::Billing, _) => {
-                d.add("billing-plan", Severity::Blocked, o, || {
-                    (
-                        format!(
-                            "Smartcar plan problem ({}): {}",
-                            e.type_code(),
-                            e.description
-                        ),
-                        remedy::contact_smartcar(
-                            Some(e),
-                            "billing or plan issue",
-                            &request_ids(e, o),
-                        ),
-                    )
-                });
-            }
-            (ErrorType::Compatibility, code) if is_tesla_probe(o.probe) => {
-                // Non-Teslas answer Tesla endpoints with MAKE_NOT_COMPATIBLE: expected, not a problem.
-                if matches!(code, Some(ErrorCode::PlatformNotCapable)) {
-                    d.add("tesla-legacy-integration", Severity::Warning, o, || {
-                        (
-                            "Tesla connected through the legacy integration (COMPATIBILITY:PLATFORM_NOT_CAPABLE): \
-                             virtual-key status unknown"
-                                .into(),
-                            remedy::reauthenticate(target, Some(e), &[]),
-                        )
-                    });
-                }
-            }
-            (ErrorType::Compatibility, _) => {
-                d.add("not-capable", Severity::Degraded, o, || {
-                    (
-                        format!("This vehicle cannot provide {} ({})", o.probe.path(), e.type_code()),
-                        remedy::nothing(
-                            "Nothing to fix: the car or carmaker does not offer this data",
-                            "Unfortunately your car does not share this information with third-party apps.",
-                            e.doc_url.clone(),
-                        ),
-                    )
-                });
-            }
-            (ErrorType::Server | ErrorType::Upstream, code) => {
-                let contact = matches!(
-                    code,
-                    Some(ErrorCode::RecordNotFound | ErrorCode::MultipleRecordsFound)
-                );
-                d.add("upstream-error", Severity::Degraded, o, || {
-                    let remedy = if contact {
-                        remedy::contact_smartcar(
-                            Some(e),
-                            "a Smartcar-side record problem",
-                            &request_ids(e, o),
-                        )
-                    } else {
-                        remedy::retry_later(
-                            Some(e),
-                            e.retry_after_s,
-                            "a transient error at Smartcar or the carmaker",
-                        )
-                    };
-                    (
-                        format!(
-                            "Smartcar or the carmaker failed ({}, HTTP {})",
-                            e.type_code(),
-                            e.status
-                        ),
-                        remedy,
-                    )
-                });
-            }
-            (ErrorType::Validation | ErrorType::ResourceNotFound, _) => {
-                d.add("request-rejected", Severity::Degraded, o, || {
-                    (
-                        format!(
-                            "The API rejected the request ({}): {}",
-                            e.type_code(),
-                            e.description
-                        ),
-                        remedy::contact_smartcar(
-                            Some(e),
-                            "a request the API does not accept",
-                            &request_ids(e, o),
-                        ),
-                    )
-                });
-            }
-            _ => unknown_error(o, e, d),
-        }
-    }
-
     /// Rules seen in state probes: the virtual key not paired, a Tesla scope missing, exempt vehicles.
     fn rule_states(&self, d: &mut Drafts<'a>) {
         let paired = match self.report.get(Probe::VirtualKey).map(|o| (o, o.answer())) {
@@ -785,7 +489,7 @@ impl<'a> Cx<'a> {
                     _ => None,
                 };
                 if let Some(o) = shown_by {
-                    let draft = d.add(id, Severity::Info, o, || {
+                    let draft = d.add_slug(id, Severity::Info, o, || {
                         (
                             format!(
                                 "{} is exempt from \"{}\" ({}): not required here, but data may lag",
@@ -839,10 +543,10 @@ impl<'a> Cx<'a> {
             .observations
             .iter()
             .any(|o| matches!(o.probe, Probe::Data(_)) && o.answer().is_some());
-        if data_read || d.get_mut(VEHICLE_STATE).is_some() {
+        if data_read || d.get_mut(FindingId::VehicleState).is_some() {
             return;
         }
-        d.add(VEHICLE_STATE, Severity::Degraded, o, || {
+        d.add(FindingId::VehicleState, Severity::Degraded, o, || {
             (
                 format!("The vehicle {words}, as it reports itself: data requests fail"),
                 remedy::retry_later(
@@ -877,7 +581,7 @@ impl<'a> Cx<'a> {
                 continue;
             }
             missing.push(p);
-            d.add("permission-missing", Severity::Degraded, o, || {
+            d.add(FindingId::PermissionMissing, Severity::Degraded, o, || {
                 (
                     String::new(),
                     remedy::reauthenticate(self.target, None, &[]),
@@ -900,7 +604,7 @@ impl<'a> Cx<'a> {
         if age_s <= i64::try_from(self.needs.stale_after_s).unwrap_or(i64::MAX) {
             return;
         }
-        let draft = d.add("stale-data", Severity::Warning, o, || {
+        let draft = d.add(FindingId::StaleData, Severity::Warning, o, || {
             (
                 format!(
                     "Newest data is {} old (sc-data-age {}): the car has not reported since",
@@ -917,24 +621,6 @@ impl<'a> Cx<'a> {
         });
         draft.since = Some(format_time(age));
     }
-}
-
-fn unknown_error<'a>(o: &Observation, e: &SmartcarError, d: &mut Drafts<'a>) {
-    d.add("unknown-error", Severity::Degraded, o, || {
-        (
-            format!(
-                "Unknown error {} (HTTP {}): {}",
-                e.type_code(),
-                e.status,
-                e.description
-            ),
-            remedy::contact_smartcar(
-                Some(e),
-                "an error vtriage does not know",
-                &request_ids(e, o),
-            ),
-        )
-    });
 }
 
 /// `3d 4h`, `5h 10m`, `12m`.

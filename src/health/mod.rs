@@ -10,5 +10,8 @@ pub mod virtual_key;
 pub use countdown::{Countdown, Phase};
 pub use diagnose::diagnose;
 pub use policy::{Policies, PolicyError, Rule, RuleDate};
-pub use types::{Diagnosis, Evidence, Finding, Needs, Remedy, RemedyKind, Severity, Status};
+pub use types::{
+    Diagnosis, Evidence, Finding, FindingId, FindingKind, Needs, Remedy, RemedyKind, Severity,
+    Status,
+};
 pub use virtual_key::VirtualKey;

@@ -159,10 +159,141 @@ pub struct Remedy {
     pub retry_after_s: Option<u64>,
 }
 
+/// The findings diagnosis makes by itself, whatever the rules in force. Their ids are the slugs
+/// reports, snapshots and filters carry; a policy rule's finding keeps the id its file gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FindingId {
+    NotChecked,
+    NoAccessToken,
+    AccessTokenExpired,
+    UpstreamHtml,
+    UnreadableResponse,
+    Redirected,
+    RequestNotSent,
+    NoResponse,
+    VirtualKeyMissing,
+    OemAuthenticationFailed,
+    OwnerRevokedAccess,
+    OemSubscription,
+    OemAccountIssue,
+    PermissionMissing,
+    VehicleState,
+    RateLimited,
+    BillingRequestLimit,
+    BillingPlan,
+    TeslaLegacyIntegration,
+    NotCapable,
+    UpstreamError,
+    RequestRejected,
+    UnknownError,
+    StaleData,
+}
+
+impl FindingId {
+    pub const ALL: [FindingId; 24] = [
+        FindingId::NotChecked,
+        FindingId::NoAccessToken,
+        FindingId::AccessTokenExpired,
+        FindingId::UpstreamHtml,
+        FindingId::UnreadableResponse,
+        FindingId::Redirected,
+        FindingId::RequestNotSent,
+        FindingId::NoResponse,
+        FindingId::VirtualKeyMissing,
+        FindingId::OemAuthenticationFailed,
+        FindingId::OwnerRevokedAccess,
+        FindingId::OemSubscription,
+        FindingId::OemAccountIssue,
+        FindingId::PermissionMissing,
+        FindingId::VehicleState,
+        FindingId::RateLimited,
+        FindingId::BillingRequestLimit,
+        FindingId::BillingPlan,
+        FindingId::TeslaLegacyIntegration,
+        FindingId::NotCapable,
+        FindingId::UpstreamError,
+        FindingId::RequestRejected,
+        FindingId::UnknownError,
+        FindingId::StaleData,
+    ];
+
+    /// The slug written in `Finding::id`: `virtual-key-missing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingId::NotChecked => "not-checked",
+            FindingId::NoAccessToken => "no-access-token",
+            FindingId::AccessTokenExpired => "access-token-expired",
+            FindingId::UpstreamHtml => "upstream-html",
+            FindingId::UnreadableResponse => "unreadable-response",
+            FindingId::Redirected => "redirected",
+            FindingId::RequestNotSent => "request-not-sent",
+            FindingId::NoResponse => "no-response",
+            FindingId::VirtualKeyMissing => "virtual-key-missing",
+            FindingId::OemAuthenticationFailed => "oem-authentication-failed",
+            FindingId::OwnerRevokedAccess => "owner-revoked-access",
+            FindingId::OemSubscription => "oem-subscription",
+            FindingId::OemAccountIssue => "oem-account-issue",
+            FindingId::PermissionMissing => "permission-missing",
+            FindingId::VehicleState => "vehicle-state",
+            FindingId::RateLimited => "rate-limited",
+            FindingId::BillingRequestLimit => "billing-request-limit",
+            FindingId::BillingPlan => "billing-plan",
+            FindingId::TeslaLegacyIntegration => "tesla-legacy-integration",
+            FindingId::NotCapable => "not-capable",
+            FindingId::UpstreamError => "upstream-error",
+            FindingId::RequestRejected => "request-rejected",
+            FindingId::UnknownError => "unknown-error",
+            FindingId::StaleData => "stale-data",
+        }
+    }
+
+    /// The built-in finding a slug names, if any.
+    pub fn from_id(id: &str) -> Option<FindingId> {
+        FindingId::ALL.into_iter().find(|f| f.as_str() == id)
+    }
+
+    /// The finding is about the way to the API (unreachable, an answer that is not the API's, a
+    /// redirect, a request never sent, a run that did not get there), not about the vehicle.
+    pub fn is_about_the_way(self) -> bool {
+        matches!(
+            self,
+            FindingId::NoResponse
+                | FindingId::UpstreamHtml
+                | FindingId::UnreadableResponse
+                | FindingId::Redirected
+                | FindingId::RequestNotSent
+                | FindingId::NotChecked
+        )
+    }
+}
+
+/// What a finding is: one diagnosis makes by itself, or one a policy rule reports. A rule's finding
+/// is never taken for a built-in one, whatever id a policies file gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindingKind<'a> {
+    Builtin(FindingId),
+    /// The finding id a rule reports (`Rule::finding` or `Rule::exempt_finding`).
+    Rule(&'a str),
+    /// No rule, and an id this build does not make (a snapshot written by another version).
+    Unknown(&'a str),
+}
+
+impl<'a> FindingKind<'a> {
+    /// Reads a finding's id and the rule it came from, as findings and verdicts store them.
+    pub fn of(id: &'a str, rule: Option<&str>) -> FindingKind<'a> {
+        match (rule, FindingId::from_id(id)) {
+            (Some(_), _) => FindingKind::Rule(id),
+            (None, Some(builtin)) => FindingKind::Builtin(builtin),
+            (None, None) => FindingKind::Unknown(id),
+        }
+    }
+}
+
 /// One thing wrong (or worth knowing) about a vehicle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    /// Stable slug used by filters, reports and tests: `virtual-key-missing`.
+    /// Stable slug used by filters, reports and tests: `virtual-key-missing`. A built-in finding's is
+    /// [`FindingId::as_str`]; a rule's is the one its policies file gives. Compare through [`Finding::kind`].
     pub id: String,
     pub severity: Severity,
     /// One line: "Tesla virtual key not paired: no data flows".
@@ -173,6 +304,12 @@ pub struct Finding {
     pub since: Option<String>,
     pub evidence: Vec<Evidence>,
     pub remedy: Remedy,
+}
+
+impl Finding {
+    pub fn kind(&self) -> FindingKind<'_> {
+        FindingKind::of(&self.id, self.rule.as_deref())
+    }
 }
 
 /// The verdict on one vehicle.
@@ -198,18 +335,10 @@ impl Diagnosis {
     /// way to the API (unreachable, an answer that is not the API's, a redirect, a request never sent).
     /// A check that ends with such vehicles cannot claim that nothing is blocked.
     pub fn could_not_check(&self) -> bool {
-        const ABOUT_THE_WAY: [&str; 6] = [
-            "no-response",
-            "upstream-html",
-            "unreadable-response",
-            "redirected",
-            "request-not-sent",
-            "not-checked",
-        ];
         self.status == Status::Unknown
-            || self
-                .main_finding()
-                .is_some_and(|f| ABOUT_THE_WAY.contains(&f.id.as_str()))
+            || self.main_finding().is_some_and(
+                |f| matches!(f.kind(), FindingKind::Builtin(id) if id.is_about_the_way()),
+            )
     }
 
     /// The finding that explains the status (the first, since findings are sorted worst first).
@@ -257,5 +386,34 @@ impl Needs {
             .copied()
             .filter(|k| !(self.at_home_only && *k == DataKind::Location))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_finding_id_reads_back_from_its_own_slug() {
+        for id in FindingId::ALL {
+            assert_eq!(FindingId::from_id(id.as_str()), Some(id), "{id:?}");
+        }
+        assert_eq!(FindingId::from_id("virtual-key-exempt"), None);
+    }
+
+    #[test]
+    fn a_finding_with_a_rule_is_the_rules_even_when_spelled_like_a_builtin_one() {
+        assert_eq!(
+            FindingKind::of("no-response", Some("tesla-virtual-key")),
+            FindingKind::Rule("no-response")
+        );
+        assert_eq!(
+            FindingKind::of("no-response", None),
+            FindingKind::Builtin(FindingId::NoResponse)
+        );
+        assert_eq!(
+            FindingKind::of("gone-in-this-build", None),
+            FindingKind::Unknown("gone-in-this-build")
+        );
     }
 }

@@ -4,6 +4,7 @@
 use crate::smartcar::VehicleAttributes;
 
 use super::policy::{Coverage, Policies, RuleRemedyKind};
+use super::types::{FindingId, FindingKind};
 
 /// The Tesla virtual key, as far as is known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +19,13 @@ pub enum VirtualKey {
 
 /// The key's state. `paired` is the pairing answer (v2.0 `/tesla/virtual_key` or v3
 /// `connectivitystatus-isdigitalkeypaired`); `has_finding` tells whether the diagnosis holds a
-/// finding id. Finding ids are read from the rules themselves, so a policies file that renames them
-/// still gives the right state.
+/// finding. Rule finding ids are read from the rules themselves, so a policies file that renames
+/// them still gives the right state, and one that names a rule's finding like a built-in one is
+/// not mistaken for it.
 pub fn virtual_key(
     attributes: Option<&VehicleAttributes>,
     paired: Option<bool>,
-    has_finding: impl Fn(&str) -> bool,
+    has_finding: impl Fn(FindingKind<'_>) -> bool,
     policies: &Policies,
 ) -> VirtualKey {
     let key_rules = || {
@@ -42,7 +44,7 @@ pub fn virtual_key(
     });
     let exempt_found = key_rules()
         .filter_map(|rule| rule.exempt_finding.as_deref())
-        .any(&has_finding);
+        .any(|id| has_finding(FindingKind::Rule(id)));
     if exempt_by_rule || exempt_found {
         return VirtualKey::Exempt;
     }
@@ -53,9 +55,9 @@ pub fn virtual_key(
         .rules
         .iter()
         .filter(|rule| rule.remedy.kind == RuleRemedyKind::AddVirtualKey)
-        .map(|rule| rule.finding.as_str())
+        .map(|rule| FindingKind::Rule(&rule.finding))
         // The finding diagnosis reports from the error alone, when no rule explains it.
-        .chain([super::diagnose::VIRTUAL_KEY_MISSING])
+        .chain([FindingKind::Builtin(FindingId::VirtualKeyMissing)])
         .any(&has_finding);
     match paired {
         Some(true) => VirtualKey::Paired,
@@ -89,7 +91,7 @@ mod tests {
         let state = virtual_key(
             Some(&model_3()),
             None,
-            |id| id == "no-key-paired",
+            |kind| kind == FindingKind::Rule("no-key-paired"),
             &policies,
         );
         assert_eq!(state, VirtualKey::Missing);

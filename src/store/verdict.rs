@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::health::{Diagnosis, Severity, Status};
+use crate::health::{Diagnosis, FindingKind, Severity, Status};
 use crate::smartcar::{Answer, DataKind, Probe, ProbeReport};
 
 /// One finding as the list shows and filters it. Shared by every vehicle with the same finding.
@@ -18,6 +18,12 @@ pub struct FindingTag {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Arc<str>>,
     pub title: Arc<str>,
+}
+
+impl FindingTag {
+    pub fn kind(&self) -> FindingKind<'_> {
+        FindingKind::of(&self.id, self.rule.as_deref())
+    }
 }
 
 /// A diagnosis reduced to its status and findings (worst first).
@@ -56,8 +62,8 @@ impl Verdict {
         self.findings.first().map(|f| &**f)
     }
 
-    pub fn has_finding(&self, id: &str) -> bool {
-        self.findings.iter().any(|f| &*f.id == id)
+    pub fn has_finding(&self, kind: FindingKind<'_>) -> bool {
+        self.findings.iter().any(|f| f.kind() == kind)
     }
 
     /// The same verdict with its texts shared through `interner` (after loading a snapshot).
@@ -202,5 +208,23 @@ mod tests {
         let a = interner.intern("virtual-key-missing");
         let b = interner.intern(&String::from("virtual-key-missing"));
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn a_rule_finding_spelled_like_a_builtin_one_is_found_as_the_rules() {
+        use crate::health::{FindingId, FindingKind};
+        let mut interner = Interner::default();
+        let verdict = Verdict {
+            status: Status::Blocked,
+            checked_at: None,
+            findings: Box::new([interner.tag(
+                "no-response",
+                Severity::Blocked,
+                Some("tesla-virtual-key"),
+                "Tesla: virtual key required for data",
+            )]),
+        };
+        assert!(verdict.has_finding(FindingKind::Rule("no-response")));
+        assert!(!verdict.has_finding(FindingKind::Builtin(FindingId::NoResponse)));
     }
 }

@@ -88,7 +88,7 @@ pub fn virtual_key(
     crate::health::virtual_key::virtual_key(
         attributes,
         glance.virtual_key_paired,
-        |id| verdict.has_finding(id),
+        |kind| verdict.has_finding(kind),
         policies,
     )
 }
