@@ -190,11 +190,13 @@ impl VehicleRecord {
     fn verdict_depends_on_time(&self) -> bool {
         self.last_probe_at.is_some()
             && (self.verdict.status == Status::Healthy
-                || self
-                    .verdict
-                    .findings
-                    .iter()
-                    .any(|f| f.rule.is_some() || &*f.id == "stale-data"))
+                || self.verdict.findings.iter().any(|f| {
+                    f.rule.is_some()
+                        || f.kind()
+                            == crate::health::FindingKind::Builtin(
+                                crate::health::FindingId::StaleData,
+                            )
+                }))
     }
 
     /// Bytes the packed evidence takes.
