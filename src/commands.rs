@@ -734,6 +734,16 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The text of the rules in force: the override file when it parses (as `resolve` decided), else
+/// the built-in rules. Agents' clients diagnose with it.
+fn policies_text(settings: &Settings) -> String {
+    let path = settings.paths.policies_file();
+    match std::fs::read_to_string(&path) {
+        Ok(text) if crate::health::Policies::parse(&text, &path).is_ok() => text,
+        _ => crate::health::policy::BUILTIN_POLICIES.to_string(),
+    }
+}
+
 /// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are JSON lines on stdout, for the
 /// service manager; `VTRIAGE_LOG` sets the filter (default `info`).
 pub async fn serve(
@@ -780,6 +790,8 @@ pub async fn serve(
             ..crate::desk::ProberConfig::default()
         }),
         global: global.clone(),
+        policies_text: policies_text(&settings),
+        needs: settings.needs.clone(),
     };
     let diagnose = crate::desk::diagnoser(settings.policies.clone(), settings.needs.clone());
     crate::desk::run(config, diagnose, settings.now_override, async {
