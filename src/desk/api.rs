@@ -371,10 +371,11 @@ async fn probe(
             Err(e) => return unavailable(&e),
         }
         if tokio::time::Instant::now() >= deadline {
+            // What the desk knows now; the probe's result follows on the live stream.
             let body = ProbeAnswer {
                 request_id,
                 served: false,
-                vehicle: None,
+                vehicle: vehicle_item(&st.db, &id).await.ok().flatten(),
             };
             return answer(
                 StatusCode::ACCEPTED,

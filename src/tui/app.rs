@@ -83,6 +83,8 @@ pub enum Msg {
     EffectFailed(String),
     /// The runtime carried out an effect; a line to confirm it.
     EffectDone(String),
+    /// The link to a desk server moved (up, down, refused).
+    Link(crate::desk::remote::Link),
 }
 
 /// What `update` asks the runtime to do.
@@ -238,6 +240,8 @@ pub struct App {
     /// Requests per second as shown.
     pub rate: RequestRate,
     pub quit: bool,
+    /// Reading a desk server: whether the link is up, and who else waits for probes.
+    pub link: Option<crate::desk::remote::Link>,
 }
 
 /// Rows the fleet view spends outside the table at a height (header, progress, deadlines, counts, filter, table header, footer).
@@ -306,6 +310,7 @@ impl App {
             sweep_started: false,
             pin_top: true,
             quit: false,
+            link: None,
         }
     }
 
@@ -505,6 +510,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::EffectDone(text) => {
             app.say(text);
             app.dirty = true;
+        }
+        Msg::Link(link) => {
+            app.dirty |= app.link.as_ref() != Some(&link);
+            app.link = Some(link);
         }
     }
     effects
