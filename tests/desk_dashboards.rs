@@ -110,7 +110,13 @@ impl Drop for Terminal {
 /// `vtriage serve` listening on exactly `listen` (a restart on the same address).
 fn serve_at(schema: &str, listen: &str, home: &std::path::Path) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vtriage"))
-        .args(["serve", "--demo", "--no-prober", "--database", &database_url()])
+        .args([
+            "serve",
+            "--demo",
+            "--no-prober",
+            "--database",
+            &database_url(),
+        ])
         .args(["--schema", schema, "--listen", listen])
         .env("VTRIAGE_HOME", home)
         .env("SMARTCAR_MANAGEMENT_TOKEN", AMT)
@@ -135,6 +141,7 @@ fn serve_at(schema: &str, listen: &str, home: &std::path::Path) -> std::process:
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("serve did not start again on {listen}");
 }
 
@@ -178,7 +185,10 @@ async fn two_dashboards_see_a_blocked_tesla_within_a_second_and_ride_out_a_desk_
         1_760_000_000_000,
         json!([]),
     );
-    assert_eq!(post_signed(&http(), &serve.webhook_url(), &first).await, 200);
+    assert_eq!(
+        post_signed(&http(), &serve.webhook_url(), &first).await,
+        200
+    );
 
     let mut screens: Vec<Terminal> = ["ann", "ben"]
         .iter()

@@ -409,6 +409,7 @@ impl Connected {
 
 impl Drop for Connected {
     fn drop(&mut self) {
+        tracing::debug!("a live stream closed");
         self.0.dashboards_connected.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -435,6 +436,7 @@ async fn stream(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response
         .unwrap_or_default()
         .to_string();
     audit(&st, &agent, "open stream", None).await;
+    tracing::debug!(agent = %agent, "a live stream opened");
     let state = Streaming {
         rx: st.hub.subscribe(),
         shutdown: st.shutdown.clone(),
@@ -528,6 +530,7 @@ pub async fn listen(
                     .await
                 {
                     Ok(()) => {
+                        tracing::info!("listening for changes");
                         if !first {
                             let _ = st.hub.send(Notice::event(&StreamEvent::Resync));
                         }
@@ -535,7 +538,10 @@ pub async fn listen(
                         loop {
                             tokio::select! {
                                 payload = rx.recv() => match payload {
-                                    Some(p) => relay(&st, &p).await,
+                                    Some(p) => {
+                                        tracing::debug!(streams = st.hub.receiver_count(), "change heard");
+                                        relay(&st, &p).await
+                                    }
                                     None => break,
                                 },
                                 _ = shutdown.changed() => {
