@@ -93,6 +93,8 @@ async fn bench() {
         keep_events_days: 30,
         prober: None,
         global: Default::default(),
+        policies_text: vtriage::health::policy::BUILTIN_POLICIES.to_string(),
+        needs: vtriage::health::Needs::default(),
     };
     let diagnose = desk::diagnoser(
         vtriage::health::Policies::builtin(),

@@ -81,6 +81,11 @@ pub struct GlobalArgs {
     /// Connect redirect URI (env SMARTCAR_REDIRECT_URI).
     #[arg(long, global = true, value_name = "URI")]
     pub redirect_uri: Option<String>,
+    /// Read a desk server (`vtriage serve`) instead of Smartcar: the dashboard, check, vehicle and
+    /// deadlines come from it, with the agent token from VTRIAGE_AGENT_TOKEN or the profile's
+    /// agent_token_file. Profile `kind = "server"` with `server = URL` does the same.
+    #[arg(long, global = true, value_name = "URL", env = "VTRIAGE_SERVER")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +105,39 @@ pub enum Command {
     Info,
     /// The desk server: Smartcar webhooks into PostgreSQL, and the desk's one prober.
     Serve(ServeArgs),
+    /// The agents who may read a desk server: add (prints the token once), list, revoke.
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The desk's PostgreSQL URL (env DATABASE_URL).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database: Option<String>,
+    /// The schema `serve --schema` uses, if any.
+    #[arg(long, value_name = "NAME", global = true)]
+    pub schema: Option<String>,
+    #[command(subcommand)]
+    pub action: AgentAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Adds an agent and prints its token once (the desk keeps only a hash of it).
+    Add {
+        /// The agent's name, as the audit shows it.
+        name: String,
+    },
+    /// Every agent, when added, and whether revoked.
+    List,
+    /// Refuses the agent's token from now on, including on a live stream already open.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

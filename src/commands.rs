@@ -31,6 +31,10 @@ pub enum CommandError {
     Dashboard(#[from] crate::tui::TuiError),
     #[error(transparent)]
     Desk(#[from] crate::desk::DeskError),
+    #[error(transparent)]
+    Remote(#[from] crate::desk::remote::RemoteError),
+    #[error(transparent)]
+    Agent(#[from] crate::desk::agents::AgentError),
 }
 
 fn print_warnings(settings: &Settings) {
@@ -290,6 +294,9 @@ fn unknown_reasons(
 pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
     let deadline = tokio::time::Instant::now() + args.timeout;
     let mut settings = setup::resolve(global)?;
+    if settings.desk.is_some() {
+        return check_desk(&mut settings, args, deadline).await;
+    }
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     let _log = init_logging(&settings);
     if let Some(f) = &args.filter {
@@ -340,6 +347,116 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
             store.len()
         );
     }
+    print_check(args, &store, &unchecked, &reason)
+}
+
+/// `vtriage check --server URL`: what the desk knows now, with the desk's rules. Nothing is probed:
+/// the desk's prober and webhooks keep the fleet current, and a check per agent must not spend the
+/// desk's budget. Vehicles the desk knows nothing about yet read UNKNOWN "not checked".
+async fn check_desk(
+    settings: &mut Settings,
+    args: &CheckArgs,
+    deadline: tokio::time::Instant,
+) -> Result<ExitCode, CommandError> {
+    let client = desk_client(settings)?;
+    let read = async {
+        let rules = client.rules().await?;
+        let fleet = client.fleet().await?;
+        Ok::<_, crate::desk::remote::RemoteError>((rules, fleet))
+    };
+    let (rules, fleet) = tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| CommandError::Source("the desk did not answer before --timeout".into()))??;
+    adopt_desk_rules(settings, &rules);
+    print_warnings(settings);
+    let mut store = setup::store_for(settings);
+    if let Some(f) = &args.filter {
+        store
+            .set_filter(f)
+            .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
+    }
+    let now = settings.now();
+    for event in crate::desk::remote::fleet_events(&fleet) {
+        store.apply(&event, now);
+    }
+    let unchecked: HashSet<String> = fleet
+        .iter()
+        .filter(|v| v.report.is_none())
+        .map(|v| v.vehicle_id.clone())
+        .collect();
+    let reason = "the desk has heard nothing about it yet";
+    if !unchecked.is_empty() {
+        eprintln!(
+            "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",
+            unchecked.len(),
+            store.len()
+        );
+    }
+    print_check(args, &store, &unchecked, reason)
+}
+
+/// The client for the desk the settings name.
+fn desk_client(settings: &Settings) -> Result<crate::desk::remote::DeskClient, CommandError> {
+    let Some(desk) = &settings.desk else {
+        return Err(CommandError::Usage(
+            "no desk server given (--server URL)".into(),
+        ));
+    };
+    Ok(crate::desk::remote::DeskClient::new(
+        &desk.server,
+        desk.token.clone(),
+        desk.allow_insecure,
+    )?)
+}
+
+/// Diagnoses with the desk's rules and fix-link settings, so every agent sees what the desk sees.
+fn adopt_desk_rules(settings: &mut Settings, rules: &crate::desk::wire::RulesDoc) {
+    match crate::health::Policies::parse(
+        &rules.policies,
+        std::path::Path::new("<the desk's rules>"),
+    ) {
+        Ok(p) => settings.policies = p,
+        Err(e) => settings
+            .warnings
+            .push(format!("{e}; using this machine's rules")),
+    }
+    settings.needs = rules.needs.clone();
+}
+
+/// A session reading the desk: the same channels as a local scheduler's, and the link's state.
+async fn desk_session(
+    settings: &mut Settings,
+) -> Result<
+    (
+        Session,
+        tokio::sync::watch::Receiver<crate::desk::remote::Link>,
+    ),
+    CommandError,
+> {
+    let client = desk_client(settings)?;
+    let server = client.server().to_string();
+    let remote = crate::desk::remote::start(client).await?;
+    adopt_desk_rules(settings, &remote.rules);
+    Ok((
+        Session {
+            mode: setup::Mode::Live,
+            origin: server,
+            commands: remote.commands,
+            events: remote.events,
+            simulator: None,
+        },
+        remote.link,
+    ))
+}
+
+/// Prints a check's result (table, JSON lines or CSV) for the rows passing the filter; vehicles in
+/// `unchecked` read UNKNOWN "not checked" with `reason`. Returns the check's exit code.
+fn print_check(
+    args: &CheckArgs,
+    store: &Store,
+    unchecked: &HashSet<String>,
+    reason: &str,
+) -> Result<ExitCode, CommandError> {
     let records: Vec<&VehicleRecord> = store.rows(0..store.visible_len()).collect();
     let summaries: Vec<VehicleSummary<'_>> = records
         .iter()
@@ -347,7 +464,7 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
             let mut s = VehicleSummary::from(*r);
             if unchecked.contains(&r.vehicle_id) {
                 s.diagnosis = std::borrow::Cow::Owned(crate::health::diagnose::not_checked(
-                    &reason,
+                    reason,
                     r.last_probe_at,
                 ));
             }
@@ -390,7 +507,7 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
         .any(|s| s.diagnosis.status == Status::Blocked);
     // Probed but still UNKNOWN (no token, API unreachable, an answer that is not the API's): nothing
     // was learnt about these, so "nothing blocked" would be a claim the check cannot make.
-    let unknown = unknown_reasons(&summaries, &unchecked);
+    let unknown = unknown_reasons(&summaries, unchecked);
     if !unknown.is_empty() {
         let n: usize = unknown.iter().map(|(_, n)| n).sum();
         let why: Vec<String> = unknown.iter().map(|(r, n)| format!("{n} {r}")).collect();
@@ -424,7 +541,10 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     let mut settings = setup::resolve(global)?;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     let _log = init_logging(&settings);
-    let mut session = setup::start(&mut settings).await?;
+    let mut session = match settings.desk {
+        Some(_) => desk_session(&mut settings).await?.0,
+        None => setup::start(&mut settings).await?,
+    };
     let mut store = setup::store_for(&settings);
     // The Management API lists no VINs: a VIN is found through what the last session learned.
     let known = restore_snapshot(&mut settings, &mut store);
@@ -582,12 +702,27 @@ fn vin_not_found(query: &str, requests: u64, unreadable: u64, fleet: usize) -> S
 }
 
 /// `vtriage deadlines`: the rules and their countdowns.
-pub fn deadlines(global: &GlobalArgs, args: &DeadlinesArgs) -> Result<ExitCode, CommandError> {
-    let settings = setup::resolve(global)?;
+pub async fn deadlines(
+    global: &GlobalArgs,
+    args: &DeadlinesArgs,
+) -> Result<ExitCode, CommandError> {
+    let mut settings = setup::resolve(global)?;
+    let desk_deadlines = match settings.desk {
+        Some(_) => {
+            let rules = desk_client(&settings)?.rules().await?;
+            adopt_desk_rules(&mut settings, &rules);
+            Some(rules.deadlines)
+        }
+        None => None,
+    };
     print_warnings(&settings);
     let now = settings.now();
     let mut out = std::io::stdout().lock();
-    if args.json {
+    // The desk's countdowns are the desk's clock's; the table is drawn from its rules here.
+    if let (true, Some(deadlines)) = (args.json, &desk_deadlines) {
+        serde_json::to_writer_pretty(&mut out, deadlines).map_err(std::io::Error::other)?;
+        writeln!(out)?;
+    } else if args.json {
         serde_json::to_writer_pretty(&mut out, &report::deadlines_json(&settings.policies, now))
             .map_err(std::io::Error::other)?;
         writeln!(out)?;
@@ -747,18 +882,30 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         &settings.config_file,
         &settings.paths.config_dir,
     )?;
-    let session = setup::start(&mut settings).await?;
+    let (session, link) = match settings.desk {
+        Some(_) => {
+            let (session, link) = desk_session(&mut settings).await?;
+            (session, Some(link))
+        }
+        None => (setup::start(&mut settings).await?, None),
+    };
     let mut store = setup::store_for(&settings);
     let known = restore_snapshot(&mut settings, &mut store);
     tui_config.mode_label = session.mode.label().to_string();
     tui_config.origin = session.origin.clone();
+    if link.is_some() {
+        tui_config.mode_label = format!("DESK {}", session.origin);
+        tui_config.origin = String::new();
+    }
     tui_config.policies = settings.policies.clone();
     tui_config.needs = settings.needs.clone();
-    tui_config.probe_visible = settings
-        .config
-        .fetch
-        .probe_visible
-        .unwrap_or(session.mode == setup::Mode::Demo);
+    // Reading a desk, rows scrolling by are never probed: the desk's budget is everyone's.
+    tui_config.probe_visible = link.is_none()
+        && settings
+            .config
+            .fetch
+            .probe_visible
+            .unwrap_or(session.mode == setup::Mode::Demo);
     tui_config.refresh_every = settings.config.refresh_interval();
     tui_config.warnings = settings
         .warnings
@@ -783,6 +930,7 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         commands,
         session.events,
         settings.now_override,
+        link,
     )
     .await;
     let _ = session.commands.send(Command::Shutdown);
@@ -794,6 +942,16 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         return Err(CommandError::Source(error.to_string()));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text of the rules in force: the override file when it parses (as `resolve` decided), else
+/// the built-in rules. Agents' clients diagnose with it.
+fn policies_text(settings: &Settings) -> String {
+    let path = settings.paths.policies_file();
+    match std::fs::read_to_string(&path) {
+        Ok(text) if crate::health::Policies::parse(&text, &path).is_ok() => text,
+        _ => crate::health::policy::BUILTIN_POLICIES.to_string(),
+    }
 }
 
 /// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are JSON lines on stdout, for the
@@ -842,6 +1000,8 @@ pub async fn serve(
             ..crate::desk::ProberConfig::default()
         }),
         global: global.clone(),
+        policies_text: policies_text(&settings),
+        needs: settings.needs.clone(),
     };
     let diagnose = crate::desk::diagnoser(settings.policies.clone(), settings.needs.clone());
     crate::desk::run(config, diagnose, settings.now_override, async {
@@ -849,5 +1009,65 @@ pub async fn serve(
         tracing::info!(signal = name, "shutdown requested");
     })
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtriage agent add|list|revoke`: the agents of a desk, straight in its database.
+pub async fn agent(args: &crate::cli::AgentArgs) -> Result<ExitCode, CommandError> {
+    use crate::cli::AgentAction;
+    let Some(url) = &args.database else {
+        return Err(CommandError::Usage(
+            "agent needs the desk's database: --database URL or DATABASE_URL".into(),
+        ));
+    };
+    let config = crate::desk::DbConfig {
+        url: url.clone(),
+        schema: args.schema.clone(),
+        pool_size: 1,
+        timeout: Duration::from_secs(10),
+    };
+    let diagnose = crate::desk::diagnoser(
+        crate::health::Policies::builtin(),
+        crate::health::Needs::default(),
+    );
+    let db = crate::desk::Db::new(&config, diagnose, None).map_err(crate::desk::DeskError::from)?;
+    // The agents table may not exist yet on a desk never started with this version.
+    db.migrate(args.schema.as_deref())
+        .await
+        .map_err(crate::desk::DeskError::from)?;
+    match &args.action {
+        AgentAction::Add { name } => {
+            let token = db.add_agent(name).await?;
+            eprintln!(
+                "vtriage: agent {name} added. Its token is printed once, below: give it to the agent \
+                 (VTRIAGE_AGENT_TOKEN, or a file of mode 0600 named by agent_token_file)."
+            );
+            println!("{}", token.expose());
+        }
+        AgentAction::List => {
+            let agents = db.agents().await?;
+            if agents.is_empty() {
+                eprintln!("vtriage: no agents yet (`vtriage agent add NAME`)");
+            }
+            for a in agents {
+                let state = match a.revoked_at {
+                    Some(at) => format!("revoked {}", report::format_instant(at)),
+                    None => "active".into(),
+                };
+                println!(
+                    "{:<24} added {}  {state}",
+                    one_line(&a.name),
+                    report::format_instant(a.created_at)
+                );
+            }
+        }
+        AgentAction::Revoke { name } => {
+            db.revoke_agent(name).await?;
+            eprintln!(
+                "vtriage: agent {} revoked; its streams are closed",
+                one_line(name)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -101,13 +101,15 @@ pub enum ConfigError {
     Value { path: PathBuf, message: String },
 }
 
-/// Demo runs the built-in simulator; live talks to Smartcar (or any origin you point it at).
+/// Demo runs the built-in simulator; live talks to Smartcar (or any origin you point it at); server
+/// reads a desk (`vtriage serve`) with an agent token and holds no Smartcar credential.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProfileKind {
     #[default]
     Demo,
     Live,
+    Server,
 }
 
 /// Which Smartcar API live use speaks.
@@ -155,6 +157,10 @@ pub struct Profile {
     pub amt_env: Option<String>,
     /// A file whose first line is the AMT.
     pub amt_file: Option<PathBuf>,
+    /// `kind = "server"`: the desk's URL (`https://desk.example.com`).
+    pub server: Option<String>,
+    /// `kind = "server"`: a file whose first line is this agent's token (mode 0600).
+    pub agent_token_file: Option<PathBuf>,
 }
 
 /// What the app depends on.

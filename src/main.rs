@@ -38,10 +38,11 @@ async fn run(cli: Cli) -> Result<ExitCode, vtriage::commands::CommandError> {
         None => commands::dashboard(&cli.global).await,
         Some(Command::Check(args)) => commands::check(&cli.global, &args).await,
         Some(Command::Vehicle(args)) => commands::vehicle(&cli.global, &args).await,
-        Some(Command::Deadlines(args)) => commands::deadlines(&cli.global, &args),
+        Some(Command::Deadlines(args)) => commands::deadlines(&cli.global, &args).await,
         Some(Command::ConnectUrl(args)) => commands::connect_url(&cli.global, &args),
         Some(Command::Sim(args)) => commands::sim(args).await,
         Some(Command::Info) => commands::info(&cli.global),
         Some(Command::Serve(args)) => commands::serve(&cli.global, &args).await,
+        Some(Command::Agent(args)) => commands::agent(&args).await,
     }
 }

@@ -35,6 +35,11 @@ pub enum SetupError {
     Client(#[from] crate::smartcar::ClientBuildError),
     #[error(transparent)]
     V3Client(#[from] V3BuildError),
+    #[error("cannot read the agent token from {path}: {source}")]
+    AgentTokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read the client secret from {path}: {source}")]
     ClientSecretFile {
         path: PathBuf,
@@ -90,6 +95,61 @@ pub struct Settings {
     /// How slowly the demo simulator answers vehicle calls: slow enough to watch in the dashboard,
     /// fast for headless commands.
     pub demo_latency: crate::sim::Latency,
+    /// `--server` or a `kind = "server"` profile: the desk to read instead of Smartcar.
+    pub desk: Option<DeskTarget>,
+}
+
+/// A desk server to read, and this agent's token for it.
+#[derive(Debug, Clone)]
+pub struct DeskTarget {
+    pub server: String,
+    pub token: Secret,
+    pub allow_insecure: bool,
+}
+
+/// The environment variable holding the agent token.
+pub const AGENT_TOKEN_ENV: &str = "VTRIAGE_AGENT_TOKEN";
+
+/// The desk to read, if `--server` or the profile names one; its token from [`AGENT_TOKEN_ENV`],
+/// else the profile's `agent_token_file` (warned unless mode 0600).
+fn desk_target(
+    global: &GlobalArgs,
+    profile_name: &str,
+    profile: &crate::config::Profile,
+    warnings: &mut Vec<String>,
+) -> Result<Option<DeskTarget>, SetupError> {
+    let server = match (&global.server, profile.kind, &profile.server) {
+        (Some(s), _, _) => s.clone(),
+        (None, ProfileKind::Server, Some(s)) => s.clone(),
+        (None, ProfileKind::Server, None) => {
+            return Err(SetupError::Usage(format!(
+                "profile {profile_name} is kind = \"server\" but has no server = \"https://...\""
+            )));
+        }
+        (None, _, _) => return Ok(None),
+    };
+    let token = match (env_nonempty(AGENT_TOKEN_ENV), &profile.agent_token_file) {
+        (Some(t), _) => t.trim().to_string(),
+        (None, Some(file)) => {
+            warnings.extend(crate::private_files::loose_permissions_warning(file));
+            let bytes = std::fs::read(file).map_err(|source| SetupError::AgentTokenFile {
+                path: file.clone(),
+                source,
+            })?;
+            first_line(&bytes).unwrap_or_default()
+        }
+        (None, None) => String::new(),
+    };
+    if token.is_empty() {
+        return Err(SetupError::Usage(format!(
+            "reading a desk server needs an agent token: set {AGENT_TOKEN_ENV}, or agent_token_file in a kind = \"server\" profile (`vtriage agent add NAME` on the desk prints one)"
+        )));
+    }
+    Ok(Some(DeskTarget {
+        server,
+        token: Secret::new(token),
+        allow_insecure: global.allow_insecure_origin,
+    }))
 }
 
 impl Settings {
@@ -227,6 +287,12 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
             )));
         }
     };
+
+    let desk = desk_target(global, &profile_name, &profile, &mut warnings)?;
+    // A desk's snapshot is the desk's fleet, not the demo's nor a live profile's.
+    if desk.is_some() && chosen_profile.is_none() {
+        profile_name = "desk".into();
+    }
 
     // Credentials: flags, then env, then the profile.
     let amt_env = profile
@@ -508,6 +574,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         now_override,
         warnings,
         demo_latency: DEMO_DASHBOARD_LATENCY,
+        desk,
     })
 }
 

@@ -19,13 +19,17 @@ use super::webhook::VehicleEvent;
 pub type Diagnoser = Arc<dyn Fn(&ProbeReport, jiff::Timestamp) -> Diagnosis + Send + Sync>;
 
 /// Migrations in order; each runs once, in its own transaction, recorded in `vtriage_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_desk.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_desk.sql")),
+    (2, include_str!("migrations/0002_agents.sql")),
+];
 
 /// Serialises migrations between `serve` processes starting at once on one database.
 const MIGRATION_LOCK: i64 = 0x7674_7269_6167_0001;
 
-/// The channel every committed change is announced on (`LISTEN vtriage_changes`); the payload is
-/// `{"vehicle_id", "status", "finding"}`.
+/// The channel every committed change is announced on (`LISTEN vtriage_changes`). A vehicle's new
+/// facts or verdict: `{"vehicle_id", "status", "finding", "moved"}` (`moved`: the verdict changed).
+/// Other notices carry a `kind`: `probing`, `progress`, `revoked` (see `desk::api`).
 pub const CHANGES_CHANNEL: &str = "vtriage_changes";
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +220,37 @@ impl Db {
         Ok(())
     }
 
+    /// A connection from the pool, for the queries of the agents' API.
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Announces `notice` on the changes channel (the prober's progress, a probe starting), so
+    /// every `serve` on the database passes it to its agents' streams.
+    pub async fn notify(&self, notice: &Value) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANGES_CHANNEL, &notice.to_string()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The agents with a probe request not served yet, by name.
+    pub async fn agents_waiting(&self) -> Result<Vec<String>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT requested_by FROM probe_requests WHERE served_at IS NULL
+                 ORDER BY requested_by LIMIT 50",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Whether the database answers now (for `/healthz`).
     pub async fn ping(&self) -> Result<(), DbError> {
         let client = self.pool.get().await?;
@@ -384,7 +419,7 @@ impl Db {
 
     /// With the vehicle's row locked (`row`: status, finding, facts, user, make, model, year), lets
     /// `change` update its facts, and when anything changed writes the new diagnosis, a history row
-    /// if the verdict moved, and a notification.
+    /// if the verdict moved, and a notification (every change: dashboards show evidence too).
     async fn apply(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
@@ -427,9 +462,11 @@ impl Db {
             "vehicle_id": vehicle_id,
             "status": status,
             "finding": finding,
+            "moved": moved,
         })
         .to_string();
-        // One round trip: the new verdict, and only when it moved, its history row and the notice.
+        // One round trip: the new verdict, the notice, and only when it moved, its history row. A
+        // data-modifying CTE runs whether or not the outer query reads it.
         let update = tx
             .prepare_cached(
                 "WITH updated AS (
@@ -440,7 +477,7 @@ impl Db {
                  history AS (
                      INSERT INTO status_history (vehicle_id, status, finding, cause)
                      SELECT $1, $3, $4, $7 FROM updated WHERE $6 RETURNING 1)
-                 SELECT pg_notify($8, $9) FROM history",
+                 SELECT pg_notify($8, $9) FROM updated",
             )
             .await?;
         tx.query(

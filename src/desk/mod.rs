@@ -4,17 +4,23 @@
 //! - `webhook`: signatures, challenges and payloads (pure);
 //! - `facts`: how deliveries merge per vehicle in any order, and the report diagnosis reads (pure);
 //! - `db`: the pool, the embedded migrations and the transactions;
-//! - `server`: the HTTP routes; `prober`: the advisory-locked scheduler; `metrics`: the counters.
+//! - `server`: the webhook routes; `prober`: the advisory-locked scheduler; `metrics`: the counters;
+//! - `agents`: agent tokens (kept as hashes); `api`: the agents' API and live stream; `wire`: the
+//!   documents both sides read; `remote`: the client that turns the API back into `fetch` events.
 //!
 //! TLS is left to a reverse proxy in front of `serve` (see the README); the database is reached
 //! without TLS, so it belongs on the same machine or a private network.
 
+pub mod agents;
+pub mod api;
 pub mod db;
 pub mod facts;
 pub mod metrics;
 pub mod prober;
+pub mod remote;
 pub mod server;
 pub mod webhook;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +64,10 @@ pub struct DeskConfig {
     pub prober: Option<ProberConfig>,
     /// What the prober resolves its Smartcar settings from.
     pub global: GlobalArgs,
+    /// The rules the agents' clients diagnose with: the policies file's text.
+    pub policies_text: String,
+    /// What the app needs, for the fix links agents see.
+    pub needs: health::Needs,
 }
 
 /// A diagnoser with the given rules and needs, as the dashboard's store uses.
@@ -89,6 +99,7 @@ pub async fn run(
     tracing::info!(listen = %addr, "vtriage serve ready");
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
     let prober = config.prober.clone().map(|prober_config| {
         let pg = config.db.pg_config();
         let (db, metrics, global, rx) = (
@@ -121,6 +132,25 @@ pub async fn run(
         })
     };
 
+    let api = Arc::new(api::ApiState::new(
+        db.clone(),
+        config.policies_text.clone(),
+        config.needs.clone(),
+        now,
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
+    let listener_task = match config.db.pg_config() {
+        Ok(pg) => Some(tokio::spawn(api::listen(
+            pg,
+            api.clone(),
+            shutdown_rx.clone(),
+        ))),
+        Err(e) => {
+            tracing::error!(error = %e, "live stream not started");
+            None
+        }
+    };
     let state = Arc::new(server::ServerState {
         db,
         metrics,
@@ -128,11 +158,14 @@ pub async fn run(
         amt: config.amt,
         commit_timeout: Duration::from_secs(10),
     });
-    let app = server::router(state, config.max_body_bytes);
+    let app = server::router(state, config.max_body_bytes).merge(api::router(api));
+    let stopping = shutdown_tx.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop.await;
             tracing::info!("stopping: finishing deliveries in flight");
+            // Live streams never finish by themselves: they end now, so the shutdown can.
+            let _ = stopping.send(true);
         })
         .await;
     let _ = shutdown_tx.send(true);
@@ -140,6 +173,9 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
     }
     retention.abort();
+    if let Some(task) = listener_task {
+        task.abort();
+    }
     tracing::info!("vtriage serve stopped");
     served.map_err(DeskError::Serve)
 }

@@ -14,12 +14,13 @@ use tokio::sync::watch;
 use tokio_postgres::NoTls;
 
 use crate::cli::GlobalArgs;
-use crate::fetch::{Command, Event, Priority};
+use crate::fetch::{Command, Event, Priority, Progress};
 use crate::setup;
 use crate::untrusted::text::one_line;
 
 use super::db::Db;
 use super::metrics::Metrics;
+use super::wire::DeskProgress;
 
 /// The advisory lock key of the desk's prober ("vtriage" and 1 in ASCII).
 pub const PROBER_LOCK: i64 = 0x7674_7269_6167_0002;
@@ -185,13 +186,14 @@ async fn hold(
     let mut sweep = tokio::time::interval(config.sweep_every.unwrap_or(far));
     sweep.tick().await;
     let mut requests_seen: u64 = 0;
+    let mut announcer = Announcer::default();
     let held = loop {
         tokio::select! {
             event = session.events.recv() => {
                 let Some(event) = event else {
                     break Held::Lost("the scheduler stopped".into());
                 };
-                handle(event, db, metrics, &mut requests_seen).await;
+                handle(event, db, metrics, &mut requests_seen, &mut announcer).await;
             }
             _ = heartbeat.tick() => {
                 if let Err(e) = lock.client.simple_query("SELECT 1").await {
@@ -217,6 +219,7 @@ async fn hold(
                     }
                     Err(e) => tracing::warn!(error = %one_line(&e.to_string()), "cannot read probe requests"),
                 }
+                announcer.flush(db).await;
             }
             _ = refresh.tick(), if config.refresh_every.is_some() => {
                 let _ = session.commands.send(Command::RefreshConnections);
@@ -235,7 +238,51 @@ async fn hold(
     held
 }
 
-async fn handle(event: Event, db: &Db, metrics: &Metrics, requests_seen: &mut u64) {
+/// Tells the agents' streams (through the changes channel) what the desk's prober is doing: at
+/// most one progress notice per [`Announcer::EVERY`], the last one always sent at the next flush.
+#[derive(Default)]
+struct Announcer {
+    pending: Option<Progress>,
+    last: Option<std::time::Instant>,
+    agents: Vec<String>,
+}
+
+impl Announcer {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    async fn progress(&mut self, db: &Db, progress: Progress) {
+        self.pending = Some(progress);
+        if self.last.is_none_or(|t| t.elapsed() >= Self::EVERY) {
+            self.flush(db).await;
+        }
+    }
+
+    /// Sends the pending progress, or the same one again when the agents waiting changed.
+    async fn flush(&mut self, db: &Db) {
+        let agents = db.agents_waiting().await.unwrap_or_default();
+        if self.pending.is_none() && agents == self.agents {
+            return;
+        }
+        self.agents = agents;
+        let progress = self.pending.take().unwrap_or_default();
+        self.last = Some(std::time::Instant::now());
+        let notice = serde_json::json!({
+            "kind": "progress",
+            "desk": DeskProgress { progress, agents_probing: self.agents.clone() },
+        });
+        if let Err(e) = db.notify(&notice).await {
+            tracing::debug!(error = %one_line(&e.to_string()), "cannot announce progress");
+        }
+    }
+}
+
+async fn handle(
+    event: Event,
+    db: &Db,
+    metrics: &Metrics,
+    requests_seen: &mut u64,
+    announcer: &mut Announcer,
+) {
     match event {
         Event::ConnectionsListed { connections } => {
             if let Err(e) = db.store_connections(&connections).await {
@@ -257,6 +304,7 @@ async fn handle(event: Event, db: &Db, metrics: &Metrics, requests_seen: &mut u6
             let new = p.requests_sent.saturating_sub(*requests_seen);
             *requests_seen = p.requests_sent.max(*requests_seen);
             metrics.api_requests.fetch_add(new, Ordering::Relaxed);
+            announcer.progress(db, p).await;
         }
         Event::SourceError { message } => {
             tracing::warn!(error = %one_line(&message), "the Smartcar source failed");
@@ -264,8 +312,13 @@ async fn handle(event: Event, db: &Db, metrics: &Metrics, requests_seen: &mut u6
         Event::RateLimited { until } => {
             tracing::info!(until = %until, "rate budget exhausted");
         }
-        Event::ProbeStarted { .. }
-        | Event::SweepCost { .. }
+        Event::ProbeStarted { vehicle_id, .. } => {
+            let notice = serde_json::json!({"kind": "probing", "vehicle_id": vehicle_id});
+            if let Err(e) = db.notify(&notice).await {
+                tracing::debug!(error = %one_line(&e.to_string()), "cannot announce a probe");
+            }
+        }
+        Event::SweepCost { .. }
         | Event::VinsLearned { .. }
         | Event::VinLookupPlanned { .. }
         | Event::VinLookupDone { .. } => {}

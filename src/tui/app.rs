@@ -83,6 +83,8 @@ pub enum Msg {
     EffectFailed(String),
     /// The runtime carried out an effect; a line to confirm it.
     EffectDone(String),
+    /// The link to a desk server moved (up, down, refused).
+    Link(crate::desk::remote::Link),
 }
 
 /// What `update` asks the runtime to do.
@@ -243,6 +245,8 @@ pub struct App {
     /// When verdicts that time alone can change were last diagnosed again.
     rediagnosed_at: Option<Timestamp>,
     pub quit: bool,
+    /// Reading a desk server: whether the link is up, and who else waits for probes.
+    pub link: Option<crate::desk::remote::Link>,
 }
 
 /// Rows the fleet view spends outside the table at a height (header, progress, deadlines, counts, filter, table header, footer).
@@ -313,6 +317,7 @@ impl App {
             vin_lookup: None,
             rediagnosed_at: None,
             quit: false,
+            link: None,
         }
     }
 
@@ -514,6 +519,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::EffectDone(text) => {
             app.say(text);
             app.dirty = true;
+        }
+        Msg::Link(link) => {
+            app.dirty |= app.link.as_ref() != Some(&link);
+            app.link = Some(link);
         }
     }
     effects

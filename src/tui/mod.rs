@@ -96,12 +96,14 @@ const DRAIN_MAX: usize = 4096;
 ///   opened vehicle, forced re-probes); `Shutdown` is not sent: the caller decides.
 /// - `events` are the scheduler's; the loop keeps running if that channel closes.
 /// - `now_override` (`--now`) freezes the clock for every date shown.
+/// - `link`: reading a desk server, where its link stands (the header says when it is down).
 pub async fn run(
     config: TuiConfig,
     store: Store,
     commands: UnboundedSender<Command>,
     mut events: UnboundedReceiver<Event>,
     now_override: Option<jiff::Timestamp>,
+    mut link: Option<tokio::sync::watch::Receiver<crate::desk::remote::Link>>,
 ) -> Result<Store, TuiError> {
     let clock = move || now_override.unwrap_or_else(jiff::Timestamp::now);
     let mut term = Raterm::start(TermOptions {
@@ -198,6 +200,16 @@ pub async fn run(
             event = events.recv(), if events_open => match event {
                 Some(event) => Msg::Store(event),
                 None => { events_open = false; continue; }
+            },
+            changed = async {
+                match link.as_mut() {
+                    Some(l) => l.changed().await.map(|()| l.borrow_and_update().clone()),
+                    None => std::future::pending().await,
+                }
+            } => match changed {
+                Ok(state) => Msg::Link(state),
+                // The link's task ended (the session is over): nothing more to watch.
+                Err(_) => { link = None; continue; }
             },
             () = ticker.wait(tick) => Msg::Tick(clock(), std::time::Instant::now()),
             () = terminate.as_mut() => break Ok(()),

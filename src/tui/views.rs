@@ -48,6 +48,7 @@ pub fn render_with_links(app: &App, frame: &mut Frame) -> Vec<LinkArea> {
 /// The header: what matters most survives a narrow terminal whole (the fleet size, rate limits,
 /// errors, warnings); the origin goes first, then when it was updated, the sweep offer, the budget.
 fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
+    use crate::desk::remote::Link;
     let mode_style = if app.config.mode_label.eq_ignore_ascii_case("LIVE") {
         theme.live
     } else {
@@ -95,6 +96,32 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
                 theme.error,
             )],
         ));
+    }
+    match &app.link {
+        Some(Link::Reconnecting { attempt, reason }) => segments.push(Segment::new(
+            98,
+            vec![Span::styled(
+                format!(
+                    " reconnecting (try {attempt}): {}; last state shown ",
+                    one_line(reason)
+                ),
+                theme.error,
+            )],
+        )),
+        Some(Link::Refused) => segments.push(Segment::new(
+            98,
+            vec![Span::styled(" agent token refused ", theme.error)],
+        )),
+        Some(Link::Connected { agents_probing }) if !agents_probing.is_empty() => {
+            segments.push(Segment::new(
+                55,
+                vec![Span::styled(
+                    format!("· probing for {} ", one_line(&agents_probing.join(", "))),
+                    theme.muted,
+                )],
+            ));
+        }
+        Some(Link::Connected { .. }) | None => {}
     }
     if let Some(error) = app.store.source_error() {
         segments.push(Segment::new(

@@ -1,0 +1,613 @@
+//! The agents' API under `/api/v1/` (JSON; every call carries `Authorization: Bearer <agent
+//! token>`): the rules, the fleet in pages, one vehicle, a probe request, and the live stream of
+//! changes as Server-Sent Events. Every read and every probe request is audited with the agent's
+//! name. Nothing here writes the desk's configuration, and no route returns a Smartcar credential:
+//! the documents are built from the vehicles' facts and verdicts, which hold none.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+use tokio_postgres::NoTls;
+
+use crate::health::{Diagnosis, Needs, Policies};
+use crate::report::{self, VehicleSummary};
+use crate::smartcar::VehicleAttributes;
+use crate::untrusted::text::one_line;
+
+use super::agents::bearer;
+use super::db::{CHANGES_CHANNEL, Db, DbError};
+use super::facts::VehicleFacts;
+use super::metrics::Metrics;
+use super::wire::{DeskProgress, FleetPage, ProbeAnswer, RulesDoc, StreamEvent, VehicleItem};
+
+/// Vehicles per fleet page unless the client asks for fewer.
+pub const PAGE_DEFAULT: usize = 1000;
+/// The most vehicles one page holds.
+pub const PAGE_MAX: usize = 5000;
+/// How long a stream goes without asking the database whether its token still stands; a revoked
+/// token is normally cut at once by the revocation notice, this is for a notice that was lost.
+const RECHECK_TOKEN: Duration = Duration::from_secs(5);
+/// Events a slow stream may fall behind before it is told to read the fleet again.
+const STREAM_BACKLOG: usize = 4096;
+
+/// What every `serve` process passes to its streams: an encoded event, or a revoked agent's name.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    Event { name: &'static str, data: Arc<str> },
+    Revoked(String),
+}
+
+impl Notice {
+    fn event(e: &StreamEvent) -> Notice {
+        let (name, data) = e.encode();
+        Notice::Event {
+            name,
+            data: data.into(),
+        }
+    }
+}
+
+/// What the API's routes share.
+pub struct ApiState {
+    pub db: Db,
+    /// The policies file's text, as the desk reads it (the built-in rules unless overridden).
+    pub policies_text: String,
+    pub policies: Policies,
+    pub needs: Needs,
+    pub now: Option<jiff::Timestamp>,
+    pub metrics: Arc<Metrics>,
+    pub hub: broadcast::Sender<Notice>,
+    /// The longest a probe request waits for its probe before it is answered 202.
+    pub probe_wait: Duration,
+    /// Turns true when the server stops: every stream ends.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl ApiState {
+    pub fn new(
+        db: Db,
+        policies_text: String,
+        needs: Needs,
+        now: Option<jiff::Timestamp>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> ApiState {
+        let (policies, _) = Policies::with_override(
+            std::path::Path::new("<desk policies>"),
+            Ok(policies_text.clone()),
+        );
+        ApiState {
+            db,
+            policies_text,
+            policies,
+            needs,
+            now,
+            metrics,
+            hub: broadcast::channel(STREAM_BACKLOG).0,
+            probe_wait: Duration::from_secs(30),
+            shutdown,
+        }
+    }
+
+    fn now(&self) -> jiff::Timestamp {
+        self.now.unwrap_or_else(jiff::Timestamp::now)
+    }
+}
+
+/// The API's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/fleet", get(fleet))
+        .route("/api/v1/vehicles/{id}", get(vehicle))
+        .route("/api/v1/vehicles/{id}/probe", post(probe))
+        .route("/api/v1/stream", get(stream))
+        .with_state(state)
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn unavailable(e: &DbError) -> Response {
+    tracing::warn!(error = %one_line(&e.to_string()), "API call failed on the database");
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "the desk's database is unavailable; retry later"}),
+    )
+}
+
+/// The agent calling, or the answer refusing the call.
+async fn agent(st: &ApiState, headers: &HeaderMap) -> Result<String, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer);
+    let refused = |message: &str| {
+        let mut r = answer(StatusCode::UNAUTHORIZED, json!({ "error": message }));
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    };
+    let Some(token) = token else {
+        return Err(refused("send Authorization: Bearer <agent token>"));
+    };
+    match st.db.agent_for_token(token).await {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(refused("the agent token is unknown or revoked")),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+async fn audit(st: &ApiState, agent: &str, action: &str, subject: Option<&str>) {
+    if let Err(e) = st.db.audit(agent, action, subject, None).await {
+        tracing::warn!(error = %one_line(&e.to_string()), action, "cannot write the audit row");
+    }
+}
+
+async fn rules(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    let agent = match agent(&st, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    audit(&st, &agent, "read rules", None).await;
+    let doc = RulesDoc {
+        policies: st.policies_text.clone(),
+        needs: st.needs.clone(),
+        deadlines: report::deadlines_json(&st.policies, st.now()),
+    };
+    answer(
+        StatusCode::OK,
+        serde_json::to_value(doc).unwrap_or(Value::Null),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct FleetQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+const VEHICLE_COLUMNS: &str =
+    "vehicle_id, user_id, make, model, year, status, finding, facts, diagnosis, changed_at";
+
+async fn fleet(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(q): Query<FleetQuery>,
+) -> Response {
+    let agent = match agent(&st, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT).clamp(1, PAGE_MAX);
+    let page = async {
+        let client = st.db.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {VEHICLE_COLUMNS} FROM vehicles
+                     WHERE $1::text IS NULL OR vehicle_id > $1 ORDER BY vehicle_id LIMIT $2"
+                ),
+                &[&q.after, &(limit as i64)],
+            )
+            .await?;
+        Ok::<_, DbError>(rows.iter().map(item).collect::<Vec<_>>())
+    }
+    .await;
+    let vehicles = match page {
+        Ok(v) => v,
+        Err(e) => return unavailable(&e),
+    };
+    // One row per page: a full read of 100,000 vehicles is a hundred rows, not a hundred thousand.
+    if q.after.is_none() {
+        audit(&st, &agent, "read fleet", None).await;
+    }
+    let next = (vehicles.len() == limit)
+        .then(|| vehicles.last().map(|v| v.vehicle_id.clone()))
+        .flatten();
+    let page = FleetPage { vehicles, next };
+    answer(
+        StatusCode::OK,
+        serde_json::to_value(page).unwrap_or(Value::Null),
+    )
+}
+
+/// One vehicle's row as the API sends it.
+pub async fn vehicle_item(db: &Db, vehicle_id: &str) -> Result<Option<VehicleItem>, DbError> {
+    let client = db.client().await?;
+    let row = client
+        .query_opt(
+            &format!("SELECT {VEHICLE_COLUMNS} FROM vehicles WHERE vehicle_id = $1"),
+            &[&vehicle_id],
+        )
+        .await?;
+    Ok(row.as_ref().map(item))
+}
+
+fn item(row: &tokio_postgres::Row) -> VehicleItem {
+    let vehicle_id: String = row.get(0);
+    let user_id: Option<String> = row.get(1);
+    let make: Option<String> = row.get(2);
+    let model: Option<String> = row.get(3);
+    let year: Option<i32> = row.get(4);
+    let year = year.and_then(|y| u16::try_from(y).ok());
+    let facts: Value = row.get(7);
+    let diagnosis: Option<Value> = row.get(8);
+    let changed_at: std::time::SystemTime = row.get(9);
+    let diagnosis: Option<Diagnosis> = diagnosis.and_then(|d| serde_json::from_value(d).ok());
+    let report = diagnosis.as_ref().map(|_| {
+        let facts: VehicleFacts = serde_json::from_value(facts).unwrap_or_default();
+        let attributes = match (&make, year) {
+            (Some(make), Some(year)) => Some(VehicleAttributes {
+                id: vehicle_id.clone(),
+                make: make.clone(),
+                model: model.clone().unwrap_or_default(),
+                year,
+            }),
+            _ => None,
+        };
+        facts.report(&vehicle_id, user_id.as_deref(), attributes)
+    });
+    VehicleItem {
+        badges: diagnosis
+            .as_ref()
+            .map(|d| d.findings.iter().map(|f| f.id.clone()).collect())
+            .unwrap_or_default(),
+        checked_at: diagnosis.as_ref().and_then(|d| d.checked_at),
+        changed_at: jiff::Timestamp::try_from(changed_at).ok(),
+        status: row.get(5),
+        finding: row.get(6),
+        vehicle_id,
+        user_id,
+        make,
+        model,
+        year,
+        report,
+    }
+}
+
+async fn vehicle(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let agent = match agent(&st, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    audit(&st, &agent, "read vehicle", Some(&id)).await;
+    match vehicle_item(&st.db, &id).await {
+        Ok(Some(v)) => answer(StatusCode::OK, vehicle_document(&v, &st)),
+        Ok(None) => answer(
+            StatusCode::NOT_FOUND,
+            json!({"error": "the desk knows no such vehicle"}),
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// The vehicle as `vtriage vehicle --json` prints it, diagnosed with the desk's rules.
+fn vehicle_document(v: &VehicleItem, st: &ApiState) -> Value {
+    let diagnosis = match &v.report {
+        Some(report) => crate::health::diagnose(report, &st.policies, &st.needs, st.now()),
+        None => Diagnosis::unknown(),
+    };
+    let summary = VehicleSummary {
+        vehicle_id: &v.vehicle_id,
+        user_id: v.user_id.as_deref(),
+        make: v.make.as_deref(),
+        model: v.model.as_deref(),
+        year: v.year,
+        vin: v.report.as_ref().and_then(|r| r.vin.as_deref()),
+        connected_at: None,
+        last_checked: diagnosis.checked_at,
+        diagnosis: std::borrow::Cow::Owned(diagnosis),
+    };
+    report::vehicle_json(&summary)
+}
+
+#[derive(Debug, Deserialize)]
+struct ProbeQuery {
+    /// Seconds to wait for the probe to land (at most the desk's own limit).
+    wait: Option<u64>,
+}
+
+async fn probe(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ProbeQuery>,
+) -> Response {
+    let agent = match agent(&st, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    // Only vehicles the desk knows: a request for anything else would wait for nothing.
+    match vehicle_item(&st.db, &id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return answer(
+                StatusCode::NOT_FOUND,
+                json!({"error": "the desk knows no such vehicle"}),
+            );
+        }
+        Err(e) => return unavailable(&e),
+    }
+    let request_id = match st.db.request_probe(&id, "focus", &agent).await {
+        Ok(id) => id,
+        Err(e) => return unavailable(&e),
+    };
+    let wait = q
+        .wait
+        .map_or(st.probe_wait, Duration::from_secs)
+        .min(st.probe_wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match served(&st.db, request_id).await {
+            Ok(true) => {
+                let vehicle = vehicle_item(&st.db, &id).await.ok().flatten();
+                let body = ProbeAnswer {
+                    request_id,
+                    served: true,
+                    vehicle,
+                };
+                return answer(
+                    StatusCode::OK,
+                    serde_json::to_value(body).unwrap_or(Value::Null),
+                );
+            }
+            Ok(false) => {}
+            Err(e) => return unavailable(&e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // What the desk knows now; the probe's result follows on the live stream.
+            let body = ProbeAnswer {
+                request_id,
+                served: false,
+                vehicle: vehicle_item(&st.db, &id).await.ok().flatten(),
+            };
+            return answer(
+                StatusCode::ACCEPTED,
+                serde_json::to_value(body).unwrap_or(Value::Null),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn served(db: &Db, request_id: i64) -> Result<bool, DbError> {
+    let client = db.client().await?;
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM probe_requests WHERE id = $1 AND served_at IS NOT NULL",
+            &[&request_id],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Counts a stream as a connected dashboard for as long as it lives.
+struct Connected(Arc<Metrics>);
+
+impl Connected {
+    fn new(metrics: Arc<Metrics>) -> Connected {
+        metrics.dashboards_connected.fetch_add(1, Ordering::Relaxed);
+        Connected(metrics)
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        tracing::debug!("a live stream closed");
+        self.0.dashboards_connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+struct Streaming {
+    st: Arc<ApiState>,
+    agent: String,
+    token: String,
+    rx: broadcast::Receiver<Notice>,
+    shutdown: watch::Receiver<bool>,
+    ended: bool,
+    _connected: Connected,
+}
+
+async fn stream(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    let agent = match agent(&st, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .unwrap_or_default()
+        .to_string();
+    audit(&st, &agent, "open stream", None).await;
+    tracing::debug!(agent = %agent, "a live stream opened");
+    let state = Streaming {
+        rx: st.hub.subscribe(),
+        shutdown: st.shutdown.clone(),
+        _connected: Connected::new(st.metrics.clone()),
+        st,
+        agent,
+        token,
+        ended: false,
+    };
+    let events = futures_util::stream::unfold(state, next_event);
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .into_response()
+}
+
+fn sse(e: &StreamEvent) -> SseEvent {
+    let (name, data) = e.encode();
+    SseEvent::default().event(name).data(data)
+}
+
+/// The stream's next event; `None` ends it (revoked, or the server is stopping).
+async fn next_event(
+    mut s: Streaming,
+) -> Option<(Result<SseEvent, std::convert::Infallible>, Streaming)> {
+    if s.ended || *s.shutdown.borrow() {
+        return None;
+    }
+    loop {
+        let received = tokio::select! {
+            r = s.rx.recv() => r,
+            _ = s.shutdown.changed() => return None,
+            () = tokio::time::sleep(RECHECK_TOKEN) => {
+                match s.st.db.agent_for_token(&s.token).await {
+                    Ok(None) => {
+                        s.ended = true;
+                        return Some((Ok(sse(&StreamEvent::Revoked)), s));
+                    }
+                    Ok(Some(_)) | Err(_) => continue,
+                }
+            }
+        };
+        match received {
+            Ok(Notice::Event { name, data }) => {
+                return Some((Ok(SseEvent::default().event(name).data(&*data)), s));
+            }
+            Ok(Notice::Revoked(agent)) if agent == s.agent => {
+                s.ended = true;
+                return Some((Ok(sse(&StreamEvent::Revoked)), s));
+            }
+            Ok(Notice::Revoked(_)) => continue,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::info!(agent = %s.agent, missed = n, "a stream fell behind; it reads the fleet again");
+                return Some((Ok(sse(&StreamEvent::Resync)), s));
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+/// Listens on the changes channel with a connection of its own until `shutdown`, and hands every
+/// notice to the streams: a vehicle's change becomes its whole item (read once, sent to every
+/// stream). After a lost connection it connects again and tells the streams to read the fleet again,
+/// since changes in between were not heard.
+pub async fn listen(
+    pg: tokio_postgres::Config,
+    st: Arc<ApiState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut first = true;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match pg.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let task = tokio::spawn(async move {
+                    // The driver hands notifications out only to whoever polls the connection.
+                    while let Some(Ok(message)) =
+                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    {
+                        if let tokio_postgres::AsyncMessage::Notification(n) = message
+                            && tx.send(n.payload().to_string()).is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+                match client
+                    .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!("listening for changes");
+                        if !first {
+                            let _ = st.hub.send(Notice::event(&StreamEvent::Resync));
+                        }
+                        first = false;
+                        loop {
+                            tokio::select! {
+                                payload = rx.recv() => match payload {
+                                    Some(p) => {
+                                        tracing::debug!(streams = st.hub.receiver_count(), "change heard");
+                                        relay(&st, &p).await
+                                    }
+                                    None => break,
+                                },
+                                _ = shutdown.changed() => {
+                                    if *shutdown.borrow() {
+                                        task.abort();
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        tracing::warn!("the changes listener lost its connection; reconnecting");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %one_line(&e.to_string()), "cannot LISTEN for changes")
+                    }
+                }
+                task.abort();
+            }
+            Err(e) => {
+                tracing::warn!(error = %one_line(&e.to_string()), "the changes listener cannot connect")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Turns one notice's payload into what the streams send.
+async fn relay(st: &ApiState, payload: &str) {
+    let Ok(v) = serde_json::from_str::<Value>(payload) else {
+        return;
+    };
+    let text = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+    let notice = match text("kind").as_deref() {
+        Some("revoked") => match text("agent") {
+            Some(agent) => Notice::Revoked(agent),
+            None => return,
+        },
+        Some("probing") => match text("vehicle_id") {
+            Some(vehicle_id) => Notice::event(&StreamEvent::Probing { vehicle_id }),
+            None => return,
+        },
+        Some("progress") => match v
+            .get("desk")
+            .and_then(|d| serde_json::from_value::<DeskProgress>(d.clone()).ok())
+        {
+            Some(p) => Notice::event(&StreamEvent::Progress(p)),
+            None => return,
+        },
+        Some(_) => return,
+        None => {
+            let Some(id) = text("vehicle_id") else {
+                return;
+            };
+            match vehicle_item(&st.db, &id).await {
+                Ok(Some(item)) => Notice::event(&StreamEvent::Vehicle(Box::new(item))),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %one_line(&e.to_string()), "cannot read a changed vehicle");
+                    Notice::event(&StreamEvent::Resync)
+                }
+            }
+        }
+    };
+    // No stream open: nothing to do.
+    let _ = st.hub.send(notice);
+}

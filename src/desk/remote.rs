@@ -1,0 +1,610 @@
+//! The agent's side of the desk: reads `/api/v1/` and turns it into the same `fetch::Command` /
+//! `fetch::Event` channels a local scheduler gives, so the dashboard and the headless commands run
+//! unchanged against a desk. It keeps the last state when the server goes away and connects again
+//! by itself with backoff; probe requests made meanwhile are sent once it is back.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::fetch::{Command, ConnectionInfo, Event, Priority};
+use crate::smartcar::{Connection, Secret};
+use crate::untrusted::text::{is_unsafe, one_line};
+
+use super::wire::{
+    API_PREFIX, FleetPage, ProbeAnswer, RulesDoc, SseReader, StreamEvent, VehicleItem,
+};
+
+/// Why the desk could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoteError {
+    #[error("--server `{0}`: give the desk's http(s) URL without a user name or password")]
+    Url(String),
+    #[error(
+        "--server {server}: plain http:// off this machine would send the agent token unencrypted; use https:// (or --allow-insecure-origin)"
+    )]
+    Insecure { server: String },
+    #[error("the desk at {server} does not answer: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error(
+        "the desk refused the agent token (unknown or revoked); ask for a new one (`vtriage agent add`)"
+    )]
+    Refused,
+    #[error("the desk answered {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("the desk's answer could not be read: {0}")]
+    Unreadable(String),
+}
+
+/// Where the link to the desk stands, for the dashboard's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Reading the live stream; the agents whose probe requests wait now.
+    Connected { agents_probing: Vec<String> },
+    /// The desk went away; the last state stays on screen and it is tried again.
+    Reconnecting { attempt: u32, reason: String },
+    /// The desk refused the token: nothing more is read.
+    Refused,
+}
+
+/// The desk's API, with one agent's token.
+#[derive(Clone)]
+pub struct DeskClient {
+    http: reqwest::Client,
+    server: String,
+    token: Secret,
+}
+
+/// The longest the stream may stay silent (it sends a keep-alive every 10 s) before the link is
+/// taken for lost.
+const STREAM_SILENCE: Duration = Duration::from_secs(30);
+/// Reconnection waits double from this up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How long the `attempt`-th reconnection waits (the first at once, then doubling, capped).
+pub fn backoff(attempt: u32) -> Duration {
+    if attempt == 0 {
+        return Duration::ZERO;
+    }
+    BACKOFF_BASE
+        .saturating_mul(1u32 << (attempt - 1).min(16))
+        .min(BACKOFF_MAX)
+}
+
+impl DeskClient {
+    /// Checks the URL (http(s), no credentials, no plain http off loopback unless allowed).
+    pub fn new(
+        server: &str,
+        token: Secret,
+        allow_insecure: bool,
+    ) -> Result<DeskClient, RemoteError> {
+        let server = server.trim().trim_end_matches('/').to_string();
+        let parsed = url::Url::parse(&server)
+            .map_err(|_| RemoteError::Url(one_line(&server).into_owned()))?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+        {
+            return Err(RemoteError::Url(one_line(&server).into_owned()));
+        }
+        if crate::smartcar::check_origin(&server, allow_insecure).is_err() {
+            return Err(RemoteError::Insecure {
+                server: one_line(&server).into_owned(),
+            });
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("vtriage/", env!("CARGO_PKG_VERSION")))
+            // The token must not follow a redirect to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| RemoteError::Unreachable {
+                server: server.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(DeskClient {
+            http,
+            server,
+            token,
+        })
+    }
+
+    /// The desk's URL as given (shown in the header).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{API_PREFIX}{path}", self.server))
+            .bearer_auth(self.token.expose())
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> RemoteError {
+        RemoteError::Unreachable {
+            server: one_line(&self.server).into_owned(),
+            reason: one_line(&e.to_string()).into_owned(),
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(u16, T), RemoteError> {
+        let response = request
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status().as_u16();
+        if status == 401 {
+            return Err(RemoteError::Refused);
+        }
+        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        if !(200..300).contains(&status) {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
+                .unwrap_or_else(|| "no reason given".into());
+            return Err(RemoteError::Server {
+                status,
+                message: one_line(&message).into_owned(),
+            });
+        }
+        serde_json::from_slice(&body)
+            .map(|v| (status, v))
+            .map_err(|e| RemoteError::Unreadable(e.to_string()))
+    }
+
+    /// The desk's rules, needs and countdowns.
+    pub async fn rules(&self) -> Result<RulesDoc, RemoteError> {
+        Ok(self.json(self.get("/rules")).await?.1)
+    }
+
+    /// The whole fleet, page by page.
+    pub async fn fleet(&self) -> Result<Vec<VehicleItem>, RemoteError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut request = self.get("/fleet").query(&[("limit", "5000")]);
+            if let Some(a) = &after {
+                request = request.query(&[("after", a.as_str())]);
+            }
+            let (_, page): (u16, FleetPage) = self.json(request).await?;
+            let last = page.vehicles.last().map(|v| v.vehicle_id.clone());
+            all.extend(page.vehicles.into_iter().filter_map(vetted));
+            match page.next {
+                // A next page must move forward, or a broken server would page forever.
+                Some(next) if Some(&next) == last.as_ref() && after.as_ref() != Some(&next) => {
+                    after = Some(next)
+                }
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Asks the desk to probe a vehicle at Focus priority; answers when the probe lands (or the
+    /// desk's wait ends first).
+    pub async fn request_probe(&self, vehicle_id: &str) -> Result<ProbeAnswer, RemoteError> {
+        let mut url = url::Url::parse(&format!("{}{API_PREFIX}/vehicles/", self.server))
+            .map_err(|_| RemoteError::Url(one_line(&self.server).into_owned()))?;
+        url.path_segments_mut()
+            .map_err(|()| RemoteError::Url(one_line(&self.server).into_owned()))?
+            .pop_if_empty()
+            .push(vehicle_id)
+            .push("probe");
+        let request = self.http.post(url).bearer_auth(self.token.expose());
+        let (_, mut answer): (u16, ProbeAnswer) = self.json(request).await?;
+        answer.vehicle = answer.vehicle.and_then(vetted);
+        Ok(answer)
+    }
+
+    async fn open_stream(&self) -> Result<reqwest::Response, RemoteError> {
+        let response = self
+            .get("/stream")
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        match response.status().as_u16() {
+            200 => Ok(response),
+            401 => Err(RemoteError::Refused),
+            status => Err(RemoteError::Server {
+                status,
+                message: "the live stream did not open".into(),
+            }),
+        }
+    }
+}
+
+/// A vehicle from the network, or `None` when its id could not be shown or typed back safely.
+/// The free text is made one line; the report's text is shown through the same filters as a
+/// local probe's.
+fn vetted(mut v: VehicleItem) -> Option<VehicleItem> {
+    if v.vehicle_id.is_empty() || v.vehicle_id.len() > 256 || v.vehicle_id.chars().any(is_unsafe) {
+        return None;
+    }
+    if v.report
+        .as_ref()
+        .is_some_and(|r| r.vehicle_id != v.vehicle_id)
+    {
+        v.report = None;
+    }
+    let clean = |s: &mut Option<String>| {
+        if let Some(t) = s.as_mut() {
+            *t = one_line(t).into_owned();
+        }
+    };
+    clean(&mut v.user_id);
+    clean(&mut v.make);
+    clean(&mut v.model);
+    Some(v)
+}
+
+/// The events that put `items` into a store: each vehicle's report, then the listing (a report
+/// first, so a probe asked for after the listing is never answered by an older one).
+pub fn fleet_events(items: &[VehicleItem]) -> Vec<Event> {
+    let mut events: Vec<Event> = items
+        .iter()
+        .filter_map(|v| v.report.clone().map(|report| Event::Observed { report }))
+        .collect();
+    events.push(Event::ConnectionsListed {
+        connections: items.iter().map(connection).collect(),
+    });
+    events
+}
+
+fn connection(v: &VehicleItem) -> ConnectionInfo {
+    ConnectionInfo {
+        connection: Connection {
+            user_id: v.user_id.clone().unwrap_or_default(),
+            vehicle_id: v.vehicle_id.clone(),
+            connected_at: None,
+            mode: None,
+        },
+        // The desk holds the credentials; from here every vehicle can be asked for.
+        has_token: true,
+        other_users: Vec::new(),
+    }
+}
+
+/// A running link to the desk: send commands, read events, watch the link.
+pub struct RemoteSession {
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub link: watch::Receiver<Link>,
+    pub rules: RulesDoc,
+}
+
+/// Reads the desk's rules (failing at once when the desk is unreachable or refuses the token),
+/// then runs the link on a task of its own.
+pub async fn start(client: DeskClient) -> Result<RemoteSession, RemoteError> {
+    let rules = client.rules().await?;
+    let (command_tx, command_rx) = mpsc::unbounded_channel();
+    let (event_tx, event_rx) = mpsc::unbounded_channel();
+    let (link_tx, link_rx) = watch::channel(Link::Reconnecting {
+        attempt: 0,
+        reason: "connecting".into(),
+    });
+    tokio::spawn(run(client, command_rx, event_tx, link_tx));
+    Ok(RemoteSession {
+        commands: command_tx,
+        events: event_rx,
+        link: link_rx,
+        rules,
+    })
+}
+
+/// What the link's loop keeps between connections.
+struct State {
+    client: DeskClient,
+    events: mpsc::UnboundedSender<Event>,
+    link: watch::Sender<Link>,
+    /// Vehicles whose probe request has not reached the desk yet.
+    queued: BTreeSet<String>,
+    /// Probe requests that failed on the way come back here.
+    retry_tx: mpsc::UnboundedSender<String>,
+    agents_probing: Vec<String>,
+    /// The last connection got as far as the live stream.
+    reached: bool,
+}
+
+/// Why one connection ended.
+enum Ended {
+    Lost(String),
+    Refused,
+    Shutdown,
+}
+
+async fn run(
+    client: DeskClient,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+    link: watch::Sender<Link>,
+) {
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
+    let mut st = State {
+        client,
+        events,
+        link,
+        queued: BTreeSet::new(),
+        retry_tx,
+        agents_probing: Vec::new(),
+        reached: false,
+    };
+    let mut attempt: u32 = 0;
+    loop {
+        let ended = connected(&mut st, &mut commands, &mut retry_rx).await;
+        let reason = match ended {
+            Ended::Shutdown => return,
+            Ended::Refused => {
+                let _ = st.link.send(Link::Refused);
+                let _ = st.events.send(Event::SourceError {
+                    message: RemoteError::Refused.to_string(),
+                });
+                // Nothing more is read; commands are taken until the caller is done.
+                while let Some(command) = commands.recv().await {
+                    if command == Command::Shutdown {
+                        return;
+                    }
+                }
+                return;
+            }
+            Ended::Lost(reason) => reason,
+        };
+        // A link that was up starts counting again: the first retry goes almost at once.
+        attempt = if std::mem::take(&mut st.reached) {
+            1
+        } else {
+            attempt.saturating_add(1)
+        };
+        tracing::info!(attempt, reason = %one_line(&reason), "the desk link is down; reconnecting");
+        let _ = st.link.send(Link::Reconnecting {
+            attempt,
+            reason: one_line(&reason).into_owned(),
+        });
+        // Waits, still taking commands: what the agent asks for meanwhile is queued.
+        let wait = tokio::time::sleep(backoff(attempt));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => break,
+                command = commands.recv() => match command {
+                    None | Some(Command::Shutdown) => return,
+                    Some(c) => queue(&mut st, c),
+                },
+                Some(id) = retry_rx.recv() => { st.queued.insert(id); }
+            }
+        }
+    }
+}
+
+/// Probe requests while no connection is up: kept for later.
+fn queue(st: &mut State, command: Command) {
+    if let Command::Probe {
+        vehicle_ids,
+        priority,
+        force,
+    } = command
+        && (priority == Priority::Focus || force)
+    {
+        st.queued.extend(vehicle_ids);
+    }
+}
+
+/// Sends one probe request on a task of its own; its answer comes back as an event.
+fn send_probe(st: &State, vehicle_id: String) {
+    let (client, events, retry) = (st.client.clone(), st.events.clone(), st.retry_tx.clone());
+    tokio::spawn(async move {
+        match client.request_probe(&vehicle_id).await {
+            Ok(answer) => {
+                if let Some(report) = answer.vehicle.and_then(|v| v.report) {
+                    let _ = events.send(Event::Observed { report });
+                }
+            }
+            Err(RemoteError::Unreachable { .. }) => {
+                let _ = retry.send(vehicle_id);
+            }
+            Err(e) => {
+                tracing::warn!(vehicle = %one_line(&vehicle_id), error = %one_line(&e.to_string()), "probe request refused");
+            }
+        }
+    });
+}
+
+/// One connection: open the stream, read the fleet, send what was queued, then follow the stream
+/// and the commands until something ends it.
+async fn connected(
+    st: &mut State,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    retry_rx: &mut mpsc::UnboundedReceiver<String>,
+) -> Ended {
+    // The stream first, so no change between the fleet's read and the stream's start is missed.
+    let mut response = match st.client.open_stream().await {
+        Ok(r) => r,
+        Err(RemoteError::Refused) => return Ended::Refused,
+        Err(e) => return Ended::Lost(e.to_string()),
+    };
+    if let Err(e) = resync(st).await {
+        return match e {
+            RemoteError::Refused => Ended::Refused,
+            e => Ended::Lost(e.to_string()),
+        };
+    }
+    st.reached = true;
+    let _ = st.link.send(Link::Connected {
+        agents_probing: st.agents_probing.clone(),
+    });
+    for id in std::mem::take(&mut st.queued) {
+        send_probe(st, id);
+    }
+    let mut reader = SseReader::default();
+    loop {
+        tokio::select! {
+            chunk = tokio::time::timeout(STREAM_SILENCE, response.chunk()) => {
+                let chunk = match chunk {
+                    Ok(Ok(Some(chunk))) => chunk,
+                    Ok(Ok(None)) => return Ended::Lost("the desk closed the stream".into()),
+                    Ok(Err(e)) => return Ended::Lost(e.to_string()),
+                    Err(_) => return Ended::Lost("the stream went silent".into()),
+                };
+                for (name, data) in reader.push(&chunk) {
+                    let Some(event) = StreamEvent::decode(&name, &data) else {
+                        continue;
+                    };
+                    match event {
+                        StreamEvent::Vehicle(item) => {
+                            if let Some(report) = vetted(*item).and_then(|v| v.report) {
+                                let _ = st.events.send(Event::Observed { report });
+                            }
+                        }
+                        StreamEvent::Probing { vehicle_id } => {
+                            let _ = st.events.send(Event::ProbeStarted {
+                                vehicle_id,
+                                priority: Priority::Focus,
+                            });
+                        }
+                        StreamEvent::Progress(desk) => {
+                            let agents: Vec<String> = desk
+                                .agents_probing
+                                .iter()
+                                .map(|a| one_line(a).into_owned())
+                                .collect();
+                            if agents != st.agents_probing {
+                                st.agents_probing = agents;
+                                let _ = st.link.send(Link::Connected {
+                                    agents_probing: st.agents_probing.clone(),
+                                });
+                            }
+                            let _ = st.events.send(Event::Progress(desk.progress));
+                        }
+                        StreamEvent::Revoked => return Ended::Refused,
+                        StreamEvent::Resync => {
+                            if let Err(e) = resync(st).await {
+                                return Ended::Lost(e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            command = commands.recv() => match command {
+                None | Some(Command::Shutdown) => return Ended::Shutdown,
+                Some(Command::Probe { vehicle_ids, priority, force }) => {
+                    // Rows scrolling by and sweeps are the desk's to decide: only what an agent
+                    // asks for by name becomes a request.
+                    if priority == Priority::Focus || force {
+                        for id in vehicle_ids {
+                            send_probe(st, id);
+                        }
+                    }
+                }
+                Some(Command::RefreshConnections) => {
+                    if let Err(e) = resync(st).await {
+                        return Ended::Lost(e.to_string());
+                    }
+                }
+                // The desk's budget and sweeps are its own: an agent cannot change them.
+                Some(_) => {}
+            },
+            Some(id) = retry_rx.recv() => { st.queued.insert(id); }
+        }
+    }
+}
+
+/// Reads the whole fleet and hands it on as events.
+async fn resync(st: &State) -> Result<(), RemoteError> {
+    let items = st.client.fleet().await?;
+    for event in fleet_events(&items) {
+        let _ = st.events.send(event);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, with_report: bool) -> VehicleItem {
+        VehicleItem {
+            vehicle_id: id.into(),
+            user_id: Some("user\u{1b}[31m".into()),
+            make: Some("TESLA".into()),
+            model: None,
+            year: Some(2022),
+            status: "BLOCKED".into(),
+            finding: None,
+            badges: vec![],
+            checked_at: None,
+            changed_at: None,
+            report: with_report.then(|| crate::smartcar::ProbeReport {
+                vehicle_id: id.into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn reconnection_waits_start_at_once_double_and_stop_at_five_seconds() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(6), Duration::from_secs(5));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_fleet_becomes_reports_first_then_one_listing_of_every_vehicle() {
+        let events = fleet_events(&[item("a", true), item("b", false)]);
+        assert!(matches!(&events[0], Event::Observed { report } if report.vehicle_id == "a"));
+        match &events[1] {
+            Event::ConnectionsListed { connections } => {
+                let ids: Vec<&str> = connections
+                    .iter()
+                    .map(|c| c.connection.vehicle_id.as_str())
+                    .collect();
+                assert_eq!(ids, ["a", "b"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn a_vehicle_whose_id_carries_control_characters_is_dropped_and_free_text_made_safe() {
+        assert_eq!(vetted(item("bad\u{1b}]8;;x", false)), None);
+        assert_eq!(vetted(item("", false)), None);
+        let ok = vetted(item("fine", false)).unwrap();
+        assert!(!ok.user_id.unwrap().contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_report_for_another_vehicle_is_not_taken_as_this_ones() {
+        let mut v = item("a", true);
+        if let Some(r) = v.report.as_mut() {
+            r.vehicle_id = "other".into();
+        }
+        assert_eq!(vetted(v).unwrap().report, None);
+    }
+
+    #[test]
+    fn a_server_url_with_credentials_or_plain_http_off_this_machine_is_refused() {
+        let token = || Secret::new("t");
+        assert!(matches!(
+            DeskClient::new("https://u:p@desk.example", token(), false),
+            Err(RemoteError::Url(_))
+        ));
+        assert!(matches!(
+            DeskClient::new("ftp://desk.example", token(), false),
+            Err(RemoteError::Url(_))
+        ));
+        assert!(matches!(
+            DeskClient::new("http://desk.example", token(), false),
+            Err(RemoteError::Insecure { .. })
+        ));
+        assert!(DeskClient::new("http://127.0.0.1:8787/", token(), false).is_ok());
+        assert!(DeskClient::new("https://desk.example", token(), false).is_ok());
+    }
+}

@@ -1,0 +1,355 @@
+//! Agents on the desk: tokens made and revoked with `vtriage agent`, the `/api/v1/` reads and probe
+//! requests (audited by name), the live stream (a webhook reaches it within a second; a revoked
+//! token ends it at once), `check --server`, and no Smartcar secret in any answer.
+
+mod desk_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, vehicle_error};
+use serde_json::{Value, json};
+
+/// `vtriage agent ACTION...` on the test schema; its stdout, or a panic with its stderr.
+fn agent_cmd(schema: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .arg("agent")
+        .args(["--database", &database_url(), "--schema", schema])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("vtriage agent runs");
+    assert!(
+        out.status.success(),
+        "agent {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn add_agent(schema: &str, name: &str) -> String {
+    agent_cmd(schema, &["add", name]).trim().to_string()
+}
+
+async fn get(serve: &Serve, path: &str, token: &str) -> (u16, String) {
+    let r = http()
+        .get(format!("{}{path}", serve.origin))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("an answer");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+/// Reads an SSE stream on a task of its own; `(event, data)` pairs come out of the channel.
+fn open_stream(
+    serve: &Serve,
+    token: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = format!("{}/api/v1/stream", serve.origin);
+    let token = token.to_string();
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let Ok(mut response) = client.get(url).bearer_auth(token).send().await else {
+            return;
+        };
+        let mut reader = vtriage::desk::wire::SseReader::default();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            for event in reader.push(&chunk) {
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(("<closed>".into(), String::new()));
+    });
+    rx
+}
+
+async fn next_named(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    name: &str,
+    within: Duration,
+) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((n, data))) if n == name => return Some(data),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+fn blocked_tesla(event: &str, vehicle: &str) -> String {
+    vehicle_error(
+        event,
+        vehicle,
+        "CONNECTED_SERVICES_ACCOUNT",
+        Some("VIRTUAL_KEY_REQUIRED"),
+        "ERROR",
+        1_760_000_000_000,
+        json!(["Location.PreciseLocation"]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_token_is_shown_once_kept_as_a_hash_and_refused_once_revoked() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let token = add_agent(&schema.name, "alice");
+    assert!(token.starts_with("vtd_") && token.len() == 68, "{token}");
+    let stored: String = schema
+        .client
+        .query_one("SELECT token_sha256 FROM agents WHERE name = 'alice'", &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert!(
+        !stored.contains(&token[4..]),
+        "the token itself is not stored"
+    );
+    assert!(agent_cmd(&schema.name, &["list"]).contains("alice"));
+
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    assert_eq!(get(&serve, "/api/v1/rules", &token).await.0, 200);
+    assert_eq!(get(&serve, "/api/v1/rules", "vtd_not-a-token").await.0, 401);
+    let anonymous = http()
+        .get(format!("{}/api/v1/fleet", serve.origin))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    agent_cmd(&schema.name, &["revoke", "alice"]);
+    assert_eq!(get(&serve, "/api/v1/fleet", &token).await.0, 401);
+    assert!(agent_cmd(&schema.name, &["list"]).contains("revoked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_reaches_an_open_stream_within_a_second_and_revoking_the_token_ends_it() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let token = add_agent(&schema.name, "bob");
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    let mut stream = open_stream(&serve, &token);
+    // The stream is open once the server counts it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while serve.metric("vtriage_dashboards_connected").await != Some(1.0) {
+        assert!(Instant::now() < deadline, "the stream never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = Instant::now();
+    let body = blocked_tesla("e-stream", "veh-stream");
+    assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
+    let data = next_named(&mut stream, "vehicle", Duration::from_secs(1))
+        .await
+        .expect("the change on the stream within 1 s");
+    eprintln!("webhook to stream: {:?}", sent.elapsed());
+    let v: Value = serde_json::from_str(&data).expect("json");
+    assert_eq!(v["vehicle_id"], "veh-stream");
+    assert_eq!(v["status"], "BLOCKED");
+
+    let revoked_at = Instant::now();
+    agent_cmd(&schema.name, &["revoke", "bob"]);
+    assert!(
+        next_named(&mut stream, "revoked", Duration::from_secs(3))
+            .await
+            .is_some(),
+        "the open stream is told at once"
+    );
+    assert!(
+        next_named(&mut stream, "<closed>", Duration::from_secs(3))
+            .await
+            .is_some(),
+        "and closed"
+    );
+    eprintln!("revocation to closed stream: {:?}", revoked_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_asking_for_one_vehicle_at_once_cost_one_probe_and_both_are_audited() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let alice = add_agent(&schema.name, "alice");
+    let bob = add_agent(&schema.name, "bob");
+    let serve = Serve::start(
+        &database_url(),
+        &schema.name,
+        &["--demo", "--prober-retry", "500ms"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let vehicle = loop {
+        let (_, body) = get(&serve, "/api/v1/fleet?limit=1", &alice).await;
+        let page: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if let Some(id) = page["vehicles"][0]["vehicle_id"].as_str() {
+            break id.to_string();
+        }
+        assert!(Instant::now() < deadline, "the fleet was never listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let probe = |token: String| {
+        let url = format!("{}/api/v1/vehicles/{vehicle}/probe", serve.origin);
+        async move {
+            let r = http()
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("answer");
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let ((sa, a), (sb, b)) = tokio::join!(probe(alice.clone()), probe(bob.clone()));
+    assert_eq!((sa, sb), (200, 200), "{a} {b}");
+    assert_eq!(a["served"], true);
+    assert_eq!(b["served"], true);
+    assert_eq!(a["vehicle"]["vehicle_id"], vehicle.as_str());
+    let probes: i64 = schema
+        .client
+        .query_one(
+            "SELECT count(*) FROM probe_results WHERE vehicle_id = $1",
+            &[&vehicle],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(probes, 1, "one probe for both agents");
+
+    assert_eq!(
+        get(&serve, &format!("/api/v1/vehicles/{vehicle}"), &bob)
+            .await
+            .0,
+        200
+    );
+    let audited: Vec<(String, String)> = schema
+        .client
+        .query("SELECT actor, action FROM audit ORDER BY id", &[])
+        .await
+        .expect("audit")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (actor, action) in [
+        ("alice", "read fleet"),
+        ("alice", "request probe"),
+        ("bob", "request probe"),
+        ("bob", "read vehicle"),
+    ] {
+        assert!(
+            audited.iter().any(|(a, b)| a == actor && b == action),
+            "{actor} {action} not in {audited:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_of_the_api_carries_a_smartcar_secret() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let token = add_agent(&schema.name, "carol");
+    let serve = Serve::start(
+        &database_url(),
+        &schema.name,
+        &["--demo", "--prober-retry", "500ms"],
+    );
+    let body = blocked_tesla("e-secret", "veh-secret");
+    assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
+    let mut stream = open_stream(&serve, &token);
+    let probe = http()
+        .post(format!(
+            "{}/api/v1/vehicles/veh-secret/probe?wait=5",
+            serve.origin
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .unwrap_or_default();
+    let mut answers = vec![probe];
+    for path in [
+        "/api/v1/rules",
+        "/api/v1/fleet",
+        "/api/v1/fleet?limit=5000",
+        "/api/v1/vehicles/veh-secret",
+    ] {
+        let (status, text) = get(&serve, path, &token).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        answers.push(text);
+    }
+    // Whatever the stream said meanwhile (progress, probes, changes).
+    while let Ok(Some((name, data))) =
+        tokio::time::timeout(Duration::from_millis(1500), stream.recv()).await
+    {
+        answers.push(format!("{name} {data}"));
+    }
+    // The desk's AMT, the simulator's client secret, and anything named like a credential.
+    let secrets = [
+        AMT,
+        "sim-client-secret",
+        "access_token",
+        "refresh_token",
+        "client_secret",
+    ];
+    for answer in &answers {
+        for secret in secrets {
+            assert!(
+                !answer.contains(secret),
+                "an API answer carries {secret}: {answer:.300}"
+            );
+        }
+    }
+    assert!(answers.iter().any(|a| a.contains("veh-secret")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_server_prints_the_desks_verdicts_as_json() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let token = add_agent(&schema.name, "dave");
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    let body = blocked_tesla("e-check", "veh-check");
+    assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
+    let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["check", "--json", "--server", &serve.origin])
+        .env("VTRIAGE_HOME", &serve.home)
+        .env("VTRIAGE_AGENT_TOKEN", &token)
+        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
+        .output()
+        .expect("check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit 1: something is blocked; stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == "veh-check")
+        .expect("the desk's vehicle is printed");
+    assert_eq!(line["status"], "BLOCKED");
+
+    // A token the desk does not know: refused, exit 2, one line.
+    let refused = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["check", "--server", &serve.origin])
+        .env("VTRIAGE_HOME", &serve.home)
+        .env("VTRIAGE_AGENT_TOKEN", "vtd_unknown")
+        .output()
+        .expect("check runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the agent token"));
+}

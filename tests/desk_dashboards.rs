@@ -1,0 +1,264 @@
+//! Two dashboards (the real binary in pseudo-terminals) on one desk: a webhook that blocks a Tesla
+//! shows on both within a second, and when the desk restarts they say "reconnecting", keep the
+//! last state, and come back to the same state by themselves.
+
+mod desk_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, temp_home, vehicle_error};
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use serde_json::json;
+
+/// A running `vtriage` in a PTY with a vt100 screen fed from its output.
+struct Terminal {
+    parser: vt100::Parser,
+    output: mpsc::Receiver<Vec<u8>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Terminal {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Terminal {
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 30,
+                cols: 140,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("a pty");
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_vtriage"));
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        for k in ["SMARTCAR_MANAGEMENT_TOKEN", "DISPLAY", "WAYLAND_DISPLAY"] {
+            cmd.env_remove(k);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = pair.slave.spawn_command(cmd).expect("vtriage starts");
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().expect("reader");
+        let writer = pair.master.take_writer().expect("writer");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Terminal {
+            parser: vt100::Parser::new(30, 140, 0),
+            output: rx,
+            writer,
+            child,
+            _master: pair.master,
+        }
+    }
+
+    fn pump(&mut self, wait: Duration) {
+        if let Ok(bytes) = self.output.recv_timeout(wait) {
+            self.parser.process(&bytes);
+        }
+        while let Ok(bytes) = self.output.try_recv() {
+            self.parser.process(&bytes);
+        }
+    }
+
+    fn screen(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    fn shows(&mut self, text: &str) -> bool {
+        self.pump(Duration::from_millis(5));
+        self.screen().contains(text)
+    }
+
+    fn wait_for(&mut self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.shows(text) {
+                return;
+            }
+            self.pump(Duration::from_millis(20));
+        }
+        panic!(
+            "waited {limit:?} for {text:?}; the screen shows:\n{}",
+            self.screen()
+        );
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).expect("write");
+        self.writer.flush().expect("flush");
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// `vtriage serve` listening on exactly `listen` (a restart on the same address).
+fn serve_at(schema: &str, listen: &str, home: &std::path::Path) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args([
+            "serve",
+            "--demo",
+            "--no-prober",
+            "--database",
+            &database_url(),
+        ])
+        .args(["--schema", schema, "--listen", listen])
+        .env("VTRIAGE_HOME", home)
+        .env("SMARTCAR_MANAGEMENT_TOKEN", AMT)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("serve starts again");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if line.contains("vtriage serve ready") {
+            // Keep reading its output so the pipe never fills.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return child;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve did not start again on {listen}");
+}
+
+fn agent_token(schema: &str, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["agent", "--database", &database_url(), "--schema", schema])
+        .args(["add", name])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("agent add");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn blocked_tesla(event: &str, vehicle: &str) -> String {
+    vehicle_error(
+        event,
+        vehicle,
+        "CONNECTED_SERVICES_ACCOUNT",
+        Some("VIRTUAL_KEY_REQUIRED"),
+        "ERROR",
+        1_760_000_000_000,
+        json!(["Location.PreciseLocation"]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dashboards_see_a_blocked_tesla_within_a_second_and_ride_out_a_desk_restart() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let mut serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    let listen = serve.origin.trim_start_matches("http://").to_string();
+    // A healthy starting fleet of one, so both dashboards have listed something.
+    let first = vehicle_error(
+        "e-0",
+        "veh-aaa-first",
+        "AUTHENTICATION",
+        None,
+        "RESOLVED",
+        1_760_000_000_000,
+        json!([]),
+    );
+    assert_eq!(
+        post_signed(&http(), &serve.webhook_url(), &first).await,
+        200
+    );
+
+    let mut screens: Vec<Terminal> = ["ann", "ben"]
+        .iter()
+        .map(|name| {
+            let token = agent_token(&schema.name, name);
+            let home = temp_home(&format!("dash-{name}"));
+            let home = home.to_string_lossy().to_string();
+            Terminal::start(
+                &["--server", &serve.origin],
+                &[
+                    ("VTRIAGE_HOME", home.as_str()),
+                    ("VTRIAGE_AGENT_TOKEN", token.as_str()),
+                ],
+            )
+        })
+        .collect();
+    for t in &mut screens {
+        t.wait_for(&format!("DESK {}", serve.origin), Duration::from_secs(20));
+        t.wait_for("fleet 1", Duration::from_secs(10));
+    }
+    // The live stream is up on both before the webhook is sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while serve.metric("vtriage_dashboards_connected").await != Some(2.0) {
+        assert!(Instant::now() < deadline, "both dashboards stream");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let sent = Instant::now();
+    let body = blocked_tesla("e-1", "veh-bbb-tesla");
+    assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
+    let mut seen = [None, None];
+    while seen.iter().any(Option::is_none) && sent.elapsed() < Duration::from_secs(5) {
+        for (i, t) in screens.iter_mut().enumerate() {
+            if seen[i].is_none() && t.shows("BLOCKED 1") {
+                seen[i] = Some(sent.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("webhook to both screens: {seen:?}");
+    for (i, t) in screens.iter().enumerate() {
+        let at = seen[i].unwrap_or_else(|| panic!("screen {i}:\n{}", t.screen()));
+        assert!(at <= Duration::from_secs(1), "screen {i} after {at:?}");
+    }
+
+    // The desk goes away: both say so and keep what they showed.
+    serve.kill9();
+    for t in &mut screens {
+        t.wait_for("reconnecting", Duration::from_secs(10));
+        assert!(t.shows("BLOCKED 1"), "last state kept:\n{}", t.screen());
+    }
+    // Typed while the desk is away: not lost (the filter is applied locally and stays).
+    screens[0].send("/");
+    screens[0].send("tesla\r");
+
+    let mut again = serve_at(&schema.name, &listen, &serve.home);
+    for t in &mut screens {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while t.shows("reconnecting") {
+            assert!(
+                Instant::now() < deadline,
+                "still reconnecting:\n{}",
+                t.screen()
+            );
+            t.pump(Duration::from_millis(50));
+        }
+        assert!(t.shows("BLOCKED 1"), "same state again:\n{}", t.screen());
+        assert!(t.shows("fleet 2"), "{}", t.screen());
+    }
+    assert!(screens[0].shows("tesla"), "{}", screens[0].screen());
+    let _ = again.kill();
+    let _ = again.wait();
+}
