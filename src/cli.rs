@@ -199,6 +199,9 @@ pub struct VehicleArgs {
     /// A Markdown section per vehicle, ready to paste into a ticket (the default).
     #[arg(long)]
     pub markdown: bool,
+    /// Deadline (90s, 5m): a vehicle whose probe has not landed by then reads UNKNOWN "not checked" (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "6m", value_parser = duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -538,6 +538,7 @@ fn save_snapshot(settings: &Settings, store: &Store) {
 
 /// `vtriage vehicle ID`: one vehicle's diagnosis, ready for a ticket.
 pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode, CommandError> {
+    let deadline = tokio::time::Instant::now() + args.timeout;
     let mut settings = setup::resolve(global)?;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     let _log = init_logging(&settings);
@@ -558,11 +559,24 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     let mut waiting: HashSet<String> = HashSet::new();
     // A VIN no session has read yet is looked up among the vehicles it may belong to.
     let mut looking_up = false;
+    let mut interrupt = std::pin::pin!(interrupted());
+    let mut ending = Ending::Complete;
     loop {
         if !targets.is_empty() && waiting.is_empty() {
             break;
         }
-        let Some(event) = session.events.recv().await else {
+        let event = tokio::select! {
+            event = session.events.recv() => event,
+            () = tokio::time::sleep_until(deadline) => {
+                ending = Ending::Deadline;
+                break;
+            }
+            name = interrupt.as_mut() => {
+                ending = Ending::Signal(name);
+                break;
+            }
+        };
+        let Some(event) = event else {
             return Err(CommandError::Source(
                 "the scheduler stopped unexpectedly; see the log".into(),
             ));
@@ -635,6 +649,13 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     }
     let _ = session.commands.send(Command::Shutdown);
     save_snapshot(&settings, &store);
+    if targets.is_empty() {
+        return Err(CommandError::Source(format!(
+            "`{}` not found before {}",
+            one_line(&query),
+            not_checked_reason(ending, args.timeout, &store)
+        )));
+    }
     let mut records: Vec<&VehicleRecord> =
         targets.iter().filter_map(|id| store.vehicle(id)).collect();
     if records.is_empty() {
@@ -642,11 +663,25 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             "the vehicle vanished from the listing".into(),
         ));
     }
+    let reason = not_checked_reason(ending, args.timeout, &store);
+    if !waiting.is_empty() {
+        eprintln!(
+            "vtriage: {} of {} vehicles not checked: {reason}",
+            waiting.len(),
+            records.len()
+        );
+    }
     // Worst first, after the probe: a user's blocked car above the healthy one.
     records.sort_by_key(|r| std::cmp::Reverse(r.verdict.status));
     let mut out = std::io::stdout().lock();
     for (i, record) in records.iter().enumerate() {
-        let s = VehicleSummary::from(*record);
+        let mut s = VehicleSummary::from(*record);
+        if waiting.contains(&record.vehicle_id) {
+            s.diagnosis = std::borrow::Cow::Owned(crate::health::diagnose::not_checked(
+                &reason,
+                record.last_probe_at,
+            ));
+        }
         if args.json {
             serde_json::to_writer_pretty(&mut out, &report::vehicle_json(&s))
                 .map_err(std::io::Error::other)?;
@@ -664,8 +699,13 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     }
     out.flush()?;
     Ok(
-        if records.iter().any(|r| r.verdict.status == Status::Blocked) {
+        if records
+            .iter()
+            .any(|r| r.verdict.status == Status::Blocked && !waiting.contains(&r.vehicle_id))
+        {
             ExitCode::from(1)
+        } else if !waiting.is_empty() {
+            ExitCode::from(EXIT_NOT_CHECKED)
         } else {
             ExitCode::SUCCESS
         },

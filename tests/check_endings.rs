@@ -452,3 +452,29 @@ async fn the_rate_budget_survives_a_restart_and_two_processes_share_it() {
     let both = vehicle_requests(&sim);
     assert!(both <= 121, "two processes share one bucket: {both}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_past_its_deadline_says_not_checked_and_exits_3() {
+    let sim = simulator(
+        10,
+        Latency::Fixed {
+            ms: 30_000,
+            jitter_ms: 0,
+        },
+    )
+    .await;
+    let home = temp_home("vehicledeadline");
+    let tokens = write_tokens(sim.tokens(), &home);
+    let id = sim.fleet().vehicles[0].id.clone();
+    let mut args = vec!["vehicle", id.as_str(), "--json", "--timeout", "2s"];
+    args.extend(live_args(sim.origin(), sim.amt(), tokens.to_str().unwrap()));
+    let out = vtriage(&home, &args).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("not checked") && err.contains("--timeout 2 s"),
+        "{err}"
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("the vehicle as JSON");
+    assert_eq!(v["mainFinding"], "not-checked");
+}
