@@ -1,0 +1,358 @@
+//! `vtriage check`: probes every connection within a deadline and prints the diagnoses.
+
+use super::*;
+
+/// A one-line progress bar on stderr, only when stderr is a terminal.
+pub(super) struct ProgressLine {
+    enabled: bool,
+    last_draw: Option<Instant>,
+}
+
+impl ProgressLine {
+    fn new() -> ProgressLine {
+        ProgressLine {
+            enabled: std::io::stderr().is_terminal(),
+            last_draw: None,
+        }
+    }
+
+    fn draw(&mut self, done: usize, total: usize, p: &Progress) {
+        if !self.enabled
+            || self
+                .last_draw
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        const WIDTH: usize = 30;
+        let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
+        let budget = p
+            .budget_left
+            .map(|b| format!(" · budget {b:.0}"))
+            .unwrap_or_default();
+        eprint!(
+            "\r\x1b[2K[{}{}] {done}/{total} vehicles · {} probing · {:.1} req/s · {} errors{budget}",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled),
+            p.in_flight,
+            p.requests_per_s,
+            p.errors,
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn clear(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// A check expected to take at least this long says so on stderr before it starts.
+pub(super) const SLOW_CHECK_S: u64 = 120;
+
+/// The line a long check prints first: what it costs and how to change that.
+pub(super) fn slow_check_notice(requests: u64, eta_s: u64, per_min: f64) -> String {
+    format!(
+        "vtriage: this check needs about {requests} requests ≈ {} at {per_min} requests per minute; --rate R/min or --no-rate-limit change it",
+        crate::health::remedy::human_seconds(eta_s)
+    )
+}
+
+/// Whether a vehicle's result from an earlier run (the snapshot) is young enough to reuse.
+pub(super) fn is_fresh(record: &VehicleRecord, freshness: Duration, now: jiff::Timestamp) -> bool {
+    record.has_token
+        && record.last_probe_at.is_some_and(|at| {
+            now.duration_since(at)
+                .try_into()
+                .is_ok_and(|age: Duration| age < freshness)
+        })
+}
+
+/// Feeds scheduler events into the store until every vehicle asked for has a report, the
+/// deadline passes or a signal arrives. Vehicles whose last result is fresh are not probed again
+/// unless `force`. Returns why it stopped and which vehicles are still waiting (`None`: the fleet
+/// was never listed). An error means the source as a whole failed.
+pub(super) async fn run_until_all_observed(
+    session: &mut Session,
+    store: &mut Store,
+    settings: &Settings,
+    bar: &mut ProgressLine,
+    force: bool,
+    deadline: tokio::time::Instant,
+) -> Result<(Ending, Option<HashSet<String>>), CommandError> {
+    let mut waiting: Option<HashSet<String>> = None;
+    let mut progress = Progress::default();
+    let mut asked = 0;
+    let mut interrupt = std::pin::pin!(interrupted());
+    loop {
+        if waiting.as_ref().is_some_and(HashSet::is_empty) {
+            return Ok((Ending::Complete, waiting));
+        }
+        let event = tokio::select! {
+            event = session.events.recv() => event,
+            () = tokio::time::sleep_until(deadline) => return Ok((Ending::Deadline, waiting)),
+            name = interrupt.as_mut() => return Ok((Ending::Signal(name), waiting)),
+        };
+        let Some(event) = event else {
+            return Err(CommandError::Source(
+                "the scheduler stopped unexpectedly; see the log".into(),
+            ));
+        };
+        store.apply(&event, settings.now());
+        match &event {
+            Event::ConnectionsListed { connections } if waiting.is_none() => {
+                let now = jiff::Timestamp::now();
+                let freshness = settings.scheduler.freshness;
+                let mut ids: Vec<String> = Vec::with_capacity(connections.len());
+                let mut unique = HashSet::with_capacity(connections.len());
+                for c in connections {
+                    let id = &c.connection.vehicle_id;
+                    let reuse = !force
+                        && store
+                            .vehicle(id)
+                            .is_some_and(|r| is_fresh(r, freshness, now));
+                    if unique.insert(id.clone()) && !reuse {
+                        ids.push(id.clone());
+                    }
+                }
+                asked = ids.len();
+                // The cost first, so a check that takes hours at the plan's rate says so before it starts.
+                let _ = session.commands.send(Command::Estimate {
+                    vehicle_ids: ids.clone(),
+                });
+                waiting = Some(ids.iter().cloned().collect());
+                let _ = session.commands.send(Command::Probe {
+                    vehicle_ids: ids,
+                    priority: Priority::Sweep,
+                    force,
+                });
+            }
+            Event::Observed { report } => {
+                if let Some(w) = waiting.as_mut() {
+                    w.remove(&report.vehicle_id);
+                }
+            }
+            Event::Progress(p) => progress = p.clone(),
+            Event::SweepCost { requests, eta_s } if *eta_s >= SLOW_CHECK_S => {
+                if let Some(rate) = &settings.scheduler.rate {
+                    bar.clear();
+                    eprintln!(
+                        "{}",
+                        slow_check_notice(*requests, *eta_s, rate.refill_per_min)
+                    );
+                }
+            }
+            Event::SourceError { message } if waiting.is_none() => {
+                return Err(CommandError::Source(message.clone()));
+            }
+            _ => {}
+        }
+        let done = asked - waiting.as_ref().map_or(asked, HashSet::len);
+        bar.draw(done, asked, &progress);
+    }
+}
+
+/// Vehicles that were probed but of which nothing was learnt, counted by the reason their main finding gives
+/// (most frequent first). Vehicles the run never reached are reported separately.
+pub(super) fn unknown_reasons(
+    summaries: &[VehicleSummary<'_>],
+    unchecked: &HashSet<String>,
+) -> Vec<(String, usize)> {
+    let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in summaries {
+        if !s.diagnosis.could_not_check() || unchecked.contains(s.vehicle_id) {
+            continue;
+        }
+        let reason = s
+            .main_finding()
+            .map_or_else(|| "never answered".to_string(), |f| f.title.clone());
+        *by_reason.entry(reason).or_default() += 1;
+    }
+    let mut reasons: Vec<(String, usize)> = by_reason.into_iter().collect();
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
+    reasons
+}
+
+/// `vtriage check`: probe every connection, print the diagnoses.
+pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let mut settings = setup::resolve(global)?;
+    if settings.desk.is_some() {
+        return check_desk(&mut settings, args, deadline).await;
+    }
+    settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
+    let _log = init_logging(&settings);
+    if let Some(f) = &args.filter {
+        store::Filter::parse(f).map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
+    }
+    // The store is made after the start, which settles the origins and needs (the demo's
+    // simulator) that its diagnoses use.
+    let mut session = setup::start(&mut settings).await?;
+    let mut store = setup::store_for(&settings);
+    if let Some(f) = &args.filter {
+        store
+            .set_filter(f)
+            .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
+    }
+    // History, "failing since" and fresh results carry over from the last run.
+    let known = restore_snapshot(&mut settings, &mut store);
+    print_warnings(&settings);
+    for command in known {
+        let _ = session.commands.send(command);
+    }
+    let mut bar = ProgressLine::new();
+    let result = run_until_all_observed(
+        &mut session,
+        &mut store,
+        &settings,
+        &mut bar,
+        args.force,
+        deadline,
+    )
+    .await;
+    bar.clear();
+    let _ = session.commands.send(Command::Shutdown);
+    let (ending, waiting) = result?;
+    save_snapshot(&settings, &store);
+
+    let unchecked: HashSet<String> = match waiting {
+        Some(w) => w,
+        None => store
+            .rows(0..store.len())
+            .map(|r| r.vehicle_id.clone())
+            .collect(),
+    };
+    let reason = not_checked_reason(ending, args.timeout, &store);
+    if !unchecked.is_empty() {
+        eprintln!(
+            "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",
+            unchecked.len(),
+            store.len()
+        );
+    }
+    print_check(args, &store, &unchecked, &reason)
+}
+
+/// `vtriage check --server URL`: what the desk knows now, with the desk's rules. Nothing is probed:
+/// the desk's prober and webhooks keep the fleet current, and a check per agent must not spend the
+/// desk's budget. Vehicles the desk knows nothing about yet read UNKNOWN "not checked".
+pub(super) async fn check_desk(
+    settings: &mut Settings,
+    args: &CheckArgs,
+    deadline: tokio::time::Instant,
+) -> Result<ExitCode, CommandError> {
+    let client = desk_client(settings)?;
+    let read = async {
+        let rules = client.rules().await?;
+        let fleet = client.fleet().await?;
+        Ok::<_, crate::desk::remote::RemoteError>((rules, fleet))
+    };
+    let (rules, fleet) = tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| CommandError::Source("the desk did not answer before --timeout".into()))??;
+    adopt_desk_rules(settings, &rules);
+    print_warnings(settings);
+    let mut store = setup::store_for(settings);
+    if let Some(f) = &args.filter {
+        store
+            .set_filter(f)
+            .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
+    }
+    let now = settings.now();
+    for event in crate::desk::remote::fleet_events(&fleet) {
+        store.apply(&event, now);
+    }
+    let unchecked: HashSet<String> = fleet
+        .iter()
+        .filter(|v| v.report.is_none())
+        .map(|v| v.vehicle_id.clone())
+        .collect();
+    let reason = "the desk has heard nothing about it yet";
+    if !unchecked.is_empty() {
+        eprintln!(
+            "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",
+            unchecked.len(),
+            store.len()
+        );
+    }
+    print_check(args, &store, &unchecked, reason)
+}
+
+/// Prints a check's result (table, JSON lines or CSV) for the rows passing the filter; vehicles in
+/// `unchecked` read UNKNOWN "not checked" with `reason`. Returns the check's exit code.
+pub(super) fn print_check(
+    args: &CheckArgs,
+    store: &Store,
+    unchecked: &HashSet<String>,
+    reason: &str,
+) -> Result<ExitCode, CommandError> {
+    let records: Vec<&VehicleRecord> = store.rows(0..store.visible_len()).collect();
+    let summaries: Vec<VehicleSummary<'_>> = records
+        .iter()
+        .map(|r| {
+            let mut s = VehicleSummary::from(*r);
+            if unchecked.contains(&r.vehicle_id) {
+                s.diagnosis = std::borrow::Cow::Owned(crate::health::diagnose::not_checked(
+                    reason,
+                    r.last_probe_at,
+                ));
+            }
+            s
+        })
+        .collect();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        report::write_json_lines(&mut out, &summaries)?;
+    } else if args.csv {
+        report::write_csv(&mut out, &summaries)?;
+    } else {
+        report::write_table(&mut out, &summaries)?;
+        let c = store.counts();
+        let counts: Vec<String> = Status::ALL
+            .iter()
+            .map(|s| format!("{} {}", c.status(*s), s.label()))
+            .collect();
+        if summaries.len() == store.len() {
+            writeln!(
+                out,
+                "\n{} vehicles: {}",
+                summaries.len(),
+                counts.join(" · ")
+            )?;
+        } else {
+            writeln!(
+                out,
+                "\n{} of {} vehicles match the filter · whole fleet: {}",
+                summaries.len(),
+                store.len(),
+                counts.join(" · ")
+            )?;
+        }
+    }
+    out.flush()?;
+    let blocked = summaries
+        .iter()
+        .any(|s| s.diagnosis.status == Status::Blocked);
+    // Probed but still UNKNOWN (no token, API unreachable, an answer that is not the API's): nothing
+    // was learnt about these, so "nothing blocked" would be a claim the check cannot make.
+    let unknown = unknown_reasons(&summaries, unchecked);
+    if !unknown.is_empty() {
+        let n: usize = unknown.iter().map(|(_, n)| n).sum();
+        let why: Vec<String> = unknown.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        eprintln!(
+            "vtriage: {n} of {} vehicles could not be checked: {}",
+            summaries.len(),
+            one_line(&why.join("; "))
+        );
+    }
+    Ok(if blocked {
+        ExitCode::from(1)
+    } else if !unchecked.is_empty() || !unknown.is_empty() {
+        ExitCode::from(EXIT_NOT_CHECKED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,71 @@
+//! `vtriage serve`: the desk server.
+
+use super::*;
+
+/// The text of the rules in force: the override file when it parses (as `resolve` decided), else
+/// the built-in rules. Agents' clients diagnose with it.
+pub(super) fn policies_text(settings: &Settings) -> String {
+    let path = settings.paths.policies_file();
+    match std::fs::read_to_string(&path) {
+        Ok(text) if crate::health::Policies::parse(&text, &path).is_ok() => text,
+        _ => crate::health::policy::BUILTIN_POLICIES.to_string(),
+    }
+}
+
+/// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are JSON lines on stdout, for the
+/// service manager; `VTRIAGE_LOG` sets the filter (default `info`).
+pub async fn serve(
+    global: &GlobalArgs,
+    args: &crate::cli::ServeArgs,
+) -> Result<ExitCode, CommandError> {
+    let settings = setup::resolve(global)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VTRIAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .try_init();
+    for w in &settings.warnings {
+        tracing::warn!(warning = %one_line(w), "setup");
+    }
+    if settings.mode == setup::Mode::Demo && !global.demo {
+        return Err(CommandError::Usage(
+            "serve needs Smartcar credentials (--amt or SMARTCAR_MANAGEMENT_TOKEN, with tokens), or --demo to probe the built-in simulator"
+                .into(),
+        ));
+    }
+    let amt = settings
+        .source
+        .amt
+        .clone()
+        .ok_or(crate::desk::DeskError::NoAmt)?;
+    let config = crate::desk::DeskConfig {
+        listen: args.listen,
+        db: crate::desk::DbConfig {
+            url: args.database.clone(),
+            schema: args.schema.clone(),
+            pool_size: usize::from(args.pool_size),
+            timeout: args.db_timeout,
+        },
+        amt,
+        max_body_bytes: args.max_body_bytes,
+        keep_events_days: args.keep_events_days,
+        prober: (!args.no_prober).then(|| crate::desk::ProberConfig {
+            lock_retry: args.prober_retry,
+            refresh_every: Some(args.refresh_every),
+            sweep_every: args.sweep_every,
+            ..crate::desk::ProberConfig::default()
+        }),
+        global: global.clone(),
+        policies_text: policies_text(&settings),
+        needs: settings.needs.clone(),
+    };
+    let diagnose = crate::desk::diagnoser(settings.policies.clone(), settings.needs.clone());
+    crate::desk::run(config, diagnose, settings.now_override, async {
+        let name = interrupted().await;
+        tracing::info!(signal = name, "shutdown requested");
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,9 @@
+//! `vtriage sim`: the simulator, standalone.
+
+use super::*;
+
+/// `vtriage sim`: the simulator, standalone.
+pub async fn sim(args: crate::sim::SimArgs) -> Result<ExitCode, CommandError> {
+    crate::sim::run_cli(args).await?;
+    Ok(ExitCode::SUCCESS)
+}
