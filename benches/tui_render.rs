@@ -1,7 +1,7 @@
 //! The dashboard at 100,000 vehicles: drawing the fleet view, moving the selection, and one filter
 //! keystroke, each through the same `update` and `render` the terminal uses.
 
-#[path = "../tests/tui_support/mod.rs"]
+#[path = "../tests/it/tui_support/mod.rs"]
 mod tui_support;
 
 use std::sync::LazyLock;

@@ -1,6 +1,6 @@
 //! Each simulated situation answers as the situations table says: status, type, code, resolution, headers.
 
-mod sim_support;
+use crate::sim_support;
 
 use serde_json::json;
 use sim_support::{Sim, quiet, start};

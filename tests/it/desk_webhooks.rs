@@ -1,6 +1,6 @@
 //! `vtriage serve` against a real PostgreSQL: VERIFY, signatures, deduplication, order, diagnosis.
 
-mod desk_support;
+use crate::desk_support;
 
 use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, vehicle_error};
 use serde_json::json;

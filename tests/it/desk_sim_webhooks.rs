@@ -1,7 +1,7 @@
 //! `vtriage sim --webhook-url` against `vtriage serve`: the challenge is verified, duplicates are
 //! stored once, and the fleet's situations arrive as diagnoses.
 
-mod desk_support;
+use crate::desk_support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

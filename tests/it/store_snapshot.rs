@@ -1,6 +1,6 @@
 //! The snapshot cache on disk: round trip, bad files moved aside, unwritable folders, empty stores.
 
-mod store_fixture;
+use crate::store_fixture;
 
 use std::fs;
 use std::path::{Path, PathBuf};

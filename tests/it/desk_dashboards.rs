@@ -2,7 +2,7 @@
 //! shows on both within a second, and when the desk restarts they say "reconnecting", keep the
 //! last state, and come back to the same state by themselves.
 
-mod desk_support;
+use crate::desk_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};

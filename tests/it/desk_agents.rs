@@ -2,7 +2,7 @@
 //! requests (audited by name), the live stream (a webhook reaches it within a second; a revoked
 //! token ends it at once), `check --server`, and no Smartcar secret in any answer.
 
-mod desk_support;
+use crate::desk_support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

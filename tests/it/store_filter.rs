@@ -1,6 +1,6 @@
 //! The filter language against a small fleet: each expression and the vehicles it keeps.
 
-mod store_fixture;
+use crate::store_fixture;
 
 use store_fixture::{fleet_store, ids};
 

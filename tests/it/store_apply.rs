@@ -1,6 +1,6 @@
 //! The store applying scheduler events: records, diagnosis, history, counts, sort, selection.
 
-mod store_fixture;
+use crate::store_fixture;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,7 +1,7 @@
 //! Nothing acknowledged is ever lost: `serve` killed with SIGKILL mid-load, and the database cut
 //! away under load (a loopback proxy between `serve` and PostgreSQL).
 
-mod desk_support;
+use crate::desk_support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

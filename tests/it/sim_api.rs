@@ -1,6 +1,6 @@
 //! The simulator's Smartcar endpoints over loopback: shapes, headers, paging, auth.
 
-mod sim_support;
+use crate::sim_support;
 
 use serde_json::{Value, json};
 use sim_support::{quiet, start};

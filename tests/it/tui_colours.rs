@@ -1,6 +1,6 @@
 //! Colours that carry meaning, checked cell by cell (text snapshots drop colour), and their absence under NO_COLOR.
 
-mod tui_support;
+use crate::tui_support;
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;

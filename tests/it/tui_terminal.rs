@@ -38,7 +38,7 @@ fn panic_restores_the_terminal_before_the_message_is_printed() {
     let mut cmd = CommandBuilder::new(exe);
     cmd.args([
         "--exact",
-        "child_panics_with_the_terminal_in_dashboard_mode",
+        "tui_terminal::child_panics_with_the_terminal_in_dashboard_mode",
         "--nocapture",
         "--test-threads=1",
     ]);

@@ -1,6 +1,6 @@
 //! Keys pressed through `update`, without a terminal: navigation, filters, sort, copies, commands.
 
-mod tui_support;
+use crate::tui_support;
 
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind,

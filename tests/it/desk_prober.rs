@@ -1,7 +1,7 @@
 //! One prober per desk: of two `serve` processes on one database only one probes; when it dies the
 //! other takes over within seconds; two agents asking for one vehicle are served by one probe.
 
-mod desk_support;
+use crate::desk_support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The dashboard drawn into a test terminal at 80×24 and 120×40 with a fixed clock and fleet.
 
-mod tui_support;
+use crate::tui_support;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use tui_support::*;

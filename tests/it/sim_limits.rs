@@ -1,7 +1,7 @@
 //! Limits and faults that happen per request rather than per vehicle: the hourly per-vehicle limit,
 //! the app-wide bucket and injected faults.
 
-mod sim_support;
+use crate::sim_support;
 
 use serde_json::json;
 use sim_support::{quiet, start};
