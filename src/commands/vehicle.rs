@@ -201,8 +201,9 @@ pub(super) fn vin_not_found(query: &str, requests: u64, unreadable: u64, fleet: 
     } else {
         String::new()
     };
+    let plural = if requests == 1 { "" } else { "s" };
     format!(
-        "VIN `{}`: no vehicle among {fleet} connections after {requests} requests{unread}",
+        "VIN `{}`: no vehicle among {fleet} connections after {requests} request{plural}{unread}",
         one_line(query)
     )
 }
