@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::{Constraint, Layout, Rect};
 
 use crate::fetch::{Command, Event, Priority};
 use crate::health::{Needs, Policies, Status};
@@ -249,12 +250,60 @@ pub struct App {
     pub link: Option<crate::desk::remote::Link>,
 }
 
-/// Rows the fleet view spends outside the table at a height (header, progress, deadlines, counts, filter, table header, footer).
-pub fn fleet_chrome_rows(app: &App) -> u16 {
-    let deadlines = app.config.policies.rules.len().min(3) as u16;
-    let filter = u16::from(app.overlay == Overlay::Filter || !app.store.filter_text().is_empty());
-    // header + progress + deadlines + counts + filter + table header + footer
-    1 + 1 + deadlines + 1 + filter + 1 + 1
+/// Where each part of the fleet view goes. Computed by one function for both drawing and input, so
+/// paging and mouse clicks land on the rows that are drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetLayout {
+    pub header: Rect,
+    pub progress: Rect,
+    /// One line per rule shown (at most three).
+    pub deadlines: Vec<Rect>,
+    pub counts: Rect,
+    /// The filter line, when a filter is typed or set.
+    pub filter: Option<Rect>,
+    /// The table: its header row, then the body.
+    pub table: Rect,
+    pub footer: Rect,
+}
+
+impl FleetLayout {
+    /// Rules shown in the deadline strip.
+    pub const MAX_DEADLINES: usize = 3;
+
+    pub fn of(app: &App, area: Rect) -> FleetLayout {
+        let rules = app.config.policies.rules.len().min(Self::MAX_DEADLINES);
+        let show_filter = app.overlay == Overlay::Filter || !app.store.filter_text().is_empty();
+        let mut constraints = vec![Constraint::Length(1), Constraint::Length(1)];
+        constraints.extend((0..rules).map(|_| Constraint::Length(1)));
+        constraints.push(Constraint::Length(1));
+        if show_filter {
+            constraints.push(Constraint::Length(1));
+        }
+        constraints.push(Constraint::Fill(1));
+        constraints.push(Constraint::Length(1));
+        let areas = Layout::vertical(constraints).split(area);
+        let mut next = areas.iter().copied();
+        let mut take = || next.next().unwrap_or_default();
+        FleetLayout {
+            header: take(),
+            progress: take(),
+            deadlines: (0..rules).map(|_| take()).collect(),
+            counts: take(),
+            filter: show_filter.then(&mut take),
+            table: take(),
+            footer: take(),
+        }
+    }
+
+    /// Table rows below the table's header row.
+    pub fn body_height(&self) -> usize {
+        usize::from(self.table.height.saturating_sub(1))
+    }
+
+    /// The screen row of the table body's first line.
+    pub fn body_top(&self) -> u16 {
+        self.table.y.saturating_add(1)
+    }
 }
 
 /// A left click on a fleet row: the first click selects the vehicle, a click on the selected row opens
@@ -263,8 +312,7 @@ fn click_row(app: &mut App, screen_row: u16, effects: &mut Vec<Effect>) -> bool 
     if app.overlay != Overlay::None || !matches!(app.screen(), Screen::Fleet) {
         return false;
     }
-    // Everything above the table body: the chrome rows less the footer below the table.
-    let body_top = fleet_chrome_rows(app).saturating_sub(1);
+    let body_top = app.fleet_layout().body_top();
     let Some(line) = screen_row.checked_sub(body_top).map(usize::from) else {
         return false;
     };
@@ -359,8 +407,13 @@ impl App {
     }
 
     /// Table rows that fit on screen.
+    /// The fleet view's layout on this terminal.
+    pub fn fleet_layout(&self) -> FleetLayout {
+        FleetLayout::of(self, Rect::new(0, 0, self.width, self.height))
+    }
+
     pub fn table_height(&self) -> usize {
-        usize::from(self.height.saturating_sub(fleet_chrome_rows(self)))
+        self.fleet_layout().body_height()
     }
 
     /// Whether something animates (a probe under way on screen), so ticks should come faster.

@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::health::Status;
 use crate::store::{SortColumn, VehicleRecord};
-use crate::tui::app::{App, Overlay, Screen};
+use crate::tui::app::{App, FleetLayout, Overlay, Screen};
 use crate::tui::facts::{self, Grant};
 use crate::tui::keymap::KeyContext;
 use crate::tui::theme::Theme;
@@ -443,21 +443,18 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
 
 fn fleet(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.config.theme;
-    let rules: Vec<_> = app.config.policies.rules.iter().take(3).collect();
-    let show_filter = app.overlay == Overlay::Filter || !app.store.filter_text().is_empty();
-    let mut constraints = vec![Constraint::Length(1), Constraint::Length(1)];
-    constraints.extend(rules.iter().map(|_| Constraint::Length(1)));
-    constraints.push(Constraint::Length(1));
-    if show_filter {
-        constraints.push(Constraint::Length(1));
-    }
-    constraints.push(Constraint::Fill(1));
-    constraints.push(Constraint::Length(1));
-    let areas = Layout::vertical(constraints).split(area);
-    let mut next = areas.iter().copied();
-    let mut take = || next.next().unwrap_or_default();
+    let layout = FleetLayout::of(app, area);
+    let rules = app
+        .config
+        .policies
+        .rules
+        .iter()
+        .take(FleetLayout::MAX_DEADLINES);
 
-    frame.render_widget(Paragraph::new(header(app, theme, area.width)), take());
+    frame.render_widget(
+        Paragraph::new(header(app, theme, area.width)),
+        layout.header,
+    );
     frame.render_widget(
         Paragraph::new(progress_line(
             app.store.progress(),
@@ -469,9 +466,9 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
             area.width,
             theme,
         )),
-        take(),
+        layout.progress,
     );
-    for rule in rules {
+    for (rule, line) in rules.zip(&layout.deadlines) {
         let affected = app
             .store
             .counts()
@@ -481,18 +478,18 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
             .unwrap_or(0);
         frame.render_widget(
             Paragraph::new(Line::from(deadline_spans(rule, app.now, affected, theme))),
-            take(),
+            *line,
         );
     }
     frame.render_widget(
         Paragraph::new(status_summary(app, theme, area.width)),
-        take(),
+        layout.counts,
     );
-    if show_filter {
-        frame.render_widget(Paragraph::new(filter_line(app, theme)), take());
+    if let Some(filter) = layout.filter {
+        frame.render_widget(Paragraph::new(filter_line(app, theme)), filter);
     }
-    let table_area = take();
-    let height = DataTable::body_height(table_area);
+    let table_area = layout.table;
+    let height = layout.body_height();
     let total = app.store.visible_len();
     if let Some(error) = &app.filter_error {
         // The rows of the filter before would read as this one's results.
@@ -544,7 +541,7 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
             .selected(app.store.selected_index());
         frame.render_widget(table, table_area);
     }
-    let foot = take();
+    let foot = layout.footer;
     let line = if app.overlay == Overlay::Command {
         command_line(app, theme)
     } else {

@@ -968,3 +968,41 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when
     assert_eq!(selected(&app).as_deref(), Some("aaaa-unchecked"));
     assert_eq!(app.page(), None, "the filter shows the row; Enter opens it");
 }
+
+#[test]
+fn a_click_lands_on_the_row_drawn_there_with_or_without_the_filter_line() {
+    for filtered in [false, true] {
+        let mut app = app(120, 40);
+        app.config.mouse = true;
+        if filtered {
+            key(&mut app, KeyCode::Char('/'));
+            typed(&mut app, "!status:unknown");
+            key(&mut app, KeyCode::Enter);
+        }
+        let lines = screen(&app);
+        // A row below the first whose VIN tells it apart on screen.
+        let third = (1..app.store.visible_len())
+            .filter_map(|i| app.store.row(i).cloned())
+            .find(|r| r.vin.is_some())
+            .expect("a row with a VIN below the first");
+        let label = third.vin.clone().unwrap_or_default();
+        let drawn_at = lines
+            .iter()
+            .position(|l| l.contains(&label))
+            .expect("the third row is drawn") as u16;
+        update(
+            &mut app,
+            Msg::Mouse(MouseEvent {
+                kind: MouseEventKind::Down(ratatui::crossterm::event::MouseButton::Left),
+                column: 20,
+                row: drawn_at,
+                modifiers: KeyModifiers::NONE,
+            }),
+        );
+        assert_eq!(
+            selected(&app),
+            Some(third.vehicle_id.clone()),
+            "filter line shown: {filtered}"
+        );
+    }
+}
