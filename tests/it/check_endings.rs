@@ -14,11 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vtriage::sim::{self, Latency, SimConfig, SimHandle};
 
+use crate::cli_support::{self, write_tokens};
+
 fn temp_home(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vtriage-endings-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    cli_support::temp_home("endings", name)
 }
 
 async fn simulator(vehicles: usize, latency: Latency) -> SimHandle {
@@ -33,58 +32,12 @@ async fn simulator(vehicles: usize, latency: Latency) -> SimHandle {
         .expect("simulator starts")
 }
 
-fn write_tokens(rows: &[(String, String)], home: &Path) -> PathBuf {
-    let path = home.join("tokens.csv");
-    let mut text = String::from("user_id,access_token\n");
-    for (u, t) in rows {
-        text.push_str(&format!("{u},{t}\n"));
-    }
-    std::fs::write(&path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    path
-}
-
-/// The command line as given, but the management token moved from `--amt` to the environment, as a
-/// person is told to pass it (a flag is visible to every user in `ps`).
-fn amt_through_env(args: &[&str]) -> (Vec<String>, Option<String>) {
-    let mut out = Vec::with_capacity(args.len());
-    let mut amt = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if *a == "--amt" {
-            amt = it.next().map(|v| v.to_string());
-        } else {
-            out.push(a.to_string());
-        }
-    }
-    (out, amt)
-}
-
 fn command(home: &Path, args: &[&str]) -> tokio::process::Command {
-    let (args, amt) = amt_through_env(args);
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"));
-    match amt {
-        Some(amt) => cmd.env("SMARTCAR_MANAGEMENT_TOKEN", amt),
-        None => cmd.env_remove("SMARTCAR_MANAGEMENT_TOKEN"),
-    };
-    cmd.args(args)
-        .env("VTRIAGE_HOME", home)
-        .env_remove("SMARTCAR_API_ORIGIN")
-        .env_remove("SMARTCAR_MANAGEMENT_API_ORIGIN")
-        .env_remove("SMARTCAR_CONNECT_ORIGIN")
-        .kill_on_drop(true);
-    cmd
+    cli_support::command(home, args, &[])
 }
 
 async fn vtriage(home: &Path, args: &[&str]) -> Output {
-    tokio::time::timeout(Duration::from_secs(120), command(home, args).output())
-        .await
-        .expect("vtriage finishes")
-        .expect("the binary runs")
+    cli_support::run(home, args, &[]).await
 }
 
 fn live_args<'a>(origin: &'a str, amt: &'a str, tokens: &'a str) -> Vec<&'a str> {

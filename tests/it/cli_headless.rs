@@ -7,11 +7,10 @@ use std::process::Output;
 use serde_json::Value;
 use vtriage::sim::{self, SimConfig, SimHandle};
 
+use crate::cli_support::{self, expected};
+
 fn temp_home(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vtriage-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    cli_support::temp_home("cli", name)
 }
 
 async fn simulator(vehicles: usize) -> SimHandle {
@@ -26,54 +25,11 @@ async fn simulator(vehicles: usize) -> SimHandle {
 }
 
 fn write_tokens(sim: &SimHandle, home: &std::path::Path) -> PathBuf {
-    let path = home.join("tokens.csv");
-    let mut text = String::from("user_id,access_token\n");
-    for (u, t) in sim.tokens() {
-        text.push_str(&format!("{u},{t}\n"));
-    }
-    std::fs::write(&path, text).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    path
-}
-
-/// The command line as given, but the management token moved from `--amt` to the environment, as a
-/// person is told to pass it (a flag is visible to every user in `ps`).
-fn amt_through_env(args: &[&str]) -> (Vec<String>, Option<String>) {
-    let mut out = Vec::with_capacity(args.len());
-    let mut amt = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if *a == "--amt" {
-            amt = it.next().map(|v| v.to_string());
-        } else {
-            out.push(a.to_string());
-        }
-    }
-    (out, amt)
+    cli_support::write_tokens(sim.tokens(), home)
 }
 
 async fn vtriage(home: &std::path::Path, args: &[&str]) -> Output {
-    let (args, amt) = amt_through_env(args);
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"));
-    match amt {
-        Some(amt) => cmd.env("SMARTCAR_MANAGEMENT_TOKEN", amt),
-        None => cmd.env_remove("SMARTCAR_MANAGEMENT_TOKEN"),
-    };
-    cmd.args(args)
-        .env("VTRIAGE_HOME", home)
-        .env_remove("SMARTCAR_API_ORIGIN")
-        .env_remove("SMARTCAR_MANAGEMENT_API_ORIGIN")
-        .env_remove("SMARTCAR_CONNECT_ORIGIN")
-        .env_remove("SMARTCAR_CLIENT_ID")
-        // A client secret in the developer's environment would switch these v2.0 runs to v3.
-        .env_remove("SMARTCAR_CLIENT_SECRET")
-        .output()
-        .await
-        .expect("the binary runs")
+    cli_support::run(home, args, &[]).await
 }
 
 fn live_args<'a>(sim: &'a SimHandle, tokens: &'a str) -> Vec<&'a str> {
@@ -88,25 +44,6 @@ fn live_args<'a>(sim: &'a SimHandle, tokens: &'a str) -> Vec<&'a str> {
         tokens,
         "--no-rate-limit",
     ]
-}
-
-/// What diagnosis must conclude for each simulated situation: status and main finding.
-fn expected(situation: &str) -> (&'static str, Option<&'static str>) {
-    match situation {
-        "healthy" => ("HEALTHY", None),
-        "virtual-key-missing" => ("BLOCKED", Some("virtual-key-missing")),
-        "virtual-key-exempt" => ("HEALTHY", Some("virtual-key-exempt")),
-        "location-permission-missing" => ("DEGRADED", Some("tesla-location-permission-missing")),
-        "scope-missing" => ("DEGRADED", Some("permission-missing")),
-        "token-expired" => ("BLOCKED", Some("access-token-expired")),
-        "oem-authentication-failed" => ("BLOCKED", Some("oem-authentication-failed")),
-        "subscription-lapsed" => ("BLOCKED", Some("oem-subscription")),
-        "vehicle-asleep" | "vehicle-unreachable" => ("DEGRADED", Some("vehicle-state")),
-        "stale-data" => ("WARNING", Some("stale-data")),
-        "rate-limited" => ("WARNING", Some("rate-limited")),
-        "quota-exhausted" => ("BLOCKED", Some("billing-request-limit")),
-        other => panic!("a situation the test does not know: {other}"),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,17 +336,12 @@ async fn check_that_takes_hours_at_the_plan_rate_says_so_before_it_starts() {
     let home = temp_home("slowcheck");
     let tokens = write_tokens(&sim, &home);
     let tokens = tokens.to_str().unwrap();
-    let mut args = live_args(&sim, tokens);
+    let mut args = vec!["check"];
+    args.extend(live_args(&sim, tokens));
     args.retain(|a| *a != "--no-rate-limit");
-    let (args, amt) = amt_through_env(&args);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
-        .arg("check")
-        .args(&args)
-        .env("VTRIAGE_HOME", &home)
-        .env("SMARTCAR_MANAGEMENT_TOKEN", amt.unwrap_or_default())
+    let mut child = cli_support::command(&home, &args, &[])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("the binary runs");
     let stderr = child.stderr.take().expect("stderr");

@@ -8,14 +8,13 @@ use std::process::Output;
 use serde_json::Value;
 use vtriage::sim::{self, SimConfig, SimHandle};
 
+use crate::cli_support::{self, expected};
+
 const SECRET: &str = "v3-secret-5f1c0a9e77d2";
 const CLIENT_ID: &str = "client_v3_test";
 
 fn temp_home(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vtriage-cli-v3-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    cli_support::temp_home("cli-v3", name)
 }
 
 async fn simulator(vehicles: usize, token_ttl_s: u64) -> SimHandle {
@@ -34,26 +33,7 @@ async fn simulator(vehicles: usize, token_ttl_s: u64) -> SimHandle {
 
 /// Runs the binary with a clean environment of Smartcar variables, plus `env`.
 async fn vtriage(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtriage"));
-    for var in [
-        "SMARTCAR_API_ORIGIN",
-        "SMARTCAR_MANAGEMENT_API_ORIGIN",
-        "SMARTCAR_CONNECT_ORIGIN",
-        "SMARTCAR_MANAGEMENT_TOKEN",
-        "SMARTCAR_CLIENT_ID",
-        "SMARTCAR_CLIENT_SECRET",
-        "SMARTCAR_IAM_ORIGIN",
-        "SMARTCAR_API_V3_ORIGIN",
-        "SMARTCAR_VEHICLE_API_V3_ORIGIN",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .env("VTRIAGE_HOME", home)
-        .output()
-        .await
-        .expect("the binary runs")
+    cli_support::run(home, args, env).await
 }
 
 fn v3_args(sim: &SimHandle) -> Vec<&str> {
@@ -68,24 +48,6 @@ fn v3_args(sim: &SimHandle) -> Vec<&str> {
         CLIENT_ID,
         "--no-rate-limit",
     ]
-}
-
-fn expected(situation: &str) -> (&'static str, Option<&'static str>) {
-    match situation {
-        "healthy" => ("HEALTHY", None),
-        "virtual-key-missing" => ("BLOCKED", Some("virtual-key-missing")),
-        "virtual-key-exempt" => ("HEALTHY", Some("virtual-key-exempt")),
-        "location-permission-missing" => ("DEGRADED", Some("tesla-location-permission-missing")),
-        "scope-missing" => ("DEGRADED", Some("permission-missing")),
-        "token-expired" => ("BLOCKED", Some("access-token-expired")),
-        "oem-authentication-failed" => ("BLOCKED", Some("oem-authentication-failed")),
-        "subscription-lapsed" => ("BLOCKED", Some("oem-subscription")),
-        "vehicle-asleep" | "vehicle-unreachable" => ("DEGRADED", Some("vehicle-state")),
-        "stale-data" => ("WARNING", Some("stale-data")),
-        "rate-limited" => ("WARNING", Some("rate-limited")),
-        "quota-exhausted" => ("BLOCKED", Some("billing-request-limit")),
-        other => panic!("a situation the test does not know: {other}"),
-    }
 }
 
 async fn truth(sim: &SimHandle) -> HashMap<String, String> {

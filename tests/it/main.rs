@@ -1,6 +1,7 @@
 //! Every integration test in one binary: the real simulator over loopback, the real binary in
 //! pseudo-terminals, the desk on PostgreSQL. One binary links once, and the fixtures are shared.
 
+mod cli_support;
 mod desk_support;
 mod sim_support;
 mod store_fixture;
