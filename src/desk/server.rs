@@ -97,7 +97,7 @@ async fn webhook_delivery(
         }
         None => false,
     };
-    let value: Value = match serde_json::from_slice(&body) {
+    let mut value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(_) if !signed => {
             return refuse(
@@ -116,6 +116,9 @@ async fn webhook_delivery(
             );
         }
     };
+    // A payload that echoes a secret keeps it out of the database, the agents' API and the log,
+    // as a probe's answer does. The signature was checked on the bytes as sent.
+    st.redactor.redact_json(&mut value);
     let delivery = webhook::parse_value(&value);
     // VERIFY is answered signed or not: Smartcar's callback check may come unsigned, and the answer
     // proves we hold the AMT without revealing it. Everything else must be signed.
@@ -152,7 +155,7 @@ async fn webhook_delivery(
         ),
         Ok(Delivery::Verify { .. }) => unreachable!("answered above"),
         Err(e) => {
-            tracing::warn!(error = %e, "webhook refused: unreadable payload");
+            tracing::warn!(error = %one_line(&e.to_string()), "webhook refused: unreadable payload");
             return refuse(
                 &st,
                 Rejection::Payload,

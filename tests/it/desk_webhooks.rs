@@ -329,3 +329,40 @@ async fn a_committed_change_is_announced_on_the_changes_channel() {
     assert_eq!(v["vehicle_id"], "veh-notify");
     assert_eq!(v["status"], "BLOCKED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_echoing_the_management_token_stores_it_nowhere() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let body = vehicle_error(
+        "echo-1",
+        "veh-echo",
+        "CONNECTED_SERVICES_ACCOUNT",
+        Some("VIRTUAL_KEY_REQUIRED"),
+        "ERROR",
+        1_760_000_000_000,
+        json!(["Odometer.TraveledDistance"]),
+    )
+    .replace("from the test", &format!("token {AMT} refused \\u001b[2J"));
+    assert!(body.contains(AMT));
+    assert_eq!(post_signed(&client, &serve.webhook_url(), &body).await, 200);
+    assert_eq!(
+        vehicle(&schema, "veh-echo").await.1.as_deref(),
+        Some("virtual-key-missing")
+    );
+    let like = format!("%{AMT}%");
+    for table in ["webhook_events", "vehicles", "status_history"] {
+        let found = schema
+            .client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} t WHERE t::text LIKE $1"),
+                &[&like],
+            )
+            .await
+            .expect("count")
+            .get::<_, i64>(0);
+        assert_eq!(found, 0, "the management token is stored in {table}");
+    }
+}
