@@ -121,12 +121,11 @@ impl TokenBucket {
         self.refilled_at = now;
     }
 
-    /// Tokens available at `now` (fractional).
+    /// Tokens available at `now` (fractional), as this process last saw the shared state: it is
+    /// read for the progress line ten times a second, so it does not touch the file.
     pub fn available(&mut self, now: Instant) -> f64 {
-        self.shared(now, |b| {
-            b.refill(now);
-            b.tokens
-        })
+        self.refill(now);
+        self.tokens
     }
 
     /// Takes one token if a whole one is there.
@@ -151,8 +150,9 @@ impl TokenBucket {
     }
 
     /// When the next whole token will be there (`now` if one is); `None` if the bucket never refills.
+    /// A hint for the gate's wake-up: the take that follows reads the shared state.
     pub fn next_token_at(&mut self, now: Instant) -> Option<Instant> {
-        self.shared(now, |b| b.refill(now));
+        self.refill(now);
         if self.tokens >= 1.0 {
             return Some(now);
         }
