@@ -18,29 +18,13 @@ use vtriage::fetch::Event;
 use vtriage::sim::Fleet;
 use vtriage::sim::webhooks::{Deliveries, Disorder, sign};
 
-const AMT: &str = "bench-management-token";
+#[path = "desk_bench/mod.rs"]
+mod desk_bench;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
+use desk_bench::{AMT, env_usize, percentile};
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(bench());
+    desk_bench::run(bench());
 }
 
 /// When each vehicle's deliveries were sent, oldest first.
