@@ -3,6 +3,7 @@
 //! unchanged against a desk. It keeps the last state when the server goes away and connects again
 //! by itself with backoff; probe requests made meanwhile are sent once it is back.
 
+use crate::smartcar::ApiError;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ use super::wire::{
 };
 
 /// Why the desk could not be read.
+/// The largest answer read from a desk: a fleet page of 5,000 vehicles with their reports fits
+/// well inside; anything bigger is refused rather than read into memory.
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RemoteError {
     #[error("--server `{0}`: give the desk's http(s) URL without a user name or password")]
@@ -134,16 +139,29 @@ impl DeskClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<(u16, T), RemoteError> {
-        let response = request
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        let status = response.status().as_u16();
+        // The same reading as a Smartcar answer: a bounded body, redirects as answers.
+        let exchanged =
+            crate::smartcar::client::exchange(request, Duration::from_secs(60), MAX_ANSWER_BYTES)
+                .await;
+        let ex = match exchanged {
+            Ok(ex) => ex,
+            Err(ApiError::Transport { message, .. }) => {
+                return Err(RemoteError::Unreachable {
+                    server: one_line(&self.server).into_owned(),
+                    reason: one_line(&message).into_owned(),
+                });
+            }
+            Err(other) => {
+                return Err(RemoteError::Unreadable(
+                    one_line(&other.to_string()).into_owned(),
+                ));
+            }
+        };
+        let status = ex.meta.status;
         if status == 401 {
             return Err(RemoteError::Refused);
         }
-        let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+        let body = ex.body;
         if !(200..300).contains(&status) {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()

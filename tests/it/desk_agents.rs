@@ -353,3 +353,36 @@ async fn check_with_server_prints_the_desks_verdicts_as_json() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the agent token"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_answering_without_end_or_with_a_redirect_is_refused_not_read_or_followed() {
+    use axum::response::IntoResponse;
+    // An answer larger than any fleet page, and a redirect that would carry the token elsewhere.
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/rules",
+            axum::routing::get(|| async { vec![b' '; 65 * 1024 * 1024].into_response() }),
+        )
+        .route(
+            "/api/v1/fleet",
+            axum::routing::get(|| async {
+                axum::response::Redirect::temporary("http://127.0.0.1:9/steal").into_response()
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = vtriage::desk::remote::DeskClient::new(
+        &origin,
+        vtriage::smartcar::Secret::new("vtd_test".to_string()),
+        false,
+    )
+    .expect("a loopback desk");
+    let too_big = client.rules().await.expect_err("an oversized answer");
+    assert!(
+        matches!(too_big, vtriage::desk::remote::RemoteError::Unreadable(_)),
+        "{too_big}"
+    );
+    let redirected = client.fleet().await.expect_err("a redirect");
+    assert!(redirected.to_string().contains("redirect"), "{redirected}");
+}
