@@ -100,6 +100,7 @@ pub enum Command {
     /// Print a Smartcar Connect URL (authorize, or re-authenticate an existing vehicle).
     ConnectUrl(ConnectUrlArgs),
     /// Run the Smartcar simulator standalone.
+    #[command(disable_help_flag = true)]
     Sim(crate::sim::SimArgs),
     /// Where config, cache, snapshot and logs live.
     Info,

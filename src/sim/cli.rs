@@ -47,9 +47,24 @@ pub enum LatencyProfile {
     Realistic,
 }
 
+/// `vtriage sim --help`: the simulator's flags alone. The dashboard's connection flags are global
+/// to the command line, so clap's own help for `sim` would list them too.
+pub fn help() -> String {
+    use clap::Args;
+    let mut command = SimArgs::augment_args(
+        clap::Command::new("vtriage sim")
+            .about("Run the Smartcar simulator standalone, for curl, the official SDKs and tests")
+            .disable_help_flag(true),
+    );
+    command.render_help().to_string()
+}
+
 /// Runs the Smartcar simulator standalone, for curl, the official SDKs and tests.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
+    /// Print help (the simulator's own flags; it takes none of vtriage's connection flags).
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::SetTrue)]
+    pub help: bool,
     /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 0)]
     pub port: u16,

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 pub use api_error::VIRTUAL_KEY_URL;
 pub use catalog::Powertrain;
-pub use cli::{LatencyProfile, RateLimitArg, SimArgs, describe, run_cli};
+pub use cli::{LatencyProfile, RateLimitArg, SimArgs, describe, help, run_cli};
 pub use fleet::{Fleet, SimUser, SimVehicle, Situation};
 pub use stats::SimStats;
 pub use v3::V3Stats;

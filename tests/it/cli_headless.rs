@@ -698,3 +698,27 @@ async fn an_amt_file_others_can_read_is_warned_about() {
     );
     assert!(!text.contains("amt-from-a-file"), "{text}");
 }
+
+#[tokio::test]
+async fn sim_help_lists_the_simulator_s_flags_and_none_of_the_connection_flags() {
+    let home = temp_home("simhelp");
+    let out = vtriage(&home, &["sim", "--help"]).await;
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--vehicles") && help.contains("--webhook-url"),
+        "{help}"
+    );
+    for flag in [
+        "--api-origin",
+        "--tokens",
+        "--profile",
+        "--concurrency",
+        "--server",
+        "--now",
+    ] {
+        assert!(!help.contains(flag), "{flag} in sim --help:\n{help}");
+    }
+    let check = vtriage(&home, &["check", "--help"]).await;
+    assert!(String::from_utf8_lossy(&check.stdout).contains("--api-origin"));
+}
