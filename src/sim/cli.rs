@@ -362,6 +362,7 @@ mod tests {
     use super::*;
 
     #[derive(clap::Parser)]
+    #[command(disable_help_flag = true)]
     struct Cli {
         #[command(flatten)]
         sim: SimArgs,
