@@ -293,6 +293,9 @@ impl VehicleRecord {
     }
 }
 
+/// Records looked at by one pass of [`Store::rediagnose_time_dependent`] (about 20 ms of work).
+pub const REDIAGNOSE_PER_PASS: usize = 2_000;
+
 /// A query shorter than this is never taken as a prefix: too many ids would share it.
 const MIN_PREFIX: usize = 4;
 
@@ -336,6 +339,8 @@ pub struct Store {
     sweep_cost: Option<(u64, u64)>,
     /// The latest `now` the store was given: the time stamped on a snapshot.
     clock: Option<Timestamp>,
+    /// Where the next pass of [`Store::rediagnose_time_dependent`] starts.
+    rediagnose_from: usize,
     /// Added to every time a probe report carries, so that evidence, check ages and "since"
     /// live on the same clock as `now` when `--now` moves it.
     evidence_shift: jiff::SignedDuration,
@@ -412,6 +417,7 @@ impl Store {
             source_error: None,
             sweep_cost: None,
             clock: None,
+            rediagnose_from: 0,
             evidence_shift: jiff::SignedDuration::ZERO,
             fuzzy: FuzzyMatcher::default(),
             interner: Interner::default(),
@@ -737,9 +743,23 @@ impl Store {
     /// Diagnoses again, at `now`, the probed vehicles whose verdict time alone can change (a rule's
     /// countdown, data going stale), from their packed evidence and without a probe; a record whose
     /// verdict stays the same is left alone. Returns whether any row changed.
+    ///
+    /// Each call takes at most [`REDIAGNOSE_PER_PASS`] records, going on where the last one
+    /// stopped: unpacking and diagnosing a whole large fleet at once would stall the dashboard for
+    /// a second, while what time changes here (hours of staleness, a rule's day) can wait a few
+    /// passes.
     pub fn rediagnose_time_dependent(&mut self, now: Timestamp) -> bool {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
-        let due: Vec<u32> = (0..self.records.len() as u32)
+        let len = self.records.len();
+        let start = if self.rediagnose_from < len {
+            self.rediagnose_from
+        } else {
+            0
+        };
+        let take = len.min(REDIAGNOSE_PER_PASS);
+        self.rediagnose_from = (start + take) % len.max(1);
+        let due: Vec<u32> = (0..take)
+            .map(|i| ((start + i) % len) as u32)
             .filter(|&slot| self.records[slot as usize].verdict_depends_on_time())
             .collect();
         let mut changed = false;
