@@ -159,7 +159,7 @@ impl Client {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> (Meta, Result<Value, ApiError>) {
-        json_answer(self.exchange(request, timeout).await, parse_error_body)
+        json_answer(self.exchange(request, timeout).await)
     }
 
     fn api_url(&self, path: &str) -> String {
@@ -633,14 +633,10 @@ pub(crate) async fn exchange(
     })
 }
 
-/// Reads an error body: status, content type, request id, Retry-After seconds, bytes.
-pub(crate) type ErrorReader = fn(u16, Option<&str>, Option<&str>, Option<u64>, &[u8]) -> ApiError;
-
-/// Reads an exchange as a JSON success body, or the error it carries (read by `read_error`, which
-/// differs per API version). A success status with an unreadable body is classified like an error body.
+/// Reads an exchange as a JSON success body, or the error it carries, for both API versions. A
+/// success status with an unreadable body is classified like an error body.
 pub(crate) fn json_answer(
     exchanged: Result<Exchange, ApiError>,
-    read_error: ErrorReader,
 ) -> (Meta, Result<Value, ApiError>) {
     let ex = match exchanged {
         Ok(ex) => ex,
@@ -654,7 +650,7 @@ pub(crate) fn json_answer(
     };
     let status = ex.meta.status;
     if !(200..300).contains(&status) {
-        let err = read_error(
+        let err = parse_error_body(
             status,
             ex.content_type.as_deref(),
             ex.meta.request_id.as_deref(),

@@ -440,10 +440,68 @@ pub fn parse_error_body(
         Err(_) if looks_html => return body_problem(BodyProblem::Html),
         Err(_) => return body_problem(BodyProblem::InvalidJson),
     };
-    match error_from_json(status, &value, request_id_header, retry_after_s) {
+    match error_from_json(status, &value, request_id_header, retry_after_s)
+        .or_else(|| untyped_json_api_error(status, &value, request_id_header, retry_after_s))
+    {
         Some(e) => ApiError::Smartcar(Box::new(e)),
         None => body_problem(BodyProblem::UnexpectedShape),
     }
+}
+
+/// A string or a number, as text.
+fn json_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A JSON:API `errors[]` entry without `type` (v3 sends them): the type is the one the HTTP
+/// status stands for in Smartcar's error table.
+fn untyped_json_api_error(
+    status: u16,
+    value: &Value,
+    request_id: Option<&str>,
+    retry_after_s: Option<u64>,
+) -> Option<SmartcarError> {
+    let first = value.get("errors")?.as_array()?.first()?;
+    let code = json_text(first.get("code")).map(|c| ErrorCode::parse(&c));
+    let error_type = match (status, &code) {
+        (
+            400,
+            Some(
+                ErrorCode::AccountIssue
+                | ErrorCode::AuthenticationFailed
+                | ErrorCode::NoVehicles
+                | ErrorCode::Permission
+                | ErrorCode::Subscription
+                | ErrorCode::VehicleMissing
+                | ErrorCode::VirtualKeyRequired,
+            ),
+        ) => ErrorType::ConnectedServicesAccount,
+        (400, _) => ErrorType::Validation,
+        (401, _) => ErrorType::Authentication,
+        (403, _) => ErrorType::Permission,
+        (404, _) => ErrorType::ResourceNotFound,
+        (409, _) => ErrorType::VehicleState,
+        (429, _) => ErrorType::RateLimit,
+        (430, _) => ErrorType::Billing,
+        (501, _) => ErrorType::Compatibility,
+        (502, _) => ErrorType::Upstream,
+        (500..=599, _) => ErrorType::Server,
+        _ => return None,
+    };
+    let mut e = SmartcarError::new(status, error_type, code);
+    e.description = json_text(first.get("detail"))
+        .or_else(|| json_text(first.get("title")))
+        .unwrap_or_default();
+    e.doc_url = first.get("links").and_then(|l| json_text(l.get("about")));
+    e.request_id = json_text(value.get("meta").and_then(|m| m.get("requestId")))
+        .or_else(|| request_id.map(str::to_string));
+    e.suggested_user_message = json_text(first.get("suggestedUserMessage"));
+    e.retry_after_s = retry_after_s;
+    Some(e)
 }
 
 /// Reads a JSON error value in any of Smartcar's shapes; `None` when it is none of them.

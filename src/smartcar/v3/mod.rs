@@ -18,7 +18,7 @@ use url::Url;
 
 use super::client::ClientSettings;
 use super::client::{Exchange, exchange, json_answer};
-use super::error::{ApiError, BodyProblem, ErrorCode, ErrorType, SmartcarError, parse_error_body};
+use super::error::{ApiError, BodyProblem};
 use super::model::Meta;
 use super::secret::Secret;
 
@@ -263,7 +263,7 @@ impl V3Client {
         request: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> (Meta, Result<Value, ApiError>) {
-        json_answer(self.exchange(request, timeout).await, read_error)
+        json_answer(self.exchange(request, timeout).await)
     }
 
     /// Asks the token endpoint for a new application token (form-encoded client credentials).
@@ -448,90 +448,21 @@ impl V3Client {
     }
 }
 
-/// Reads a v3 error response: the flat object the error pages document, JSON:API `errors[]`, or the
-/// OAuth `{error, error_description}` of the token endpoint. A JSON:API error without `type` takes
-/// the type the HTTP status stands for in Smartcar's error table.
-pub fn read_error(
-    status: u16,
-    content_type: Option<&str>,
-    request_id: Option<&str>,
-    retry_after_s: Option<u64>,
-    body: &[u8],
-) -> ApiError {
-    let parsed = parse_error_body(status, content_type, request_id, retry_after_s, body);
-    if let ApiError::Body {
-        problem: BodyProblem::UnexpectedShape,
-        ..
-    } = parsed
-        && let Some(e) = untyped_json_api_error(status, request_id, retry_after_s, body)
-    {
-        return ApiError::Smartcar(Box::new(e));
-    }
-    parsed
-}
-
-fn untyped_json_api_error(
-    status: u16,
-    request_id: Option<&str>,
-    retry_after_s: Option<u64>,
-    body: &[u8],
-) -> Option<SmartcarError> {
-    let value: Value = serde_json::from_slice(body.trim_ascii()).ok()?;
-    let first = value.get("errors")?.as_array()?.first()?;
-    let code = signals::text(first.get("code")).map(|c| ErrorCode::parse(&c));
-    let error_type = match (status, &code) {
-        (
-            400,
-            Some(
-                ErrorCode::AccountIssue
-                | ErrorCode::AuthenticationFailed
-                | ErrorCode::NoVehicles
-                | ErrorCode::Permission
-                | ErrorCode::Subscription
-                | ErrorCode::VehicleMissing
-                | ErrorCode::VirtualKeyRequired,
-            ),
-        ) => ErrorType::ConnectedServicesAccount,
-        (400, _) => ErrorType::Validation,
-        (401, _) => ErrorType::Authentication,
-        (403, _) => ErrorType::Permission,
-        (404, _) => ErrorType::ResourceNotFound,
-        (409, _) => ErrorType::VehicleState,
-        (429, _) => ErrorType::RateLimit,
-        (430, _) => ErrorType::Billing,
-        (501, _) => ErrorType::Compatibility,
-        (502, _) => ErrorType::Upstream,
-        (500..=599, _) => ErrorType::Server,
-        _ => return None,
-    };
-    let mut e = SmartcarError::new(status, error_type, code);
-    e.description = signals::text(first.get("detail"))
-        .or_else(|| signals::text(first.get("title")))
-        .unwrap_or_default();
-    e.doc_url = first
-        .get("links")
-        .and_then(|l| signals::text(l.get("about")));
-    e.request_id = signals::text(value.get("meta").and_then(|m| m.get("requestId")))
-        .or_else(|| request_id.map(str::to_string));
-    e.suggested_user_message = signals::text(first.get("suggestedUserMessage"));
-    e.retry_after_s = retry_after_s;
-    Some(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smartcar::error::{SmartcarError, parse_error_body};
 
     #[test]
     fn a_json_api_error_without_type_takes_the_type_of_its_status() {
         let body = br#"{"errors":[{"status":"429","code":"VEHICLE","title":"Rate limit","detail":"Too many"}]}"#;
-        let e = read_error(429, None, Some("r1"), Some(30), body);
+        let e = parse_error_body(429, None, Some("r1"), Some(30), body);
         let e = e.smartcar().expect("read as a Smartcar error");
         assert_eq!(e.type_code(), "RATE_LIMIT:VEHICLE");
         assert_eq!(e.description, "Too many");
         assert_eq!(e.retry_after_s, Some(30));
         let body = br#"{"errors":[{"code":"VIRTUAL_KEY_REQUIRED","title":"Key"}]}"#;
-        let e = read_error(400, None, None, None, body);
+        let e = parse_error_body(400, None, None, None, body);
         assert_eq!(
             e.smartcar().map(SmartcarError::type_code).as_deref(),
             Some("CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED")
