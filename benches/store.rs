@@ -344,14 +344,16 @@ fn fleet(checked_percent: u32) -> Fleet {
 
 fn build_store(fleet: &Fleet) -> Store {
     let mut store = Store::new(diagnoser());
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &Event::ConnectionsListed {
             connections: fleet.connections.clone(),
         },
         now(),
     );
     for report in &fleet.reports {
-        store.apply(
+        vtriage::feed::apply(
+            &mut store,
             &Event::Observed {
                 report: report.clone(),
             },
@@ -413,10 +415,10 @@ fn measure_memory(checked_percent: u32) -> f64 {
     let mut store = Store::new(diagnoser());
     let mut connections = Vec::with_capacity(FLEET);
     generate(checked_percent, |c, _, _| connections.push(c));
-    store.apply(&Event::ConnectionsListed { connections }, now());
+    vtriage::feed::apply(&mut store, &Event::ConnectionsListed { connections }, now());
     generate(checked_percent, |_, report, _| {
         if let Some(report) = report {
-            store.apply(&Event::Observed { report }, now());
+            vtriage::feed::apply(&mut store, &Event::Observed { report }, now());
         }
     });
     release_free_memory();
@@ -467,7 +469,7 @@ fn apply_one_observation(bencher: Bencher) {
     let mut i = 0;
     bencher.bench_local(|| {
         i = (i + 1) % events.len();
-        store.apply(&events[i], now())
+        vtriage::feed::apply(&mut store, &events[i], now())
     });
 }
 
@@ -485,7 +487,7 @@ fn apply_one_observation_sorted_by_checked_with_status_filter(bencher: Bencher) 
     let mut i = 0;
     bencher.bench_local(|| {
         i = (i + 1) % events.len();
-        store.apply(&events[i], now())
+        vtriage::feed::apply(&mut store, &events[i], now())
     });
 }
 

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod desk;
+pub mod feed;
 pub mod fetch;
 pub mod health;
 pub mod private_files;

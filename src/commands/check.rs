@@ -100,7 +100,7 @@ pub(super) async fn run_until_all_observed(
                 "the scheduler stopped unexpectedly; see the log".into(),
             ));
         };
-        store.apply(&event, settings.now());
+        crate::feed::apply(store, &event, settings.now());
         match &event {
             Event::ConnectionsListed { connections } if waiting.is_none() => {
                 let now = jiff::Timestamp::now();
@@ -262,7 +262,7 @@ pub(super) async fn check_desk(
     }
     let now = settings.now();
     for event in crate::desk::remote::fleet_events(&fleet) {
-        store.apply(&event, now);
+        crate::feed::apply(&mut store, &event, now);
     }
     let unchecked: HashSet<String> = fleet
         .iter()

@@ -47,7 +47,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                 "the scheduler stopped unexpectedly; see the log".into(),
             ));
         };
-        store.apply(&event, settings.now());
+        crate::feed::apply(&mut store, &event, settings.now());
         match &event {
             Event::ConnectionsListed { .. } if targets.is_empty() && !looking_up => {
                 let found = match store.find_all(&query) {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::fetch::{ConnectionInfo, Event, Progress};
+use crate::fetch::{ConnectionInfo, Progress};
 use crate::health::{Diagnosis, Finding, Remedy, RemedyKind, Severity, Status};
 use crate::smartcar::{Observation, ProbeReport, VehicleAttributes};
 
@@ -424,57 +424,77 @@ impl Store {
         }
     }
 
-    /// Applies one scheduler event; returns whether anything visible changed.
-    pub fn apply(&mut self, event: &Event, now: Timestamp) -> bool {
+    fn tick(&mut self, now: Timestamp) {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
-        match event {
-            Event::ConnectionsListed { connections } => {
-                self.source_error = None;
-                self.reconcile(connections, now);
-                true
+    }
+
+    /// The source listed these connections: vehicles appear, change owners or leave, and a
+    /// source error clears. Each call below returns whether anything visible changed.
+    pub fn listed(&mut self, connections: &[ConnectionInfo], now: Timestamp) -> bool {
+        self.tick(now);
+        self.source_error = None;
+        self.reconcile(connections, now);
+        true
+    }
+
+    /// A probe of this vehicle began.
+    pub fn probing(&mut self, vehicle_id: &str, now: Timestamp) -> bool {
+        self.tick(now);
+        match self.by_id.get(&self.records, vehicle_id) {
+            Some(slot) => {
+                let record = &mut self.records[slot as usize];
+                !std::mem::replace(&mut record.probing, true)
             }
-            Event::ProbeStarted { vehicle_id, .. } => {
-                match self.by_id.get(&self.records, vehicle_id) {
-                    Some(slot) => {
-                        let record = &mut self.records[slot as usize];
-                        !std::mem::replace(&mut record.probing, true)
-                    }
-                    None => false,
-                }
-            }
-            Event::Observed { report } => {
-                self.observe(report, now);
-                true
-            }
-            Event::Progress(progress) => {
-                if &self.progress == progress {
-                    return false;
-                }
-                self.progress = progress.clone();
-                true
-            }
-            Event::RateLimited { until } => {
-                self.rate_limited_until = Some(*until);
-                true
-            }
-            Event::SweepCost { requests, eta_s } => {
-                self.sweep_cost = Some((*requests, *eta_s));
-                true
-            }
-            Event::SourceError { message } => {
-                self.source_error = Some(message.clone());
-                true
-            }
-            Event::VinsLearned { vins } => {
-                let mut changed = false;
-                for (vehicle_id, vin) in vins {
-                    changed |= self.learn_vin(vehicle_id, vin);
-                }
-                changed
-            }
-            // What a lookup costs and how it ended is for whoever asked; the VINs came above.
-            Event::VinLookupPlanned { .. } | Event::VinLookupDone { .. } => false,
+            None => false,
         }
+    }
+
+    /// A probe ended with this report: the vehicle is diagnosed again and its row moves.
+    pub fn observed(&mut self, report: &ProbeReport, now: Timestamp) -> bool {
+        self.tick(now);
+        self.observe(report, now);
+        true
+    }
+
+    /// The header's progress figures.
+    pub fn set_progress(&mut self, progress: &Progress, now: Timestamp) -> bool {
+        self.tick(now);
+        if &self.progress == progress {
+            return false;
+        }
+        self.progress = progress.clone();
+        true
+    }
+
+    /// Requests wait until `until` (Smartcar's Retry-After or the local budget).
+    pub fn rate_limited(&mut self, until: Timestamp, now: Timestamp) -> bool {
+        self.tick(now);
+        self.rate_limited_until = Some(until);
+        true
+    }
+
+    /// What a sweep would cost: requests and seconds.
+    pub fn set_sweep_cost(&mut self, requests: u64, eta_s: u64, now: Timestamp) -> bool {
+        self.tick(now);
+        self.sweep_cost = Some((requests, eta_s));
+        true
+    }
+
+    /// The source could not be read; shown until the next listing.
+    pub fn source_failed(&mut self, message: &str, now: Timestamp) -> bool {
+        self.tick(now);
+        self.source_error = Some(message.to_string());
+        true
+    }
+
+    /// VINs learned, as `(vehicle_id, vin)`.
+    pub fn learned_vins(&mut self, vins: &[(String, String)], now: Timestamp) -> bool {
+        self.tick(now);
+        let mut changed = false;
+        for (vehicle_id, vin) in vins {
+            changed |= self.learn_vin(vehicle_id, vin);
+        }
+        changed
     }
 
     /// All vehicles, whatever the filter.
@@ -1187,39 +1207,35 @@ mod tests {
         s.parse().expect("a timestamp")
     }
 
-    fn listed_one() -> Event {
-        Event::ConnectionsListed {
-            connections: vec![ConnectionInfo {
-                connection: crate::smartcar::Connection {
-                    user_id: "u1".into(),
-                    vehicle_id: "v1".into(),
-                    connected_at: None,
-                    mode: None,
-                },
-                has_token: true,
-                other_users: Vec::new(),
-            }],
-        }
+    fn listed_one() -> Vec<ConnectionInfo> {
+        vec![ConnectionInfo {
+            connection: crate::smartcar::Connection {
+                user_id: "u1".into(),
+                vehicle_id: "v1".into(),
+                connected_at: None,
+                mode: None,
+            },
+            has_token: true,
+            other_users: Vec::new(),
+        }]
     }
 
-    fn answered_at(t: Timestamp) -> Event {
-        Event::Observed {
-            report: ProbeReport {
-                vehicle_id: "v1".into(),
-                user_id: Some("u1".into()),
-                has_token: true,
-                attributes: None,
-                vin: None,
-                observations: vec![Observation {
-                    probe: crate::smartcar::Probe::Permissions,
-                    endpoint: "GET /vehicles/v1/permissions".into(),
-                    at: t,
-                    meta: crate::smartcar::Meta::default(),
-                    outcome: Ok(crate::smartcar::Answer::Permissions {
-                        permissions: Vec::new(),
-                    }),
-                }],
-            },
+    fn answered_at(t: Timestamp) -> ProbeReport {
+        ProbeReport {
+            vehicle_id: "v1".into(),
+            user_id: Some("u1".into()),
+            has_token: true,
+            attributes: None,
+            vin: None,
+            observations: vec![Observation {
+                probe: crate::smartcar::Probe::Permissions,
+                endpoint: "GET /vehicles/v1/permissions".into(),
+                at: t,
+                meta: crate::smartcar::Meta::default(),
+                outcome: Ok(crate::smartcar::Answer::Permissions {
+                    permissions: Vec::new(),
+                }),
+            }],
         }
     }
 
@@ -1278,8 +1294,8 @@ mod tests {
     fn a_verdict_time_can_change_is_diagnosed_again_as_the_clock_moves_without_a_probe() {
         let mut store = Store::new(clocked(false));
         let t0 = at("2026-03-01T10:00:00Z");
-        store.apply(&listed_one(), t0);
-        store.apply(&answered_at(t0), t0);
+        store.listed(&listed_one(), t0);
+        store.observed(&answered_at(t0), t0);
         assert_eq!(store.vehicle("v1").unwrap().verdict.status, Status::Healthy);
 
         assert!(!store.rediagnose_time_dependent(at("2026-03-01T10:30:00Z")));
@@ -1298,14 +1314,14 @@ mod tests {
     fn the_failure_s_start_is_the_same_in_the_header_and_in_the_finding_after_a_new_probe() {
         let mut store = Store::new(clocked(true));
         let first = at("2026-03-01T10:00:00Z");
-        store.apply(&listed_one(), first);
-        store.apply(&answered_at(first), at("2026-03-01T10:00:05Z"));
+        store.listed(&listed_one(), first);
+        store.observed(&answered_at(first), at("2026-03-01T10:00:05Z"));
         let record = store.vehicle("v1").unwrap();
         // The first failing answer, not the moment the store applied it.
         assert_eq!(record.failing_since, Some(first));
 
         let second = at("2026-03-02T09:00:00Z");
-        store.apply(&answered_at(second), second);
+        store.observed(&answered_at(second), second);
         let record = store.vehicle("v1").unwrap();
         assert_eq!(record.failing_since, Some(first));
         let diagnosis = record.diagnosis();
@@ -1321,8 +1337,8 @@ mod tests {
         let real = at("2026-03-01T10:00:00Z");
         let pretend = at("2025-01-01T00:00:00Z");
         store.shift_evidence_by(pretend.duration_since(real));
-        store.apply(&listed_one(), pretend);
-        store.apply(&answered_at(real), pretend);
+        store.listed(&listed_one(), pretend);
+        store.observed(&answered_at(real), pretend);
         let record = store.vehicle("v1").unwrap();
         assert_eq!(record.last_probe_at, Some(pretend));
         assert_eq!(record.verdict.status, Status::Healthy, "checked just now");

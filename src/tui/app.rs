@@ -552,7 +552,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             let first_listing =
                 matches!(event, Event::ConnectionsListed { .. }) && app.last_visible.is_empty();
             let had_selection = app.store.selected().is_some();
-            if app.store.apply(&event, app.now) {
+            if crate::feed::apply(&mut app.store, &event, app.now) {
                 app.updated_at = Some(app.now);
                 if (!had_selection || app.pin_top) && app.page().is_none() {
                     app.store.select_first();

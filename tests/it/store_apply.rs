@@ -12,7 +12,8 @@ use vtriage::store::{SortColumn, Store};
 #[test]
 fn listing_creates_unknown_records_and_no_token_vehicles_get_a_finding() {
     let mut store = Store::new(diagnoser());
-    let changed = store.apply(
+    let changed = vtriage::feed::apply(
+        &mut store,
         &listed(vec![
             connection("v1", "u1", true),
             connection("v2", "u2", false),
@@ -38,8 +39,13 @@ fn listing_creates_unknown_records_and_no_token_vehicles_get_a_finding() {
 #[test]
 fn an_observation_merges_attributes_diagnoses_and_records_the_status_change() {
     let mut store = Store::new(diagnoser());
-    store.apply(&listed(vec![connection("v1", "u1", true)]), now());
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
+        &listed(vec![connection("v1", "u1", true)]),
+        now(),
+    );
+    vtriage::feed::apply(
+        &mut store,
         &Event::ProbeStarted {
             vehicle_id: "v1".into(),
             priority: Priority::Focus,
@@ -57,7 +63,11 @@ fn an_observation_merges_attributes_diagnoses_and_records_the_status_change() {
         Outcome::VirtualKeyRequired,
         at,
     );
-    assert!(store.apply(&observed(r), t("2026-11-27T12:00:06Z")));
+    assert!(vtriage::feed::apply(
+        &mut store,
+        &observed(r),
+        t("2026-11-27T12:00:06Z")
+    ));
     let v = store.vehicle("v1").unwrap();
     assert!(!v.probing);
     assert_eq!(v.verdict.status, Status::Blocked);
@@ -83,7 +93,7 @@ fn an_observation_merges_attributes_diagnoses_and_records_the_status_change() {
         Outcome::VirtualKeyRequired,
         t("2026-11-27T13:00:00Z"),
     );
-    store.apply(&observed(r), t("2026-11-27T13:00:01Z"));
+    vtriage::feed::apply(&mut store, &observed(r), t("2026-11-27T13:00:01Z"));
     let v = store.vehicle("v1").unwrap();
     assert_eq!(
         v.attributes.as_ref().map(|a| a.make.as_str()),
@@ -104,7 +114,11 @@ fn an_observation_merges_attributes_diagnoses_and_records_the_status_change() {
 #[test]
 fn recovery_clears_failing_since_and_history_stays_bounded() {
     let mut store = Store::new(diagnoser());
-    store.apply(&listed(vec![connection("v1", "u1", true)]), now());
+    vtriage::feed::apply(
+        &mut store,
+        &listed(vec![connection("v1", "u1", true)]),
+        now(),
+    );
     let mut at = now();
     for i in 0..40 {
         at += jiff::SignedDuration::from_secs(60);
@@ -237,7 +251,8 @@ fn selection_follows_the_vehicle_through_sort_filter_and_updates() {
     assert_eq!(store.selected_index(), Some(2));
     store.set_filter("has:vin").unwrap();
     assert_eq!(store.selected_index(), Some(2));
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(
             FLEET
                 .iter()
@@ -321,7 +336,8 @@ fn find_accepts_a_vehicle_id_a_vin_or_a_user_id() {
 #[test]
 fn relisting_keeps_probe_data_and_drops_vehicles_no_longer_connected() {
     let mut store = fleet_store();
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(vec![
             connection("veh-a", "user-1", true),
             connection("veh-new", "user-9", true),
@@ -361,20 +377,26 @@ fn header_events_are_kept_and_report_a_change() {
         total: 10,
         ..Progress::default()
     };
-    assert!(store.apply(&Event::Progress(progress.clone()), now()));
+    assert!(vtriage::feed::apply(
+        &mut store,
+        &Event::Progress(progress.clone()),
+        now()
+    ));
     assert!(
-        !store.apply(&Event::Progress(progress), now()),
+        !vtriage::feed::apply(&mut store, &Event::Progress(progress), now()),
         "same progress twice is no change"
     );
     assert_eq!(store.progress().done, 3);
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &Event::RateLimited {
             until: t("2026-11-27T12:05:00Z"),
         },
         now(),
     );
     assert_eq!(store.rate_limited_until(), Some(t("2026-11-27T12:05:00Z")));
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &Event::SweepCost {
             requests: 5000,
             eta_s: 3600,
@@ -382,20 +404,26 @@ fn header_events_are_kept_and_report_a_change() {
         now(),
     );
     assert_eq!(store.sweep_cost(), Some((5000, 3600)));
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &Event::SourceError {
             message: "management token refused".into(),
         },
         now(),
     );
     assert_eq!(store.source_error(), Some("management token refused"));
-    store.apply(&listed(vec![connection("v1", "u1", true)]), now());
+    vtriage::feed::apply(
+        &mut store,
+        &listed(vec![connection("v1", "u1", true)]),
+        now(),
+    );
     assert_eq!(
         store.source_error(),
         None,
         "a successful listing clears the source error"
     );
-    assert!(!store.apply(
+    assert!(!vtriage::feed::apply(
+        &mut store,
         &Event::ProbeStarted {
             vehicle_id: "ghost".into(),
             priority: Priority::Sweep
@@ -440,7 +468,7 @@ fn incremental_rows_equal_a_full_recompute_after_random_events() {
         let conns = (0..n)
             .map(|i| connection(&format!("v{i:03}"), &format!("u{}", i % 17), i % 9 != 0))
             .collect();
-        store.apply(&listed(conns), now());
+        vtriage::feed::apply(&mut store, &listed(conns), now());
         let column = SortColumn::ALL[round % SortColumn::ALL.len()];
         store.set_sort(column, round % 2 == 0);
         store.set_filter(filters[round % filters.len()]).unwrap();
@@ -461,7 +489,7 @@ fn incremental_rows_equal_a_full_recompute_after_random_events() {
                 outcome,
                 at,
             );
-            store.apply(&observed(r), at);
+            vtriage::feed::apply(&mut store, &observed(r), at);
             if step % 50 == 0 {
                 store
                     .set_filter(filters[rng.random_range(0..filters.len())])
@@ -544,7 +572,8 @@ fn an_exempt_vehicle_does_not_count_as_affected_by_the_rule() {
         }
     });
     let mut store = Store::new(exempt);
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(vec![
             connection("veh-a", "user-1", true),
             connection("veh-b", "user-2", true),
@@ -568,7 +597,8 @@ fn an_exempt_vehicle_does_not_count_as_affected_by_the_rule() {
 #[test]
 fn a_query_finds_a_vehicle_a_user_s_cars_or_a_unique_prefix_and_says_when_a_prefix_is_ambiguous() {
     let mut store = Store::new(diagnoser());
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(vec![
             connection("d63be243-aaaa", "user-1", true),
             connection("d63bf000-bbbb", "user-2", true),
@@ -596,7 +626,8 @@ fn a_query_finds_a_vehicle_a_user_s_cars_or_a_unique_prefix_and_says_when_a_pref
 #[test]
 fn a_vin_read_by_a_lookup_finds_filters_and_outlives_the_session_without_a_probe() {
     let mut store = Store::new(diagnoser());
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(vec![
             connection("v1", "u1", true),
             connection("v2", "u2", true),
@@ -604,7 +635,8 @@ fn a_vin_read_by_a_lookup_finds_filters_and_outlives_the_session_without_a_probe
         now(),
     );
     assert!(store.find("5YJ3E1EA7KF317000").is_none());
-    let changed = store.apply(
+    let changed = vtriage::feed::apply(
+        &mut store,
         &Event::VinsLearned {
             vins: vec![("v2".into(), "5YJ3E1EA7KF317000".into())],
         },
@@ -628,7 +660,8 @@ fn a_vin_read_by_a_lookup_finds_filters_and_outlives_the_session_without_a_probe
     // The next session lists the fleet first, then reads the snapshot: the VIN comes back.
     let snapshot = store.to_snapshot();
     let mut next = Store::new(diagnoser());
-    next.apply(
+    vtriage::feed::apply(
+        &mut next,
         &listed(vec![
             connection("v1", "u1", true),
             connection("v2", "u2", true),

@@ -48,7 +48,8 @@ fn a_saved_snapshot_loads_back_as_stale_records_with_everything_but_probing() {
     assert_eq!(restored.counts(), store.counts());
     assert!(restored.vehicle("veh-a").unwrap().stale);
     // A fresh probe clears the stale mark.
-    restored.apply(
+    vtriage::feed::apply(
+        &mut restored,
         &observed(report("veh-a", "user-1", None, None, Outcome::Ok, now())),
         now(),
     );
@@ -218,7 +219,8 @@ fn an_empty_store_is_not_written_over_a_good_snapshot() {
 fn restoring_into_a_listed_fleet_fills_unprobed_vehicles_only() {
     let saved: Snapshot = fleet_store().to_snapshot();
     let mut store = Store::new(diagnoser());
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(vec![
             connection("veh-a", "user-1", true),
             connection("veh-b", "user-1", true),
@@ -247,7 +249,8 @@ fn a_large_snapshot_round_trips_through_parallel_chunks_and_a_damaged_byte_is_ca
     let path = dir.join("fleet.snapshot");
     let mut store = Store::new(diagnoser());
     let n = 25_000;
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(
             (0..n)
                 .map(|i| connection(&format!("v{i:05}"), &format!("u{i}"), i % 5 != 0))

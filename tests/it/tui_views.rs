@@ -281,8 +281,7 @@ fn the_help_lists_the_rule_and_finding_ids_the_filter_takes() {
 fn a_rate_limit_reads_rate_limited_until_a_time_in_the_header() {
     let mut app = app(120, 40);
     let until = now() + jiff::SignedDuration::from_secs(3600);
-    app.store
-        .apply(&vtriage::fetch::Event::RateLimited { until }, now());
+    app.store.rate_limited(until, now());
     let top = screen(&app)[0].clone();
     assert!(
         top.contains(&format!(
@@ -302,8 +301,7 @@ fn with_the_budget_spent_the_header_says_when_the_next_request_can_go() {
         budget_refill_per_min: Some(2.0),
         ..Default::default()
     };
-    app.store
-        .apply(&vtriage::fetch::Event::Progress(progress), now());
+    app.store.set_progress(&progress, now());
     let top = screen(&app)[0].clone();
     assert!(
         top.contains("budget 0 +2/min · next request in 21 s"),

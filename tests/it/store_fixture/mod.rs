@@ -192,7 +192,8 @@ pub fn probe(
     outcome: Outcome,
     at: Timestamp,
 ) -> bool {
-    store.apply(
+    vtriage::feed::apply(
+        store,
         &observed(report(vehicle_id, user_id, None, None, outcome, at)),
         at,
     )
@@ -278,7 +279,8 @@ pub const FLEET: [Car; 6] = [
 /// A store holding [`FLEET`]: listed, then each car with an outcome probed once.
 pub fn fleet_store() -> Store {
     let mut store = Store::new(diagnoser());
-    store.apply(
+    vtriage::feed::apply(
+        &mut store,
         &listed(
             FLEET
                 .iter()
@@ -297,7 +299,7 @@ pub fn fleet_store() -> Store {
                 outcome,
                 now(),
             );
-            store.apply(&observed(r), now());
+            vtriage::feed::apply(&mut store, &observed(r), now());
         }
     }
     store

@@ -1,0 +1,23 @@
+//! Carries the scheduler's events into the store: the one place where fetch's vocabulary meets
+//! the app state, shared by the dashboard, the headless commands and the desk's clients.
+
+use jiff::Timestamp;
+
+use crate::fetch::Event;
+use crate::store::Store;
+
+/// Applies one scheduler event to the store; returns whether anything visible changed.
+pub fn apply(store: &mut Store, event: &Event, now: Timestamp) -> bool {
+    match event {
+        Event::ConnectionsListed { connections } => store.listed(connections, now),
+        Event::ProbeStarted { vehicle_id, .. } => store.probing(vehicle_id, now),
+        Event::Observed { report } => store.observed(report, now),
+        Event::Progress(progress) => store.set_progress(progress, now),
+        Event::RateLimited { until } => store.rate_limited(*until, now),
+        Event::SweepCost { requests, eta_s } => store.set_sweep_cost(*requests, *eta_s, now),
+        Event::SourceError { message } => store.source_failed(message, now),
+        Event::VinsLearned { vins } => store.learned_vins(vins, now),
+        // What a lookup costs and how it ended is for whoever asked; the VINs came above.
+        Event::VinLookupPlanned { .. } | Event::VinLookupDone { .. } => false,
+    }
+}
