@@ -321,6 +321,9 @@ fn vehicle_document(v: &VehicleItem, st: &ApiState) -> Value {
 struct ProbeQuery {
     /// Seconds to wait for the probe to land (at most the desk's own limit).
     wait: Option<u64>,
+    /// A new answer even when the desk's last one is fresh (Smartcar's Retry-After still holds).
+    #[serde(default)]
+    force: bool,
 }
 
 async fn probe(
@@ -344,7 +347,7 @@ async fn probe(
         }
         Err(e) => return unavailable(&e),
     }
-    let request_id = match st.db.request_probe(&id, "focus", &agent).await {
+    let request_id = match st.db.request_probe(&id, "focus", q.force, &agent).await {
         Ok(id) => id,
         Err(e) => return unavailable(&e),
     };

@@ -18,10 +18,20 @@ use super::webhook::VehicleEvent;
 /// Turns what is known about a vehicle into its diagnosis (policies and needs are inside).
 pub type Diagnoser = Arc<dyn Fn(&ProbeReport, jiff::Timestamp) -> Diagnosis + Send + Sync>;
 
+/// Probe requests not served yet, one per vehicle: the highest priority asked, and whether any
+/// asker wanted a new answer even inside the freshness window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingProbe {
+    pub vehicle_id: String,
+    pub priority: String,
+    pub forced: bool,
+}
+
 /// Migrations in order; each runs once, in its own transaction, recorded in `vtriage_migrations`.
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_desk.sql")),
     (2, include_str!("migrations/0002_agents.sql")),
+    (3, include_str!("migrations/0003_forced_probes.sql")),
 ];
 
 /// Serialises migrations between `serve` processes starting at once on one database.
@@ -525,16 +535,24 @@ impl Db {
     }
 
     /// Probe requests not served yet, oldest first, as `(vehicle_id, priority)`.
-    pub async fn pending_probe_requests(&self) -> Result<Vec<(String, String)>, DbError> {
+    pub async fn pending_probe_requests(&self) -> Result<Vec<PendingProbe>, DbError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT vehicle_id, max(priority) FROM probe_requests WHERE served_at IS NULL
+                "SELECT vehicle_id, max(priority), bool_or(forced) FROM probe_requests
+                 WHERE served_at IS NULL
                  GROUP BY vehicle_id ORDER BY min(requested_at) LIMIT 1000",
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| PendingProbe {
+                vehicle_id: r.get(0),
+                priority: r.get(1),
+                forced: r.get(2),
+            })
+            .collect())
     }
 
     /// Asks the desk's prober to probe a vehicle, on behalf of `requested_by` (audited).
@@ -542,14 +560,16 @@ impl Db {
         &self,
         vehicle_id: &str,
         priority: &str,
+        forced: bool,
         requested_by: &str,
     ) -> Result<i64, DbError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let id: i64 = tx
             .query_one(
-                "INSERT INTO probe_requests (vehicle_id, priority, requested_by) VALUES ($1, $2, $3) RETURNING id",
-                &[&vehicle_id, &priority, &requested_by],
+                "INSERT INTO probe_requests (vehicle_id, priority, forced, requested_by)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&vehicle_id, &priority, &forced, &requested_by],
             )
             .await?
             .get(0);

@@ -22,8 +22,10 @@ use super::db::Db;
 use super::metrics::Metrics;
 use super::wire::DeskProgress;
 
-/// The advisory lock key of the desk's prober ("vtriage" and 1 in ASCII).
-pub const PROBER_LOCK: i64 = 0x7674_7269_6167_0002;
+/// The advisory lock class of the desk's prober ("vtp" and 2 in ASCII). Advisory locks are
+/// database-wide, so the key's second half is the desk's schema: two desks in two schemas of one
+/// database each have their own prober.
+pub const PROBER_LOCK: i32 = 0x7674_7002;
 
 /// How the prober behaves.
 #[derive(Debug, Clone)]
@@ -153,7 +155,10 @@ async fn try_lock(
     let lock = LockConnection { client, task };
     let got: bool = lock
         .client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&PROBER_LOCK])
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext(coalesce(current_schema(), '')))",
+            &[&PROBER_LOCK],
+        )
         .await?
         .get(0);
     // Without the lock the connection is closed at once (dropped), so waiting costs no session.
@@ -203,17 +208,17 @@ async fn hold(
             _ = requests.tick() => {
                 match db.pending_probe_requests().await {
                     Ok(pending) => {
-                        for (vehicle_id, priority) in pending {
-                            let priority = match priority.as_str() {
+                        for pending in pending {
+                            let priority = match pending.priority.as_str() {
                                 "sweep" => Priority::Sweep,
                                 "visible" => Priority::Visible,
                                 _ => Priority::Focus,
                             };
                             // The scheduler merges a request for a vehicle already queued or in flight.
                             let _ = session.commands.send(Command::Probe {
-                                vehicle_ids: vec![vehicle_id],
+                                vehicle_ids: vec![pending.vehicle_id],
                                 priority,
-                                force: false,
+                                force: pending.forced,
                             });
                         }
                     }

@@ -4,7 +4,7 @@
 //! by itself with backoff; probe requests made meanwhile are sent once it is back.
 
 use crate::smartcar::ApiError;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -206,7 +206,12 @@ impl DeskClient {
 
     /// Asks the desk to probe a vehicle at Focus priority; answers when the probe lands (or the
     /// desk's wait ends first).
-    pub async fn request_probe(&self, vehicle_id: &str) -> Result<ProbeAnswer, RemoteError> {
+    /// Asks the desk to probe a vehicle; `force` asks for a new answer even when its last one is fresh.
+    pub async fn request_probe(
+        &self,
+        vehicle_id: &str,
+        force: bool,
+    ) -> Result<ProbeAnswer, RemoteError> {
         let mut url = url::Url::parse(&format!("{}{API_PREFIX}/vehicles/", self.server))
             .map_err(|_| RemoteError::Url(one_line(&self.server).into_owned()))?;
         url.path_segments_mut()
@@ -214,6 +219,9 @@ impl DeskClient {
             .pop_if_empty()
             .push(vehicle_id)
             .push("probe");
+        if force {
+            url.set_query(Some("force=true"));
+        }
         let request = self.http.post(url).bearer_auth(self.token.expose());
         let (_, mut answer): (u16, ProbeAnswer) = self.json(request).await?;
         answer.vehicle = answer.vehicle.and_then(vetted);
@@ -321,10 +329,10 @@ struct State {
     client: DeskClient,
     events: mpsc::UnboundedSender<Event>,
     link: watch::Sender<Link>,
-    /// Vehicles whose probe request has not reached the desk yet.
-    queued: BTreeSet<String>,
+    /// Vehicles whose probe request has not reached the desk yet, and whether any asked to force.
+    queued: BTreeMap<String, bool>,
     /// Probe requests that failed on the way come back here.
-    retry_tx: mpsc::UnboundedSender<String>,
+    retry_tx: mpsc::UnboundedSender<(String, bool)>,
     agents_probing: Vec<String>,
     /// The last connection got as far as the live stream.
     reached: bool,
@@ -348,7 +356,7 @@ async fn run(
         client,
         events,
         link,
-        queued: BTreeSet::new(),
+        queued: BTreeMap::new(),
         retry_tx,
         agents_probing: Vec::new(),
         reached: false,
@@ -394,7 +402,7 @@ async fn run(
                     None | Some(Command::Shutdown) => return,
                     Some(c) => queue(&mut st, c),
                 },
-                Some(id) = retry_rx.recv() => { st.queued.insert(id); }
+                Some((id, force)) = retry_rx.recv() => { enqueue(&mut st.queued, id, force); }
             }
         }
     }
@@ -409,22 +417,29 @@ fn queue(st: &mut State, command: Command) {
     } = command
         && (priority == Priority::Focus || force)
     {
-        st.queued.extend(vehicle_ids);
+        for id in vehicle_ids {
+            enqueue(&mut st.queued, id, force);
+        }
     }
 }
 
+/// Keeps one request per vehicle; a forced one stays forced.
+fn enqueue(queued: &mut BTreeMap<String, bool>, vehicle_id: String, force: bool) {
+    *queued.entry(vehicle_id).or_default() |= force;
+}
+
 /// Sends one probe request on a task of its own; its answer comes back as an event.
-fn send_probe(st: &State, vehicle_id: String) {
+fn send_probe(st: &State, vehicle_id: String, force: bool) {
     let (client, events, retry) = (st.client.clone(), st.events.clone(), st.retry_tx.clone());
     tokio::spawn(async move {
-        match client.request_probe(&vehicle_id).await {
+        match client.request_probe(&vehicle_id, force).await {
             Ok(answer) => {
                 if let Some(report) = answer.vehicle.and_then(|v| v.report) {
                     let _ = events.send(Event::Observed { report });
                 }
             }
             Err(RemoteError::Unreachable { .. }) => {
-                let _ = retry.send(vehicle_id);
+                let _ = retry.send((vehicle_id, force));
             }
             Err(e) => {
                 tracing::warn!(vehicle = %one_line(&vehicle_id), error = %one_line(&e.to_string()), "probe request refused");
@@ -438,7 +453,7 @@ fn send_probe(st: &State, vehicle_id: String) {
 async fn connected(
     st: &mut State,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    retry_rx: &mut mpsc::UnboundedReceiver<String>,
+    retry_rx: &mut mpsc::UnboundedReceiver<(String, bool)>,
 ) -> Ended {
     // The stream first, so no change between the fleet's read and the stream's start is missed.
     let mut response = match st.client.open_stream().await {
@@ -456,8 +471,8 @@ async fn connected(
     let _ = st.link.send(Link::Connected {
         agents_probing: st.agents_probing.clone(),
     });
-    for id in std::mem::take(&mut st.queued) {
-        send_probe(st, id);
+    for (id, force) in std::mem::take(&mut st.queued) {
+        send_probe(st, id, force);
     }
     let mut reader = SseReader::default();
     loop {
@@ -515,7 +530,7 @@ async fn connected(
                     // asks for by name becomes a request.
                     if priority == Priority::Focus || force {
                         for id in vehicle_ids {
-                            send_probe(st, id);
+                            send_probe(st, id, force);
                         }
                     }
                 }
@@ -527,7 +542,7 @@ async fn connected(
                 // The desk's budget and sweeps are its own: an agent cannot change them.
                 Some(_) => {}
             },
-            Some(id) = retry_rx.recv() => { st.queued.insert(id); }
+            Some((id, force)) = retry_rx.recv() => { enqueue(&mut st.queued, id, force); }
         }
     }
 }

@@ -262,3 +262,126 @@ async fn two_dashboards_see_a_blocked_tesla_within_a_second_and_ride_out_a_desk_
     let _ = again.kill();
     let _ = again.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_probe() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    // A slow car (1.5 s an answer), so the second dashboard's request arrives while the first
+    // one's probe is still on its way.
+    let sim = vtriage::sim::spawn(
+        vtriage::sim::SimConfig {
+            vehicles: 30,
+            seed: 7,
+            vehicle_calls_per_hour: 0,
+            latency: vtriage::sim::Latency::Fixed {
+                ms: 1500,
+                jitter_ms: 0,
+            },
+            ..vtriage::sim::SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .await
+    .expect("simulator starts");
+    let tesla = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.is_tesla() && v.situation == vtriage::sim::Situation::VirtualKeyMissing)
+        .expect("a Tesla without its key in the seeded fleet")
+        .id
+        .clone();
+    let config = sim.config().clone();
+    let serve = Serve::start_with(
+        &database_url(),
+        &schema.name,
+        &[
+            "--api",
+            "v3",
+            "--api-origin",
+            sim.origin(),
+            "--iam-origin",
+            sim.origin(),
+            "--client-id",
+            &config.client_id,
+            "--no-rate-limit",
+        ],
+        &[("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str())],
+    );
+
+    let mut screens: Vec<Terminal> = ["cat", "dan"]
+        .iter()
+        .map(|name| {
+            let token = agent_token(&schema.name, name);
+            let home = temp_home(&format!("probe-{name}"));
+            let home = home.to_string_lossy().to_string();
+            Terminal::start(
+                &["--server", &serve.origin],
+                &[
+                    ("VTRIAGE_HOME", home.as_str()),
+                    ("VTRIAGE_AGENT_TOKEN", token.as_str()),
+                ],
+            )
+        })
+        .collect();
+    for t in &mut screens {
+        t.wait_for("fleet 30", Duration::from_secs(30));
+        t.send("/");
+        t.send(&tesla);
+        t.send("\r");
+    }
+    for t in &mut screens {
+        t.wait_for(&tesla, Duration::from_secs(10));
+    }
+    let opened_from = sim.v3_stats().signals_calls;
+
+    // Both agents open the car at once: its first probe.
+    for t in &mut screens {
+        t.send("\r");
+    }
+    for t in &mut screens {
+        t.wait_for("virtual key not paired", Duration::from_secs(30));
+    }
+    let forced_from = sim.v3_stats().signals_calls;
+    assert_eq!(forced_from - opened_from, 1, "opening from both: one probe");
+
+    // Both press `r` at once: a new answer for both, from one probe.
+    for t in &mut screens {
+        t.send("r");
+    }
+    let forced = format!(
+        "SELECT count(*) FROM {}.probe_requests WHERE vehicle_id = '{tesla}' AND forced AND served_at IS NOT NULL",
+        schema.name
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while schema.count(&forced).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "both forced requests served; dashboards:\n{}\n{}",
+            screens[0].screen(),
+            screens[1].screen()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Long enough for a second probe to have been started and answered, were there one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sim.v3_stats().signals_calls - forced_from,
+        1,
+        "`r` from both: one probe"
+    );
+    let probes = format!(
+        "SELECT count(DISTINCT probe_result_id) FROM {}.probe_requests WHERE vehicle_id = '{tesla}' AND forced",
+        schema.name
+    );
+    assert_eq!(schema.count(&probes).await, 1, "both served by one result");
+    for t in &mut screens {
+        assert!(
+            t.shows("virtual key not paired"),
+            "the page after `r`:\n{}",
+            t.screen()
+        );
+    }
+}

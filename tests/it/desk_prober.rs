@@ -131,3 +131,24 @@ async fn sigterm_stops_serve_cleanly_and_releases_the_prober() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_desks_in_two_schemas_of_one_database_each_run_their_own_prober() {
+    let (Some(a), Some(b)) = (Schema::create().await, Schema::create().await) else {
+        return;
+    };
+    let first = Serve::start(&database_url(), &a.name, FLAGS);
+    let second = Serve::start(&database_url(), &b.name, FLAGS);
+    wait_for("both desks probing", Duration::from_secs(20), async || {
+        active(&first).await && active(&second).await
+    })
+    .await;
+    for schema in [&a, &b] {
+        wait_for(
+            "each desk's fleet listed",
+            Duration::from_secs(30),
+            async || schema.count("SELECT count(*) FROM vehicles").await > 0,
+        )
+        .await;
+    }
+}

@@ -115,6 +115,11 @@ pub fn temp_home(name: &str) -> PathBuf {
 impl Serve {
     /// Starts `serve` on a free port in `schema`, with `extra` flags, and waits until it listens.
     pub fn start(database: &str, schema: &str, extra: &[&str]) -> Serve {
+        Serve::start_with(database, schema, extra, &[])
+    }
+
+    /// [`Serve::start`] with these environment variables set too.
+    pub fn start_with(database: &str, schema: &str, extra: &[&str], env: &[(&str, &str)]) -> Serve {
         let home = temp_home("serve");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vtriage"))
             .args([
@@ -131,6 +136,7 @@ impl Serve {
             .env("SMARTCAR_MANAGEMENT_TOKEN", AMT)
             .env_remove("DATABASE_URL")
             .env("VTRIAGE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
