@@ -323,6 +323,7 @@ fn generate(
             },
             has_token,
             other_users: Vec::new(),
+            attributes: None,
         };
         each(connection, report, update);
     }

@@ -145,12 +145,9 @@ impl Db {
         )
         .await
         .map_err(DbError::from)?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&super::db::CHANGES_CHANNEL, &notice],
-        )
-        .await
-        .map_err(DbError::from)?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&self.channel(), &notice])
+            .await
+            .map_err(DbError::from)?;
         tx.commit().await.map_err(DbError::from)?;
         Ok(())
     }

@@ -25,7 +25,7 @@ use crate::smartcar::VehicleAttributes;
 use crate::untrusted::text::one_line;
 
 use super::agents::bearer;
-use super::db::{CHANGES_CHANNEL, Db, DbError};
+use super::db::{Db, DbError};
 use super::facts::VehicleFacts;
 use super::metrics::Metrics;
 use super::wire::{DeskProgress, FleetPage, ProbeAnswer, RulesDoc, StreamEvent, VehicleItem};
@@ -529,7 +529,8 @@ pub async fn listen(
                     }
                 });
                 match client
-                    .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+                    // Quoted: pg_notify names the channel exactly, case included.
+                    .batch_execute(&format!("LISTEN \"{}\"", st.db.channel()))
                     .await
                 {
                     Ok(()) => {

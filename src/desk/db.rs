@@ -37,10 +37,25 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// Serialises migrations between `serve` processes starting at once on one database.
 const MIGRATION_LOCK: i64 = 0x7674_7269_6167_0001;
 
-/// The channel every committed change is announced on (`LISTEN vtriage_changes`). A vehicle's new
-/// facts or verdict: `{"vehicle_id", "status", "finding", "moved"}` (`moved`: the verdict changed).
-/// Other notices carry a `kind`: `probing`, `progress`, `revoked` (see `desk::api`).
-pub const CHANGES_CHANNEL: &str = "vtriage_changes";
+/// The channel every committed change is announced on (`LISTEN vtriage_changes`, or
+/// `vtriage_changes_<schema>` for a desk in a schema of its own: NOTIFY is database-wide, so two
+/// desks in one database must not hear each other; a schema too long for a channel name is hashed).
+/// A vehicle's new facts or verdict: `{"vehicle_id", "status", "finding", "moved"}` (`moved`: the
+/// verdict changed). Other notices carry a `kind`: `probing`, `progress`, `revoked` (see `desk::api`).
+pub fn changes_channel(schema: Option<&str>) -> String {
+    const BASE: &str = "vtriage_changes";
+    match schema {
+        None => BASE.to_string(),
+        Some(s) if BASE.len() + 1 + s.len() <= 63 => format!("{BASE}_{s}"),
+        Some(s) => {
+            // FNV-1a: the same name in every process and build.
+            let hash = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            format!("{BASE}_{hash:016x}")
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -150,6 +165,8 @@ pub enum Stored {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// See [`changes_channel`].
+    channel: String,
     diagnose: Diagnoser,
     now: Option<jiff::Timestamp>,
 }
@@ -179,6 +196,7 @@ impl Db {
             .map_err(|e| DbError::Pool(e.to_string()))?;
         Ok(Db {
             pool,
+            channel: changes_channel(config.schema.as_deref()),
             diagnose,
             now,
         })
@@ -230,6 +248,11 @@ impl Db {
         Ok(())
     }
 
+    /// The channel this desk's changes are announced on.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
     /// A connection from the pool, for the queries of the agents' API.
     pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
         Ok(self.pool.get().await?)
@@ -242,7 +265,7 @@ impl Db {
         client
             .execute(
                 "SELECT pg_notify($1, $2)",
-                &[&CHANGES_CHANNEL, &notice.to_string()],
+                &[&self.channel, &notice.to_string()],
             )
             .await?;
         Ok(())
@@ -500,7 +523,7 @@ impl Db {
                 &diagnosis_json,
                 &moved,
                 &cause,
-                &CHANGES_CHANNEL,
+                &self.channel,
                 &payload,
             ],
         )
@@ -521,13 +544,28 @@ impl Db {
                 .iter()
                 .map(|c| c.connection.user_id.as_str())
                 .collect();
+            // API v3 lists make, model and year; a value already known (a probe's) is kept.
+            let attributes = |f: fn(&VehicleAttributes) -> &str| -> Vec<Option<&str>> {
+                chunk.iter().map(|c| c.attributes.as_ref().map(f)).collect()
+            };
+            let makes = attributes(|a| a.make.as_str());
+            let models = attributes(|a| a.model.as_str());
+            let years: Vec<Option<i32>> = chunk
+                .iter()
+                .map(|c| c.attributes.as_ref().map(|a| i32::from(a.year)))
+                .collect();
             client
                 .execute(
-                    "INSERT INTO vehicles (vehicle_id, user_id)
-                     SELECT * FROM unnest($1::text[], $2::text[])
-                     ON CONFLICT (vehicle_id) DO UPDATE SET user_id = EXCLUDED.user_id
-                     WHERE vehicles.user_id IS DISTINCT FROM EXCLUDED.user_id",
-                    &[&ids, &users],
+                    "INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
+                     ON CONFLICT (vehicle_id) DO UPDATE SET
+                         user_id = EXCLUDED.user_id,
+                         make = coalesce(vehicles.make, EXCLUDED.make),
+                         model = coalesce(vehicles.model, EXCLUDED.model),
+                         year = coalesce(vehicles.year, EXCLUDED.year)
+                     WHERE vehicles.user_id IS DISTINCT FROM EXCLUDED.user_id
+                        OR (vehicles.make IS NULL AND EXCLUDED.make IS NOT NULL)",
+                    &[&ids, &users, &makes, &models, &years],
                 )
                 .await?;
         }
@@ -643,6 +681,17 @@ struct Attributes<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_schema_has_its_own_changes_channel_within_postgres_name_limit() {
+        assert_eq!(changes_channel(None), "vtriage_changes");
+        assert_eq!(changes_channel(Some("desk_a")), "vtriage_changes_desk_a");
+        let long = "a".repeat(63);
+        let hashed = changes_channel(Some(&long));
+        assert!(hashed.len() <= 63, "{hashed}");
+        assert_eq!(hashed, changes_channel(Some(&long)));
+        assert_ne!(hashed, changes_channel(Some(&"b".repeat(63))));
+    }
 
     #[test]
     fn only_plain_identifiers_are_accepted_as_schema_names() {

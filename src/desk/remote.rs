@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::fetch::{Command, ConnectionInfo, Event, Priority};
-use crate::smartcar::{Connection, Secret};
+use crate::smartcar::{Connection, Secret, VehicleAttributes};
 use crate::untrusted::text::{is_unsafe, one_line};
 
 use super::wire::{
@@ -294,6 +294,15 @@ fn connection(v: &VehicleItem) -> ConnectionInfo {
         // The desk holds the credentials; from here every vehicle can be asked for.
         has_token: true,
         other_users: Vec::new(),
+        attributes: match (&v.make, &v.model, v.year) {
+            (Some(make), Some(model), Some(year)) => Some(VehicleAttributes {
+                id: v.vehicle_id.clone(),
+                make: make.clone(),
+                model: model.clone(),
+                year,
+            }),
+            _ => None,
+        },
     }
 }
 

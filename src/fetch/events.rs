@@ -27,6 +27,10 @@ pub struct ConnectionInfo {
     /// user); `connection.user_id` is the first. One vehicle is one record with all its owners.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_users: Vec<String>,
+    /// Make, model and year when the listing tells them (API v3's connections do), so the list
+    /// shows and filters them before any probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<VehicleAttributes>,
 }
 
 impl ConnectionInfo {
@@ -47,6 +51,9 @@ pub fn merge_owners(rows: Vec<ConnectionInfo>) -> Vec<ConnectionInfo> {
             Some(&i) => {
                 let first = &mut merged[i];
                 first.has_token |= row.has_token;
+                if first.attributes.is_none() {
+                    first.attributes = row.attributes.clone();
+                }
                 for user in row.users() {
                     if !first.users().any(|u| u == user) {
                         first.other_users.push(user.to_string());

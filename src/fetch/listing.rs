@@ -316,6 +316,9 @@ pub async fn list_v3(
         .into_iter()
         .map(|c| ConnectionInfo {
             has_token: !c.user_id.is_empty(),
+            attributes: details
+                .get(&c.vehicle_id)
+                .and_then(|d| d.attributes.clone()),
             connection: c,
             other_users: Vec::new(),
         })
@@ -366,6 +369,7 @@ pub async fn list(
                 has_token: tokens.contains_key(&c.user_id),
                 connection: c,
                 other_users: Vec::new(),
+                attributes: None,
             })
             .collect();
         return Ok(Listing {
@@ -426,6 +430,7 @@ pub async fn list(
                             connection,
                             has_token: true,
                             other_users: Vec::new(),
+                            attributes: None,
                         });
                     }
                 }

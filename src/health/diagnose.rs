@@ -81,12 +81,22 @@ pub fn diagnose(
     let mut auth = report.observations.iter().filter(|o| is_token_failure(o));
     if let Some(first) = auth.next() {
         let draft = d.add(FindingId::AccessTokenExpired, Severity::Blocked, first, || {
-            (
-                "Access token expired or invalid (AUTHENTICATION): nothing else can be checked until the backend \
-                 refreshes it"
-                    .into(),
-                remedy::refresh_access_token(smartcar_error(first)),
-            )
+            if first.probe == Probe::Signals {
+                // API v3 carries the app's token, renewed once already: there is no user token.
+                (
+                    "Smartcar refused the app's token for this vehicle, even renewed (AUTHENTICATION): nothing \
+                     else can be checked"
+                        .into(),
+                    remedy::check_app_credential(smartcar_error(first)),
+                )
+            } else {
+                (
+                    "Access token expired or invalid (AUTHENTICATION): nothing else can be checked until the \
+                     backend refreshes it"
+                        .into(),
+                    remedy::refresh_access_token(smartcar_error(first)),
+                )
+            }
         });
         for o in auth {
             draft.push_evidence(o);

@@ -287,6 +287,26 @@ pub fn refresh_access_token(err: Option<&SmartcarError>) -> Remedy {
     }
 }
 
+/// API v3: Smartcar refused the application's token for a vehicle even after a renewal. There is
+/// no per-user token to refresh: either the app's credential is refused, or (when other vehicles
+/// answer) this owner's connection no longer authorizes the app.
+pub fn check_app_credential(err: Option<&SmartcarError>) -> Remedy {
+    let docs = doc_link(err);
+    Remedy {
+        kind: RemedyKind::BackendAction,
+        action: docs.annotate(
+            "Check the app's client id and secret (Smartcar Dashboard, API Credentials); if other vehicles \
+             answer, this owner's connection no longer authorizes the app: ask them to reconnect the car"
+                .into(),
+        ),
+        link: docs.offered,
+        customer_reply: "We had a sign-in problem with your car's connection on our side and are fixing it. If \
+                         it persists we will ask you to reconnect your car in the app."
+            .into(),
+        retry_after_s: None,
+    }
+}
+
 /// No access token configured for the user: nothing could be asked.
 pub fn provide_access_token() -> Remedy {
     Remedy {

@@ -95,7 +95,7 @@ impl VehicleRecord {
             other_users: info.other_users.clone(),
             connected_at: info.connection.connected_at.clone(),
             has_token: info.has_token,
-            attributes: None,
+            attributes: info.attributes.clone(),
             vin: None,
             verdict: Verdict::default(),
             glance: Glance::default(),
@@ -963,6 +963,9 @@ impl Store {
                     r.put_user_first(&shown);
                     r.connected_at.clone_from(&info.connection.connected_at);
                     r.has_token = info.has_token;
+                    if r.attributes.is_none() {
+                        r.attributes.clone_from(&info.attributes);
+                    }
                     if token_changed && r.last_probe_at.is_none() {
                         let diagnosis = self.unprobed_diagnosis(&r, now);
                         r.set_diagnosis(diagnosis, &[], now, &mut self.interner);
@@ -1090,6 +1093,7 @@ impl Store {
             },
             has_token: report.has_token,
             other_users: Vec::new(),
+            attributes: None,
         });
         self.search.push(&record);
         self.models.set(slot as usize, &record);
@@ -1179,6 +1183,7 @@ mod tests {
             },
             has_token: true,
             other_users: Vec::new(),
+            attributes: None,
         });
         record.verdict = Verdict {
             status: Status::Blocked,
@@ -1217,6 +1222,7 @@ mod tests {
             },
             has_token: true,
             other_users: Vec::new(),
+            attributes: None,
         }]
     }
 

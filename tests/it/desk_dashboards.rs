@@ -285,14 +285,14 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
     )
     .await
     .expect("simulator starts");
-    let tesla = sim
+    let car = sim
         .fleet()
         .vehicles
         .iter()
         .find(|v| v.is_tesla() && v.situation == vtriage::sim::Situation::VirtualKeyMissing)
         .expect("a Tesla without its key in the seeded fleet")
-        .id
         .clone();
+    let tesla = car.id.clone();
     let config = sim.config().clone();
     let serve = Serve::start_with(
         &database_url(),
@@ -332,9 +332,20 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
         t.send(&tesla);
         t.send("\r");
     }
+    // The v3 listing told make and model: shown before any probe.
     for t in &mut screens {
         t.wait_for(&tesla, Duration::from_secs(10));
+        t.wait_for(&car.model, Duration::from_secs(5));
     }
+    assert_eq!(
+        schema
+            .count(&format!(
+                "SELECT count(*) FROM {}.vehicles WHERE make IS NOT NULL",
+                schema.name
+            ))
+            .await,
+        30
+    );
     let opened_from = sim.v3_stats().signals_calls;
 
     // Both agents open the car at once: its first probe.

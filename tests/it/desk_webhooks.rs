@@ -308,7 +308,10 @@ async fn a_committed_change_is_announced_on_the_changes_channel() {
         }
     });
     listener
-        .batch_execute("LISTEN vtriage_changes")
+        .batch_execute(&format!(
+            "LISTEN \"{}\"",
+            vtriage::desk::db::changes_channel(Some(&schema.name))
+        ))
         .await
         .expect("listen");
     let body = vehicle_error(

@@ -1377,3 +1377,34 @@ fn a_builtin_finding_about_the_way_to_the_api_means_the_car_was_not_checked() {
     );
     assert!(d.could_not_check());
 }
+
+#[test]
+fn a_v3_signals_request_refused_401_asks_to_check_the_app_credential_not_a_user_token() {
+    let refused = parse_error_body(
+        401,
+        Some("application/json"),
+        None,
+        None,
+        br#"{"type":"AUTHENTICATION","code":null,"description":"The authorization token is invalid","statusCode":401}"#,
+    );
+    let r = report(
+        "TESLA",
+        "Model 3",
+        2022,
+        vec![failing(Probe::Signals, refused)],
+    );
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    let f = d.main_finding().expect("a finding");
+    assert_eq!(f.id, "access-token-expired");
+    assert!(f.title.contains("app's token"), "{}", f.title);
+    assert!(
+        f.remedy.action.contains("client id and secret"),
+        "{}",
+        f.remedy.action
+    );
+    assert!(
+        !f.remedy.action.contains("access token"),
+        "{}",
+        f.remedy.action
+    );
+}

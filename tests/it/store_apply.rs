@@ -675,3 +675,24 @@ fn a_vin_read_by_a_lookup_finds_filters_and_outlives_the_session_without_a_probe
         Some("v2")
     );
 }
+
+#[test]
+fn make_and_model_from_the_listing_show_and_filter_before_any_probe() {
+    let mut store = Store::new(diagnoser());
+    let mut tesla = connection("v1", "u1", true);
+    tesla.attributes = Some(attributes("v1", "TESLA", "Model 3", 2022));
+    store.listed(&[tesla, connection("v2", "u2", true)], now());
+    let v1 = store.vehicle("v1").unwrap();
+    assert_eq!(
+        v1.attributes.as_ref().map(|a| a.model.as_str()),
+        Some("Model 3")
+    );
+    assert_eq!(v1.last_probe_at, None);
+    store.set_filter("make:tesla").unwrap();
+    assert_eq!(store.visible_len(), 1);
+    assert_eq!(store.row(0).map(|r| r.vehicle_id.as_str()), Some("v1"));
+
+    // A listing without attributes (v2.0) does not forget what an earlier one told.
+    store.listed(&[connection("v1", "u1", true)], now());
+    assert_eq!(store.visible_len(), 1);
+}

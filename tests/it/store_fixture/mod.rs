@@ -94,6 +94,7 @@ pub fn connection(vehicle_id: &str, user_id: &str, has_token: bool) -> Connectio
         },
         has_token,
         other_users: Vec::new(),
+        attributes: None,
     }
 }
 

@@ -262,6 +262,7 @@ fn connection(vehicle_id: &str, user_id: &str, has_token: bool) -> ConnectionInf
         },
         has_token,
         other_users: Vec::new(),
+        attributes: None,
     }
 }
 
