@@ -75,7 +75,8 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                 let _ = session.commands.send(Command::Probe {
                     vehicle_ids: targets.clone(),
                     priority: Priority::Focus,
-                    force: true,
+                    // A desk answers from a fresh report of its own: its budget is everyone's.
+                    force: settings.desk.is_none(),
                 });
             }
             Event::Observed { report } => {
@@ -104,7 +105,8 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                 let _ = session.commands.send(Command::Probe {
                     vehicle_ids: targets.clone(),
                     priority: Priority::Focus,
-                    force: true,
+                    // A desk answers from a fresh report of its own: its budget is everyone's.
+                    force: settings.desk.is_none(),
                 });
             }
             Event::SourceError { message } if targets.is_empty() => {

@@ -590,6 +590,8 @@ async fn relay(st: &ApiState, payload: &str) {
             Some(vehicle_id) => Notice::event(&StreamEvent::Probing { vehicle_id }),
             None => return,
         },
+        // The fleet itself changed (a listing): every dashboard reads it again.
+        Some("listed") => Notice::event(&StreamEvent::Resync),
         Some("progress") => match v
             .get("desk")
             .and_then(|d| serde_json::from_value::<DeskProgress>(d.clone()).ok())

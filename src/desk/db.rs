@@ -18,14 +18,19 @@ use super::webhook::VehicleEvent;
 /// Turns what is known about a vehicle into its diagnosis (policies and needs are inside).
 pub type Diagnoser = Arc<dyn Fn(&ProbeReport, jiff::Timestamp) -> Diagnosis + Send + Sync>;
 
-/// Probe requests not served yet, one per vehicle: the highest priority asked, and whether any
-/// asker wanted a new answer even inside the freshness window.
+/// Probe requests not served yet, one per vehicle: the highest priority asked, whether any asker
+/// wanted a new answer even inside the freshness window, and the newest request's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingProbe {
     pub vehicle_id: String,
     pub priority: String,
     pub forced: bool,
+    pub last_request: i64,
 }
+
+/// A forced probe request made this soon after a probe of the vehicle began is served by it: two
+/// agents pressing `r` at once share one probe.
+pub const JOIN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Migrations in order; each runs once, in its own transaction, recorded in `vtriage_migrations`.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -37,15 +42,16 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// Serialises migrations between `serve` processes starting at once on one database.
 const MIGRATION_LOCK: i64 = 0x7674_7269_6167_0001;
 
-/// The channel every committed change is announced on (`LISTEN vtriage_changes`, or
-/// `vtriage_changes_<schema>` for a desk in a schema of its own: NOTIFY is database-wide, so two
-/// desks in one database must not hear each other; a schema too long for a channel name is hashed).
+/// The channel every committed change is announced on, named after the schema the desk's tables
+/// live in (`current_schema()`): `vtriage_changes` in `public` (or with no schema), else
+/// `vtriage_changes_<schema>`, since NOTIFY is database-wide and two desks in one database must not
+/// hear each other; a schema too long for a channel name is hashed. Case matters: `LISTEN` it quoted.
 /// A vehicle's new facts or verdict: `{"vehicle_id", "status", "finding", "moved"}` (`moved`: the
-/// verdict changed). Other notices carry a `kind`: `probing`, `progress`, `revoked` (see `desk::api`).
+/// verdict changed). Other notices carry a `kind`: `probing`, `progress`, `listed`, `revoked` (see `desk::api`).
 pub fn changes_channel(schema: Option<&str>) -> String {
     const BASE: &str = "vtriage_changes";
     match schema {
-        None => BASE.to_string(),
+        None | Some("public") => BASE.to_string(),
         Some(s) if BASE.len() + 1 + s.len() <= 63 => format!("{BASE}_{s}"),
         Some(s) => {
             // FNV-1a: the same name in every process and build.
@@ -165,8 +171,8 @@ pub enum Stored {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    /// See [`changes_channel`].
-    channel: String,
+    /// See [`changes_channel`]; known once [`Db::migrate`] has read the schema.
+    channel: std::sync::OnceLock<String>,
     diagnose: Diagnoser,
     now: Option<jiff::Timestamp>,
 }
@@ -196,7 +202,7 @@ impl Db {
             .map_err(|e| DbError::Pool(e.to_string()))?;
         Ok(Db {
             pool,
-            channel: changes_channel(config.schema.as_deref()),
+            channel: std::sync::OnceLock::new(),
             diagnose,
             now,
         })
@@ -245,12 +251,17 @@ impl Db {
             tracing::info!(version, "applied migration");
         }
         tx.commit().await?;
+        let current: Option<String> = client
+            .query_one("SELECT current_schema()::text", &[])
+            .await?
+            .get(0);
+        let _ = self.channel.set(changes_channel(current.as_deref()));
         Ok(())
     }
 
     /// The channel this desk's changes are announced on.
     pub fn channel(&self) -> &str {
-        &self.channel
+        self.channel.get().map_or("vtriage_changes", String::as_str)
     }
 
     /// A connection from the pool, for the queries of the agents' API.
@@ -265,7 +276,7 @@ impl Db {
         client
             .execute(
                 "SELECT pg_notify($1, $2)",
-                &[&self.channel, &notice.to_string()],
+                &[&self.channel(), &notice.to_string()],
             )
             .await?;
         Ok(())
@@ -372,7 +383,13 @@ impl Db {
     /// Commits a probe result: the report, the vehicle's new diagnosis, and every pending probe
     /// request for the vehicle marked as served by it (two agents asking for one vehicle share one
     /// probe). Returns the result's id.
-    pub async fn store_probe(&self, report: &ProbeReport) -> Result<i64, DbError> {
+    /// `age`: how long ago the probe started, when it did (a fresh report reused has none). A request
+    /// forced more than [`JOIN_GRACE`] after the probe began wants a newer answer: it stays pending.
+    pub async fn store_probe(
+        &self,
+        report: &ProbeReport,
+        age: Option<std::time::Duration>,
+    ) -> Result<i64, DbError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let attrs = report.attributes.as_ref();
@@ -406,10 +423,13 @@ impl Db {
             &format!("probe {id}"),
         )
         .await?;
+        let forced_before: Option<f64> = age.map(|a| a.as_secs_f64() - JOIN_GRACE.as_secs_f64());
         tx.execute(
             "UPDATE probe_requests SET served_at = now(), probe_result_id = $2
-             WHERE vehicle_id = $1 AND served_at IS NULL",
-            &[&report.vehicle_id, &id],
+             WHERE vehicle_id = $1 AND served_at IS NULL
+               AND (NOT forced OR $3::float8 IS NULL
+                    OR requested_at <= now() - make_interval(secs => $3::float8))",
+            &[&report.vehicle_id, &id, &forced_before],
         )
         .await?;
         tx.commit().await?;
@@ -523,7 +543,7 @@ impl Db {
                 &diagnosis_json,
                 &moved,
                 &cause,
-                &self.channel,
+                &self.channel(),
                 &payload,
             ],
         )
@@ -532,9 +552,11 @@ impl Db {
     }
 
     /// Records the fleet as listed: new vehicles appear (UNKNOWN until something is known), known
-    /// ones keep everything but a changed user.
-    pub async fn store_connections(&self, connections: &[ConnectionInfo]) -> Result<(), DbError> {
+    /// ones take a changed user and the make, model and year they lacked. Returns how many rows
+    /// changed.
+    pub async fn store_connections(&self, connections: &[ConnectionInfo]) -> Result<u64, DbError> {
         let client = self.pool.get().await?;
+        let mut changed = 0;
         for chunk in connections.chunks(5_000) {
             let ids: Vec<&str> = chunk
                 .iter()
@@ -554,7 +576,7 @@ impl Db {
                 .iter()
                 .map(|c| c.attributes.as_ref().map(|a| i32::from(a.year)))
                 .collect();
-            client
+            changed += client
                 .execute(
                     "INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
                      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
@@ -564,20 +586,26 @@ impl Db {
                          model = coalesce(vehicles.model, EXCLUDED.model),
                          year = coalesce(vehicles.year, EXCLUDED.year)
                      WHERE vehicles.user_id IS DISTINCT FROM EXCLUDED.user_id
-                        OR (vehicles.make IS NULL AND EXCLUDED.make IS NOT NULL)",
+                        OR (vehicles.make IS NULL AND EXCLUDED.make IS NOT NULL)
+                        OR (vehicles.model IS NULL AND EXCLUDED.model IS NOT NULL)
+                        OR (vehicles.year IS NULL AND EXCLUDED.year IS NOT NULL)",
                     &[&ids, &users, &makes, &models, &years],
                 )
                 .await?;
         }
-        Ok(())
+        Ok(changed)
     }
 
-    /// Probe requests not served yet, oldest first, as `(vehicle_id, priority)`.
+    /// Probe requests not served yet, one row per vehicle, oldest first.
     pub async fn pending_probe_requests(&self) -> Result<Vec<PendingProbe>, DbError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT vehicle_id, max(priority), bool_or(forced) FROM probe_requests
+                "SELECT vehicle_id,
+                        CASE max(CASE priority WHEN 'focus' THEN 3 WHEN 'visible' THEN 2 ELSE 1 END)
+                            WHEN 3 THEN 'focus' WHEN 2 THEN 'visible' ELSE 'sweep' END,
+                        bool_or(forced), max(id)
+                 FROM probe_requests
                  WHERE served_at IS NULL
                  GROUP BY vehicle_id ORDER BY min(requested_at) LIMIT 1000",
                 &[],
@@ -589,6 +617,7 @@ impl Db {
                 vehicle_id: r.get(0),
                 priority: r.get(1),
                 forced: r.get(2),
+                last_request: r.get(3),
             })
             .collect())
     }
@@ -685,6 +714,7 @@ mod tests {
     #[test]
     fn each_schema_has_its_own_changes_channel_within_postgres_name_limit() {
         assert_eq!(changes_channel(None), "vtriage_changes");
+        assert_eq!(changes_channel(Some("public")), "vtriage_changes");
         assert_eq!(changes_channel(Some("desk_a")), "vtriage_changes_desk_a");
         let long = "a".repeat(63);
         let hashed = changes_channel(Some(&long));

@@ -6,9 +6,10 @@
 //! gets the lock within one retry interval. A holder that loses its connection stops probing at
 //! once, since it can no longer know it is the only one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_postgres::NoTls;
@@ -23,8 +24,9 @@ use super::metrics::Metrics;
 use super::wire::DeskProgress;
 
 /// The advisory lock class of the desk's prober ("vtp" and 2 in ASCII). Advisory locks are
-/// database-wide, so the key's second half is the desk's schema: two desks in two schemas of one
-/// database each have their own prober.
+/// database-wide, so the key's second half is the desk's schema (its OID): two desks in two schemas
+/// of one database each have their own prober. A `serve` from before the per-schema key took a
+/// single database-wide key instead: stop every old `serve` before starting new ones.
 pub const PROBER_LOCK: i32 = 0x7674_7002;
 
 /// How the prober behaves.
@@ -156,7 +158,8 @@ async fn try_lock(
     let got: bool = lock
         .client
         .query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext(coalesce(current_schema(), '')))",
+            "SELECT pg_try_advisory_lock($1, coalesce(
+                 (SELECT oid::int4 FROM pg_namespace WHERE nspname = current_schema()), 0))",
             &[&PROBER_LOCK],
         )
         .await?
@@ -192,13 +195,14 @@ async fn hold(
     sweep.tick().await;
     let mut requests_seen: u64 = 0;
     let mut announcer = Announcer::default();
+    let mut book = Book::default();
     let held = loop {
         tokio::select! {
             event = session.events.recv() => {
                 let Some(event) = event else {
                     break Held::Lost("the scheduler stopped".into());
                 };
-                handle(event, db, metrics, &mut requests_seen, &mut announcer).await;
+                handle(event, db, metrics, &mut requests_seen, &mut announcer, &mut book).await;
             }
             _ = heartbeat.tick() => {
                 if let Err(e) = lock.client.simple_query("SELECT 1").await {
@@ -209,6 +213,11 @@ async fn hold(
                 match db.pending_probe_requests().await {
                     Ok(pending) => {
                         for pending in pending {
+                            // Sent already and not answered yet: sending it again could start a
+                            // second probe of a forced request the moment the first one ends.
+                            if !book.forward(&pending.vehicle_id, pending.last_request) {
+                                continue;
+                            }
                             let priority = match pending.priority.as_str() {
                                 "sweep" => Priority::Sweep,
                                 "visible" => Priority::Visible,
@@ -281,29 +290,69 @@ impl Announcer {
     }
 }
 
+/// What the prober keeps of the agents' requests between events: the newest request id sent to the
+/// scheduler per vehicle (until its result is stored), and when each probe under way started.
+#[derive(Default)]
+struct Book {
+    forwarded: HashMap<String, i64>,
+    started: HashMap<String, Instant>,
+}
+
+impl Book {
+    /// Whether requests up to `last_request` for the vehicle still need sending; records them sent.
+    fn forward(&mut self, vehicle_id: &str, last_request: i64) -> bool {
+        match self.forwarded.get_mut(vehicle_id) {
+            Some(sent) if *sent >= last_request => false,
+            Some(sent) => {
+                *sent = last_request;
+                true
+            }
+            None => {
+                self.forwarded.insert(vehicle_id.to_string(), last_request);
+                true
+            }
+        }
+    }
+}
+
 async fn handle(
     event: Event,
     db: &Db,
     metrics: &Metrics,
     requests_seen: &mut u64,
     announcer: &mut Announcer,
+    book: &mut Book,
 ) {
     match event {
         Event::ConnectionsListed { connections } => {
-            if let Err(e) = db.store_connections(&connections).await {
-                tracing::warn!(error = %one_line(&e.to_string()), "cannot store the listed fleet");
-            } else {
-                tracing::info!(vehicles = connections.len(), "fleet listed");
+            match db.store_connections(&connections).await {
+                Err(e) => {
+                    tracing::warn!(error = %one_line(&e.to_string()), "cannot store the listed fleet")
+                }
+                Ok(changed) => {
+                    tracing::info!(vehicles = connections.len(), changed, "fleet listed");
+                    // New vehicles, owners or attributes: every dashboard reads the fleet again.
+                    if changed > 0
+                        && let Err(e) = db.notify(&serde_json::json!({"kind": "listed"})).await
+                    {
+                        tracing::debug!(error = %one_line(&e.to_string()), "cannot announce the listing");
+                    }
+                }
             }
         }
-        Event::Observed { report } => match db.store_probe(&report).await {
-            Ok(_) => {
-                metrics.probes.fetch_add(1, Ordering::Relaxed);
+        Event::Observed { report } => {
+            let age = book.started.remove(&report.vehicle_id).map(|t| t.elapsed());
+            match db.store_probe(&report, age).await {
+                Ok(_) => {
+                    // Requests still pending (forced after this probe began) are sent again.
+                    book.forwarded.remove(&report.vehicle_id);
+                    metrics.probes.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(vehicle = %one_line(&report.vehicle_id), error = %one_line(&e.to_string()), "cannot store a probe result")
+                }
             }
-            Err(e) => {
-                tracing::warn!(vehicle = %one_line(&report.vehicle_id), error = %one_line(&e.to_string()), "cannot store a probe result")
-            }
-        },
+        }
         Event::Progress(p) => {
             metrics.set_budget_left(p.budget_left);
             let new = p.requests_sent.saturating_sub(*requests_seen);
@@ -318,6 +367,7 @@ async fn handle(
             tracing::info!(until = %until, "rate budget exhausted");
         }
         Event::ProbeStarted { vehicle_id, .. } => {
+            book.started.insert(vehicle_id.clone(), Instant::now());
             let notice = serde_json::json!({"kind": "probing", "vehicle_id": vehicle_id});
             if let Err(e) = db.notify(&notice).await {
                 tracing::debug!(error = %one_line(&e.to_string()), "cannot announce a probe");

@@ -205,8 +205,7 @@ impl DeskClient {
     }
 
     /// Asks the desk to probe a vehicle at Focus priority; answers when the probe lands (or the
-    /// desk's wait ends first).
-    /// Asks the desk to probe a vehicle; `force` asks for a new answer even when its last one is fresh.
+    /// desk's wait ends first). `force` asks for a new answer even when the desk's last one is fresh.
     pub async fn request_probe(
         &self,
         vehicle_id: &str,

@@ -82,10 +82,10 @@ pub fn diagnose(
     if let Some(first) = auth.next() {
         let draft = d.add(FindingId::AccessTokenExpired, Severity::Blocked, first, || {
             if first.probe == Probe::Signals {
-                // API v3 carries the app's token, renewed once already: there is no user token.
+                // API v3 carries the app's token: there is no user token to refresh.
                 (
-                    "Smartcar refused the app's token for this vehicle, even renewed (AUTHENTICATION): nothing \
-                     else can be checked"
+                    "Smartcar refused the app's token for this vehicle (AUTHENTICATION): nothing else can be \
+                     checked"
                         .into(),
                     remedy::check_app_credential(smartcar_error(first)),
                 )

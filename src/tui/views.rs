@@ -512,12 +512,12 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
             ),
             _ if app.store.is_empty() => ("waiting for the fleet listing…".into(), theme.muted),
             _ => {
-                // VINs, makes and models are known only once a vehicle has been probed.
+                // VINs (and on API v2.0 makes and models) are known only once a vehicle has been probed.
                 let c = app.store.counts();
                 let unchecked = c.total.saturating_sub(c.checked);
                 let text = if unchecked > 0 {
                     format!(
-                        "no vehicle matches the filter; {unchecked} of {} vehicles are not checked yet, and their VIN, make and model are unknown until they are (they are probed as the sweep reaches them, or open one with :vehicle ID)",
+                        "no vehicle matches the filter; {unchecked} of {} vehicles are not checked yet, and what a probe reads (the VIN; on API v2.0 the make and model too) is unknown until they are (they are probed as the sweep reaches them, or open one with :vehicle ID)",
                         c.total
                     )
                 } else {

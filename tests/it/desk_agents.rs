@@ -386,3 +386,78 @@ async fn a_desk_answering_without_end_or_with_a_redirect_is_refused_not_read_or_
     let redirected = client.fleet().await.expect_err("a redirect");
     assert!(redirected.to_string().contains("redirect"), "{redirected}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_probe_asked_for_seconds_into_a_slow_probe_gets_a_probe_of_its_own() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let alice = add_agent(&schema.name, "alice");
+    let bob = add_agent(&schema.name, "bob");
+    // Every answer takes 6 s: Bob asks 4.5 s after Alice, while her probe is still on its way but
+    // more than the 3 s grace after it began, so its answer may predate what Bob wants to see.
+    let sim = vtriage::sim::spawn(
+        vtriage::sim::SimConfig {
+            vehicles: 10,
+            seed: 7,
+            vehicle_calls_per_hour: 0,
+            latency: vtriage::sim::Latency::Fixed {
+                ms: 6000,
+                jitter_ms: 0,
+            },
+            ..vtriage::sim::SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .await
+    .expect("simulator starts");
+    let config = sim.config().clone();
+    let serve = Serve::start_with(
+        &database_url(),
+        &schema.name,
+        &[
+            "--api",
+            "v3",
+            "--api-origin",
+            sim.origin(),
+            "--iam-origin",
+            sim.origin(),
+            "--client-id",
+            &config.client_id,
+            "--no-rate-limit",
+        ],
+        &[("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str())],
+    );
+    let vehicle = sim.fleet().vehicles[0].id.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while schema.count("SELECT count(*) FROM vehicles").await < 10 {
+        assert!(Instant::now() < deadline, "the fleet was never listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let forced = |token: String| {
+        let url = format!(
+            "{}/api/v1/vehicles/{vehicle}/probe?force=true",
+            serve.origin
+        );
+        async move {
+            let r = http()
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("answer");
+            r.status().as_u16()
+        }
+    };
+    let first = tokio::spawn(forced(alice));
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let second = forced(bob).await;
+    assert_eq!(first.await.expect("alice's request"), 200);
+    assert_eq!(second, 200);
+    assert_eq!(sim.v3_stats().signals_calls, 2, "a probe for each");
+    let results = format!(
+        "SELECT count(DISTINCT probe_result_id) FROM {}.probe_requests WHERE vehicle_id = '{vehicle}'",
+        schema.name
+    );
+    assert_eq!(schema.count(&results).await, 2);
+}

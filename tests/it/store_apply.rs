@@ -1,4 +1,5 @@
-//! The store applying scheduler events: records, diagnosis, history, counts, sort, selection.
+//! The store fed the scheduler's events (through `feed`): records, diagnosis, history, counts, sort,
+//! selection.
 
 use crate::store_fixture;
 
