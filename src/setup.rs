@@ -351,6 +351,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         );
     }
     let secret = client_secret(&profile, &mut warnings)?;
+    let secret_given = secret.is_some();
     let client_id = global
         .client_id
         .clone()
@@ -369,7 +370,12 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         ApiVersion::V3 => client_credentials.is_some(),
         ApiVersion::V2 => amt.is_some() || !tokens.is_empty() || single_token.is_some(),
     };
-    if api == ApiVersion::V3 && !has_credentials && !global.demo && global.api.is_some() {
+    // A secret without its client id is a live setup half done, never a reason to show the demo.
+    if api == ApiVersion::V3
+        && !has_credentials
+        && !global.demo
+        && (global.api.is_some() || secret_given)
+    {
         return Err(SetupError::Usage(format!(
             "--api v3 needs the client id (--client-id or SMARTCAR_CLIENT_ID) and the client secret \
              (SMARTCAR_CLIENT_SECRET, or client_secret_file or client_secret_command in the profile); {} missing",
@@ -402,7 +408,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         .collect();
         if !given.is_empty() {
             return Err(SetupError::Usage(format!(
-                "{} given but no credentials: set {amt_env} (or amt_file in a profile) and --tokens, or add --demo to use the built-in simulator",
+                "{} given but no credentials: set SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET (API v3), or {amt_env} (or amt_file in a profile) and --tokens (v2.0), or add --demo to use the built-in simulator",
                 given.join(" and ")
             )));
         }

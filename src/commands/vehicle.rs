@@ -55,6 +55,11 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                     Err(e) => {
                         let vin_hint =
                             match crate::smartcar::vin::decode(&query, this_year(settings.now())) {
+                                Ok(_) if settings.desk.is_some() => {
+                                    return Err(CommandError::Usage(
+                                        crate::tui::app::desk_vin_unknown(&query),
+                                    ));
+                                }
                                 Ok(vin) => {
                                     looking_up = true;
                                     let _ = session.commands.send(Command::FindVin { vin });
@@ -142,6 +147,8 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     // Worst first, after the probe: a user's blocked car above the healthy one.
     records.sort_by_key(|r| std::cmp::Reverse(r.verdict.status));
     let mut out = std::io::stdout().lock();
+    // One vehicle is one JSON object; a user's several cars are one array of them, worst first.
+    let mut documents = Vec::new();
     for (i, record) in records.iter().enumerate() {
         let mut s = VehicleSummary::from(*record);
         if waiting.contains(&record.vehicle_id) {
@@ -151,9 +158,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             ));
         }
         if args.json {
-            serde_json::to_writer_pretty(&mut out, &report::vehicle_json(&s))
-                .map_err(std::io::Error::other)?;
-            writeln!(out)?;
+            documents.push(report::vehicle_json(&s));
         } else {
             if i > 0 {
                 writeln!(out, "\n---\n")?;
@@ -164,6 +169,14 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                 report::markdown(&s, &settings.policies, settings.now())
             )?;
         }
+    }
+    if args.json {
+        let written = match documents.as_slice() {
+            [one] => serde_json::to_writer_pretty(&mut out, one),
+            many => serde_json::to_writer_pretty(&mut out, many),
+        };
+        written.map_err(std::io::Error::other)?;
+        writeln!(out)?;
     }
     out.flush()?;
     Ok(

@@ -83,7 +83,11 @@ impl Db {
         let client = self.client().await?;
         let added = client
             .execute(
-                "INSERT INTO agents (name, token_sha256) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                // A revoked name may be given a new token (a rotation); a live one may not.
+                "INSERT INTO agents (name, token_sha256) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE
+                     SET token_sha256 = EXCLUDED.token_sha256, created_at = now(), revoked_at = NULL
+                     WHERE agents.revoked_at IS NOT NULL",
                 &[&name, &token_hash(token.expose())],
             )
             .await

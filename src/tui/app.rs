@@ -1136,7 +1136,7 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
             example_arg(verb)
         )),
         _ => app.complain(format!(
-            "unknown command :{verb}; commands: :vehicle ID, :user ID, :vin VIN, :export PATH, :q"
+            "unknown command :{verb}; commands: :vehicle ID, :user ID, :vin VIN, :export PATH, :sweep, :refresh, :q"
         )),
     }
 }
@@ -1146,6 +1146,14 @@ fn year_of(now: Timestamp) -> i16 {
     now.to_zoned(jiff::tz::TimeZone::UTC).year()
 }
 
+/// A VIN no row of the desk's fleet carries: the desk learns VINs as it probes.
+pub fn desk_vin_unknown(vin: &str) -> String {
+    format!(
+        "VIN {}: the desk has not read it yet (it learns a VIN when it probes the car); open the car by its vehicle id or its owner's user id",
+        crate::untrusted::text::one_line(vin)
+    )
+}
+
 /// Asks the scheduler to find a VIN no row knows; its cost and outcome come back as events.
 fn start_vin_lookup(
     app: &mut App,
@@ -1153,6 +1161,11 @@ fn start_vin_lookup(
     open: bool,
     effects: &mut Vec<Effect>,
 ) {
+    if app.link.is_some() {
+        // A lookup reads VINs with the Smartcar budget, which is the desk's, not this dashboard's.
+        app.complain(desk_vin_unknown(&vin.vin));
+        return;
+    }
     app.say(format!("looking up VIN {}…", vin.vin));
     app.vin_lookup = Some((vin.vin.clone(), open));
     effects.push(Effect::Send(Command::FindVin { vin }));

@@ -359,7 +359,11 @@ fn carry_out(
         }
         Effect::Open(link) => open_link(&link).err().map(Msg::EffectFailed),
         Effect::Export(path) => Some(match export(&app.store, &path) {
-            Ok(n) => Msg::EffectDone(format!("exported {n} vehicles to {}", path.display())),
+            Ok(n) => Msg::EffectDone(format!(
+                "exported {n} vehicles to {} as {} (owner-only)",
+                crate::untrusted::text::one_line(&path.display().to_string()),
+                ExportFormat::of(&path).name()
+            )),
             Err(e) => Msg::EffectFailed(format!("could not export to {}: {e}", path.display())),
         }),
         Effect::Quit => {
@@ -394,39 +398,66 @@ fn open_link(link: &str) -> Result<(), String> {
         .map_err(|e| format!("could not open the link with {program}: {e}; copy it with y instead"))
 }
 
-/// Writes the rows passing the filter, in their order: a JSON array for `.json`, JSON lines (as
-/// `vtriage check --json`) for `.jsonl`/`.ndjson`, CSV otherwise.
+/// What [`export`] writes, named by the path's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    JsonArray,
+    JsonLines,
+    Csv,
+}
+
+impl ExportFormat {
+    pub fn of(path: &Path) -> ExportFormat {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("json") => ExportFormat::JsonArray,
+            Some("jsonl" | "ndjson") => ExportFormat::JsonLines,
+            _ => ExportFormat::Csv,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::JsonArray => "a JSON array",
+            ExportFormat::JsonLines => "JSON lines",
+            ExportFormat::Csv => "CSV",
+        }
+    }
+}
+
+/// Writes the rows passing the filter, in their order, to a file only its owner can read (it
+/// holds VINs and user ids): a JSON array for `.json`, JSON lines (as `vtriage check --json`) for
+/// `.jsonl`/`.ndjson`, CSV otherwise.
 pub fn export(store: &Store, path: &Path) -> std::io::Result<usize> {
-    let extension = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match extension.as_deref() {
-        Some("json") => {
+    match ExportFormat::of(path) {
+        ExportFormat::JsonArray => {
             let summaries = summaries(store);
             let array: Vec<serde_json::Value> =
                 summaries.iter().map(crate::report::vehicle_json).collect();
-            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            let mut out = std::io::BufWriter::new(crate::private_files::create_file(path)?);
             serde_json::to_writer_pretty(&mut out, &array).map_err(std::io::Error::other)?;
             std::io::Write::write_all(&mut out, b"\n")?;
             std::io::Write::flush(&mut out)?;
             Ok(summaries.len())
         }
-        Some("jsonl" | "ndjson") => {
+        ExportFormat::JsonLines => {
             let summaries = summaries(store);
-            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            let mut out = std::io::BufWriter::new(crate::private_files::create_file(path)?);
             crate::report::write_json_lines(&mut out, &summaries)?;
             std::io::Write::flush(&mut out)?;
             Ok(summaries.len())
         }
-        _ => export_csv(store, path),
+        ExportFormat::Csv => export_csv(store, path),
     }
 }
 
 /// Writes the rows passing the filter, in their order, as the report module's CSV.
 pub fn export_csv(store: &Store, path: &Path) -> std::io::Result<usize> {
     let summaries = summaries(store);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut out = std::io::BufWriter::new(crate::private_files::create_file(path)?);
     crate::report::write_csv(&mut out, &summaries)?;
     std::io::Write::flush(&mut out)?;
     Ok(summaries.len())

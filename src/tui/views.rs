@@ -98,16 +98,23 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
         ));
     }
     match &app.link {
-        Some(Link::Reconnecting { attempt, reason }) => segments.push(Segment::new(
-            98,
-            vec![Span::styled(
-                format!(
-                    " reconnecting (try {attempt}): {}; last state shown ",
-                    one_line(reason)
-                ),
-                theme.error,
-            )],
-        )),
+        Some(Link::Reconnecting { attempt, reason }) => {
+            // The short part fits at 80 columns; why comes after, where there is room.
+            segments.push(Segment::new(
+                98,
+                vec![Span::styled(
+                    format!(" reconnecting (try {attempt}) · last state shown "),
+                    theme.error,
+                )],
+            ));
+            segments.push(Segment::new(
+                30,
+                vec![Span::styled(
+                    format!("· {} ", one_line(reason)),
+                    theme.muted,
+                )],
+            ));
+        }
         Some(Link::Refused) => segments.push(Segment::new(
             98,
             vec![Span::styled(" agent token refused ", theme.error)],
@@ -184,13 +191,15 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
             )],
         ));
     }
-    segments.push(Segment::new(
-        10,
-        vec![Span::styled(
-            format!("· {}", one_line(&app.config.origin)),
-            theme.muted,
-        )],
-    ));
+    if !app.config.origin.is_empty() {
+        segments.push(Segment::new(
+            10,
+            vec![Span::styled(
+                format!("· {}", one_line(&app.config.origin)),
+                theme.muted,
+            )],
+        ));
+    }
     let mut short = segments.clone();
     if let (Some((_, compact)), Some(segment)) = (sweep, short.get_mut(sweep_index)) {
         segment.spans = vec![Span::styled(compact, theme.warning)];

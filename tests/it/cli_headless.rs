@@ -482,10 +482,9 @@ async fn vehicle_by_user_id_lists_every_car_of_that_user_worst_first_and_a_uniqu
     let mut args = vec!["vehicle", user, "--json"];
     args.extend(live.iter().copied());
     let out = vtriage(&home, &args).await;
-    let objects: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
-        .into_iter::<Value>()
-        .map(|v| v.expect("JSON objects"))
-        .collect();
+    // One JSON document: an array of the user's cars.
+    let objects: Vec<Value> =
+        serde_json::from_slice(&out.stdout).expect("one JSON array of the user's cars");
     assert_eq!(objects.len(), cars.len(), "{objects:?}");
     let rank = |s: &str| match s {
         "BLOCKED" => 4,

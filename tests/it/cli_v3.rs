@@ -226,6 +226,16 @@ async fn v3_without_a_secret_says_where_to_put_it_and_a_secret_flag_does_not_exi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_without_its_client_id_is_an_error_never_the_demo_fleet() {
+    let home = temp_home("noid");
+    let out = vtriage(&home, &["check"], &[("SMARTCAR_CLIENT_SECRET", SECRET)]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the client id is missing"), "{err}");
+    assert!(out.stdout.is_empty(), "no fleet printed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vehicle_by_vin_on_v3_reads_only_its_make_and_year_and_an_absent_make_costs_nothing() {
     let sim = simulator(200, 3600).await;
     let home = temp_home("vinlookup");

@@ -127,6 +127,13 @@ async fn an_agent_token_is_shown_once_kept_as_a_hash_and_refused_once_revoked() 
     agent_cmd(&schema.name, &["revoke", "alice"]);
     assert_eq!(get(&serve, "/api/v1/fleet", &token).await.0, 401);
     assert!(agent_cmd(&schema.name, &["list"]).contains("revoked"));
+
+    // A revoked name takes a new token; the old one stays refused.
+    let rotated = add_agent(&schema.name, "alice");
+    assert_ne!(rotated, token);
+    assert_eq!(get(&serve, "/api/v1/fleet", &rotated).await.0, 200);
+    assert_eq!(get(&serve, "/api/v1/fleet", &token).await.0, 401);
+    assert!(!agent_cmd(&schema.name, &["list"]).contains("revoked"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

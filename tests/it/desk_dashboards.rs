@@ -388,4 +388,29 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
         schema.name
     );
     assert_eq!(schema.count(&probes).await, 1, "both served by one result");
+
+    // A VIN the desk has not read: said at once, on screen and by `vehicle`, not looked up.
+    let unread = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.id != tesla)
+        .expect("another car")
+        .vin
+        .clone();
+    screens[0].send("\x1b");
+    screens[0].wait_for("1 of 30", Duration::from_secs(10));
+    screens[0].send(&format!(":vin {unread}\r"));
+    screens[0].wait_for("the desk has not read it yet", Duration::from_secs(10));
+    let token = agent_token(&schema.name, "eve");
+    let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["vehicle", &unread, "--server", &serve.origin])
+        .env("VTRIAGE_HOME", temp_home("vin-eve"))
+        .env("VTRIAGE_AGENT_TOKEN", &token)
+        .output()
+        .expect("vehicle runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the desk has not read it yet"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
 }

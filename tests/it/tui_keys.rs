@@ -523,12 +523,21 @@ fn export_writes_the_filtered_rows_as_csv() {
     let path = dir.join("teslas.csv");
     assert_eq!(vtriage::tui::export_csv(&app.store, &path).ok(), Some(3));
     let text = std::fs::read_to_string(&path).unwrap_or_default();
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .ok()
+    };
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(text.lines().count(), 4, "{text}");
     assert!(
         text.contains("7SAYGDEE1NF000001") && !text.contains("3FMTK3SU5PMA00003"),
         "{text}"
     );
+    #[cfg(unix)]
+    assert_eq!(mode, Some(0o600), "VINs and user ids: owner only");
 }
 
 #[test]

@@ -308,3 +308,23 @@ fn with_the_budget_spent_the_header_says_when_the_next_request_can_go() {
         "{top:?}"
     );
 }
+
+#[test]
+fn a_desk_gone_away_reads_reconnecting_in_the_header_even_at_80_columns() {
+    let mut app = app(80, 24);
+    app.link = Some(vtriage::desk::remote::Link::Reconnecting {
+        attempt: 3,
+        reason: "the desk at http://127.0.0.1:8787 does not answer: error sending request for url (http://127.0.0.1:8787/api/v1/stream)".into(),
+    });
+    let top = screen(&app)[0].clone();
+    assert!(top.contains("reconnecting (try 3)"), "{top:?}");
+    update(
+        &mut app,
+        Msg::Resize {
+            width: 300,
+            height: 24,
+        },
+    );
+    let wide = screen(&app)[0].clone();
+    assert!(wide.contains("does not answer"), "{wide:?}");
+}
