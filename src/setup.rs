@@ -515,7 +515,8 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     let (policies, policy_error) =
         Policies::with_override(&policies_file, std::fs::read_to_string(&policies_file));
     if let Some(e) = policy_error {
-        warnings.push(format!("{e}; using the built-in rules"));
+        // The error says so already: "(built-in rules in use)".
+        warnings.push(e.to_string());
     }
 
     let rate = if global.no_rate_limit

@@ -269,7 +269,7 @@ pub(super) async fn check_desk(
         .filter(|v| v.report.is_none())
         .map(|v| v.vehicle_id.clone())
         .collect();
-    let reason = "the desk has heard nothing about it yet";
+    let reason = "the desk has heard nothing of this vehicle yet";
     if !unchecked.is_empty() {
         eprintln!(
             "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",

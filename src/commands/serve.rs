@@ -31,7 +31,7 @@ pub async fn serve(
     }
     if settings.mode == setup::Mode::Demo && !global.demo {
         return Err(CommandError::Usage(
-            "serve needs Smartcar credentials (--amt or SMARTCAR_MANAGEMENT_TOKEN, with tokens), or --demo to probe the built-in simulator"
+            "serve needs Smartcar credentials (API v3: SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET; v2.0: SMARTCAR_MANAGEMENT_TOKEN with tokens), or --demo to probe the built-in simulator"
                 .into(),
         ));
     }

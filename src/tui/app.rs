@@ -597,10 +597,27 @@ fn on_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
                 *scroll = scroll.saturating_sub(1);
             }
         }
-        (KeyContext::Help, Some(Action::Down)) => {
+        (
+            KeyContext::Help,
+            Some(
+                action @ (Action::Down
+                | Action::PageUp
+                | Action::PageDown
+                | Action::Top
+                | Action::Bottom),
+            ),
+        ) => {
             let max = crate::tui::views::help_max_scroll(app);
+            let page = app.height.saturating_sub(4).max(1);
             if let Overlay::Help { scroll } = &mut app.overlay {
-                *scroll = scroll.saturating_add(1).min(max);
+                *scroll = match action {
+                    Action::Down => scroll.saturating_add(1),
+                    Action::PageUp => scroll.saturating_sub(page),
+                    Action::PageDown => scroll.saturating_add(page),
+                    Action::Top => 0,
+                    _ => max,
+                }
+                .min(max);
             }
         }
         (_, Some(Action::Help)) => app.overlay = Overlay::Help { scroll: 0 },

@@ -420,7 +420,8 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
         None if record.last_probe_at.is_none() => Span::styled("not checked yet", theme.muted),
         None => Span::styled("no findings", theme.muted),
     };
-    let checked = if record.stale {
+    // `*`: the verdict comes from the last session's snapshot, not from this one.
+    let checked = if record.stale && record.last_probe_at.is_some() {
         format!("{}*", ago(app.now, record.last_probe_at))
     } else {
         ago(app.now, record.last_probe_at)

@@ -698,6 +698,24 @@ fn help_scrolls_to_its_last_wrapped_line_and_no_further() {
 }
 
 #[test]
+fn help_pages_with_pagedown_and_jumps_to_either_end() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('?'));
+    key(&mut app, KeyCode::End);
+    let Overlay::Help { scroll: bottom } = app.overlay else {
+        panic!("help is open")
+    };
+    assert!(bottom > 0, "the help is longer than 24 rows");
+    key(&mut app, KeyCode::Home);
+    assert_eq!(app.overlay, Overlay::Help { scroll: 0 });
+    key(&mut app, KeyCode::PageDown);
+    let Overlay::Help { scroll: paged } = app.overlay else {
+        panic!("help is open")
+    };
+    assert!(paged > 1 && paged <= bottom, "{paged} of {bottom}");
+}
+
+#[test]
 fn budget_stays_in_an_80_column_header_when_a_sweep_is_offered() {
     let mut app = app(80, 24);
     update(
