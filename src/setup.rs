@@ -77,8 +77,10 @@ pub struct Settings {
     pub config: Config,
     pub profile: String,
     pub mode: Mode,
-    /// The API live use speaks (the demo always uses v2.0).
+    /// The API spoken: v3 in the demo unless `--api v2` (or a profile's `api`) asks for v2.0.
     pub api: ApiVersion,
+    /// The API the flags or the profile named, if any.
+    pub api_asked: Option<ApiVersion>,
     pub origins: Origins,
     /// Where the v3 token endpoint and Vehicle API are.
     pub v3_origins: V3Origins,
@@ -566,6 +568,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         profile: profile_name,
         mode,
         api,
+        api_asked: global.api.or(profile.api),
         origins,
         v3_origins,
         client_credentials,
@@ -646,7 +649,8 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
         settings.needs.connect_origin = settings.origins.connect.clone();
         // The demo speaks API v3, the live default: the listing names every car's make, so the
         // sweep reaches the cars the OEM rules concern first, and a diagnosis is one request.
-        settings.api = ApiVersion::V3;
+        // `--api v2` shows the v2.0 path on the same fleet.
+        settings.api = settings.api_asked.unwrap_or(ApiVersion::V3);
         settings.v3_origins = V3Origins {
             iam: handle.origin().to_string(),
             api: handle.origin().to_string(),

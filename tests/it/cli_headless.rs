@@ -721,3 +721,20 @@ async fn sim_help_lists_the_simulator_s_flags_and_none_of_the_connection_flags()
     let check = vtriage(&home, &["check", "--help"]).await;
     assert!(String::from_utf8_lossy(&check.stdout).contains("--api-origin"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_speaks_v3_and_api_v2_shows_the_v2_path_on_the_same_fleet() {
+    for (api, endpoint) in [
+        (None, "GET /v3/vehicles/"),
+        (Some("v2"), "POST /v2.0/vehicles/"),
+    ] {
+        let home = temp_home(&format!("demo-{}", api.unwrap_or("v3")));
+        let mut args = vec!["vehicle", "d63be243", "--json"];
+        if let Some(api) = api {
+            args.extend(["--api", api, "--demo"]);
+        }
+        let out = vtriage(&home, &args).await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(endpoint), "{api:?}: {text}");
+    }
+}
