@@ -178,8 +178,7 @@ struct FleetQuery {
     limit: Option<usize>,
 }
 
-const VEHICLE_COLUMNS: &str =
-    "vehicle_id, user_id, make, model, year, status, finding, facts, diagnosis, changed_at";
+const VEHICLE_COLUMNS: &str = "vehicle_id, user_id, make, model, year, status, finding, facts, diagnosis, changed_at, connected_at";
 
 async fn fleet(
     State(st): State<Arc<ApiState>>,
@@ -266,6 +265,7 @@ fn item(row: &tokio_postgres::Row) -> VehicleItem {
             .unwrap_or_default(),
         checked_at: diagnosis.as_ref().and_then(|d| d.checked_at),
         changed_at: jiff::Timestamp::try_from(changed_at).ok(),
+        connected_at: row.get(10),
         status: row.get(5),
         finding: row.get(6),
         vehicle_id,

@@ -576,20 +576,28 @@ impl Db {
                 .iter()
                 .map(|c| c.attributes.as_ref().map(|a| i32::from(a.year)))
                 .collect();
+            let connected: Vec<Option<&str>> = chunk
+                .iter()
+                .map(|c| c.connection.connected_at.as_deref())
+                .collect();
             changed += client
                 .execute(
-                    "INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
+                    "INSERT INTO vehicles (vehicle_id, user_id, make, model, year, connected_at)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
+                                          $6::text[])
                      ON CONFLICT (vehicle_id) DO UPDATE SET
                          user_id = EXCLUDED.user_id,
+                         connected_at = coalesce(EXCLUDED.connected_at, vehicles.connected_at),
                          make = coalesce(vehicles.make, EXCLUDED.make),
                          model = coalesce(vehicles.model, EXCLUDED.model),
                          year = coalesce(vehicles.year, EXCLUDED.year)
                      WHERE vehicles.user_id IS DISTINCT FROM EXCLUDED.user_id
                         OR (vehicles.make IS NULL AND EXCLUDED.make IS NOT NULL)
                         OR (vehicles.model IS NULL AND EXCLUDED.model IS NOT NULL)
-                        OR (vehicles.year IS NULL AND EXCLUDED.year IS NOT NULL)",
-                    &[&ids, &users, &makes, &models, &years],
+                        OR (vehicles.year IS NULL AND EXCLUDED.year IS NOT NULL)
+                        OR (EXCLUDED.connected_at IS NOT NULL
+                            AND vehicles.connected_at IS DISTINCT FROM EXCLUDED.connected_at)",
+                    &[&ids, &users, &makes, &models, &years, &connected],
                 )
                 .await?;
         }

@@ -264,6 +264,7 @@ fn vetted(mut v: VehicleItem) -> Option<VehicleItem> {
         }
     };
     clean(&mut v.user_id);
+    clean(&mut v.connected_at);
     clean(&mut v.make);
     clean(&mut v.model);
     Some(v)
@@ -287,7 +288,7 @@ fn connection(v: &VehicleItem) -> ConnectionInfo {
         connection: Connection {
             user_id: v.user_id.clone().unwrap_or_default(),
             vehicle_id: v.vehicle_id.clone(),
-            connected_at: None,
+            connected_at: v.connected_at.clone(),
             mode: None,
         },
         // The desk holds the credentials; from here every vehicle can be asked for.
@@ -580,6 +581,7 @@ mod tests {
             badges: vec![],
             checked_at: None,
             changed_at: None,
+            connected_at: None,
             report: with_report.then(|| crate::smartcar::ProbeReport {
                 vehicle_id: id.into(),
                 ..Default::default()

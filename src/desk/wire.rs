@@ -38,6 +38,9 @@ pub struct VehicleItem {
     /// When the status or finding last moved.
     #[serde(default)]
     pub changed_at: Option<jiff::Timestamp>,
+    /// When the owner connected the car, as the listing gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_at: Option<String>,
     /// What webhooks and probes told; `None` while nothing is known.
     #[serde(default)]
     pub report: Option<ProbeReport>,

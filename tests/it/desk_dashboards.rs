@@ -355,6 +355,8 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
     for t in &mut screens {
         t.wait_for("virtual key not paired", Duration::from_secs(30));
     }
+    // When the owner connected the car, from the listing through the desk.
+    assert!(screens[0].shows("connected 20"), "{}", screens[0].screen());
     let forced_from = sim.v3_stats().signals_calls;
     assert_eq!(forced_from - opened_from, 1, "opening from both: one probe");
 
