@@ -21,10 +21,24 @@ pub async fn agent(args: &crate::cli::AgentArgs) -> Result<ExitCode, CommandErro
         crate::health::Needs::default(),
     );
     let db = crate::desk::Db::new(&config, diagnose, None).map_err(crate::desk::DeskError::from)?;
+    // A mistyped schema would quietly become a desk of its own, with tokens no `serve` reads.
+    let new_schema = match &args.schema {
+        Some(schema) => !db
+            .has_schema(schema)
+            .await
+            .map_err(crate::desk::DeskError::from)?,
+        None => false,
+    };
     // The agents table may not exist yet on a desk never started with this version.
     db.migrate(args.schema.as_deref())
         .await
         .map_err(crate::desk::DeskError::from)?;
+    if new_schema {
+        eprintln!(
+            "vtriage: schema {} did not exist and was created: is it the one `serve --schema` uses?",
+            one_line(args.schema.as_deref().unwrap_or_default())
+        );
+    }
     match &args.action {
         AgentAction::Add { name } => {
             let token = db.add_agent(name).await?;

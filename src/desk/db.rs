@@ -259,6 +259,18 @@ impl Db {
         Ok(())
     }
 
+    /// Whether a schema of this name exists (unquoted names are folded to lower case, as here).
+    pub async fn has_schema(&self, name: &str) -> Result<bool, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = lower($1))",
+                &[&name],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// The channel this desk's changes are announced on.
     pub fn channel(&self) -> &str {
         self.channel.get().map_or("vtriage_changes", String::as_str)

@@ -468,3 +468,31 @@ async fn a_forced_probe_asked_for_seconds_into_a_slow_probe_gets_a_probe_of_its_
     );
     assert_eq!(schema.count(&results).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_command_on_a_schema_that_did_not_exist_says_it_created_one() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let typo = format!("{}_typo", schema.name);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_vtriage"))
+            .args(["agent", "--database", &database_url(), "--schema", &typo])
+            .arg("list")
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("vtriage agent runs")
+    };
+    let first = run();
+    let second = run();
+    schema
+        .client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {typo} CASCADE"))
+        .await
+        .expect("drop the schema");
+    assert!(first.status.success());
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(err.contains("did not exist and was created"), "{err}");
+    let again = String::from_utf8_lossy(&second.stderr);
+    assert!(!again.contains("did not exist"), "said once: {again}");
+}
