@@ -15,6 +15,7 @@
 //! | `vin:5YJ3` | VIN starts with the value (case ignored) |
 //! | `has:token` / `has:vin` / `has:finding` | an access token is configured / the VIN is known / the diagnosis has findings |
 //! | `checked:no` / `checked:yes` | the vehicle was (not) probed yet |
+//! | `2019` (four digits, 1980–2100) | model year 2019, or a VIN holding `2019` (not ids, where four digits turn up by chance) |
 //! | anything else | matched inside one field of VIN, vehicle id, user id, make and model: a term with three digits or more (a VIN or id fragment) as a substring, any other fuzzily (nucleo, score > 0: its characters in order) |
 //!
 //! Words read as a model first: free words following each other (`model 3`, `ford mustang`), or a
@@ -81,6 +82,9 @@ enum Test {
     RulePrefix(String),
     FindingPrefix(String),
     Year(YearCmp, u16),
+    /// A lone four-digit word that reads as a model year: that year, or a VIN holding the digits
+    /// (not ids, where four digits turn up by chance).
+    YearOrVin(u16, String),
     User(String),
     VehicleId(String),
     VinPrefix(String),
@@ -128,6 +132,21 @@ pub fn char_mask(text: &str) -> u64 {
         };
         mask | 1 << bit
     })
+}
+
+/// Model years a lone four-digit word is read as.
+const YEARS: std::ops::RangeInclusive<u16> = 1980..=2100;
+
+/// A free word: a model year when it is one, else matched as text.
+fn free_word(text: &str) -> Test {
+    if text.len() == 4
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(year) = text.parse::<u16>()
+        && YEARS.contains(&year)
+    {
+        return Test::YearOrVin(year, text.to_string());
+    }
+    fuzzy(text)
 }
 
 fn fuzzy(text: &str) -> Test {
@@ -294,7 +313,7 @@ fn parse_term(raw: &str) -> Result<Term, FilterError> {
     let Some((key, value)) = body.split_once(':') else {
         return Ok(Term {
             negated,
-            test: fuzzy(body),
+            test: free_word(body),
         });
     };
     let key_lower = key.to_ascii_lowercase();
@@ -557,6 +576,12 @@ impl Test {
                 .findings
                 .iter()
                 .any(|f| starts_with_ignore_case(&f.id, v)),
+            Test::YearOrVin(year, digits) => {
+                r.attributes.as_ref().is_some_and(|a| a.year == *year)
+                    || r.vin
+                        .as_deref()
+                        .is_some_and(|v| v.contains(digits.as_str()))
+            }
             Test::Year(cmp, year) => r.attributes.as_ref().is_some_and(|a| match cmp {
                 YearCmp::Lt => a.year < *year,
                 YearCmp::Le => a.year <= *year,

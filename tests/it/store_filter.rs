@@ -43,6 +43,10 @@ fn each_expression_keeps_exactly_its_rows() {
         ("finding:no-access", &["veh-e"]),
         ("has:finding", &["veh-a", "veh-c", "veh-e"]),
         ("year:2019", &["veh-f"]),
+        // A lone four-digit word that reads as a year is the model year (or in a VIN), not id digits.
+        ("2019", &["veh-f"]),
+        ("tesla 2019", &["veh-f"]),
+        ("!2019 make:tesla", &["veh-a", "veh-b"]),
         ("year:<2021", &["veh-f"]),
         ("year:>=2022", &["veh-c", "veh-b"]),
         ("year:>2021", &["veh-c", "veh-b"]),
@@ -126,6 +130,17 @@ fn typing_a_vin_character_by_character_matches_a_fresh_filter_at_every_step() {
     let mut fresh = fleet_store();
     fresh.set_filter("5").unwrap();
     assert_eq!(ids(&typed), ids(&fresh));
+}
+
+#[test]
+fn typing_a_year_digit_by_digit_matches_a_fresh_filter_at_every_step() {
+    let mut typed = fleet_store();
+    for query in ["2", "20", "201", "2019", "20190", "2019", "201"] {
+        typed.set_filter(query).unwrap();
+        let mut fresh = fleet_store();
+        fresh.set_filter(query).unwrap();
+        assert_eq!(ids(&typed), ids(&fresh), "after `{query}`");
+    }
 }
 
 #[test]
