@@ -55,11 +55,6 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                     Err(e) => {
                         let vin_hint =
                             match crate::smartcar::vin::decode(&query, this_year(settings.now())) {
-                                Ok(_) if settings.desk.is_some() => {
-                                    return Err(CommandError::Usage(
-                                        crate::tui::app::desk_vin_unknown(&query),
-                                    ));
-                                }
                                 Ok(vin) => {
                                     looking_up = true;
                                     let _ = session.commands.send(Command::FindVin { vin });

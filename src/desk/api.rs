@@ -28,7 +28,9 @@ use super::agents::bearer;
 use super::db::{Db, DbError};
 use super::facts::VehicleFacts;
 use super::metrics::Metrics;
-use super::wire::{DeskProgress, FleetPage, ProbeAnswer, RulesDoc, StreamEvent, VehicleItem};
+use super::wire::{
+    DeskProgress, FleetPage, ProbeAnswer, RulesDoc, StreamEvent, VehicleItem, VinAnswer,
+};
 
 /// Vehicles per fleet page unless the client asks for fewer.
 pub const PAGE_DEFAULT: usize = 1000;
@@ -111,6 +113,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/fleet", get(fleet))
         .route("/api/v1/vehicles/{id}", get(vehicle))
         .route("/api/v1/vehicles/{id}/probe", post(probe))
+        .route("/api/v1/vins/{vin}", post(find_vin))
         .route("/api/v1/stream", get(stream))
         .with_state(state)
 }
@@ -178,7 +181,8 @@ struct FleetQuery {
     limit: Option<usize>,
 }
 
-const VEHICLE_COLUMNS: &str = "vehicle_id, user_id, make, model, year, status, finding, facts, diagnosis, changed_at, connected_at";
+const VEHICLE_COLUMNS: &str = "vehicle_id, user_id, make, model, year, status, finding, facts, \
+                               diagnosis, changed_at, connected_at, vin";
 
 async fn fleet(
     State(st): State<Arc<ApiState>>,
@@ -266,6 +270,7 @@ fn item(row: &tokio_postgres::Row) -> VehicleItem {
         checked_at: diagnosis.as_ref().and_then(|d| d.checked_at),
         changed_at: jiff::Timestamp::try_from(changed_at).ok(),
         connected_at: row.get(10),
+        vin: row.get(11),
         status: row.get(5),
         finding: row.get(6),
         vehicle_id,
@@ -379,6 +384,81 @@ async fn probe(
                 request_id,
                 served: false,
                 vehicle: vehicle_item(&st.db, &id).await.ok().flatten(),
+            };
+            return answer(
+                StatusCode::ACCEPTED,
+                serde_json::to_value(body).unwrap_or(Value::Null),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Finds the vehicle with a VIN: at once when the desk has read it, else through a lookup by the
+/// desk's prober (the VINs of the cars whose make and year fit, nearest first), answered 200 when
+/// it ends or 202 `{"done": false}` after the desk's wait (ask again: the lookup goes on).
+async fn find_vin(
+    State(st): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Path(vin): Path<String>,
+    Query(q): Query<ProbeQuery>,
+) -> Response {
+    let agent = match agent(&st, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let this_year = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .year();
+    let vin = match crate::smartcar::vin::decode(&vin, this_year) {
+        Ok(decoded) => decoded.vin,
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("not a VIN: {e}")}),
+            );
+        }
+    };
+    let done = |vehicle_id: Option<String>, requests: u64| {
+        let body = VinAnswer {
+            vin: vin.clone(),
+            done: true,
+            vehicle_id,
+            requests,
+        };
+        answer(
+            StatusCode::OK,
+            serde_json::to_value(body).unwrap_or(Value::Null),
+        )
+    };
+    match st.db.vehicle_with_vin(&vin).await {
+        Ok(Some(id)) => {
+            audit(&st, &agent, "find vin", Some(&vin)).await;
+            return done(Some(id), 0);
+        }
+        Ok(None) => {}
+        Err(e) => return unavailable(&e),
+    }
+    if let Err(e) = st.db.request_vin_lookup(&vin, &agent).await {
+        return unavailable(&e);
+    }
+    let wait = q
+        .wait
+        .map_or(st.probe_wait, Duration::from_secs)
+        .min(st.probe_wait);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match st.db.vin_lookup(&vin).await {
+            Ok(Some(found)) => return done(found.vehicle_id, found.requests),
+            Ok(None) => {}
+            Err(e) => return unavailable(&e),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let body = VinAnswer {
+                vin: vin.clone(),
+                done: false,
+                vehicle_id: None,
+                requests: 0,
             };
             return answer(
                 StatusCode::ACCEPTED,

@@ -28,6 +28,13 @@ pub struct PendingProbe {
     pub last_request: i64,
 }
 
+/// How a VIN lookup ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VinLookup {
+    pub vehicle_id: Option<String>,
+    pub requests: u64,
+}
+
 /// A forced probe request made this soon after a probe of the vehicle began is served by it: two
 /// agents pressing `r` at once share one probe.
 pub const JOIN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -444,8 +451,114 @@ impl Db {
             &[&report.vehicle_id, &id, &forced_before],
         )
         .await?;
+        if let Some(vin) = &report.vin {
+            tx.execute(
+                "UPDATE vehicles SET vin = $2 WHERE vehicle_id = $1 AND vin IS DISTINCT FROM $2",
+                &[&report.vehicle_id, vin],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Records VINs read by a lookup, as `(vehicle_id, vin)`.
+    pub async fn store_vins(&self, vins: &[(String, String)]) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        let ids: Vec<&str> = vins.iter().map(|(id, _)| id.as_str()).collect();
+        let values: Vec<&str> = vins.iter().map(|(_, vin)| vin.as_str()).collect();
+        client
+            .execute(
+                "UPDATE vehicles SET vin = v.vin
+                 FROM unnest($1::text[], $2::text[]) AS v(vehicle_id, vin)
+                 WHERE vehicles.vehicle_id = v.vehicle_id AND vehicles.vin IS DISTINCT FROM v.vin",
+                &[&ids, &values],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The vehicle whose VIN the desk has read as `vin` (upper case), if any.
+    pub async fn vehicle_with_vin(&self, vin: &str) -> Result<Option<String>, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT vehicle_id FROM vehicles WHERE vin = $1 ORDER BY vehicle_id LIMIT 1",
+                &[&vin],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Asks the prober to look `vin` up (audited); a lookup under way goes on, a finished one
+    /// starts again.
+    pub async fn request_vin_lookup(&self, vin: &str, requested_by: &str) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO vin_lookups (vin, requested_by) VALUES ($1, $2)
+             ON CONFLICT (vin) DO UPDATE
+                 SET requested_by = EXCLUDED.requested_by, requested_at = now(),
+                     done_at = NULL, vehicle_id = NULL, requests = NULL
+                 WHERE vin_lookups.done_at IS NOT NULL",
+            &[&vin, &requested_by],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO audit (actor, action, subject) VALUES ($1, 'find vin', $2)",
+            &[&requested_by, &vin],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How a lookup ended: `None` while it runs (or was never asked for), else the vehicle found
+    /// (if any) and the requests it took.
+    pub async fn vin_lookup(&self, vin: &str) -> Result<Option<VinLookup>, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT vehicle_id, coalesce(requests, 0) FROM vin_lookups
+                 WHERE vin = $1 AND done_at IS NOT NULL",
+                &[&vin],
+            )
+            .await?;
+        Ok(row.map(|r| VinLookup {
+            vehicle_id: r.get(0),
+            requests: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+        }))
+    }
+
+    /// The oldest VIN lookup not finished.
+    pub async fn next_vin_lookup(&self) -> Result<Option<String>, DbError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT vin FROM vin_lookups WHERE done_at IS NULL ORDER BY requested_at LIMIT 1",
+                &[],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Records how a lookup ended.
+    pub async fn finish_vin_lookup(
+        &self,
+        vin: &str,
+        vehicle_id: Option<&str>,
+        requests: u64,
+    ) -> Result<(), DbError> {
+        let client = self.pool.get().await?;
+        let requests = i64::try_from(requests).unwrap_or(i64::MAX);
+        client
+            .execute(
+                "UPDATE vin_lookups SET done_at = now(), vehicle_id = $2, requests = $3
+                 WHERE vin = $1 AND done_at IS NULL",
+                &[&vin, &vehicle_id, &requests],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Locks the vehicle's row, creating it; returns what [`Db::apply`] reads.

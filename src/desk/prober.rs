@@ -233,6 +233,9 @@ async fn hold(
                     }
                     Err(e) => tracing::warn!(error = %one_line(&e.to_string()), "cannot read probe requests"),
                 }
+                if book.vin_lookup.is_none() {
+                    next_vin_lookup(db, &session.commands, &mut book).await;
+                }
                 announcer.flush(db).await;
             }
             _ = refresh.tick(), if config.refresh_every.is_some() => {
@@ -296,6 +299,8 @@ impl Announcer {
 struct Book {
     forwarded: HashMap<String, i64>,
     started: HashMap<String, Instant>,
+    /// The VIN being looked up: one at a time, since a new lookup replaces one under way.
+    vin_lookup: Option<String>,
 }
 
 impl Book {
@@ -310,6 +315,36 @@ impl Book {
             None => {
                 self.forwarded.insert(vehicle_id.to_string(), last_request);
                 true
+            }
+        }
+    }
+}
+
+/// Starts the oldest VIN lookup waiting; a text that is no VIN ends at once, unfound.
+async fn next_vin_lookup(
+    db: &Db,
+    commands: &tokio::sync::mpsc::UnboundedSender<Command>,
+    book: &mut Book,
+) {
+    let vin = match db.next_vin_lookup().await {
+        Ok(Some(vin)) => vin,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %one_line(&e.to_string()), "cannot read VIN lookups");
+            return;
+        }
+    };
+    let this_year = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .year();
+    match crate::smartcar::vin::decode(&vin, this_year) {
+        Ok(decoded) => {
+            book.vin_lookup = Some(decoded.vin.clone());
+            let _ = commands.send(Command::FindVin { vin: decoded });
+        }
+        Err(_) => {
+            if let Err(e) = db.finish_vin_lookup(&vin, None, 0).await {
+                tracing::warn!(error = %one_line(&e.to_string()), "cannot end a VIN lookup");
             }
         }
     }
@@ -373,9 +408,27 @@ async fn handle(
                 tracing::debug!(error = %one_line(&e.to_string()), "cannot announce a probe");
             }
         }
-        Event::SweepCost { .. }
-        | Event::VinsLearned { .. }
-        | Event::VinLookupPlanned { .. }
-        | Event::VinLookupDone { .. } => {}
+        Event::VinsLearned { vins } => {
+            if let Err(e) = db.store_vins(&vins).await {
+                tracing::warn!(error = %one_line(&e.to_string()), "cannot store VINs read");
+            }
+        }
+        Event::VinLookupDone {
+            vin,
+            vehicle_id,
+            requests,
+            ..
+        } => {
+            if book.vin_lookup.as_deref() == Some(vin.as_str()) {
+                book.vin_lookup = None;
+            }
+            if let Err(e) = db
+                .finish_vin_lookup(&vin, vehicle_id.as_deref(), requests)
+                .await
+            {
+                tracing::warn!(error = %one_line(&e.to_string()), "cannot end a VIN lookup");
+            }
+        }
+        Event::SweepCost { .. } | Event::VinLookupPlanned { .. } => {}
     }
 }

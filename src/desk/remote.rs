@@ -14,7 +14,7 @@ use crate::smartcar::{Connection, Secret, VehicleAttributes};
 use crate::untrusted::text::{is_unsafe, one_line};
 
 use super::wire::{
-    API_PREFIX, FleetPage, ProbeAnswer, RulesDoc, SseReader, StreamEvent, VehicleItem,
+    API_PREFIX, FleetPage, ProbeAnswer, RulesDoc, SseReader, StreamEvent, VehicleItem, VinAnswer,
 };
 
 /// Why the desk could not be read.
@@ -227,6 +227,25 @@ impl DeskClient {
         Ok(answer)
     }
 
+    /// Asks the desk for the vehicle with this VIN; answers when its lookup ends or the desk's wait
+    /// does (then `done` is false: ask again).
+    pub async fn find_vin(&self, vin: &str) -> Result<VinAnswer, RemoteError> {
+        let mut url = url::Url::parse(&format!("{}{API_PREFIX}/vins/", self.server))
+            .map_err(|_| RemoteError::Url(one_line(&self.server).into_owned()))?;
+        url.path_segments_mut()
+            .map_err(|()| RemoteError::Url(one_line(&self.server).into_owned()))?
+            .pop_if_empty()
+            .push(vin);
+        let request = self.http.post(url).bearer_auth(self.token.expose());
+        let (_, mut answer): (u16, VinAnswer) = self.json(request).await?;
+        // Only the VIN asked for, and an id that is one line.
+        answer.vin = vin.to_string();
+        answer.vehicle_id = answer
+            .vehicle_id
+            .filter(|id| !id.is_empty() && !id.chars().any(is_unsafe));
+        Ok(answer)
+    }
+
     async fn open_stream(&self) -> Result<reqwest::Response, RemoteError> {
         let response = self
             .get("/stream")
@@ -265,6 +284,13 @@ fn vetted(mut v: VehicleItem) -> Option<VehicleItem> {
     };
     clean(&mut v.user_id);
     clean(&mut v.connected_at);
+    // A VIN is 17 letters and digits; anything else is not one.
+    if v.vin
+        .as_ref()
+        .is_some_and(|vin| vin.len() != 17 || !vin.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        v.vin = None;
+    }
     clean(&mut v.make);
     clean(&mut v.model);
     Some(v)
@@ -280,6 +306,14 @@ pub fn fleet_events(items: &[VehicleItem]) -> Vec<Event> {
     events.push(Event::ConnectionsListed {
         connections: items.iter().map(connection).collect(),
     });
+    // After the listing: a VIN is learned for a vehicle the store holds.
+    let vins: Vec<(String, String)> = items
+        .iter()
+        .filter_map(|v| Some((v.vehicle_id.clone(), v.vin.clone()?)))
+        .collect();
+    if !vins.is_empty() {
+        events.push(Event::VinsLearned { vins });
+    }
     events
 }
 
@@ -457,6 +491,45 @@ fn send_probe(st: &State, vehicle_id: String, force: bool) {
     });
 }
 
+/// Looks a VIN up through the desk on a task of its own, asking again while the desk's lookup
+/// goes on; the outcome comes back as the events a local lookup sends.
+fn find_vin(st: &State, vin: String) {
+    let (client, events) = (st.client.clone(), st.events.clone());
+    tokio::spawn(async move {
+        let unfound = |requests| Event::VinLookupDone {
+            vin: vin.clone(),
+            vehicle_id: None,
+            requests,
+            unreadable: 0,
+        };
+        // Each ask waits up to the desk's limit (30 s); a lookup longer than this is given up here.
+        for _ in 0..20 {
+            match client.find_vin(&vin).await {
+                Ok(answer) if answer.done => {
+                    if let Some(id) = &answer.vehicle_id {
+                        let vins = vec![(id.clone(), vin.clone())];
+                        let _ = events.send(Event::VinsLearned { vins });
+                    }
+                    let _ = events.send(Event::VinLookupDone {
+                        vin: vin.clone(),
+                        vehicle_id: answer.vehicle_id,
+                        requests: answer.requests,
+                        unreadable: 0,
+                    });
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(vin = %one_line(&vin), error = %one_line(&e.to_string()), "VIN lookup refused");
+                    let _ = events.send(unfound(0));
+                    return;
+                }
+            }
+        }
+        let _ = events.send(unfound(0));
+    });
+}
+
 /// One connection: open the stream, read the fleet, send what was queued, then follow the stream
 /// and the commands until something ends it.
 async fn connected(
@@ -499,8 +572,14 @@ async fn connected(
                     };
                     match event {
                         StreamEvent::Vehicle(item) => {
-                            if let Some(report) = vetted(*item).and_then(|v| v.report) {
-                                let _ = st.events.send(Event::Observed { report });
+                            if let Some(v) = vetted(*item) {
+                                if let Some(vin) = v.vin {
+                                    let vins = vec![(v.vehicle_id.clone(), vin)];
+                                    let _ = st.events.send(Event::VinsLearned { vins });
+                                }
+                                if let Some(report) = v.report {
+                                    let _ = st.events.send(Event::Observed { report });
+                                }
                             }
                         }
                         StreamEvent::Probing { vehicle_id } => {
@@ -543,6 +622,7 @@ async fn connected(
                         }
                     }
                 }
+                Some(Command::FindVin { vin }) => find_vin(st, vin.vin),
                 Some(Command::RefreshConnections) => {
                     if let Err(e) = resync(st).await {
                         return Ended::Lost(e.to_string());
@@ -582,6 +662,7 @@ mod tests {
             checked_at: None,
             changed_at: None,
             connected_at: None,
+            vin: None,
             report: with_report.then(|| crate::smartcar::ProbeReport {
                 vehicle_id: id.into(),
                 ..Default::default()

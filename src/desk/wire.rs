@@ -41,6 +41,9 @@ pub struct VehicleItem {
     /// When the owner connected the car, as the listing gave it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_at: Option<String>,
+    /// The VIN, once a probe or a lookup has read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vin: Option<String>,
     /// What webhooks and probes told; `None` while nothing is known.
     #[serde(default)]
     pub report: Option<ProbeReport>,
@@ -72,6 +75,21 @@ pub struct ProbeAnswer {
     pub served: bool,
     #[serde(default)]
     pub vehicle: Option<VehicleItem>,
+}
+
+/// The answer to `POST /api/v1/vins/{vin}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VinAnswer {
+    /// The VIN, upper case.
+    pub vin: String,
+    /// The lookup ended (else it goes on: ask again).
+    pub done: bool,
+    /// The vehicle with this VIN, when found.
+    #[serde(default)]
+    pub vehicle_id: Option<String>,
+    /// VINs read to find it (0 when the desk knew it already).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 /// The desk's prober as the stream reports it: its scheduler's figures, and which agents wait for

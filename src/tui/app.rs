@@ -1163,14 +1163,6 @@ fn year_of(now: Timestamp) -> i16 {
     now.to_zoned(jiff::tz::TimeZone::UTC).year()
 }
 
-/// A VIN no row of the desk's fleet carries: the desk learns VINs as it probes.
-pub fn desk_vin_unknown(vin: &str) -> String {
-    format!(
-        "VIN {}: the desk has not read it yet (it learns a VIN when it probes the car); open the car by its vehicle id or its owner's user id",
-        crate::untrusted::text::one_line(vin)
-    )
-}
-
 /// Asks the scheduler to find a VIN no row knows; its cost and outcome come back as events.
 fn start_vin_lookup(
     app: &mut App,
@@ -1178,11 +1170,6 @@ fn start_vin_lookup(
     open: bool,
     effects: &mut Vec<Effect>,
 ) {
-    if app.link.is_some() {
-        // A lookup reads VINs with the Smartcar budget, which is the desk's, not this dashboard's.
-        app.complain(desk_vin_unknown(&vin.vin));
-        return;
-    }
     app.say(format!("looking up VIN {}…", vin.vin));
     app.vin_lookup = Some((vin.vin.clone(), open));
     effects.push(Effect::Send(Command::FindVin { vin }));
@@ -1227,6 +1214,11 @@ fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
                         app.pin_top = false;
                     }
                 }
+                // On a desk no plan is announced: say how it ended.
+                None if app.link.is_some() => app.complain(format!(
+                    "VIN {vin}: the desk found no vehicle with it ({requests} VINs read)"
+                )),
+                // The plan said so already.
                 None if *requests == 0 => {}
                 None => app.complain(format!(
                     "VIN {vin}: no vehicle has it after {requests} requests"

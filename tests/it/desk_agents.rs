@@ -284,7 +284,21 @@ async fn no_answer_of_the_api_carries_a_smartcar_secret() {
         .text()
         .await
         .unwrap_or_default();
-    let mut answers = vec![probe];
+    // A VIN lookup: a Tesla VIN of the demo fleet's make.
+    let vin = http()
+        .post(format!(
+            "{}/api/v1/vins/5YJ3E1EH5LF714828?wait=5",
+            serve.origin
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(vin.contains("5YJ3E1EH5LF714828"), "{vin}");
+    let mut answers = vec![probe, vin];
     for path in [
         "/api/v1/rules",
         "/api/v1/fleet",
@@ -495,4 +509,81 @@ async fn an_agent_command_on_a_schema_that_did_not_exist_says_it_created_one() {
     assert!(err.contains("did not exist and was created"), "{err}");
     let again = String::from_utf8_lossy(&second.stderr);
     assert!(!again.contains("did not exist"), "said once: {again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vin_the_desk_has_not_read_is_looked_up_once_then_known_and_audited() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let alice = add_agent(&schema.name, "alice");
+    let sim = vtriage::sim::spawn(
+        vtriage::sim::SimConfig {
+            vehicles: 40,
+            seed: 7,
+            vehicle_calls_per_hour: 0,
+            ..vtriage::sim::SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .await
+    .expect("simulator starts");
+    let config = sim.config().clone();
+    let serve = Serve::start_with(
+        &database_url(),
+        &schema.name,
+        &[
+            "--api",
+            "v3",
+            "--api-origin",
+            sim.origin(),
+            "--iam-origin",
+            sim.origin(),
+            "--client-id",
+            &config.client_id,
+            "--no-rate-limit",
+            "--prober-retry",
+            "500ms",
+        ],
+        &[("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while schema.count("SELECT count(*) FROM vehicles").await < 40 {
+        assert!(Instant::now() < deadline, "the fleet was never listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let car = sim.fleet().vehicles[17].clone();
+    let find = |vin: String| {
+        let url = format!("{}/api/v1/vins/{vin}", serve.origin);
+        let token = alice.clone();
+        async move {
+            let r = http()
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("answer");
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, first) = find(car.vin.to_lowercase()).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["done"], true);
+    assert_eq!(first["vehicle_id"], car.id.as_str());
+    assert!(first["requests"].as_u64().unwrap_or(0) >= 1, "{first}");
+    let (_, again) = find(car.vin.clone()).await;
+    assert_eq!(again["vehicle_id"], car.id.as_str());
+    assert_eq!(again["requests"], 0, "known now: {again}");
+    let (_, item) = get(&serve, "/api/v1/fleet?limit=5000", &alice).await;
+    assert!(item.contains(&car.vin), "the fleet carries the VIN read");
+
+    let (bad, answer) = find("not-a-vin".into()).await;
+    assert_eq!(bad, 400, "{answer}");
+    let audited = schema
+        .count("SELECT count(*) FROM audit WHERE action = 'find vin' AND actor = 'alice'")
+        .await;
+    assert_eq!(audited, 2);
 }
