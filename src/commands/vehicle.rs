@@ -53,16 +53,16 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                 let found = match store.find_all(&query) {
                     Ok(found) => found,
                     Err(e) => {
-                        let vin_hint =
-                            match crate::smartcar::vin::decode(&query, this_year(settings.now())) {
-                                Ok(vin) => {
-                                    looking_up = true;
-                                    let _ = session.commands.send(Command::FindVin { vin });
-                                    continue;
-                                }
-                                Err(why) if query.len() == 17 => format!("; not a VIN: {why}"),
-                                Err(_) => String::new(),
-                            };
+                        let vin_hint = match crate::smartcar::vin::decode_at(&query, settings.now())
+                        {
+                            Ok(vin) => {
+                                looking_up = true;
+                                let _ = session.commands.send(Command::FindVin { vin });
+                                continue;
+                            }
+                            Err(why) if query.len() == 17 => format!("; not a VIN: {why}"),
+                            Err(_) => String::new(),
+                        };
                         return Err(CommandError::Usage(format!(
                             "`{}`: {e} (vehicle id, VIN, user id, or a unique prefix of an id) among {} connections{vin_hint}",
                             one_line(&query),
@@ -186,11 +186,6 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             ExitCode::SUCCESS
         },
     )
-}
-
-/// The calendar year at `now` (UTC): VIN model years run at most one ahead of it.
-pub(super) fn this_year(now: jiff::Timestamp) -> i16 {
-    now.to_zoned(jiff::tz::TimeZone::UTC).year()
 }
 
 /// What a VIN lookup will cost, said before it starts.

@@ -407,10 +407,7 @@ async fn find_vin(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let this_year = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .year();
-    let vin = match crate::smartcar::vin::decode(&vin, this_year) {
+    let vin = match crate::smartcar::vin::decode_at(&vin, jiff::Timestamp::now()) {
         Ok(decoded) => decoded.vin,
         Err(e) => {
             return answer(

@@ -334,10 +334,7 @@ async fn next_vin_lookup(
             return;
         }
     };
-    let this_year = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .year();
-    match crate::smartcar::vin::decode(&vin, this_year) {
+    match crate::smartcar::vin::decode_at(&vin, jiff::Timestamp::now()) {
         Ok(decoded) => {
             book.vin_lookup = Some(decoded.vin.clone());
             let _ = commands.send(Command::FindVin { vin: decoded });

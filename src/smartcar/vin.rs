@@ -230,6 +230,11 @@ pub fn same_make(a: &str, b: &str) -> bool {
     !a.is_empty() && a == b
 }
 
+/// [`decode`] with the model years bounded by the calendar year (UTC) at `now`.
+pub fn decode_at(text: &str, now: jiff::Timestamp) -> Result<DecodedVin, VinError> {
+    decode(text, now.to_zoned(jiff::tz::TimeZone::UTC).year())
+}
+
 /// Reads a VIN (surrounding spaces ignored, any case). `this_year` bounds the model years: a
 /// vehicle is at most a model year ahead of the calendar.
 pub fn decode(text: &str, this_year: i16) -> Result<DecodedVin, VinError> {

@@ -1030,7 +1030,7 @@ fn filter_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &mu
                 app.overlay = Overlay::None;
                 // A whole VIN that matches no row may belong to a vehicle whose VIN was never read.
                 if app.store.visible_len() == 0
-                    && let Ok(vin) = crate::smartcar::vin::decode(text.trim(), year_of(app.now))
+                    && let Ok(vin) = crate::smartcar::vin::decode_at(text.trim(), app.now)
                 {
                     start_vin_lookup(app, vin, false, effects);
                 }
@@ -1111,7 +1111,7 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
                         .is_some_and(|v| v.eq_ignore_ascii_case(vin))
                 })
                 .map(|r| r.vehicle_id.clone());
-            match (exact, crate::smartcar::vin::decode(vin, year_of(app.now))) {
+            match (exact, crate::smartcar::vin::decode_at(vin, app.now)) {
                 (Some(id), _) => open_from_command(app, id, effects),
                 (None, Ok(decoded)) => start_vin_lookup(app, decoded, true, effects),
                 (None, Err(e)) if vin.chars().count() == 17 => {
@@ -1156,11 +1156,6 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
             "unknown command :{verb}; commands: :vehicle ID, :user ID, :vin VIN, :export PATH, :sweep, :refresh, :q"
         )),
     }
-}
-
-/// The calendar year at `now` (UTC): a VIN's model year is at most one ahead.
-fn year_of(now: Timestamp) -> i16 {
-    now.to_zoned(jiff::tz::TimeZone::UTC).year()
 }
 
 /// Asks the scheduler to find a VIN no row knows; its cost and outcome come back as events.
