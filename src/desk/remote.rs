@@ -38,6 +38,8 @@ pub enum RemoteError {
     Refused,
     #[error("the desk answered {status}: {message}")]
     Server { status: u16, message: String },
+    #[error("`{0}` cannot be sent as one URL path segment")]
+    Unsendable(String),
     #[error("the desk's answer could not be read: {0}")]
     Unreadable(String),
 }
@@ -128,6 +130,23 @@ impl DeskClient {
             .bearer_auth(self.token.expose())
     }
 
+    /// `{server}/api/v1/` and `segments`, each percent-encoded as one path segment, so an id from
+    /// the desk or the agent can never reach another route.
+    fn api_url(&self, segments: &[&str]) -> Result<url::Url, RemoteError> {
+        let bad = || RemoteError::Url(one_line(&self.server).into_owned());
+        // `.` and `..` would be resolved as path steps, not sent as a name.
+        if let Some(step) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+            return Err(RemoteError::Unsendable((*step).to_string()));
+        }
+        let mut url =
+            url::Url::parse(&format!("{}{API_PREFIX}/", self.server)).map_err(|_| bad())?;
+        url.path_segments_mut()
+            .map_err(|()| bad())?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
     fn unreachable(&self, e: &reqwest::Error) -> RemoteError {
         RemoteError::Unreachable {
             server: one_line(&self.server).into_owned(),
@@ -211,13 +230,7 @@ impl DeskClient {
         vehicle_id: &str,
         force: bool,
     ) -> Result<ProbeAnswer, RemoteError> {
-        let mut url = url::Url::parse(&format!("{}{API_PREFIX}/vehicles/", self.server))
-            .map_err(|_| RemoteError::Url(one_line(&self.server).into_owned()))?;
-        url.path_segments_mut()
-            .map_err(|()| RemoteError::Url(one_line(&self.server).into_owned()))?
-            .pop_if_empty()
-            .push(vehicle_id)
-            .push("probe");
+        let mut url = self.api_url(&["vehicles", vehicle_id, "probe"])?;
         if force {
             url.set_query(Some("force=true"));
         }
@@ -230,12 +243,7 @@ impl DeskClient {
     /// Asks the desk for the vehicle with this VIN; answers when its lookup ends or the desk's wait
     /// does (then `done` is false: ask again).
     pub async fn find_vin(&self, vin: &str) -> Result<VinAnswer, RemoteError> {
-        let mut url = url::Url::parse(&format!("{}{API_PREFIX}/vins/", self.server))
-            .map_err(|_| RemoteError::Url(one_line(&self.server).into_owned()))?;
-        url.path_segments_mut()
-            .map_err(|()| RemoteError::Url(one_line(&self.server).into_owned()))?
-            .pop_if_empty()
-            .push(vin);
+        let url = self.api_url(&["vins", vin])?;
         let request = self.http.post(url).bearer_auth(self.token.expose());
         let (_, mut answer): (u16, VinAnswer) = self.json(request).await?;
         // Only the VIN asked for, and an id that is one line.
@@ -268,7 +276,10 @@ impl DeskClient {
 /// The free text is made one line; the report's text is shown through the same filters as a
 /// local probe's.
 fn vetted(mut v: VehicleItem) -> Option<VehicleItem> {
-    if v.vehicle_id.is_empty() || v.vehicle_id.len() > 256 || v.vehicle_id.chars().any(is_unsafe) {
+    if matches!(v.vehicle_id.as_str(), "" | "." | "..")
+        || v.vehicle_id.len() > 256
+        || v.vehicle_id.chars().any(is_unsafe)
+    {
         return None;
     }
     if v.report
@@ -702,6 +713,41 @@ mod tests {
         assert_eq!(vetted(item("", false)), None);
         let ok = vetted(item("fine", false)).unwrap();
         assert!(!ok.user_id.unwrap().contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_vin_that_is_not_one_is_dropped_and_a_connected_time_made_one_line() {
+        for bad in ["5YJ3E1EA7KF00000\u{1b}", "5YJ3", "5YJ3E1EA7KF000001/../x"] {
+            let mut v = item("a", false);
+            v.vin = Some(bad.into());
+            assert_eq!(vetted(v).unwrap().vin, None, "{bad:?}");
+        }
+        let mut v = item("a", false);
+        v.vin = Some("5YJ3E1EA7KF000001".into());
+        v.connected_at = Some("2025-01-01\u{1b}]8;;https://evil\u{7}".into());
+        let v = vetted(v).unwrap();
+        assert_eq!(v.vin.as_deref(), Some("5YJ3E1EA7KF000001"));
+        assert!(!v.connected_at.unwrap().chars().any(is_unsafe));
+    }
+
+    #[test]
+    fn an_id_or_vin_in_a_desk_url_stays_one_path_segment() {
+        let client = DeskClient::new("http://127.0.0.1:8787/", Secret::new("t"), false).unwrap();
+        for step in ["..", ".", ""] {
+            assert!(
+                client.api_url(&["vehicles", step, "probe"]).is_err(),
+                "{step:?}"
+            );
+            assert_eq!(vetted(item(step, false)), None, "{step:?}");
+        }
+        for hostile in ["../rules", "a/b?force=true#x", "%2e%2e"] {
+            let url = client.api_url(&["vehicles", hostile, "probe"]).unwrap();
+            let path = url.path();
+            assert!(path.starts_with("/api/v1/vehicles/"), "{hostile:?} → {url}");
+            assert!(path.ends_with("/probe"), "{hostile:?} → {url}");
+            assert_eq!(url.query(), None, "{hostile:?} → {url}");
+            assert_eq!(path.matches('/').count(), 5, "{hostile:?} → {url}");
+        }
     }
 
     #[test]
