@@ -76,6 +76,13 @@ pub struct ApiState {
 }
 
 impl ApiState {
+    /// How long a request waits for the prober: what the agent asked (`?wait=S`), at most the desk's limit.
+    fn wait(&self, asked_s: Option<u64>) -> Duration {
+        asked_s
+            .map_or(self.probe_wait, Duration::from_secs)
+            .min(self.probe_wait)
+    }
+
     pub fn new(
         db: Db,
         policies_text: String,
@@ -356,39 +363,44 @@ async fn probe(
         Ok(id) => id,
         Err(e) => return unavailable(&e),
     };
-    let wait = q
-        .wait
-        .map_or(st.probe_wait, Duration::from_secs)
-        .min(st.probe_wait);
+    let served = match poll(st.wait(q.wait), || async {
+        Ok(served(&st.db, request_id).await?.then_some(()))
+    })
+    .await
+    {
+        Ok(served) => served.is_some(),
+        Err(e) => return unavailable(&e),
+    };
+    // Served: the vehicle as the probe left it; else what the desk knows now, and the probe's
+    // result follows on the live stream.
+    let body = ProbeAnswer {
+        request_id,
+        served,
+        vehicle: vehicle_item(&st.db, &id).await.ok().flatten(),
+    };
+    answer(
+        if served {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        },
+        serde_json::to_value(body).unwrap_or(Value::Null),
+    )
+}
+
+/// Asks `check` every 100 ms until it has an answer or `wait` is over (then `None`).
+async fn poll<T, F, Fut>(wait: Duration, mut check: F) -> Result<Option<T>, DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, DbError>>,
+{
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        match served(&st.db, request_id).await {
-            Ok(true) => {
-                let vehicle = vehicle_item(&st.db, &id).await.ok().flatten();
-                let body = ProbeAnswer {
-                    request_id,
-                    served: true,
-                    vehicle,
-                };
-                return answer(
-                    StatusCode::OK,
-                    serde_json::to_value(body).unwrap_or(Value::Null),
-                );
-            }
-            Ok(false) => {}
-            Err(e) => return unavailable(&e),
+        if let Some(found) = check().await? {
+            return Ok(Some(found));
         }
         if tokio::time::Instant::now() >= deadline {
-            // What the desk knows now; the probe's result follows on the live stream.
-            let body = ProbeAnswer {
-                request_id,
-                served: false,
-                vehicle: vehicle_item(&st.db, &id).await.ok().flatten(),
-            };
-            return answer(
-                StatusCode::ACCEPTED,
-                serde_json::to_value(body).unwrap_or(Value::Null),
-            );
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -439,30 +451,21 @@ async fn find_vin(
     if let Err(e) = st.db.request_vin_lookup(&vin, &agent).await {
         return unavailable(&e);
     }
-    let wait = q
-        .wait
-        .map_or(st.probe_wait, Duration::from_secs)
-        .min(st.probe_wait);
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match st.db.vin_lookup(&vin).await {
-            Ok(Some(found)) => return done(found.vehicle_id, found.requests),
-            Ok(None) => {}
-            Err(e) => return unavailable(&e),
-        }
-        if tokio::time::Instant::now() >= deadline {
+    match poll(st.wait(q.wait), || st.db.vin_lookup(&vin)).await {
+        Ok(Some(found)) => done(found.vehicle_id, found.requests),
+        Ok(None) => {
             let body = VinAnswer {
                 vin: vin.clone(),
                 done: false,
                 vehicle_id: None,
                 requests: 0,
             };
-            return answer(
+            answer(
                 StatusCode::ACCEPTED,
                 serde_json::to_value(body).unwrap_or(Value::Null),
-            );
+            )
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(e) => unavailable(&e),
     }
 }
 
