@@ -7,8 +7,8 @@ use crate::desk_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, vehicle_error};
-use serde_json::{Value, json};
+use desk_support::{AMT, Schema, Serve, blocked_tesla, database_url, http, post_signed, v3_desk};
+use serde_json::Value;
 
 /// `vtriage agent ACTION...` on the test schema; its stdout, or a panic with its stderr.
 fn agent_cmd(schema: &str, args: &[&str]) -> String {
@@ -81,18 +81,6 @@ async fn next_named(
             Ok(None) | Err(_) => return None,
         }
     }
-}
-
-fn blocked_tesla(event: &str, vehicle: &str) -> String {
-    vehicle_error(
-        event,
-        vehicle,
-        "CONNECTED_SERVICES_ACCOUNT",
-        Some("VIRTUAL_KEY_REQUIRED"),
-        "ERROR",
-        1_760_000_000_000,
-        json!(["Location.PreciseLocation"]),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +405,8 @@ async fn a_forced_probe_asked_for_seconds_into_a_slow_probe_gets_a_probe_of_its_
     let bob = add_agent(&schema.name, "bob");
     // Every answer takes 6 s: Bob asks 4.5 s after Alice, while her probe is still on its way but
     // more than the 3 s grace after it began, so its answer may predate what Bob wants to see.
-    let sim = vtriage::sim::spawn(
+    let (sim, serve) = v3_desk(
+        &schema.name,
         vtriage::sim::SimConfig {
             vehicles: 10,
             seed: 7,
@@ -428,27 +417,9 @@ async fn a_forced_probe_asked_for_seconds_into_a_slow_probe_gets_a_probe_of_its_
             },
             ..vtriage::sim::SimConfig::default()
         },
-        "127.0.0.1:0".parse().expect("loopback"),
+        &[],
     )
-    .await
-    .expect("simulator starts");
-    let config = sim.config().clone();
-    let serve = Serve::start_with(
-        &database_url(),
-        &schema.name,
-        &[
-            "--api",
-            "v3",
-            "--api-origin",
-            sim.origin(),
-            "--iam-origin",
-            sim.origin(),
-            "--client-id",
-            &config.client_id,
-            "--no-rate-limit",
-        ],
-        &[("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str())],
-    );
+    .await;
     let vehicle = sim.fleet().vehicles[0].id.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
     while schema.count("SELECT count(*) FROM vehicles").await < 10 {
@@ -517,36 +488,17 @@ async fn a_vin_the_desk_has_not_read_is_looked_up_once_then_known_and_audited() 
         return;
     };
     let alice = add_agent(&schema.name, "alice");
-    let sim = vtriage::sim::spawn(
+    let (sim, serve) = v3_desk(
+        &schema.name,
         vtriage::sim::SimConfig {
             vehicles: 40,
             seed: 7,
             vehicle_calls_per_hour: 0,
             ..vtriage::sim::SimConfig::default()
         },
-        "127.0.0.1:0".parse().expect("loopback"),
+        &["--prober-retry", "500ms"],
     )
-    .await
-    .expect("simulator starts");
-    let config = sim.config().clone();
-    let serve = Serve::start_with(
-        &database_url(),
-        &schema.name,
-        &[
-            "--api",
-            "v3",
-            "--api-origin",
-            sim.origin(),
-            "--iam-origin",
-            sim.origin(),
-            "--client-id",
-            &config.client_id,
-            "--no-rate-limit",
-            "--prober-retry",
-            "500ms",
-        ],
-        &[("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str())],
-    );
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while schema.count("SELECT count(*) FROM vehicles").await < 40 {
         assert!(Instant::now() < deadline, "the fleet was never listed");

@@ -9,7 +9,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, temp_home, vehicle_error};
+use desk_support::{
+    AMT, Schema, Serve, blocked_tesla, database_url, http, post_signed, temp_home, v3_desk,
+    vehicle_error,
+};
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 use serde_json::json;
 
@@ -156,18 +159,6 @@ fn agent_token(schema: &str, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn blocked_tesla(event: &str, vehicle: &str) -> String {
-    vehicle_error(
-        event,
-        vehicle,
-        "CONNECTED_SERVICES_ACCOUNT",
-        Some("VIRTUAL_KEY_REQUIRED"),
-        "ERROR",
-        1_760_000_000_000,
-        json!(["Location.PreciseLocation"]),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_dashboards_see_a_blocked_tesla_within_a_second_and_ride_out_a_desk_restart() {
     let Some(schema) = Schema::create().await else {
@@ -270,7 +261,8 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
     };
     // A slow car (3 s an answer), so the second dashboard's request arrives while the first one's
     // probe is still on its way.
-    let sim = vtriage::sim::spawn(
+    let (sim, serve) = v3_desk(
+        &schema.name,
         vtriage::sim::SimConfig {
             vehicles: 30,
             seed: 7,
@@ -281,10 +273,9 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
             },
             ..vtriage::sim::SimConfig::default()
         },
-        "127.0.0.1:0".parse().expect("loopback"),
+        &[],
     )
-    .await
-    .expect("simulator starts");
+    .await;
     let car = sim
         .fleet()
         .vehicles
@@ -293,23 +284,6 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
         .expect("a Tesla without its key in the seeded fleet")
         .clone();
     let tesla = car.id.clone();
-    let config = sim.config().clone();
-    let serve = Serve::start_with(
-        &database_url(),
-        &schema.name,
-        &[
-            "--api",
-            "v3",
-            "--api-origin",
-            sim.origin(),
-            "--iam-origin",
-            sim.origin(),
-            "--client-id",
-            &config.client_id,
-            "--no-rate-limit",
-        ],
-        &[("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str())],
-    );
 
     let mut screens: Vec<Terminal> = ["cat", "dan"]
         .iter()

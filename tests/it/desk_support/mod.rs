@@ -258,3 +258,48 @@ pub fn vehicle_error(
     })
     .to_string()
 }
+
+/// A `VEHICLE_ERROR` that blocks a Tesla: its virtual key is not paired.
+pub fn blocked_tesla(event: &str, vehicle: &str) -> String {
+    vehicle_error(
+        event,
+        vehicle,
+        "CONNECTED_SERVICES_ACCOUNT",
+        Some("VIRTUAL_KEY_REQUIRED"),
+        "ERROR",
+        1_760_000_000_000,
+        serde_json::json!(["Location.PreciseLocation"]),
+    )
+}
+
+/// The simulator with `config` (its v3 credentials), and `serve` in `schema` probing it on API v3
+/// without a rate limit, with `extra` flags.
+pub async fn v3_desk(
+    schema: &str,
+    config: vtriage::sim::SimConfig,
+    extra: &[&str],
+) -> (vtriage::sim::SimHandle, Serve) {
+    let sim = vtriage::sim::spawn(config, "127.0.0.1:0".parse().expect("loopback"))
+        .await
+        .expect("simulator starts");
+    let config = sim.config().clone();
+    let mut flags = vec![
+        "--api",
+        "v3",
+        "--api-origin",
+        sim.origin(),
+        "--iam-origin",
+        sim.origin(),
+        "--client-id",
+        &config.client_id,
+        "--no-rate-limit",
+    ];
+    flags.extend_from_slice(extra);
+    let serve = Serve::start_with(
+        &database_url(),
+        schema,
+        &flags,
+        &[("SMARTCAR_CLIENT_SECRET", config.client_secret.as_str())],
+    );
+    (sim, serve)
+}
