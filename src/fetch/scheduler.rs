@@ -382,9 +382,21 @@ impl Scheduler {
                     .enumerate()
                     .map(|(i, c)| (c.connection.vehicle_id.clone(), i))
                     .collect();
-                self.emit(Event::ConnectionsListed {
-                    connections: listing.connections.clone(),
-                });
+                // What the listing said of each car is the server's text: a secret it echoes
+                // goes no further than a probe's answer would.
+                let mut connections = listing.connections.clone();
+                if !self.redactor.is_empty() {
+                    for c in &mut connections {
+                        if let Some(a) = &mut c.attributes {
+                            self.redactor.redact_string(&mut a.make);
+                            self.redactor.redact_string(&mut a.model);
+                        }
+                        if let Some(at) = &mut c.connection.connected_at {
+                            self.redactor.redact_string(at);
+                        }
+                    }
+                }
+                self.emit(Event::ConnectionsListed { connections });
                 self.listing = Some(listing);
             }
             Err(message) => {

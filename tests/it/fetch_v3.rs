@@ -321,3 +321,58 @@ async fn a_sweep_reaches_the_makes_the_rules_concern_first_when_the_listing_name
         "every Tesla before any other make: {order:?}"
     );
 }
+
+/// A v3 server whose listing echoes the client secret in every text it gives of a car.
+async fn echoing_listing(secret: &'static str) -> String {
+    async fn answer(uri: axum::http::Uri, secret: &'static str) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let body = if uri.path().ends_with("/oauth2/token") {
+            serde_json::json!({"access_token": "app-token", "token_type": "Bearer", "expires_in": 3600})
+        } else if uri.path().ends_with("/v3/connections") {
+            serde_json::json!({"data": [{
+                "id": "c1",
+                "relationships": {"vehicle": {"data": {"id": "v1"}}, "user": {"data": {"id": "u1"}}},
+                "attributes": {"permissions": ["read_vin"], "createdAt": format!("2025-01-01 {secret}"),
+                               "vehicle": {"make": format!("TESLA {secret}"), "model": format!("Model {secret}"), "year": 2022}}
+            }], "meta": {"totalCount": 1}})
+        } else {
+            serde_json::json!({"errors": [{"code": "PATH", "title": "not found"}]})
+        };
+        ([("content-type", "application/json")], body.to_string()).into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move |uri| answer(uri, secret));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_echoes_the_client_secret_lists_the_car_with_the_secret_redacted() {
+    const SECRET: &str = "v3-secret-echoed-9c2d7a";
+    let origin = echoing_listing(SECRET).await;
+    let client = V3Client::new(
+        V3Origins::all(&origin),
+        AppCredentials::new("client", Secret::new(SECRET)),
+        ClientSettings::default(),
+    )
+    .expect("client builds");
+    let mut h = fetch::spawn(client, Source::default(), unthrottled(1));
+    let connections = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::ConnectionsListed { connections } = recv(&mut h.events).await {
+                return connections;
+            }
+        }
+    })
+    .await
+    .expect("listed");
+    let _ = h.commands.send(Command::Shutdown);
+    let attributes = connections[0].attributes.as_ref().expect("make and model");
+    assert!(attributes.make.starts_with("TESLA"), "{attributes:?}");
+    let text = format!("{connections:?}");
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+}
