@@ -80,24 +80,32 @@ pub fn diagnose(
     // Without a valid token every other answer is the same 401: the token comes first and alone.
     let mut auth = report.observations.iter().filter(|o| is_token_failure(o));
     if let Some(first) = auth.next() {
-        let draft = d.add(FindingId::AccessTokenExpired, Severity::Blocked, first, || {
-            if first.probe == Probe::Signals {
-                // API v3 carries the app's token: there is no user token to refresh.
-                (
-                    "Smartcar refused the app's token for this vehicle (AUTHENTICATION): nothing else can be \
-                     checked"
-                        .into(),
-                    remedy::check_app_credential(smartcar_error(first)),
-                )
-            } else {
+        let draft = if first.probe == Probe::Signals {
+            // API v3 carries the app's token, proven good before a 401 reaches diagnosis: the
+            // vehicle's connection itself no longer authorizes the app.
+            d.add(
+                FindingId::ConnectionRevoked,
+                Severity::Blocked,
+                first,
+                || {
+                    (
+                        "Smartcar refused this vehicle's connection while the app's token works \
+                     (AUTHENTICATION): the owner must reconnect the car"
+                            .into(),
+                        remedy::reauthenticate(cx.target, smartcar_error(first), &[]),
+                    )
+                },
+            )
+        } else {
+            d.add(FindingId::AccessTokenExpired, Severity::Blocked, first, || {
                 (
                     "Access token expired or invalid (AUTHENTICATION): nothing else can be checked until the \
                      backend refreshes it"
                         .into(),
                     remedy::refresh_access_token(smartcar_error(first)),
                 )
-            }
-        });
+            })
+        };
         for o in auth {
             draft.push_evidence(o);
         }
@@ -285,7 +293,11 @@ impl<'a> Drafts<'a> {
                     && findings.iter().any(|f| {
                         matches!(
                             f.kind(),
-                            FindingKind::Builtin(FindingId::Redirected | FindingId::RequestNotSent)
+                            FindingKind::Builtin(
+                                FindingId::Redirected
+                                    | FindingId::RequestNotSent
+                                    | FindingId::AppTokenUnsettled
+                            )
                         )
                     }) =>
             {

@@ -287,7 +287,7 @@ pub fn refresh_access_token(err: Option<&SmartcarError>) -> Remedy {
     }
 }
 
-/// API v3: Smartcar refused the application's token for a vehicle even after a renewal. There is
+/// API v3: Smartcar kept refusing the application's token, or a 401 could not be settled. There is
 /// no per-user token to refresh: either the app's credential is refused, or (when other vehicles
 /// answer) this owner's connection no longer authorizes the app.
 pub fn check_app_credential(err: Option<&SmartcarError>) -> Remedy {

@@ -187,10 +187,14 @@ pub enum FindingId {
     RequestRejected,
     UnknownError,
     StaleData,
+    /// API v3: the app's token was proven good and Smartcar still refused this vehicle's connection.
+    ConnectionRevoked,
+    /// API v3: a 401 that could not be pinned on the app's token or on the vehicle's connection.
+    AppTokenUnsettled,
 }
 
 impl FindingId {
-    pub const ALL: [FindingId; 24] = [
+    pub const ALL: [FindingId; 26] = [
         FindingId::NotChecked,
         FindingId::NoAccessToken,
         FindingId::AccessTokenExpired,
@@ -215,6 +219,8 @@ impl FindingId {
         FindingId::RequestRejected,
         FindingId::UnknownError,
         FindingId::StaleData,
+        FindingId::ConnectionRevoked,
+        FindingId::AppTokenUnsettled,
     ];
 
     /// The slug written in `Finding::id`: `virtual-key-missing`.
@@ -244,6 +250,8 @@ impl FindingId {
             FindingId::RequestRejected => "request-rejected",
             FindingId::UnknownError => "unknown-error",
             FindingId::StaleData => "stale-data",
+            FindingId::ConnectionRevoked => "connection-revoked",
+            FindingId::AppTokenUnsettled => "app-token-unsettled",
         }
     }
 
@@ -262,6 +270,7 @@ impl FindingId {
                 | FindingId::UnreadableResponse
                 | FindingId::Redirected
                 | FindingId::RequestNotSent
+                | FindingId::AppTokenUnsettled
                 | FindingId::NotChecked
         )
     }

@@ -90,6 +90,10 @@ pub struct SimArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = SimConfig::default().token_ttl_s,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub token_ttl: u64,
+    /// Revoke the first v3 application token after it was accepted this many times (0: never), as
+    /// a client secret rotated mid-sweep would: requests already past the check still succeed.
+    #[arg(long, value_name = "REQUESTS", default_value_t = 0)]
+    pub revoke_first_token_after: u64,
     /// Latency of vehicle calls, milliseconds (fixed profile).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
@@ -201,6 +205,7 @@ impl SimArgs {
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
             token_ttl_s: self.token_ttl,
+            revoke_first_token_after: self.revoke_first_token_after,
             latency,
             fault_rate: self.fault_rate,
             app_rate_limit: self.rate_limit.0,

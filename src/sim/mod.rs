@@ -128,6 +128,9 @@ pub struct SimConfig {
     pub client_secret: String,
     /// How long a v3 application token lasts, seconds (Smartcar: 3600).
     pub token_ttl_s: u64,
+    /// The first v3 application token is revoked once it has been accepted this many times
+    /// (0: never). Requests accepted before that still answer, however late.
+    pub revoke_first_token_after: u64,
     pub latency: Latency,
     /// Share of requests (0–1) answered with a random fault instead.
     pub fault_rate: f64,
@@ -150,6 +153,7 @@ impl Default for SimConfig {
             client_id: "sim-client-id".to_string(),
             client_secret: "sim-client-secret".to_string(),
             token_ttl_s: 3_600,
+            revoke_first_token_after: 0,
             latency: Latency::default(),
             fault_rate: 0.0,
             app_rate_limit: None,

@@ -9,6 +9,9 @@
 //! - `GET /v3/vehicles/{id}` (`data`-wrapped), `GET /v3/vehicles/{id}/signals` (`data: [...]`) and
 //!   `/signals/{code}` (the bare signal, as the docs show it).
 //!
+//! `revoke_first_token_after` revokes the first application token on its Nth use, as a secret
+//! rotated mid-sweep would, while requests already accepted with it still answer.
+//!
 //! Checked in this order: app token (401), app bucket (429 `RATE_LIMIT:SMARTCAR_API`), `sc-user-id`
 //! on signals (400 `VALIDATION:PARAMETER`), vehicle (404), owner (403 `PERMISSION`), the connection's
 //! own authentication (401), fault, latency, then for signals the hourly per-vehicle limit and the
@@ -92,6 +95,8 @@ fn bump(c: &AtomicU64) {
 #[derive(Debug, Default)]
 pub(crate) struct V3State {
     tokens: Mutex<HashMap<String, Instant>>,
+    /// The first token issued and how often it was accepted, for `revoke_first_token_after`.
+    first: Mutex<Option<(String, u64)>>,
     counters: Counters,
 }
 
@@ -108,7 +113,34 @@ impl V3State {
         let mut tokens = self.tokens();
         // Forget expired tokens so a long run does not grow the table without end.
         tokens.retain(|_, expires| *expires > now);
-        tokens.insert(token, now.checked_add(ttl).unwrap_or(now));
+        tokens.insert(token.clone(), now.checked_add(ttl).unwrap_or(now));
+        drop(tokens);
+        let mut first = match self.first.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if first.is_none() {
+            *first = Some((token, 0));
+        }
+    }
+
+    /// Counts a use of an accepted token; the first token is revoked on its `revoke_after`-th use.
+    fn accepted(&self, token: &str, revoke_after: u64) {
+        if revoke_after == 0 {
+            return;
+        }
+        let mut first = match self.first.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((first_token, uses)) = first.as_mut()
+            && first_token == token
+        {
+            *uses += 1;
+            if *uses == revoke_after {
+                self.tokens().remove(token);
+            }
+        }
     }
 
     fn is_valid(&self, token: &str) -> bool {
@@ -289,12 +321,17 @@ pub(super) fn token(
 // Vehicle API
 
 fn app_token_valid(st: &SimState, headers: &HeaderMap) -> bool {
-    headers
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .is_some_and(|(_, token)| st.v3.is_valid(token.trim()))
+        .map(|(_, token)| token.trim());
+    let Some(token) = token.filter(|t| st.v3.is_valid(t)) else {
+        return false;
+    };
+    st.v3.accepted(token, st.config.revoke_first_token_after);
+    true
 }
 
 fn user_header(headers: &HeaderMap) -> Option<&str> {
@@ -330,6 +367,11 @@ pub(super) async fn api(
     st.counters.request(kind);
     if !app_token_valid(st, headers) {
         bump(&st.v3.counters.unauthorized);
+        // A refusal travels as long as an answer does, so it may arrive after answers to requests
+        // accepted before it.
+        if vehicle.is_some() && st.config.latency != super::Latency::default() {
+            tokio::time::sleep(st.config.latency.draw(st.dice.unit(), st.dice.unit())).await;
+        }
         return error_response(&Failure::Authentication, request_id);
     }
     let Some(vehicle_id) = vehicle else {

@@ -248,13 +248,26 @@ pub enum ApiError {
     /// of `.` or `..`, which URL parsers turn into a different path, or an unusable origin).
     #[error("request not sent: {message}")]
     Unsendable { message: String },
+    /// API v3: a vehicle call answered 401 and it could not be told whether the application token
+    /// or the vehicle's connection was refused (the token check failed, or the token kept being
+    /// refused after renewals). Blames neither.
+    #[error(
+        "HTTP {status}: refused, and whether the app token or the vehicle's connection was refused is not known: {reason}"
+    )]
+    TokenUnsettled {
+        status: u16,
+        request_id: Option<String>,
+        reason: String,
+    },
 }
 
 impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Smartcar(e) => Some(e.status),
-            ApiError::Body { status, .. } | ApiError::Redirect { status, .. } => Some(*status),
+            ApiError::Body { status, .. }
+            | ApiError::Redirect { status, .. }
+            | ApiError::TokenUnsettled { status, .. } => Some(*status),
             ApiError::Transport { .. } | ApiError::Unsendable { .. } => None,
         }
     }
@@ -262,9 +275,9 @@ impl ApiError {
     pub fn request_id(&self) -> Option<&str> {
         match self {
             ApiError::Smartcar(e) => e.request_id.as_deref(),
-            ApiError::Body { request_id, .. } | ApiError::Redirect { request_id, .. } => {
-                request_id.as_deref()
-            }
+            ApiError::Body { request_id, .. }
+            | ApiError::Redirect { request_id, .. }
+            | ApiError::TokenUnsettled { request_id, .. } => request_id.as_deref(),
             ApiError::Transport { .. } | ApiError::Unsendable { .. } => None,
         }
     }
@@ -301,6 +314,7 @@ impl ApiError {
             },
             ApiError::Redirect { .. } => "REDIRECT".into(),
             ApiError::Unsendable { .. } => "NOT_SENT".into(),
+            ApiError::TokenUnsettled { .. } => "AUTHENTICATION_UNSETTLED".into(),
         }
     }
 
@@ -336,6 +350,8 @@ impl ApiError {
             ApiError::Transport { kind, .. } => !matches!(kind, TransportKind::Refused),
             // The same request would be redirected, or refused, again.
             ApiError::Redirect { .. } | ApiError::Unsendable { .. } => false,
+            // A later probe, with a token that is settled by then, may tell.
+            ApiError::TokenUnsettled { .. } => true,
         }
     }
 }

@@ -100,11 +100,12 @@ impl Observation {
         self.outcome.as_ref().ok()
     }
 
-    /// The access token the request carried was refused (401, or an `AUTHENTICATION` error):
-    /// a fact about that user's token, not about the vehicle.
+    /// The access token the request carried was refused (401, or an `AUTHENTICATION` error): in
+    /// v2.0 a fact about that user's token; in v3, where the app's token was proven good, about the
+    /// vehicle's connection. A v3 401 left unsettled is neither.
     pub fn is_token_rejected(&self) -> bool {
         self.error().is_some_and(|e| {
-            e.status() == Some(401)
+            (e.status() == Some(401) && !matches!(e, ApiError::TokenUnsettled { .. }))
                 || e.smartcar()
                     .is_some_and(|s| s.error_type == super::ErrorType::Authentication)
         })

@@ -162,6 +162,12 @@ impl Redactor {
                 self.redact_option(location);
                 self.redact_option(request_id);
             }
+            Err(ApiError::TokenUnsettled {
+                request_id, reason, ..
+            }) => {
+                self.redact_option(request_id);
+                self.redact_string(reason);
+            }
             Ok(Answer::Attributes(a)) => {
                 self.redact_string(&mut a.id);
                 self.redact_string(&mut a.make);

@@ -85,7 +85,15 @@ pub async fn run(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("the binary runs")
 }
 
-/// What diagnosis must conclude for each simulated situation: status and main finding.
+/// [`expected`] on API v3, where a refused connection is proven the vehicle's, not a user token's.
+pub fn expected_v3(situation: &str) -> (&'static str, Option<&'static str>) {
+    match situation {
+        "token-expired" => ("BLOCKED", Some("connection-revoked")),
+        other => expected(other),
+    }
+}
+
+/// What diagnosis must conclude for each simulated situation on API v2.0: status and main finding.
 pub fn expected(situation: &str) -> (&'static str, Option<&'static str>) {
     match situation {
         "healthy" => ("HEALTHY", None),

@@ -8,7 +8,7 @@ use std::process::Output;
 use serde_json::Value;
 use vtriage::sim::{self, SimConfig, SimHandle};
 
-use crate::cli_support::{self, expected};
+use crate::cli_support::{self, expected_v3};
 
 const SECRET: &str = "v3-secret-5f1c0a9e77d2";
 const CLIENT_ID: &str = "client_v3_test";
@@ -93,7 +93,7 @@ async fn check_json_on_v3_agrees_with_the_simulator_ground_truth_for_every_vehic
             row["status"].as_str().unwrap_or(""),
             row["mainFinding"].as_str(),
         );
-        if got != expected(situation) {
+        if got != expected_v3(situation) {
             mismatches.push(format!("{id} {situation}: got {got:?}"));
         }
         assert!(row["make"].as_str().is_some_and(|m| !m.is_empty()), "{row}");
@@ -109,6 +109,58 @@ async fn check_json_on_v3_agrees_with_the_simulator_ground_truth_for_every_vehic
     let stats = sim.v3_stats();
     assert_eq!(stats.missing_user_id, 0);
     assert!(stats.signals_calls >= (500 - refused) as u64, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_on_v3_while_the_app_token_is_revoked_mid_sweep_misreports_no_car_over_repeated_runs()
+{
+    for run in 0..2u64 {
+        let config = SimConfig {
+            vehicles: 300,
+            seed: 11 + run,
+            client_id: CLIENT_ID.into(),
+            client_secret: SECRET.into(),
+            revoke_first_token_after: 12,
+            latency: sim::Latency::Fixed {
+                ms: 20,
+                jitter_ms: 200,
+            },
+            ..SimConfig::default()
+        };
+        let sim = sim::spawn(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("simulator starts");
+        let home = temp_home(&format!("revoked-mid-sweep-{run}"));
+        let mut args = vec!["check", "--json"];
+        args.extend(v3_args(&sim));
+        let out = vtriage(&home, &args, &[("SMARTCAR_CLIENT_SECRET", SECRET)]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let truth = truth(&sim).await;
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let mut wrong = Vec::new();
+        let mut rows = 0;
+        for line in stdout.lines() {
+            let row: Value = serde_json::from_str(line).expect("one JSON object per line");
+            rows += 1;
+            let id = row["id"].as_str().unwrap();
+            let got = (
+                row["status"].as_str().unwrap_or(""),
+                row["mainFinding"].as_str(),
+            );
+            if got != expected_v3(&truth[id]) {
+                wrong.push(format!("{id} {}: got {got:?}", truth[id]));
+            }
+        }
+        assert_eq!(rows, 300, "every vehicle once; stderr: {stderr}");
+        assert!(
+            wrong.is_empty(),
+            "run {run}: {} misreported:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+        assert!(sim.v3_stats().tokens_issued >= 2, "the token was renewed");
+        sim.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

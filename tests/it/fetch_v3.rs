@@ -85,7 +85,7 @@ fn expected(s: Situation) -> (Status, Option<&'static str>) {
             (Status::Degraded, Some("tesla-location-permission-missing"))
         }
         Situation::ScopeMissing => (Status::Degraded, Some("permission-missing")),
-        Situation::TokenExpired => (Status::Blocked, Some("access-token-expired")),
+        Situation::TokenExpired => (Status::Blocked, Some("connection-revoked")),
         Situation::OemAuthenticationFailed => (Status::Blocked, Some("oem-authentication-failed")),
         Situation::SubscriptionLapsed => (Status::Blocked, Some("oem-subscription")),
         Situation::VehicleAsleep | Situation::VehicleUnreachable => {
@@ -197,7 +197,9 @@ async fn the_app_token_expiring_mid_sweep_is_renewed_and_no_probe_is_lost() {
         }
         let d = diagnose(report, &policies, &needs, jiff::Timestamp::now());
         assert!(
-            d.findings.iter().all(|f| f.id != "access-token-expired"),
+            d.findings
+                .iter()
+                .all(|f| f.id != "access-token-expired" && f.id != "connection-revoked"),
             "{} [{}] blamed on authentication: {:?}",
             v.id,
             v.situation.name(),

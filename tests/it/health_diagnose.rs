@@ -1379,7 +1379,7 @@ fn a_builtin_finding_about_the_way_to_the_api_means_the_car_was_not_checked() {
 }
 
 #[test]
-fn a_v3_signals_request_refused_401_asks_to_check_the_app_credential_not_a_user_token() {
+fn a_v3_signals_request_refused_401_after_the_token_was_proven_good_asks_the_owner_to_reconnect() {
     let refused = parse_error_body(
         401,
         Some("application/json"),
@@ -1394,17 +1394,39 @@ fn a_v3_signals_request_refused_401_asks_to_check_the_app_credential_not_a_user_
         vec![failing(Probe::Signals, refused)],
     );
     let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(d.status, Status::Blocked);
     let f = d.main_finding().expect("a finding");
-    assert_eq!(f.id, "access-token-expired");
-    assert!(f.title.contains("app's token"), "{}", f.title);
+    assert_eq!(f.id, "connection-revoked");
+    assert!(f.title.contains("connection"), "{}", f.title);
     assert!(
-        f.remedy.action.contains("client id and secret"),
+        f.remedy.action.contains("re-authentication link"),
         "{}",
         f.remedy.action
     );
     assert!(
-        !f.remedy.action.contains("access token"),
+        !f.remedy.action.contains("access token")
+            && !f.remedy.action.contains("client id and secret"),
         "{}",
         f.remedy.action
     );
+}
+
+#[test]
+fn a_v3_401_whose_cause_could_not_be_settled_is_unknown_never_blocked() {
+    let unsettled = ApiError::TokenUnsettled {
+        status: 401,
+        request_id: Some("req-9".into()),
+        reason: "the token check got no answer (CONNECTION_REFUSED)".into(),
+    };
+    let r = report(
+        "TESLA",
+        "Model 3",
+        2022,
+        vec![failing(Probe::Signals, unsettled)],
+    );
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(d.status, Status::Unknown, "{:?}", d.findings);
+    let f = d.main_finding().expect("a finding");
+    assert_eq!(f.id, "app-token-unsettled");
+    assert!(f.title.contains("could not be told"), "{}", f.title);
 }

@@ -166,8 +166,10 @@ async fn a_revoked_token_is_renewed_once_for_fifty_rejected_callers_each_retried
     }
     let stats = sim.v3_stats();
     assert_eq!(stats.token_requests, 2, "{stats:?}");
+    // Each rejected caller, plus the token check that proved the token bad (one, or two when
+    // rejections arrived on both sides of the first check's sending).
     assert!(
-        stats.unauthorized >= 1 && stats.unauthorized <= 50,
+        stats.unauthorized >= 2 && stats.unauthorized <= 52,
         "{stats:?}"
     );
     assert_eq!(stats.signals_calls, 51);
@@ -227,6 +229,214 @@ async fn every_signals_request_carries_sc_user_id_and_one_without_it_is_refused(
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(404));
+}
+
+/// Reads every vehicle at most `in_flight` at a time, as the scheduler does.
+async fn read_all_capped(
+    client: &V3Client,
+    vehicles: &[SimVehicle],
+    in_flight: usize,
+) -> Vec<(SimVehicle, Result<SignalsReport, V3Error>)> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let tasks: Vec<_> = vehicles
+        .iter()
+        .map(|v| {
+            let (client, permits, v) = (client.clone(), Arc::clone(&permits), v.clone());
+            tokio::spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore open");
+                let result = client.signals(&v.id, &v.user_id).await;
+                (v, result)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task finishes"));
+    }
+    out
+}
+
+/// What went wrong in a sweep: cars wrongly refused, refused cars not reported as such.
+fn misreports(results: &[(SimVehicle, Result<SignalsReport, V3Error>)]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (v, result) in results {
+        let refused = v.situation == Situation::TokenExpired;
+        match (refused, result) {
+            (_, Err(V3Error::TokenUnsettled { why, .. })) => wrong.push(format!(
+                "{} [{}] unsettled: {why}",
+                v.id,
+                v.situation.name()
+            )),
+            (false, Err(e)) if e.status() == Some(401) => {
+                wrong.push(format!("{} [{}] blamed: {e}", v.id, v.situation.name()))
+            }
+            (true, Err(e)) if e.status() == Some(401) => {}
+            (true, other) => wrong.push(format!(
+                "{} refused connection not reported: {:?}",
+                v.id,
+                other
+                    .as_ref()
+                    .map(|_| "answered")
+                    .map_err(ToString::to_string)
+            )),
+            _ => {}
+        }
+    }
+    wrong
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_mid_sweep_with_sixteen_requests_in_flight_blames_no_car_over_repeated_runs()
+ {
+    // Answers take 20-220 ms after the token was checked: a request accepted just before the
+    // revocation answers after others were already refused, the race that used to blame cars.
+    for run in 0..4u64 {
+        let sim = start(SimConfig {
+            seed: 7 + run,
+            latency: Latency::Fixed {
+                ms: 20,
+                jitter_ms: 200,
+            },
+            revoke_first_token_after: 12,
+            ..quiet(300, 3_600)
+        })
+        .await;
+        let client = client(&sim);
+        let vehicles: Vec<SimVehicle> = sim
+            .fleet()
+            .vehicles
+            .iter()
+            .filter(|v| {
+                !matches!(
+                    v.situation,
+                    Situation::RateLimited | Situation::QuotaExhausted
+                )
+            })
+            .cloned()
+            .collect();
+        assert!(
+            vehicles
+                .iter()
+                .any(|v| v.situation == Situation::TokenExpired),
+            "the fleet has refused connections"
+        );
+        let results = read_all_capped(&client, &vehicles, 16).await;
+        let wrong = misreports(&results);
+        let stats = sim.v3_stats();
+        assert!(
+            wrong.is_empty(),
+            "run {run}: {} misreported:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+        assert!(stats.tokens_issued >= 2, "the token was renewed: {stats:?}");
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_remembered_so_its_next_probe_costs_no_check_and_no_renewal() {
+    let sim = start(quiet(200, 3_600)).await;
+    let client = client(&sim);
+    let refused = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.situation == Situation::TokenExpired)
+        .cloned()
+        .expect("a refused connection");
+    let err = client
+        .signals(&refused.id, &refused.user_id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err:?}");
+    assert!(matches!(err, V3Error::Api { .. }), "proven: {err:?}");
+    let before = sim.v3_stats();
+    let calls = |sim: &SimHandle, kind: &str| sim.stats().by_endpoint.get(kind).copied();
+    let (listed, data) = (calls(&sim, "management"), calls(&sim, "data").unwrap_or(0));
+    let err = client
+        .signals(&refused.id, &refused.user_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, V3Error::Api { .. }), "{err:?}");
+    let after = sim.v3_stats();
+    assert_eq!(after.token_requests, before.token_requests, "no renewal");
+    assert_eq!(
+        calls(&sim, "management"),
+        listed,
+        "no token check the second time"
+    );
+    assert_eq!(calls(&sim, "data"), Some(data + 1), "only the call itself");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_is_one_token_refusal_for_fifty_callers_and_blames_no_car() {
+    let sim = start(quiet(120, 3_600)).await;
+    let client = V3Client::new(
+        V3Origins::all(sim.origin()),
+        AppCredentials::new(
+            sim.config().client_id.clone(),
+            Secret::new("the-secret-before-rotation"),
+        ),
+        ClientSettings::default(),
+    )
+    .unwrap();
+    let vehicles: Vec<_> = sim.fleet().vehicles.iter().take(50).cloned().collect();
+    let results = read_all_capped(&client, &vehicles, 50).await;
+    for (v, result) in &results {
+        assert!(
+            matches!(
+                result,
+                Err(V3Error::Token(TokenError::InvalidClient { .. }))
+            ),
+            "{}: {result:?}",
+            v.id
+        );
+    }
+    let stats = sim.v3_stats();
+    assert_eq!(stats.token_requests, 1, "said once: {stats:?}");
+    assert_eq!(stats.signals_calls, 0, "no car was asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_whose_token_check_gets_no_answer_is_unsettled_never_the_cars() {
+    // A server whose vehicle calls answer 401 while its connections listing is down.
+    let app = axum::Router::new()
+        .route(
+            "/oauth2/token",
+            axum::routing::post(|| async {
+                axum::Json(
+                    json!({"access_token": "t1", "token_type": "Bearer", "expires_in": 3600}),
+                )
+            }),
+        )
+        .route(
+            "/v3/connections",
+            axum::routing::get(|| async { (StatusCode::BAD_GATEWAY, "<html>bad gateway</html>") }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"type": "AUTHENTICATION", "code": null,
+                    "description": "The authorization token is invalid", "statusCode": 401})),
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = V3Client::new(
+        V3Origins::all(&origin),
+        AppCredentials::new("c", Secret::new("s")),
+        ClientSettings::default(),
+    )
+    .unwrap();
+    let err = client.signals("v1", "u1").await.unwrap_err();
+    match &err {
+        V3Error::TokenUnsettled { why, .. } => assert!(why.contains("502"), "{why}"),
+        other => panic!("expected unsettled: {other:?}"),
+    }
+    let o = vtriage::smartcar::v3::observe::request_failed("v1", &err, jiff::Timestamp::now());
+    assert!(!o.is_token_rejected());
 }
 
 #[tokio::test]

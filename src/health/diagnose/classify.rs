@@ -32,6 +32,7 @@ impl<'a> Cx<'a> {
             ApiError::Redirect { location, .. } => return redirected(o, location.as_deref(), d),
             ApiError::Unsendable { message } => return request_not_sent(o, message, d),
             ApiError::Transport { message, .. } => return no_response(o, message, d),
+            ApiError::TokenUnsettled { reason, .. } => return token_unsettled(o, reason, d),
         };
         if let Some(rule) = self.rule_for_error(o, e) {
             return self.rule_finding(rule, o, Some(e), d);
@@ -228,6 +229,19 @@ fn request_not_sent(o: &Observation, message: &str, d: &mut Drafts<'_>) {
         (
             format!("The request was not sent: {message}"),
             remedy::contact_smartcar(None, "a request vtriage cannot address", &[]),
+        )
+    });
+}
+
+/// A v3 401 whose cause could not be told: the verdict is unknown, never the vehicle's fault.
+fn token_unsettled(o: &Observation, reason: &str, d: &mut Drafts<'_>) {
+    d.add(FindingId::AppTokenUnsettled, Severity::Info, o, || {
+        (
+            format!(
+                "Smartcar refused the request (401) and it could not be told whether the app's token or \
+                 this vehicle's connection was refused: {reason}"
+            ),
+            remedy::check_app_credential(None),
         )
     });
 }

@@ -106,6 +106,15 @@ fn scrub_api_error(error: ApiError, secret: &Secret) -> ApiError {
         ApiError::Unsendable { message } => ApiError::Unsendable {
             message: scrub(&message, secret),
         },
+        ApiError::TokenUnsettled {
+            status,
+            request_id,
+            reason,
+        } => ApiError::TokenUnsettled {
+            status,
+            request_id,
+            reason: scrub(&reason, secret),
+        },
         ApiError::Redirect {
             status,
             location,
@@ -211,7 +220,14 @@ struct Cached {
 pub(super) struct TokenSlot {
     current: Option<Cached>,
     issued: u64,
+    /// The token endpoint's last refusal and when it was sent: callers within
+    /// [`REFUSAL_MEMORY`] of it share it instead of each asking again.
+    refused: Option<(TokenError, Instant)>,
 }
+
+/// How long a token endpoint's refusal (or silence) stands for every caller: refused credentials
+/// are one app-level error, said once, not one per vehicle.
+pub(super) const REFUSAL_MEMORY: Duration = Duration::from_secs(15);
 
 impl TokenSlot {
     /// The current token if it need not be renewed yet at `now`.
@@ -227,7 +243,20 @@ impl TokenSlot {
         self.fresh(now).filter(|l| l.generation != rejected)
     }
 
+    /// The token endpoint's refusal of a request sent within [`REFUSAL_MEMORY`] of `now`.
+    pub fn recent_refusal(&self, now: Instant) -> Option<TokenError> {
+        self.refused
+            .as_ref()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < REFUSAL_MEMORY)
+            .map(|(e, _)| e.clone())
+    }
+
+    pub fn refuse(&mut self, error: TokenError, sent_at: Instant) {
+        self.refused = Some((error, sent_at));
+    }
+
     pub fn store(&mut self, token: IssuedToken, sent_at: Instant) -> Lease {
+        self.refused = None;
         self.issued += 1;
         let lease = Lease {
             token: token.value,
@@ -241,29 +270,79 @@ impl TokenSlot {
     }
 }
 
-/// When a token last proved good: a 401 on a request sent before that moment is about the vehicle's
-/// connection, not the token, and renewing would not help.
-#[derive(Default)]
-pub(super) struct Accepted(SyncMutex<Option<(u64, Instant)>>);
+/// What a token check found: whether the token a 401 came back with is still good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Standing {
+    /// A token-only request sent after the 401 arrived succeeded with the same token: the 401 was
+    /// about the vehicle's connection.
+    Good,
+    /// The token-only request was refused too: the token is no longer good, renew it.
+    Refused,
+    /// The check itself got no usable answer: nothing can be said about the 401.
+    Unknown(String),
+}
 
-impl Accepted {
-    pub fn record(&self, generation: u64) {
-        let mut last = match self.0.lock() {
+/// The last token check: which token, when it was sent, what it found. A check settles every 401
+/// that arrived before it was sent, and only those: an answer that arrived before a 401 proves
+/// nothing about it, since the server may have checked the token before it was revoked.
+pub(super) struct Check {
+    pub generation: u64,
+    pub sent_at: Instant,
+    pub standing: Standing,
+}
+
+impl Check {
+    /// This check's finding, if it settles a 401 on `generation` that arrived at `received_at`.
+    pub fn settles(&self, generation: u64, received_at: Instant) -> Option<&Standing> {
+        (self.generation == generation && self.sent_at >= received_at).then_some(&self.standing)
+    }
+}
+
+/// How long a connection proven refused is remembered: its next 401s within this time cost no
+/// token check and no renewal. The default freshness window.
+pub(super) const REVOKED_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// Most connections remembered as refused; older ones are forgotten first.
+const REVOKED_CAP: usize = 100_000;
+
+/// Connections (vehicle, user) whose 401 was proven to be their own, and when.
+#[derive(Default)]
+pub(super) struct RevokedConnections(
+    SyncMutex<std::collections::HashMap<(String, String), Instant>>,
+);
+
+impl RevokedConnections {
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Instant>> {
+        match self.0.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        if last.is_none_or(|(g, _)| g <= generation) {
-            *last = Some((generation, Instant::now()));
         }
     }
 
-    /// Whether a request with this generation succeeded after `sent_at`.
-    pub fn since(&self, generation: u64, sent_at: Instant) -> bool {
-        let last = match self.0.lock() {
-            Ok(g) => *g,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        last.is_some_and(|(g, at)| g == generation && at > sent_at)
+    pub fn remember(&self, key: (String, String), now: Instant) {
+        let mut map = self.map();
+        if map.len() >= REVOKED_CAP {
+            map.retain(|_, at| now.saturating_duration_since(*at) < REVOKED_MEMORY);
+        }
+        if map.len() < REVOKED_CAP {
+            map.insert(key, now);
+        }
+    }
+
+    /// Whether this connection was proven refused within [`REVOKED_MEMORY`] of `now`.
+    pub fn is_known(&self, key: &(String, String), now: Instant) -> bool {
+        self.map()
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < REVOKED_MEMORY)
+    }
+
+    /// The connection answered: it is no longer refused (the owner reconnected).
+    pub fn forget(&self, key: &(String, String)) {
+        let mut map = self.map();
+        if !map.is_empty() {
+            map.remove(key);
+        }
     }
 }
 
@@ -271,6 +350,36 @@ impl Accepted {
 mod tests {
     use super::*;
     use crate::smartcar::error::parse_error_body;
+
+    #[test]
+    fn a_check_settles_only_the_401s_that_arrived_before_it_was_sent() {
+        let t0 = Instant::now();
+        let check = Check {
+            generation: 1,
+            sent_at: t0 + Duration::from_millis(10),
+            standing: Standing::Good,
+        };
+        assert_eq!(check.settles(1, t0), Some(&Standing::Good));
+        assert_eq!(
+            check.settles(1, t0 + Duration::from_millis(10)),
+            Some(&Standing::Good)
+        );
+        // A 401 that arrived after the check was sent may be about a token revoked meanwhile.
+        assert_eq!(check.settles(1, t0 + Duration::from_millis(11)), None);
+        assert_eq!(check.settles(2, t0), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_remembered_for_the_freshness_window_then_forgotten() {
+        let revoked = RevokedConnections::default();
+        let key = ("v1".to_string(), "u1".to_string());
+        let t0 = Instant::now();
+        revoked.remember(key.clone(), t0);
+        assert!(revoked.is_known(&key, t0 + Duration::from_secs(60)));
+        assert!(!revoked.is_known(&key, t0 + REVOKED_MEMORY));
+        revoked.forget(&key);
+        assert!(!revoked.is_known(&key, t0));
+    }
 
     #[test]
     fn a_one_hour_token_is_renewed_a_minute_early_and_a_one_second_token_at_nine_tenths() {

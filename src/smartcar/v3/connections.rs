@@ -159,6 +159,15 @@ impl V3Client {
         url
     }
 
+    /// One row of the listing: the cheapest request that proves the application token good.
+    pub(super) fn token_check_url(&self) -> Url {
+        let mut url = self.api_url(&["v3", "connections"]);
+        url.query_pairs_mut()
+            .append_pair("page[number]", "1")
+            .append_pair("page[size]", "1");
+        url
+    }
+
     /// Every connection matching `filter`. Follows `links.next` when the server gives one (relative or
     /// absolute, same origin only), else counts pages; stops at `meta.totalCount`, an empty page, a page
     /// of nothing new, or `links.next` null. Each connection is listed once.
@@ -174,7 +183,7 @@ impl V3Client {
         loop {
             visited.insert(url.as_str().to_string());
             let (meta, body) = self
-                .get_json(url.clone(), None, self.settings.fast_timeout)
+                .get_json(url.clone(), None, None, self.settings.fast_timeout)
                 .await?;
             let page = read_page(&body).ok_or_else(|| V3Error::shape(meta, &body))?;
             if page.entries == 0 {

@@ -1,9 +1,9 @@
 //! The Smartcar API v3 client with API Authentication: the application token from the client
 //! credentials, `/v3/connections`, `/v3/vehicles/{id}` and its signals read with `sc-user-id`.
 //!
-//! Origins: `{iam}/oauth2/token` and `{api}/v3/...`. The token lives in memory only, is renewed before
-//! it expires and once when a vehicle call answers 401 (that call is then sent again once); concurrent
-//! callers share one renewal. Redirects are never followed, so the token goes only where it was meant to.
+//! Origins: `{iam}/oauth2/token` and `{api}/v3/...`. The token lives in memory only and is renewed
+//! before it expires; concurrent callers share one renewal. A vehicle call's 401 is the vehicle's
+//! only when a token check sent after it arrived proves the token good (see `get_json`). Redirects are never followed, so the token goes only where it was meant to.
 
 mod auth;
 mod connections;
@@ -104,12 +104,24 @@ pub enum V3Error {
     TooManyConnections { cap: usize },
     #[error("vehicle id {id:?} cannot be one path segment")]
     InvalidVehicleId { id: String },
+    /// A vehicle call answered 401 and no later request could tell whether the application token or
+    /// the vehicle's connection was refused: neither may be blamed.
+    #[error(
+        "{error}; whether the app token or this vehicle's connection was refused is not known: {why}"
+    )]
+    TokenUnsettled {
+        meta: Box<Meta>,
+        error: Box<ApiError>,
+        why: String,
+    },
 }
 
 impl V3Error {
     pub fn api_error(&self) -> Option<&ApiError> {
         match self {
-            V3Error::Api { error, .. } => Some(error.as_ref()),
+            V3Error::Api { error, .. } | V3Error::TokenUnsettled { error, .. } => {
+                Some(error.as_ref())
+            }
             _ => None,
         }
     }
@@ -136,7 +148,9 @@ impl V3Error {
 struct Auth {
     credentials: AppCredentials,
     slot: tokio::sync::Mutex<auth::TokenSlot>,
-    accepted: auth::Accepted,
+    /// The last token check, held while one is in flight so that concurrent 401s share it.
+    check: tokio::sync::Mutex<Option<auth::Check>>,
+    revoked: auth::RevokedConnections,
     /// The tokens issued lately, newest last, for redacting echoes of them.
     issued: std::sync::Mutex<IssuedTokens>,
 }
@@ -147,6 +161,9 @@ struct IssuedTokens {
     generation: u64,
     tokens: std::collections::VecDeque<Secret>,
 }
+
+/// How many times one vehicle call renews the token before its 401 is left unsettled.
+const MAX_RENEWALS: u32 = 2;
 
 /// How many past application tokens are still redacted (an hour each: a day of them).
 const REDACTED_TOKENS: usize = 24;
@@ -211,7 +228,8 @@ impl V3Client {
             auth: Arc::new(Auth {
                 credentials,
                 slot: tokio::sync::Mutex::new(auth::TokenSlot::default()),
-                accepted: auth::Accepted::default(),
+                check: tokio::sync::Mutex::new(None),
+                revoked: auth::RevokedConnections::default(),
                 issued: std::sync::Mutex::new(IssuedTokens::default()),
             }),
         })
@@ -267,7 +285,7 @@ impl V3Client {
     }
 
     /// Asks the token endpoint for a new application token (form-encoded client credentials).
-    async fn request_token(&self) -> Result<(auth::IssuedToken, Instant), TokenError> {
+    async fn request_token(&self) -> Result<(auth::IssuedToken, Instant), (TokenError, Instant)> {
         let credentials = &self.auth.credentials;
         let sent_at = Instant::now();
         let form = form_urlencoded::Serializer::new(String::new())
@@ -282,10 +300,26 @@ impl V3Client {
             .header("accept", "application/json")
             .body(form);
         let (_, body) = self.json(request, self.settings.fast_timeout).await;
-        let body = body.map_err(|e| auth::token_error(e, &credentials.client_secret))?;
-        let token = auth::issued_token(&body, &credentials.client_secret)?;
+        let body = body.map_err(|e| (auth::token_error(e, &credentials.client_secret), sent_at))?;
+        let token =
+            auth::issued_token(&body, &credentials.client_secret).map_err(|e| (e, sent_at))?;
         self.remember_issued(&token.value);
         Ok((token, sent_at))
+    }
+
+    /// Renews the token in `slot`, or repeats the token endpoint's recent refusal without asking it
+    /// again.
+    async fn renew(&self, slot: &mut auth::TokenSlot) -> Result<auth::Lease, TokenError> {
+        if let Some(refusal) = slot.recent_refusal(Instant::now()) {
+            return Err(refusal);
+        }
+        match self.request_token().await {
+            Ok((token, sent_at)) => Ok(slot.store(token, sent_at)),
+            Err((error, sent_at)) => {
+                slot.refuse(error.clone(), sent_at);
+                Err(error)
+            }
+        }
     }
 
     /// The application token, renewed first if it is about to expire. Callers arriving during a
@@ -295,8 +329,7 @@ impl V3Client {
         if let Some(lease) = slot.fresh(Instant::now()) {
             return Ok(lease);
         }
-        let (token, sent_at) = self.request_token().await?;
-        Ok(slot.store(token, sent_at))
+        self.renew(&mut slot).await
     }
 
     /// A token other than the rejected one: renewed by the first caller to report the rejection,
@@ -306,8 +339,7 @@ impl V3Client {
         if let Some(lease) = slot.replacing(rejected, Instant::now()) {
             return Ok(lease);
         }
-        let (token, sent_at) = self.request_token().await?;
-        Ok(slot.store(token, sent_at))
+        self.renew(&mut slot).await
     }
 
     /// Gets an application token unless a fresh one is held: a check of the client credentials.
@@ -327,47 +359,121 @@ impl V3Client {
         request
     }
 
-    /// A GET with the application token. A 401 renews the token once and sends the request again,
-    /// unless another request with the same token succeeded meanwhile: then the 401 is about this
-    /// vehicle's connection and a new token would not change it.
+    /// A token newer than `generation`, if one was issued since (waiting for a renewal in flight).
+    async fn newer_lease(&self, generation: u64) -> Option<auth::Lease> {
+        let slot = self.auth.slot.lock().await;
+        slot.fresh(Instant::now())
+            .filter(|l| l.generation > generation)
+    }
+
+    /// Whether the token of `lease` is still good, by one token-only request (a one-row connections
+    /// page) sent after `received_at`. Single-flight: callers wait for the check in flight and share
+    /// its answer when it was sent after their 401 arrived; otherwise they send the next one.
+    async fn token_standing(&self, lease: &auth::Lease, received_at: Instant) -> auth::Standing {
+        let mut last = self.auth.check.lock().await;
+        if let Some(standing) = last
+            .as_ref()
+            .and_then(|c| c.settles(lease.generation, received_at))
+        {
+            return standing.clone();
+        }
+        let sent_at = Instant::now();
+        let request = self.get(self.token_check_url(), &lease.token, None);
+        let (_, result) = self.json(request, self.settings.fast_timeout).await;
+        let standing = match result {
+            Ok(_) => auth::Standing::Good,
+            Err(e) if e.status() == Some(401) => auth::Standing::Refused,
+            Err(e) => auth::Standing::Unknown(match e.status() {
+                Some(status) => format!("the token check answered HTTP {status} {}", e.label()),
+                None => format!("the token check got no answer ({})", e.label()),
+            }),
+        };
+        *last = Some(auth::Check {
+            generation: lease.generation,
+            sent_at,
+            standing: standing.clone(),
+        });
+        standing
+    }
+
+    /// A GET with the application token.
+    ///
+    /// A 401 on a vehicle call is blamed on the vehicle's connection only once the token is proven
+    /// good by a request sent after the 401 arrived: a token-only check that succeeds with the same
+    /// token. A token renewed meanwhile is tried first; a check refused renews the token and sends the
+    /// request again. Without such proof the error says it is unsettled. A 401 on a token-only call
+    /// (the connections listing) renews once and is sent again.
     async fn get_json(
         &self,
         url: Url,
         user_id: Option<&str>,
+        vehicle_id: Option<&str>,
         timeout: Duration,
     ) -> Result<(Meta, Value), V3Error> {
-        let lease = self.lease().await?;
-        let sent_at = Instant::now();
-        let (meta, result) = self
-            .json(self.get(url.clone(), &lease.token, user_id), timeout)
-            .await;
-        let (meta, result, generation) = match result {
-            Err(e)
-                if e.status() == Some(401)
-                    && !self.auth.accepted.since(lease.generation, sent_at) =>
-            {
-                let renewed = self.lease_after_rejection(lease.generation).await?;
-                let (meta, result) = self
-                    .json(self.get(url, &renewed.token, user_id), timeout)
-                    .await;
-                (meta, result, renewed.generation)
-            }
-            other => (meta, other, lease.generation),
+        let connection =
+            vehicle_id.map(|v| (v.to_string(), user_id.unwrap_or_default().to_string()));
+        let api = |meta: Meta, error: ApiError| V3Error::Api {
+            meta: Box::new(meta),
+            error: Box::new(error),
         };
-        match result {
-            Ok(body) => {
-                self.auth.accepted.record(generation);
-                Ok((meta, body))
-            }
-            Err(error) => {
-                if error.status().is_some_and(|s| s != 401) {
-                    // Any answer past authentication proves the token good.
-                    self.auth.accepted.record(generation);
+        let mut lease = self.lease().await?;
+        let mut renewals = 0;
+        loop {
+            let (meta, result) = self
+                .json(self.get(url.clone(), &lease.token, user_id), timeout)
+                .await;
+            let error = match result {
+                Ok(body) => {
+                    if let Some(key) = &connection {
+                        self.auth.revoked.forget(key);
+                    }
+                    return Ok((meta, body));
                 }
-                Err(V3Error::Api {
-                    meta: Box::new(meta),
-                    error: Box::new(error),
-                })
+                Err(e) if e.status() == Some(401) => e,
+                Err(e) => return Err(api(meta, e)),
+            };
+            let received_at = Instant::now();
+            let Some(key) = &connection else {
+                if renewals == 0 {
+                    renewals += 1;
+                    lease = self.lease_after_rejection(lease.generation).await?;
+                    continue;
+                }
+                return Err(api(meta, error));
+            };
+            if self.auth.revoked.is_known(key, received_at) {
+                return Err(api(meta, error));
+            }
+            if renewals < MAX_RENEWALS
+                && let Some(newer) = self.newer_lease(lease.generation).await
+            {
+                renewals += 1;
+                lease = newer;
+                continue;
+            }
+            match self.token_standing(&lease, received_at).await {
+                auth::Standing::Good => {
+                    self.auth.revoked.remember(key.clone(), Instant::now());
+                    return Err(api(meta, error));
+                }
+                auth::Standing::Refused if renewals < MAX_RENEWALS => {
+                    renewals += 1;
+                    lease = self.lease_after_rejection(lease.generation).await?;
+                }
+                auth::Standing::Refused => {
+                    return Err(V3Error::TokenUnsettled {
+                        meta: Box::new(meta),
+                        error: Box::new(error),
+                        why: format!("the app token was refused again after {renewals} renewals"),
+                    });
+                }
+                auth::Standing::Unknown(why) => {
+                    return Err(V3Error::TokenUnsettled {
+                        meta: Box::new(meta),
+                        error: Box::new(error),
+                        why,
+                    });
+                }
             }
         }
     }
@@ -402,7 +508,7 @@ impl V3Client {
     ) -> Result<V3Vehicle, V3Error> {
         let url = self.vehicle_url(vehicle_id, &[])?;
         let (meta, body) = self
-            .get_json(url, user_id, self.settings.fast_timeout)
+            .get_json(url, user_id, Some(vehicle_id), self.settings.fast_timeout)
             .await?;
         parse_vehicle(&body).ok_or_else(|| V3Error::shape(meta, &body))
     }
@@ -411,7 +517,12 @@ impl V3Client {
     pub async fn signals(&self, vehicle_id: &str, user_id: &str) -> Result<SignalsReport, V3Error> {
         let url = self.vehicle_url(vehicle_id, &["signals"])?;
         let (meta, body) = self
-            .get_json(url, Some(user_id), self.settings.vehicle_timeout)
+            .get_json(
+                url,
+                Some(user_id),
+                Some(vehicle_id),
+                self.settings.vehicle_timeout,
+            )
             .await?;
         match parse_signals(&body) {
             Some(signals) => Ok(SignalsReport {
@@ -436,7 +547,12 @@ impl V3Client {
         }
         let url = self.vehicle_url(vehicle_id, &["signals", code])?;
         let (meta, body) = self
-            .get_json(url, Some(user_id), self.settings.vehicle_timeout)
+            .get_json(
+                url,
+                Some(user_id),
+                Some(vehicle_id),
+                self.settings.vehicle_timeout,
+            )
             .await?;
         match parse_signal(signals::unwrap_data(&body)) {
             Some(signal) => Ok(SignalsReport {

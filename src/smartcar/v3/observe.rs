@@ -271,6 +271,14 @@ pub fn request_failed(vehicle_id: &str, error: &V3Error, at: jiff::Timestamp) ->
     let (meta, error) = match error {
         V3Error::Api { meta, error } => (meta.as_ref().clone(), error.as_ref().clone()),
         V3Error::Token(TokenError::Unreachable(inner)) => (Meta::default(), inner.as_ref().clone()),
+        V3Error::TokenUnsettled { meta, error, why } => (
+            meta.as_ref().clone(),
+            ApiError::TokenUnsettled {
+                status: error.status().unwrap_or(401),
+                request_id: error.request_id().map(str::to_string),
+                reason: why.clone(),
+            },
+        ),
         other => (
             Meta::default(),
             ApiError::Unsendable {
