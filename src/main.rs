@@ -22,6 +22,12 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
         Ok(code) => code,
+        // The reader stopped reading (`| head`): end quietly, as a process killed by SIGPIPE would.
+        Err(vtriage::commands::CommandError::Output(e))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!(
                 "vtriage: {}",

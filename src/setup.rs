@@ -700,9 +700,11 @@ pub async fn start(settings: &mut Settings) -> Result<Session, SetupError> {
 pub fn store_for(settings: &Settings) -> Store {
     let policies = settings.policies.clone();
     let needs = settings.needs.clone();
+    let rule_ids = policies.rules.iter().map(|r| r.id.clone()).collect();
     let mut store = Store::new(Arc::new(move |report, now| {
         health::diagnose(report, &policies, &needs, now)
     }));
+    store.know_rules(rule_ids);
     // Answers are stamped by the real clock; `--now` moves them with every other date.
     if let Some(now) = settings.now_override {
         store.shift_evidence_by(now.duration_since(jiff::Timestamp::now()));

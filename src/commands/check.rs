@@ -185,7 +185,15 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     let _log = init_logging(&settings);
     if let Some(f) = &args.filter {
-        store::Filter::parse(f).map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
+        let rule_ids: Vec<String> = settings
+            .policies
+            .rules
+            .iter()
+            .map(|r| r.id.clone())
+            .collect();
+        store::Filter::parse(f)
+            .and_then(|filter| filter.check_rules(&rule_ids))
+            .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
     }
     // The store is made after the start, which settles the origins and needs (the demo's
     // simulator) that its diagnoses use.

@@ -21,16 +21,20 @@ pub fn connect_url(global: &GlobalArgs, args: &ConnectUrlArgs) -> Result<ExitCod
         (None, true) => Some(SingleSelect::Enabled(true)),
         (None, false) => None,
     };
+    let scope: Vec<String> = args
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    for entry in &scope {
+        connect::check_scope(entry).map_err(|e| CommandError::Usage(format!("--scope: {e}")))?;
+    }
     let options = ConnectOptions {
         client_id: Some(client_id),
         redirect_uri: settings.needs.redirect_uri.clone(),
-        scope: args
-            .scope
-            .as_deref()
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect(),
+        scope,
         mode: match args.mode {
             Some(ConnectMode::Simulated) => connect::ConnectMode::Simulated,
             Some(ConnectMode::Test) => connect::ConnectMode::Test,

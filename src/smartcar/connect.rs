@@ -64,6 +64,68 @@ impl FlagValue {
     }
 }
 
+/// Every permission Smartcar documents (read and control), as a Connect scope names them.
+pub const PERMISSIONS: &[&str] = &[
+    "read_alerts",
+    "read_battery",
+    "read_charge",
+    "read_charge_locations",
+    "read_charge_records",
+    "read_charge_events",
+    "read_climate",
+    "read_compass",
+    "read_diagnostics",
+    "read_engine_oil",
+    "read_extended_vehicle_info",
+    "read_fuel",
+    "read_location",
+    "read_odometer",
+    "read_security",
+    "read_service_history",
+    "read_speedometer",
+    "read_thermometer",
+    "read_tires",
+    "read_user_profile",
+    "read_vehicle_info",
+    "read_vin",
+    "control_charge",
+    "control_climate",
+    "control_navigation",
+    "control_security",
+    "control_pin",
+    "control_trunk",
+];
+
+/// A scope that names no documented permission (a typo would otherwise ask the owner for nothing).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission `{scope}`{hint}")]
+pub struct UnknownScope {
+    pub scope: String,
+    hint: String,
+}
+
+/// Checks one scope entry: a permission, optionally marked `required:`.
+pub fn check_scope(scope: &str) -> Result<(), UnknownScope> {
+    let permission = scope.strip_prefix("required:").unwrap_or(scope);
+    if PERMISSIONS.contains(&permission) {
+        return Ok(());
+    }
+    let mut near: Vec<(usize, &str)> = PERMISSIONS
+        .iter()
+        .map(|p| (strsim::levenshtein(p, &permission.to_ascii_lowercase()), *p))
+        .filter(|(d, _)| *d <= 3)
+        .collect();
+    near.sort();
+    let hint = match near.first() {
+        Some((_, p)) => format!("; did you mean {p}?"),
+        None => format!("; permissions: {}", PERMISSIONS.join(", ")),
+    };
+    Err(UnknownScope {
+        scope: scope.to_string(),
+        hint,
+    })
+}
+
 /// Reads one `key:value` flag as given on a command line.
 pub fn parse_flag(arg: &str) -> Result<(String, FlagValue), FlagSyntaxError> {
     match arg.split_once(':') {
@@ -244,4 +306,19 @@ pub fn virtual_key_link(domain: &str) -> String {
         "https://www.tesla.com/_ak/{}",
         domain.trim().trim_matches('/')
     )
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_scope_is_refused_naming_the_permission_it_is_nearest() {
+        assert!(check_scope("read_location").is_ok());
+        assert!(check_scope("required:read_location").is_ok());
+        let e = check_scope("read_locaton").unwrap_err();
+        assert!(e.to_string().contains("did you mean read_location?"), "{e}");
+        let e = check_scope("fly").unwrap_err();
+        assert!(e.to_string().contains("permissions: read_alerts"), "{e}");
+    }
 }

@@ -443,6 +443,51 @@ fn group_phrases(raw: &[String], terms: Vec<Term>) -> Vec<Term> {
 
 impl Filter {
     /// Parses an expression. Blank text is the empty filter.
+    /// Refuses a `rule:` term that starts no rule id of `rule_ids`, naming the nearest ones: a
+    /// mistyped rule would otherwise match nothing and read as "nothing is wrong".
+    pub fn check_rules(&self, rule_ids: &[String]) -> Result<(), FilterError> {
+        for term in &self.terms {
+            let Test::RulePrefix(prefix) = &term.test else {
+                continue;
+            };
+            if rule_ids
+                .iter()
+                .any(|id| starts_with_ignore_case(id, prefix))
+            {
+                continue;
+            }
+            let mut near: Vec<(usize, &str)> = rule_ids
+                .iter()
+                .map(|id| {
+                    (
+                        strsim::levenshtein(&id.to_ascii_lowercase(), prefix),
+                        id.as_str(),
+                    )
+                })
+                .filter(|(d, _)| *d <= prefix.chars().count().div_ceil(3).max(2))
+                .collect();
+            near.sort();
+            let names = |list: Vec<&str>| list.join(", ");
+            let hint = if near.is_empty() {
+                format!(
+                    "rules: {}",
+                    names(rule_ids.iter().map(String::as_str).collect())
+                )
+            } else {
+                format!(
+                    "did you mean {}?",
+                    names(near.iter().take(3).map(|(_, id)| *id).collect())
+                )
+            };
+            let bang = if term.negated { "!" } else { "" };
+            return Err(FilterError::new(
+                &format!("{bang}rule:{prefix}"),
+                format!("no rule starts with `{prefix}`; {hint}"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn parse(expr: &str) -> Result<Filter, FilterError> {
         let raw = split_terms(expr)?;
         let terms = raw
@@ -642,6 +687,31 @@ mod tests {
 
     #[test]
     fn a_longer_rule_prefix_narrows_a_shorter_one() {
+        let ids = [
+            "tesla-virtual-key".to_string(),
+            "tesla-location".to_string(),
+        ];
+        let typo = Filter::parse("status:blocked rule:tesla-virtual-keys").unwrap();
+        let e = typo.check_rules(&ids).unwrap_err();
+        assert!(
+            e.problem.contains("did you mean tesla-virtual-key?"),
+            "{e:?}"
+        );
+        assert!(
+            Filter::parse("rule:Tesla-V")
+                .unwrap()
+                .check_rules(&ids)
+                .is_ok()
+        );
+        let far = Filter::parse("!rule:ford")
+            .unwrap()
+            .check_rules(&ids)
+            .unwrap_err();
+        assert!(
+            far.problem
+                .contains("rules: tesla-virtual-key, tesla-location"),
+            "{far:?}"
+        );
         let a = Filter::parse("rule:tesla").unwrap();
         let b = Filter::parse("rule:Tesla-V").unwrap();
         assert!(b.narrows(&a));

@@ -341,6 +341,8 @@ pub struct Store {
     clock: Option<Timestamp>,
     /// Where the next pass of [`Store::rediagnose_time_dependent`] starts.
     rediagnose_from: usize,
+    /// The ids of the rules in force, when known: a `rule:` filter term must name one of them.
+    rule_ids: Option<Vec<String>>,
     /// Added to every time a probe report carries, so that evidence, check ages and "since"
     /// live on the same clock as `now` when `--now` moves it.
     evidence_shift: jiff::SignedDuration,
@@ -418,6 +420,7 @@ impl Store {
             sweep_cost: None,
             clock: None,
             rediagnose_from: 0,
+            rule_ids: None,
             evidence_shift: jiff::SignedDuration::ZERO,
             fuzzy: FuzzyMatcher::default(),
             interner: Interner::default(),
@@ -586,12 +589,20 @@ impl Store {
         }
     }
 
+    /// The rules in force, so that a filter naming no rule of them is an error, not an empty list.
+    pub fn know_rules(&mut self, ids: Vec<String>) {
+        self.rule_ids = Some(ids);
+    }
+
     /// Replaces the filter. On a parse error the current filter stays.
     pub fn set_filter(&mut self, expr: &str) -> Result<(), FilterError> {
         if expr == self.filter_text {
             return Ok(());
         }
         let mut filter = Filter::parse(expr)?;
+        if let Some(ids) = &self.rule_ids {
+            filter.check_rules(ids)?;
+        }
         filter.prefer_models(&self.records);
         let narrowing = filter.narrows(&self.filter);
         self.filter = filter;

@@ -259,6 +259,64 @@ async fn config_with_an_unknown_key_names_file_and_line() {
 }
 
 #[tokio::test]
+async fn a_filter_naming_a_rule_that_does_not_exist_is_an_error_naming_the_nearest_not_nothing_blocked()
+ {
+    let home = temp_home("badrule");
+    let err = one_line_error(
+        &vtriage(
+            &home,
+            &["check", "--demo", "--filter", "rule:tesla-virtual-keys"],
+        )
+        .await,
+    );
+    assert!(
+        err.contains("rule:tesla-virtual-keys") && err.contains("did you mean tesla-virtual-key?"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn connect_url_with_a_mistyped_scope_is_an_error_naming_the_permission_meant() {
+    let home = temp_home("badscope");
+    let out = vtriage(
+        &home,
+        &[
+            "connect-url",
+            "--client-id",
+            "my-client-id",
+            "--scope",
+            "read_vin read_locaton",
+        ],
+    )
+    .await;
+    let err = one_line_error(&out);
+    assert!(err.contains("did you mean read_location?"), "{err}");
+    assert!(out.stdout.is_empty(), "no URL printed");
+}
+
+#[tokio::test]
+async fn output_piped_into_a_reader_that_stops_ends_quietly_without_a_broken_pipe_line() {
+    let home = temp_home("pipe");
+    let mut child = cli_support::command(&home, &["check", "--demo"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // The reader goes away before reading anything, as `| head -0` does.
+    drop(child.stdout.take());
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("vtriage finishes")
+    .expect("waited");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+}
+
+#[tokio::test]
 async fn unknown_filter_key_is_a_usage_error() {
     let home = temp_home("badfilter");
     let err = one_line_error(&vtriage(&home, &["check", "--filter", "colour:red"]).await);
