@@ -2,7 +2,9 @@
 
 use crate::desk_support;
 
-use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, vehicle_error};
+use desk_support::{
+    AMT, Schema, Serve, blocked_tesla, database_url, http, post_signed, vehicle_error,
+};
 use serde_json::json;
 
 async fn setup() -> Option<(Schema, Serve)> {
@@ -11,30 +13,95 @@ async fn setup() -> Option<(Schema, Serve)> {
     Some((schema, serve))
 }
 
+async fn post_verify(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    signature: Option<String>,
+) -> (u16, serde_json::Value) {
+    let mut request = client.post(url).body(body.to_string());
+    if let Some(signature) = signature {
+        request = request.header("SC-Signature", signature);
+    }
+    let answer = request.send().await.expect("answer");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_is_answered_with_the_hmac_of_the_challenge_signed_or_not() {
+async fn verify_is_answered_only_for_a_challenge_of_smartcars_shape_signed_or_not() {
     let Some((schema, serve)) = setup().await else {
         return;
     };
     let client = http();
+    let url = serve.webhook_url();
     let body =
         json!({"eventType": "VERIFY", "data": {"challenge": "ch-42"}, "meta": {"version": "4.0"}})
             .to_string();
     let expected = vtriage::desk::webhook::sign(AMT.as_bytes(), b"ch-42");
-    for signed in [false, true] {
-        let mut request = client.post(serve.webhook_url()).body(body.clone());
-        if signed {
-            request = request.header(
-                "SC-Signature",
-                vtriage::desk::webhook::sign(AMT.as_bytes(), body.as_bytes()),
-            );
-        }
-        let answer = request.send().await.expect("answer");
-        assert_eq!(answer.status(), 200);
-        let v: serde_json::Value = answer.json().await.expect("json");
+    let signed = vtriage::desk::webhook::sign(AMT.as_bytes(), body.as_bytes());
+    for signature in [None, Some(signed)] {
+        let (status, v) = post_verify(&client, &url, &body, signature).await;
+        assert_eq!(status, 200);
         assert_eq!(v, json!({"challenge": expected}));
     }
+    let legacy = json!({"eventName": "verify", "payload": {"challenge": "3f9c2a1e-6b7d-4e8f"}});
+    let (status, _) = post_verify(&client, &url, &legacy.to_string(), None).await;
+    assert_eq!(status, 200, "the legacy shape");
+
+    // A VERIFY signed with another key, a challenge that is no token, an unsigned body over the
+    // unsigned cap: refused, each with its reason.
+    let forged = vtriage::desk::webhook::sign(b"not-the-amt", body.as_bytes());
+    let (status, _) = post_verify(&client, &url, &body, Some(forged)).await;
+    assert_eq!(status, 401);
+    let spaced = json!({"eventType": "VERIFY", "data": {"challenge": "a challenge with spaces"}});
+    let (status, v) = post_verify(&client, &url, &spaced.to_string(), None).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("challenge")),
+        "{v}"
+    );
+    let padded =
+        json!({"eventType": "VERIFY", "data": {"challenge": "ch-1"}, "pad": "x".repeat(5000)});
+    let (status, v) = post_verify(&client, &url, &padded.to_string(), None).await;
+    assert_eq!(status, 401, "{v}");
     assert_eq!(schema.count("SELECT count(*) FROM webhook_events").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_delivery_sent_as_a_verify_challenge_is_never_signed_nor_stored() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let url = serve.webhook_url();
+    let forged = blocked_tesla("forged-1", "veh-forged");
+    // The attack: the forged body as the challenge, in both VERIFY shapes, signed by no one.
+    for verify in [
+        json!({"eventType": "VERIFY", "data": {"challenge": forged}, "meta": {"version": "4.0"}}),
+        json!({"eventName": "verify", "payload": {"challenge": forged}}),
+    ] {
+        let (status, v) = post_verify(&client, &url, &verify.to_string(), None).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v.get("challenge").is_none(), "{v}");
+    }
+    // A signature the desk did give, for a challenge of the accepted shape, signs that token
+    // only: as a body it is no delivery, and it signs no forged one.
+    let (status, v) = post_verify(
+        &client,
+        &url,
+        &json!({"eventType": "VERIFY", "data": {"challenge": "true"}}).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let obtained = v["challenge"].as_str().expect("an answer").to_string();
+    for body in ["true", forged.as_str()] {
+        let (status, _) = post_verify(&client, &url, body, Some(obtained.clone())).await;
+        assert!(status == 400 || status == 401, "{body}: {status}");
+    }
+    assert_eq!(schema.count("SELECT count(*) FROM webhook_events").await, 0);
+    assert_eq!(schema.count("SELECT count(*) FROM vehicles").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
