@@ -216,7 +216,7 @@ impl VehicleFacts {
             }
         }
         for resolved in self.errors.values().filter(|f| f.state.is_resolved()) {
-            by_probe.retain(|_, o| !(o.at < resolved.at && shows(o, &resolved.error)));
+            by_probe.retain(|_, o| !(o.at < resolved.at && resolves(resolved, o)));
         }
         ProbeReport {
             vehicle_id: vehicle_id.to_string(),
@@ -228,6 +228,19 @@ impl VehicleFacts {
             observations: by_probe.into_values().collect(),
         }
     }
+}
+
+/// Whether the resolution `fact` clears observation `o`: one that shows its error. An error that
+/// names a code is the same problem wherever it shows (a missing virtual key fails every data
+/// signal); one without (`PERMISSION`, code `null`) is about the signals it names only.
+fn resolves(fact: &ErrorFact, o: &Observation) -> bool {
+    shows(o, &fact.error)
+        && (fact.error.code.is_some()
+            || fact.signals.is_empty()
+            || fact
+                .signals
+                .iter()
+                .any(|code| probe_of(code) == Some(o.probe)))
 }
 
 /// Whether observation `o` shows `error`: the same type and, when the error names one, the same
@@ -530,6 +543,46 @@ mod tests {
             "the unpaired key and the refused location are both older than the resolution: {:?}",
             report.observations
         );
+        // A permission granted again for the location says nothing of the odometer's.
+        let permission = |probe: Probe, at: jiff::Timestamp| Observation {
+            probe,
+            endpoint: "GET /v3/vehicles/v1/signals".into(),
+            at,
+            meta: Meta::default(),
+            outcome: Err(ApiError::Smartcar(Box::new(SmartcarError::new(
+                403,
+                crate::smartcar::ErrorType::Permission,
+                None,
+            )))),
+        };
+        let mut partial = VehicleFacts::default();
+        let refused = ProbeReport {
+            vehicle_id: "v1".into(),
+            has_token: true,
+            observations: vec![
+                permission(Probe::Data(DataKind::Location), ms(1_800_000_000_000)),
+                permission(Probe::Data(DataKind::Odometer), ms(1_800_000_000_000)),
+            ],
+            ..ProbeReport::default()
+        };
+        partial.probed(&refused, ms(1_800_000_000_000));
+        partial.merge(
+            &event(serde_json::json!({
+                "eventId": "p1", "eventType": "VEHICLE_ERROR",
+                "data": {"vehicle": {"id": "v1"}, "errors": [{"type": "PERMISSION", "code": null,
+                         "state": "RESOLVED", "signals": ["Location.PreciseLocation"]}]},
+                "meta": {"deliveredAt": 1_800_000_060_000_i64}
+            })),
+            ms(1_800_000_060_000),
+        );
+        let left: Vec<Probe> = partial
+            .report("v1", None, None)
+            .observations
+            .iter()
+            .map(|o| o.probe)
+            .collect();
+        assert_eq!(left, [Probe::Data(DataKind::Odometer)]);
+
         // A resolution older than the probe says nothing of what the probe saw after it.
         let mut later = VehicleFacts::default();
         later.merge(&resolved, ms(1_800_000_060_000));
