@@ -73,6 +73,7 @@ async fn bench() {
             timeout: Duration::from_secs(5),
         },
         amt: Secret::new(AMT.to_string()),
+        secrets: Vec::new(),
         max_body_bytes: 1 << 20,
         keep_events_days: 30,
         prober: None,

@@ -49,6 +49,13 @@ pub async fn serve(
             timeout: args.db_timeout,
         },
         amt,
+        secrets: settings
+            .client_credentials
+            .iter()
+            .map(|c| c.client_secret.clone())
+            .chain(settings.source.tokens.values().cloned())
+            .chain(settings.source.single_token.clone())
+            .collect(),
         max_body_bytes: args.max_body_bytes,
         keep_events_days: args.keep_events_days,
         prober: (!args.no_prober).then(|| crate::desk::ProberConfig {

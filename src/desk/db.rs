@@ -333,7 +333,11 @@ impl Db {
     ) -> Result<Stored, DbError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let occurred_at = vehicle.and_then(|v| v.at).map(std::time::SystemTime::from);
+        // Times from outside are believed only so far ahead of the clock (probes are stamped by it).
+        let received = jiff::Timestamp::now();
+        let occurred_at = vehicle
+            .and_then(|v| v.at)
+            .map(|t| std::time::SystemTime::from(super::facts::believed(t, received)));
         let Some(event) = vehicle else {
             let insert = tx
                 .prepare_cached(
@@ -386,12 +390,11 @@ impl Db {
             tx.rollback().await?;
             return Ok(Stored::Duplicate);
         };
-        let at = event.at.unwrap_or_else(|| self.now());
         self.apply(
             &tx,
             &event.vehicle_id,
             &row,
-            |facts| facts.merge(event, at),
+            |facts| facts.merge(event, received),
             &format!("webhook {event_id}"),
         )
         .await?;
@@ -436,7 +439,7 @@ impl Db {
             &report.vehicle_id,
             &row,
             |facts| {
-                facts.probe = Some(report.clone());
+                facts.probed(report, jiff::Timestamp::now());
                 true
             },
             &format!("probe {id}"),
@@ -616,7 +619,10 @@ impl Db {
         // A document this version cannot read (written by a newer one) starts over rather than failing
         // every delivery for the vehicle.
         let mut facts: VehicleFacts = serde_json::from_value(facts_json).unwrap_or_default();
-        if !change(&mut facts) {
+        // A time stored before arrivals were checked (a delivery dated 2100) would outrank all
+        // evidence to come.
+        let believed = facts.believe_times(jiff::Timestamp::now());
+        if !change(&mut facts) && !believed {
             return Ok(());
         }
         let attributes = match (make, model, year.and_then(|y| u16::try_from(y).ok())) {

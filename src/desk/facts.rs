@@ -1,5 +1,7 @@
 //! What the desk knows about one vehicle (webhook errors and signals, the last probe), how a new
-//! delivery merges in whatever order it arrives, and the probe report diagnosis reads. Pure: no I/O.
+//! delivery merges in whatever order it arrives, and the probe report diagnosis reads: the newest
+//! evidence of each question wins, whichever path brought it. Pure: no I/O, no clock (the caller
+//! says when a delivery arrived).
 
 use std::collections::BTreeMap;
 
@@ -8,11 +10,36 @@ use serde_json::Value;
 
 use crate::smartcar::v3::Signal;
 use crate::smartcar::{
-    Answer, ApiError, DataKind, Meta, Observation, Probe, ProbeReport, SmartcarError,
+    Answer, ApiError, DataKind, ErrorCode, Meta, Observation, Probe, ProbeReport, SmartcarError,
     TeslaUserAccess, VehicleAttributes,
 };
 
 use super::webhook::{ErrorState, VehicleEvent};
+
+/// How far ahead of the desk's clock a time from outside may be and still be believed: a sender's
+/// clock a little fast keeps the order of its events. A time further ahead (a delivery dated 2100)
+/// says nothing about when the event happened; the arrival time stands in for it, so it can never
+/// outrank what comes after it.
+pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// `claimed` (a time from outside) when it is no further than [`CLOCK_SKEW`] ahead of `now`, else
+/// `now`.
+pub fn believed(claimed: jiff::Timestamp, now: jiff::Timestamp) -> jiff::Timestamp {
+    let limit = now
+        .checked_add(jiff::SignedDuration::try_from(CLOCK_SKEW).unwrap_or_default())
+        .unwrap_or(jiff::Timestamp::MAX);
+    if claimed > limit { now } else { claimed }
+}
+
+fn believe_option(t: &mut Option<jiff::Timestamp>, now: jiff::Timestamp) -> bool {
+    match t {
+        Some(claimed) if believed(*claimed, now) != *claimed => {
+            *t = Some(now);
+            true
+        }
+        _ => false,
+    }
+}
 
 /// The newest state of one reported error (keyed by `TYPE:CODE`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,10 +70,12 @@ pub struct VehicleFacts {
 }
 
 impl VehicleFacts {
-    /// Merges one event observed at `at`. Each error and each signal keeps whichever report is
-    /// newest, so a delayed delivery never overwrites a later one; on a tie the earlier arrival
-    /// stays, so a retried delivery changes nothing. Returns whether anything changed.
-    pub fn merge(&mut self, event: &VehicleEvent, at: jiff::Timestamp) -> bool {
+    /// Merges one event that arrived at `received`, dated by its own times as far as they are
+    /// [`believed`]. Each error and each signal keeps whichever report is newest, so a delayed
+    /// delivery never overwrites a later one; on a tie the earlier arrival stays, so a retried
+    /// delivery changes nothing. Returns whether anything changed.
+    pub fn merge(&mut self, event: &VehicleEvent, received: jiff::Timestamp) -> bool {
+        let at = event.at.map_or(received, |t| believed(t, received));
         let mut changed = false;
         for reported in &event.errors {
             let key = reported.error.type_code();
@@ -65,6 +94,9 @@ impl VehicleFacts {
             }
         }
         for signal in &event.signals {
+            let mut signal = signal.clone();
+            believe_option(&mut signal.oem_updated_at, received);
+            believe_option(&mut signal.retrieved_at, received);
             let signal_at = signal.oem_updated_at.unwrap_or(at);
             let newer = self
                 .signals
@@ -75,7 +107,7 @@ impl VehicleFacts {
                     signal.code.clone(),
                     SignalFact {
                         at: signal_at,
-                        signal: signal.clone(),
+                        signal,
                     },
                 );
                 changed = true;
@@ -84,13 +116,60 @@ impl VehicleFacts {
         changed
     }
 
+    /// Takes the desk's own probe of the vehicle, its server-given times believed as of `now`.
+    pub fn probed(&mut self, report: &ProbeReport, now: jiff::Timestamp) {
+        let mut report = report.clone();
+        for o in &mut report.observations {
+            o.at = believed(o.at, now);
+            believe_option(&mut o.meta.data_age, now);
+            believe_option(&mut o.meta.fetched_at, now);
+        }
+        self.probe = Some(report);
+    }
+
+    /// Brings every stored time back to at most [`CLOCK_SKEW`] ahead of `now` (facts stored before
+    /// times were checked on arrival); returns whether any moved.
+    pub fn believe_times(&mut self, now: jiff::Timestamp) -> bool {
+        let mut moved = false;
+        let mut bring = |t: &mut jiff::Timestamp| {
+            let b = believed(*t, now);
+            moved |= b != *t;
+            *t = b;
+        };
+        self.errors.values_mut().for_each(|f| bring(&mut f.at));
+        for fact in self.signals.values_mut() {
+            bring(&mut fact.at);
+            if let Some(t) = &mut fact.signal.oem_updated_at {
+                bring(t);
+            }
+            if let Some(t) = &mut fact.signal.retrieved_at {
+                bring(t);
+            }
+        }
+        if let Some(probe) = &mut self.probe {
+            for o in &mut probe.observations {
+                bring(&mut o.at);
+                for t in [&mut o.meta.data_age, &mut o.meta.fetched_at]
+                    .into_iter()
+                    .flatten()
+                {
+                    bring(t);
+                }
+            }
+        }
+        moved
+    }
+
     /// Errors still failing.
     pub fn active_errors(&self) -> impl Iterator<Item = (&String, &ErrorFact)> {
         self.errors.iter().filter(|(_, f)| !f.state.is_resolved())
     }
 
-    /// The report diagnosis reads: the last probe's observations, each replaced by a webhook's
-    /// account of the same question when that is newer. Resolved errors add nothing.
+    /// The report diagnosis reads: for each question, the newest of the last probe's observation
+    /// and the webhooks' account of it, the probe winning a tie (the desk's own look is at least as
+    /// new as anything dated the same). A resolved error clears every older observation of that
+    /// error, the probe's included, so a car whose customer fixed it leaves BLOCKED when Smartcar
+    /// says so, without waiting for a probe.
     pub fn report(
         &self,
         vehicle_id: &str,
@@ -105,15 +184,6 @@ impl VehicleFacts {
                 by_probe.insert(k, o);
             }
         };
-        let mut attributes = attributes;
-        if let Some(probe) = &self.probe {
-            if attributes.is_none() {
-                attributes = probe.attributes.clone();
-            }
-            for o in &probe.observations {
-                put(o.clone());
-            }
-        }
         for fact in self.signals.values() {
             if let Some(o) = signal_observation(vehicle_id, fact) {
                 put(o);
@@ -136,6 +206,18 @@ impl VehicleFacts {
                 outcome: Err(ApiError::Smartcar(Box::new(fact.error.clone()))),
             });
         }
+        let mut attributes = attributes;
+        if let Some(probe) = &self.probe {
+            if attributes.is_none() {
+                attributes = probe.attributes.clone();
+            }
+            for o in &probe.observations {
+                put(o.clone());
+            }
+        }
+        for resolved in self.errors.values().filter(|f| f.state.is_resolved()) {
+            by_probe.retain(|_, o| !(o.at < resolved.at && resolves(resolved, o)));
+        }
         ProbeReport {
             vehicle_id: vehicle_id.to_string(),
             user_id: user_id.map(str::to_string),
@@ -145,6 +227,36 @@ impl VehicleFacts {
             vin: self.probe.as_ref().and_then(|p| p.vin.clone()),
             observations: by_probe.into_values().collect(),
         }
+    }
+}
+
+/// Whether the resolution `fact` clears observation `o`: one that shows its error. An error that
+/// names a code is the same problem wherever it shows (a missing virtual key fails every data
+/// signal); one without (`PERMISSION`, code `null`) is about the signals it names only.
+fn resolves(fact: &ErrorFact, o: &Observation) -> bool {
+    shows(o, &fact.error)
+        && (fact.error.code.is_some()
+            || fact.signals.is_empty()
+            || fact
+                .signals
+                .iter()
+                .any(|code| probe_of(code) == Some(o.probe)))
+}
+
+/// Whether observation `o` shows `error`: the same type and, when the error names one, the same
+/// code (a webhook's `PERMISSION` comes with code `null`); or, for `VIRTUAL_KEY_REQUIRED`, the
+/// key found not paired.
+fn shows(o: &Observation, error: &SmartcarError) -> bool {
+    if error.code == Some(ErrorCode::VirtualKeyRequired)
+        && matches!(o.answer(), Some(Answer::VirtualKey { is_paired: false }))
+    {
+        return true;
+    }
+    match o.error() {
+        Some(ApiError::Smartcar(seen)) => {
+            seen.error_type == error.error_type && (error.code.is_none() || seen.code == error.code)
+        }
+        _ => false,
     }
 }
 
@@ -308,5 +420,176 @@ mod tests {
                 .get(Probe::TeslaAttributes)
                 .is_some_and(|o| o.error().is_some())
         );
+    }
+
+    fn ms(t: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(t).expect("ts")
+    }
+
+    /// A probe at `at` that saw the key unpaired and the location refused for it.
+    fn probe_without_key(at: jiff::Timestamp) -> ProbeReport {
+        let mut refused = SmartcarError::new(
+            409,
+            crate::smartcar::ErrorType::ConnectedServicesAccount,
+            Some(ErrorCode::VirtualKeyRequired),
+        );
+        refused.description = "virtual key required".into();
+        ProbeReport {
+            vehicle_id: "v1".into(),
+            has_token: true,
+            observations: vec![
+                Observation {
+                    probe: Probe::VirtualKey,
+                    endpoint: "GET /v3/vehicles/v1/signals".into(),
+                    at,
+                    meta: Meta::default(),
+                    outcome: Ok(Answer::VirtualKey { is_paired: false }),
+                },
+                Observation {
+                    probe: Probe::Data(DataKind::Location),
+                    endpoint: "GET /v3/vehicles/v1/signals".into(),
+                    at,
+                    meta: Meta::default(),
+                    outcome: Err(ApiError::Smartcar(Box::new(refused))),
+                },
+            ],
+            ..ProbeReport::default()
+        }
+    }
+
+    #[test]
+    fn a_delivery_dated_2100_counts_as_arrived_and_a_resolution_sent_after_it_clears_it() {
+        let now = ms(1_800_000_000_000);
+        let future = error_event("e1", "ERROR", 4_102_444_800_000);
+        let mut facts = VehicleFacts::default();
+        assert!(facts.merge(&future, now));
+        assert_eq!(facts.errors.values().next().map(|f| f.at), Some(now));
+        let resolved = error_event("e2", "RESOLVED", 1_800_000_001_000);
+        assert!(facts.merge(&resolved, ms(1_800_000_001_000)));
+        assert_eq!(facts.active_errors().count(), 0);
+    }
+
+    #[test]
+    fn a_time_a_little_ahead_of_the_clock_is_believed() {
+        let now = ms(1_800_000_000_000);
+        assert_eq!(believed(ms(1_800_000_120_000), now), ms(1_800_000_120_000));
+        assert_eq!(believed(ms(1_800_000_000_000 + 301_000), now), now);
+        assert_eq!(believed(jiff::Timestamp::MAX, now), now);
+    }
+
+    #[test]
+    fn a_signal_dated_in_the_future_is_kept_as_of_its_arrival() {
+        let state = event(serde_json::json!({
+            "eventId": "s1", "eventType": "VEHICLE_STATE",
+            "data": {"vehicle": {"id": "v1"}, "signals": [
+                {"code": "connectivitystatus-isdigitalkeypaired", "body": {"value": false}, "status": {"value": "SUCCESS"},
+                 "meta": {"oemUpdatedAt": 4_102_444_800_000_i64, "retrievedAt": 4_102_444_800_000_i64}}
+            ]},
+            "meta": {"deliveredAt": 4_102_444_800_000_i64}
+        }));
+        let now = ms(1_800_000_000_000);
+        let mut facts = VehicleFacts::default();
+        facts.merge(&state, now);
+        let fact = facts.signals.values().next().expect("kept");
+        assert_eq!(fact.at, now);
+        assert_eq!(fact.signal.oem_updated_at, Some(now));
+        assert_eq!(fact.signal.retrieved_at, Some(now));
+    }
+
+    #[test]
+    fn times_stored_far_ahead_are_brought_back_to_now() {
+        let mut facts = VehicleFacts::default();
+        let future = error_event("e1", "ERROR", 4_102_444_800_000);
+        // As an older desk stored it: the claimed time as is.
+        facts.merge(&future, ms(4_102_444_800_000));
+        let now = ms(1_800_000_000_000);
+        assert!(facts.believe_times(now));
+        assert_eq!(facts.errors.values().next().map(|f| f.at), Some(now));
+        assert!(!facts.believe_times(now), "nothing left to move");
+    }
+
+    #[test]
+    fn a_probe_as_new_as_a_webhook_error_or_newer_wins_the_question() {
+        let error = error_event("e1", "ERROR", 1_800_000_000_000);
+        let mut facts = VehicleFacts::default();
+        facts.merge(&error, ms(1_800_000_000_000));
+        let mut fine = probe_without_key(ms(1_800_000_000_000));
+        fine.observations[0].outcome = Ok(Answer::VirtualKey { is_paired: true });
+        fine.observations[1].outcome = Ok(Answer::Data {
+            body: serde_json::json!({"latitude": 1.0}),
+        });
+        facts.probed(&fine, ms(1_800_000_000_000));
+        let report = facts.report("v1", None, None);
+        assert!(
+            report.observations.iter().all(|o| o.error().is_none()),
+            "{:?}",
+            report.observations
+        );
+    }
+
+    #[test]
+    fn a_resolution_after_a_probe_clears_the_error_the_probe_saw() {
+        let mut facts = VehicleFacts::default();
+        facts.probed(
+            &probe_without_key(ms(1_800_000_000_000)),
+            ms(1_800_000_000_000),
+        );
+        assert_eq!(facts.report("v1", None, None).observations.len(), 2);
+        let resolved = error_event("r1", "RESOLVED", 1_800_000_060_000);
+        assert!(facts.merge(&resolved, ms(1_800_000_060_000)));
+        let report = facts.report("v1", None, None);
+        assert!(
+            report.observations.is_empty(),
+            "the unpaired key and the refused location are both older than the resolution: {:?}",
+            report.observations
+        );
+        // A permission granted again for the location says nothing of the odometer's.
+        let permission = |probe: Probe, at: jiff::Timestamp| Observation {
+            probe,
+            endpoint: "GET /v3/vehicles/v1/signals".into(),
+            at,
+            meta: Meta::default(),
+            outcome: Err(ApiError::Smartcar(Box::new(SmartcarError::new(
+                403,
+                crate::smartcar::ErrorType::Permission,
+                None,
+            )))),
+        };
+        let mut partial = VehicleFacts::default();
+        let refused = ProbeReport {
+            vehicle_id: "v1".into(),
+            has_token: true,
+            observations: vec![
+                permission(Probe::Data(DataKind::Location), ms(1_800_000_000_000)),
+                permission(Probe::Data(DataKind::Odometer), ms(1_800_000_000_000)),
+            ],
+            ..ProbeReport::default()
+        };
+        partial.probed(&refused, ms(1_800_000_000_000));
+        partial.merge(
+            &event(serde_json::json!({
+                "eventId": "p1", "eventType": "VEHICLE_ERROR",
+                "data": {"vehicle": {"id": "v1"}, "errors": [{"type": "PERMISSION", "code": null,
+                         "state": "RESOLVED", "signals": ["Location.PreciseLocation"]}]},
+                "meta": {"deliveredAt": 1_800_000_060_000_i64}
+            })),
+            ms(1_800_000_060_000),
+        );
+        let left: Vec<Probe> = partial
+            .report("v1", None, None)
+            .observations
+            .iter()
+            .map(|o| o.probe)
+            .collect();
+        assert_eq!(left, [Probe::Data(DataKind::Odometer)]);
+
+        // A resolution older than the probe says nothing of what the probe saw after it.
+        let mut later = VehicleFacts::default();
+        later.merge(&resolved, ms(1_800_000_060_000));
+        later.probed(
+            &probe_without_key(ms(1_800_000_120_000)),
+            ms(1_800_000_120_000),
+        );
+        assert_eq!(later.report("v1", None, None).observations.len(), 2);
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::cli::GlobalArgs;
 use crate::health;
 use crate::smartcar::Secret;
-use crate::untrusted::Redactor;
+use crate::untrusted::Keyring;
 
 pub use db::{Db, DbConfig, DbError, Diagnoser, Stored};
 pub use metrics::Metrics;
@@ -58,6 +58,9 @@ pub struct DeskConfig {
     pub listen: SocketAddr,
     pub db: DbConfig,
     pub amt: Secret,
+    /// Every other secret the settings name (the v3 client secret, users' access tokens): a
+    /// delivery or an answer echoing one is redacted like one echoing the AMT.
+    pub secrets: Vec<Secret>,
     pub max_body_bytes: usize,
     pub keep_events_days: u32,
     /// `None`: this process never probes (webhooks only).
@@ -98,9 +101,16 @@ pub async fn run(
     })?;
     tracing::info!(listen = %addr, "vtriage serve ready");
 
+    // One ring for the process: the prober's scheduler adds the tokens it is issued, and every
+    // path (webhooks, probes, what the desk serves) redacts with all of them.
+    let keyring = Keyring::with(
+        "desk",
+        std::iter::once(&config.amt).chain(config.secrets.iter()),
+    );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
-    let prober = config.prober.clone().map(|prober_config| {
+    let prober = config.prober.clone().map(|mut prober_config| {
+        prober_config.keyring = keyring.clone();
         let pg = config.db.pg_config();
         let (db, metrics, global, rx) = (
             db.clone(),
@@ -154,8 +164,9 @@ pub async fn run(
     let state = Arc::new(server::ServerState {
         db,
         metrics,
-        redactor: Redactor::new([&config.amt]),
+        keyring,
         amt: config.amt,
+        max_body_bytes: config.max_body_bytes,
         commit_timeout: Duration::from_secs(10),
     });
     let app = server::router(state, config.max_body_bytes).merge(api::router(api));

@@ -40,6 +40,8 @@ pub struct ProberConfig {
     pub sweep_every: Option<Duration>,
     /// How often pending probe requests are read from the database.
     pub poll_requests: Duration,
+    /// The process's secrets: the scheduler redacts with all of them and adds its own.
+    pub keyring: crate::untrusted::Keyring,
 }
 
 impl Default for ProberConfig {
@@ -49,6 +51,7 @@ impl Default for ProberConfig {
             refresh_every: Some(Duration::from_secs(3600)),
             sweep_every: None,
             poll_requests: Duration::from_secs(1),
+            keyring: crate::untrusted::Keyring::default(),
         }
     }
 }
@@ -182,6 +185,8 @@ async fn hold(
         Err(e) => return Held::Lost(format!("cannot resolve the Smartcar settings: {e}")),
     };
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
+    // In v3 mode the scheduler holds no AMT of its own; from the ring it redacts that one too.
+    settings.scheduler.keyring = config.keyring.clone();
     let mut session = match setup::start(&mut settings).await {
         Ok(s) => s,
         Err(e) => return Held::Lost(format!("cannot start the scheduler: {e}")),

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +14,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::smartcar::Secret;
-use crate::untrusted::Redactor;
+use crate::untrusted::Keyring;
 use crate::untrusted::text::one_line;
 
 use super::db::{Db, DbError, Stored};
@@ -31,7 +30,10 @@ pub struct ServerState {
     pub metrics: Arc<Metrics>,
     /// The application management token: the HMAC key of every delivery.
     pub amt: Secret,
-    pub redactor: Redactor,
+    /// Every secret the process knows (the AMT, the client secret, tokens as they rotate).
+    pub keyring: Keyring,
+    /// The longest signed body read; an unsigned one is held to [`UNSIGNED_MAX_BYTES`].
+    pub max_body_bytes: usize,
     /// How long a delivery may wait for its commit before it is answered 503 (Smartcar gives up
     /// on a delivery after 15 s, then retries).
     pub commit_timeout: Duration,
@@ -56,15 +58,107 @@ fn refuse(st: &ServerState, why: Rejection, status: StatusCode, message: &str) -
     answer(status, json!({ "error": message }))
 }
 
+/// The most an unsigned body may hold: only a VERIFY may come unsigned, and it is a few hundred
+/// bytes. A longer one is refused before it is read in full.
+pub const UNSIGNED_MAX_BYTES: usize = 4096;
+
+/// Why a body was not read.
+enum BodyRead {
+    TooLarge,
+    Broken,
+}
+
+/// Reads at most `limit` bytes of `body`; a longer body is refused without reading the rest.
+async fn read_capped(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, BodyRead> {
+    use futures_util::StreamExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyRead::TooLarge);
+    }
+    let mut stream = body.into_data_stream();
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyRead::Broken)?;
+        if read.len() + chunk.len() > limit {
+            return Err(BodyRead::TooLarge);
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(read))
+}
+
+/// Answers an unsigned body: only a VERIFY with a challenge of Smartcar's shape is answered, with
+/// its HMAC; the body is read no further than a VERIFY needs and nothing is stored.
+fn unsigned_delivery(st: &ServerState, body: &[u8]) -> Response {
+    let missing = || {
+        tracing::warn!("webhook refused: no SC-Signature");
+        refuse(
+            st,
+            Rejection::Signature,
+            StatusCode::UNAUTHORIZED,
+            "SC-Signature missing",
+        )
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return missing();
+    };
+    match webhook::parse_value(&value) {
+        Ok(Delivery::Verify { challenge }) => {
+            match webhook::challenge_answer(st.amt.expose().as_bytes(), &challenge) {
+                Some(reply) => {
+                    st.metrics.verify_answered.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("answered a VERIFY challenge");
+                    answer(StatusCode::OK, reply)
+                }
+                None => missing(),
+            }
+        }
+        Err(e @ webhook::PayloadError::BadChallenge) => {
+            tracing::warn!("webhook refused: a VERIFY challenge not of Smartcar's shape");
+            refuse(
+                st,
+                Rejection::Payload,
+                StatusCode::BAD_REQUEST,
+                &e.to_string(),
+            )
+        }
+        _ => missing(),
+    }
+}
+
 async fn webhook_delivery(
     State(st): State<Arc<ServerState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     st.metrics.events_received.fetch_add(1, Ordering::Relaxed);
-    let body = match body {
+    // A header that is not text is a signature that cannot match, not an absent one.
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .map(|v| v.to_str().unwrap_or_default());
+    let limit = match signature {
+        Some(_) => st.max_body_bytes,
+        None => UNSIGNED_MAX_BYTES.min(st.max_body_bytes),
+    };
+    let body = match read_capped(&headers, body, limit).await {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+        Err(BodyRead::TooLarge) if signature.is_none() => {
+            tracing::warn!("webhook refused: an unsigned body over the unsigned cap");
+            return refuse(
+                &st,
+                Rejection::Signature,
+                StatusCode::UNAUTHORIZED,
+                "SC-Signature missing (an unsigned body is at most 4096 bytes)",
+            );
+        }
+        Err(BodyRead::TooLarge) => {
             return refuse(
                 &st,
                 Rejection::TooLarge,
@@ -72,70 +166,50 @@ async fn webhook_delivery(
                 "body over the size cap",
             );
         }
-        Err(rejection) => {
+        Err(BodyRead::Broken) => {
             return refuse(
                 &st,
                 Rejection::Payload,
-                rejection.status(),
+                StatusCode::BAD_REQUEST,
                 "the body could not be read",
             );
         }
     };
     let amt = st.amt.expose().as_bytes();
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    let signed = match signature {
-        // Checked against the raw bytes before anything reads them.
-        Some(sig) if webhook::verify_signature(amt, &body, sig) => true,
-        Some(_) => {
-            tracing::warn!("webhook refused: SC-Signature does not match the body");
-            return refuse(
-                &st,
-                Rejection::Signature,
-                StatusCode::UNAUTHORIZED,
-                "SC-Signature does not match",
-            );
-        }
-        None => false,
+    let Some(signature) = signature else {
+        return unsigned_delivery(&st, &body);
     };
-    let mut value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) if !signed => {
-            return refuse(
-                &st,
-                Rejection::Signature,
-                StatusCode::UNAUTHORIZED,
-                "SC-Signature missing",
-            );
-        }
-        Err(_) => {
-            return refuse(
-                &st,
-                Rejection::Payload,
-                StatusCode::BAD_REQUEST,
-                "the body is not JSON",
-            );
-        }
-    };
-    // A payload that echoes a secret keeps it out of the database, the agents' API and the log,
-    // as a probe's answer does. The signature was checked on the bytes as sent.
-    st.redactor.redact_json(&mut value);
-    let delivery = webhook::parse_value(&value);
-    // VERIFY is answered signed or not: Smartcar's callback check may come unsigned, and the answer
-    // proves we hold the AMT without revealing it. Everything else must be signed.
-    if let Ok(Delivery::Verify { challenge }) = &delivery {
-        st.metrics.verify_answered.fetch_add(1, Ordering::Relaxed);
-        tracing::info!("answered a VERIFY challenge");
-        return answer(StatusCode::OK, webhook::challenge_answer(amt, challenge));
-    }
-    if !signed {
-        tracing::warn!("webhook refused: no SC-Signature");
+    // Checked against the raw bytes before anything reads them.
+    if !webhook::verify_signature(amt, &body, signature) {
+        tracing::warn!("webhook refused: SC-Signature does not match the body");
         return refuse(
             &st,
             Rejection::Signature,
             StatusCode::UNAUTHORIZED,
-            "SC-Signature missing",
+            "SC-Signature does not match",
         );
     }
+    let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
+        return refuse(
+            &st,
+            Rejection::Payload,
+            StatusCode::BAD_REQUEST,
+            "the body is not JSON",
+        );
+    };
+    // A signed VERIFY is answered from the challenge as sent, with the same rule on its shape.
+    if let Ok(Delivery::Verify { challenge }) = webhook::parse_value(&value)
+        && let Some(reply) = webhook::challenge_answer(amt, &challenge)
+    {
+        st.metrics.verify_answered.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("answered a signed VERIFY challenge");
+        return answer(StatusCode::OK, reply);
+    }
+    // A payload that echoes a secret keeps it out of the database, the agents' API and the log,
+    // as a probe's answer does. The signature was checked on the bytes as sent.
+    let redactor = st.keyring.redactor();
+    redactor.redact_json(&mut value);
+    let delivery = webhook::parse_value(&value);
     let (event_id, event_type, vehicle) = match &delivery {
         Ok(Delivery::Vehicle(event)) => (
             event.event_id.clone(),
@@ -153,7 +227,15 @@ async fn webhook_delivery(
             event_type.clone(),
             None,
         ),
-        Ok(Delivery::Verify { .. }) => unreachable!("answered above"),
+        // Answered above whenever its challenge has the accepted shape.
+        Ok(Delivery::Verify { .. }) => {
+            return refuse(
+                &st,
+                Rejection::Payload,
+                StatusCode::BAD_REQUEST,
+                "the VERIFY challenge cannot be answered",
+            );
+        }
         Err(e) => {
             tracing::warn!(error = %one_line(&e.to_string()), "webhook refused: unreadable payload");
             return refuse(
@@ -186,7 +268,7 @@ async fn webhook_delivery(
             answer(StatusCode::OK, json!({ "stored": true, "duplicate": true }))
         }
         Err(e) if !e.is_transient() => {
-            let message = st.redactor.redact(&e.to_string()).into_owned();
+            let message = st.keyring.redactor().redact(&e.to_string()).into_owned();
             tracing::warn!(event = %event, error = %one_line(&message), "webhook refused by the database");
             refuse(
                 &st,
@@ -196,7 +278,7 @@ async fn webhook_delivery(
             )
         }
         Err(e) => {
-            let message = st.redactor.redact(&e.to_string()).into_owned();
+            let message = st.keyring.redactor().redact(&e.to_string()).into_owned();
             tracing::error!(event = %event, error = %one_line(&message), "webhook not stored; the sender will retry");
             refuse(
                 &st,
@@ -217,7 +299,7 @@ async fn healthz(State(st): State<Arc<ServerState>>) -> Response {
         ),
         Ok(Err(e)) => answer(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "unavailable", "database": one_line(&st.redactor.redact(&e.to_string())), "prober": prober }),
+            json!({ "status": "unavailable", "database": one_line(&st.keyring.redactor().redact(&e.to_string())), "prober": prober }),
         ),
         Err(_) => answer(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -46,6 +46,10 @@ pub enum PayloadError {
     NoEventType,
     #[error("a VERIFY event without data.challenge")]
     NoChallenge,
+    #[error(
+        "the VERIFY challenge is not a short token of letters, digits, `-`, `_`, `.` or `~` (at most 128)"
+    )]
+    BadChallenge,
     #[error("a {event_type} event without {field}")]
     Missing {
         event_type: String,
@@ -53,10 +57,33 @@ pub enum PayloadError {
     },
 }
 
+/// The longest VERIFY challenge answered: Smartcar's is a short random token.
+pub const MAX_CHALLENGE_LEN: usize = 128;
+
+/// Whether `challenge` has the shape of the one Smartcar sends: 1 to [`MAX_CHALLENGE_LEN`] URL-safe
+/// characters (RFC 3986 unreserved: letters, digits, `-`, `_`, `.`, `~`). The answer to a VERIFY is
+/// the HMAC that `SC-Signature` is, so the desk signs only texts that can never be a delivery it
+/// accepts: no such token is a JSON object.
+pub fn is_challenge(challenge: &str) -> bool {
+    (1..=MAX_CHALLENGE_LEN).contains(&challenge.len())
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+}
+
+fn challenge(v: Option<&Value>) -> Result<Delivery, PayloadError> {
+    let challenge = text(v).ok_or(PayloadError::NoChallenge)?;
+    if !is_challenge(&challenge) {
+        return Err(PayloadError::BadChallenge);
+    }
+    Ok(Delivery::Verify { challenge })
+}
+
 /// What one delivery asks of the desk.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
-    /// Smartcar checks the callback URL: answer with the HMAC of the challenge.
+    /// Smartcar checks the callback URL: answer with the HMAC of the challenge, which
+    /// [`is_challenge`] holds.
     Verify { challenge: String },
     /// `VEHICLE_STATE` or `VEHICLE_ERROR`: evidence about one vehicle.
     Vehicle(Box<VehicleEvent>),
@@ -256,9 +283,7 @@ pub fn parse_value(v: &Value) -> Result<Delivery, PayloadError> {
     // Legacy (v2) verify: {"eventName":"verify","payload":{"challenge":…}}.
     if let Some(name) = text(v.get("eventName")) {
         if name.eq_ignore_ascii_case("verify") {
-            let challenge = text(v.get("payload").and_then(|p| p.get("challenge")))
-                .ok_or(PayloadError::NoChallenge)?;
-            return Ok(Delivery::Verify { challenge });
+            return challenge(v.get("payload").and_then(|p| p.get("challenge")));
         }
         return Ok(Delivery::Other {
             event_id: id(v.get("eventId")),
@@ -268,11 +293,7 @@ pub fn parse_value(v: &Value) -> Result<Delivery, PayloadError> {
     let event_type = text(v.get("eventType")).ok_or(PayloadError::NoEventType)?;
     let data = v.get("data");
     let kind = match event_type.as_str() {
-        "VERIFY" => {
-            let challenge =
-                text(data.and_then(|d| d.get("challenge"))).ok_or(PayloadError::NoChallenge)?;
-            return Ok(Delivery::Verify { challenge });
-        }
+        "VERIFY" => return challenge(data.and_then(|d| d.get("challenge"))),
         "VEHICLE_STATE" => VehicleEventKind::State,
         "VEHICLE_ERROR" => VehicleEventKind::Error,
         _ => {
@@ -325,9 +346,11 @@ pub fn parse_value(v: &Value) -> Result<Delivery, PayloadError> {
     })))
 }
 
-/// The answer to a VERIFY challenge: `{"challenge": hex(HMAC-SHA256(AMT, challenge))}`.
-pub fn challenge_answer(amt: &[u8], challenge: &str) -> Value {
-    serde_json::json!({ "challenge": sign(amt, challenge.as_bytes()) })
+/// The answer to a VERIFY challenge: `{"challenge": hex(HMAC-SHA256(AMT, challenge))}`; `None` for a
+/// challenge not of Smartcar's shape ([`is_challenge`]), whose HMAC could sign a forged delivery.
+pub fn challenge_answer(amt: &[u8], challenge: &str) -> Option<Value> {
+    is_challenge(challenge)
+        .then(|| serde_json::json!({ "challenge": sign(amt, challenge.as_bytes()) }))
 }
 
 #[cfg(test)]
@@ -381,6 +404,76 @@ mod tests {
             parse(br#"{"eventType":"VERIFY","data":{}}"#),
             Err(PayloadError::NoChallenge)
         );
+    }
+
+    #[test]
+    fn a_challenge_that_is_no_short_url_safe_token_is_refused() {
+        let forged =
+            br#"{"eventId":"x","eventType":"VEHICLE_ERROR","data":{"vehicle":{"id":"v"}}}"#;
+        let as_challenge = serde_json::json!({"eventType": "VERIFY", "data": {"challenge": String::from_utf8_lossy(forged)}});
+        assert_eq!(
+            parse(as_challenge.to_string().as_bytes()),
+            Err(PayloadError::BadChallenge)
+        );
+        for bad in [
+            "",
+            " c-1",
+            "a b",
+            "{}",
+            "[1]",
+            "\"x\"",
+            "c\u{1b}",
+            "é",
+            &"x".repeat(MAX_CHALLENGE_LEN + 1),
+        ] {
+            assert!(!is_challenge(bad), "{bad:?}");
+            assert_eq!(challenge_answer(b"amt", bad), None, "{bad:?}");
+        }
+        for good in [
+            "c-1",
+            "sim-challenge-7",
+            "3f9c2a1e-6b7d-4e8f-9a0b-1c2d3e4f5a6b",
+            "aGVsbG8_d29ybGQ~.x",
+            &"x".repeat(MAX_CHALLENGE_LEN),
+        ] {
+            assert!(is_challenge(good), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn no_challenge_the_desk_answers_is_a_delivery_it_accepts() {
+        // Every body the desk acts on is a JSON object naming an event; a challenge of the
+        // accepted shape never parses as one, so its HMAC signs nothing the desk would store.
+        const CHARSET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut samples: Vec<String> = ["true", "null", "1", "-1.5e3", "0", "false"]
+            .map(String::from)
+            .to_vec();
+        for _ in 0..20_000 {
+            let len = 1 + (next() % MAX_CHALLENGE_LEN as u64) as usize;
+            samples.push(
+                (0..len)
+                    .map(|_| CHARSET[(next() % CHARSET.len() as u64) as usize] as char)
+                    .collect(),
+            );
+        }
+        for challenge in samples {
+            assert!(is_challenge(&challenge), "{challenge}");
+            assert!(
+                !matches!(
+                    parse(challenge.as_bytes()),
+                    Ok(Delivery::Vehicle(_) | Delivery::Other { .. })
+                ),
+                "{challenge} reads as a delivery"
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub struct SchedulerConfig {
     /// The most connections a listing accepts before it stops with an error. Each costs memory
     /// and a probe; a server that keeps listing past this is broken or hostile, not a fleet.
     pub max_connections: usize,
+    /// Where the scheduler puts every credential it knows, and whose redactor it uses: shared with
+    /// the rest of the process (the desk's webhook path), so one set of secrets is redacted everywhere.
+    pub keyring: crate::untrusted::Keyring,
 }
 
 impl Default for SchedulerConfig {
@@ -112,6 +115,7 @@ impl Default for SchedulerConfig {
             budget_state: None,
             sweep_first_makes: Vec::new(),
             max_connections: 1_000_000,
+            keyring: crate::untrusted::Keyring::default(),
         }
     }
 }

@@ -179,7 +179,7 @@ pub async fn run(
         backoff_base: config.backoff_base,
         backoff_max: config.backoff_max,
     };
-    let (redacted_generation, redactor) = secrets_of(&client, &source, None);
+    let (redacted_generation, redactor) = secrets_of(&client, &source, None, &config.keyring);
     let mut s = Scheduler {
         redactor,
         redacted_generation,
@@ -271,14 +271,21 @@ pub async fn run(
     gate_timer.abort();
 }
 
-/// A redactor for the source's credentials, the v3 client secret and application tokens and, once
-/// listed, the tokens the listing holds; with the v3 token generation it covers.
-fn secrets_of(api: &Api, source: &Source, listing: Option<&Listing>) -> (u64, Redactor) {
+/// The source's credentials, the v3 client secret and application tokens and, once listed, the
+/// tokens the listing holds, put in the keyring; its redactor (every secret the process knows), with
+/// the v3 token generation it covers.
+fn secrets_of(
+    api: &Api,
+    source: &Source,
+    listing: Option<&Listing>,
+    keyring: &crate::untrusted::Keyring,
+) -> (u64, Redactor) {
     let (generation, v3) = match api {
         Api::V3(client) => client.credentials_sent(),
         Api::V2(_) => (0, Vec::new()),
     };
-    let redactor = Redactor::new(
+    let redactor = keyring.set(
+        "scheduler",
         source
             .amt
             .iter()
@@ -352,8 +359,12 @@ impl Scheduler {
         if let Api::V3(client) = &self.client
             && client.credentials_sent().0 != self.redacted_generation
         {
-            let (generation, redactor) =
-                secrets_of(&self.client, &self.source, self.listing.as_ref());
+            let (generation, redactor) = secrets_of(
+                &self.client,
+                &self.source,
+                self.listing.as_ref(),
+                &self.config.keyring,
+            );
             self.redacted_generation = generation;
             self.redactor = redactor;
         }
@@ -368,8 +379,12 @@ impl Scheduler {
         match result {
             Ok(mut listing) => {
                 listing.connections = merge_owners(std::mem::take(&mut listing.connections));
-                (self.redacted_generation, self.redactor) =
-                    secrets_of(&self.client, &self.source, Some(&listing));
+                (self.redacted_generation, self.redactor) = secrets_of(
+                    &self.client,
+                    &self.source,
+                    Some(&listing),
+                    &self.config.keyring,
+                );
                 for (vehicle_id, listed) in &listing.details {
                     if let Some(a) = &listed.attributes {
                         let state = self.vehicles.entry(vehicle_id.clone()).or_default();
@@ -980,8 +995,12 @@ impl Scheduler {
                     listing.tokens.extend(tokens.clone());
                 }
                 self.source.tokens = tokens;
-                (self.redacted_generation, self.redactor) =
-                    secrets_of(&self.client, &self.source, self.listing.as_ref());
+                (self.redacted_generation, self.redactor) = secrets_of(
+                    &self.client,
+                    &self.source,
+                    self.listing.as_ref(),
+                    &self.config.keyring,
+                );
             }
             Err(message) => tracing::warn!("{}", text::one_line(&message)),
         }

@@ -70,6 +70,12 @@ fn vehicle_json(v: &SimVehicle) -> Value {
     json!({"id": v.id, "make": v.make, "model": v.model, "year": v.year})
 }
 
+/// The challenge the sender's VERIFY carries: a short URL-safe token, as Smartcar's is (a desk
+/// answers no other).
+pub fn verify_challenge(seed: u64) -> String {
+    format!("sim-challenge-{seed:016x}")
+}
+
 /// `VERIFY` with `challenge`.
 pub fn verify_body(challenge: &str) -> String {
     json!({"eventType": "VERIFY", "data": {"challenge": challenge}, "meta": {"version": "4.0"}})
@@ -229,7 +235,7 @@ pub async fn send(config: SenderConfig, fleet: &Fleet) {
             return;
         }
     };
-    let challenge = format!("sim-challenge-{}", config.seed);
+    let challenge = verify_challenge(config.seed);
     let expected = sign(&config.amt, challenge.as_bytes());
     let verified = client
         .post(&config.url)
@@ -299,6 +305,21 @@ mod tests {
         Disorder {
             duplicate_rate: 0.0,
             reorder_rate: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_verify_challenge_has_the_shape_a_desk_answers() {
+        for seed in [0, 7, u64::MAX] {
+            let challenge = verify_challenge(seed);
+            assert!(
+                crate::desk::webhook::is_challenge(&challenge),
+                "{challenge}"
+            );
+            assert!(matches!(
+                crate::desk::webhook::parse(verify_body(&challenge).as_bytes()),
+                Ok(crate::desk::webhook::Delivery::Verify { .. })
+            ));
         }
     }
 

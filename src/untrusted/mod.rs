@@ -8,4 +8,4 @@ pub mod redact;
 pub mod text;
 
 pub use link::{LinkPolicy, RejectedLink};
-pub use redact::Redactor;
+pub use redact::{Keyring, Redactor};

@@ -2,6 +2,8 @@
 //! `[redacted]`, in plain, Basic-auth base64 and URL-encoded form, before the text is stored or shown.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use base64::Engine;
@@ -209,6 +211,71 @@ impl Redactor {
     }
 }
 
+/// Every secret the process knows, gathered from each part that holds some (the desk its AMT and
+/// client secret, a scheduler its tokens as they rotate), and one [`Redactor`] for all of them: a
+/// secret known to one path is redacted on every path. Clones share the ring.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    ring: Arc<RwLock<Ring>>,
+}
+
+#[derive(Default)]
+struct Ring {
+    /// Each holder's secrets, replaced whole when the holder's set changes.
+    parts: BTreeMap<&'static str, Vec<Secret>>,
+    redactor: Redactor,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<(&'static str, usize)> = self
+            .read()
+            .parts
+            .iter()
+            .map(|(k, v)| (*k, v.len()))
+            .collect();
+        f.debug_struct("Keyring").field("parts", &parts).finish()
+    }
+}
+
+impl Keyring {
+    /// A ring holding `secrets` as `part`.
+    pub fn with<'a>(part: &'static str, secrets: impl IntoIterator<Item = &'a Secret>) -> Keyring {
+        let ring = Keyring::default();
+        ring.set(part, secrets);
+        ring
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Ring> {
+        self.ring
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the secrets `part` holds; returns the redactor for every part's secrets.
+    pub fn set<'a>(
+        &self,
+        part: &'static str,
+        secrets: impl IntoIterator<Item = &'a Secret>,
+    ) -> Redactor {
+        let mut ring = self
+            .ring
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let secrets: Vec<Secret> = secrets.into_iter().cloned().collect();
+        if ring.parts.get(part) != Some(&secrets) {
+            ring.parts.insert(part, secrets);
+            ring.redactor = Redactor::new(ring.parts.values().flatten());
+        }
+        ring.redactor.clone()
+    }
+
+    /// The redactor for every secret known now.
+    pub fn redactor(&self) -> Redactor {
+        self.read().redactor.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +285,24 @@ mod tests {
 
     fn redactor() -> Redactor {
         Redactor::new(&[Secret::new(TOKEN), Secret::new(AMT), Secret::new("short")])
+    }
+
+    #[test]
+    fn a_secret_any_part_of_the_keyring_holds_is_redacted_by_every_holder() {
+        let ring = Keyring::with("desk", [&Secret::new(AMT)]);
+        let scheduler = ring.clone();
+        let from_scheduler = scheduler.set("scheduler", [&Secret::new(TOKEN)]);
+        let text = format!("{AMT} {TOKEN}");
+        assert_eq!(from_scheduler.redact(&text), "[redacted] [redacted]");
+        assert_eq!(ring.redactor().redact(&text), "[redacted] [redacted]");
+        // A part's new set replaces its old one; the other parts stay.
+        scheduler.set("scheduler", [&Secret::new("rotated-token-value")]);
+        assert_eq!(
+            ring.redactor()
+                .redact(&format!("{AMT} rotated-token-value")),
+            "[redacted] [redacted]"
+        );
+        assert!(!format!("{ring:?}").contains(AMT));
     }
 
     #[test]

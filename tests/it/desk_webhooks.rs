@@ -2,7 +2,9 @@
 
 use crate::desk_support;
 
-use desk_support::{AMT, Schema, Serve, database_url, http, post_signed, vehicle_error};
+use desk_support::{
+    AMT, Schema, Serve, blocked_tesla, database_url, http, post_signed, vehicle_error,
+};
 use serde_json::json;
 
 async fn setup() -> Option<(Schema, Serve)> {
@@ -11,30 +13,95 @@ async fn setup() -> Option<(Schema, Serve)> {
     Some((schema, serve))
 }
 
+async fn post_verify(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    signature: Option<String>,
+) -> (u16, serde_json::Value) {
+    let mut request = client.post(url).body(body.to_string());
+    if let Some(signature) = signature {
+        request = request.header("SC-Signature", signature);
+    }
+    let answer = request.send().await.expect("answer");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn verify_is_answered_with_the_hmac_of_the_challenge_signed_or_not() {
+async fn verify_is_answered_only_for_a_challenge_of_smartcars_shape_signed_or_not() {
     let Some((schema, serve)) = setup().await else {
         return;
     };
     let client = http();
+    let url = serve.webhook_url();
     let body =
         json!({"eventType": "VERIFY", "data": {"challenge": "ch-42"}, "meta": {"version": "4.0"}})
             .to_string();
     let expected = vtriage::desk::webhook::sign(AMT.as_bytes(), b"ch-42");
-    for signed in [false, true] {
-        let mut request = client.post(serve.webhook_url()).body(body.clone());
-        if signed {
-            request = request.header(
-                "SC-Signature",
-                vtriage::desk::webhook::sign(AMT.as_bytes(), body.as_bytes()),
-            );
-        }
-        let answer = request.send().await.expect("answer");
-        assert_eq!(answer.status(), 200);
-        let v: serde_json::Value = answer.json().await.expect("json");
+    let signed = vtriage::desk::webhook::sign(AMT.as_bytes(), body.as_bytes());
+    for signature in [None, Some(signed)] {
+        let (status, v) = post_verify(&client, &url, &body, signature).await;
+        assert_eq!(status, 200);
         assert_eq!(v, json!({"challenge": expected}));
     }
+    let legacy = json!({"eventName": "verify", "payload": {"challenge": "3f9c2a1e-6b7d-4e8f"}});
+    let (status, _) = post_verify(&client, &url, &legacy.to_string(), None).await;
+    assert_eq!(status, 200, "the legacy shape");
+
+    // A VERIFY signed with another key, a challenge that is no token, an unsigned body over the
+    // unsigned cap: refused, each with its reason.
+    let forged = vtriage::desk::webhook::sign(b"not-the-amt", body.as_bytes());
+    let (status, _) = post_verify(&client, &url, &body, Some(forged)).await;
+    assert_eq!(status, 401);
+    let spaced = json!({"eventType": "VERIFY", "data": {"challenge": "a challenge with spaces"}});
+    let (status, v) = post_verify(&client, &url, &spaced.to_string(), None).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("challenge")),
+        "{v}"
+    );
+    let padded =
+        json!({"eventType": "VERIFY", "data": {"challenge": "ch-1"}, "pad": "x".repeat(5000)});
+    let (status, v) = post_verify(&client, &url, &padded.to_string(), None).await;
+    assert_eq!(status, 401, "{v}");
     assert_eq!(schema.count("SELECT count(*) FROM webhook_events").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_delivery_sent_as_a_verify_challenge_is_never_signed_nor_stored() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let url = serve.webhook_url();
+    let forged = blocked_tesla("forged-1", "veh-forged");
+    // The attack: the forged body as the challenge, in both VERIFY shapes, signed by no one.
+    for verify in [
+        json!({"eventType": "VERIFY", "data": {"challenge": forged}, "meta": {"version": "4.0"}}),
+        json!({"eventName": "verify", "payload": {"challenge": forged}}),
+    ] {
+        let (status, v) = post_verify(&client, &url, &verify.to_string(), None).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v.get("challenge").is_none(), "{v}");
+    }
+    // A signature the desk did give, for a challenge of the accepted shape, signs that token
+    // only: as a body it is no delivery, and it signs no forged one.
+    let (status, v) = post_verify(
+        &client,
+        &url,
+        &json!({"eventType": "VERIFY", "data": {"challenge": "true"}}).to_string(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let obtained = v["challenge"].as_str().expect("an answer").to_string();
+    for body in ["true", forged.as_str()] {
+        let (status, _) = post_verify(&client, &url, body, Some(obtained.clone())).await;
+        assert!(status == 400 || status == 401, "{body}: {status}");
+    }
+    assert_eq!(schema.count("SELECT count(*) FROM webhook_events").await, 0);
+    assert_eq!(schema.count("SELECT count(*) FROM vehicles").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,4 +435,214 @@ async fn a_delivery_echoing_the_management_token_stores_it_nowhere() {
             .get::<_, i64>(0);
         assert_eq!(found, 0, "the management token is stored in {table}");
     }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// 2100-01-01, as a delivery from a sender whose clock is wrong might date itself.
+const YEAR_2100_MS: i64 = 4_102_444_800_000;
+
+fn virtual_key(id: &str, vehicle: &str, state: &str, ms: i64) -> String {
+    vehicle_error(
+        id,
+        vehicle,
+        "CONNECTED_SERVICES_ACCOUNT",
+        Some("VIRTUAL_KEY_REQUIRED"),
+        state,
+        ms,
+        json!(["Location.PreciseLocation"]),
+    )
+}
+
+async fn history(schema: &Schema, vehicle: &str) -> Vec<(String, String)> {
+    schema
+        .client
+        .query(
+            "SELECT status, cause FROM status_history WHERE vehicle_id = $1 ORDER BY id",
+            &[&vehicle],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_dated_2100_does_not_freeze_its_car_a_resolution_sent_now_clears_it() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let url = serve.webhook_url();
+    let future = virtual_key("f-1", "veh-2100", "ERROR", YEAR_2100_MS);
+    assert_eq!(post_signed(&client, &url, &future).await, 200);
+    assert_eq!(vehicle(&schema, "veh-2100").await.0, "BLOCKED");
+    let occurred: Option<std::time::SystemTime> = schema
+        .client
+        .query_one(
+            "SELECT occurred_at FROM webhook_events WHERE event_id = 'f-1'",
+            &[],
+        )
+        .await
+        .expect("event row")
+        .get(0);
+    let year_2100 = std::time::UNIX_EPOCH + std::time::Duration::from_millis(YEAR_2100_MS as u64);
+    assert!(occurred.is_some_and(|t| t < year_2100), "{occurred:?}");
+
+    let resolved = virtual_key("r-1", "veh-2100", "RESOLVED", now_ms());
+    assert_eq!(post_signed(&client, &url, &resolved).await, 200);
+    let (status, finding) = vehicle(&schema, "veh-2100").await;
+    assert_ne!(status, "BLOCKED", "{finding:?}");
+    assert_eq!(history(&schema, "veh-2100").await.len(), 2);
+}
+
+/// Waits until `vehicle`'s status satisfies `done`; the last status seen.
+async fn wait_status(schema: &Schema, vehicle_id: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, _) = vehicle(schema, vehicle_id).await;
+        if done(&status) || std::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The simulator and a v3 desk probing it, once the desk has listed the fleet.
+async fn probing_desk(schema: &Schema) -> (vtriage::sim::SimHandle, Serve, String) {
+    let (sim, serve) = desk_support::v3_desk(
+        &schema.name,
+        vtriage::sim::SimConfig {
+            vehicles: 40,
+            seed: 7,
+            vehicle_calls_per_hour: 0,
+            ..vtriage::sim::SimConfig::default()
+        },
+        &[],
+    )
+    .await;
+    let token = desk_support::add_agent(&schema.name, "alice");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while schema.count("SELECT count(*) FROM vehicles").await < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fleet was never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    (sim, serve, token)
+}
+
+async fn force_probe(serve: &Serve, token: &str, vehicle_id: &str) {
+    let status = http()
+        .post(format!(
+            "{}/api/v1/vehicles/{vehicle_id}/probe?force=true",
+            serve.origin
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("an answer")
+        .status();
+    assert_eq!(status, 200, "the forced probe of {vehicle_id} was served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_probe_after_a_delivery_dated_2100_clears_it() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let (sim, serve, token) = probing_desk(&schema).await;
+    let healthy = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.situation == vtriage::sim::Situation::Healthy)
+        .expect("a healthy car")
+        .id
+        .clone();
+    let future = virtual_key("f-probe", &healthy, "ERROR", YEAR_2100_MS);
+    assert_eq!(
+        post_signed(&http(), &serve.webhook_url(), &future).await,
+        200
+    );
+    assert_eq!(vehicle(&schema, &healthy).await.0, "BLOCKED");
+    force_probe(&serve, &token, &healthy).await;
+    let status = wait_status(&schema, &healthy, |s| s != "BLOCKED").await;
+    assert_ne!(
+        status, "BLOCKED",
+        "the probe's answer is newer than the delivery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolution_arriving_after_a_probe_unblocks_the_car_in_history_and_on_the_channel() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let (sim, serve, token) = probing_desk(&schema).await;
+    let tesla = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.is_tesla() && v.situation == vtriage::sim::Situation::VirtualKeyMissing)
+        .expect("a Tesla without its key")
+        .id
+        .clone();
+    force_probe(&serve, &token, &tesla).await;
+    assert_eq!(
+        vehicle(&schema, &tesla).await,
+        ("BLOCKED".into(), Some("virtual-key-missing".into()))
+    );
+    let (listener, mut connection) =
+        tokio_postgres::connect(&database_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().to_string());
+            }
+        }
+    });
+    listener
+        .batch_execute(&format!(
+            "LISTEN \"{}\"",
+            vtriage::desk::db::changes_channel(Some(&schema.name))
+        ))
+        .await
+        .expect("listen");
+
+    // The customer pairs the key; Smartcar says so after the probe.
+    let resolved = virtual_key("r-after-probe", &tesla, "RESOLVED", now_ms());
+    assert_eq!(
+        post_signed(&http(), &serve.webhook_url(), &resolved).await,
+        200
+    );
+    let (status, finding) = vehicle(&schema, &tesla).await;
+    assert_ne!(status, "BLOCKED", "{finding:?}");
+    let history = history(&schema, &tesla).await;
+    assert_eq!(
+        history.last().map(|(s, c)| (s != "BLOCKED", c.as_str())),
+        Some((true, "webhook r-after-probe")),
+        "{history:?}"
+    );
+    let announced = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(payload) = rx.recv().await {
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+            if v["vehicle_id"] == tesla.as_str() && v["moved"] == true {
+                return Some(v);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    let announced = announced.expect("the change is announced");
+    assert_ne!(announced["status"], "BLOCKED", "{announced}");
 }

@@ -213,6 +213,22 @@ impl Drop for Serve {
     }
 }
 
+/// A new agent's token from `vtriage agent add NAME` on the test schema.
+pub fn add_agent(schema: &str, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["agent", "--database", &database_url(), "--schema", schema])
+        .args(["add", name])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("vtriage agent runs");
+    assert!(
+        out.status.success(),
+        "agent add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
