@@ -26,13 +26,13 @@ pub async fn agent(args: &crate::cli::AgentArgs) -> Result<ExitCode, CommandErro
         Some(schema) => !db
             .has_schema(schema)
             .await
-            .map_err(crate::desk::DeskError::from)?,
+            .map_err(|e| crate::desk::DeskError::from(e.at(&config.place())))?,
         None => false,
     };
     // The agents table may not exist yet on a desk never started with this version.
     db.migrate(args.schema.as_deref())
         .await
-        .map_err(crate::desk::DeskError::from)?;
+        .map_err(|e| crate::desk::DeskError::from(e.at(&config.place())))?;
     if new_schema {
         eprintln!(
             "vtriage: schema {} did not exist and was created: is it the one `serve --schema` uses?",

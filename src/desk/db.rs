@@ -101,13 +101,39 @@ impl From<tokio_postgres::Error> for DbError {
         let text = e
             .as_db_error()
             .map(|d| format!("{}: {}", d.code().code(), d.message()))
-            .unwrap_or_else(|| e.to_string());
+            .unwrap_or_else(|| with_causes(&e));
         // Class 22 is "data exception": a NUL in a JSON string, a number out of range. Retrying
         // the same body cannot help, so it must not be answered as a passing outage.
         match e.code() {
             Some(code) if code.code().starts_with("22") => DbError::Refused(text),
             Some(_) => DbError::Query(text),
             None => DbError::Unavailable(text),
+        }
+    }
+}
+
+/// An error and the causes under it ("error connecting to server: Connection refused (os error
+/// 111)"): the driver's own words rarely say why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+impl DbError {
+    /// The same error naming where the database was looked for, when it could not be reached.
+    pub fn at(self, place: &str) -> DbError {
+        match self {
+            DbError::Unavailable(text) => DbError::Unavailable(format!("{place}: {text}")),
+            other => other,
         }
     }
 }
@@ -143,6 +169,40 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
+    /// Where the database is looked for: `host:port/dbname` (or the socket folder), no credentials.
+    pub fn place(&self) -> String {
+        let Ok(config) = self.url.parse::<tokio_postgres::Config>() else {
+            return "the database".into();
+        };
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let ports = config.get_ports();
+        let at: Vec<String> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                format!("{h}:{port}")
+            })
+            .collect();
+        let at = if at.is_empty() {
+            "localhost:5432".to_string()
+        } else {
+            at.join(",")
+        };
+        match config.get_dbname() {
+            Some(db) => format!("{at}/{db}"),
+            None => at,
+        }
+    }
+
     /// The driver's configuration: the URL, plus the schema as the connection's `search_path`.
     pub fn pg_config(&self) -> Result<tokio_postgres::Config, DbError> {
         let mut config: tokio_postgres::Config = self

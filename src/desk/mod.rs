@@ -87,7 +87,9 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeskError> {
     let db = Db::new(&config.db, diagnose, now)?;
-    db.migrate(config.db.schema.as_deref()).await?;
+    db.migrate(config.db.schema.as_deref())
+        .await
+        .map_err(|e| e.at(&config.db.place()))?;
     let metrics = Arc::new(Metrics::new());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

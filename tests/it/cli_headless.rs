@@ -317,6 +317,39 @@ async fn output_piped_into_a_reader_that_stops_ends_quietly_without_a_broken_pip
 }
 
 #[tokio::test]
+async fn serve_with_a_database_that_refuses_connections_names_host_port_and_reason_without_the_password()
+ {
+    let home = temp_home("db-refused");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://desk:hunter2-pw@127.0.0.1:{port}/desk");
+    let out = cli_support::run(
+        &home,
+        &[
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &url,
+        ],
+        &[("SMARTCAR_MANAGEMENT_TOKEN", "sim-amt")],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    let last = err.lines().last().unwrap_or_default().to_ascii_lowercase();
+    assert!(
+        last.contains(&format!("127.0.0.1:{port}/desk")) && last.contains("connection refused"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2-pw"), "{err}");
+}
+
+#[tokio::test]
 async fn unknown_filter_key_is_a_usage_error() {
     let home = temp_home("badfilter");
     let err = one_line_error(&vtriage(&home, &["check", "--filter", "colour:red"]).await);
