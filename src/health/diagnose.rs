@@ -115,7 +115,9 @@ pub fn diagnose(
     let mut missing: Vec<&'static str> = Vec::new();
     for o in &report.observations {
         if let Some(err) = o.error() {
+            d.cap = cx.is_auxiliary(o).then_some(Severity::Warning);
             cx.classify(o, err, &mut d, &mut missing);
+            d.cap = None;
         }
     }
     cx.rule_states(&mut d);
@@ -132,6 +134,20 @@ pub fn diagnose(
     }
     cx.stale_data(&mut d);
     d.finish(checked_at)
+}
+
+impl Cx<'_> {
+    /// A signal's own error (the request answered 200) on a question diagnosis asks only on the
+    /// side: the car's online state, or the VIN when the app does not read it. It may warn, never
+    /// block: the data the app needs answered, or failed on its own.
+    fn is_auxiliary(&self, o: &Observation) -> bool {
+        o.meta.status == 200
+            && match o.probe {
+                Probe::Connectivity => true,
+                Probe::Data(DataKind::Vin) => !self.needs.data.contains(&DataKind::Vin),
+                _ => false,
+            }
+    }
 }
 
 /// What is known about the car itself.
@@ -217,6 +233,9 @@ impl Draft<'_> {
 #[derive(Default)]
 struct Drafts<'a> {
     list: Vec<Draft<'a>>,
+    /// The most a finding may weigh while the evidence being sorted is a signal diagnosis does
+    /// not need (see [`Cx::is_auxiliary`]).
+    cap: Option<Severity>,
 }
 
 impl<'a> Drafts<'a> {
@@ -247,6 +266,7 @@ impl<'a> Drafts<'a> {
         o: &Observation,
         make: impl FnOnce() -> (String, Remedy),
     ) -> &mut Draft<'a> {
+        let severity = self.cap.map_or(severity, |cap| severity.min(cap));
         let i = match self.list.iter().position(|d| d.id == id) {
             Some(i) => i,
             None => {

@@ -307,6 +307,23 @@ pub fn check_app_credential(err: Option<&SmartcarError>) -> Remedy {
     }
 }
 
+/// API v3: a listed vehicle whose signals answer 404: subscribe it to one of the app's webhooks.
+pub fn subscribe_vehicle(vehicle_id: &str, err: Option<&SmartcarError>) -> Remedy {
+    let docs = doc_link(err);
+    Remedy {
+        kind: RemedyKind::BackendAction,
+        action: docs.annotate(format!(
+            "Subscribe vehicle {vehicle_id} to one of the app's webhooks (v3 Management API: POST \
+             /webhooks/{{webhookId}}/subscriptions, or the Smartcar Dashboard), then check it again"
+        )),
+        link: docs.offered,
+        customer_reply: "Your car is connected, but our app is not receiving its data yet. We are fixing this on \
+                         our side; nothing is needed from you."
+            .into(),
+        retry_after_s: None,
+    }
+}
+
 /// No access token configured for the user: nothing could be asked.
 pub fn provide_access_token() -> Remedy {
     Remedy {

@@ -191,10 +191,12 @@ pub enum FindingId {
     ConnectionRevoked,
     /// API v3: a 401 that could not be pinned on the app's token or on the vehicle's connection.
     AppTokenUnsettled,
+    /// API v3: a listed connection whose signals request answers 404.
+    SignalsUnavailable,
 }
 
 impl FindingId {
-    pub const ALL: [FindingId; 26] = [
+    pub const ALL: [FindingId; 27] = [
         FindingId::NotChecked,
         FindingId::NoAccessToken,
         FindingId::AccessTokenExpired,
@@ -221,6 +223,7 @@ impl FindingId {
         FindingId::StaleData,
         FindingId::ConnectionRevoked,
         FindingId::AppTokenUnsettled,
+        FindingId::SignalsUnavailable,
     ];
 
     /// The slug written in `Finding::id`: `virtual-key-missing`.
@@ -252,6 +255,7 @@ impl FindingId {
             FindingId::StaleData => "stale-data",
             FindingId::ConnectionRevoked => "connection-revoked",
             FindingId::AppTokenUnsettled => "app-token-unsettled",
+            FindingId::SignalsUnavailable => "signals-unavailable",
         }
     }
 

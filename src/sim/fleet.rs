@@ -27,10 +27,13 @@ pub enum Situation {
     StaleData,
     RateLimited,
     QuotaExhausted,
+    /// API v3 only: the connection is listed but its signals answer 404, as integrators see for a
+    /// vehicle not subscribed to a webhook. v2.0 answers as for a healthy car.
+    SignalsNotSubscribed,
 }
 
 impl Situation {
-    pub const ALL: [Situation; 13] = [
+    pub const ALL: [Situation; 14] = [
         Situation::Healthy,
         Situation::VirtualKeyMissing,
         Situation::VirtualKeyExempt,
@@ -44,6 +47,7 @@ impl Situation {
         Situation::StaleData,
         Situation::RateLimited,
         Situation::QuotaExhausted,
+        Situation::SignalsNotSubscribed,
     ];
 
     /// The kebab-case name used in JSON, flags and the situations table.
@@ -62,6 +66,7 @@ impl Situation {
             Situation::StaleData => "stale-data",
             Situation::RateLimited => "rate-limited",
             Situation::QuotaExhausted => "quota-exhausted",
+            Situation::SignalsNotSubscribed => "signals-not-subscribed",
         }
     }
 
@@ -97,6 +102,9 @@ impl Situation {
             Situation::StaleData => "everything 200 but data 2 to 10 days old",
             Situation::RateLimited => "data 429 RATE_LIMIT:VEHICLE, Retry-After 1800",
             Situation::QuotaExhausted => "data 430 BILLING:VEHICLE_REQUEST_LIMIT",
+            Situation::SignalsNotSubscribed => {
+                "v3: listed, but /signals 404 (not subscribed to a webhook); v2.0 as healthy"
+            }
         }
     }
 }
@@ -292,6 +300,10 @@ const NICKNAMES: &[&str] = &[
     "Zippy",
 ];
 
+/// Share of healthy cars whose v3 signals answer 404 as if not subscribed to a webhook.
+const UNSUBSCRIBED_SHARE: f64 = 0.01;
+const UNSUBSCRIBED_STREAM: u64 = 0x5ab5_c71b_ed00_0404;
+
 fn pick_situation(rng: &mut ChaCha8Rng, spec: &ModelSpec, year: u16) -> Situation {
     if catalog::is_virtual_key_exempt(spec.make, spec.model, year) {
         *weighted(rng, EXEMPT_TESLA_SITUATIONS)
@@ -465,6 +477,13 @@ impl Fleet {
                 token_expired,
                 vehicles: indexes,
             });
+        }
+        // A stream of its own, so the rest of every seeded fleet stays as it was.
+        let mut unsubscribed = ChaCha8Rng::seed_from_u64(seed ^ UNSUBSCRIBED_STREAM);
+        for v in &mut fleet_vehicles {
+            if v.situation == Situation::Healthy && unsubscribed.random_bool(UNSUBSCRIBED_SHARE) {
+                v.situation = Situation::SignalsNotSubscribed;
+            }
         }
         Fleet::index(fleet_vehicles, users, seed)
     }

@@ -33,6 +33,7 @@
 //! | stale-data | SUCCESS with `oemUpdatedAt` days old |
 //! | rate-limited | signals: request-level 429 `RATE_LIMIT:VEHICLE`, `Retry-After` 1800 |
 //! | quota-exhausted | signals: request-level 430 `BILLING:VEHICLE_REQUEST_LIMIT` |
+//! | signals-not-subscribed | listed, `/v3/vehicles/{id}` answers, but `/signals` is a request-level 404 `RESOURCE_NOT_FOUND:PATH` |
 //!
 //! The VIN and the key pairing are Smartcar's own records and answer in every situation.
 
@@ -404,6 +405,9 @@ pub(super) async fn api(
     }
     if v.situation == Situation::TokenExpired {
         return error_response(&Failure::Authentication, request_id);
+    }
+    if signal.is_some() && v.situation == Situation::SignalsNotSubscribed {
+        return error_response(&Failure::PathNotFound, request_id);
     }
     match signal {
         None => json_response(200, &vehicle_document(v), request_id),

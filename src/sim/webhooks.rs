@@ -33,7 +33,10 @@ pub fn situation_error(
 ) -> Option<(&'static str, Option<&'static str>, &'static [&'static str])> {
     const DATA: &[&str] = &["Location.PreciseLocation", "Odometer.TraveledDistance"];
     Some(match situation {
-        Situation::Healthy | Situation::VirtualKeyExempt | Situation::StaleData => return None,
+        Situation::Healthy
+        | Situation::VirtualKeyExempt
+        | Situation::StaleData
+        | Situation::SignalsNotSubscribed => return None,
         Situation::VirtualKeyMissing => (
             "CONNECTED_SERVICES_ACCOUNT",
             Some("VIRTUAL_KEY_REQUIRED"),

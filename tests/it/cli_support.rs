@@ -89,6 +89,7 @@ pub async fn run(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 pub fn expected_v3(situation: &str) -> (&'static str, Option<&'static str>) {
     match situation {
         "token-expired" => ("BLOCKED", Some("connection-revoked")),
+        "signals-not-subscribed" => ("BLOCKED", Some("signals-unavailable")),
         other => expected(other),
     }
 }
@@ -96,7 +97,8 @@ pub fn expected_v3(situation: &str) -> (&'static str, Option<&'static str>) {
 /// What diagnosis must conclude for each simulated situation on API v2.0: status and main finding.
 pub fn expected(situation: &str) -> (&'static str, Option<&'static str>) {
     match situation {
-        "healthy" => ("HEALTHY", None),
+        // v2.0 has no webhook subscriptions to miss.
+        "healthy" | "signals-not-subscribed" => ("HEALTHY", None),
         "virtual-key-missing" => ("BLOCKED", Some("virtual-key-missing")),
         "virtual-key-exempt" => ("HEALTHY", Some("virtual-key-exempt")),
         "location-permission-missing" => ("DEGRADED", Some("tesla-location-permission-missing")),

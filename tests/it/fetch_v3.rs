@@ -94,6 +94,7 @@ fn expected(s: Situation) -> (Status, Option<&'static str>) {
         Situation::StaleData => (Status::Warning, Some("stale-data")),
         Situation::RateLimited => (Status::Warning, Some("rate-limited")),
         Situation::QuotaExhausted => (Status::Blocked, Some("billing-request-limit")),
+        Situation::SignalsNotSubscribed => (Status::Blocked, Some("signals-unavailable")),
     }
 }
 
@@ -156,7 +157,11 @@ async fn a_v3_sweep_diagnoses_every_simulated_vehicle_as_the_situation_table_say
         wrong.len(),
         wrong.join("\n")
     );
-    assert_eq!(seen.len(), 13, "every situation exercised: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        Situation::ALL.len(),
+        "every situation exercised: {seen:?}"
+    );
     let stats = sim.v3_stats();
     assert_eq!(
         stats.missing_user_id, 0,

@@ -1430,3 +1430,183 @@ fn a_v3_401_whose_cause_could_not_be_settled_is_unknown_never_blocked() {
     assert_eq!(f.id, "app-token-unsettled");
     assert!(f.title.contains("could not be told"), "{}", f.title);
 }
+
+/// The observations a v3 signals answer of `signals` gives for the default needs, plus the
+/// listing's permissions (the connection is listed).
+fn v3_signals(make: &str, signals: serde_json::Value) -> ProbeReport {
+    use vtriage::smartcar::v3::{SignalsReport, observe, parse_signals};
+    let report = SignalsReport {
+        request: Meta {
+            status: 200,
+            request_id: Some("req-v3".into()),
+            ..Meta::default()
+        },
+        signals: parse_signals(&json!({ "data": signals })).expect("signals"),
+    };
+    let needs = Needs::default();
+    let asked = observe::SignalQuestions {
+        data: &needs.data,
+        at_home: false,
+        is_tesla: Some(make == "TESLA"),
+    };
+    let mut observations = observe::observations(VID, &report, asked, minutes_ago(1));
+    observations.push(observe::permissions_observation(
+        VID,
+        &[
+            "read_vehicle_info".into(),
+            "read_location".into(),
+            "read_odometer".into(),
+            "read_vin".into(),
+        ],
+        minutes_ago(1),
+    ));
+    self::report(make, "Model", 2024, observations)
+}
+
+fn signal_ok(code: &str, body: serde_json::Value) -> serde_json::Value {
+    json!({"attributes": {"code": code, "status": {"value": "SUCCESS"}, "body": body},
+           "meta": {"retrievedAt": 1_795_805_400_000_u64, "oemUpdatedAt": 1_795_805_400_000_u64}})
+}
+
+fn signal_error(code: &str, kind: &str, error_code: serde_json::Value) -> serde_json::Value {
+    json!({"attributes": {"code": code,
+           "status": {"value": "ERROR", "error": {"type": kind, "code": error_code}}}})
+}
+
+#[test]
+fn a_v3_signals_404_for_a_listed_connection_is_no_signals_with_the_subscription_fix_never_a_missing_car()
+ {
+    let not_found = parse_error_body(
+        404,
+        Some("application/json"),
+        Some("req-404"),
+        None,
+        br#"{"errors":[{"status":"404","type":"RESOURCE_NOT_FOUND","code":"PATH","title":"RESOURCE_NOT_FOUND:PATH","detail":"The requested resource does not exist."}]}"#,
+    );
+    let listed = vtriage::smartcar::v3::observe::permissions_observation(
+        VID,
+        &["read_location".into()],
+        minutes_ago(1),
+    );
+    let r = report(
+        "FORD",
+        "F-150",
+        2023,
+        vec![failing(Probe::Signals, not_found.clone()), listed],
+    );
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    let f = d.main_finding().expect("a finding");
+    assert_eq!(f.id, "signals-unavailable", "{:?}", d.findings);
+    assert_eq!(d.status, Status::Blocked);
+    assert!(
+        f.title.contains("no signals for this connected vehicle"),
+        "{}",
+        f.title
+    );
+    assert!(
+        f.remedy.action.contains("/subscriptions"),
+        "{}",
+        f.remedy.action
+    );
+    assert!(!f.title.to_lowercase().contains("not found"), "{}", f.title);
+    // Without the listing's word that the connection exists, it stays a rejected request.
+    let r = report(
+        "FORD",
+        "F-150",
+        2023,
+        vec![failing(Probe::Signals, not_found)],
+    );
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(
+        d.main_finding().map(|f| f.id.as_str()),
+        Some("request-rejected")
+    );
+}
+
+#[test]
+fn a_needed_signal_the_car_cannot_give_reads_not_available_and_leaves_the_car_healthy() {
+    let r = v3_signals(
+        "TOYOTA",
+        json!([
+            signal_error(
+                "location-preciselocation",
+                "COMPATIBILITY",
+                json!("VEHICLE_NOT_CAPABLE")
+            ),
+            signal_ok(
+                "odometer-traveleddistance",
+                json!({"value": 1234.5, "unit": "km"})
+            ),
+            signal_ok(
+                "vehicleidentification-vin",
+                json!({"value": "JTMAB3FV5RD000001"})
+            ),
+            signal_error(
+                "connectivitystatus-isonline",
+                "COMPATIBILITY",
+                json!("VEHICLE_NOT_CAPABLE")
+            ),
+        ]),
+    );
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(d.status, Status::Healthy, "{:?}", d.findings);
+    let f = d.main_finding().expect("a finding");
+    assert_eq!(f.id, "not-capable");
+    assert!(
+        f.title.starts_with("Not available for this car"),
+        "{}",
+        f.title
+    );
+    assert_eq!(f.severity, Severity::Info);
+}
+
+#[test]
+fn an_error_on_a_signal_diagnosis_does_not_need_never_makes_the_car_blocked() {
+    let r = v3_signals(
+        "FORD",
+        json!([
+            signal_ok(
+                "location-preciselocation",
+                json!({"latitude": 40.0, "longitude": -83.0})
+            ),
+            signal_ok(
+                "odometer-traveleddistance",
+                json!({"value": 1234.5, "unit": "km"})
+            ),
+            signal_error(
+                "vehicleidentification-vin",
+                "CONNECTED_SERVICES_ACCOUNT",
+                json!("ACCOUNT_ISSUE")
+            ),
+            signal_error(
+                "connectivitystatus-isonline",
+                "CONNECTED_SERVICES_ACCOUNT",
+                json!("ACCOUNT_ISSUE")
+            ),
+        ]),
+    );
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert!(d.status != Status::Blocked, "{:?}", d.findings);
+    assert!(
+        d.findings.iter().all(|f| f.severity <= Severity::Warning),
+        "{:?}",
+        d.findings
+    );
+    // The same error on the data the app reads does block.
+    let r = v3_signals(
+        "FORD",
+        json!([
+            signal_error(
+                "location-preciselocation",
+                "CONNECTED_SERVICES_ACCOUNT",
+                json!("ACCOUNT_ISSUE")
+            ),
+            signal_ok(
+                "odometer-traveleddistance",
+                json!({"value": 1234.5, "unit": "km"})
+            ),
+        ]),
+    );
+    let d = diagnose(&r, &Policies::builtin(), &Needs::default(), now());
+    assert_eq!(d.status, Status::Blocked, "{:?}", d.findings);
+}

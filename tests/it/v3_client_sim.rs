@@ -58,7 +58,10 @@ fn readable(sim: &SimHandle) -> Vec<SimVehicle> {
         .filter(|v| {
             !matches!(
                 v.situation,
-                Situation::TokenExpired | Situation::RateLimited | Situation::QuotaExhausted
+                Situation::TokenExpired
+                    | Situation::RateLimited
+                    | Situation::QuotaExhausted
+                    | Situation::SignalsNotSubscribed
             )
         })
         .cloned()
@@ -593,7 +596,10 @@ async fn each_situation_reads_as_its_v3_signals() {
         for v in sample {
             let result = client.signals(&v.id, &v.user_id).await;
             let report = match situation {
-                Situation::TokenExpired | Situation::RateLimited | Situation::QuotaExhausted => {
+                Situation::TokenExpired
+                | Situation::RateLimited
+                | Situation::QuotaExhausted
+                | Situation::SignalsNotSubscribed => {
                     let err = result.expect_err("a request-level error");
                     let e = err
                         .api_error()
@@ -607,6 +613,10 @@ async fn each_situation_reads_as_its_v3_signals() {
                         Situation::RateLimited => {
                             assert_eq!(e.type_code(), "RATE_LIMIT:VEHICLE");
                             assert_eq!(e.retry_after_s, Some(1_800));
+                        }
+                        Situation::SignalsNotSubscribed => {
+                            assert_eq!(e.status, 404);
+                            assert_eq!(e.error_type, ErrorType::ResourceNotFound);
                         }
                         _ => {
                             assert_eq!(e.status, 430);
@@ -727,7 +737,10 @@ async fn each_situation_reads_as_its_v3_signals() {
                     value_of(&report, "odometer-traveleddistance");
                     assert!(age("odometer-traveleddistance") >= 2 * 86_400);
                 }
-                Situation::TokenExpired | Situation::RateLimited | Situation::QuotaExhausted => {
+                Situation::TokenExpired
+                | Situation::RateLimited
+                | Situation::QuotaExhausted
+                | Situation::SignalsNotSubscribed => {
                     unreachable!("handled above")
                 }
             }

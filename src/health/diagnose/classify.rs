@@ -66,10 +66,29 @@ impl<'a> Cx<'a> {
             (T::Compatibility, _) if is_tesla_probe(o.probe) => {}
             (T::Compatibility, _) => not_capable(o, e, d),
             (T::Server | T::Upstream, code) => upstream_error(o, e, code, d),
+            // The listing has this connection, so a 404 on its signals is not a missing car.
+            (T::ResourceNotFound, _)
+                if o.probe == Probe::Signals && self.report.get(Probe::Permissions).is_some() =>
+            {
+                self.signals_unavailable(o, e, d)
+            }
             (T::Validation | T::ResourceNotFound, _) => request_rejected(o, e, d),
             // A rejected token never gets here: it stops the diagnosis before any error is sorted.
             (T::Authentication | T::Other(_), _) => unknown_error(o, e, d),
         }
+    }
+
+    fn signals_unavailable(&self, o: &Observation, e: &SmartcarError, d: &mut Drafts<'a>) {
+        d.add(FindingId::SignalsUnavailable, Severity::Blocked, o, || {
+            (
+                format!(
+                    "Smartcar returned no signals for this connected vehicle ({} on GET /v3/vehicles/…/signals): \
+                     most likely it is not subscribed to one of the app's webhooks",
+                    e.type_code()
+                ),
+                remedy::subscribe_vehicle(self.target.vehicle_id, Some(e)),
+            )
+        });
     }
 
     fn virtual_key_missing(&self, o: &Observation, e: &SmartcarError, d: &mut Drafts<'a>) {
@@ -345,11 +364,12 @@ fn billing_plan(o: &Observation, e: &SmartcarError, d: &mut Drafts<'_>) {
     );
 }
 
+/// A signal the car cannot give: a fact about the car, never a broken connection.
 fn not_capable(o: &Observation, e: &SmartcarError, d: &mut Drafts<'_>) {
-    d.add(FindingId::NotCapable, Severity::Degraded, o, || {
+    d.add(FindingId::NotCapable, Severity::Info, o, || {
         (
             format!(
-                "This vehicle cannot provide {} ({})",
+                "Not available for this car: {} ({})",
                 o.probe.path(),
                 e.type_code()
             ),
