@@ -158,7 +158,14 @@ pub fn reauthenticate(
             missing.join(", ")
         )
     };
-    let action = server.annotate(action);
+    let mut action = server.annotate(action);
+    if given.is_none() && needs.redirect_uri.is_none() {
+        // Connect then sends the owner to the Dashboard's default redirect URI, which may be none.
+        action.push_str(
+            " (the link has no redirect_uri: Connect returns the owner to the Smartcar Dashboard's default; \
+             set --redirect-uri, SMARTCAR_REDIRECT_URI or redirect_uri under [connect] to choose where)",
+        );
+    }
     let ours = if missing.is_empty() {
         format!(
             "The connection to your car needs to be renewed. Please open {link} and sign in again."

@@ -37,7 +37,12 @@ pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestam
     let _ = writeln!(
         md,
         "| Connected | {} |",
-        v.connected_at.map_or("-".to_string(), cell)
+        v.connected_at.map_or("-".to_string(), |at| {
+            // One time format everywhere; a time that does not parse is shown as sent.
+            at.trim()
+                .parse::<jiff::Timestamp>()
+                .map_or_else(|_| cell(at), format_instant)
+        })
     );
     let _ = writeln!(
         md,
@@ -57,7 +62,15 @@ pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestam
         inline(&main.title)
     );
     if let Some(since) = &main.since {
-        let _ = writeln!(md, "- Since: {}", inline(since));
+        // Whose date it is: the rule's, the car's newest data, or when vtriage first saw it fail.
+        let label = if main.rule.is_some() {
+            "Rule in force since"
+        } else if main.id == crate::health::FindingId::StaleData.as_str() {
+            "Newest data from"
+        } else {
+            "First seen failing"
+        };
+        let _ = writeln!(md, "- {label}: {}", inline(since));
     }
     match main.rule.as_deref() {
         Some(id) => match policies.get(id) {
@@ -98,10 +111,12 @@ pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestam
     if let Some(s) = main.remedy.retry_after_s {
         let _ = writeln!(md, "Retry after: {s} s\n");
     }
-    md.push_str("### Reply to the customer\n\n");
-    for line in text::multi_line(&main.remedy.customer_reply).lines() {
-        let _ = writeln!(md, "> {}", text::markdown(line));
-    }
+    // Plain text for the customer, not Markdown: fenced so that neither a renderer nor a paste
+    // changes a character of it (a link keeps its underscores).
+    md.push_str("### Reply to the customer (plain text)\n\n");
+    let reply = text::multi_line(&main.remedy.customer_reply);
+    let fence = "`".repeat(longest_backtick_run(&reply).max(2) + 1);
+    let _ = writeln!(md, "{fence}text\n{}\n{fence}", reply.trim_end());
 
     let others: Vec<&Finding> = d.findings.iter().skip(1).collect();
     if !others.is_empty() {
@@ -117,6 +132,11 @@ pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestam
         }
     }
     md
+}
+
+/// The longest run of backticks in `s`, so a fence around it can be longer.
+fn longest_backtick_run(s: &str) -> usize {
+    s.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 fn evidence_table(md: &mut String, f: &Finding) {

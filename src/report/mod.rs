@@ -127,6 +127,26 @@ mod tests {
     }
 
     #[test]
+    fn a_customer_reply_pasted_as_plain_text_keeps_its_link_whole_even_around_backticks() {
+        let f = fleet();
+        let mut s = summaries(&f);
+        let md = markdown(&s[0], &Policies::builtin(), now());
+        assert!(
+            md.contains("https://www.tesla.com/_ak/smartcar.com\n```"),
+            "{md}"
+        );
+        assert!(!md.contains("\\_ak"), "{md}");
+        let mut d = (*s[0].diagnosis).clone();
+        d.findings[0].remedy.customer_reply = "Open ```this``` please".into();
+        s[0].diagnosis = std::borrow::Cow::Owned(d);
+        let md = markdown(&s[0], &Policies::builtin(), now());
+        assert!(
+            md.contains("````text\nOpen ```this``` please\n````"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn markdown_for_tesla_missing_location_permission() {
         let f = fleet();
         let s = summaries(&f);
