@@ -13,6 +13,7 @@ use crate::smartcar::{MAX_RETRY_AFTER, deadline_after};
 
 use super::budget::{RateBudget, TokenBucket, VehicleWindows};
 use super::events::{Event, Priority};
+use super::outage::{Admission, Change, Reach, SourceHealth};
 
 /// A probe's priority, shared with its requests waiting at the gate so that a newer, more urgent
 /// request for the same vehicle can raise it while they wait.
@@ -92,6 +93,7 @@ struct GateState {
     latency_ewma_ms: Option<f64>,
     announced: bool,
     closed: bool,
+    health: SourceHealth,
 }
 
 struct GateInner {
@@ -106,10 +108,57 @@ pub struct Gate {
     inner: Arc<GateInner>,
 }
 
-/// The right to have one request in flight. Dropping it frees the slot.
+/// The right to have one request in flight. Dropping it frees the slot; [`Permit::settle`] first
+/// tells the gate what came back.
 pub struct Permit {
     inner: Option<Arc<GateInner>>,
     granted_at: Instant,
+    /// The vehicle and the calls the request was counted as.
+    vehicle: Option<(String, u32)>,
+}
+
+impl Permit {
+    /// Frees the slot with what the request's answer says of its source: a request that never
+    /// reached Smartcar gives its bucket token and its vehicle calls back, and the source's health
+    /// (see [`SourceHealth`]) is told, which may announce an outage or its end.
+    pub fn settle(self, reach: &Reach) {
+        let Some(inner) = self.inner.as_ref() else {
+            return;
+        };
+        let now = Instant::now();
+        let changes = {
+            let mut s = lock(&inner.state);
+            if reach.refunds() {
+                if let Some(bucket) = s.bucket.as_mut() {
+                    bucket.give_back(now);
+                }
+                if let Some((vehicle, calls)) = &self.vehicle {
+                    s.windows.forget(vehicle, *calls, self.granted_at);
+                }
+            }
+            let vehicle = self.vehicle.as_ref().map(|(v, _)| v.as_str());
+            s.health.record(reach, vehicle, self.granted_at, now)
+        };
+        for change in changes {
+            let event = match change {
+                Change::Down(outage) => {
+                    tracing::debug!(
+                        source = outage.source.slug(),
+                        origin = %crate::untrusted::text::one_line(&outage.origin),
+                        kind = %crate::untrusted::text::one_line(&outage.kind),
+                        "source unreachable; queued probes wait for a retry"
+                    );
+                    Event::SourceUnreachable(outage)
+                }
+                Change::Up(source) => {
+                    tracing::debug!(source = source.slug(), "source answers again");
+                    Event::SourceRecovered { source }
+                }
+            };
+            let _ = inner.events.send(event);
+        }
+        drop(self);
+    }
 }
 
 impl Drop for Permit {
@@ -186,6 +235,7 @@ fn pump(s: &mut GateState, inner: &Arc<GateInner>, now: Instant) {
         let permit = Permit {
             inner: Some(Arc::clone(inner)),
             granted_at: now,
+            vehicle: w.ticket.vehicle.clone(),
         };
         match w.tx.send(permit) {
             Ok(()) => {
@@ -252,6 +302,7 @@ impl Gate {
                 latency_ewma_ms: None,
                 announced: false,
                 closed: false,
+                health: SourceHealth::default(),
             }),
             wake: Notify::new(),
             events,
@@ -347,6 +398,21 @@ impl Gate {
             refill_per_min: s.bucket.as_ref().map(|b| b.budget().refill_per_min),
             mean_latency_ms: s.latency_ewma_ms,
         }
+    }
+
+    /// Whether a probe may start, given the sources' health.
+    pub fn admission(&self, now: Instant) -> Admission {
+        lock(&self.inner.state).health.admission(now)
+    }
+
+    /// The retry probe of an outage was started.
+    pub fn trial_started(&self, now: Instant) {
+        lock(&self.inner.state).health.trial_started(now);
+    }
+
+    /// The retry probe ended without telling anything of the source.
+    pub fn trial_ended(&self) {
+        lock(&self.inner.state).health.trial_ended();
     }
 
     /// Refuses every waiting and future request.

@@ -17,6 +17,7 @@ use crate::untrusted::{Redactor, text};
 use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
 use super::gate::{Gate, SharedPriority, Ticket};
 use super::listing::{self, Listing, ListingRetry};
+use super::outage::Admission;
 use super::plan::{self, KnownVehicle, ProbePlan};
 use super::probe::{self, Access, ListedPermissions, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
@@ -127,6 +128,10 @@ struct Scheduler {
     task_vehicle: HashMap<tokio::task::Id, String>,
     max_active: usize,
     next_order: u64,
+    /// A source is unreachable: no probe starts before then.
+    held_until: Option<Instant>,
+    /// The probe started to see whether an unreachable source is back.
+    trial: Option<String>,
 
     /// Work asked for before the first listing finished.
     parked: Vec<(Vec<String>, Priority, bool)>,
@@ -201,6 +206,8 @@ pub async fn run(
         tasks: JoinSet::new(),
         task_vehicle: HashMap::new(),
         next_order: 1,
+        held_until: None,
+        trial: None,
         parked: Vec::new(),
         sweep_after_listing: None,
         estimate_after_listing: false,
@@ -838,8 +845,19 @@ impl Scheduler {
     }
 
     /// Starts queued probes, most urgent first, while slots allow. Focus never waits for a slot.
+    /// While a source is unreachable nothing starts but one probe per retry.
     fn dispatch(&mut self) {
         let now = Instant::now();
+        self.held_until = None;
+        let trial = match self.gate.admission(now) {
+            Admission::Open => false,
+            Admission::Trial if self.trial.is_none() => true,
+            Admission::Trial => return,
+            Admission::Closed(until) => {
+                self.held_until = Some(until);
+                return;
+            }
+        };
         while let Some(priority) = self.queue.peek_ready(now) {
             if priority != Priority::Focus && self.active.len() >= self.max_active {
                 break;
@@ -905,10 +923,17 @@ impl Scheduler {
                 },
             );
             self.progress_dirty = true;
+            if trial {
+                self.gate.trial_started(now);
+                self.trial = Some(next.vehicle_id.clone());
+            }
             self.emit(Event::ProbeStarted {
                 vehicle_id: next.vehicle_id,
                 priority: next.priority,
             });
+            if trial {
+                break;
+            }
         }
     }
 
@@ -922,6 +947,11 @@ impl Scheduler {
         };
         let active = self.active.remove(&vehicle_id);
         self.progress_dirty = true;
+        if self.trial.as_deref() == Some(vehicle_id.as_str()) {
+            // Its answer already told the gate; if it told nothing, the next retry may go.
+            self.trial = None;
+            self.gate.trial_ended();
+        }
         match outcome {
             Ok(outcome) => self.finished(outcome, active),
             Err(e) if e.is_cancelled() => {
@@ -1060,10 +1090,7 @@ impl Scheduler {
                 .map_or_else(Instant::now, |t| t + PROGRESS_EVERY)
         });
         let release = self.queue.next_release();
-        match (progress, release) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [progress, release, self.held_until].into_iter().flatten().min()
     }
 
     fn maybe_send_progress(&mut self) {

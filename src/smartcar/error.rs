@@ -205,7 +205,11 @@ impl BodyProblem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
+    /// No connection was made: refused, DNS lookup or TLS handshake failed. Nothing was sent.
     Refused,
+    /// No connection was made within the connect timeout. Nothing was sent.
+    ConnectTimeout,
+    /// The request was sent and no answer came in time: Smartcar may have counted it.
     Timeout,
     Other,
 }
@@ -296,12 +300,83 @@ impl ApiError {
             },
             ApiError::Transport { kind, .. } => match kind {
                 TransportKind::Refused => "CONNECTION_REFUSED".into(),
+                TransportKind::ConnectTimeout => "CONNECT_TIMEOUT".into(),
                 TransportKind::Timeout => "TIMEOUT".into(),
                 TransportKind::Other => "TRANSPORT".into(),
             },
             ApiError::Redirect { .. } => "REDIRECT".into(),
             ApiError::Unsendable { .. } => "NOT_SENT".into(),
         }
+    }
+
+    /// The request never reached Smartcar: no connection was made (refused, DNS, TLS, connect
+    /// timeout), so it cost nothing on Smartcar's side. A timeout after the request went out is not
+    /// one: Smartcar may have counted it.
+    pub fn never_reached(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Transport {
+                kind: TransportKind::Refused | TransportKind::ConnectTimeout,
+                ..
+            }
+        )
+    }
+
+    /// The kind of failure in a few words, the same for every vehicle and URL it happened to, so
+    /// failures group by it: `connection refused`, `DNS lookup failed`, `HTTP 503 HTML page`.
+    /// `None` for an answer Smartcar meant (an error body about the vehicle, a redirect).
+    pub fn failure_kind(&self) -> Option<String> {
+        match self {
+            ApiError::Transport { kind, message } => {
+                let m = message.to_ascii_lowercase();
+                Some(
+                    match kind {
+                        TransportKind::Refused if m.contains("dns") || m.contains("lookup") => {
+                            "DNS lookup failed"
+                        }
+                        TransportKind::Refused
+                            if m.contains("tls") || m.contains("certificate") || m.contains("ssl") =>
+                        {
+                            "TLS handshake failed"
+                        }
+                        TransportKind::Refused if m.contains("refused") => "connection refused",
+                        TransportKind::Refused => "cannot connect",
+                        TransportKind::ConnectTimeout => "connect timed out",
+                        TransportKind::Timeout => "timed out",
+                        TransportKind::Other if m.contains("reset") => "connection reset",
+                        TransportKind::Other => "no response",
+                    }
+                    .to_string(),
+                )
+            }
+            ApiError::Body {
+                status, problem, ..
+            } => {
+                let what = match problem {
+                    BodyProblem::Html => "HTML page",
+                    BodyProblem::Empty => "empty body",
+                    BodyProblem::InvalidJson => "body not JSON",
+                    BodyProblem::UnexpectedShape => "unexpected JSON",
+                    BodyProblem::TooLarge => "body too large",
+                };
+                Some(format!("HTTP {status} {what}"))
+            }
+            ApiError::Smartcar(_) | ApiError::Redirect { .. } | ApiError::Unsendable { .. } => None,
+        }
+    }
+
+    /// The origin (`scheme://host[:port]`) a transport failure names in its message, if any.
+    pub fn origin_in_message(&self) -> Option<String> {
+        let ApiError::Transport { message, .. } = self else {
+            return None;
+        };
+        let start = message.find("http://").or_else(|| message.find("https://"))?;
+        let rest = &message[start..];
+        let after_scheme = rest.find("://").map_or(0, |i| i + 3);
+        let end = rest[after_scheme..]
+            .find(|c: char| c == '/' || c == ')' || c == ' ' || c == '?')
+            .map_or(rest.len(), |i| after_scheme + i);
+        Some(rest[..end].to_string())
     }
 
     /// Whether the same request may succeed if sent again later.
