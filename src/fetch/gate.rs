@@ -567,6 +567,57 @@ mod tests {
         assert!(held >= jiff::SignedDuration::from_secs(3590), "{held:?}");
     }
 
+    fn refused() -> Reach {
+        Reach::Failed(super::super::outage::Failure {
+            source: super::super::events::SourceName::VehicleApi,
+            origin: "http://127.0.0.1:1".into(),
+            kind: "connection refused".into(),
+            never_reached: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_reached_smartcar_gives_its_token_and_vehicle_calls_back() {
+        let (events, _rx) = mpsc::unbounded_channel();
+        let budget = RateBudget {
+            burst: 3.0,
+            refill_per_min: 0.001,
+        };
+        let (gate, _timer) = Gate::new(8, Some(budget), 2, events);
+        let vehicle_ticket = |order| Ticket {
+            vehicle: Some(("v1".to_string(), 1)),
+            ..ticket(Priority::Focus, order)
+        };
+        let left = |gate: &Gate| gate.stats().budget_left.unwrap_or_default().floor();
+        let before = left(&gate);
+        for order in 0..10 {
+            let permit = gate.acquire(vehicle_ticket(order)).await;
+            let Ok(permit) = permit else {
+                panic!("the gate closed");
+            };
+            permit.settle(&refused());
+        }
+        assert_eq!(left(&gate), before, "ten refused connections spent nothing");
+        let now = Instant::now();
+        assert!(
+            gate.vehicle_room_at("v1", 2, now) <= now,
+            "nor any of the vehicle's hourly calls"
+        );
+        // A request that reached Smartcar and timed out is spent: Smartcar may have counted it.
+        let Ok(permit) = gate.acquire(vehicle_ticket(10)).await else {
+            panic!("the gate closed");
+        };
+        permit.settle(&Reach::Failed(super::super::outage::Failure {
+            never_reached: false,
+            kind: "timed out".into(),
+            ..match refused() {
+                Reach::Failed(f) => f,
+                _ => unreachable!(),
+            }
+        }));
+        assert_eq!(left(&gate), before - 1.0);
+    }
+
     #[tokio::test]
     async fn closed_gate_refuses_waiting_requests() {
         let (events, _rx) = mpsc::unbounded_channel();
