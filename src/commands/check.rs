@@ -257,7 +257,13 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     } else if let Ending::SourceDown(outage) = &ending {
         eprintln!("vtriage: {}", one_line(&outage.message));
     }
-    let code = print_check(args, &store, &unchecked, &reason, Some(&api_origin(&settings)))?;
+    let code = print_check(
+        args,
+        &store,
+        &unchecked,
+        &reason,
+        Some(&api_origin(&settings)),
+    )?;
     // A source down is an app-wide answer: no car's verdict makes the check complete.
     Ok(match ending {
         Ending::SourceDown(_) if code == ExitCode::SUCCESS => ExitCode::from(EXIT_NOT_CHECKED),

@@ -99,6 +99,14 @@ impl Metrics {
         outages.len() != before
     }
 
+    /// The prober stopped: what it knew of the sources goes with it.
+    pub fn forget_outages(&self) {
+        self.outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The sources down now.
     pub fn outages(&self) -> Vec<SourceOutage> {
         self.outages
@@ -232,7 +240,10 @@ mod tests {
     #[test]
     fn an_unreachable_source_is_a_gauge_until_it_answers() {
         let m = Metrics::new();
-        assert!(m.render().contains("vtriage_source_unreachable{source=\"vehicle_api\"} 0\n"));
+        assert!(
+            m.render()
+                .contains("vtriage_source_unreachable{source=\"vehicle_api\"} 0\n")
+        );
         let outage = SourceOutage {
             source: SourceName::VehicleApi,
             origin: "http://127.0.0.1:1".into(),
@@ -246,7 +257,10 @@ mod tests {
         assert!(text.contains("vtriage_source_unreachable{source=\"vehicle_api\"} 1\n"));
         assert!(text.contains("vtriage_source_unreachable{source=\"token_endpoint\"} 0\n"));
         assert!(m.source_up(SourceName::VehicleApi));
-        assert!(m.render().contains("vtriage_source_unreachable{source=\"vehicle_api\"} 0\n"));
+        assert!(
+            m.render()
+                .contains("vtriage_source_unreachable{source=\"vehicle_api\"} 0\n")
+        );
     }
 
     #[test]

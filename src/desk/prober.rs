@@ -89,6 +89,8 @@ pub async fn run(
             .await;
         let held = hold(&lock, &db, &global, &config, &metrics, &mut shutdown).await;
         metrics.prober_active.store(0, Ordering::Relaxed);
+        // Without a scheduler this process knows nothing of the sources any more.
+        metrics.forget_outages();
         drop(lock);
         match held {
             Held::Shutdown => {
@@ -441,7 +443,11 @@ async fn handle(
         }
         Event::SourceRecovered { source } => {
             if metrics.source_up(source) {
-                tracing::info!(source = source.slug(), "the {} answers again", source.label());
+                tracing::info!(
+                    source = source.slug(),
+                    "the {} answers again",
+                    source.label()
+                );
             }
         }
         Event::SweepCost { .. } | Event::VinLookupPlanned { .. } => {}

@@ -219,7 +219,11 @@ impl SourceHealth {
         let mut changes = Vec::new();
         for (source, track) in &mut self.tracks {
             track.failures.retain(|_, failed_at| *failed_at > sent_at);
-            if track.down.as_ref().is_some_and(|d| sent_at >= d.declared_at) {
+            if track
+                .down
+                .as_ref()
+                .is_some_and(|d| sent_at >= d.declared_at)
+            {
                 track.down = None;
                 track.failures.clear();
                 changes.push(Change::Up(*source));
@@ -380,7 +384,12 @@ mod tests {
         })
     }
 
-    fn fail_distinct(h: &mut SourceHealth, n: usize, sent_at: Instant, now: Instant) -> Vec<Change> {
+    fn fail_distinct(
+        h: &mut SourceHealth,
+        n: usize,
+        sent_at: Instant,
+        now: Instant,
+    ) -> Vec<Change> {
         (0..n)
             .flat_map(|i| h.record(&refused(), Some(&format!("v{i}")), sent_at, now))
             .collect()
@@ -399,7 +408,11 @@ mod tests {
             panic!("{changes:?}");
         };
         assert_eq!(outage.kind, "connection refused");
-        assert!(outage.message.contains("http://127.0.0.1:1"), "{}", outage.message);
+        assert!(
+            outage.message.contains("http://127.0.0.1:1"),
+            "{}",
+            outage.message
+        );
         assert!(matches!(h.admission(t0), Admission::Closed(_)));
         // More failures of requests in flight when it was declared announce nothing more.
         assert!(fail_distinct(&mut h, 16, t0, t0).is_empty());
@@ -412,7 +425,10 @@ mod tests {
         let t1 = t0 + Duration::from_millis(10);
         let t2 = t0 + Duration::from_millis(20);
         fail_distinct(&mut h, UNREACHABLE_AFTER - 1, t0, t1);
-        assert!(h.record(&Reach::Answered, Some("asleep"), t1, t1).is_empty());
+        assert!(
+            h.record(&Reach::Answered, Some("asleep"), t1, t1)
+                .is_empty()
+        );
         assert!(fail_distinct(&mut h, UNREACHABLE_AFTER - 1, t2, t2).is_empty());
         assert_eq!(h.admission(t2), Admission::Open);
     }
@@ -424,7 +440,15 @@ mod tests {
         let t1 = before + Duration::from_millis(10);
         fail_distinct(&mut h, UNREACHABLE_AFTER, t1, t1);
         // Sent before the failures: it neither breaks the run nor clears the outage.
-        assert!(h.record(&Reach::Answered, Some("slow"), before, t1 + Duration::from_secs(1)).is_empty());
+        assert!(
+            h.record(
+                &Reach::Answered,
+                Some("slow"),
+                before,
+                t1 + Duration::from_secs(1)
+            )
+            .is_empty()
+        );
         assert!(matches!(h.admission(t1), Admission::Closed(_)));
         assert_eq!(h.outages().len(), 1);
     }
@@ -435,12 +459,18 @@ mod tests {
         let t0 = Instant::now();
         fail_distinct(&mut h, UNREACHABLE_AFTER, t0, t0);
         let first = t0 + RETRY_FIRST;
-        assert_eq!(h.admission(first - Duration::from_secs(1)), Admission::Closed(first));
+        assert_eq!(
+            h.admission(first - Duration::from_secs(1)),
+            Admission::Closed(first)
+        );
         assert_eq!(h.admission(first), Admission::Trial);
         h.trial_started(first);
         assert!(matches!(h.admission(first), Admission::Closed(_)));
         let changes = h.record(&refused(), Some("v0"), first, first);
-        assert!(matches!(changes.as_slice(), [Change::Down(_)]), "{changes:?}");
+        assert!(
+            matches!(changes.as_slice(), [Change::Down(_)]),
+            "{changes:?}"
+        );
         let second = first + RETRY_FIRST * 2;
         assert_eq!(h.admission(first), Admission::Closed(second));
         h.trial_started(second);

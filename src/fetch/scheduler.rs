@@ -1090,7 +1090,10 @@ impl Scheduler {
                 .map_or_else(Instant::now, |t| t + PROGRESS_EVERY)
         });
         let release = self.queue.next_release();
-        [progress, release, self.held_until].into_iter().flatten().min()
+        [progress, release, self.held_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn maybe_send_progress(&mut self) {

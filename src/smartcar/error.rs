@@ -335,7 +335,9 @@ impl ApiError {
                             "DNS lookup failed"
                         }
                         TransportKind::Refused
-                            if m.contains("tls") || m.contains("certificate") || m.contains("ssl") =>
+                            if m.contains("tls")
+                                || m.contains("certificate")
+                                || m.contains("ssl") =>
                         {
                             "TLS handshake failed"
                         }
@@ -370,11 +372,13 @@ impl ApiError {
         let ApiError::Transport { message, .. } = self else {
             return None;
         };
-        let start = message.find("http://").or_else(|| message.find("https://"))?;
+        let start = message
+            .find("http://")
+            .or_else(|| message.find("https://"))?;
         let rest = &message[start..];
         let after_scheme = rest.find("://").map_or(0, |i| i + 3);
         let end = rest[after_scheme..]
-            .find(|c: char| c == '/' || c == ')' || c == ' ' || c == '?')
+            .find(['/', ')', ' ', '?'])
             .map_or(rest.len(), |i| after_scheme + i);
         Some(rest[..end].to_string())
     }
@@ -645,4 +649,64 @@ pub fn error_from_json(
         });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(kind: TransportKind, message: &str) -> ApiError {
+        ApiError::Transport {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_failure_reads_the_same_for_every_vehicle_and_url_it_happened_to() {
+        let refused = |id: &str| {
+            transport(
+                TransportKind::Refused,
+                &format!(
+                    "error sending request for url (http://127.0.0.1:1/v2.0/vehicles/{id}/odometer): client error (Connect): tcp connect error: Connection refused (os error 111)"
+                ),
+            )
+        };
+        for e in [refused("a"), refused("b")] {
+            assert_eq!(e.failure_kind().as_deref(), Some("connection refused"));
+            assert_eq!(e.origin_in_message().as_deref(), Some("http://127.0.0.1:1"));
+            assert!(e.never_reached());
+        }
+        let dns = transport(
+            TransportKind::Refused,
+            "error sending request for url (https://api.example/v2.0/vehicles/x): client error (Connect): dns error: failed to lookup address information",
+        );
+        assert_eq!(dns.failure_kind().as_deref(), Some("DNS lookup failed"));
+        assert_eq!(
+            dns.origin_in_message().as_deref(),
+            Some("https://api.example")
+        );
+        // Sent, then no answer in time: Smartcar may have counted it.
+        let timeout = transport(TransportKind::Timeout, "operation timed out");
+        assert!(!timeout.never_reached());
+        assert!(transport(TransportKind::ConnectTimeout, "connect timeout").never_reached());
+        let page = ApiError::Body {
+            status: 503,
+            problem: BodyProblem::Html,
+            content_type: Some("text/html".into()),
+            request_id: None,
+            snippet: "<html>".into(),
+        };
+        assert_eq!(page.failure_kind().as_deref(), Some("HTTP 503 HTML page"));
+        let asleep = ApiError::Smartcar(Box::new(SmartcarError::new(
+            409,
+            ErrorType::VehicleState,
+            Some(ErrorCode::Asleep),
+        )));
+        assert_eq!(
+            asleep.failure_kind(),
+            None,
+            "a car's own answer is no failure kind"
+        );
+    }
 }
