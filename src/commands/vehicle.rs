@@ -123,6 +123,15 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     let _ = session.commands.send(Command::Shutdown);
     save_snapshot(&settings, &store);
     if targets.is_empty() {
+        // The API answers nothing now: the vehicle may well exist, it was just not looked up.
+        if let Ending::SourceDown(outage) = &ending {
+            eprintln!(
+                "vtriage: `{}` not looked up: {}",
+                one_line(&query),
+                one_line(&outage.message)
+            );
+            return Ok(ExitCode::from(EXIT_NOT_CHECKED));
+        }
         return Err(CommandError::Source(format!(
             "`{}` not found before {}",
             one_line(&query),

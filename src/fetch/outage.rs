@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::smartcar::v3::{TokenError, V3Client, V3Error};
-use crate::smartcar::{ApiError, BodyProblem, Observation};
+use crate::smartcar::{ApiError, BodyProblem, ErrorType, Observation};
 
 use super::events::{SourceName, SourceOutage};
 
@@ -55,16 +55,17 @@ impl Reach {
     }
 }
 
-/// What a Vehicle API error says of the Vehicle API at `origin`. An error body Smartcar meant
-/// (about the vehicle) is an answer; a transport failure or a body that is not Smartcar's (a
-/// proxy's 5xx, an HTML page) is the source failing.
+/// What a Vehicle API error says of the Vehicle API at `origin`. An error about the vehicle (its
+/// state, its OEM, its permissions, its rate limit) is an answer; a transport failure, a body that
+/// is not Smartcar's (a proxy's 5xx, an HTML page) or Smartcar's own `SERVER` 5xx is the source
+/// failing.
 pub fn reach_of_api_error(origin: &str, e: &ApiError) -> Reach {
     let failed = match e {
         ApiError::Transport { .. } => true,
         ApiError::Body {
             status, problem, ..
         } => *status >= 500 || *problem == BodyProblem::Html,
-        ApiError::Smartcar(_) => return Reach::Answered,
+        ApiError::Smartcar(s) => s.status >= 500 && s.error_type == ErrorType::Server,
         ApiError::Redirect { .. } | ApiError::Unsendable { .. } => return Reach::Silent,
     };
     match e.failure_kind() {
@@ -477,6 +478,34 @@ mod tests {
         let changes = h.record(&Reach::Answered, Some("v0"), second, second);
         assert_eq!(changes, [Change::Up(SourceName::VehicleApi)]);
         assert_eq!(h.admission(second), Admission::Open);
+    }
+
+    #[test]
+    fn smartcars_own_5xx_counts_and_an_oems_or_a_cars_answer_does_not() {
+        use crate::smartcar::error::parse_error_body;
+        use crate::smartcar::{ErrorCode, SmartcarError};
+        let origin = "https://vehicle.api.smartcar.com";
+        // v3's JSON:API error without a type: the status stands for SERVER.
+        let unavailable = parse_error_body(
+            503,
+            Some("application/json"),
+            None,
+            None,
+            br#"{"errors":[{"status":"503","title":"Service Unavailable"}]}"#,
+        );
+        let Reach::Failed(f) = reach_of_api_error(origin, &unavailable) else {
+            panic!("{unavailable:?}");
+        };
+        assert_eq!(f.kind, "HTTP 503 SERVER");
+        assert!(!f.never_reached, "it was sent and answered");
+        for (status, t, code) in [
+            (502, ErrorType::Upstream, ErrorCode::UnknownIssue),
+            (409, ErrorType::VehicleState, ErrorCode::Asleep),
+            (429, ErrorType::RateLimit, ErrorCode::Vehicle),
+        ] {
+            let e = ApiError::Smartcar(Box::new(SmartcarError::new(status, t, Some(code))));
+            assert_eq!(reach_of_api_error(origin, &e), Reach::Answered, "{e}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::untrusted::{Redactor, text};
 use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
 use super::gate::{Gate, SharedPriority, Ticket};
 use super::listing::{self, Listing, ListingRetry};
-use super::outage::Admission;
+use super::outage::{self, Admission};
 use super::plan::{self, KnownVehicle, ProbePlan};
 use super::probe::{self, Access, ListedPermissions, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
@@ -1136,33 +1136,38 @@ async fn read_vin(
 ) -> VinRead {
     let mut known = KnownVehicle::default();
     if let Ok(permit) = gate.acquire(ticket).await {
-        let observations = match (&client, &access) {
+        let (observations, reach) = match (&client, &access) {
             (Api::V2(client), Access::Token(token)) => {
-                vec![
+                let observations = vec![
                     client
                         .probe(token, &vehicle_id, Probe::Data(DataKind::Vin))
                         .await,
-                ]
+                ];
+                let reach = outage::reach_of_observations(&client.origins().api, &observations);
+                (observations, reach)
             }
             (Api::V3(client), Access::User(user)) => {
                 match client.signal(&vehicle_id, user, VIN_SIGNAL).await {
-                    Ok(report) => observe::observations(
-                        &vehicle_id,
-                        &report,
-                        SignalQuestions {
-                            data: &[DataKind::Vin],
-                            at_home: false,
-                            is_tesla: Some(false),
-                        },
-                        jiff::Timestamp::now(),
+                    Ok(report) => (
+                        observe::observations(
+                            &vehicle_id,
+                            &report,
+                            SignalQuestions {
+                                data: &[DataKind::Vin],
+                                at_home: false,
+                                is_tesla: Some(false),
+                            },
+                            jiff::Timestamp::now(),
+                        ),
+                        outage::Reach::Answered,
                     ),
-                    Err(_) => Vec::new(),
+                    Err(e) => (Vec::new(), outage::reach_of_v3_error(client, &e)),
                 }
             }
             // A credential of the other API: nothing can be sent.
-            _ => Vec::new(),
+            _ => (Vec::new(), outage::Reach::Silent),
         };
-        drop(permit);
+        permit.settle(&reach);
         known.learn(&observations);
     }
     VinRead {

@@ -323,8 +323,9 @@ impl ApiError {
     }
 
     /// The kind of failure in a few words, the same for every vehicle and URL it happened to, so
-    /// failures group by it: `connection refused`, `DNS lookup failed`, `HTTP 503 HTML page`.
-    /// `None` for an answer Smartcar meant (an error body about the vehicle, a redirect).
+    /// failures group by it: `connection refused`, `DNS lookup failed`, `HTTP 503 HTML page`,
+    /// `HTTP 500 SERVER:INTERNAL`. `None` for an answer about the vehicle (its state, its OEM, its
+    /// permissions) and for a redirect.
     pub fn failure_kind(&self) -> Option<String> {
         match self {
             ApiError::Transport { kind, message } => {
@@ -362,6 +363,10 @@ impl ApiError {
                     BodyProblem::TooLarge => "body too large",
                 };
                 Some(format!("HTTP {status} {what}"))
+            }
+            // Smartcar's own platform failing, not the car nor its OEM (`UPSTREAM`).
+            ApiError::Smartcar(e) if e.status >= 500 && e.error_type == ErrorType::Server => {
+                Some(format!("HTTP {} {}", e.status, e.type_code()))
             }
             ApiError::Smartcar(_) | ApiError::Redirect { .. } | ApiError::Unsendable { .. } => None,
         }

@@ -140,6 +140,41 @@ async fn check_stops_within_a_minute_when_the_vehicle_api_refuses_connections() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_looking_up_a_vin_stops_when_the_vehicle_api_refuses_connections() {
+    let sim = simulator(200, 5).await;
+    let home = temp_home("vehicle-refused");
+    let tokens = write_tokens(sim.tokens(), &home);
+    let dead = closed_origin();
+    let vin = sim.fleet().vehicles[0].vin.clone();
+    let args = [
+        "vehicle",
+        &vin,
+        "--api-origin",
+        &dead,
+        "--management-origin",
+        sim.origin(),
+        "--amt",
+        sim.amt(),
+        "--tokens",
+        tokens.to_str().unwrap(),
+    ];
+    let started = Instant::now();
+    let out = cli_support::run(&home, &args, &[]).await;
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < Duration::from_secs(45),
+        "took {took:?}; stderr: {err}"
+    );
+    assert_eq!(out.status.code(), Some(3), "stderr: {err}");
+    let naming: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(&dead) && l.contains("connection refused"))
+        .collect();
+    assert_eq!(naming.len(), 1, "said once: {err}");
+}
+
 /// A loopback proxy to the simulator that rewrites the simulator's origin to its own in every
 /// body (so paging links stay on it) and lets `rule` answer a request itself first, after a wait.
 async fn proxy<F>(target: String, rule: F) -> String
