@@ -19,6 +19,9 @@ pub const UNREACHABLE_AFTER: usize = 8;
 pub const RETRY_FIRST: Duration = Duration::from_secs(30);
 pub const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 
+/// The longest outage message kept from a server's words.
+const MESSAGE_CHARS: usize = 400;
+
 /// The kind of an outage in which the token endpoint refused the app's client credentials.
 pub const INVALID_CLIENT: &str = "invalid_client";
 
@@ -87,7 +90,11 @@ pub fn reach_of_v3_error(client: &V3Client, e: &V3Error) -> Reach {
         V3Error::Api { error, .. } => reach_of_api_error(&origins.api, error),
         V3Error::Token(TokenError::InvalidClient { .. }) => Reach::AppRefused {
             origin: origins.iam.clone(),
-            message: e.to_string(),
+            // It quotes the token endpoint's description: one line, and not a page of it.
+            message: crate::untrusted::text::one_line(&e.to_string())
+                .chars()
+                .take(MESSAGE_CHARS)
+                .collect(),
         },
         V3Error::Token(token) => {
             let kind = match token {

@@ -366,7 +366,12 @@ impl ApiError {
             }
             // Smartcar's own platform failing, not the car nor its OEM (`UPSTREAM`).
             ApiError::Smartcar(e) if e.status >= 500 && e.error_type == ErrorType::Server => {
-                Some(format!("HTTP {} {}", e.status, e.type_code()))
+                // The code is the server's text: short, and on one line.
+                let code: String = crate::untrusted::text::one_line(&e.type_code())
+                    .chars()
+                    .take(48)
+                    .collect();
+                Some(format!("HTTP {} {code}", e.status))
             }
             ApiError::Smartcar(_) | ApiError::Redirect { .. } | ApiError::Unsendable { .. } => None,
         }
