@@ -91,9 +91,11 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Probe every connection and print the diagnosis (exit 0 nothing blocked, 1 something blocked, 2 setup error,
-    /// 3 some vehicles not checked).
+    /// 3 some vehicles not checked: the deadline, a signal, or the Vehicle API or token endpoint unreachable or
+    /// refusing the client credentials, which stops the check at once).
     Check(CheckArgs),
-    /// One vehicle's report, ready to paste into a ticket.
+    /// One vehicle's report, ready to paste into a ticket (exit 0, 1 blocked, 2 setup error, 3 not checked: the
+    /// deadline, or the Vehicle API or token endpoint unreachable).
     Vehicle(VehicleArgs),
     /// The OEM rules and their countdowns.
     Deadlines(DeadlinesArgs),

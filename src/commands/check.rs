@@ -147,6 +147,10 @@ pub(super) async fn run_until_all_observed(
             Event::SourceError { message } if waiting.is_none() => {
                 return Err(CommandError::Source(message.clone()));
             }
+            // Said once, for the whole fleet: the rest would only wait for retries.
+            Event::SourceUnreachable(outage) => {
+                return Ok((Ending::SourceDown(Box::new(outage.clone())), waiting));
+            }
             _ => {}
         }
         let done = asked - waiting.as_ref().map_or(asked, HashSet::len);
@@ -154,20 +158,39 @@ pub(super) async fn run_until_all_observed(
     }
 }
 
-/// Vehicles that were probed but of which nothing was learnt, counted by the reason their main finding gives
-/// (most frequent first). Vehicles the run never reached are reported separately.
+/// The kind of failure a vehicle's last probe met, with where, the same for every vehicle it
+/// happened to: `connection refused (http://127.0.0.1:1)`. `None` when the source answered.
+pub(super) fn failure_group(record: &VehicleRecord, api_origin: Option<&str>) -> Option<String> {
+    let report = record.report()?;
+    report.observations.iter().find_map(|o| {
+        let e = o.error()?;
+        let kind = e.failure_kind()?;
+        match e.origin_in_message().as_deref().or(api_origin) {
+            Some(origin) if !origin.is_empty() => Some(format!("{kind} ({origin})")),
+            _ => Some(kind),
+        }
+    })
+}
+
+/// Vehicles that were probed but of which nothing was learnt, counted by the kind of failure (see
+/// [`failure_group`]) or else the reason their main finding gives, most frequent first. Vehicles
+/// the run never reached are reported separately.
 pub(super) fn unknown_reasons(
     summaries: &[VehicleSummary<'_>],
+    store: &Store,
     unchecked: &HashSet<String>,
+    api_origin: Option<&str>,
 ) -> Vec<(String, usize)> {
     let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
     for s in summaries {
         if !s.diagnosis.could_not_check() || unchecked.contains(s.vehicle_id) {
             continue;
         }
-        let reason = s
-            .main_finding()
-            .map_or_else(|| "never answered".to_string(), |f| f.title.clone());
+        let reason = store
+            .vehicle(s.vehicle_id)
+            .and_then(|r| failure_group(r, api_origin))
+            .or_else(|| s.main_finding().map(|f| f.title.clone()))
+            .unwrap_or_else(|| "never answered".to_string());
         *by_reason.entry(reason).or_default() += 1;
     }
     let mut reasons: Vec<(String, usize)> = by_reason.into_iter().collect();
@@ -232,15 +255,36 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
             .map(|r| r.vehicle_id.clone())
             .collect(),
     };
-    let reason = not_checked_reason(ending, args.timeout, &store);
+    let reason = not_checked_reason(&ending, args.timeout, &store);
     if !unchecked.is_empty() {
         eprintln!(
             "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",
             unchecked.len(),
             store.len()
         );
+    } else if let Ending::SourceDown(outage) = &ending {
+        eprintln!("vtriage: {}", one_line(&outage.message));
     }
-    print_check(args, &store, &unchecked, &reason)
+    let code = print_check(
+        args,
+        &store,
+        &unchecked,
+        &reason,
+        Some(&api_origin(&settings)),
+    )?;
+    // A source down is an app-wide answer: no car's verdict makes the check complete.
+    Ok(match ending {
+        Ending::SourceDown(_) if code == ExitCode::SUCCESS => ExitCode::from(EXIT_NOT_CHECKED),
+        _ => code,
+    })
+}
+
+/// The origin of the API the probes read vehicles through.
+pub(super) fn api_origin(settings: &Settings) -> String {
+    match settings.api {
+        crate::config::ApiVersion::V3 => settings.v3_origins.api.clone(),
+        crate::config::ApiVersion::V2 => settings.origins.api.clone(),
+    }
 }
 
 /// `vtriage check --server URL`: what the desk knows now, with the desk's rules. Nothing is probed:
@@ -285,7 +329,7 @@ pub(super) async fn check_desk(
             store.len()
         );
     }
-    print_check(args, &store, &unchecked, reason)
+    print_check(args, &store, &unchecked, reason, None)
 }
 
 /// Prints a check's result (table, JSON lines or CSV) for the rows passing the filter; vehicles in
@@ -295,6 +339,7 @@ pub(super) fn print_check(
     store: &Store,
     unchecked: &HashSet<String>,
     reason: &str,
+    api_origin: Option<&str>,
 ) -> Result<ExitCode, CommandError> {
     let records: Vec<&VehicleRecord> = store.rows(0..store.visible_len()).collect();
     let summaries: Vec<VehicleSummary<'_>> = records
@@ -346,10 +391,10 @@ pub(super) fn print_check(
         .any(|s| s.diagnosis.status == Status::Blocked);
     // Probed but still UNKNOWN (no token, API unreachable, an answer that is not the API's): nothing
     // was learnt about these, so "nothing blocked" would be a claim the check cannot make.
-    let unknown = unknown_reasons(&summaries, unchecked);
+    let unknown = unknown_reasons(&summaries, store, unchecked, api_origin);
     if !unknown.is_empty() {
         let n: usize = unknown.iter().map(|(_, n)| n).sum();
-        let why: Vec<String> = unknown.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        let why: Vec<String> = unknown.iter().map(|(r, n)| format!("{n} × {r}")).collect();
         eprintln!(
             "vtriage: {n} of {} vehicles could not be checked: {}",
             summaries.len(),

@@ -85,7 +85,7 @@ pub fn init_logging(settings: &Settings) -> Option<tracing_appender::non_blockin
 }
 
 /// Why a check stopped waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ending {
     /// Every vehicle asked for has a report.
     Complete,
@@ -93,9 +93,13 @@ enum Ending {
     Deadline,
     /// SIGINT or SIGTERM, by name.
     Signal(&'static str),
+    /// A source every probe needs is unreachable, or refuses the app's credentials: waiting for
+    /// the rest would only wait for retries.
+    SourceDown(Box<crate::fetch::SourceOutage>),
 }
 
-/// Exit status of `check` when nothing is blocked but some vehicles could not be checked.
+/// Exit status of `check` and `vehicle` when nothing is blocked but some vehicles could not be
+/// checked: the deadline, a signal, or the Vehicle API or token endpoint unreachable.
 pub const EXIT_NOT_CHECKED: u8 = 3;
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM, with the signal's name.
@@ -120,7 +124,7 @@ async fn interrupted() -> &'static str {
 }
 
 /// Why the vehicles still waiting were not checked, in words for the report and stderr.
-fn not_checked_reason(ending: Ending, timeout: Duration, store: &Store) -> String {
+fn not_checked_reason(ending: &Ending, timeout: Duration, store: &Store) -> String {
     let mut reason = match ending {
         Ending::Complete => "no answer".to_string(),
         Ending::Deadline => format!(
@@ -128,6 +132,7 @@ fn not_checked_reason(ending: Ending, timeout: Duration, store: &Store) -> Strin
             crate::health::remedy::human_seconds(timeout.as_secs())
         ),
         Ending::Signal(name) => format!("the check was interrupted ({name})"),
+        Ending::SourceDown(outage) => one_line(&outage.message).into_owned(),
     };
     if let Some(until) = store.rate_limited_until()
         && until > jiff::Timestamp::now()

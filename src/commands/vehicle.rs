@@ -112,16 +112,30 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             Event::SourceError { message } if targets.is_empty() => {
                 return Err(CommandError::Source(message.clone()));
             }
+            // Said once: the rest would only wait for retries.
+            Event::SourceUnreachable(outage) if !targets.is_empty() || looking_up => {
+                ending = Ending::SourceDown(Box::new(outage.clone()));
+                break;
+            }
             _ => {}
         }
     }
     let _ = session.commands.send(Command::Shutdown);
     save_snapshot(&settings, &store);
     if targets.is_empty() {
+        // The API answers nothing now: the vehicle may well exist, it was just not looked up.
+        if let Ending::SourceDown(outage) = &ending {
+            eprintln!(
+                "vtriage: `{}` not looked up: {}",
+                one_line(&query),
+                one_line(&outage.message)
+            );
+            return Ok(ExitCode::from(EXIT_NOT_CHECKED));
+        }
         return Err(CommandError::Source(format!(
             "`{}` not found before {}",
             one_line(&query),
-            not_checked_reason(ending, args.timeout, &store)
+            not_checked_reason(&ending, args.timeout, &store)
         )));
     }
     let mut records: Vec<&VehicleRecord> =
@@ -131,13 +145,15 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             "the vehicle vanished from the listing".into(),
         ));
     }
-    let reason = not_checked_reason(ending, args.timeout, &store);
+    let reason = not_checked_reason(&ending, args.timeout, &store);
     if !waiting.is_empty() {
         eprintln!(
             "vtriage: {} of {} vehicles not checked: {reason}",
             waiting.len(),
             records.len()
         );
+    } else if let Ending::SourceDown(outage) = &ending {
+        eprintln!("vtriage: {}", one_line(&outage.message));
     }
     // Worst first, after the probe: a user's blocked car above the healthy one.
     records.sort_by_key(|r| std::cmp::Reverse(r.verdict.status));
@@ -180,7 +196,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             .any(|r| r.verdict.status == Status::Blocked && !waiting.contains(&r.vehicle_id))
         {
             ExitCode::from(1)
-        } else if !waiting.is_empty() {
+        } else if !waiting.is_empty() || matches!(ending, Ending::SourceDown(_)) {
             ExitCode::from(EXIT_NOT_CHECKED)
         } else {
             ExitCode::SUCCESS

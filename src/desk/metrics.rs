@@ -1,7 +1,10 @@
 //! The desk's counters and gauges, and their Prometheus text exposition for `GET /metrics`.
 
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::fetch::{SourceName, SourceOutage};
 
 /// Why a delivery was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +37,7 @@ impl Rejection {
     }
 }
 
-/// Shared by the server, the prober and the ingest path; every field is lock-free.
+/// Shared by the server, the prober and the ingest path; every counter is lock-free.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub events_received: AtomicU64,
@@ -52,6 +55,8 @@ pub struct Metrics {
     pub prober_active: AtomicU64,
     /// Agents' dashboards attached to this server.
     pub dashboards_connected: AtomicU64,
+    /// The sources the prober found unreachable, with the line that says why.
+    outages: Mutex<Vec<SourceOutage>>,
 }
 
 impl Metrics {
@@ -74,6 +79,40 @@ impl Metrics {
     pub fn set_budget_left(&self, left: Option<f64>) {
         let milli = left.map_or(-1, |l| (l.max(0.0) * 1000.0).min(i64::MAX as f64) as i64);
         self.budget_left_milli.store(milli, Ordering::Relaxed);
+    }
+
+    /// The prober found a source unreachable; whether it was not already (a new outage).
+    pub fn source_down(&self, outage: &SourceOutage) -> bool {
+        let mut outages = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        let new = !outages.iter().any(|o| o.source == outage.source);
+        outages.retain(|o| o.source != outage.source);
+        outages.push(outage.clone());
+        outages.sort_by_key(|o| o.source);
+        new
+    }
+
+    /// The source answers again; whether it was down.
+    pub fn source_up(&self, source: SourceName) -> bool {
+        let mut outages = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        let before = outages.len();
+        outages.retain(|o| o.source != source);
+        outages.len() != before
+    }
+
+    /// The prober stopped: what it knew of the sources goes with it.
+    pub fn forget_outages(&self) {
+        self.outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The sources down now.
+    pub fn outages(&self) -> Vec<SourceOutage> {
+        self.outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The Prometheus text format (version 0.0.4).
@@ -154,6 +193,20 @@ impl Metrics {
             "1 while this process holds the desk's prober lock.",
             &plain(load(&self.prober_active)),
         );
+        let down = self.outages();
+        let sources: Vec<(String, String)> = SourceName::ALL
+            .iter()
+            .map(|s| {
+                let value = u8::from(down.iter().any(|o| o.source == *s));
+                (format!("{{source=\"{}\"}}", s.slug()), value.to_string())
+            })
+            .collect();
+        metric(
+            "vtriage_source_unreachable",
+            "gauge",
+            "1 while the prober finds this source unreachable (probing waits for a retry).",
+            &sources,
+        );
         metric(
             "vtriage_dashboards_connected",
             "gauge",
@@ -182,6 +235,32 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(line.split(' ').count(), 2, "{line}");
         }
+    }
+
+    #[test]
+    fn an_unreachable_source_is_a_gauge_until_it_answers() {
+        let m = Metrics::new();
+        assert!(
+            m.render()
+                .contains("vtriage_source_unreachable{source=\"vehicle_api\"} 0\n")
+        );
+        let outage = SourceOutage {
+            source: SourceName::VehicleApi,
+            origin: "http://127.0.0.1:1".into(),
+            kind: "connection refused".into(),
+            message: "the Vehicle API at http://127.0.0.1:1 is unreachable".into(),
+            retry_at: jiff::Timestamp::now(),
+        };
+        assert!(m.source_down(&outage));
+        assert!(!m.source_down(&outage), "a failed retry is the same outage");
+        let text = m.render();
+        assert!(text.contains("vtriage_source_unreachable{source=\"vehicle_api\"} 1\n"));
+        assert!(text.contains("vtriage_source_unreachable{source=\"token_endpoint\"} 0\n"));
+        assert!(m.source_up(SourceName::VehicleApi));
+        assert!(
+            m.render()
+                .contains("vtriage_source_unreachable{source=\"vehicle_api\"} 0\n")
+        );
     }
 
     #[test]

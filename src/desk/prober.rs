@@ -92,6 +92,8 @@ pub async fn run(
             .await;
         let held = hold(&lock, &db, &global, &config, &metrics, &mut shutdown).await;
         metrics.prober_active.store(0, Ordering::Relaxed);
+        // Without a scheduler this process knows nothing of the sources any more.
+        metrics.forget_outages();
         drop(lock);
         match held {
             Held::Shutdown => {
@@ -429,6 +431,28 @@ async fn handle(
                 .await
             {
                 tracing::warn!(error = %one_line(&e.to_string()), "cannot end a VIN lookup");
+            }
+        }
+        Event::SourceUnreachable(outage) => {
+            // Once per outage; a failed retry only moves the next one.
+            if metrics.source_down(&outage) {
+                tracing::warn!(
+                    source = outage.source.slug(),
+                    origin = %one_line(&outage.origin),
+                    kind = %one_line(&outage.kind),
+                    "{}; retrying from {}",
+                    one_line(&outage.message),
+                    outage.retry_at
+                );
+            }
+        }
+        Event::SourceRecovered { source } => {
+            if metrics.source_up(source) {
+                tracing::info!(
+                    source = source.slug(),
+                    "the {} answers again",
+                    source.label()
+                );
             }
         }
         Event::SweepCost { .. } | Event::VinLookupPlanned { .. } => {}

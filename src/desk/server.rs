@@ -293,10 +293,26 @@ async fn webhook_delivery(
 async fn healthz(State(st): State<Arc<ServerState>>) -> Response {
     let prober = st.metrics.prober_active.load(Ordering::Relaxed) == 1;
     match tokio::time::timeout(Duration::from_secs(2), st.db.ping()).await {
-        Ok(Ok(())) => answer(
-            StatusCode::OK,
-            json!({ "status": "ok", "database": "ok", "prober": prober }),
-        ),
+        Ok(Ok(())) => {
+            // A Smartcar source down is the desk degraded, not dead: webhooks, the fleet and the
+            // stream still work, and the prober retries by itself.
+            let outages = st.metrics.outages();
+            if outages.is_empty() {
+                answer(
+                    StatusCode::OK,
+                    json!({ "status": "ok", "database": "ok", "prober": prober }),
+                )
+            } else {
+                let reasons: Vec<String> = outages
+                    .iter()
+                    .map(|o| one_line(&st.redactor.redact(&o.message)).into_owned())
+                    .collect();
+                answer(
+                    StatusCode::OK,
+                    json!({ "status": "degraded", "database": "ok", "prober": prober, "reason": reasons.join("; ") }),
+                )
+            }
+        }
         Ok(Err(e)) => answer(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "status": "unavailable", "database": one_line(&st.keyring.redactor().redact(&e.to_string())), "prober": prober }),

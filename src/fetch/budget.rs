@@ -248,6 +248,21 @@ impl VehicleWindows {
         let made = self.calls.entry(vehicle_id.to_string()).or_default();
         made.extend(std::iter::repeat_n(now, calls as usize));
     }
+
+    /// Takes back `calls` calls recorded at `at`: the request never reached Smartcar.
+    pub fn forget(&mut self, vehicle_id: &str, calls: u32, at: Instant) {
+        let Some(made) = self.calls.get_mut(vehicle_id) else {
+            return;
+        };
+        for _ in 0..calls {
+            match made.iter().rposition(|t| *t == at) {
+                Some(i) => {
+                    made.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

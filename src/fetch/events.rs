@@ -128,6 +128,86 @@ pub struct Progress {
     pub budget_refill_per_min: Option<f64>,
 }
 
+/// A part of Smartcar every probe depends on, beyond the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceName {
+    /// The API the probes read vehicles through (v2.0 `api.smartcar.com`, v3 `vehicle.api`).
+    VehicleApi,
+    /// API v3's token endpoint, which issues the application token every request carries.
+    TokenEndpoint,
+}
+
+impl SourceName {
+    pub const ALL: [SourceName; 2] = [SourceName::VehicleApi, SourceName::TokenEndpoint];
+
+    /// For a person: `Vehicle API`, `token endpoint`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SourceName::VehicleApi => "Vehicle API",
+            SourceName::TokenEndpoint => "token endpoint",
+        }
+    }
+
+    /// For metrics and JSON: `vehicle_api`, `token_endpoint`.
+    pub fn slug(self) -> &'static str {
+        match self {
+            SourceName::VehicleApi => "vehicle_api",
+            SourceName::TokenEndpoint => "token_endpoint",
+        }
+    }
+}
+
+/// A source found unreachable (or refusing the app itself): app-wide, not any car's problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOutage {
+    pub source: SourceName,
+    /// `scheme://host[:port]` of the source.
+    pub origin: String,
+    /// The kind of failure in a few words: `connection refused`, `HTTP 503 HTML page`, `invalid_client`.
+    pub kind: String,
+    /// One line for a person, naming the source, its origin and the kind of failure.
+    pub message: String,
+    /// When one probe is tried again.
+    pub retry_at: jiff::Timestamp,
+}
+
+impl SourceOutage {
+    /// What is down, for a header: `Vehicle API unreachable (connection refused)`.
+    pub fn what(&self) -> String {
+        if self.kind == super::outage::INVALID_CLIENT {
+            return match self.source {
+                SourceName::TokenEndpoint => {
+                    "Token endpoint refused the client credentials".to_string()
+                }
+                SourceName::VehicleApi => "Vehicle API refused the client credentials".to_string(),
+            };
+        }
+        match self.source {
+            SourceName::VehicleApi => format!("Vehicle API unreachable ({})", self.kind),
+            SourceName::TokenEndpoint => format!("Token endpoint unreachable ({})", self.kind),
+        }
+    }
+
+    /// `retrying in 30 s`, or `retrying` once the time has come.
+    pub fn retry_words(&self, now: jiff::Timestamp) -> String {
+        let left = self.retry_at.duration_since(now).as_secs();
+        if left > 0 {
+            format!(
+                "retrying in {}",
+                crate::health::remedy::human_seconds(left.unsigned_abs())
+            )
+        } else {
+            "retrying".to_string()
+        }
+    }
+
+    /// The header's words: `Vehicle API unreachable (connection refused) · retrying in 30 s`.
+    pub fn headline(&self, now: jiff::Timestamp) -> String {
+        format!("{} · {}", self.what(), self.retry_words(now))
+    }
+}
+
 /// What the scheduler tells the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -156,6 +236,13 @@ pub enum Event {
     /// The source as a whole failed (bad AMT, origin unreachable). One line for a person.
     SourceError {
         message: String,
+    },
+    /// A source every probe needs is down (or refuses the app's credentials): queued probes wait
+    /// until one tried at `retry_at` gets through. Sent again after each failed retry.
+    SourceUnreachable(SourceOutage),
+    /// A request sent after the outage was declared was answered: probing goes on.
+    SourceRecovered {
+        source: SourceName,
     },
     /// VINs read from vehicles, as `(vehicle_id, vin)`.
     VinsLearned {

@@ -13,6 +13,7 @@ use crate::smartcar::{MAX_RETRY_AFTER, deadline_after};
 
 use super::budget::{RateBudget, TokenBucket, VehicleWindows};
 use super::events::{Event, Priority};
+use super::outage::{Admission, Change, Reach, SourceHealth};
 
 /// A probe's priority, shared with its requests waiting at the gate so that a newer, more urgent
 /// request for the same vehicle can raise it while they wait.
@@ -92,6 +93,7 @@ struct GateState {
     latency_ewma_ms: Option<f64>,
     announced: bool,
     closed: bool,
+    health: SourceHealth,
 }
 
 struct GateInner {
@@ -106,10 +108,57 @@ pub struct Gate {
     inner: Arc<GateInner>,
 }
 
-/// The right to have one request in flight. Dropping it frees the slot.
+/// The right to have one request in flight. Dropping it frees the slot; [`Permit::settle`] first
+/// tells the gate what came back.
 pub struct Permit {
     inner: Option<Arc<GateInner>>,
     granted_at: Instant,
+    /// The vehicle and the calls the request was counted as.
+    vehicle: Option<(String, u32)>,
+}
+
+impl Permit {
+    /// Frees the slot with what the request's answer says of its source: a request that never
+    /// reached Smartcar gives its bucket token and its vehicle calls back, and the source's health
+    /// (see [`SourceHealth`]) is told, which may announce an outage or its end.
+    pub fn settle(self, reach: &Reach) {
+        let Some(inner) = self.inner.as_ref() else {
+            return;
+        };
+        let now = Instant::now();
+        let changes = {
+            let mut s = lock(&inner.state);
+            if reach.refunds() {
+                if let Some(bucket) = s.bucket.as_mut() {
+                    bucket.give_back(now);
+                }
+                if let Some((vehicle, calls)) = &self.vehicle {
+                    s.windows.forget(vehicle, *calls, self.granted_at);
+                }
+            }
+            let vehicle = self.vehicle.as_ref().map(|(v, _)| v.as_str());
+            s.health.record(reach, vehicle, self.granted_at, now)
+        };
+        for change in changes {
+            let event = match change {
+                Change::Down(outage) => {
+                    tracing::debug!(
+                        source = outage.source.slug(),
+                        origin = %crate::untrusted::text::one_line(&outage.origin),
+                        kind = %crate::untrusted::text::one_line(&outage.kind),
+                        "source unreachable; queued probes wait for a retry"
+                    );
+                    Event::SourceUnreachable(outage)
+                }
+                Change::Up(source) => {
+                    tracing::debug!(source = source.slug(), "source answers again");
+                    Event::SourceRecovered { source }
+                }
+            };
+            let _ = inner.events.send(event);
+        }
+        drop(self);
+    }
 }
 
 impl Drop for Permit {
@@ -186,6 +235,7 @@ fn pump(s: &mut GateState, inner: &Arc<GateInner>, now: Instant) {
         let permit = Permit {
             inner: Some(Arc::clone(inner)),
             granted_at: now,
+            vehicle: w.ticket.vehicle.clone(),
         };
         match w.tx.send(permit) {
             Ok(()) => {
@@ -252,6 +302,7 @@ impl Gate {
                 latency_ewma_ms: None,
                 announced: false,
                 closed: false,
+                health: SourceHealth::default(),
             }),
             wake: Notify::new(),
             events,
@@ -347,6 +398,21 @@ impl Gate {
             refill_per_min: s.bucket.as_ref().map(|b| b.budget().refill_per_min),
             mean_latency_ms: s.latency_ewma_ms,
         }
+    }
+
+    /// Whether a probe may start, given the sources' health.
+    pub fn admission(&self, now: Instant) -> Admission {
+        lock(&self.inner.state).health.admission(now)
+    }
+
+    /// The retry probe of an outage was started.
+    pub fn trial_started(&self, now: Instant) {
+        lock(&self.inner.state).health.trial_started(now);
+    }
+
+    /// The retry probe ended without telling anything of the source.
+    pub fn trial_ended(&self) {
+        lock(&self.inner.state).health.trial_ended();
     }
 
     /// Refuses every waiting and future request.
@@ -499,6 +565,57 @@ mod tests {
             "paused for {held:?}"
         );
         assert!(held >= jiff::SignedDuration::from_secs(3590), "{held:?}");
+    }
+
+    fn refused() -> Reach {
+        Reach::Failed(super::super::outage::Failure {
+            source: super::super::events::SourceName::VehicleApi,
+            origin: "http://127.0.0.1:1".into(),
+            kind: "connection refused".into(),
+            never_reached: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_reached_smartcar_gives_its_token_and_vehicle_calls_back() {
+        let (events, _rx) = mpsc::unbounded_channel();
+        let budget = RateBudget {
+            burst: 3.0,
+            refill_per_min: 0.001,
+        };
+        let (gate, _timer) = Gate::new(8, Some(budget), 2, events);
+        let vehicle_ticket = |order| Ticket {
+            vehicle: Some(("v1".to_string(), 1)),
+            ..ticket(Priority::Focus, order)
+        };
+        let left = |gate: &Gate| gate.stats().budget_left.unwrap_or_default().floor();
+        let before = left(&gate);
+        for order in 0..10 {
+            let permit = gate.acquire(vehicle_ticket(order)).await;
+            let Ok(permit) = permit else {
+                panic!("the gate closed");
+            };
+            permit.settle(&refused());
+        }
+        assert_eq!(left(&gate), before, "ten refused connections spent nothing");
+        let now = Instant::now();
+        assert!(
+            gate.vehicle_room_at("v1", 2, now) <= now,
+            "nor any of the vehicle's hourly calls"
+        );
+        // A request that reached Smartcar and timed out is spent: Smartcar may have counted it.
+        let Ok(permit) = gate.acquire(vehicle_ticket(10)).await else {
+            panic!("the gate closed");
+        };
+        permit.settle(&Reach::Failed(super::super::outage::Failure {
+            never_reached: false,
+            kind: "timed out".into(),
+            ..match refused() {
+                Reach::Failed(f) => f,
+                _ => unreachable!(),
+            }
+        }));
+        assert_eq!(left(&gate), before - 1.0);
     }
 
     #[tokio::test]

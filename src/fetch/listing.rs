@@ -65,7 +65,9 @@ fn describe(origin: &str, credential: Credential, e: &ApiError) -> String {
                 TransportKind::Refused if cause.to_ascii_lowercase().contains("refused") => {
                     format!("cannot reach {origin}: connection refused")
                 }
-                TransportKind::Timeout => format!("cannot reach {origin}: timed out"),
+                TransportKind::Timeout | TransportKind::ConnectTimeout => {
+                    format!("cannot reach {origin}: timed out")
+                }
                 _ => format!("cannot reach {origin}: {cause}"),
             }
         }

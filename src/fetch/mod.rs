@@ -6,6 +6,7 @@ pub mod budget;
 pub mod events;
 mod gate;
 mod listing;
+pub mod outage;
 pub mod plan;
 mod probe;
 mod queue;
@@ -21,7 +22,7 @@ use crate::smartcar::v3::V3Client;
 use crate::smartcar::{Client, DataKind, Secret};
 
 pub use budget::RateBudget;
-pub use events::{Command, ConnectionInfo, Event, Priority, Progress};
+pub use events::{Command, ConnectionInfo, Event, Priority, Progress, SourceName, SourceOutage};
 pub use plan::{KnownVehicle, ProbePlan, Step, StepCost, V2Plan, V3Plan};
 
 /// Which Smartcar API the scheduler speaks: v2.0 with per-user access tokens, or v3 with the

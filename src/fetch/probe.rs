@@ -18,6 +18,7 @@ use crate::smartcar::{
 use super::Api;
 use super::backoff::Backoff;
 use super::gate::{Gate, SharedPriority, Ticket};
+use super::outage;
 use super::plan::{KnownVehicle, ProbePlan, Step, vehicle_rate_limited};
 
 /// How requests are retried.
@@ -296,7 +297,7 @@ async fn run_step(
                 client.batch(token, &job.vehicle_id, &kinds).await
             }
         };
-        drop(permit);
+        permit.settle(&outage::reach_of_observations(&client.origins().api, &got));
         for o in got {
             if let Some(i) = probes.iter().position(|p| *p == o.probe) {
                 latest.insert(i, o);
@@ -359,7 +360,10 @@ async fn run_signals(
             break;
         };
         let answer = client.signals(&job.vehicle_id, user_id).await;
-        drop(permit);
+        permit.settle(&match &answer {
+            Ok(_) => outage::Reach::Answered,
+            Err(e) => outage::reach_of_v3_error(client, e),
+        });
         let at = jiff::Timestamp::now();
         latest = match &answer {
             Ok(report) => observe::observations(&job.vehicle_id, report, asked, at),

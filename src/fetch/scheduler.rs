@@ -17,6 +17,7 @@ use crate::untrusted::{Redactor, text};
 use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
 use super::gate::{Gate, SharedPriority, Ticket};
 use super::listing::{self, Listing, ListingRetry};
+use super::outage::{self, Admission};
 use super::plan::{self, KnownVehicle, ProbePlan};
 use super::probe::{self, Access, ListedPermissions, ProbeJob, ProbeOutcome, RetryPolicy};
 use super::queue::ProbeQueue;
@@ -127,6 +128,10 @@ struct Scheduler {
     task_vehicle: HashMap<tokio::task::Id, String>,
     max_active: usize,
     next_order: u64,
+    /// A source is unreachable: no probe starts before then.
+    held_until: Option<Instant>,
+    /// The probe started to see whether an unreachable source is back.
+    trial: Option<String>,
 
     /// Work asked for before the first listing finished.
     parked: Vec<(Vec<String>, Priority, bool)>,
@@ -201,6 +206,8 @@ pub async fn run(
         tasks: JoinSet::new(),
         task_vehicle: HashMap::new(),
         next_order: 1,
+        held_until: None,
+        trial: None,
         parked: Vec::new(),
         sweep_after_listing: None,
         estimate_after_listing: false,
@@ -853,8 +860,19 @@ impl Scheduler {
     }
 
     /// Starts queued probes, most urgent first, while slots allow. Focus never waits for a slot.
+    /// While a source is unreachable nothing starts but one probe per retry.
     fn dispatch(&mut self) {
         let now = Instant::now();
+        self.held_until = None;
+        let trial = match self.gate.admission(now) {
+            Admission::Open => false,
+            Admission::Trial if self.trial.is_none() => true,
+            Admission::Trial => return,
+            Admission::Closed(until) => {
+                self.held_until = Some(until);
+                return;
+            }
+        };
         while let Some(priority) = self.queue.peek_ready(now) {
             if priority != Priority::Focus && self.active.len() >= self.max_active {
                 break;
@@ -920,10 +938,17 @@ impl Scheduler {
                 },
             );
             self.progress_dirty = true;
+            if trial {
+                self.gate.trial_started(now);
+                self.trial = Some(next.vehicle_id.clone());
+            }
             self.emit(Event::ProbeStarted {
                 vehicle_id: next.vehicle_id,
                 priority: next.priority,
             });
+            if trial {
+                break;
+            }
         }
     }
 
@@ -937,6 +962,11 @@ impl Scheduler {
         };
         let active = self.active.remove(&vehicle_id);
         self.progress_dirty = true;
+        if self.trial.as_deref() == Some(vehicle_id.as_str()) {
+            // Its answer already told the gate; if it told nothing, the next retry may go.
+            self.trial = None;
+            self.gate.trial_ended();
+        }
         match outcome {
             Ok(outcome) => self.finished(outcome, active),
             Err(e) if e.is_cancelled() => {
@@ -1079,10 +1109,10 @@ impl Scheduler {
                 .map_or_else(Instant::now, |t| t + PROGRESS_EVERY)
         });
         let release = self.queue.next_release();
-        match (progress, release) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [progress, release, self.held_until]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn maybe_send_progress(&mut self) {
@@ -1125,33 +1155,38 @@ async fn read_vin(
 ) -> VinRead {
     let mut known = KnownVehicle::default();
     if let Ok(permit) = gate.acquire(ticket).await {
-        let observations = match (&client, &access) {
+        let (observations, reach) = match (&client, &access) {
             (Api::V2(client), Access::Token(token)) => {
-                vec![
+                let observations = vec![
                     client
                         .probe(token, &vehicle_id, Probe::Data(DataKind::Vin))
                         .await,
-                ]
+                ];
+                let reach = outage::reach_of_observations(&client.origins().api, &observations);
+                (observations, reach)
             }
             (Api::V3(client), Access::User(user)) => {
                 match client.signal(&vehicle_id, user, VIN_SIGNAL).await {
-                    Ok(report) => observe::observations(
-                        &vehicle_id,
-                        &report,
-                        SignalQuestions {
-                            data: &[DataKind::Vin],
-                            at_home: false,
-                            is_tesla: Some(false),
-                        },
-                        jiff::Timestamp::now(),
+                    Ok(report) => (
+                        observe::observations(
+                            &vehicle_id,
+                            &report,
+                            SignalQuestions {
+                                data: &[DataKind::Vin],
+                                at_home: false,
+                                is_tesla: Some(false),
+                            },
+                            jiff::Timestamp::now(),
+                        ),
+                        outage::Reach::Answered,
                     ),
-                    Err(_) => Vec::new(),
+                    Err(e) => (Vec::new(), outage::reach_of_v3_error(client, &e)),
                 }
             }
             // A credential of the other API: nothing can be sent.
-            _ => Vec::new(),
+            _ => (Vec::new(), outage::Reach::Silent),
         };
-        drop(permit);
+        permit.settle(&reach);
         known.learn(&observations);
     }
     VinRead {

@@ -684,10 +684,14 @@ pub(crate) fn json_answer(
 }
 
 fn transport_error(e: reqwest::Error) -> ApiError {
-    let kind = if e.is_timeout() {
-        TransportKind::Timeout
+    // A connect failure (refused, DNS, TLS, connect timeout) sent nothing; any other timeout may
+    // have reached Smartcar.
+    let kind = if e.is_connect() && e.is_timeout() {
+        TransportKind::ConnectTimeout
     } else if e.is_connect() {
         TransportKind::Refused
+    } else if e.is_timeout() {
+        TransportKind::Timeout
     } else {
         TransportKind::Other
     };

@@ -205,7 +205,11 @@ impl BodyProblem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
+    /// No connection was made: refused, DNS lookup or TLS handshake failed. Nothing was sent.
     Refused,
+    /// No connection was made within the connect timeout. Nothing was sent.
+    ConnectTimeout,
+    /// The request was sent and no answer came in time: Smartcar may have counted it.
     Timeout,
     Other,
 }
@@ -309,6 +313,7 @@ impl ApiError {
             },
             ApiError::Transport { kind, .. } => match kind {
                 TransportKind::Refused => "CONNECTION_REFUSED".into(),
+                TransportKind::ConnectTimeout => "CONNECT_TIMEOUT".into(),
                 TransportKind::Timeout => "TIMEOUT".into(),
                 TransportKind::Other => "TRANSPORT".into(),
             },
@@ -316,6 +321,90 @@ impl ApiError {
             ApiError::Unsendable { .. } => "NOT_SENT".into(),
             ApiError::TokenUnsettled { .. } => "AUTHENTICATION_UNSETTLED".into(),
         }
+    }
+
+    /// The request never reached Smartcar: no connection was made (refused, DNS, TLS, connect
+    /// timeout), so it cost nothing on Smartcar's side. A timeout after the request went out is not
+    /// one: Smartcar may have counted it.
+    pub fn never_reached(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Transport {
+                kind: TransportKind::Refused | TransportKind::ConnectTimeout,
+                ..
+            }
+        )
+    }
+
+    /// The kind of failure in a few words, the same for every vehicle and URL it happened to, so
+    /// failures group by it: `connection refused`, `DNS lookup failed`, `HTTP 503 HTML page`,
+    /// `HTTP 500 SERVER:INTERNAL`. `None` for an answer about the vehicle (its state, its OEM, its
+    /// permissions) and for a redirect.
+    pub fn failure_kind(&self) -> Option<String> {
+        match self {
+            ApiError::Transport { kind, message } => {
+                let m = message.to_ascii_lowercase();
+                Some(
+                    match kind {
+                        TransportKind::Refused if m.contains("dns") || m.contains("lookup") => {
+                            "DNS lookup failed"
+                        }
+                        TransportKind::Refused
+                            if m.contains("tls")
+                                || m.contains("certificate")
+                                || m.contains("ssl") =>
+                        {
+                            "TLS handshake failed"
+                        }
+                        TransportKind::Refused if m.contains("refused") => "connection refused",
+                        TransportKind::Refused => "cannot connect",
+                        TransportKind::ConnectTimeout => "connect timed out",
+                        TransportKind::Timeout => "timed out",
+                        TransportKind::Other if m.contains("reset") => "connection reset",
+                        TransportKind::Other => "no response",
+                    }
+                    .to_string(),
+                )
+            }
+            ApiError::Body {
+                status, problem, ..
+            } => {
+                let what = match problem {
+                    BodyProblem::Html => "HTML page",
+                    BodyProblem::Empty => "empty body",
+                    BodyProblem::InvalidJson => "body not JSON",
+                    BodyProblem::UnexpectedShape => "unexpected JSON",
+                    BodyProblem::TooLarge => "body too large",
+                };
+                Some(format!("HTTP {status} {what}"))
+            }
+            // Smartcar's own platform failing, not the car nor its OEM (`UPSTREAM`).
+            ApiError::Smartcar(e) if e.status >= 500 && e.error_type == ErrorType::Server => {
+                // The code is the server's text: short, and on one line.
+                let code: String = crate::untrusted::text::one_line(&e.type_code())
+                    .chars()
+                    .take(48)
+                    .collect();
+                Some(format!("HTTP {} {code}", e.status))
+            }
+            ApiError::Smartcar(_) | ApiError::Redirect { .. } | ApiError::Unsendable { .. } => None,
+        }
+    }
+
+    /// The origin (`scheme://host[:port]`) a transport failure names in its message, if any.
+    pub fn origin_in_message(&self) -> Option<String> {
+        let ApiError::Transport { message, .. } = self else {
+            return None;
+        };
+        let start = message
+            .find("http://")
+            .or_else(|| message.find("https://"))?;
+        let rest = &message[start..];
+        let after_scheme = rest.find("://").map_or(0, |i| i + 3);
+        let end = rest[after_scheme..]
+            .find(['/', ')', ' ', '?'])
+            .map_or(rest.len(), |i| after_scheme + i);
+        Some(rest[..end].to_string())
     }
 
     /// Whether the same request may succeed if sent again later.
@@ -586,4 +675,64 @@ pub fn error_from_json(
         });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(kind: TransportKind, message: &str) -> ApiError {
+        ApiError::Transport {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_failure_reads_the_same_for_every_vehicle_and_url_it_happened_to() {
+        let refused = |id: &str| {
+            transport(
+                TransportKind::Refused,
+                &format!(
+                    "error sending request for url (http://127.0.0.1:1/v2.0/vehicles/{id}/odometer): client error (Connect): tcp connect error: Connection refused (os error 111)"
+                ),
+            )
+        };
+        for e in [refused("a"), refused("b")] {
+            assert_eq!(e.failure_kind().as_deref(), Some("connection refused"));
+            assert_eq!(e.origin_in_message().as_deref(), Some("http://127.0.0.1:1"));
+            assert!(e.never_reached());
+        }
+        let dns = transport(
+            TransportKind::Refused,
+            "error sending request for url (https://api.example/v2.0/vehicles/x): client error (Connect): dns error: failed to lookup address information",
+        );
+        assert_eq!(dns.failure_kind().as_deref(), Some("DNS lookup failed"));
+        assert_eq!(
+            dns.origin_in_message().as_deref(),
+            Some("https://api.example")
+        );
+        // Sent, then no answer in time: Smartcar may have counted it.
+        let timeout = transport(TransportKind::Timeout, "operation timed out");
+        assert!(!timeout.never_reached());
+        assert!(transport(TransportKind::ConnectTimeout, "connect timeout").never_reached());
+        let page = ApiError::Body {
+            status: 503,
+            problem: BodyProblem::Html,
+            content_type: Some("text/html".into()),
+            request_id: None,
+            snippet: "<html>".into(),
+        };
+        assert_eq!(page.failure_kind().as_deref(), Some("HTTP 503 HTML page"));
+        let asleep = ApiError::Smartcar(Box::new(SmartcarError::new(
+            409,
+            ErrorType::VehicleState,
+            Some(ErrorCode::Asleep),
+        )));
+        assert_eq!(
+            asleep.failure_kind(),
+            None,
+            "a car's own answer is no failure kind"
+        );
+    }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::fetch::{ConnectionInfo, Progress};
+use crate::fetch::{ConnectionInfo, Progress, SourceName, SourceOutage};
 use crate::health::{Diagnosis, Finding, Remedy, RemedyKind, Severity, Status};
 use crate::smartcar::{Observation, ProbeReport, VehicleAttributes};
 
@@ -336,6 +336,8 @@ pub struct Store {
     progress: Progress,
     rate_limited_until: Option<Timestamp>,
     source_error: Option<String>,
+    /// Sources found unreachable, until a request sent after gets through.
+    outages: Vec<SourceOutage>,
     sweep_cost: Option<(u64, u64)>,
     /// The latest `now` the store was given: the time stamped on a snapshot.
     clock: Option<Timestamp>,
@@ -417,6 +419,7 @@ impl Store {
             progress: Progress::default(),
             rate_limited_until: None,
             source_error: None,
+            outages: Vec::new(),
             sweep_cost: None,
             clock: None,
             rediagnose_from: 0,
@@ -488,6 +491,23 @@ impl Store {
         self.tick(now);
         self.source_error = Some(message.to_string());
         true
+    }
+
+    /// A source every probe needs is unreachable (or refuses the app); replaces what was known of it.
+    pub fn source_unreachable(&mut self, outage: &SourceOutage, now: Timestamp) -> bool {
+        self.tick(now);
+        self.outages.retain(|o| o.source != outage.source);
+        self.outages.push(outage.clone());
+        self.outages.sort_by_key(|o| o.source);
+        true
+    }
+
+    /// The source answers again.
+    pub fn source_recovered(&mut self, source: SourceName, now: Timestamp) -> bool {
+        self.tick(now);
+        let before = self.outages.len();
+        self.outages.retain(|o| o.source != source);
+        self.outages.len() != before
     }
 
     /// VINs learned, as `(vehicle_id, vin)`.
@@ -758,6 +778,26 @@ impl Store {
     /// Why the source failed as a whole, until the next successful listing.
     pub fn source_error(&self) -> Option<&str> {
         self.source_error.as_deref()
+    }
+
+    /// The sources unreachable now, Vehicle API first.
+    pub fn outages(&self) -> &[SourceOutage] {
+        &self.outages
+    }
+
+    /// What the header says of the sources down: `Vehicle API unreachable (connection refused) ·
+    /// retrying in 30 s`, one clause per source.
+    pub fn outage_headline(&self, now: Timestamp) -> Option<String> {
+        if self.outages.is_empty() {
+            return None;
+        }
+        Some(
+            self.outages
+                .iter()
+                .map(|o| o.headline(now))
+                .collect::<Vec<_>>()
+                .join(" · "),
+        )
     }
 
     /// What a full sweep would cost: requests and estimated seconds.

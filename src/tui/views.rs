@@ -136,6 +136,23 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
             vec![Span::styled(format!(" {} ", one_line(error)), theme.error)],
         ));
     }
+    // App-wide: no car's row explains why nothing is being probed.
+    for outage in app.store.outages() {
+        segments.push(Segment::new(
+            97,
+            vec![Span::styled(
+                format!(" {} ", one_line(&outage.what())),
+                theme.error,
+            )],
+        ));
+        segments.push(Segment::new(
+            45,
+            vec![Span::styled(
+                format!("· {} ", outage.retry_words(app.now)),
+                theme.muted,
+            )],
+        ));
+    }
     let progress = app.store.progress();
     if let Some(left) = progress.budget_left {
         let refill = progress

@@ -33,6 +33,7 @@ mod sim_api;
 mod sim_limits;
 mod sim_situations;
 mod sim_v3;
+mod source_outage;
 mod store_apply;
 mod store_filter;
 mod store_snapshot;

@@ -328,3 +328,46 @@ fn a_desk_gone_away_reads_reconnecting_in_the_header_even_at_80_columns() {
     let wide = screen(&app)[0].clone();
     assert!(wide.contains("does not answer"), "{wide:?}");
 }
+
+#[test]
+fn an_unreachable_vehicle_api_reads_in_the_header_with_its_retry_until_it_answers() {
+    use vtriage::fetch::{Event, SourceName, SourceOutage};
+    let mut app = app(120, 40);
+    let outage = SourceOutage {
+        source: SourceName::VehicleApi,
+        origin: "http://127.0.0.1:1".into(),
+        kind: "connection refused".into(),
+        message: "the Vehicle API at http://127.0.0.1:1 is unreachable (connection refused)".into(),
+        retry_at: now() + jiff::SignedDuration::from_secs(30),
+    };
+    update(&mut app, Msg::Store(Event::SourceUnreachable(outage)));
+    let top = screen(&app)[0].clone();
+    assert!(
+        top.contains("Vehicle API unreachable (connection refused) · retrying in 30 s"),
+        "{top:?}"
+    );
+    update(
+        &mut app,
+        Msg::Store(Event::SourceRecovered {
+            source: SourceName::VehicleApi,
+        }),
+    );
+    let top = screen(&app)[0].clone();
+    assert!(!top.contains("unreachable"), "{top:?}");
+}
+
+#[test]
+fn refused_client_credentials_read_in_the_header_at_80_columns() {
+    use vtriage::fetch::{Event, SourceName, SourceOutage};
+    let mut app = app(80, 24);
+    let outage = SourceOutage {
+        source: SourceName::TokenEndpoint,
+        origin: "http://127.0.0.1:1".into(),
+        kind: vtriage::fetch::outage::INVALID_CLIENT.into(),
+        message: "application token: the token endpoint refused the client credentials".into(),
+        retry_at: now() + jiff::SignedDuration::from_secs(60),
+    };
+    update(&mut app, Msg::Store(Event::SourceUnreachable(outage)));
+    let top = screen(&app)[0].clone();
+    assert!(top.contains("Token endpoint refused the client"), "{top:?}");
+}
