@@ -305,7 +305,7 @@ async fn healthz(State(st): State<Arc<ServerState>>) -> Response {
             } else {
                 let reasons: Vec<String> = outages
                     .iter()
-                    .map(|o| one_line(&st.redactor.redact(&o.message)).into_owned())
+                    .map(|o| one_line(&st.keyring.redactor().redact(&o.message)).into_owned())
                     .collect();
                 answer(
                     StatusCode::OK,

@@ -69,7 +69,12 @@ pub fn reach_of_api_error(origin: &str, e: &ApiError) -> Reach {
             status, problem, ..
         } => *status >= 500 || *problem == BodyProblem::Html,
         ApiError::Smartcar(s) => s.status >= 500 && s.error_type == ErrorType::Server,
-        ApiError::Redirect { .. } | ApiError::Unsendable { .. } => return Reach::Silent,
+        // An unsettled 401 was an answer, but says nothing certain about the source either way.
+        ApiError::Redirect { .. }
+        | ApiError::Unsendable { .. }
+        | ApiError::TokenUnsettled { .. } => {
+            return Reach::Silent;
+        }
     };
     match e.failure_kind() {
         Some(kind) if failed => Reach::Failed(Failure {

@@ -161,10 +161,7 @@ pub fn reauthenticate(
     let mut action = server.annotate(action);
     if given.is_none() && needs.redirect_uri.is_none() {
         // Connect then sends the owner to the Dashboard's default redirect URI, which may be none.
-        action.push_str(
-            " (the link has no redirect_uri: Connect returns the owner to the Smartcar Dashboard's default; \
-             set --redirect-uri, SMARTCAR_REDIRECT_URI or redirect_uri under [connect] to choose where)",
-        );
+        action.push_str(" · no redirect_uri: Dashboard default; set one under [connect]");
     }
     let ours = if missing.is_empty() {
         format!(

@@ -387,7 +387,10 @@ impl ApiError {
                     .collect();
                 Some(format!("HTTP {} {code}", e.status))
             }
-            ApiError::Smartcar(_) | ApiError::Redirect { .. } | ApiError::Unsendable { .. } => None,
+            ApiError::Smartcar(_)
+            | ApiError::Redirect { .. }
+            | ApiError::Unsendable { .. }
+            | ApiError::TokenUnsettled { .. } => None,
         }
     }
 
