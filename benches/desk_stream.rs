@@ -78,6 +78,7 @@ async fn bench() {
     let diagnose = desk::diagnoser(
         vtriage::health::Policies::builtin(),
         vtriage::health::Needs::default(),
+        vtriage::config::ApiVersion::V3,
     );
     // The agent first: the migrations make its table.
     let admin_db = desk::Db::new(&db, diagnose.clone(), None).expect("pool");
