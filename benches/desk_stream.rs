@@ -150,7 +150,7 @@ async fn bench() {
                 let Some(event) = event else {
                     break;
                 };
-                let Event::Observed { report } = event else {
+                let Event::Diagnosed { report, .. } = event else {
                     continue;
                 };
                 let arrived = Instant::now();

@@ -729,7 +729,7 @@ impl Db {
         let rows = client
             .query(
                 &format!(
-                    "SELECT {KNOWN_COLUMNS}, vehicle_id FROM vehicles
+                    "SELECT {KNOWN_COLUMNS}, vehicle_id, updated_at FROM vehicles
                      WHERE diagnosis IS NOT NULL AND ($1::text IS NULL OR vehicle_id > $1)
                        AND CASE WHEN $3 THEN rules_sha256 IS DISTINCT FROM $4
                                 ELSE rules_sha256 = $4 END
@@ -750,48 +750,65 @@ impl Db {
                 .flatten(),
             ..Rediagnosed::default()
         };
+        // Unchanged by the new rules, as read: they only record the rules, in one statement, and
+        // only if nothing was written to them since.
+        let mut unchanged: (Vec<String>, Vec<std::time::SystemTime>) = Default::default();
+        let mut moved: Vec<String> = Vec::new();
         for row in &rows {
             let vehicle_id: String = row.get(KNOWN_LEN);
             let known = Known::of(row);
             if pass == Pass::Time && !known.diagnosis.as_ref().is_some_and(may_change_with_time) {
                 continue;
             }
-            if pass == Pass::Time
-                && known.diagnosis.as_ref() == Some(&self.diagnosis(&vehicle_id, &known))
-            {
-                continue;
+            if known.diagnosis.as_ref() == Some(&self.diagnosis(&vehicle_id, &known)) {
+                if pass == Pass::Rules {
+                    unchanged.0.push(vehicle_id);
+                    unchanged.1.push(row.get(KNOWN_LEN + 1));
+                }
+            } else {
+                moved.push(vehicle_id);
             }
+        }
+        // The changed ones are diagnosed again under their rows' locks (a delivery may have been
+        // committed meanwhile), a few at a time so no delivery waits long for its row.
+        for ids in moved.chunks(LOCKED_AT_ONCE) {
             let tx = client.transaction().await?;
             let locked = tx
-                .query_opt(
+                .query(
                     &format!(
-                        "SELECT {KNOWN_COLUMNS}, rules_sha256 FROM vehicles
-                         WHERE vehicle_id = $1 FOR UPDATE"
+                        "SELECT {KNOWN_COLUMNS}, vehicle_id FROM vehicles
+                         WHERE vehicle_id = ANY($1) ORDER BY vehicle_id FOR UPDATE"
                     ),
-                    &[&vehicle_id],
+                    &[&ids],
                 )
                 .await?;
-            let Some(locked) = locked else {
-                tx.rollback().await?;
-                continue;
-            };
-            let known = Known::of(&locked);
-            let diagnosis = self.diagnosis(&vehicle_id, &known);
-            if known.diagnosis.as_ref() == Some(&diagnosis) {
-                let rules: Option<String> = locked.get(KNOWN_LEN);
-                if rules.as_deref() != Some(&*self.rules) {
+            for row in &locked {
+                let vehicle_id: String = row.get(KNOWN_LEN);
+                let known = Known::of(row);
+                let diagnosis = self.diagnosis(&vehicle_id, &known);
+                if known.diagnosis.as_ref() == Some(&diagnosis) {
                     tx.execute(
                         "UPDATE vehicles SET rules_sha256 = $2 WHERE vehicle_id = $1",
                         &[&vehicle_id, &&*self.rules],
                     )
                     .await?;
+                } else {
+                    self.write(&tx, &vehicle_id, &known, &diagnosis, cause)
+                        .await?;
+                    done.changed += 1;
                 }
-            } else {
-                self.write(&tx, &vehicle_id, &known, &diagnosis, cause)
-                    .await?;
-                done.changed += 1;
             }
             tx.commit().await?;
+        }
+        if !unchanged.0.is_empty() {
+            client
+                .execute(
+                    "UPDATE vehicles SET rules_sha256 = $1
+                     FROM unnest($2::text[], $3::timestamptz[]) AS v(vehicle_id, updated_at)
+                     WHERE vehicles.vehicle_id = v.vehicle_id AND vehicles.updated_at = v.updated_at",
+                    &[&&*self.rules, &unchanged.0, &unchanged.1],
+                )
+                .await?;
         }
         Ok(done)
     }
@@ -951,6 +968,9 @@ impl Db {
         }))
     }
 }
+
+/// Rows a re-diagnosis holds locked at once.
+const LOCKED_AT_ONCE: usize = 100;
 
 /// The columns [`Known::of`] reads, in its order.
 const KNOWN_COLUMNS: &str = "status, finding, facts, user_id, make, model, year, diagnosis";

@@ -64,6 +64,18 @@ async fn a_new_policies_file_at_start_diagnoses_the_stored_fleet_again_without_a
         .id
         .clone();
     let token = add_agent(&schema.name, "gus");
+    // The prober lists the fleet at takeover; a probe is asked for a car the desk knows.
+    let listed = Instant::now() + Duration::from_secs(30);
+    while schema
+        .count(&format!(
+            "SELECT count(*) FROM vehicles WHERE vehicle_id = '{tesla}'"
+        ))
+        .await
+        == 0
+    {
+        assert!(Instant::now() < listed, "the desk never listed {tesla}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let answer: Value = http()
         .post(format!(
             "{}/api/v1/vehicles/{tesla}/probe?wait=30",
