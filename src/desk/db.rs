@@ -1059,6 +1059,58 @@ mod tests {
     }
 
     #[test]
+    fn only_checked_verdicts_that_a_rule_s_date_or_stale_data_can_move_wait_for_the_clock() {
+        use crate::health::{Finding, Remedy, RemedyKind, Severity};
+        let finding = |id: &str, rule: Option<&str>| Finding {
+            id: id.into(),
+            severity: Severity::Warning,
+            title: id.into(),
+            rule: rule.map(str::to_string),
+            since: None,
+            evidence: Vec::new(),
+            remedy: Remedy {
+                kind: RemedyKind::RetryLater,
+                action: String::new(),
+                link: None,
+                customer_reply: String::new(),
+                retry_after_s: None,
+            },
+        };
+        let checked = Some(jiff::Timestamp::UNIX_EPOCH);
+        let verdict = |status, findings, checked_at| Diagnosis {
+            status,
+            findings,
+            checked_at,
+        };
+        for (d, waits) in [
+            (verdict(Status::Healthy, vec![], checked), true),
+            (verdict(Status::Healthy, vec![], None), false),
+            (
+                verdict(
+                    Status::Warning,
+                    vec![finding("virtual-key-missing", Some("tesla-virtual-key"))],
+                    checked,
+                ),
+                true,
+            ),
+            (
+                verdict(Status::Warning, vec![finding("stale-data", None)], checked),
+                true,
+            ),
+            (
+                verdict(
+                    Status::Blocked,
+                    vec![finding("access-token-expired", None)],
+                    checked,
+                ),
+                false,
+            ),
+        ] {
+            assert_eq!(may_change_with_time(&d), waits, "{d:?}");
+        }
+    }
+
+    #[test]
     fn only_plain_identifiers_are_accepted_as_schema_names() {
         for good in ["desk", "_x", "vtriage_test_0af3"] {
             assert!(valid_schema(good), "{good}");
