@@ -80,10 +80,13 @@ async fn bench() {
         global: Default::default(),
         policies_text: vtriage::health::policy::BUILTIN_POLICIES.to_string(),
         needs: vtriage::health::Needs::default(),
+        api: vtriage::config::ApiVersion::V3,
+        rediagnosis: desk::RediagnosisConfig::default(),
     };
     let diagnose = desk::diagnoser(
         vtriage::health::Policies::builtin(),
         vtriage::health::Needs::default(),
+        vtriage::config::ApiVersion::V3,
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(desk::run(config, diagnose, None, async move {

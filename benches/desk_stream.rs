@@ -78,6 +78,7 @@ async fn bench() {
     let diagnose = desk::diagnoser(
         vtriage::health::Policies::builtin(),
         vtriage::health::Needs::default(),
+        vtriage::config::ApiVersion::V3,
     );
     // The agent first: the migrations make its table.
     let admin_db = desk::Db::new(&db, diagnose.clone(), None).expect("pool");
@@ -149,7 +150,7 @@ async fn bench() {
                 let Some(event) = event else {
                     break;
                 };
-                let Event::Observed { report } = event else {
+                let Event::Diagnosed { report, .. } = event else {
                     continue;
                 };
                 let arrived = Instant::now();

@@ -298,6 +298,10 @@ pub struct ServeArgs {
     /// Sweep the whole fleet this often (off by default: a sweep spends the budget).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub sweep_every: Option<std::time::Duration>,
+    /// Diagnose again this often, from stored evidence (no request), a batch of 2,000 verdicts
+    /// that time alone can change: a rule coming into force, data going stale.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub rediagnose_every: std::time::Duration,
 }
 
 /// A request rate per minute: `120`, `120/min` or `2/s`.

@@ -12,6 +12,7 @@ pub fn apply(store: &mut Store, event: &Event, now: Timestamp) -> bool {
         Event::ConnectionsListed { connections } => store.listed(connections, now),
         Event::ProbeStarted { vehicle_id, .. } => store.probing(vehicle_id, now),
         Event::Observed { report } => store.observed(report, now),
+        Event::Diagnosed { report, diagnosis } => store.diagnosed(report, diagnosis, now),
         Event::Progress(progress) => store.set_progress(progress, now),
         Event::RateLimited { until } => store.rate_limited(*until, now),
         Event::SweepCost { requests, eta_s } => store.set_sweep_cost(*requests, *eta_s, now),

@@ -19,6 +19,7 @@ pub async fn agent(args: &crate::cli::AgentArgs) -> Result<ExitCode, CommandErro
     let diagnose = crate::desk::diagnoser(
         crate::health::Policies::builtin(),
         crate::health::Needs::default(),
+        crate::config::ApiVersion::V3,
     );
     let db = crate::desk::Db::new(&config, diagnose, None).map_err(crate::desk::DeskError::from)?;
     // A mistyped schema would quietly become a desk of its own, with tokens no `serve` reads.

@@ -129,7 +129,7 @@ pub(super) async fn run_until_all_observed(
                     force,
                 });
             }
-            Event::Observed { report } => {
+            Event::Observed { report } | Event::Diagnosed { report, .. } => {
                 if let Some(w) = waiting.as_mut() {
                     w.remove(&report.vehicle_id);
                 }
@@ -287,24 +287,19 @@ pub(super) fn api_origin(settings: &Settings) -> String {
     }
 }
 
-/// `vtriage check --server URL`: what the desk knows now, with the desk's rules. Nothing is probed:
-/// the desk's prober and webhooks keep the fleet current, and a check per agent must not spend the
-/// desk's budget. Vehicles the desk knows nothing about yet read UNKNOWN "not checked".
+/// `vtriage check --server URL`: the verdicts the desk holds now, as it made them. Nothing is
+/// probed or diagnosed here: the desk's prober and webhooks keep the fleet current, and a check per
+/// agent must not spend the desk's budget. Vehicles the desk knows nothing about yet read UNKNOWN
+/// "not checked".
 pub(super) async fn check_desk(
     settings: &mut Settings,
     args: &CheckArgs,
     deadline: tokio::time::Instant,
 ) -> Result<ExitCode, CommandError> {
     let client = desk_client(settings)?;
-    let read = async {
-        let rules = client.rules().await?;
-        let fleet = client.fleet().await?;
-        Ok::<_, crate::desk::remote::RemoteError>((rules, fleet))
-    };
-    let (rules, fleet) = tokio::time::timeout_at(deadline, read)
+    let fleet = tokio::time::timeout_at(deadline, client.fleet())
         .await
         .map_err(|_| CommandError::Source("the desk did not answer before --timeout".into()))??;
-    adopt_desk_rules(settings, &rules);
     print_warnings(settings);
     let mut store = setup::store_for(settings);
     if let Some(f) = &args.filter {

@@ -67,8 +67,17 @@ pub async fn serve(
         global: global.clone(),
         policies_text: policies_text(&settings),
         needs: settings.needs.clone(),
+        api: settings.api,
+        rediagnosis: crate::desk::RediagnosisConfig {
+            every: args.rediagnose_every,
+            lock_retry: args.prober_retry,
+        },
     };
-    let diagnose = crate::desk::diagnoser(settings.policies.clone(), settings.needs.clone());
+    let diagnose = crate::desk::diagnoser(
+        settings.policies.clone(),
+        settings.needs.clone(),
+        settings.api,
+    );
     crate::desk::run(config, diagnose, settings.now_override, async {
         let name = interrupted().await;
         tracing::info!(signal = name, "shutdown requested");

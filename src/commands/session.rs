@@ -18,16 +18,17 @@ pub(super) fn desk_client(
     )?)
 }
 
-/// Diagnoses with the desk's rules and fix-link settings, so every agent sees what the desk sees.
+/// Shows the desk's rules (countdowns, `deadlines`) and vets fix links against its Connect origin.
+/// Verdicts are never made with them here: the desk sends each vehicle's diagnosis made.
 pub(super) fn adopt_desk_rules(settings: &mut Settings, rules: &crate::desk::wire::RulesDoc) {
     match crate::health::Policies::parse(
         &rules.policies,
         std::path::Path::new("<the desk's rules>"),
     ) {
         Ok(p) => settings.policies = p,
-        Err(e) => settings
-            .warnings
-            .push(format!("{e}; using this machine's rules")),
+        Err(e) => settings.warnings.push(format!(
+            "{e}; the countdowns shown are this machine's rules (verdicts are the desk's)"
+        )),
     }
     settings.needs = rules.needs.clone();
 }

@@ -79,7 +79,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                     force: settings.desk.is_none(),
                 });
             }
-            Event::Observed { report } => {
+            Event::Observed { report } | Event::Diagnosed { report, .. } => {
                 waiting.remove(&report.vehicle_id);
             }
             Event::VinLookupPlanned { requests, make, .. } if looking_up => {

@@ -286,6 +286,7 @@ fn item(row: &tokio_postgres::Row) -> VehicleItem {
         model,
         year,
         report,
+        diagnosis,
     }
 }
 
@@ -300,7 +301,7 @@ async fn vehicle(
     };
     audit(&st, &agent, "read vehicle", Some(&id)).await;
     match vehicle_item(&st.db, &id).await {
-        Ok(Some(v)) => answer(StatusCode::OK, vehicle_document(&v, &st)),
+        Ok(Some(v)) => answer(StatusCode::OK, vehicle_document(&v)),
         Ok(None) => answer(
             StatusCode::NOT_FOUND,
             json!({"error": "the desk knows no such vehicle"}),
@@ -309,12 +310,9 @@ async fn vehicle(
     }
 }
 
-/// The vehicle as `vtriage vehicle --json` prints it, diagnosed with the desk's rules.
-fn vehicle_document(v: &VehicleItem, st: &ApiState) -> Value {
-    let diagnosis = match &v.report {
-        Some(report) => crate::health::diagnose(report, &st.policies, &st.needs, st.now()),
-        None => Diagnosis::unknown(),
-    };
+/// The vehicle as `vtriage vehicle --json` prints it, with the diagnosis the desk stored.
+fn vehicle_document(v: &VehicleItem) -> Value {
+    let diagnosis = v.diagnosis.clone().unwrap_or_else(Diagnosis::unknown);
     let summary = VehicleSummary {
         vehicle_id: &v.vehicle_id,
         user_id: v.user_id.as_deref(),

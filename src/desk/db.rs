@@ -44,6 +44,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_desk.sql")),
     (2, include_str!("migrations/0002_agents.sql")),
     (3, include_str!("migrations/0003_forced_probes.sql")),
+    (4, include_str!("migrations/0004_diagnosed_with.sql")),
 ];
 
 /// Serialises migrations between `serve` processes starting at once on one database.
@@ -241,7 +242,29 @@ pub struct Db {
     /// See [`changes_channel`]; known once [`Db::migrate`] has read the schema.
     channel: std::sync::OnceLock<String>,
     diagnose: Diagnoser,
+    /// A fingerprint of the rules inside `diagnose`, stored with every verdict it makes.
+    rules: Arc<str>,
     now: Option<jiff::Timestamp>,
+}
+
+/// Which stored verdicts a pass of [`Db::rediagnose`] reads again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Those made with other rules (or before rules were recorded): every one is diagnosed again.
+    Rules,
+    /// Those made with these rules that time alone can change (a rule's date, data going stale).
+    Time,
+}
+
+/// What one pass of [`Db::rediagnose`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rediagnosed {
+    /// Vehicles read.
+    pub read: usize,
+    /// Vehicles whose diagnosis changed (each announced; a history row when the verdict moved).
+    pub changed: usize,
+    /// The last vehicle read: where the next pass goes on; `None` when the pass reached the end.
+    pub next: Option<String>,
 }
 
 impl Db {
@@ -271,8 +294,16 @@ impl Db {
             pool,
             channel: std::sync::OnceLock::new(),
             diagnose,
+            rules: Arc::from(""),
             now,
         })
+    }
+
+    /// The same store, recording `rules` (a fingerprint of what the diagnoser reads: policies,
+    /// needs, API) with every verdict, so a start with other rules knows what to diagnose again.
+    pub fn diagnosing_with(mut self, rules: &str) -> Db {
+        self.rules = Arc::from(rules);
+        self
     }
 
     fn now(&self) -> jiff::Timestamp {
@@ -669,39 +700,44 @@ impl Db {
         change: impl FnOnce(&mut VehicleFacts) -> bool,
         cause: &str,
     ) -> Result<(), DbError> {
-        let old_status: String = row.get(0);
-        let old_finding: Option<String> = row.get(1);
-        let facts_json: Value = row.get(2);
-        let user_id: Option<String> = row.get(3);
-        let make: Option<String> = row.get(4);
-        let model: Option<String> = row.get(5);
-        let year: Option<i32> = row.get(6);
-        // A document this version cannot read (written by a newer one) starts over rather than failing
-        // every delivery for the vehicle.
-        let mut facts: VehicleFacts = serde_json::from_value(facts_json).unwrap_or_default();
+        let mut known = Known::of(row);
         // A time stored before arrivals were checked (a delivery dated 2100) would outrank all
         // evidence to come.
-        let believed = facts.believe_times(jiff::Timestamp::now());
-        if !change(&mut facts) && !believed {
+        let believed = known.facts.believe_times(jiff::Timestamp::now());
+        if !change(&mut known.facts) && !believed {
             return Ok(());
         }
-        let attributes = match (make, model, year.and_then(|y| u16::try_from(y).ok())) {
-            (Some(make), model, Some(year)) => Some(VehicleAttributes {
-                id: vehicle_id.to_string(),
-                make,
-                model: model.unwrap_or_default(),
-                year,
-            }),
-            _ => None,
-        };
-        let report = facts.report(vehicle_id, user_id.as_deref(), attributes);
-        let diagnosis = (self.diagnose)(&report, self.now());
+        let diagnosis = self.diagnosis(vehicle_id, &known);
+        self.write(tx, vehicle_id, &known, &diagnosis, cause).await
+    }
+
+    /// The diagnosis of what is known, at the desk's now.
+    fn diagnosis(&self, vehicle_id: &str, known: &Known) -> Diagnosis {
+        let report = known.facts.report(
+            vehicle_id,
+            known.user_id.as_deref(),
+            known.attributes(vehicle_id),
+        );
+        (self.diagnose)(&report, self.now())
+    }
+
+    /// Writes `diagnosis` over what `known` read (the row locked): the facts, the verdict and the
+    /// rules it was made with, the notice, and only when the verdict moved, its history row.
+    async fn write(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        vehicle_id: &str,
+        known: &Known,
+        diagnosis: &Diagnosis,
+        cause: &str,
+    ) -> Result<(), DbError> {
         let status = diagnosis.status.label();
         let finding = diagnosis.main_finding().map(|f| f.id.clone());
-        let moved = status != old_status || finding != old_finding;
-        let facts_json = serde_json::to_value(&facts).map_err(|e| DbError::Query(e.to_string()))?;
+        let moved = status != known.status || finding != known.finding;
+        let facts_json =
+            serde_json::to_value(&known.facts).map_err(|e| DbError::Query(e.to_string()))?;
         let diagnosis_json =
-            serde_json::to_value(&diagnosis).map_err(|e| DbError::Query(e.to_string()))?;
+            serde_json::to_value(diagnosis).map_err(|e| DbError::Query(e.to_string()))?;
         let payload = serde_json::json!({
             "vehicle_id": vehicle_id,
             "status": status,
@@ -715,7 +751,7 @@ impl Db {
             .prepare_cached(
                 "WITH updated AS (
                      UPDATE vehicles SET facts = $2, status = $3, finding = $4, diagnosis = $5,
-                         updated_at = now(),
+                         rules_sha256 = $10, updated_at = now(),
                          changed_at = CASE WHEN $6 THEN now() ELSE changed_at END
                      WHERE vehicle_id = $1 RETURNING 1),
                  history AS (
@@ -736,10 +772,111 @@ impl Db {
                 &cause,
                 &self.channel(),
                 &payload,
+                &&*self.rules,
             ],
         )
         .await?;
         Ok(())
+    }
+
+    /// Diagnoses again, from stored evidence and without a request to Smartcar, up to `limit`
+    /// vehicles after `after` (in id order) that `pass` selects. A diagnosis that changed is
+    /// written as a delivery's would be (history when the verdict moved, cause `cause`, a notice);
+    /// one that did not only records the rules it was made with. Each vehicle is diagnosed again
+    /// under its row's lock, so a delivery committed meanwhile is never overwritten.
+    pub async fn rediagnose(
+        &self,
+        pass: Pass,
+        after: Option<&str>,
+        limit: usize,
+        cause: &str,
+    ) -> Result<Rediagnosed, DbError> {
+        let mut client = self.pool.get().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {KNOWN_COLUMNS}, vehicle_id, updated_at FROM vehicles
+                     WHERE diagnosis IS NOT NULL AND ($1::text IS NULL OR vehicle_id > $1)
+                       AND CASE WHEN $3 THEN rules_sha256 IS DISTINCT FROM $4
+                                ELSE rules_sha256 = $4 END
+                     ORDER BY vehicle_id LIMIT $2"
+                ),
+                &[
+                    &after,
+                    &i64::try_from(limit).unwrap_or(i64::MAX),
+                    &(pass == Pass::Rules),
+                    &&*self.rules,
+                ],
+            )
+            .await?;
+        let mut done = Rediagnosed {
+            read: rows.len(),
+            next: (rows.len() == limit)
+                .then(|| rows.last().map(|r| r.get::<_, String>(KNOWN_LEN)))
+                .flatten(),
+            ..Rediagnosed::default()
+        };
+        // Unchanged by the new rules, as read: they only record the rules, in one statement, and
+        // only if nothing was written to them since.
+        let mut unchanged: (Vec<String>, Vec<std::time::SystemTime>) = Default::default();
+        let mut moved: Vec<String> = Vec::new();
+        for row in &rows {
+            let vehicle_id: String = row.get(KNOWN_LEN);
+            let known = Known::of(row);
+            if pass == Pass::Time && !known.diagnosis.as_ref().is_some_and(may_change_with_time) {
+                continue;
+            }
+            if known.diagnosis.as_ref() == Some(&self.diagnosis(&vehicle_id, &known)) {
+                if pass == Pass::Rules {
+                    unchanged.0.push(vehicle_id);
+                    unchanged.1.push(row.get(KNOWN_LEN + 1));
+                }
+            } else {
+                moved.push(vehicle_id);
+            }
+        }
+        // The changed ones are diagnosed again under their rows' locks (a delivery may have been
+        // committed meanwhile), a few at a time so no delivery waits long for its row.
+        for ids in moved.chunks(LOCKED_AT_ONCE) {
+            let tx = client.transaction().await?;
+            let locked = tx
+                .query(
+                    &format!(
+                        "SELECT {KNOWN_COLUMNS}, vehicle_id FROM vehicles
+                         WHERE vehicle_id = ANY($1) ORDER BY vehicle_id FOR UPDATE"
+                    ),
+                    &[&ids],
+                )
+                .await?;
+            for row in &locked {
+                let vehicle_id: String = row.get(KNOWN_LEN);
+                let known = Known::of(row);
+                let diagnosis = self.diagnosis(&vehicle_id, &known);
+                if known.diagnosis.as_ref() == Some(&diagnosis) {
+                    tx.execute(
+                        "UPDATE vehicles SET rules_sha256 = $2 WHERE vehicle_id = $1",
+                        &[&vehicle_id, &&*self.rules],
+                    )
+                    .await?;
+                } else {
+                    self.write(&tx, &vehicle_id, &known, &diagnosis, cause)
+                        .await?;
+                    done.changed += 1;
+                }
+            }
+            tx.commit().await?;
+        }
+        if !unchanged.0.is_empty() {
+            client
+                .execute(
+                    "UPDATE vehicles SET rules_sha256 = $1
+                     FROM unnest($2::text[], $3::timestamptz[]) AS v(vehicle_id, updated_at)
+                     WHERE vehicles.vehicle_id = v.vehicle_id AND vehicles.updated_at = v.updated_at",
+                    &[&&*self.rules, &unchanged.0, &unchanged.1],
+                )
+                .await?;
+        }
+        Ok(done)
     }
 
     /// Records the fleet as listed: new vehicles appear (UNKNOWN until something is known), known
@@ -898,6 +1035,71 @@ impl Db {
     }
 }
 
+/// Rows a re-diagnosis holds locked at once.
+const LOCKED_AT_ONCE: usize = 100;
+
+/// The columns [`Known::of`] reads, in its order.
+const KNOWN_COLUMNS: &str = "status, finding, facts, user_id, make, model, year, diagnosis";
+const KNOWN_LEN: usize = 8;
+
+/// What the desk holds about a vehicle, as its row says.
+struct Known {
+    status: String,
+    finding: Option<String>,
+    facts: VehicleFacts,
+    user_id: Option<String>,
+    make: Option<String>,
+    model: Option<String>,
+    year: Option<i32>,
+    /// The stored diagnosis; `None` when none was made (or it cannot be read).
+    diagnosis: Option<Diagnosis>,
+}
+
+impl Known {
+    /// Reads status, finding, facts, user, make, model, year and, when the row has it, the diagnosis.
+    fn of(row: &tokio_postgres::Row) -> Known {
+        let facts: Value = row.get(2);
+        let diagnosis: Option<Value> = if row.len() > 7 { row.get(7) } else { None };
+        Known {
+            status: row.get(0),
+            finding: row.get(1),
+            // A document this version cannot read (written by a newer one) starts over rather
+            // than failing every delivery for the vehicle.
+            facts: serde_json::from_value(facts).unwrap_or_default(),
+            user_id: row.get(3),
+            make: row.get(4),
+            model: row.get(5),
+            year: row.get(6),
+            diagnosis: diagnosis.and_then(|d| serde_json::from_value(d).ok()),
+        }
+    }
+
+    fn attributes(&self, vehicle_id: &str) -> Option<VehicleAttributes> {
+        match (&self.make, self.year.and_then(|y| u16::try_from(y).ok())) {
+            (Some(make), Some(year)) => Some(VehicleAttributes {
+                id: vehicle_id.to_string(),
+                make: make.clone(),
+                model: self.model.clone().unwrap_or_default(),
+                year,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Whether time alone can change this verdict, as the dashboard's store decides for its own: a
+/// checked vehicle that is healthy (its data can go stale), or whose findings count down to a
+/// rule's date or say the data is stale.
+pub fn may_change_with_time(d: &Diagnosis) -> bool {
+    d.checked_at.is_some()
+        && (d.status == Status::Healthy
+            || d.findings.iter().any(|f| {
+                f.rule.is_some()
+                    || f.kind()
+                        == crate::health::FindingKind::Builtin(crate::health::FindingId::StaleData)
+            }))
+}
+
 /// What a delivery or a probe says about the vehicle itself; `None` keeps what is stored.
 struct Attributes<'a> {
     user_id: Option<&'a str>,
@@ -920,6 +1122,58 @@ mod tests {
         assert!(hashed.len() <= 63, "{hashed}");
         assert_eq!(hashed, changes_channel(Some(&long)));
         assert_ne!(hashed, changes_channel(Some(&"b".repeat(63))));
+    }
+
+    #[test]
+    fn only_checked_verdicts_that_a_rule_s_date_or_stale_data_can_move_wait_for_the_clock() {
+        use crate::health::{Finding, Remedy, RemedyKind, Severity};
+        let finding = |id: &str, rule: Option<&str>| Finding {
+            id: id.into(),
+            severity: Severity::Warning,
+            title: id.into(),
+            rule: rule.map(str::to_string),
+            since: None,
+            evidence: Vec::new(),
+            remedy: Remedy {
+                kind: RemedyKind::RetryLater,
+                action: String::new(),
+                link: None,
+                customer_reply: String::new(),
+                retry_after_s: None,
+            },
+        };
+        let checked = Some(jiff::Timestamp::UNIX_EPOCH);
+        let verdict = |status, findings, checked_at| Diagnosis {
+            status,
+            findings,
+            checked_at,
+        };
+        for (d, waits) in [
+            (verdict(Status::Healthy, vec![], checked), true),
+            (verdict(Status::Healthy, vec![], None), false),
+            (
+                verdict(
+                    Status::Warning,
+                    vec![finding("virtual-key-missing", Some("tesla-virtual-key"))],
+                    checked,
+                ),
+                true,
+            ),
+            (
+                verdict(Status::Warning, vec![finding("stale-data", None)], checked),
+                true,
+            ),
+            (
+                verdict(
+                    Status::Blocked,
+                    vec![finding("access-token-expired", None)],
+                    checked,
+                ),
+                false,
+            ),
+        ] {
+            assert_eq!(may_change_with_time(&d), waits, "{d:?}");
+        }
     }
 
     #[test]

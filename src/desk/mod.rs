@@ -4,7 +4,8 @@
 //! - `webhook`: signatures, challenges and payloads (pure);
 //! - `facts`: how deliveries merge per vehicle in any order, and the report diagnosis reads (pure);
 //! - `db`: the pool, the embedded migrations and the transactions;
-//! - `server`: the webhook routes; `prober`: the advisory-locked scheduler; `metrics`: the counters;
+//! - `server`: the webhook routes; `prober`: the advisory-locked scheduler; `rediagnosis`: the
+//!   advisory-locked re-diagnosis as time passes and when the rules change; `metrics`: the counters;
 //! - `agents`: agent tokens (kept as hashes); `api`: the agents' API and live stream; `wire`: the
 //!   documents both sides read; `remote`: the client that turns the API back into `fetch` events.
 //!
@@ -17,6 +18,7 @@ pub mod db;
 pub mod facts;
 pub mod metrics;
 pub mod prober;
+pub mod rediagnosis;
 pub mod remote;
 pub mod server;
 pub mod webhook;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::GlobalArgs;
+use crate::config::ApiVersion;
 use crate::health;
 use crate::smartcar::Secret;
 use crate::untrusted::Keyring;
@@ -34,6 +37,7 @@ use crate::untrusted::Keyring;
 pub use db::{Db, DbConfig, DbError, Diagnoser, Stored};
 pub use metrics::Metrics;
 pub use prober::ProberConfig;
+pub use rediagnosis::RediagnosisConfig;
 
 /// Why the desk could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +75,52 @@ pub struct DeskConfig {
     pub policies_text: String,
     /// What the app needs, for the fix links agents see.
     pub needs: health::Needs,
+    /// The API the desk's prober speaks, which the diagnoses speak too.
+    pub api: ApiVersion,
+    /// How the stored verdicts are diagnosed again as time passes.
+    pub rediagnosis: RediagnosisConfig,
 }
 
-/// A diagnoser with the given rules and needs, as the dashboard's store uses.
-pub fn diagnoser(policies: health::Policies, needs: health::Needs) -> Diagnoser {
-    Arc::new(move |report, now| health::diagnose(report, &policies, &needs, now))
+/// The desk's diagnoser: the given rules and needs, in the words of the API the desk probes with.
+/// On v3 there is no user token: a refused connection, whichever path brought it (a probe that
+/// proved the app's token good, or a webhook about the vehicle), reads as that vehicle's connection
+/// refused, never as a user's access token to refresh.
+pub fn diagnoser(policies: health::Policies, needs: health::Needs, api: ApiVersion) -> Diagnoser {
+    Arc::new(move |report, now| match api {
+        ApiVersion::V3 => {
+            let report = in_v3_terms(report);
+            health::diagnose(&report, &policies, &needs, now)
+        }
+        ApiVersion::V2 => health::diagnose(report, &policies, &needs, now),
+    })
+}
+
+/// `report` with every refused token observed as the v3 probe observes it (its signals request).
+fn in_v3_terms(
+    report: &crate::smartcar::ProbeReport,
+) -> std::borrow::Cow<'_, crate::smartcar::ProbeReport> {
+    use crate::smartcar::Probe;
+    let worded =
+        |o: &crate::smartcar::Observation| o.probe == Probe::Signals || !o.is_token_rejected();
+    if report.observations.iter().all(worded) {
+        return std::borrow::Cow::Borrowed(report);
+    }
+    let mut report = report.clone();
+    for o in &mut report.observations {
+        if !worded(o) {
+            o.probe = Probe::Signals;
+        }
+    }
+    std::borrow::Cow::Owned(report)
+}
+
+/// A fingerprint of everything a diagnosis reads besides the evidence: the policies file's text,
+/// what the app needs and the API. Stored with each verdict; a start with another one diagnoses
+/// those verdicts again.
+pub fn rules_fingerprint(policies_text: &str, needs: &health::Needs, api: ApiVersion) -> String {
+    let needs = serde_json::to_string(needs).unwrap_or_default();
+    let text = format!("{}\n{needs}\n{policies_text}", api.label());
+    webhook::digest(text.as_bytes())
 }
 
 /// Runs the desk until `stop` resolves: applies migrations, serves HTTP, runs the prober and the
@@ -86,7 +131,8 @@ pub async fn run(
     now: Option<jiff::Timestamp>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DeskError> {
-    let db = Db::new(&config.db, diagnose, now)?;
+    let rules = rules_fingerprint(&config.policies_text, &config.needs, config.api);
+    let db = Db::new(&config.db, diagnose, now)?.diagnosing_with(&rules);
     db.migrate(config.db.schema.as_deref())
         .await
         .map_err(|e| e.at(&config.db.place()))?;
@@ -127,6 +173,16 @@ pub async fn run(
             }
         })
     });
+    let rediagnosis = {
+        let (db, rediagnosis, rx) = (db.clone(), config.rediagnosis.clone(), shutdown_rx.clone());
+        let pg = config.db.pg_config();
+        tokio::spawn(async move {
+            match pg {
+                Ok(pg) => rediagnosis::run(pg, db, rediagnosis, rx).await,
+                Err(e) => tracing::error!(error = %e, "re-diagnosis not started"),
+            }
+        })
+    };
     let retention = {
         let (db, days, mut rx) = (db.clone(), config.keep_events_days, shutdown_rx.clone());
         tokio::spawn(async move {
@@ -185,10 +241,81 @@ pub async fn run(
     if let Some(p) = prober {
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), rediagnosis).await;
     retention.abort();
     if let Some(task) = listener_task {
         task.abort();
     }
     tracing::info!("vtriage serve stopped");
     served.map_err(DeskError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desk::facts::VehicleFacts;
+    use crate::desk::webhook::{Delivery, parse};
+    use crate::smartcar::Probe;
+
+    /// What a desk knows of a car from one webhook: Smartcar refused the token (`AUTHENTICATION`).
+    fn refused_by_webhook() -> crate::smartcar::ProbeReport {
+        let body = serde_json::json!({
+            "eventId": "e1", "eventType": "VEHICLE_ERROR",
+            "data": {"vehicle": {"id": "v1", "make": "TESLA", "model": "Model 3", "year": 2022},
+                     "errors": [{"type": "AUTHENTICATION", "code": null, "state": "ERROR"}]},
+            "meta": {"deliveredAt": 1_760_000_000_000_i64}
+        });
+        let Ok(Delivery::Vehicle(event)) = parse(body.to_string().as_bytes()) else {
+            panic!("a vehicle event");
+        };
+        let mut facts = VehicleFacts::default();
+        facts.merge(&event, event.at.expect("dated"));
+        facts.report("v1", Some("u1"), None)
+    }
+
+    #[test]
+    fn on_a_v3_desk_a_token_refused_in_a_webhook_reads_as_the_v3_probe_says_it() {
+        let report = refused_by_webhook();
+        let now = jiff::Timestamp::from_second(1_760_000_100).expect("ts");
+        let desk = |api| {
+            diagnoser(health::Policies::builtin(), health::Needs::default(), api)(&report, now)
+        };
+        // The same error as the v3 probe observes it: on its signals request.
+        let mut probed = report.clone();
+        for o in &mut probed.observations {
+            o.probe = Probe::Signals;
+        }
+        let by_probe = health::diagnose(
+            &probed,
+            &health::Policies::builtin(),
+            &health::Needs::default(),
+            now,
+        );
+        let v3 = desk(ApiVersion::V3);
+        assert_eq!(v3.findings[0].title, by_probe.findings[0].title);
+        assert_eq!(v3.findings[0].remedy, by_probe.findings[0].remedy);
+        let v2 = desk(ApiVersion::V2);
+        assert_ne!(
+            v2.findings[0].remedy, v3.findings[0].remedy,
+            "v2.0 has a user token"
+        );
+    }
+
+    #[test]
+    fn the_rules_fingerprint_changes_with_the_policies_the_needs_and_the_api() {
+        let needs = health::Needs::default();
+        let text = health::policy::BUILTIN_POLICIES;
+        let base = rules_fingerprint(text, &needs, ApiVersion::V3);
+        assert_eq!(base, rules_fingerprint(text, &needs, ApiVersion::V3));
+        assert_ne!(base, rules_fingerprint(text, &needs, ApiVersion::V2));
+        assert_ne!(
+            base,
+            rules_fingerprint(&format!("{text}\n"), &needs, ApiVersion::V3)
+        );
+        let other = health::Needs {
+            client_id: Some("cid".into()),
+            ..health::Needs::default()
+        };
+        assert_ne!(base, rules_fingerprint(text, &other, ApiVersion::V3));
+    }
 }

@@ -112,8 +112,8 @@ pub async fn run(
 }
 
 /// The lock's own connection; dropping it ends the session and so releases the lock.
-struct LockConnection {
-    client: tokio_postgres::Client,
+pub(super) struct LockConnection {
+    pub(super) client: tokio_postgres::Client,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -131,7 +131,7 @@ async fn acquire(
 ) -> Option<LockConnection> {
     let mut announced = false;
     loop {
-        match try_lock(pg).await {
+        match try_lock(pg, PROBER_LOCK).await {
             Ok(Some(lock)) => return Some(lock),
             Ok(None) if !announced => {
                 tracing::info!("another serve process holds the prober lock; waiting to take over");
@@ -152,8 +152,11 @@ async fn acquire(
     }
 }
 
-async fn try_lock(
+/// The advisory lock of `class` for this desk's schema, on a connection of its own; `None` when
+/// another session holds it.
+pub(super) async fn try_lock(
     pg: &tokio_postgres::Config,
+    class: i32,
 ) -> Result<Option<LockConnection>, tokio_postgres::Error> {
     let (client, connection) = pg.connect(NoTls).await?;
     let task = tokio::spawn(async move {
@@ -165,7 +168,7 @@ async fn try_lock(
         .query_one(
             "SELECT pg_try_advisory_lock($1, coalesce(
                  (SELECT oid::int4 FROM pg_namespace WHERE nspname = current_schema()), 0))",
-            &[&PROBER_LOCK],
+            &[&class],
         )
         .await?
         .get(0);
@@ -455,6 +458,7 @@ async fn handle(
                 );
             }
         }
-        Event::SweepCost { .. } | Event::VinLookupPlanned { .. } => {}
+        // The scheduler's own reports are diagnosed by the desk as it stores them.
+        Event::SweepCost { .. } | Event::VinLookupPlanned { .. } | Event::Diagnosed { .. } => {}
     }
 }

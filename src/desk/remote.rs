@@ -287,6 +287,7 @@ fn vetted(mut v: VehicleItem) -> Option<VehicleItem> {
         .is_some_and(|r| r.vehicle_id != v.vehicle_id)
     {
         v.report = None;
+        v.diagnosis = None;
     }
     let clean = |s: &mut Option<String>| {
         if let Some(t) = s.as_mut() {
@@ -307,13 +308,22 @@ fn vetted(mut v: VehicleItem) -> Option<VehicleItem> {
     Some(v)
 }
 
-/// The events that put `items` into a store: each vehicle's report, then the listing (a report
+/// The desk's verdict on a vehicle, as the event a store keeps as given; `None` while the desk
+/// knows nothing of it. The desk is the one diagnoser: nothing here diagnoses its reports again.
+pub fn verdict_event(v: &VehicleItem) -> Option<Event> {
+    match (&v.report, &v.diagnosis) {
+        (Some(report), Some(diagnosis)) => Some(Event::Diagnosed {
+            report: report.clone(),
+            diagnosis: Box::new(diagnosis.clone()),
+        }),
+        _ => None,
+    }
+}
+
+/// The events that put `items` into a store: each vehicle's verdict, then the listing (a verdict
 /// first, so a probe asked for after the listing is never answered by an older one).
 pub fn fleet_events(items: &[VehicleItem]) -> Vec<Event> {
-    let mut events: Vec<Event> = items
-        .iter()
-        .filter_map(|v| v.report.clone().map(|report| Event::Observed { report }))
-        .collect();
+    let mut events: Vec<Event> = items.iter().filter_map(verdict_event).collect();
     events.push(Event::ConnectionsListed {
         connections: items.iter().map(connection).collect(),
     });
@@ -488,8 +498,8 @@ fn send_probe(st: &State, vehicle_id: String, force: bool) {
     tokio::spawn(async move {
         match client.request_probe(&vehicle_id, force).await {
             Ok(answer) => {
-                if let Some(report) = answer.vehicle.and_then(|v| v.report) {
-                    let _ = events.send(Event::Observed { report });
+                if let Some(event) = answer.vehicle.as_ref().and_then(verdict_event) {
+                    let _ = events.send(event);
                 }
             }
             Err(RemoteError::Unreachable { .. }) => {
@@ -584,12 +594,12 @@ async fn connected(
                     match event {
                         StreamEvent::Vehicle(item) => {
                             if let Some(v) = vetted(*item) {
-                                if let Some(vin) = v.vin {
-                                    let vins = vec![(v.vehicle_id.clone(), vin)];
+                                if let Some(vin) = &v.vin {
+                                    let vins = vec![(v.vehicle_id.clone(), vin.clone())];
                                     let _ = st.events.send(Event::VinsLearned { vins });
                                 }
-                                if let Some(report) = v.report {
-                                    let _ = st.events.send(Event::Observed { report });
+                                if let Some(event) = verdict_event(&v) {
+                                    let _ = st.events.send(event);
                                 }
                             }
                         }
@@ -678,6 +688,10 @@ mod tests {
                 vehicle_id: id.into(),
                 ..Default::default()
             }),
+            diagnosis: with_report.then(|| crate::health::Diagnosis {
+                status: crate::health::Status::Blocked,
+                ..crate::health::Diagnosis::unknown()
+            }),
         }
     }
 
@@ -691,9 +705,13 @@ mod tests {
     }
 
     #[test]
-    fn the_fleet_becomes_reports_first_then_one_listing_of_every_vehicle() {
+    fn the_fleet_becomes_the_desks_verdicts_first_then_one_listing_of_every_vehicle() {
         let events = fleet_events(&[item("a", true), item("b", false)]);
-        assert!(matches!(&events[0], Event::Observed { report } if report.vehicle_id == "a"));
+        assert!(matches!(
+            &events[0],
+            Event::Diagnosed { report, diagnosis }
+                if report.vehicle_id == "a" && diagnosis.status == crate::health::Status::Blocked
+        ));
         match &events[1] {
             Event::ConnectionsListed { connections } => {
                 let ids: Vec<&str> = connections
@@ -756,7 +774,9 @@ mod tests {
         if let Some(r) = v.report.as_mut() {
             r.vehicle_id = "other".into();
         }
-        assert_eq!(vetted(v).unwrap().report, None);
+        let v = vetted(v).unwrap();
+        assert_eq!(v.report, None);
+        assert_eq!(v.diagnosis, None, "nor the verdict read from it");
     }
 
     #[test]

@@ -5,14 +5,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::fetch::Progress;
-use crate::health::Needs;
+use crate::health::{Diagnosis, Needs};
 use crate::smartcar::ProbeReport;
 
 /// The API's version, in every path (`/api/v1/...`).
 pub const API_PREFIX: &str = "/api/v1";
 
-/// One vehicle as the desk knows it: the verdict for lists, and the report the verdict was read
-/// from, so a client diagnoses with the desk's rules and shows the same evidence.
+/// One vehicle as the desk knows it: the verdict for lists, the desk's diagnosis in full, and the
+/// report it was read from. The desk is the one diagnoser: a client shows this diagnosis as sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VehicleItem {
     pub vehicle_id: String,
@@ -47,6 +47,9 @@ pub struct VehicleItem {
     /// What webhooks and probes told; `None` while nothing is known.
     #[serde(default)]
     pub report: Option<ProbeReport>,
+    /// The desk's diagnosis of `report` (findings, evidence, remedies); `None` while nothing is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// `GET /api/v1/fleet?after=ID&limit=N`: vehicles in id order; `next` is the `after` of the next
@@ -58,8 +61,9 @@ pub struct FleetPage {
     pub next: Option<String>,
 }
 
-/// `GET /api/v1/rules`: the desk's OEM rules (policies file text, which the client parses), what
-/// its app needs (for fix links), and the countdowns as `vtriage deadlines --json` prints them.
+/// `GET /api/v1/rules`: the desk's OEM rules (policies file text), what its app needs, and the
+/// countdowns as `vtriage deadlines --json` prints them. Clients show them (`deadlines`, the
+/// dashboard's countdowns); they never diagnose with them: verdicts come made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RulesDoc {
     pub policies: String,

@@ -223,6 +223,12 @@ pub enum Event {
     Observed {
         report: ProbeReport,
     },
+    /// A verdict made elsewhere (a desk), with the report it was read from: shown as given and
+    /// never diagnosed again here, so every screen says what its source says.
+    Diagnosed {
+        report: ProbeReport,
+        diagnosis: Box<crate::health::Diagnosis>,
+    },
     Progress(Progress),
     /// The budget is exhausted or the server said 429; nothing is sent before `until`.
     RateLimited {

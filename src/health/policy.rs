@@ -33,11 +33,13 @@ fn line_label(line: Option<usize>) -> String {
     line.map_or_else(|| "?".to_string(), |l| l.to_string())
 }
 
-/// A day (`2025-01-21`) or a whole month (`2025-03`) in UTC; a rule is in force from its first instant.
+/// A day (`2025-01-21`) or a whole month (`2025-03`) in UTC, or an instant (`2025-01-21T08:00:00Z`)
+/// for a change announced to the hour; a rule is in force from its first instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleDate {
     Day(jiff::civil::Date),
     Month { year: i16, month: i8 },
+    Instant(jiff::Timestamp),
 }
 
 const MONTH_NAMES: [&str; 12] = [
@@ -56,11 +58,20 @@ const MONTH_NAMES: [&str; 12] = [
 ];
 
 impl RuleDate {
-    /// Reads `YYYY-MM-DD` or `YYYY-MM`.
+    /// Reads `YYYY-MM-DD`, `YYYY-MM` or an RFC 3339 instant with its offset.
     pub fn parse(text: &str) -> Result<RuleDate, String> {
         let text = text.trim();
-        let bad =
-            || format!("`{text}` is not a date: write a day `2025-01-21` or a month `2025-03`");
+        let bad = || {
+            format!(
+                "`{text}` is not a date: write a day `2025-01-21`, a month `2025-03` or an instant `2025-01-21T08:00:00Z`"
+            )
+        };
+        if text.contains('T') || text.contains(' ') {
+            return text
+                .parse::<jiff::Timestamp>()
+                .map(RuleDate::Instant)
+                .map_err(|_| bad());
+        }
         let parts: Vec<&str> = text.split('-').collect();
         match parts.as_slice() {
             [y, m] if y.len() == 4 && m.len() == 2 => {
@@ -82,6 +93,7 @@ impl RuleDate {
     pub fn first_day(self) -> jiff::civil::Date {
         match self {
             RuleDate::Day(d) => d,
+            RuleDate::Instant(t) => t.to_zoned(jiff::tz::TimeZone::UTC).date(),
             // Validated at parse time; the fallback is never reached for a parsed value.
             RuleDate::Month { year, month } => {
                 jiff::civil::Date::new(year, month, 1).unwrap_or_default()
@@ -89,15 +101,18 @@ impl RuleDate {
         }
     }
 
-    /// 00:00 UTC of the first day.
+    /// The instant itself, else 00:00 UTC of the first day.
     pub fn start(self) -> jiff::Timestamp {
+        if let RuleDate::Instant(t) = self {
+            return t;
+        }
         let day = self.first_day();
         day.to_zoned(jiff::tz::TimeZone::UTC)
             .map(|z| z.timestamp())
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
 
-    /// `2025-01-21`, or `March 2025` for month precision.
+    /// `2025-01-21`, `March 2025` for month precision, `2025-01-21 08:00:00 UTC` for an instant.
     pub fn label(self) -> String {
         self.to_string()
     }
@@ -111,6 +126,7 @@ impl fmt::Display for RuleDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuleDate::Day(d) => write!(f, "{d}"),
+            RuleDate::Instant(t) => write!(f, "{}", t.strftime("%Y-%m-%d %H:%M:%S UTC")),
             RuleDate::Month { year, month } => {
                 let name = usize::try_from(*month - 1)
                     .ok()
@@ -143,7 +159,9 @@ impl TryFrom<DateField> for RuleDate {
 impl<'de> Deserialize<'de> for RuleDate {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let field = DateField::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("expected a date: a day \"2025-01-21\" or a month \"2025-03\"")
+            serde::de::Error::custom(
+                "expected a date: a day \"2025-01-21\", a month \"2025-03\" or an instant \"2025-01-21T08:00:00Z\"",
+            )
         })?;
         RuleDate::try_from(field).map_err(serde::de::Error::custom)
     }
@@ -153,6 +171,7 @@ impl Serialize for RuleDate {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             RuleDate::Day(d) => s.collect_str(d),
+            RuleDate::Instant(t) => s.collect_str(t),
             RuleDate::Month { year, month } => s.collect_str(&format_args!("{year:04}-{month:02}")),
         }
     }
@@ -661,5 +680,21 @@ mod tests {
         let builtin = Policies::builtin();
         let key = builtin.get("tesla-virtual-key").expect("rule");
         assert!(key.matches_error("ERROR CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED"));
+    }
+
+    #[test]
+    fn a_rule_may_come_into_force_at_an_instant_written_as_text_or_a_toml_literal() {
+        for written in ["\"2026-12-04T01:30:00Z\"", "2026-12-04T01:30:00Z"] {
+            let text = BUILTIN_POLICIES.replace(
+                "in_force = \"2025-01-21\"",
+                &format!("in_force = {written}"),
+            );
+            let p = Policies::parse(&text, Path::new("p.toml")).expect("parses");
+            let rule = p.get("tesla-virtual-key").expect("rule");
+            let at: jiff::Timestamp = "2026-12-04T01:30:00Z".parse().expect("ts");
+            assert_eq!(rule.in_force.start(), at, "{written}");
+            assert_eq!(rule.in_force.label(), "2026-12-04 01:30:00 UTC");
+        }
+        assert!(RuleDate::parse("2026-12-04T01:30:00").is_err(), "no offset");
     }
 }

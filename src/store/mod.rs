@@ -85,6 +85,9 @@ pub struct VehicleRecord {
     pub probing: bool,
     /// Loaded from a snapshot and not probed since.
     pub stale: bool,
+    /// The verdict came made with the report (a desk's): shown as given, never diagnosed again
+    /// here, neither as time passes nor when the local rules change. Its source sends the change.
+    pub given_verdict: bool,
 }
 
 impl VehicleRecord {
@@ -105,6 +108,7 @@ impl VehicleRecord {
             last_probe_at: None,
             probing: false,
             stale: false,
+            given_verdict: false,
         }
     }
 
@@ -188,7 +192,8 @@ impl VehicleRecord {
     /// Whether time alone can change the verdict: a probed vehicle that is healthy (its data can
     /// go stale), or whose findings count down to a rule's date or say the data is stale.
     fn verdict_depends_on_time(&self) -> bool {
-        self.last_probe_at.is_some()
+        !self.given_verdict
+            && self.last_probe_at.is_some()
             && (self.verdict.status == Status::Healthy
                 || self.verdict.findings.iter().any(|f| {
                     f.rule.is_some()
@@ -264,7 +269,12 @@ impl VehicleRecord {
                 // A finding dated by its evidence dates from the start of the failure, so the
                 // page's "since" and the header's "failing since" tell the same time.
                 let text = crate::report::format_instant(since);
-                for f in &mut diagnosis.findings {
+                let findings: &mut [Finding] = if self.given_verdict {
+                    &mut []
+                } else {
+                    &mut diagnosis.findings
+                };
+                for f in findings {
                     if f.rule.is_none()
                         && f.since.is_some()
                         && matches!(f.severity, Severity::Blocked | Severity::Degraded)
@@ -458,7 +468,20 @@ impl Store {
     /// A probe ended with this report: the vehicle is diagnosed again and its row moves.
     pub fn observed(&mut self, report: &ProbeReport, now: Timestamp) -> bool {
         self.tick(now);
-        self.observe(report, now);
+        self.observe(report, None, now);
+        true
+    }
+
+    /// Its source diagnosed the vehicle from this report: the verdict is kept as given (not
+    /// diagnosed here, now or as time passes) and the row moves.
+    pub fn diagnosed(
+        &mut self,
+        report: &ProbeReport,
+        diagnosis: &Diagnosis,
+        now: Timestamp,
+    ) -> bool {
+        self.tick(now);
+        self.observe(report, Some(diagnosis), now);
         true
     }
 
@@ -857,7 +880,7 @@ impl Store {
     /// Diagnoses every vehicle again (the policies or the app's needs changed).
     pub fn rediagnose_all(&mut self, now: Timestamp) {
         self.clock = Some(self.clock.map_or(now, |c| c.max(now)));
-        for record in &mut self.records {
+        for record in self.records.iter_mut().filter(|r| !r.given_verdict) {
             let report = record.report();
             let diagnosis = match &report {
                 Some(report) => (self.diagnoser)(report, now),
@@ -1062,8 +1085,9 @@ impl Store {
         true
     }
 
-    /// A probe finished: merge what it learnt, diagnose, and move the row.
-    fn observe(&mut self, report: &ProbeReport, now: Timestamp) {
+    /// A probe finished: merge what it learnt, diagnose (unless `given` is the verdict its source
+    /// made), and move the row.
+    fn observe(&mut self, report: &ProbeReport, given: Option<&Diagnosis>, now: Timestamp) {
         if !self.evidence_shift.is_zero() {
             let mut shifted = report.clone();
             let by = self.evidence_shift;
@@ -1073,7 +1097,7 @@ impl Store {
                 o.meta.data_age = o.meta.data_age.map(shift);
             }
             self.evidence_shift = jiff::SignedDuration::ZERO;
-            self.observe(&shifted, now);
+            self.observe(&shifted, given, now);
             self.evidence_shift = by;
             return;
         }
@@ -1102,7 +1126,10 @@ impl Store {
         } else {
             std::borrow::Cow::Borrowed(report)
         };
-        let diagnosis = (self.diagnoser)(&merged, now);
+        let diagnosis = match given {
+            Some(d) => d.clone(),
+            None => (self.diagnoser)(&merged, now),
+        };
         let glance = Glance::of(&merged);
         let probed_at = merged
             .observations
@@ -1126,6 +1153,7 @@ impl Store {
             r.last_probe_at = Some(probed_at);
             r.probing = false;
             r.stale = false;
+            r.given_verdict = given.is_some();
             r.glance = glance;
             r.set_diagnosis(diagnosis, &merged.observations, now, shared);
         });
@@ -1401,5 +1429,36 @@ mod tests {
         assert_eq!(record.verdict.status, Status::Healthy, "checked just now");
         let report = record.report().expect("probed");
         assert_eq!(report.observations[0].at, pretend);
+    }
+
+    #[test]
+    fn a_verdict_given_by_its_source_is_kept_as_given_as_time_passes_and_when_rules_change() {
+        // The local rules would call the car blocked; the source (a desk) says healthy.
+        let mut store = Store::new(clocked(true));
+        let t0 = at("2026-03-01T10:00:00Z");
+        store.listed(&listed_one(), t0);
+        let given = Diagnosis {
+            status: Status::Healthy,
+            checked_at: Some(t0),
+            findings: Vec::new(),
+        };
+        store.diagnosed(&answered_at(t0), &given, t0);
+        let record = store.vehicle("v1").unwrap();
+        assert_eq!(record.verdict.status, Status::Healthy);
+        assert_eq!(record.diagnosis(), given);
+        assert_eq!(record.last_probe_at, Some(t0));
+
+        assert!(!store.rediagnose_time_dependent(at("2026-03-02T10:00:00Z")));
+        store.rediagnose_all(at("2026-03-02T10:00:00Z"));
+        let record = store.vehicle("v1").unwrap();
+        assert_eq!(
+            record.verdict.status,
+            Status::Healthy,
+            "the source sends the change"
+        );
+
+        // A report the store diagnoses itself is its own again.
+        store.observed(&answered_at(t0), t0);
+        assert_eq!(store.vehicle("v1").unwrap().verdict.status, Status::Blocked);
     }
 }

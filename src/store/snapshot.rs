@@ -195,6 +195,8 @@ impl<'a> Saved<'a> {
             last_probe_at: self.last_probe_at.map(timestamp).transpose()?,
             probing: false,
             stale: true,
+            // A desk's verdict outlives its session only as the evidence a local run diagnoses.
+            given_verdict: false,
         })
     }
 }

@@ -393,3 +393,147 @@ async fn two_dashboards_asking_for_one_car_at_once_cost_the_smartcar_api_one_pro
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&unread.id), "{text}\n{err}");
 }
+
+/// `check --server --json` as an agent runs it: the line of `vehicle`.
+fn check_line(serve: &Serve, token: &str, vehicle: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["check", "--json", "--server", &serve.origin])
+        .env("VTRIAGE_HOME", temp_home("check-clock"))
+        .env("VTRIAGE_AGENT_TOKEN", token)
+        .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
+        .output()
+        .expect("check runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["id"] == vehicle)
+        .unwrap_or_else(|| {
+            panic!(
+                "check printed no line for {vehicle}; stderr {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// The desk's row of `vehicle`: status, main finding, and that finding's title.
+async fn desk_row(schema: &Schema, vehicle: &str) -> (String, Option<String>, Option<String>) {
+    let row = schema
+        .client
+        .query_one(
+            "SELECT status, finding, diagnosis->'findings'->0->>'title' FROM vehicles WHERE vehicle_id = $1",
+            &[&vehicle],
+        )
+        .await
+        .expect("the vehicle's row");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_coming_into_force_blocks_a_car_alike_in_the_database_history_dashboard_and_check() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    // The virtual-key rule comes into force a few seconds from now.
+    let in_force = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(15);
+    let in_force = in_force.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let home = temp_home("rule-clock");
+    std::fs::create_dir_all(home.join("config")).expect("config dir");
+    std::fs::write(
+        home.join("config/policies.toml"),
+        vtriage::health::policy::BUILTIN_POLICIES.replace(
+            "in_force = \"2025-01-21\"",
+            &format!("in_force = \"{in_force}\""),
+        ),
+    )
+    .expect("policies file");
+    let home_text = home.to_string_lossy().to_string();
+    let serve = Serve::start_with(
+        &database_url(),
+        &schema.name,
+        &["--demo", "--no-prober", "--rediagnose-every", "1s"],
+        &[("VTRIAGE_HOME", home_text.as_str())],
+    );
+    // A webhook says the Tesla's key is not paired: before the rule's date, a warning.
+    let car = "veh-clock-tesla";
+    let delivered_ms = jiff::Timestamp::now().as_millisecond() - 1000;
+    let state = json!({
+        "eventId": "s-clock", "eventType": "VEHICLE_STATE",
+        "data": {
+            "user": {"id": "user-1"},
+            "vehicle": {"id": car, "make": "TESLA", "model": "Model 3", "year": 2022},
+            "signals": [{"code": "connectivitystatus-isdigitalkeypaired", "body": {"value": false},
+                         "status": {"value": "SUCCESS"}}]
+        },
+        "meta": {"version": "4.0", "deliveredAt": delivered_ms, "mode": "TEST"}
+    })
+    .to_string();
+    assert_eq!(
+        post_signed(&http(), &serve.webhook_url(), &state).await,
+        200
+    );
+    let before = desk_row(&schema, car).await;
+    assert_eq!(before.0, "WARNING", "{before:?}");
+    assert_eq!(before.1.as_deref(), Some("virtual-key-missing"));
+
+    let token = agent_token(&schema.name, "fay");
+    let checked = check_line(&serve, &token, car);
+    assert_eq!(checked["status"], "WARNING", "{checked}");
+    let dash_home = temp_home("dash-clock");
+    let dash_home = dash_home.to_string_lossy().to_string();
+    let mut screen = Terminal::start(
+        &["--server", &serve.origin],
+        &[
+            ("VTRIAGE_HOME", dash_home.as_str()),
+            ("VTRIAGE_AGENT_TOKEN", token.as_str()),
+        ],
+    );
+    screen.wait_for("WARNING 1", Duration::from_secs(20));
+    assert!(
+        desk_row(&schema, car).await.0 == "WARNING",
+        "the setup outran the rule's date; the test needs a later one"
+    );
+
+    // The date passes: the desk diagnoses the car again by itself, without a probe or a delivery.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let after = loop {
+        let row = desk_row(&schema, car).await;
+        if row.0 != "WARNING" {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {row:?} after the rule's date"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(after.0, "BLOCKED", "{after:?}");
+    assert_eq!(after.1.as_deref(), Some("virtual-key-missing"));
+    screen.wait_for("BLOCKED 1", Duration::from_secs(5));
+
+    let checked = check_line(&serve, &token, car);
+    assert_eq!(checked["status"], "BLOCKED", "{checked}");
+    assert_eq!(
+        checked["findings"][0]["title"].as_str(),
+        after.2.as_deref(),
+        "check prints the desk's finding as the desk wrote it"
+    );
+    let history: Vec<(String, String)> = schema
+        .client
+        .query(
+            "SELECT status, cause FROM status_history WHERE vehicle_id = $1 ORDER BY id",
+            &[&car],
+        )
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("WARNING".to_string(), "webhook s-clock".to_string()),
+            ("BLOCKED".to_string(), "time".to_string()),
+        ]
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -14,6 +14,7 @@ mod client_sim;
 mod connect_sdk_urls;
 mod desk_agents;
 mod desk_dashboards;
+mod desk_diagnosis;
 mod desk_durability;
 mod desk_prober;
 mod desk_secrets;
