@@ -277,14 +277,31 @@ fn status_summary(app: &App, theme: &Theme, width: u16) -> Line<'static> {
 
 fn filter_line(app: &App, theme: &Theme) -> Line<'static> {
     let editing = app.overlay == Overlay::Filter;
-    let text = if editing {
-        app.filter_input.text().to_string()
-    } else {
-        app.store.filter_text().to_string()
-    };
-    let mut spans = vec![Span::styled("/", theme.key), Span::raw(text)];
+    let mut spans = vec![Span::styled("/", theme.key)];
     if editing {
-        spans.push(Span::styled("█", theme.key));
+        // The quick filter is a term of its own before the typed text (Backspace on an empty line drops it).
+        if !app.filter_quick.is_empty() {
+            spans.push(Span::styled(
+                format!("[{}]", one_line(&app.filter_quick)),
+                theme.selection,
+            ));
+            spans.push(Span::raw(" "));
+        }
+        // The cursor where it is: a block over the character it stands on, or after the end.
+        let text = app.filter_input.text();
+        let at = app.filter_input.cursor();
+        let before: String = text.chars().take(at).collect();
+        let mut after = text.chars().skip(at);
+        spans.push(Span::raw(before));
+        match after.next() {
+            Some(c) => {
+                spans.push(Span::styled(c.to_string(), theme.selection));
+                spans.push(Span::raw(after.collect::<String>()));
+            }
+            None => spans.push(Span::styled("█", theme.key)),
+        }
+    } else {
+        spans.push(Span::raw(app.store.filter_text().to_string()));
     }
     match &app.filter_error {
         Some(error) => spans.push(Span::styled(

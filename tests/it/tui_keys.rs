@@ -966,7 +966,8 @@ fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() 
 }
 
 #[test]
-fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when_found() {
+fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_the_car_found_opens_probed_at_focus()
+{
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
     let vin = "5YJ3E1EA1PF000009";
@@ -982,7 +983,7 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when
             vins: vec![("aaaa-unchecked".into(), vin.into())],
         },
     );
-    store_event(
+    let effects = store_event(
         &mut app,
         Event::VinLookupDone {
             vin: vin.into(),
@@ -991,9 +992,122 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when
             unreadable: 0,
         },
     );
+    // As `:vin` does: the car opens and is probed at Focus priority.
+    assert_eq!(
+        app.page().map(|p| p.vehicle_id.as_str()),
+        Some("aaaa-unchecked")
+    );
+    assert_eq!(
+        probes(&effects),
+        [(vec!["aaaa-unchecked".to_string()], Priority::Focus, false)]
+    );
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(
+        app.store.visible_len(),
+        1,
+        "back on the list, its row shows"
+    );
+}
+
+#[test]
+fn a_whole_known_vin_in_the_filter_opens_its_car_at_focus_even_under_a_status_quick_filter() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Char('/'));
+    // The Model 3 is DEGRADED: hidden by `1`, found by its VIN all the same.
+    typed(&mut app, "5YJ3E1EA7KF000002");
+    let effects = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        find_vin_sent(&effects),
+        None,
+        "a VIN the fleet knows costs nothing"
+    );
+    assert_eq!(
+        app.page().map(|p| p.vehicle_id.as_str()),
+        Some("b2d4-loc"),
+        "{}",
+        flash(&app)
+    );
+    assert!(
+        probes(&effects)
+            .iter()
+            .any(|(ids, priority, _)| ids == &["b2d4-loc".to_string()]
+                && *priority == Priority::Focus),
+        "{:?}",
+        probes(&effects)
+    );
+    let focus = |effects: &[Effect]| -> Vec<_> {
+        probes(effects)
+            .into_iter()
+            .filter(|(_, priority, _)| *priority == Priority::Focus)
+            .collect()
+    };
+    let by_command = command(&mut app, "vin 5YJ3E1EA7KF000002");
+    assert_eq!(focus(&by_command), focus(&effects), ":vin does the same");
+}
+
+#[test]
+fn after_a_status_key_slash_edits_the_free_text_while_the_quick_filter_stays_its_own_term() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Char('/'));
+    assert_eq!(
+        app.filter_input.text(),
+        "",
+        "the line holds the free text only"
+    );
+    assert_eq!(app.filter_quick, "status:blocked");
+    typed(&mut app, "tesla");
+    assert_eq!(app.store.filter_text(), "status:blocked tesla");
     assert_eq!(app.store.visible_len(), 1);
-    assert_eq!(selected(&app).as_deref(), Some("aaaa-unchecked"));
-    assert_eq!(app.page(), None, "the filter shows the row; Enter opens it");
+    let line = screen(&app)
+        .into_iter()
+        .find(|l| l.starts_with('/'))
+        .unwrap_or_default();
+    assert!(line.starts_with("/[status:blocked] tesla█"), "{line:?}");
+    // Erasing what was typed, then one Backspace more, drops the quick filter too.
+    for _ in 0.."tesla".len() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    assert_eq!(app.store.filter_text(), "status:blocked");
+    key(&mut app, KeyCode::Backspace);
+    assert_eq!(app.store.filter_text(), "");
+    assert_eq!(app.store.visible_len(), app.store.len());
+    typed(&mut app, "tesla");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.store.filter_text(), "tesla");
+    // `1` with free text keeps it; `/` again shows the free text, the quick filter apart.
+    key(&mut app, KeyCode::Char('1'));
+    assert_eq!(app.store.filter_text(), "tesla status:blocked");
+    key(&mut app, KeyCode::Char('/'));
+    assert_eq!(app.filter_input.text(), "tesla");
+    assert_eq!(app.filter_quick, "status:blocked");
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(
+        app.store.filter_text(),
+        "tesla status:blocked",
+        "Esc restores it"
+    );
+}
+
+#[test]
+fn the_filter_line_draws_the_cursor_where_it_is() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tsla");
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Left);
+    }
+    typed(&mut app, "e");
+    assert_eq!(app.store.filter_text(), "make:tesla");
+    let line = screen(&app)
+        .into_iter()
+        .find(|l| l.starts_with('/'))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("/make:tesla  "),
+        "no block after the end: {line:?}"
+    );
 }
 
 #[test]
