@@ -103,7 +103,7 @@ pub enum Effect {
     },
     /// Open a link with the system opener.
     Open(String),
-    /// Write the visible rows as CSV.
+    /// Write the visible rows to a file, in the format its extension names (`~` is the home folder).
     Export(PathBuf),
     Quit,
 }
@@ -1160,7 +1160,13 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
         ("user" | "u", user) if !user.is_empty() => {
             fleet_filter_from_command(app, &format!("user:{}", quote(user)), effects)
         }
-        ("export", path) if !path.is_empty() => effects.push(Effect::Export(PathBuf::from(path))),
+        ("export", path) if !path.is_empty() => {
+            // The format follows the extension: one that names none is refused before anything is written.
+            match crate::tui::ExportFormat::of(std::path::Path::new(path)) {
+                Ok(_) => effects.push(Effect::Export(PathBuf::from(path))),
+                Err(e) => app.complain(format!("not exported: {e}")),
+            }
+        }
         ("sweep", "" | "force") => {
             let force = arg == "force";
             app.say(match app.store.sweep_cost() {

@@ -607,10 +607,13 @@ fn export_to_a_json_path_writes_json_not_csv() {
     std::fs::create_dir_all(&dir).ok();
     let array = dir.join("teslas.json");
     let lines = dir.join("teslas.jsonl");
-    let plain = dir.join("teslas");
-    assert_eq!(vtriage::tui::export(&app.store, &array).ok(), Some(3));
-    assert_eq!(vtriage::tui::export(&app.store, &lines).ok(), Some(3));
-    assert_eq!(vtriage::tui::export(&app.store, &plain).ok(), Some(3));
+    let plain = dir.join("teslas.CSV");
+    let export = |path: &std::path::Path| {
+        vtriage::tui::export(&app.store, path, &app.config.policies, now()).ok()
+    };
+    assert_eq!(export(&array), Some(3));
+    assert_eq!(export(&lines), Some(3));
+    assert_eq!(export(&plain), Some(3));
     let array = std::fs::read_to_string(&array).unwrap_or_default();
     let lines = std::fs::read_to_string(&lines).unwrap_or_default();
     let plain = std::fs::read_to_string(&plain).unwrap_or_default();
@@ -631,6 +634,96 @@ fn export_to_a_json_path_writes_json_not_csv() {
         "{lines}"
     );
     assert!(plain.starts_with("status,vehicle_id,"), "{plain}");
+}
+
+#[test]
+fn export_to_an_extension_that_names_no_format_is_refused_naming_the_choices() {
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-txt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let mut app = app(80, 24);
+    for name in ["exp.txt", "exp"] {
+        let path = dir.join(name);
+        let effects = command(&mut app, &format!("export {}", path.display()));
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Export(_))),
+            "{effects:?}"
+        );
+        let said = app.visible_flash().cloned();
+        assert!(said.as_ref().is_some_and(|f| f.error), "{said:?}");
+        let text = flash(&app);
+        assert!(text.contains(name), "{text}");
+        assert!(
+            text.contains(".csv")
+                && text.contains(".json")
+                && text.contains(".jsonl")
+                && text.contains(".md"),
+            "{text}"
+        );
+        let written = vtriage::tui::export(&app.store, &path, &app.config.policies, now());
+        assert!(written.is_err(), "{written:?}");
+        assert!(!path.exists(), "nothing written to {name}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn export_to_a_markdown_path_writes_one_ticket_section_per_vehicle() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-md-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join("teslas.md");
+    let written = vtriage::tui::export(&app.store, &path, &app.config.policies, now()).ok();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(written, Some(3));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("## ")).count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("7SAYGDEE1NF000001"), "{text}");
+}
+
+#[test]
+fn export_says_what_it_wrote_where_and_how_many_vehicles_with_the_tilde_read_as_home() {
+    let home = std::env::temp_dir().join(format!("vtriage-tui-export-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).ok();
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('1'));
+    let said = vtriage::tui::export_as_asked(&app, std::path::Path::new("~/x.md"), Some(&home));
+    let written = std::fs::read_to_string(home.join("x.md")).unwrap_or_default();
+    std::fs::remove_dir_all(&home).ok();
+    assert_eq!(
+        said,
+        Msg::EffectDone(format!(
+            "exported 1 vehicle as Markdown to {} (owner-only)",
+            home.join("x.md").display()
+        ))
+    );
+    assert!(written.starts_with("## "), "{written}");
+}
+
+#[test]
+fn a_tilde_at_the_start_of_an_export_path_is_the_home_folder() {
+    use std::path::Path;
+    use vtriage::tui::expand_home;
+    let home = Path::new("/home/agent");
+    assert_eq!(
+        expand_home(Path::new("~/x.csv"), Some(home)),
+        Path::new("/home/agent/x.csv")
+    );
+    assert_eq!(expand_home(Path::new("~"), Some(home)), home);
+    // Only a leading `~` component: `~bob` and a `~` further on are names.
+    for kept in ["~bob/x.csv", "out/~/x.csv", "x~.csv", "/tmp/x.csv"] {
+        assert_eq!(expand_home(Path::new(kept), Some(home)), Path::new(kept));
+    }
+    assert_eq!(
+        expand_home(Path::new("~/x.csv"), None),
+        Path::new("~/x.csv")
+    );
 }
 
 /// The last text row of the vehicle page as drawn on a terminal tall enough to hold all of it.
