@@ -47,6 +47,8 @@ pub struct TuiConfig {
     /// Vehicles opened in this session are probed again this often (the freshness window still
     /// decides whether a probe spends anything).
     pub refresh_every: std::time::Duration,
+    /// Which way copies go in this session, for the help (the runtime finds the clipboard).
+    pub copying: String,
 }
 
 impl Default for TuiConfig {
@@ -63,6 +65,7 @@ impl Default for TuiConfig {
             warnings: Vec::new(),
             probe_visible: true,
             refresh_every: std::time::Duration::from_secs(300),
+            copying: clipboard::CopyRoutes::default().describe(),
         }
     }
 }

@@ -112,8 +112,10 @@ pub async fn run(
     let (input_tx, mut input) = unbounded_channel();
     let reader = std::thread::spawn(move || read_terminal(input_tx));
 
-    let clipboard =
-        clipboard::system_clipboard(|name| std::env::var_os(name), std::env::var_os("PATH"));
+    let routes =
+        clipboard::CopyRoutes::find(|name| std::env::var_os(name), std::env::var_os("PATH"));
+    let mut config = config;
+    config.copying = routes.describe();
     let mut app = App::new(store, config, clock());
     let size = term.terminal().size()?;
     let mut pending = vec![Msg::Resize {
@@ -138,9 +140,7 @@ pub async fn run(
             drained += 1;
             ticks_only &= matches!(msg, Msg::Tick(..));
             for effect in update(&mut app, msg) {
-                if let Some(msg) =
-                    carry_out(effect, &mut app, &mut term, &commands, clipboard.as_ref())
-                {
+                if let Some(msg) = carry_out(effect, &mut app, &mut term, &commands, &routes) {
                     pending.push(msg);
                 }
             }
@@ -326,37 +326,21 @@ fn carry_out(
     app: &mut App,
     term: &mut Raterm,
     commands: &UnboundedSender<Command>,
-    system_clipboard: Option<&clipboard::SystemClipboard>,
+    routes: &clipboard::CopyRoutes,
 ) -> Option<Msg> {
     match effect {
         Effect::Send(command) => commands
             .send(command)
             .err()
             .map(|_| Msg::EffectFailed("the probe scheduler has stopped".into())),
-        Effect::Copy { text, what } => {
-            // The system clipboard first: a terminal may ignore OSC 52 without a word (tmux does by default).
-            let mut passed_over = None;
-            if let Some(c) = system_clipboard {
-                match clipboard::copy_with(c, &text) {
-                    Ok(()) => {
-                        let copied = clipboard::CopiedTo::System(c.name());
-                        return Some(Msg::EffectDone(copied.confirmation(what)));
-                    }
-                    Err(e) => passed_over = Some(format!("{}: {e}", c.name())),
-                }
-            }
-            Some(match term.write_raw(clipboard::osc52(&text).as_bytes()) {
-                Ok(()) => {
-                    let said = clipboard::CopiedTo::Terminal.confirmation(what);
-                    // Said, so the agent knows why the system clipboard was passed over.
-                    Msg::EffectDone(match passed_over {
-                        Some(why) => format!("{said} ({why})"),
-                        None => said,
-                    })
-                }
-                Err(e) => Msg::EffectFailed(format!("could not copy {what}: {e}")),
-            })
-        }
+        Effect::Copy { text, what } => Some(
+            match clipboard::copy_by(routes, &text, what, |osc52| {
+                term.write_raw(osc52.as_bytes())
+            }) {
+                Ok(said) => Msg::EffectDone(said),
+                Err(why) => Msg::EffectFailed(why),
+            },
+        ),
         Effect::Open(link) => open_link(&link).err().map(Msg::EffectFailed),
         Effect::Export(path) => Some(export_as_asked(app, &path, std::env::home_dir().as_deref())),
         Effect::Quit => {

@@ -1089,6 +1089,25 @@ fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
         }
         lines.push(Line::default());
     }
+    // What a copy can promise here, and how to make OSC 52 reach the clipboard through tmux.
+    lines.push(Line::from(Span::styled("Copying", theme.title)));
+    lines.push(Line::from(Span::raw(format!(
+        "  {}",
+        one_line(&app.config.copying)
+    ))));
+    lines.push(Line::from(vec![
+        Span::raw("  tmux passes OSC 52 on with:  "),
+        Span::styled("set -g set-clipboard on", theme.key),
+    ]));
+    lines.push(Line::from(vec![
+        Span::raw("  tmux inside tmux also needs: "),
+        Span::styled("set -g allow-passthrough on", theme.key),
+    ]));
+    lines.push(Line::from(Span::styled(
+        "  Nothing arrived? The vehicle page shows the fix link whole, to select",
+        theme.muted,
+    )));
+    lines.push(Line::default());
     lines.push(Line::from(Span::styled(
         "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term; words like `model 3` read as a model when one is so named, else fuzzy",
         theme.muted,

@@ -37,6 +37,8 @@ impl Terminal {
             // No system clipboard unless a test gives one: copies go through the terminal (OSC 52).
             "DISPLAY",
             "WAYLAND_DISPLAY",
+            // Run from inside tmux, the copies would go to its buffer.
+            "TMUX",
         ] {
             cmd.env_remove(k);
         }
@@ -211,7 +213,7 @@ fn agent_finds_a_blocked_tesla_copies_the_pairing_link_and_quits() {
     t.send("y");
     t.wait_for_raw(b"\x1b]52;c;", Duration::from_secs(5));
     t.wait_for(
-        "pairing link sent to the terminal's clipboard (OSC 52)",
+        "pairing link sent to the terminal (OSC 52; ? for tmux)",
         Duration::from_secs(5),
     );
     // Back to the fleet with the filter kept.
@@ -426,6 +428,62 @@ fn with_a_system_clipboard_the_link_is_copied_through_it_and_the_footer_says_cop
         !t.raw.windows(6).any(|w| w == b"\x1b]52;c"),
         "no OSC 52 once the system clipboard took it"
     );
+    t.send("q");
+    t.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[cfg(unix)]
+#[test]
+fn inside_tmux_the_link_goes_to_its_buffer_and_the_footer_says_copied_there() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = temp_home("tmux");
+    let bin = std::path::Path::new(&home).join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let buffer = std::path::Path::new(&home).join("buffer");
+    let tmux = bin.join("tmux");
+    std::fs::write(
+        &tmux,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = 'load-buffer -' ] || exit 2\ncat > '{}'\n",
+            buffer.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tmux, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let vehicle = demo_vehicle(vtriage::sim::Situation::VirtualKeyMissing);
+    let mut t = Terminal::start(
+        &["--now", "2026-11-27T12:00:00Z"],
+        &[
+            ("VTRIAGE_HOME", home.as_str()),
+            ("PATH", path.as_str()),
+            ("TMUX", "/tmp/tmux-1000/default,4242,0"),
+        ],
+        24,
+        80,
+    );
+    t.wait_for("  Status", Duration::from_secs(30));
+    t.send(&format!(":vehicle {}\r", vehicle.id));
+    t.wait_for(
+        "https://www.tesla.com/_ak/smartcar.com",
+        Duration::from_secs(60),
+    );
+    t.send("y");
+    t.wait_for(
+        "copied pairing link to the tmux buffer (prefix ] pastes)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        std::fs::read_to_string(&buffer).unwrap_or_default(),
+        "https://www.tesla.com/_ak/smartcar.com"
+    );
+    // OSC 52 goes too, for a tmux with set-clipboard on to pass to the terminal.
+    t.wait_for_raw(b"\x1b]52;c;", Duration::from_secs(5));
     t.send("q");
     t.wait_exit(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&home);

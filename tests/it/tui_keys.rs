@@ -254,7 +254,7 @@ fn vehicle_page_copies_pairing_link_reply_and_evidence_with_a_confirmation() {
     );
     assert_eq!(
         flash(&app),
-        "pairing link sent to the terminal's clipboard (OSC 52)"
+        "pairing link sent to the terminal (OSC 52; ? for tmux)"
     );
 
     let reply = copied(&key(&mut app, KeyCode::Char('c')));
@@ -285,6 +285,26 @@ fn vehicle_page_copies_pairing_link_reply_and_evidence_with_a_confirmation() {
             "{expected} missing from {evidence}"
         );
     }
+}
+
+#[test]
+fn the_help_says_which_way_copies_go_and_how_to_let_osc52_through_tmux() {
+    let mut app = app(120, 40);
+    key(&mut app, KeyCode::Char('?'));
+    let mut text = screen(&app).join("\n");
+    for _ in 0..80 {
+        if text.contains("allow-passthrough") {
+            break;
+        }
+        key(&mut app, KeyCode::Down);
+        text = screen(&app).join("\n");
+    }
+    assert!(
+        text.contains("Here: sent to the terminal as OSC 52, which cannot confirm it"),
+        "{text}"
+    );
+    assert!(text.contains("set -g set-clipboard on"), "{text}");
+    assert!(text.contains("set -g allow-passthrough on"), "{text}");
 }
 
 #[test]
