@@ -179,7 +179,7 @@ pub fn tmux_buffer(
     var: impl Fn(&str) -> Option<OsString>,
     path: Option<OsString>,
 ) -> Option<SystemClipboard> {
-    if !var("TMUX").is_some_and(|v| !v.is_empty()) {
+    if var("TMUX").is_none_or(|v| v.is_empty()) {
         return None;
     }
     path.iter()
