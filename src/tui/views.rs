@@ -599,13 +599,28 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
                 // VINs (and on API v2.0 makes and models) are known only once a vehicle has been probed.
                 let c = app.store.counts();
                 let unchecked = c.total.saturating_sub(c.checked);
+                // A status key's term hides the rest of the fleet: said, with how to drop it.
+                let quick: Vec<&str> = app
+                    .store
+                    .filter_text()
+                    .split_whitespace()
+                    .filter(|t| t.to_ascii_lowercase().starts_with("status:"))
+                    .collect();
+                let quick = if quick.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (only {}: its key again, or Backspace on an empty / line, drops it)",
+                        one_line(&quick.join(" "))
+                    )
+                };
                 let text = if unchecked > 0 {
                     format!(
-                        "no vehicle matches the filter; {unchecked} of {} vehicles are not checked yet, and what a probe reads (the VIN; on API v2.0 the make and model too) is unknown until they are (they are probed as the sweep reaches them, or open one with :vehicle ID)",
+                        "no vehicle matches the filter{quick}; {unchecked} of {} vehicles are not checked yet, and what a probe reads (the VIN; on API v2.0 the make and model too) is unknown until they are (they are probed as the sweep reaches them, or open one with :vehicle ID)",
                         c.total
                     )
                 } else {
-                    "no vehicle matches the filter".into()
+                    format!("no vehicle matches the filter{quick}")
                 };
                 (text, theme.muted)
             }
@@ -1284,6 +1299,9 @@ fn help_popup(area: Rect) -> Rect {
     }
 }
 
+/// The cells of a help row's key column: two spaces, then the keys padded to 16.
+const HELP_KEYS_WIDTH: usize = 18;
+
 /// The help overlay's text in its frame: the keys of the screen under it, of the input lines and of help.
 fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
     let theme = &app.config.theme;
@@ -1376,6 +1394,28 @@ fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
             theme.muted,
         ),
     ]));
+    // A key's description wraps under itself, any other line under its own start.
+    let width = help_popup(Rect::new(0, 0, app.width, app.height))
+        .width
+        .saturating_sub(2);
+    let lines: Vec<Line<'static>> = lines
+        .into_iter()
+        .flat_map(|line| {
+            let key_row = line.spans.len() >= 2 && line.spans[0].width() == HELP_KEYS_WIDTH;
+            let indent = if key_row {
+                HELP_KEYS_WIDTH as u16
+            } else {
+                let spaces = line
+                    .spans
+                    .iter()
+                    .flat_map(|s| s.content.chars())
+                    .take_while(|c| *c == ' ')
+                    .count();
+                u16::try_from(spaces).unwrap_or(0)
+            };
+            hang(&line, width, indent)
+        })
+        .collect();
     let block = Block::bordered()
         .title(Span::styled(" help ", theme.title))
         .border_style(theme.border);

@@ -1173,6 +1173,17 @@ fn after_a_status_key_slash_edits_the_free_text_while_the_quick_filter_stays_its
     typed(&mut app, "tesla");
     assert_eq!(app.store.filter_text(), "status:blocked tesla");
     assert_eq!(app.store.visible_len(), 1);
+    typed(&mut app, " ford");
+    let text = screen(&app).join("\n");
+    assert!(
+        text.contains(
+            "no vehicle matches the filter (only status:blocked: its key again, or Backspace"
+        ),
+        "{text}"
+    );
+    for _ in 0.." ford".len() {
+        key(&mut app, KeyCode::Backspace);
+    }
     let line = screen(&app)
         .into_iter()
         .find(|l| l.starts_with('/'))
