@@ -385,12 +385,12 @@ pub enum ExportFormat {
 }
 
 /// The extensions `:export` takes, as the error about any other names them.
-pub const EXPORT_EXTENSIONS: &str = ".csv, .json, .jsonl (or .ndjson), .md";
+pub const EXPORT_EXTENSIONS: &str = ".csv .json .jsonl .md";
 
 /// Why an export was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("{path}: {why}; the format follows the extension: {EXPORT_EXTENSIONS}")]
+    #[error("{path}: {why}; use {EXPORT_EXTENSIONS}")]
     UnknownFormat { path: String, why: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -411,10 +411,7 @@ impl ExportFormat {
             other => Err(ExportError::UnknownFormat {
                 path: crate::untrusted::text::one_line(&path.display().to_string()).into_owned(),
                 why: match other {
-                    Some(e) => format!(
-                        "`.{}` is not a format vtriage writes",
-                        crate::untrusted::text::one_line(e)
-                    ),
+                    Some(e) => format!(".{} names no format", crate::untrusted::text::one_line(e)),
                     None => "no extension".to_string(),
                 },
             }),

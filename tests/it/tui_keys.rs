@@ -661,6 +661,13 @@ fn export_to_an_extension_that_names_no_format_is_refused_naming_the_choices() {
     let dir = std::env::temp_dir().join(format!("vtriage-tui-export-txt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok();
     let mut app = app(80, 24);
+    // Said in full on an 80-column footer.
+    command(&mut app, "export exp.txt");
+    let footer = screen(&app).last().cloned().unwrap_or_default();
+    assert!(
+        footer.contains("exp.txt: .txt names no format; use .csv .json .jsonl .md"),
+        "{footer:?}"
+    );
     for name in ["exp.txt", "exp"] {
         let path = dir.join(name);
         let effects = command(&mut app, &format!("export {}", path.display()));
