@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use ratatui::crossterm::event::{KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind,
+};
 use ratatui::layout::{Constraint, Layout, Rect};
 
 use crate::fetch::{Command, Event, Priority};
@@ -45,6 +47,8 @@ pub struct TuiConfig {
     /// Vehicles opened in this session are probed again this often (the freshness window still
     /// decides whether a probe spends anything).
     pub refresh_every: std::time::Duration,
+    /// Which way copies go in this session, for the help (the runtime finds the clipboard).
+    pub copying: String,
 }
 
 impl Default for TuiConfig {
@@ -61,6 +65,7 @@ impl Default for TuiConfig {
             warnings: Vec::new(),
             probe_visible: true,
             refresh_every: std::time::Duration::from_secs(300),
+            copying: clipboard::CopyRoutes::default().describe(),
         }
     }
 }
@@ -101,7 +106,7 @@ pub enum Effect {
     },
     /// Open a link with the system opener.
     Open(String),
-    /// Write the visible rows as CSV.
+    /// Write the visible rows to a file, in the format its extension names (`~` is the home folder).
     Export(PathBuf),
     Quit,
 }
@@ -211,6 +216,9 @@ pub struct App {
     pub command_input: LineInput,
     /// The filter before `/` was pressed, restored by Esc.
     filter_before: String,
+    /// The status quick filter (`1`-`5`, `f`) while `/` edits the rest of the filter: it stays a term
+    /// of its own, shown before the line, so what is typed narrows it instead of being appended to it.
+    pub filter_quick: String,
     /// The live filter text does not parse: why.
     pub filter_error: Option<String>,
     /// First table row on screen.
@@ -240,9 +248,8 @@ pub struct App {
     pub spin: u64,
     /// Requests per second as shown.
     pub rate: RequestRate,
-    /// A VIN lookup under way: the VIN, and whether its vehicle opens when found (`:vin`) rather
-    /// than showing in the filtered list (`/`).
-    pub vin_lookup: Option<(String, bool)>,
+    /// A VIN lookup under way (`:vin` or a whole VIN in `/`): its vehicle opens when found.
+    pub vin_lookup: Option<String>,
     /// When verdicts that time alone can change were last diagnosed again.
     rediagnosed_at: Option<Timestamp>,
     pub quit: bool,
@@ -346,6 +353,7 @@ impl App {
             filter_input: LineInput::default(),
             command_input: LineInput::default(),
             filter_before: String::new(),
+            filter_quick: String::new(),
             filter_error: None,
             offset: 0,
             width: 80,
@@ -648,13 +656,10 @@ fn fleet_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
         }
         Action::Filter => {
             app.filter_before = app.store.filter_text().to_string();
-            // Continue after the current filter, so typing narrows it.
-            let start = if app.filter_before.is_empty() {
-                String::new()
-            } else {
-                format!("{} ", app.filter_before)
-            };
-            app.filter_input.start(&start);
+            // The quick filter stays a term of its own; the line holds the rest, cursor at its end.
+            let (quick, rest) = split_quick(&app.filter_before);
+            app.filter_quick = quick;
+            app.filter_input.start(&rest);
             app.filter_error = None;
             app.overlay = Overlay::Filter;
         }
@@ -987,8 +992,25 @@ fn set_filter(app: &mut App, text: &str, effects: &mut Vec<Effect>) -> bool {
 }
 
 fn apply_live_filter(app: &mut App, effects: &mut Vec<Effect>) {
-    let text = app.filter_input.text().to_string();
+    let text = with_quick(&app.filter_quick, app.filter_input.text());
     set_filter(app, &text, effects);
+}
+
+/// Splits a filter into its status terms (what `1`-`5` and `f` set) and the rest, each in its order.
+fn split_quick(filter: &str) -> (String, String) {
+    let (quick, rest): (Vec<&str>, Vec<&str>) = filter
+        .split_whitespace()
+        .partition(|t| t.to_ascii_lowercase().starts_with("status:"));
+    (quick.join(" "), rest.join(" "))
+}
+
+/// The whole filter: the quick filter's terms, then the typed text.
+fn with_quick(quick: &str, typed: &str) -> String {
+    match (quick.is_empty(), typed.trim().is_empty()) {
+        (true, _) => typed.to_string(),
+        (false, true) => quick.to_string(),
+        (false, false) => format!("{quick} {typed}"),
+    }
 }
 
 /// Toggles a `status:` term in the filter text (kept visible and editable with `/`).
@@ -1025,19 +1047,31 @@ fn toggle_status_filter(app: &mut App, statuses: &[Status], effects: &mut Vec<Ef
 fn filter_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &mut Vec<Effect>) {
     match action {
         Some(Action::Submit) => {
-            let text = app.filter_input.submit();
-            if set_filter(app, text.trim(), effects) {
-                app.overlay = Overlay::None;
-                // A whole VIN that matches no row may belong to a vehicle whose VIN was never read.
-                if app.store.visible_len() == 0
-                    && let Ok(vin) = crate::smartcar::vin::decode_at(text.trim(), app.now)
-                {
-                    start_vin_lookup(app, vin, false, effects);
-                }
-            } else {
-                // Keep the line open with the text so the agent can fix it.
-                app.filter_input.start(&text);
+            let typed = app.filter_input.text().trim().to_string();
+            // A whole VIN names one car: it opens as with `:vin`, whatever the quick filter hid.
+            let vin = crate::smartcar::vin::decode_at(&typed, app.now).ok();
+            if vin.is_some() {
+                app.filter_quick.clear();
             }
+            let whole = with_quick(&app.filter_quick, &typed);
+            if set_filter(app, &whole, effects) {
+                // The history keeps whole filters, so a recalled one is the filter as it was.
+                app.filter_input.start(&whole);
+                app.filter_input.submit();
+                app.overlay = Overlay::None;
+                if let Some(vin) = vin {
+                    open_by_vin(app, vin, effects);
+                }
+            }
+            // Otherwise the line stays open with the text so the agent can fix it.
+        }
+        // Backspace on an empty line takes the quick filter away, as it would a character before it.
+        None if key.code == KeyCode::Backspace
+            && app.filter_input.text().is_empty()
+            && !app.filter_quick.is_empty() =>
+        {
+            app.filter_quick.clear();
+            apply_live_filter(app, effects);
         }
         Some(Action::Cancel) => {
             let before = app.filter_before.clone();
@@ -1045,13 +1079,16 @@ fn filter_key(app: &mut App, key: KeyEvent, action: Option<Action>, effects: &mu
             app.filter_error = None;
             app.overlay = Overlay::None;
         }
+        // A recalled filter is whole: it replaces the quick filter too.
         Some(Action::HistoryPrev) => {
             if app.filter_input.history_prev() {
+                app.filter_quick.clear();
                 apply_live_filter(app, effects);
             }
         }
         Some(Action::HistoryNext) => {
             if app.filter_input.history_next() {
+                app.filter_quick.clear();
                 apply_live_filter(app, effects);
             }
         }
@@ -1113,7 +1150,7 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
                 .map(|r| r.vehicle_id.clone());
             match (exact, crate::smartcar::vin::decode_at(vin, app.now)) {
                 (Some(id), _) => open_from_command(app, id, effects),
-                (None, Ok(decoded)) => start_vin_lookup(app, decoded, true, effects),
+                (None, Ok(decoded)) => start_vin_lookup(app, decoded, effects),
                 (None, Err(e)) if vin.chars().count() == 17 => {
                     app.complain(format!("{}: {e}", one_line(vin)));
                 }
@@ -1126,7 +1163,13 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
         ("user" | "u", user) if !user.is_empty() => {
             fleet_filter_from_command(app, &format!("user:{}", quote(user)), effects)
         }
-        ("export", path) if !path.is_empty() => effects.push(Effect::Export(PathBuf::from(path))),
+        ("export", path) if !path.is_empty() => {
+            // The format follows the extension: one that names none is refused before anything is written.
+            match crate::tui::ExportFormat::of(std::path::Path::new(path)) {
+                Ok(_) => effects.push(Effect::Export(PathBuf::from(path))),
+                Err(e) => app.complain(format!("not exported: {e}")),
+            }
+        }
         ("sweep", "" | "force") => {
             let force = arg == "force";
             app.say(match app.store.sweep_cost() {
@@ -1158,22 +1201,40 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
     }
 }
 
-/// Asks the scheduler to find a VIN no row knows; its cost and outcome come back as events.
+/// Opens the car with this VIN (probed at Focus priority): the row that knows it, else the one a
+/// lookup finds. `:vin` and a whole VIN in `/` both come here, so they behave the same.
+fn open_by_vin(app: &mut App, vin: crate::smartcar::vin::DecodedVin, effects: &mut Vec<Effect>) {
+    let known = app
+        .store
+        .find(&vin.vin)
+        .filter(|r| {
+            r.vin
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case(&vin.vin))
+        })
+        .map(|r| r.vehicle_id.clone());
+    match known {
+        Some(id) => open_from_command(app, id, effects),
+        None => start_vin_lookup(app, vin, effects),
+    }
+}
+
+/// Asks the scheduler to find a VIN no row knows; its cost and outcome come back as events, and the
+/// vehicle found opens.
 fn start_vin_lookup(
     app: &mut App,
     vin: crate::smartcar::vin::DecodedVin,
-    open: bool,
     effects: &mut Vec<Effect>,
 ) {
     app.say(format!("looking up VIN {}…", vin.vin));
-    app.vin_lookup = Some((vin.vin.clone(), open));
+    app.vin_lookup = Some(vin.vin.clone());
     effects.push(Effect::Send(Command::FindVin { vin }));
 }
 
-/// What a VIN lookup the agent started says: its cost before it starts, then the vehicle (opened
-/// for `:vin`) or that none has the VIN.
+/// What a VIN lookup the agent started says: its cost before it starts, then the vehicle (opened)
+/// or that none has the VIN.
 fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
-    let Some((asked, open)) = app.vin_lookup.clone() else {
+    let Some(asked) = app.vin_lookup.clone() else {
         return;
     };
     match event {
@@ -1202,12 +1263,7 @@ fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
                 Some(id) => {
                     let id = id.clone();
                     app.say(format!("VIN {vin} is {id} ({requests} requests)"));
-                    if open {
-                        open_from_command(app, id, effects);
-                    } else {
-                        app.store.select(Some(&id));
-                        app.pin_top = false;
-                    }
+                    open_from_command(app, id, effects);
                 }
                 // On a desk no plan is announced: say how it ended.
                 None if app.link.is_some() => app.complain(format!(

@@ -1,5 +1,6 @@
-//! Copying to the clipboard: the system's own where a clipboard program is found, else through the
-//! terminal (OSC 52), refusing anything that looks like a credential.
+//! Copying to the clipboard: the system's own where a clipboard program is found, tmux's buffer inside
+//! tmux, and the terminal (OSC 52) otherwise, refusing anything that looks like a credential. Only the
+//! first two can confirm that the text arrived.
 
 use std::borrow::Cow;
 use std::ffi::OsString;
@@ -171,6 +172,58 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
+/// tmux's paste buffer when this runs inside tmux (`$TMUX` set) and `tmux` is on `path`: `tmux
+/// load-buffer -` reads the text on stdin and fails when the server is not reachable, so a success
+/// is a confirmation. `prefix ]` pastes it; tmux's `set-clipboard` decides whether it goes further.
+pub fn tmux_buffer(
+    var: impl Fn(&str) -> Option<OsString>,
+    path: Option<OsString>,
+) -> Option<SystemClipboard> {
+    if var("TMUX").is_none_or(|v| v.is_empty()) {
+        return None;
+    }
+    path.iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("tmux"))
+        .find(|p| is_executable(p))
+        .map(|program| SystemClipboard {
+            program,
+            args: &["load-buffer", "-"],
+        })
+}
+
+/// Where copies can go in this session, best first: the system clipboard, then tmux's buffer.
+/// OSC 52 to the terminal is always possible and comes after these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyRoutes {
+    pub system: Option<SystemClipboard>,
+    pub tmux: Option<SystemClipboard>,
+}
+
+impl CopyRoutes {
+    /// The routes of this environment (`var` reads it; `path` is `PATH`).
+    pub fn find(var: impl Fn(&str) -> Option<OsString>, path: Option<OsString>) -> CopyRoutes {
+        CopyRoutes {
+            system: system_clipboard(&var, path.clone()),
+            tmux: tmux_buffer(&var, path),
+        }
+    }
+
+    /// One short line for the help: which way a copy goes here, and whether it can be confirmed.
+    pub fn describe(&self) -> String {
+        match (&self.system, &self.tmux) {
+            (Some(c), _) => format!(
+                "Here: the system clipboard through {} (confirmed)",
+                c.name()
+            ),
+            (None, Some(_)) => {
+                "Here: tmux's buffer (confirmed; prefix ] pastes), and OSC 52".into()
+            }
+            (None, None) => "Here: sent to the terminal as OSC 52, which cannot confirm it".into(),
+        }
+    }
+}
+
 /// How long a clipboard program may take to take the text (they fork a server and return at once).
 const SYSTEM_COPY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -219,7 +272,10 @@ pub fn copy_with(clipboard: &SystemClipboard, text: &str) -> io::Result<()> {
 pub enum CopiedTo {
     /// The system clipboard, through this program.
     System(String),
-    /// An OSC 52 sequence to the terminal, which may ignore it (tmux by default does).
+    /// tmux's paste buffer (and OSC 52 too, for a tmux that passes it on).
+    TmuxBuffer,
+    /// An OSC 52 sequence to the terminal, which may ignore it (tmux by default does): sent, not
+    /// known to be copied.
     Terminal,
 }
 
@@ -228,8 +284,47 @@ impl CopiedTo {
     pub fn confirmation(&self, what: &str) -> String {
         match self {
             CopiedTo::System(program) => format!("copied {what} ({program})"),
-            CopiedTo::Terminal => format!("{what} sent to the terminal's clipboard (OSC 52)"),
+            CopiedTo::TmuxBuffer => format!("copied {what} to the tmux buffer (prefix ] pastes)"),
+            CopiedTo::Terminal => format!("{what} sent to the terminal (OSC 52; ? for tmux)"),
         }
+    }
+}
+
+/// Copies `text` the best way `routes` offer: the system clipboard; else tmux's buffer, with OSC 52
+/// written too (`write_osc52`); else OSC 52 alone. Returns the line for the footer, or the error
+/// when nothing took the text. Programs get the text on stdin, never through a shell.
+pub fn copy_by(
+    routes: &CopyRoutes,
+    text: &str,
+    what: &str,
+    mut write_osc52: impl FnMut(&str) -> io::Result<()>,
+) -> Result<String, String> {
+    let text = &*clean(text);
+    let mut passed_over = Vec::new();
+    if let Some(c) = &routes.system {
+        match copy_with(c, text) {
+            Ok(()) => return Ok(CopiedTo::System(c.name()).confirmation(what)),
+            Err(e) => passed_over.push(format!("{}: {e}", c.name())),
+        }
+    }
+    let osc52_sent = write_osc52(&osc52(text));
+    if let Some(t) = &routes.tmux {
+        match copy_with(t, text) {
+            Ok(()) => return Ok(CopiedTo::TmuxBuffer.confirmation(what)),
+            Err(e) => passed_over.push(format!("{}: {e}", t.name())),
+        }
+    }
+    match osc52_sent {
+        Ok(()) => {
+            let said = CopiedTo::Terminal.confirmation(what);
+            // Said, so the agent knows why a clipboard that can confirm was passed over.
+            Ok(if passed_over.is_empty() {
+                said
+            } else {
+                format!("{said} ({})", passed_over.join("; "))
+            })
+        }
+        Err(e) => Err(format!("could not copy {what}: {e}")),
     }
 }
 
@@ -245,7 +340,11 @@ mod tests {
         );
         assert_eq!(
             CopiedTo::Terminal.confirmation("pairing link"),
-            "pairing link sent to the terminal's clipboard (OSC 52)"
+            "pairing link sent to the terminal (OSC 52; ? for tmux)"
+        );
+        assert_eq!(
+            CopiedTo::TmuxBuffer.confirmation("pairing link"),
+            "copied pairing link to the tmux buffer (prefix ] pastes)"
         );
     }
 
@@ -310,6 +409,77 @@ mod tests {
         };
         assert!(copy_with(&failing, text).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn inside_tmux_the_text_goes_to_its_buffer_on_stdin_and_osc52_is_sent_too() {
+        let dir = std::env::temp_dir().join(format!("vtriage-clip-tmux-{}", std::process::id()));
+        let out = dir.join("out");
+        let args = dir.join("args");
+        let program = fake_program(
+            &dir,
+            "tmux",
+            &format!(
+                "#!/bin/sh\necho \"$@\" > '{}'\ncat > '{}'\n",
+                args.display(),
+                out.display()
+            ),
+        );
+        let path = Some(dir.clone().into_os_string());
+        let in_tmux =
+            |name: &str| (name == "TMUX").then(|| OsString::from("/tmp/tmux-1000/default,1,0"));
+        let routes = CopyRoutes::find(in_tmux, path.clone());
+        assert_eq!(routes.system, None, "no display: no system clipboard");
+        assert_eq!(routes.tmux.as_ref().map(|t| &t.program), Some(&program));
+        assert_eq!(CopyRoutes::find(|_| None, path).tmux, None, "outside tmux");
+
+        let text = "https://www.tesla.com/_ak/smartcar.com; $(id)\x1b]52;c;x\x07";
+        let mut sent = Vec::new();
+        let said = copy_by(&routes, text, "pairing link", |s| {
+            sent.push(s.to_string());
+            Ok(())
+        });
+        assert_eq!(
+            said.as_deref(),
+            Ok("copied pairing link to the tmux buffer (prefix ] pastes)")
+        );
+        let clean = "https://www.tesla.com/_ak/smartcar.com; $(id)\u{FFFD}]52;c;x\u{FFFD}";
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), clean);
+        assert_eq!(
+            std::fs::read_to_string(&args).unwrap().trim(),
+            "load-buffer -"
+        );
+        assert_eq!(sent, [osc52(clean)]);
+
+        // A tmux whose server is gone: the copy is only sent, and the footer says why.
+        let broken = CopyRoutes {
+            system: None,
+            tmux: Some(SystemClipboard {
+                program: fake_program(&dir, "tmux-gone", "#!/bin/sh\nexit 1\n"),
+                args: &[],
+            }),
+        };
+        let said = copy_by(&broken, "x", "evidence", |_| Ok(())).unwrap_or_default();
+        assert!(
+            said.starts_with("evidence sent to the terminal (OSC 52") && said.contains("tmux-gone"),
+            "{said}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_clipboard_program_a_copy_is_said_sent_never_copied() {
+        let said = copy_by(&CopyRoutes::default(), "x", "customer reply", |_| Ok(()));
+        assert_eq!(
+            said.as_deref(),
+            Ok("customer reply sent to the terminal (OSC 52; ? for tmux)")
+        );
+        assert!(
+            CopyRoutes::default()
+                .describe()
+                .contains("cannot confirm it")
+        );
     }
 
     #[test]

@@ -166,9 +166,11 @@ impl Action {
             Action::Help => "Show or hide this help",
             Action::Back => "Go back to the previous view, keeping its filter, sort and selection",
             Action::Open => "Open the selected vehicle",
-            Action::Filter => "Filter the fleet (live results; up/down recall earlier filters)",
+            Action::Filter => {
+                "Filter the fleet (live results; a status key's filter stays apart, Backspace on an empty line drops it; a whole VIN opens its car; up/down recall earlier filters)"
+            }
             Action::Command => {
-                "Command line: :vehicle ID, :user ID, :vin VIN, :export PATH, :sweep [force|stop], :refresh, :q"
+                "Command line: :vehicle ID, :user ID, :vin VIN, :export PATH (.csv .json .jsonl .md), :sweep [force|stop], :refresh, :q"
             }
             Action::Up => "Move up",
             Action::Down => "Move down",

@@ -112,8 +112,10 @@ pub async fn run(
     let (input_tx, mut input) = unbounded_channel();
     let reader = std::thread::spawn(move || read_terminal(input_tx));
 
-    let clipboard =
-        clipboard::system_clipboard(|name| std::env::var_os(name), std::env::var_os("PATH"));
+    let routes =
+        clipboard::CopyRoutes::find(|name| std::env::var_os(name), std::env::var_os("PATH"));
+    let mut config = config;
+    config.copying = routes.describe();
     let mut app = App::new(store, config, clock());
     let size = term.terminal().size()?;
     let mut pending = vec![Msg::Resize {
@@ -138,9 +140,7 @@ pub async fn run(
             drained += 1;
             ticks_only &= matches!(msg, Msg::Tick(..));
             for effect in update(&mut app, msg) {
-                if let Some(msg) =
-                    carry_out(effect, &mut app, &mut term, &commands, clipboard.as_ref())
-                {
+                if let Some(msg) = carry_out(effect, &mut app, &mut term, &commands, &routes) {
                     pending.push(msg);
                 }
             }
@@ -326,46 +326,23 @@ fn carry_out(
     app: &mut App,
     term: &mut Raterm,
     commands: &UnboundedSender<Command>,
-    system_clipboard: Option<&clipboard::SystemClipboard>,
+    routes: &clipboard::CopyRoutes,
 ) -> Option<Msg> {
     match effect {
         Effect::Send(command) => commands
             .send(command)
             .err()
             .map(|_| Msg::EffectFailed("the probe scheduler has stopped".into())),
-        Effect::Copy { text, what } => {
-            // The system clipboard first: a terminal may ignore OSC 52 without a word (tmux does by default).
-            let mut passed_over = None;
-            if let Some(c) = system_clipboard {
-                match clipboard::copy_with(c, &text) {
-                    Ok(()) => {
-                        let copied = clipboard::CopiedTo::System(c.name());
-                        return Some(Msg::EffectDone(copied.confirmation(what)));
-                    }
-                    Err(e) => passed_over = Some(format!("{}: {e}", c.name())),
-                }
-            }
-            Some(match term.write_raw(clipboard::osc52(&text).as_bytes()) {
-                Ok(()) => {
-                    let said = clipboard::CopiedTo::Terminal.confirmation(what);
-                    // Said, so the agent knows why the system clipboard was passed over.
-                    Msg::EffectDone(match passed_over {
-                        Some(why) => format!("{said} ({why})"),
-                        None => said,
-                    })
-                }
-                Err(e) => Msg::EffectFailed(format!("could not copy {what}: {e}")),
-            })
-        }
+        Effect::Copy { text, what } => Some(
+            match clipboard::copy_by(routes, &text, what, |osc52| {
+                term.write_raw(osc52.as_bytes())
+            }) {
+                Ok(said) => Msg::EffectDone(said),
+                Err(why) => Msg::EffectFailed(why),
+            },
+        ),
         Effect::Open(link) => open_link(&link).err().map(Msg::EffectFailed),
-        Effect::Export(path) => Some(match export(&app.store, &path) {
-            Ok(n) => Msg::EffectDone(format!(
-                "exported {n} vehicles to {} as {} (owner-only)",
-                crate::untrusted::text::one_line(&path.display().to_string()),
-                ExportFormat::of(&path).name()
-            )),
-            Err(e) => Msg::EffectFailed(format!("could not export to {}: {e}", path.display())),
-        }),
+        Effect::Export(path) => Some(export_as_asked(app, &path, std::env::home_dir().as_deref())),
         Effect::Quit => {
             app.quit = true;
             None
@@ -404,18 +381,40 @@ pub enum ExportFormat {
     JsonArray,
     JsonLines,
     Csv,
+    Markdown,
+}
+
+/// The extensions `:export` takes, as the error about any other names them.
+pub const EXPORT_EXTENSIONS: &str = ".csv .json .jsonl .md";
+
+/// Why an export was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}: {why}; use {EXPORT_EXTENSIONS}")]
+    UnknownFormat { path: String, why: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl ExportFormat {
-    pub fn of(path: &Path) -> ExportFormat {
+    /// The format `path`'s extension names; an error naming the choices for any other.
+    pub fn of(path: &Path) -> Result<ExportFormat, ExportError> {
         let extension = path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
         match extension.as_deref() {
-            Some("json") => ExportFormat::JsonArray,
-            Some("jsonl" | "ndjson") => ExportFormat::JsonLines,
-            _ => ExportFormat::Csv,
+            Some("csv") => Ok(ExportFormat::Csv),
+            Some("json") => Ok(ExportFormat::JsonArray),
+            Some("jsonl" | "ndjson") => Ok(ExportFormat::JsonLines),
+            Some("md" | "markdown") => Ok(ExportFormat::Markdown),
+            other => Err(ExportError::UnknownFormat {
+                path: crate::untrusted::text::one_line(&path.display().to_string()).into_owned(),
+                why: match other {
+                    Some(e) => format!(".{} names no format", crate::untrusted::text::one_line(e)),
+                    None => "no extension".to_string(),
+                },
+            }),
         }
     }
 
@@ -424,15 +423,32 @@ impl ExportFormat {
             ExportFormat::JsonArray => "a JSON array",
             ExportFormat::JsonLines => "JSON lines",
             ExportFormat::Csv => "CSV",
+            ExportFormat::Markdown => "Markdown",
         }
     }
 }
 
+/// `~` or `~/…` at the start of `path` is the home folder (`home`), as a shell would read it; any
+/// other path is left as typed. Without a home folder the path stays as typed.
+pub fn expand_home(path: &Path, home: Option<&Path>) -> std::path::PathBuf {
+    let (Some(home), Ok(rest)) = (home, path.strip_prefix("~")) else {
+        return path.to_path_buf();
+    };
+    home.join(rest)
+}
+
 /// Writes the rows passing the filter, in their order, to a file only its owner can read (it
-/// holds VINs and user ids): a JSON array for `.json`, JSON lines (as `vtriage check --json`) for
-/// `.jsonl`/`.ndjson`, CSV otherwise.
-pub fn export(store: &Store, path: &Path) -> std::io::Result<usize> {
-    match ExportFormat::of(path) {
+/// holds VINs and user ids), in the format its extension names: a JSON array for `.json`, JSON
+/// lines (as `vtriage check --json`) for `.jsonl`/`.ndjson`, CSV for `.csv`, a Markdown ticket
+/// section per vehicle (as `vtriage vehicle --markdown`) for `.md`. Returns how many vehicles.
+pub fn export(
+    store: &Store,
+    path: &Path,
+    policies: &crate::health::Policies,
+    now: jiff::Timestamp,
+) -> Result<usize, ExportError> {
+    let format = ExportFormat::of(path)?;
+    Ok(match format {
         ExportFormat::JsonArray => {
             let summaries = summaries(store);
             let array: Vec<serde_json::Value> =
@@ -441,16 +457,49 @@ pub fn export(store: &Store, path: &Path) -> std::io::Result<usize> {
             serde_json::to_writer_pretty(&mut out, &array).map_err(std::io::Error::other)?;
             std::io::Write::write_all(&mut out, b"\n")?;
             std::io::Write::flush(&mut out)?;
-            Ok(summaries.len())
+            summaries.len()
         }
         ExportFormat::JsonLines => {
             let summaries = summaries(store);
             let mut out = std::io::BufWriter::new(crate::private_files::create_file(path)?);
             crate::report::write_json_lines(&mut out, &summaries)?;
             std::io::Write::flush(&mut out)?;
-            Ok(summaries.len())
+            summaries.len()
         }
-        ExportFormat::Csv => export_csv(store, path),
+        ExportFormat::Markdown => {
+            let summaries = summaries(store);
+            let mut out = std::io::BufWriter::new(crate::private_files::create_file(path)?);
+            for (i, summary) in summaries.iter().enumerate() {
+                if i > 0 {
+                    std::io::Write::write_all(&mut out, b"\n")?;
+                }
+                let section = crate::report::markdown(summary, policies, now);
+                std::io::Write::write_all(&mut out, section.as_bytes())?;
+            }
+            std::io::Write::flush(&mut out)?;
+            summaries.len()
+        }
+        ExportFormat::Csv => export_csv(store, path)?,
+    })
+}
+
+/// Carries out `:export PATH` (`~` read as `home`): the line for the footer says what was written
+/// (format, how many vehicles) and where (the whole path), or why nothing was.
+pub fn export_as_asked(app: &App, path: &Path, home: Option<&Path>) -> Msg {
+    let path = expand_home(path, home);
+    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    let shown = crate::untrusted::text::one_line(&shown.display().to_string()).into_owned();
+    match export(&app.store, &path, &app.config.policies, app.now) {
+        Ok(n) => Msg::EffectDone(format!(
+            "exported {} vehicle{} as {} to {shown} (owner-only)",
+            crate::tui::widgets::grouped(n),
+            if n == 1 { "" } else { "s" },
+            ExportFormat::of(&path).map_or("?", ExportFormat::name),
+        )),
+        Err(e @ ExportError::UnknownFormat { .. }) => {
+            Msg::EffectFailed(format!("not exported: {e}"))
+        }
+        Err(ExportError::Io(e)) => Msg::EffectFailed(format!("could not export to {shown}: {e}")),
     }
 }
 

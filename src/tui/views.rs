@@ -233,10 +233,52 @@ fn footer(app: &App, theme: &Theme) -> Line<'static> {
         };
         return Line::from(Span::styled(format!(" {} ", flash.text), style));
     }
+    hint_bar(app, theme, app.width)
+}
+
+/// The hints that fit in `width`, in the keymap's order; the help's hint is kept whatever else goes,
+/// since the help lists every key the bar has no room for.
+fn hint_bar(app: &App, theme: &Theme, width: u16) -> Line<'static> {
+    use crate::tui::keymap::Action;
+    let context = app.context();
+    let hints = app.config.keymap.hints(context);
+    let help_keys = app
+        .config
+        .keymap
+        .keys(context, Action::Help)
+        .first()
+        .map(|k| k.to_string());
+    let is_help = |h: &crate::tui::keymap::Hint| {
+        h.label == Action::Help.hint() && Some(&h.keys) == help_keys.as_ref()
+    };
+    let cells = |h: &crate::tui::keymap::Hint| h.keys.chars().count() + 1 + h.label.chars().count();
+    let mut room = usize::from(width);
+    // The help's hint first: it is never the one that does not fit.
+    if let Some(help) = hints.iter().find(|h| is_help(h)) {
+        room = room.saturating_sub(cells(help));
+    }
+    let mut shown = Vec::new();
+    let mut full = false;
+    for hint in &hints {
+        if is_help(hint) {
+            shown.push(hint.clone());
+            continue;
+        }
+        // Two spaces after each hint but the last.
+        let need = cells(hint) + 2;
+        if !full && need <= room {
+            room -= need;
+            shown.push(hint.clone());
+        } else {
+            full = true;
+        }
+    }
     let mut spans = Vec::new();
-    for hint in app.config.keymap.hints(app.context()) {
+    let last = shown.len().saturating_sub(1);
+    for (i, hint) in shown.into_iter().enumerate() {
         spans.push(Span::styled(hint.keys, theme.key));
-        spans.push(Span::styled(format!(" {}  ", hint.label), theme.muted));
+        let gap = if i == last { "" } else { "  " };
+        spans.push(Span::styled(format!(" {}{gap}", hint.label), theme.muted));
     }
     Line::from(spans)
 }
@@ -294,14 +336,31 @@ fn status_summary(app: &App, theme: &Theme, width: u16) -> Line<'static> {
 
 fn filter_line(app: &App, theme: &Theme) -> Line<'static> {
     let editing = app.overlay == Overlay::Filter;
-    let text = if editing {
-        app.filter_input.text().to_string()
-    } else {
-        app.store.filter_text().to_string()
-    };
-    let mut spans = vec![Span::styled("/", theme.key), Span::raw(text)];
+    let mut spans = vec![Span::styled("/", theme.key)];
     if editing {
-        spans.push(Span::styled("█", theme.key));
+        // The quick filter is a term of its own before the typed text (Backspace on an empty line drops it).
+        if !app.filter_quick.is_empty() {
+            spans.push(Span::styled(
+                format!("[{}]", one_line(&app.filter_quick)),
+                theme.selection,
+            ));
+            spans.push(Span::raw(" "));
+        }
+        // The cursor where it is: a block over the character it stands on, or after the end.
+        let text = app.filter_input.text();
+        let at = app.filter_input.cursor();
+        let before: String = text.chars().take(at).collect();
+        let mut after = text.chars().skip(at);
+        spans.push(Span::raw(before));
+        match after.next() {
+            Some(c) => {
+                spans.push(Span::styled(c.to_string(), theme.selection));
+                spans.push(Span::raw(after.collect::<String>()));
+            }
+            None => spans.push(Span::styled("█", theme.key)),
+        }
+    } else {
+        spans.push(Span::raw(app.store.filter_text().to_string()));
     }
     match &app.filter_error {
         Some(error) => spans.push(Span::styled(
@@ -336,9 +395,13 @@ const FINDING_PRIORITY: u8 = 90;
 const VEHICLE_PRIORITY: u8 = 80;
 /// Agents search by VIN: at 80 columns it stays, and the finding shrinks for it.
 const VIN_PRIORITY: u8 = 70;
+/// The virtual key decides most Tesla tickets: at 80 columns it stays too, before the check time.
+const KEY_PRIORITY: u8 = 65;
+/// The finding's least width: at 80 columns, beside the VIN and the key, enough to tell rules apart.
+const FINDING_MIN_WIDTH: u16 = 17;
 
 /// The fleet table's columns, with the sort arrow on the sorted one. The finding is what an agent reads
-/// first: it keeps 36 cells (a rule's title) against every column but the vehicle and its VIN.
+/// first: it keeps 36 cells (a rule's title) against every column but the vehicle, its VIN and its key.
 fn fleet_columns(sort: (SortColumn, bool)) -> Vec<Column> {
     let vehicle_title = if sort.0 == SortColumn::VehicleId {
         "Vehicle id"
@@ -351,8 +414,8 @@ fn fleet_columns(sort: (SortColumn, bool)) -> Vec<Column> {
         Column::fixed("VIN", 17, VIN_PRIORITY),
         Column::fixed("User", 12, 30),
         Column::fixed("Permissions", 11, 40),
-        Column::fixed("Key", 11, 50),
-        Column::fill("Finding", 19, FINDING_PRIORITY).preferring(36, VIN_PRIORITY),
+        Column::fixed("Key", 11, KEY_PRIORITY),
+        Column::fill("Finding", FINDING_MIN_WIDTH, FINDING_PRIORITY).preferring(36, KEY_PRIORITY),
         Column::fixed("Checked", 8, 60),
     ];
     let sorted = match sort.0 {
@@ -375,6 +438,17 @@ fn vehicle_label(record: &VehicleRecord) -> String {
         Some(a) => format!("{} {} {}", one_line(&a.make), one_line(&a.model), a.year),
         // Until attributes are read, the id is what tells vehicles apart.
         None => format!("id {}", one_line(&record.vehicle_id)),
+    }
+}
+
+/// A finding's title without the `Tesla: ` a rule starts it with, when the row already names the make:
+/// in a narrow column the cells go to the words that tell one rule from another.
+fn without_make<'t>(title: &'t str, record: &VehicleRecord) -> &'t str {
+    match (title.split_once(": "), &record.attributes) {
+        (Some((make, rest)), Some(a)) if !rest.is_empty() && make.eq_ignore_ascii_case(&a.make) => {
+            rest
+        }
+        _ => title,
     }
 }
 
@@ -433,7 +507,7 @@ fn fleet_cells<'a>(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<Line
         theme,
     );
     let finding = match record.verdict.main_finding() {
-        Some(f) => Span::raw(one_line(&f.title).into_owned()),
+        Some(f) => Span::raw(without_make(&one_line(&f.title), record).to_string()),
         None if record.last_probe_at.is_none() => Span::styled("not checked yet", theme.muted),
         None => Span::styled("no findings", theme.muted),
     };
@@ -542,13 +616,28 @@ fn fleet(app: &App, frame: &mut Frame, area: Rect) {
                 // VINs (and on API v2.0 makes and models) are known only once a vehicle has been probed.
                 let c = app.store.counts();
                 let unchecked = c.total.saturating_sub(c.checked);
+                // A status key's term hides the rest of the fleet: said, with how to drop it.
+                let quick: Vec<&str> = app
+                    .store
+                    .filter_text()
+                    .split_whitespace()
+                    .filter(|t| t.to_ascii_lowercase().starts_with("status:"))
+                    .collect();
+                let quick = if quick.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (only {}: its key again, or Backspace on an empty / line, drops it)",
+                        one_line(&quick.join(" "))
+                    )
+                };
                 let text = if unchecked > 0 {
                     format!(
-                        "no vehicle matches the filter; {unchecked} of {} vehicles are not checked yet, and what a probe reads (the VIN; on API v2.0 the make and model too) is unknown until they are (they are probed as the sweep reaches them, or open one with :vehicle ID)",
+                        "no vehicle matches the filter{quick}; {unchecked} of {} vehicles are not checked yet, and what a probe reads (the VIN; on API v2.0 the make and model too) is unknown until they are (they are probed as the sweep reaches them, or open one with :vehicle ID)",
                         c.total
                     )
                 } else {
-                    "no vehicle matches the filter".into()
+                    format!("no vehicle matches the filter{quick}")
                 };
                 (text, theme.muted)
             }
@@ -594,29 +683,69 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
     use crate::tui::keymap::Action;
     let diagnosis = record.diagnosis();
 
-    lines.push(PageLine::Text(section("Findings", theme)));
+    // The copy keys and the reply follow the main finding's fix and link, before any evidence: on a
+    // small terminal what to do and what to send stay in view, the proof follows.
+    let actions = {
+        let mut actions = vec![PageLine::hanging(
+            Line::from(vec![
+                Span::raw("  "),
+                Span::styled(key(Action::CopyFixLink), theme.key),
+                Span::raw(" copy fix link  "),
+                Span::styled(key(Action::CopyReply), theme.key),
+                Span::raw(" copy reply  "),
+                Span::styled(key(Action::CopyEvidence), theme.key),
+                Span::raw(" copy evidence  "),
+                Span::styled(key(Action::Reprobe), theme.key),
+                Span::raw(" re-probe  "),
+                Span::styled(key(Action::OpenLink), theme.key),
+                Span::raw(" open link"),
+            ]),
+            2,
+        )];
+        if let Some(reply) = diagnosis
+            .main_finding()
+            .map(|f| one_line(&f.remedy.customer_reply).into_owned())
+            .filter(|r| !r.is_empty())
+        {
+            actions.push(PageLine::hanging(
+                Line::from(vec![
+                    Span::styled("  reply: ", theme.muted),
+                    Span::raw(reply),
+                ]),
+                9,
+            ));
+        }
+        actions
+    };
+    let main = diagnosis.main_finding();
+    let mut actions = Some(actions);
+
+    lines.push(PageLine::section(section("Findings", theme)));
     if diagnosis.findings.is_empty() {
         let text = if record.last_probe_at.is_none() {
             "not checked yet"
         } else {
             "no findings: data flows"
         };
-        lines.push(PageLine::Text(Line::from(Span::styled(
+        lines.push(PageLine::indented(Line::from(Span::styled(
             format!("  {text}"),
             theme.muted,
         ))));
     }
     for f in &diagnosis.findings {
         let status = Status::from_severity(f.severity);
-        lines.push(PageLine::Text(Line::from(vec![
-            Span::raw("  "),
-            Span::styled(
-                format!("{} {}", status_symbol(status), f.severity.label()),
-                theme.status(status),
-            ),
-            Span::raw("  "),
-            Span::styled(one_line(&f.title).into_owned(), theme.title),
-        ])));
+        lines.push(PageLine::hanging(
+            Line::from(vec![
+                Span::raw("  "),
+                Span::styled(
+                    format!("{} {}", status_symbol(status), f.severity.label()),
+                    theme.status(status),
+                ),
+                Span::raw("  "),
+                Span::styled(one_line(&f.title).into_owned(), theme.title),
+            ]),
+            4,
+        ));
         let mut meta = vec![Span::styled(
             format!("    {}", one_line(&f.id)),
             theme.muted,
@@ -633,16 +762,22 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
                 theme.muted,
             ));
         }
-        lines.push(PageLine::Text(Line::from(meta)));
+        lines.push(PageLine::hanging(Line::from(meta), 4));
         // What to do comes before the proof: on a small terminal the fix and its link stay in view,
         // and the evidence, one line per signal under API v3, follows.
-        lines.push(PageLine::Text(Line::from(vec![
-            Span::raw("    fix: "),
-            Span::raw(one_line(&f.remedy.action).into_owned()),
-        ])));
+        lines.push(PageLine::hanging(
+            Line::from(vec![
+                Span::raw("    fix: "),
+                Span::raw(one_line(&f.remedy.action).into_owned()),
+            ]),
+            9,
+        ));
         if let Some(link) = &f.remedy.link {
-            lines.push(PageLine::Text(Line::from(Span::raw("    link:"))));
+            lines.push(PageLine::indented(Line::from(Span::raw("    link:"))));
             lines.push(PageLine::link(app, link));
+        }
+        if main.is_some_and(|m| std::ptr::eq(m, f)) {
+            lines.extend(actions.take().unwrap_or_default());
         }
         for e in &f.evidence {
             let mut text = format!("    ↳ {}", one_line(&e.endpoint));
@@ -657,41 +792,20 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             }
             // The exact time, as an escalation quotes it.
             text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
-            lines.push(PageLine::Text(Line::from(Span::raw(text))));
+            // Wrapped under its own start, so each piece of evidence reads as one block.
+            lines.push(PageLine::hanging(Line::from(Span::raw(text)), 6));
         }
     }
-    lines.push(PageLine::Text(Line::from(vec![
-        Span::raw("  "),
-        Span::styled(key(Action::CopyFixLink), theme.key),
-        Span::raw(" copy fix link  "),
-        Span::styled(key(Action::CopyReply), theme.key),
-        Span::raw(" copy customer reply  "),
-        Span::styled(key(Action::CopyEvidence), theme.key),
-        Span::raw(" copy evidence  "),
-        Span::styled(key(Action::Reprobe), theme.key),
-        Span::raw(" re-probe  "),
-        Span::styled(key(Action::OpenLink), theme.key),
-        Span::raw(" open link"),
-    ])));
-    if let Some(reply) = diagnosis
-        .main_finding()
-        .map(|f| one_line(&f.remedy.customer_reply).into_owned())
-        .filter(|r| !r.is_empty())
-    {
-        lines.push(PageLine::Text(Line::from(vec![
-            Span::styled("  reply: ", theme.muted),
-            Span::raw(reply),
-        ])));
-    }
+    lines.extend(actions.take().unwrap_or_default());
 
-    lines.push(PageLine::Text(Line::default()));
-    lines.push(PageLine::Text(section(
+    lines.push(PageLine::indented(Line::default()));
+    lines.push(PageLine::section(section(
         "Permissions (needed · at Smartcar · at Tesla)",
         theme,
     )));
     let grid = facts::permissions(&record.glance, is_tesla(record), &app.config.needs);
     if grid.is_empty() {
-        lines.push(PageLine::Text(Line::from(Span::styled(
+        lines.push(PageLine::indented(Line::from(Span::styled(
             "  not read yet",
             theme.muted,
         ))));
@@ -719,11 +833,11 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
         } else {
             spans.push(Span::styled("n/a", theme.muted));
         }
-        lines.push(PageLine::Text(Line::from(spans)));
+        lines.push(PageLine::indented(Line::from(spans)));
     }
 
-    lines.push(PageLine::Text(Line::default()));
-    lines.push(PageLine::Text(section("Virtual key", theme)));
+    lines.push(PageLine::indented(Line::default()));
+    lines.push(PageLine::section(section("Virtual key", theme)));
     let vk = facts::virtual_key(
         record.attributes.as_ref(),
         &record.glance,
@@ -739,21 +853,21 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
     if pairing.is_some() {
         vk_line.push(Span::raw("  pairing link:"));
     }
-    lines.push(PageLine::Text(Line::from(vk_line)));
+    lines.push(PageLine::indented(Line::from(vk_line)));
     if let Some(link) = pairing {
         lines.push(PageLine::link(app, &link));
     }
 
-    lines.push(PageLine::Text(Line::default()));
-    lines.push(PageLine::Text(section("Status history", theme)));
+    lines.push(PageLine::indented(Line::default()));
+    lines.push(PageLine::section(section("Status history", theme)));
     if record.history.is_empty() {
-        lines.push(PageLine::Text(Line::from(Span::styled(
+        lines.push(PageLine::indented(Line::from(Span::styled(
             "  no changes yet",
             theme.muted,
         ))));
     }
     for change in record.history.iter().rev() {
-        lines.push(PageLine::Text(Line::from(vec![
+        lines.push(PageLine::indented(Line::from(vec![
             Span::styled(
                 format!("  {}  ", crate::report::format_instant(change.at)),
                 theme.muted,
@@ -772,17 +886,138 @@ fn max_scroll(paragraph: &Paragraph, width: u16, visible: u16) -> u16 {
     u16::try_from(rows.saturating_sub(usize::from(visible))).unwrap_or(u16::MAX)
 }
 
-/// A line of the vehicle page. Text wraps; a link never does: selected across a wrap it would be two
-/// broken halves, so it sits on a row of its own and is clipped at the edge (the copy key copies it whole).
+/// A line of the vehicle page. Text wraps under its own indent, never at column 0; a link
+/// is shown whole on rows of its own, cut into pieces of the row's width when longer, so it can be
+/// read and selected whatever the terminal does with copies.
 #[derive(Debug, Clone)]
 enum PageLine {
-    Text(Line<'static>),
+    /// Wrapped with its continuation rows `indent` cells in.
+    Hanging { line: Line<'static>, indent: u16 },
     Link {
         /// Cleaned for the screen.
         text: String,
         /// The link policy allows it: only then is it a hyperlink.
         allowed: bool,
     },
+}
+
+/// The cells one character takes.
+fn char_width(c: char) -> usize {
+    let mut buf = [0u8; 4];
+    Span::raw(&*c.encode_utf8(&mut buf)).width()
+}
+
+/// `line` word-wrapped at `width` with its continuation rows starting `indent` cells in (ratatui's
+/// wrap starts them at column 0). A word longer than a row is cut; styles are kept.
+fn hang(line: &Line<'static>, width: u16, indent: u16) -> Vec<Line<'static>> {
+    let width = usize::from(width);
+    if width == 0 {
+        return vec![Line::default()];
+    }
+    // On a very narrow terminal an indent would leave no room for the text.
+    let indent = if usize::from(indent) * 2 <= width {
+        usize::from(indent)
+    } else {
+        0
+    };
+    let chars: Vec<(char, Style)> = line
+        .spans
+        .iter()
+        .flat_map(|s| {
+            let style = line.style.patch(s.style);
+            s.content.chars().map(move |c| (c, style))
+        })
+        .collect();
+    let mut rows: Vec<Vec<(char, Style)>> = vec![Vec::new()];
+    let mut used = 0usize;
+    let new_row = |rows: &mut Vec<Vec<(char, Style)>>, used: &mut usize| {
+        if let Some(row) = rows.last_mut() {
+            while row.last().is_some_and(|(c, _)| *c == ' ') {
+                row.pop();
+            }
+        }
+        rows.push(vec![(' ', Style::default()); indent]);
+        *used = indent;
+    };
+    let mut i = 0;
+    while i < chars.len() {
+        let word_end = (i..chars.len())
+            .find(|&j| chars[j].0 == ' ')
+            .unwrap_or(chars.len());
+        let spaces_end = (word_end..chars.len())
+            .find(|&j| chars[j].0 != ' ')
+            .unwrap_or(chars.len());
+        let word_width: usize = chars[i..word_end].iter().map(|(c, _)| char_width(*c)).sum();
+        let row_start = if rows.len() == 1 { 0 } else { indent };
+        if word_width > 0 && used + word_width > width && used > row_start {
+            new_row(&mut rows, &mut used);
+        }
+        for &(c, style) in &chars[i..word_end] {
+            let w = char_width(c);
+            let row_start = if rows.len() == 1 { 0 } else { indent };
+            if used + w > width && used > row_start {
+                new_row(&mut rows, &mut used);
+            }
+            if let Some(row) = rows.last_mut() {
+                row.push((c, style));
+            }
+            used += w;
+        }
+        for &(c, style) in &chars[word_end..spaces_end] {
+            if used < width
+                && let Some(row) = rows.last_mut()
+            {
+                row.push((c, style));
+                used += 1;
+            }
+        }
+        i = spaces_end;
+    }
+    rows.into_iter()
+        .map(|row| {
+            let mut spans: Vec<Span<'static>> = Vec::new();
+            let mut text = String::new();
+            let mut current: Option<Style> = None;
+            for (c, style) in row {
+                if current.is_some_and(|s| s != style) {
+                    spans.push(Span::styled(
+                        std::mem::take(&mut text),
+                        current.unwrap_or_default(),
+                    ));
+                }
+                current = Some(style);
+                text.push(c);
+            }
+            if !text.is_empty() {
+                spans.push(Span::styled(text, current.unwrap_or_default()));
+            }
+            Line::from(spans)
+        })
+        .collect()
+}
+
+/// Cells a link row starts in: indented like the text around it when there is room.
+fn link_indent(width: u16) -> u16 {
+    if width >= 24 { 4 } else { 0 }
+}
+
+/// A link cut into pieces that fit rows of `width` less the indent, whole characters each.
+fn link_pieces(text: &str, width: u16) -> Vec<String> {
+    let room = usize::from(width.saturating_sub(link_indent(width))).max(1);
+    let mut pieces = vec![String::new()];
+    let mut used = 0;
+    for c in text.chars() {
+        let w = char_width(c);
+        if used + w > room && used > 0 {
+            pieces.push(String::new());
+            used = 0;
+        }
+        if let Some(piece) = pieces.last_mut() {
+            piece.push(c);
+        }
+        used += w;
+    }
+    pieces
 }
 
 impl PageLine {
@@ -794,14 +1029,31 @@ impl PageLine {
         }
     }
 
+    fn hanging(line: Line<'static>, indent: u16) -> PageLine {
+        PageLine::Hanging { line, indent }
+    }
+
+    /// A line whose wrapped rows start where its text does.
+    fn indented(line: Line<'static>) -> PageLine {
+        let indent = line
+            .spans
+            .iter()
+            .flat_map(|s| s.content.chars())
+            .take_while(|c| *c == ' ')
+            .count();
+        PageLine::hanging(line, u16::try_from(indent).unwrap_or(0))
+    }
+
+    /// A section heading (`── Findings`): its wrapped rows start after the rule.
+    fn section(line: Line<'static>) -> PageLine {
+        PageLine::hanging(line, 3)
+    }
+
     /// Rows it takes at `width`.
     fn rows(&self, width: u16) -> usize {
         match self {
-            PageLine::Text(line) => Paragraph::new(line.clone())
-                .wrap(Wrap { trim: false })
-                .line_count(width)
-                .max(1),
-            PageLine::Link { .. } => 1,
+            PageLine::Hanging { line, indent } => hang(line, width, *indent).len().max(1),
+            PageLine::Link { text, .. } => link_pieces(text, width).len(),
         }
     }
 }
@@ -845,32 +1097,41 @@ fn render_page(
             height,
         };
         match line {
-            PageLine::Text(text) => Paragraph::new(text.clone())
-                .wrap(Wrap { trim: false })
+            PageLine::Hanging { line, indent } => Paragraph::new(hang(line, area.width, *indent))
                 .scroll((u16::try_from(skip).unwrap_or(u16::MAX), 0))
                 .render(rect, buf),
             PageLine::Link { text, allowed } => {
-                // Indented like the text around it when there is room, else from the first column.
-                let width = Span::raw(text.as_str()).width();
-                let indent: u16 = if width + 4 <= usize::from(area.width) {
-                    4
-                } else {
-                    0
-                };
-                let cells = Rect {
-                    x: rect.x + indent,
-                    width: rect
-                        .width
-                        .saturating_sub(indent)
-                        .min(u16::try_from(width).unwrap_or(u16::MAX)),
-                    ..rect
-                };
-                Paragraph::new(Span::styled(text.clone(), theme.link)).render(cells, buf);
-                if *allowed && !cells.is_empty() {
-                    links.push(LinkArea {
-                        area: Rect { height: 1, ..cells },
-                        url: text.clone(),
-                    });
+                // Whole, one piece per row; each piece is a hyperlink to the whole link.
+                let indent = link_indent(area.width);
+                for (row, piece) in link_pieces(text, area.width)
+                    .into_iter()
+                    .enumerate()
+                    .skip(skip)
+                {
+                    let Some(y) = u16::try_from(start + row)
+                        .ok()
+                        .and_then(|r| r.checked_sub(u16::try_from(scroll).unwrap_or(u16::MAX)))
+                    else {
+                        continue;
+                    };
+                    if y >= area.height {
+                        break;
+                    }
+                    let piece_width =
+                        u16::try_from(Span::raw(piece.as_str()).width()).unwrap_or(u16::MAX);
+                    let cells = Rect {
+                        x: area.x + indent,
+                        y: area.y + y,
+                        width: area.width.saturating_sub(indent).min(piece_width),
+                        height: 1,
+                    };
+                    Paragraph::new(Span::styled(piece, theme.link)).render(cells, buf);
+                    if *allowed && !cells.is_empty() {
+                        links.push(LinkArea {
+                            area: cells,
+                            url: text.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -883,7 +1144,10 @@ fn vehicle_body(app: &App, record: &VehicleRecord, raw: bool) -> (Vec<PageLine>,
     let theme = &app.config.theme;
     if raw {
         (
-            raw_lines(record).into_iter().map(PageLine::Text).collect(),
+            raw_lines(record)
+                .into_iter()
+                .map(PageLine::indented)
+                .collect(),
             " raw last responses (J to close) ",
         )
     } else {
@@ -1052,6 +1316,9 @@ fn help_popup(area: Rect) -> Rect {
     }
 }
 
+/// The cells of a help row's key column: two spaces, then the keys padded to 16.
+const HELP_KEYS_WIDTH: usize = 18;
+
 /// The help overlay's text in its frame: the keys of the screen under it, of the input lines and of help.
 fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
     let theme = &app.config.theme;
@@ -1089,6 +1356,25 @@ fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
         }
         lines.push(Line::default());
     }
+    // What a copy can promise here, and how to make OSC 52 reach the clipboard through tmux.
+    lines.push(Line::from(Span::styled("Copying", theme.title)));
+    lines.push(Line::from(Span::raw(format!(
+        "  {}",
+        one_line(&app.config.copying)
+    ))));
+    lines.push(Line::from(vec![
+        Span::raw("  tmux passes OSC 52 on with:  "),
+        Span::styled("set -g set-clipboard on", theme.key),
+    ]));
+    lines.push(Line::from(vec![
+        Span::raw("  tmux inside tmux also needs: "),
+        Span::styled("set -g allow-passthrough on", theme.key),
+    ]));
+    lines.push(Line::from(Span::styled(
+        "  Nothing arrived? The vehicle page shows the fix link whole, to select",
+        theme.muted,
+    )));
+    lines.push(Line::default());
     lines.push(Line::from(Span::styled(
         "Filter: status:blocked make:tesla model:\"model 3\" year:<2021 rule:ID finding:ID user:ID vin:5YJ has:token checked:no !term; words like `model 3` read as a model when one is so named, else fuzzy",
         theme.muted,
@@ -1125,6 +1411,28 @@ fn help_paragraph<'a>(app: &App) -> Paragraph<'a> {
             theme.muted,
         ),
     ]));
+    // A key's description wraps under itself, any other line under its own start.
+    let width = help_popup(Rect::new(0, 0, app.width, app.height))
+        .width
+        .saturating_sub(2);
+    let lines: Vec<Line<'static>> = lines
+        .into_iter()
+        .flat_map(|line| {
+            let key_row = line.spans.len() >= 2 && line.spans[0].width() == HELP_KEYS_WIDTH;
+            let indent = if key_row {
+                HELP_KEYS_WIDTH as u16
+            } else {
+                let spaces = line
+                    .spans
+                    .iter()
+                    .flat_map(|s| s.content.chars())
+                    .take_while(|c| *c == ' ')
+                    .count();
+                u16::try_from(spaces).unwrap_or(0)
+            };
+            hang(&line, width, indent)
+        })
+        .collect();
     let block = Block::bordered()
         .title(Span::styled(" help ", theme.title))
         .border_style(theme.border);

@@ -37,6 +37,8 @@ impl Terminal {
             // No system clipboard unless a test gives one: copies go through the terminal (OSC 52).
             "DISPLAY",
             "WAYLAND_DISPLAY",
+            // Run from inside tmux, the copies would go to its buffer.
+            "TMUX",
         ] {
             cmd.env_remove(k);
         }
@@ -211,7 +213,7 @@ fn agent_finds_a_blocked_tesla_copies_the_pairing_link_and_quits() {
     t.send("y");
     t.wait_for_raw(b"\x1b]52;c;", Duration::from_secs(5));
     t.wait_for(
-        "pairing link sent to the terminal's clipboard (OSC 52)",
+        "pairing link sent to the terminal (OSC 52; ? for tmux)",
         Duration::from_secs(5),
     );
     // Back to the fleet with the filter kept.
@@ -331,7 +333,7 @@ fn at_120x40_the_finding_column_holds_a_rule_title() {
 }
 
 #[test]
-fn links_are_never_wrapped_and_allowed_ones_are_osc8_hyperlinks() {
+fn a_fix_link_wider_than_the_screen_is_shown_whole_on_rows_of_its_own_and_is_an_osc8_hyperlink() {
     let home = temp_home("osc8");
     let location = demo_vehicle(vtriage::sim::Situation::LocationPermissionMissing);
     let pairing = demo_vehicle(vtriage::sim::Situation::VirtualKeyMissing);
@@ -343,20 +345,53 @@ fn links_are_never_wrapped_and_allowed_ones_are_osc8_hyperlinks() {
     );
     t.wait_for("  Status", Duration::from_secs(30));
     t.send(&format!(":vehicle {}\r", location.id));
-    // The demo's links go to its own Connect page (the simulator's origin).
-    t.wait_for("/oauth/reauthenticate?", Duration::from_secs(60));
-    let screen = t.screen();
-    let lines: Vec<&str> = screen.lines().collect();
-    let at = lines
-        .iter()
-        .position(|l| l.trim_start().starts_with("http://127.0.0.1:"))
-        .unwrap_or_default();
-    let next = lines.get(at + 1).copied().unwrap_or_default();
-    // A re-authentication link is longer than 80 columns: clipped at the edge, never wrapped.
+    // The demo's links go to its own Connect page (the simulator's origin), longer than 80 columns.
+    t.wait_for("    http://127.0.0.1:", Duration::from_secs(60));
+    t.wait_for_raw(b"\x1b]8;;http://127.0.0.1:", Duration::from_secs(10));
+    let raw = String::from_utf8_lossy(&t.raw).to_string();
+    let link = raw
+        .split("\x1b]8;;")
+        .filter_map(|s| s.split_once("\x1b\\").map(|(url, _)| url))
+        .find(|url| url.starts_with("http://127.0.0.1:") && url.contains("/oauth/reauthenticate?"))
+        .unwrap_or_else(|| panic!("no OSC 8 hyperlink to the demo's Connect page"))
+        .to_string();
+    assert!(link.len() > 76, "a link wider than the screen: {link}");
+    // On screen, the rows from its first one read as the whole link, each under the text's indent.
+    let whole_on = |screen: &str| -> Option<String> {
+        let lines: Vec<&str> = screen.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("    http://127.0.0.1:"))?;
+        let mut whole = String::new();
+        for row in &lines[at..] {
+            if whole.len() >= link.len() || !row.starts_with("    ") {
+                break;
+            }
+            whole.push_str(row.trim());
+        }
+        Some(whole)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut screen = t.screen();
+    while whole_on(&screen).as_deref() != Some(link.as_str()) && Instant::now() < deadline {
+        t.pump(Duration::from_millis(50));
+        screen = t.screen();
+    }
+    let whole = whole_on(&screen).unwrap_or_default();
+    // Every row it takes is a hyperlink to the whole link.
+    let rows = whole.len().div_ceil(76);
+    let sequence = format!("\x1b]8;;{link}\x1b\\");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let count = |raw: &[u8]| String::from_utf8_lossy(raw).matches(&sequence).count();
+    while count(&t.raw) < rows && Instant::now() < deadline {
+        t.pump(Duration::from_millis(50));
+    }
+    let pieces = count(&t.raw);
     assert!(
-        !next.contains("scope=") && !next.contains("client_id"),
-        "the link wrapped:\n{screen}"
+        pieces >= rows && rows >= 2,
+        "{pieces} hyperlinked rows of {rows} for {link}"
     );
+    assert_eq!(whole, link, "the link whole on screen:\n{screen}");
 
     // Back to the fleet first: Esc and `:` sent together read as Alt-:.
     t.send("\x1b");
@@ -372,12 +407,6 @@ fn links_are_never_wrapped_and_allowed_ones_are_osc8_hyperlinks() {
         Duration::from_secs(5),
     );
     t.wait_for_raw(b"\x1b]8;;\x1b\\", Duration::from_secs(5));
-    // The demo's link policy allows its own Connect origin, so its re-authentication link is one too.
-    let raw = String::from_utf8_lossy(&t.raw).to_string();
-    assert!(
-        raw.contains("\x1b]8;;http://127.0.0.1:"),
-        "the demo's Connect link is a hyperlink"
-    );
     t.send("q");
     t.wait_exit(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&home);
@@ -426,6 +455,62 @@ fn with_a_system_clipboard_the_link_is_copied_through_it_and_the_footer_says_cop
         !t.raw.windows(6).any(|w| w == b"\x1b]52;c"),
         "no OSC 52 once the system clipboard took it"
     );
+    t.send("q");
+    t.wait_exit(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[cfg(unix)]
+#[test]
+fn inside_tmux_the_link_goes_to_its_buffer_and_the_footer_says_copied_there() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = temp_home("tmux");
+    let bin = std::path::Path::new(&home).join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let buffer = std::path::Path::new(&home).join("buffer");
+    let tmux = bin.join("tmux");
+    std::fs::write(
+        &tmux,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = 'load-buffer -' ] || exit 2\ncat > '{}'\n",
+            buffer.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tmux, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let vehicle = demo_vehicle(vtriage::sim::Situation::VirtualKeyMissing);
+    let mut t = Terminal::start(
+        &["--now", "2026-11-27T12:00:00Z"],
+        &[
+            ("VTRIAGE_HOME", home.as_str()),
+            ("PATH", path.as_str()),
+            ("TMUX", "/tmp/tmux-1000/default,4242,0"),
+        ],
+        24,
+        80,
+    );
+    t.wait_for("  Status", Duration::from_secs(30));
+    t.send(&format!(":vehicle {}\r", vehicle.id));
+    t.wait_for(
+        "https://www.tesla.com/_ak/smartcar.com",
+        Duration::from_secs(60),
+    );
+    t.send("y");
+    t.wait_for(
+        "copied pairing link to the tmux buffer (prefix ] pastes)",
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        std::fs::read_to_string(&buffer).unwrap_or_default(),
+        "https://www.tesla.com/_ak/smartcar.com"
+    );
+    // OSC 52 goes too, for a tmux with set-clipboard on to pass to the terminal.
+    t.wait_for_raw(b"\x1b]52;c;", Duration::from_secs(5));
     t.send("q");
     t.wait_exit(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&home);

@@ -254,7 +254,7 @@ fn vehicle_page_copies_pairing_link_reply_and_evidence_with_a_confirmation() {
     );
     assert_eq!(
         flash(&app),
-        "pairing link sent to the terminal's clipboard (OSC 52)"
+        "pairing link sent to the terminal (OSC 52; ? for tmux)"
     );
 
     let reply = copied(&key(&mut app, KeyCode::Char('c')));
@@ -285,6 +285,26 @@ fn vehicle_page_copies_pairing_link_reply_and_evidence_with_a_confirmation() {
             "{expected} missing from {evidence}"
         );
     }
+}
+
+#[test]
+fn the_help_says_which_way_copies_go_and_how_to_let_osc52_through_tmux() {
+    let mut app = app(120, 40);
+    key(&mut app, KeyCode::Char('?'));
+    let mut text = screen(&app).join("\n");
+    for _ in 0..80 {
+        if text.contains("allow-passthrough") {
+            break;
+        }
+        key(&mut app, KeyCode::Down);
+        text = screen(&app).join("\n");
+    }
+    assert!(
+        text.contains("Here: sent to the terminal as OSC 52, which cannot confirm it"),
+        "{text}"
+    );
+    assert!(text.contains("set -g set-clipboard on"), "{text}");
+    assert!(text.contains("set -g allow-passthrough on"), "{text}");
 }
 
 #[test]
@@ -607,10 +627,13 @@ fn export_to_a_json_path_writes_json_not_csv() {
     std::fs::create_dir_all(&dir).ok();
     let array = dir.join("teslas.json");
     let lines = dir.join("teslas.jsonl");
-    let plain = dir.join("teslas");
-    assert_eq!(vtriage::tui::export(&app.store, &array).ok(), Some(3));
-    assert_eq!(vtriage::tui::export(&app.store, &lines).ok(), Some(3));
-    assert_eq!(vtriage::tui::export(&app.store, &plain).ok(), Some(3));
+    let plain = dir.join("teslas.CSV");
+    let export = |path: &std::path::Path| {
+        vtriage::tui::export(&app.store, path, &app.config.policies, now()).ok()
+    };
+    assert_eq!(export(&array), Some(3));
+    assert_eq!(export(&lines), Some(3));
+    assert_eq!(export(&plain), Some(3));
     let array = std::fs::read_to_string(&array).unwrap_or_default();
     let lines = std::fs::read_to_string(&lines).unwrap_or_default();
     let plain = std::fs::read_to_string(&plain).unwrap_or_default();
@@ -631,6 +654,103 @@ fn export_to_a_json_path_writes_json_not_csv() {
         "{lines}"
     );
     assert!(plain.starts_with("status,vehicle_id,"), "{plain}");
+}
+
+#[test]
+fn export_to_an_extension_that_names_no_format_is_refused_naming_the_choices() {
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-txt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let mut app = app(80, 24);
+    // Said in full on an 80-column footer.
+    command(&mut app, "export exp.txt");
+    let footer = screen(&app).last().cloned().unwrap_or_default();
+    assert!(
+        footer.contains("exp.txt: .txt names no format; use .csv .json .jsonl .md"),
+        "{footer:?}"
+    );
+    for name in ["exp.txt", "exp"] {
+        let path = dir.join(name);
+        let effects = command(&mut app, &format!("export {}", path.display()));
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Export(_))),
+            "{effects:?}"
+        );
+        let said = app.visible_flash().cloned();
+        assert!(said.as_ref().is_some_and(|f| f.error), "{said:?}");
+        let text = flash(&app);
+        assert!(text.contains(name), "{text}");
+        assert!(
+            text.contains(".csv")
+                && text.contains(".json")
+                && text.contains(".jsonl")
+                && text.contains(".md"),
+            "{text}"
+        );
+        let written = vtriage::tui::export(&app.store, &path, &app.config.policies, now());
+        assert!(written.is_err(), "{written:?}");
+        assert!(!path.exists(), "nothing written to {name}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn export_to_a_markdown_path_writes_one_ticket_section_per_vehicle() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tesla");
+    key(&mut app, KeyCode::Enter);
+    let dir = std::env::temp_dir().join(format!("vtriage-tui-export-md-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok();
+    let path = dir.join("teslas.md");
+    let written = vtriage::tui::export(&app.store, &path, &app.config.policies, now()).ok();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(written, Some(3));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("## ")).count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("7SAYGDEE1NF000001"), "{text}");
+}
+
+#[test]
+fn export_says_what_it_wrote_where_and_how_many_vehicles_with_the_tilde_read_as_home() {
+    let home = std::env::temp_dir().join(format!("vtriage-tui-export-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).ok();
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('1'));
+    let said = vtriage::tui::export_as_asked(&app, std::path::Path::new("~/x.md"), Some(&home));
+    let written = std::fs::read_to_string(home.join("x.md")).unwrap_or_default();
+    std::fs::remove_dir_all(&home).ok();
+    assert_eq!(
+        said,
+        Msg::EffectDone(format!(
+            "exported 1 vehicle as Markdown to {} (owner-only)",
+            home.join("x.md").display()
+        ))
+    );
+    assert!(written.starts_with("## "), "{written}");
+}
+
+#[test]
+fn a_tilde_at_the_start_of_an_export_path_is_the_home_folder() {
+    use std::path::Path;
+    use vtriage::tui::expand_home;
+    let home = Path::new("/home/agent");
+    assert_eq!(
+        expand_home(Path::new("~/x.csv"), Some(home)),
+        Path::new("/home/agent/x.csv")
+    );
+    assert_eq!(expand_home(Path::new("~"), Some(home)), home);
+    // Only a leading `~` component: `~bob` and a `~` further on are names.
+    for kept in ["~bob/x.csv", "out/~/x.csv", "x~.csv", "/tmp/x.csv"] {
+        assert_eq!(expand_home(Path::new(kept), Some(home)), Path::new(kept));
+    }
+    assert_eq!(
+        expand_home(Path::new("~/x.csv"), None),
+        Path::new("~/x.csv")
+    );
 }
 
 /// The last text row of the vehicle page as drawn on a terminal tall enough to hold all of it.
@@ -966,7 +1086,8 @@ fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() 
 }
 
 #[test]
-fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when_found() {
+fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_the_car_found_opens_probed_at_focus()
+{
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
     let vin = "5YJ3E1EA1PF000009";
@@ -982,7 +1103,7 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when
             vins: vec![("aaaa-unchecked".into(), vin.into())],
         },
     );
-    store_event(
+    let effects = store_event(
         &mut app,
         Event::VinLookupDone {
             vin: vin.into(),
@@ -991,9 +1112,133 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_its_row_shows_when
             unreadable: 0,
         },
     );
+    // As `:vin` does: the car opens and is probed at Focus priority.
+    assert_eq!(
+        app.page().map(|p| p.vehicle_id.as_str()),
+        Some("aaaa-unchecked")
+    );
+    assert_eq!(
+        probes(&effects),
+        [(vec!["aaaa-unchecked".to_string()], Priority::Focus, false)]
+    );
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(
+        app.store.visible_len(),
+        1,
+        "back on the list, its row shows"
+    );
+}
+
+#[test]
+fn a_whole_known_vin_in_the_filter_opens_its_car_at_focus_even_under_a_status_quick_filter() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Char('/'));
+    // The Model 3 is DEGRADED: hidden by `1`, found by its VIN all the same.
+    typed(&mut app, "5YJ3E1EA7KF000002");
+    let effects = key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        find_vin_sent(&effects),
+        None,
+        "a VIN the fleet knows costs nothing"
+    );
+    assert_eq!(
+        app.page().map(|p| p.vehicle_id.as_str()),
+        Some("b2d4-loc"),
+        "{}",
+        flash(&app)
+    );
+    assert!(
+        probes(&effects)
+            .iter()
+            .any(|(ids, priority, _)| ids == &["b2d4-loc".to_string()]
+                && *priority == Priority::Focus),
+        "{:?}",
+        probes(&effects)
+    );
+    let focus = |effects: &[Effect]| -> Vec<_> {
+        probes(effects)
+            .into_iter()
+            .filter(|(_, priority, _)| *priority == Priority::Focus)
+            .collect()
+    };
+    let by_command = command(&mut app, "vin 5YJ3E1EA7KF000002");
+    assert_eq!(focus(&by_command), focus(&effects), ":vin does the same");
+}
+
+#[test]
+fn after_a_status_key_slash_edits_the_free_text_while_the_quick_filter_stays_its_own_term() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Char('/'));
+    assert_eq!(
+        app.filter_input.text(),
+        "",
+        "the line holds the free text only"
+    );
+    assert_eq!(app.filter_quick, "status:blocked");
+    typed(&mut app, "tesla");
+    assert_eq!(app.store.filter_text(), "status:blocked tesla");
     assert_eq!(app.store.visible_len(), 1);
-    assert_eq!(selected(&app).as_deref(), Some("aaaa-unchecked"));
-    assert_eq!(app.page(), None, "the filter shows the row; Enter opens it");
+    typed(&mut app, " ford");
+    let text = screen(&app).join("\n");
+    assert!(
+        text.contains(
+            "no vehicle matches the filter (only status:blocked: its key again, or Backspace"
+        ),
+        "{text}"
+    );
+    for _ in 0.." ford".len() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    let line = screen(&app)
+        .into_iter()
+        .find(|l| l.starts_with('/'))
+        .unwrap_or_default();
+    assert!(line.starts_with("/[status:blocked] tesla█"), "{line:?}");
+    // Erasing what was typed, then one Backspace more, drops the quick filter too.
+    for _ in 0.."tesla".len() {
+        key(&mut app, KeyCode::Backspace);
+    }
+    assert_eq!(app.store.filter_text(), "status:blocked");
+    key(&mut app, KeyCode::Backspace);
+    assert_eq!(app.store.filter_text(), "");
+    assert_eq!(app.store.visible_len(), app.store.len());
+    typed(&mut app, "tesla");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.store.filter_text(), "tesla");
+    // `1` with free text keeps it; `/` again shows the free text, the quick filter apart.
+    key(&mut app, KeyCode::Char('1'));
+    assert_eq!(app.store.filter_text(), "tesla status:blocked");
+    key(&mut app, KeyCode::Char('/'));
+    assert_eq!(app.filter_input.text(), "tesla");
+    assert_eq!(app.filter_quick, "status:blocked");
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(
+        app.store.filter_text(),
+        "tesla status:blocked",
+        "Esc restores it"
+    );
+}
+
+#[test]
+fn the_filter_line_draws_the_cursor_where_it_is() {
+    let mut app = app(80, 24);
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "make:tsla");
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Left);
+    }
+    typed(&mut app, "e");
+    assert_eq!(app.store.filter_text(), "make:tesla");
+    let line = screen(&app)
+        .into_iter()
+        .find(|l| l.starts_with('/'))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("/make:tesla  "),
+        "no block after the end: {line:?}"
+    );
 }
 
 #[test]

@@ -45,6 +45,8 @@ impl Session {
             // No system clipboard unless a test gives one: copies go through the terminal (OSC 52).
             "DISPLAY",
             "WAYLAND_DISPLAY",
+            // Run from inside tmux, the copies would go to its buffer.
+            "TMUX",
         ] {
             cmd.env_remove(var);
         }
@@ -147,7 +149,7 @@ fn agent_filters_blocked_opens_one_copies_evidence_and_comes_back() {
     assert!(page.contains("✖ BLOCKED"), "{page}");
     // The evidence exists for every vehicle; a fix link only for some.
     s.send("i");
-    s.wait_for("evidence for escalation sent to the terminal's clipboard (OSC 52)");
+    s.wait_for("evidence for escalation sent to the terminal (OSC 52; ? for tmux)");
     let raw = String::from_utf8_lossy(&s.bytes()).to_string();
     assert!(raw.contains("\x1b]52;c;"), "an OSC 52 copy was written");
 

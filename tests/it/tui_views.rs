@@ -371,3 +371,124 @@ fn refused_client_credentials_read_in_the_header_at_80_columns() {
     let top = screen(&app)[0].clone();
     assert!(top.contains("Token endpoint refused the client"), "{top:?}");
 }
+
+/// The table's header row and the rows of the two Teslas with different rules.
+fn fleet_rows(app: &vtriage::tui::App) -> (String, String, String) {
+    let lines = screen(app);
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+            .unwrap_or_default()
+    };
+    (
+        find("  Status"),
+        find("7SAYGDEE1NF000001"),
+        find("5YJ3E1EA7KF000002"),
+    )
+}
+
+#[test]
+fn at_80x24_the_list_keeps_the_key_column_and_enough_of_the_finding_to_tell_rules_apart() {
+    // Without and with a scrollbar (a fleet taller than the screen takes one more column).
+    for app in [app(80, 24), big_fleet(80, 24)] {
+        let (header, vk, location) = fleet_rows(&app);
+        assert!(header.contains("Key"), "{header:?}");
+        assert!(header.contains("VIN"), "{header:?}");
+        assert!(vk.contains("✖ missing"), "{vk:?}");
+        // The make is in the Vehicle column: the finding's cells go to the words that differ.
+        assert!(vk.contains("virtual key requi"), "{vk:?}");
+        assert!(location.contains("Vehicle Location"), "{location:?}");
+    }
+}
+
+/// The rows between the page's top border and the footer.
+fn page_body(app: &vtriage::tui::App) -> Vec<String> {
+    let lines = screen(app);
+    let border = lines
+        .iter()
+        .position(|l| l.starts_with("────"))
+        .unwrap_or_default();
+    lines[border + 1..lines.len() - 1].to_vec()
+}
+
+#[test]
+fn at_80x24_the_vehicle_page_shows_the_fix_the_whole_link_and_the_copy_keys_above_the_fold() {
+    let link = "https://connect.smartcar.com/oauth/reauthenticate?response_type=vehicle_id&client_id=my-client-id&vehicle_id=b2d4-loc&scope=required%3Aread_location&make=TESLA";
+    let mut app = app(80, 24);
+    open(&mut app, "b2d4-loc");
+    let body = page_body(&app);
+    let text = body.join("\n");
+    assert!(
+        text.contains("fix: Send the owner the re-authentication link"),
+        "{text}"
+    );
+    assert!(
+        text.contains("y copy fix link  c copy reply  i copy evidence"),
+        "{text}"
+    );
+    // The link on rows of its own, under the text's indent, cut only at the edge of the screen.
+    let first = body
+        .iter()
+        .position(|l| l.trim_start().starts_with("https://connect"))
+        .unwrap_or_else(|| panic!("no link row:\n{text}"));
+    let mut whole = String::new();
+    for row in &body[first..] {
+        if whole.len() >= link.len() {
+            break;
+        }
+        assert!(row.starts_with("    "), "{row:?}");
+        whole.push_str(row.trim());
+    }
+    assert_eq!(whole, link, "{text}");
+}
+
+#[test]
+fn a_long_fix_link_is_a_hyperlink_on_every_row_it_takes() {
+    let link = "https://connect.smartcar.com/oauth/reauthenticate?response_type=vehicle_id&client_id=my-client-id&vehicle_id=b2d4-loc&scope=required%3Aread_location&make=TESLA";
+    let mut app = app(80, 24);
+    open(&mut app, "b2d4-loc");
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).expect("test terminal");
+    let mut areas = Vec::new();
+    let frame = terminal
+        .draw(|frame| areas = vtriage::tui::views::render_with_links(&app, frame))
+        .expect("draw");
+    let fix: Vec<_> = areas.iter().filter(|a| a.url == link).collect();
+    assert_eq!(fix.len(), 3, "{areas:?}");
+    let cells: String = fix
+        .iter()
+        .flat_map(|a| {
+            (a.area.x..a.area.right())
+                .map(move |x| frame.buffer[(x, a.area.y)].symbol().to_string())
+        })
+        .collect();
+    assert_eq!(cells, link);
+}
+
+#[test]
+fn the_hint_bar_always_offers_the_help() {
+    let mut vehicle = app(80, 24);
+    open(&mut vehicle, "7c1e0f3a-vk");
+    for (name, app) in [("vehicle page", vehicle), ("fleet at 50", app(50, 24))] {
+        let footer = screen(&app).last().cloned().unwrap_or_default();
+        assert!(footer.contains("? help"), "{name}: {footer:?}");
+    }
+}
+
+#[test]
+fn evidence_and_long_lines_wrap_under_their_own_indent_at_any_width() {
+    for width in [40, 64, 80, 100, 120, 160] {
+        for id in ["7c1e0f3a-vk", "b2d4-loc", "5e11-exempt"] {
+            let mut app = app(width, 60);
+            open(&mut app, id);
+            for row in page_body(&app) {
+                assert!(
+                    row.trim().is_empty() || row.starts_with(' ') || row.starts_with('─'),
+                    "{id} at {width}: a row starts at column 0: {row:?}"
+                );
+            }
+        }
+    }
+}

@@ -92,18 +92,18 @@ pub fn window_offset(total: usize, height: usize, selected: Option<usize>, offse
 
 /// Which columns fit in `width`, by priority, returned in their original order.
 ///
-/// First every column is placed at its preferred width, most important first; then the columns left
-/// out that a fill column yields to are placed if the fill columns shrink toward their minimum.
+/// Columns are placed most important first. A fill column shrinks toward its minimum only for a column
+/// it yields to; for any other column it keeps its preferred width, and that column gets in only if it
+/// fits beside it. So a less important column never takes the place of one the fill column yields to.
 pub fn fitting_columns(columns: &[Column], width: u16) -> Vec<usize> {
     let mut by_priority: Vec<usize> = (0..columns.len()).collect();
     by_priority.sort_by_key(|&i| std::cmp::Reverse(columns[i].priority));
-    let need = |kept: &[usize], shrink_for: Option<u8>| -> u32 {
+    let need = |kept: &[usize], shrink_for: u8| -> u32 {
         let cells: u32 = kept
             .iter()
             .map(|&i| {
                 let c = &columns[i];
-                let shrinks = shrink_for.is_some_and(|p| p >= c.yields_to);
-                u32::from(if shrinks {
+                u32::from(if shrink_for >= c.yields_to {
                     c.min_width
                 } else {
                     c.preferred_width
@@ -117,16 +117,7 @@ pub fn fitting_columns(columns: &[Column], width: u16) -> Vec<usize> {
     let mut kept: Vec<usize> = Vec::new();
     for &i in &by_priority {
         kept.push(i);
-        if need(&kept, None) > width {
-            kept.pop();
-        }
-    }
-    for &i in &by_priority {
-        if kept.contains(&i) {
-            continue;
-        }
-        kept.push(i);
-        if need(&kept, Some(columns[i].priority)) > width {
+        if need(&kept, columns[i].priority) > width {
             kept.pop();
         }
     }
