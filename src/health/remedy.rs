@@ -312,15 +312,15 @@ pub fn check_app_credential(err: Option<&SmartcarError>) -> Remedy {
 }
 
 /// API v3: a listed vehicle whose signals answer 404: subscribe it to one of the app's webhooks.
-pub fn subscribe_vehicle(vehicle_id: &str, err: Option<&SmartcarError>) -> Remedy {
-    let docs = doc_link(err);
+pub fn subscribe_vehicle(vehicle_id: &str) -> Remedy {
+    // The error's own docs page is about a mistyped path, which this is not: no link is better.
     Remedy {
         kind: RemedyKind::BackendAction,
-        action: docs.annotate(format!(
+        action: format!(
             "Subscribe vehicle {vehicle_id} to one of the app's webhooks (v3 Management API: POST \
              /webhooks/{{webhookId}}/subscriptions, or the Smartcar Dashboard), then check it again"
-        )),
-        link: docs.offered,
+        ),
+        link: None,
         customer_reply: "Your car is connected, but our app is not receiving its data yet. We are fixing this on \
                          our side; nothing is needed from you."
             .into(),

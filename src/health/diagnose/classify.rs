@@ -86,7 +86,7 @@ impl<'a> Cx<'a> {
                      most likely it is not subscribed to one of the app's webhooks",
                     e.type_code()
                 ),
-                remedy::subscribe_vehicle(self.target.vehicle_id, Some(e)),
+                remedy::subscribe_vehicle(self.target.vehicle_id),
             )
         });
     }
