@@ -39,12 +39,31 @@ pub struct VinLookup {
 /// agents pressing `r` at once share one probe.
 pub const JOIN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Migrations in order; each runs once, in its own transaction, recorded in `vtriage_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("migrations/0001_desk.sql")),
-    (2, include_str!("migrations/0002_agents.sql")),
-    (3, include_str!("migrations/0003_forced_probes.sql")),
-    (4, include_str!("migrations/0004_diagnosed_with.sql")),
+/// Migrations in order: version, file, text. Each runs once, recorded in `vtriage_migrations` with
+/// the SHA-256 of its text. A committed migration is never edited: a change is a new one.
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_desk.sql", include_str!("migrations/0001_desk.sql")),
+    (
+        2,
+        "0002_agents.sql",
+        include_str!("migrations/0002_agents.sql"),
+    ),
+    (
+        3,
+        "0003_forced_probes.sql",
+        include_str!("migrations/0003_forced_probes.sql"),
+    ),
+    (
+        4,
+        "0004_connected_at.sql",
+        include_str!("migrations/0004_connected_at.sql"),
+    ),
+    (5, "0005_vins.sql", include_str!("migrations/0005_vins.sql")),
+    (
+        6,
+        "0006_diagnosed_with.sql",
+        include_str!("migrations/0006_diagnosed_with.sql"),
+    ),
 ];
 
 /// Serialises migrations between `serve` processes starting at once on one database.
@@ -87,13 +106,22 @@ pub enum DbError {
     Refused(String),
     #[error("database: {0}")]
     Query(String),
+    #[error(
+        "migration {version} ({file}) is not the text this database applied (SHA-256 {applied}, this build's {ours}); a committed migration must never change: run the vtriage that migrated this database, or restore the file"
+    )]
+    MigrationChanged {
+        version: i32,
+        file: &'static str,
+        applied: String,
+        ours: String,
+    },
 }
 
 impl DbError {
     /// Whether the same request may succeed later (connection trouble), as opposed to data the
     /// database will never accept.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, DbError::Refused(_))
+        !matches!(self, DbError::Refused(_) | DbError::MigrationChanged { .. })
     }
 }
 
@@ -313,40 +341,70 @@ impl Db {
     /// Creates the schema if one is configured and applies every migration not applied yet.
     pub async fn migrate(&self, schema: Option<&str>) -> Result<(), DbError> {
         let mut client = self.pool.get().await?;
-        if let Some(schema) = schema {
-            if !valid_schema(schema) {
-                return Err(DbError::Schema(schema.to_string()));
-            }
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .await?;
+        if let Some(schema) = schema
+            && !valid_schema(schema)
+        {
+            return Err(DbError::Schema(schema.to_string()));
         }
         let tx = client.transaction().await?;
+        // Under the lock, so two `serve` starting at once cannot race to create the schema either.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
+        if let Some(schema) = schema {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await?;
+        }
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS vtriage_migrations (
                  version integer PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT now())",
+                 applied_at timestamptz NOT NULL DEFAULT now());
+             ALTER TABLE vtriage_migrations ADD COLUMN IF NOT EXISTS sha256 text",
         )
         .await?;
-        let applied: Vec<i32> = tx
-            .query("SELECT version FROM vtriage_migrations", &[])
+        let applied: std::collections::HashMap<i32, Option<String>> = tx
+            .query("SELECT version, sha256 FROM vtriage_migrations", &[])
             .await?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
-        for (version, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
+        for (version, file, sql) in MIGRATIONS {
+            let ours = super::webhook::digest(sql.as_bytes());
+            match applied.get(version) {
+                Some(Some(recorded)) if *recorded != ours => {
+                    return Err(DbError::MigrationChanged {
+                        version: *version,
+                        file,
+                        applied: recorded.clone(),
+                        ours,
+                    });
+                }
+                Some(Some(_)) => {}
+                // Applied by a build that kept no checksum. Every text it may have run is brought
+                // to one shape by the migrations after it, so this text is recorded as applied.
+                Some(None) => {
+                    tx.execute(
+                        "UPDATE vtriage_migrations SET sha256 = $2 WHERE version = $1",
+                        &[version, &ours],
+                    )
+                    .await?;
+                }
+                None => {
+                    tx.batch_execute(sql).await?;
+                    tx.execute(
+                        "INSERT INTO vtriage_migrations (version, sha256) VALUES ($1, $2)",
+                        &[version, &ours],
+                    )
+                    .await?;
+                    tracing::info!(version, file, "applied migration");
+                }
             }
-            tx.batch_execute(sql).await?;
-            tx.execute(
-                "INSERT INTO vtriage_migrations (version) VALUES ($1)",
-                &[version],
-            )
-            .await?;
-            tracing::info!(version, "applied migration");
+        }
+        let known = MIGRATIONS.len() as i32;
+        if let Some(newer) = applied.keys().filter(|v| **v > known).max() {
+            tracing::warn!(
+                version = newer,
+                "this database was migrated by a newer vtriage (migration {newer}); this build knows {known}"
+            );
         }
         tx.commit().await?;
         let current: Option<String> = client
