@@ -75,6 +75,12 @@ async fn bench() {
         amt: Secret::new(AMT.to_string()),
         secrets: Vec::new(),
         max_body_bytes: 1 << 20,
+        // The benchmark opens as many connections as it measures with.
+        http_limits: vtriage::http_serve::Limits {
+            max_connections: 1 << 16,
+            max_per_peer: 1 << 16,
+            ..vtriage::http_serve::Limits::default()
+        },
         keep_events_days: 30,
         prober: None,
         global: Default::default(),

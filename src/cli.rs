@@ -282,6 +282,14 @@ pub struct ServeArgs {
     /// Largest webhook body accepted; larger ones get 413.
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Open HTTP connections at most (keep it under the process's file-descriptor limit).
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Open HTTP connections one peer address may hold (behind a proxy, every client is the proxy).
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_peer: u32,
     /// Delete webhook events older than this many days.
     #[arg(long, value_name = "DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=36500))]

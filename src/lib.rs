@@ -7,6 +7,7 @@ pub mod desk;
 pub mod feed;
 pub mod fetch;
 pub mod health;
+pub mod http_serve;
 pub mod private_files;
 pub mod report;
 pub mod setup;

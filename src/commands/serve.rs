@@ -57,6 +57,11 @@ pub async fn serve(
             .chain(settings.source.single_token.clone())
             .collect(),
         max_body_bytes: args.max_body_bytes,
+        http_limits: crate::http_serve::Limits {
+            max_connections: args.max_connections as usize,
+            max_per_peer: args.max_connections_per_peer as usize,
+            ..crate::http_serve::Limits::default()
+        },
         keep_events_days: args.keep_events_days,
         prober: (!args.no_prober).then(|| crate::desk::ProberConfig {
             lock_retry: args.prober_retry,

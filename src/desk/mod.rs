@@ -66,6 +66,8 @@ pub struct DeskConfig {
     /// delivery or an answer echoing one is redacted like one echoing the AMT.
     pub secrets: Vec<Secret>,
     pub max_body_bytes: usize,
+    /// Timeouts and connection caps of the HTTP face.
+    pub http_limits: crate::http_serve::Limits,
     pub keep_events_days: u32,
     /// `None`: this process never probes (webhooks only).
     pub prober: Option<ProberConfig>,
@@ -229,14 +231,13 @@ pub async fn run(
     });
     let app = server::router(state, config.max_body_bytes).merge(api::router(api));
     let stopping = shutdown_tx.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.await;
-            tracing::info!("stopping: finishing deliveries in flight");
-            // Live streams never finish by themselves: they end now, so the shutdown can.
-            let _ = stopping.send(true);
-        })
-        .await;
+    let served = crate::http_serve::serve(listener, app, config.http_limits, async move {
+        stop.await;
+        tracing::info!("stopping: finishing deliveries in flight");
+        // Live streams never finish by themselves: they end now, so the shutdown can.
+        let _ = stopping.send(true);
+    })
+    .await;
     let _ = shutdown_tx.send(true);
     if let Some(p) = prober {
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;

@@ -325,46 +325,6 @@ impl Drop for SimHandle {
 /// them one byte at a time (slowloris) would otherwise hold a connection, and a task, for ever.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Serves HTTP/1 connections until `shutdown`, each with a header-read timeout; then lets
-/// requests in flight finish for a moment and drops the rest.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    header_read_timeout: std::time::Duration,
-    mut shutdown: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(), std::io::Error> {
-    let service = hyper_util::service::TowerToHyperService::new(router);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let stream = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // Out of file descriptors or a connection reset before accept: keep serving.
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        connections.spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_read_timeout);
-            let _ = http
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-    }
-    let drain = async { while connections.join_next().await.is_some() {} };
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
-    connections.abort_all();
-    Ok(())
-}
-
 /// Starts a simulator on `bind` (port 0 picks a free port) inside the current tokio runtime.
 pub async fn spawn(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, SimError> {
     config.validate()?;
@@ -391,7 +351,16 @@ pub async fn spawn(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, Sim
     let state = Arc::new(routes::SimState::new(config, fleet, origin.clone()));
     let router = routes::router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, router, header_read_timeout, rx));
+    let limits = crate::http_serve::Limits {
+        header_read_timeout,
+        // A test or a benchmark opens as many connections as it likes.
+        max_connections: 1 << 20,
+        max_per_peer: 1 << 20,
+        drain: std::time::Duration::from_millis(500),
+    };
+    let task = tokio::spawn(crate::http_serve::serve(listener, router, limits, async {
+        let _ = rx.await;
+    }));
     Ok(SimHandle {
         origin,
         addr,

@@ -30,6 +30,7 @@ mod fetch_vin_lookup;
 mod health_diagnose;
 mod health_ground_truth;
 mod hostile_server;
+mod http_limits;
 mod pty_dashboard;
 mod sim_api;
 mod sim_limits;
