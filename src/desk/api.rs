@@ -125,11 +125,31 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// A JSON answer, with the characters JSON allows raw but a terminal must not see escaped: what an
+/// agent reads is safe whichever client reads it.
 fn answer(status: StatusCode, body: Value) -> Response {
-    (status, axum::Json(body)).into_response()
+    let text = serde_json::to_string(&body).unwrap_or_else(|_| "null".into());
+    let text = crate::untrusted::text::json_escaped(&text).into_owned();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
+/// The answer to a call the database failed: a 400 for input it can never hold (a NUL in an id or a
+/// cursor), which is no outage; else 503, retry later.
 fn unavailable(e: &DbError) -> Response {
+    if !e.is_transient() {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the request holds text the desk cannot store (a NUL character?)"}),
+        );
+    }
     tracing::warn!(error = %one_line(&e.to_string()), "API call failed on the database");
     answer(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -502,6 +522,9 @@ struct Streaming {
     rx: broadcast::Receiver<Notice>,
     shutdown: watch::Receiver<bool>,
     ended: bool,
+    /// When the token is checked again: on a clock of its own, so a busy stream still notices a
+    /// revocation whose notice was lost.
+    recheck_at: tokio::time::Instant,
     _connected: Connected,
 }
 
@@ -526,6 +549,7 @@ async fn stream(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response
         agent,
         token,
         ended: false,
+        recheck_at: tokio::time::Instant::now() + RECHECK_TOKEN,
     };
     let events = futures_util::stream::unfold(state, next_event);
     Sse::new(events)
@@ -535,7 +559,9 @@ async fn stream(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response
 
 fn sse(e: &StreamEvent) -> SseEvent {
     let (name, data) = e.encode();
-    SseEvent::default().event(name).data(data)
+    SseEvent::default()
+        .event(name)
+        .data(crate::untrusted::text::json_escaped(&data))
 }
 
 /// The stream's next event; `None` ends it (revoked, or the server is stopping).
@@ -549,7 +575,8 @@ async fn next_event(
         let received = tokio::select! {
             r = s.rx.recv() => r,
             _ = s.shutdown.changed() => return None,
-            () = tokio::time::sleep(RECHECK_TOKEN) => {
+            () = tokio::time::sleep_until(s.recheck_at) => {
+                s.recheck_at = tokio::time::Instant::now() + RECHECK_TOKEN;
                 match s.st.db.agent_for_token(&s.token).await {
                     Ok(None) => {
                         s.ended = true;
@@ -561,7 +588,8 @@ async fn next_event(
         };
         match received {
             Ok(Notice::Event { name, data }) => {
-                return Some((Ok(SseEvent::default().event(name).data(&*data)), s));
+                let data = crate::untrusted::text::json_escaped(&data);
+                return Some((Ok(SseEvent::default().event(name).data(data)), s));
             }
             Ok(Notice::Revoked(agent)) if agent == s.agent => {
                 s.ended = true;

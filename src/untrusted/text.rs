@@ -33,6 +33,27 @@ fn printable_ascii(s: &str) -> bool {
     s.bytes().all(|b| (0x20..0x7F).contains(&b))
 }
 
+/// Serialized JSON with every unsafe character that JSON allows raw (DEL, C1 controls, bidi controls,
+/// U+2028 and U+2029) written as a `\uXXXX` escape: the same value, but a client that prints a string
+/// without decoding it, or a log viewer, cannot be driven by it. Such characters can only stand in
+/// strings, so the escape is always valid there.
+pub fn json_escaped(json: &str) -> Cow<'_, str> {
+    // C0 controls are escaped by every JSON writer already.
+    let raw_unsafe = |c: char| is_unsafe(c) && u32::from(c) > 0x1F;
+    if printable_ascii(json) || !json.chars().any(raw_unsafe) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if raw_unsafe(c) {
+            out.push_str(&format!("\\u{:04X}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// One line for a table cell, a status line, a log field or a stderr message: every run of line breaks
 /// and tabs becomes one space, every other unsafe character (ESC, DEL, C1, bidi) becomes U+FFFD, which
 /// also disarms an ESC sequence since its tail is then plain text.
@@ -183,6 +204,19 @@ pub fn csv_cell(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_with_del_c1_bidi_and_line_separators_keeps_its_value_with_those_escaped() {
+        let raw = serde_json::to_string(
+            &serde_json::json!({"make": "A\u{7f}B\u{9b}C\u{202e}D\u{2028}E\u{1b}"}),
+        )
+        .unwrap();
+        let escaped = json_escaped(&raw);
+        assert!(escaped.chars().all(|c| !is_unsafe(c)), "{escaped}");
+        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back["make"], "A\u{7f}B\u{9b}C\u{202e}D\u{2028}E\u{1b}");
+        assert!(matches!(json_escaped("{\"a\":1}"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn clean_text_is_borrowed_not_copied() {

@@ -539,3 +539,75 @@ async fn a_vin_the_desk_has_not_read_is_looked_up_once_then_known_and_audited() 
         .await;
     assert_eq!(audited, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_escapes_what_json_allows_raw_but_a_terminal_must_not_see_and_a_nul_cursor_is_a_400()
+ {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    let body = blocked_tesla("evt-escape", "veh-escape");
+    assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
+    let hostile = "Model\u{7f}\u{9b}31m\u{202e}lesT\u{2028}";
+    schema
+        .client
+        .execute(
+            "UPDATE vehicles SET model = $1 WHERE vehicle_id = 'veh-escape'",
+            &[&hostile],
+        )
+        .await
+        .expect("hostile model");
+    let token = add_agent(&schema.name, "eve");
+    let (status, raw) = get(&serve, "/api/v1/fleet", &token).await;
+    assert_eq!(status, 200, "{raw}");
+    for c in ['\u{7f}', '\u{9b}', '\u{202e}', '\u{2028}'] {
+        assert!(!raw.contains(c), "raw {:?} in the fleet: {raw:?}", c);
+    }
+    let page: Value = serde_json::from_str(&raw).expect("still JSON");
+    assert_eq!(page["vehicles"][0]["model"], hostile, "the same value");
+    let (status, raw) = get(&serve, "/api/v1/fleet?after=a%00b", &token).await;
+    assert_eq!(status, 400, "a NUL is bad input, not an outage: {raw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_stream_whose_revocation_notice_was_lost_still_ends_within_seconds() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let token = add_agent(&schema.name, "mallory");
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    let mut stream = open_stream(&serve, &token);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while serve.metric("vtriage_dashboards_connected").await != Some(1.0) {
+        assert!(Instant::now() < deadline, "the stream never opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Revoked in the table alone: no notice reaches the stream.
+    schema
+        .client
+        .execute(
+            "UPDATE agents SET revoked_at = now() WHERE name = 'mallory'",
+            &[],
+        )
+        .await
+        .expect("revoked quietly");
+    let revoked_at = Instant::now();
+    // A delivery every half second keeps the stream busy.
+    let url = serve.webhook_url();
+    let busy = tokio::spawn(async move {
+        for i in 0..40 {
+            let body = blocked_tesla(&format!("e-busy-{i}"), &format!("veh-busy-{i}"));
+            let _ = post_signed(&http(), &url, &body).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let ended = next_named(&mut stream, "revoked", Duration::from_secs(12)).await;
+    busy.abort();
+    assert!(
+        ended.is_some(),
+        "still streaming {:?} after a quiet revocation",
+        revoked_at.elapsed()
+    );
+    assert!(revoked_at.elapsed() < Duration::from_secs(12));
+}
