@@ -374,7 +374,13 @@ async fn smartcar_settings_exported_are_ignored_with_one_line_when_reading_a_des
     assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
     for args in [
         vec!["check", "--json", "--server", &serve.origin],
-        vec!["vehicle", "veh-ignored", "--json", "--server", &serve.origin],
+        vec![
+            "vehicle",
+            "veh-ignored",
+            "--json",
+            "--server",
+            &serve.origin,
+        ],
     ] {
         // Anyone who tried live API v3 first has the secret exported, but no client id.
         let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
