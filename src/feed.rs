@@ -10,6 +10,7 @@ use crate::store::Store;
 pub fn apply(store: &mut Store, event: &Event, now: Timestamp) -> bool {
     match event {
         Event::ConnectionsListed { connections } => store.listed(connections, now),
+        Event::ConnectionsFound { connections, .. } => store.found(connections, now),
         Event::ProbeStarted { vehicle_id, .. } => store.probing(vehicle_id, now),
         Event::Observed { report } => store.observed(report, now),
         Event::Diagnosed { report, diagnosis } => store.diagnosed(report, diagnosis, now),

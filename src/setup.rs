@@ -260,6 +260,97 @@ fn client_secret(
     Ok(None)
 }
 
+/// The Smartcar settings set in flags, environment or the profile, by name: a desk's reader
+/// ignores them.
+fn smartcar_settings_given(
+    global: &GlobalArgs,
+    profile: &crate::config::Profile,
+    amt_env: &str,
+) -> Vec<String> {
+    let flags = [
+        ("--api", global.api.is_some()),
+        ("--api-origin", global.api_origin.is_some()),
+        ("--iam-origin", global.iam_origin.is_some()),
+        ("--management-origin", global.management_origin.is_some()),
+        ("--connect-origin", global.connect_origin.is_some()),
+        ("--amt", global.amt.is_some()),
+        ("--tokens", global.tokens.is_some()),
+        ("--token", global.token.is_some()),
+        ("--client-id", global.client_id.is_some()),
+        ("--redirect-uri", global.redirect_uri.is_some()),
+    ];
+    let envs = [
+        "SMARTCAR_CLIENT_ID",
+        "SMARTCAR_CLIENT_SECRET",
+        "SMARTCAR_REDIRECT_URI",
+        amt_env,
+    ];
+    let keys = [
+        ("amt_file", profile.amt_file.is_some()),
+        ("tokens_file", profile.tokens_file.is_some()),
+        ("tokens_command", profile.tokens_command.is_some()),
+        ("client_secret_file", profile.client_secret_file.is_some()),
+        (
+            "client_secret_command",
+            profile.client_secret_command.is_some(),
+        ),
+        ("api", profile.api.is_some()),
+        ("api_origin", profile.api_origin.is_some()),
+        ("iam_origin", profile.iam_origin.is_some()),
+        ("management_origin", profile.management_origin.is_some()),
+        ("connect_origin", profile.connect_origin.is_some()),
+    ];
+    flags
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name.to_string())
+        .chain(
+            envs.into_iter()
+                .filter(|name| env_nonempty(name).is_some())
+                .map(str::to_string),
+        )
+        .chain(
+            keys.into_iter()
+                .filter(|(_, set)| *set)
+                .map(|(key, _)| format!("profile {key}")),
+        )
+        .collect()
+}
+
+/// The flags without their Smartcar settings.
+fn without_smartcar(global: &GlobalArgs) -> GlobalArgs {
+    GlobalArgs {
+        api: None,
+        api_origin: None,
+        iam_origin: None,
+        management_origin: None,
+        connect_origin: None,
+        amt: None,
+        tokens: None,
+        token: None,
+        client_id: None,
+        redirect_uri: None,
+        ..global.clone()
+    }
+}
+
+/// The profile without its Smartcar settings.
+fn without_smartcar_profile(profile: &crate::config::Profile) -> crate::config::Profile {
+    crate::config::Profile {
+        amt_file: None,
+        tokens_file: None,
+        tokens_command: None,
+        client_secret_file: None,
+        client_secret_command: None,
+        api: None,
+        api_origin: None,
+        iam_origin: None,
+        management_origin: None,
+        connect_origin: None,
+        ..profile.clone()
+    }
+}
+
 /// Resolves settings. Reads the config file, the tokens file and the policies override; starts nothing.
 pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     let paths = Paths::discover();
@@ -301,7 +392,23 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         .amt_env
         .clone()
         .unwrap_or_else(|| "SMARTCAR_MANAGEMENT_TOKEN".into());
-    let amt = match (&global.amt, env_nonempty(&amt_env), &profile.amt_file) {
+    // A desk holds the Smartcar credentials; an agent reading it needs none and none are read.
+    let stripped;
+    let (global, profile) = if desk.is_some() {
+        let ignored = smartcar_settings_given(global, &profile, &amt_env);
+        if !ignored.is_empty() {
+            warnings.push(format!(
+                "Smartcar settings are ignored when reading a desk server: {}",
+                ignored.join(", ")
+            ));
+        }
+        stripped = without_smartcar(global);
+        (&stripped, without_smartcar_profile(&profile))
+    } else {
+        (global, profile)
+    };
+    let amt_from_env = env_nonempty(&amt_env).filter(|_| desk.is_none());
+    let amt = match (&global.amt, amt_from_env, &profile.amt_file) {
         (Some(a), _, _) => Some(a.trim().to_string()),
         (None, Some(a), _) => Some(a.trim().to_string()),
         (None, None, Some(file)) => {
@@ -352,13 +459,17 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
                 .into(),
         );
     }
-    let secret = client_secret(&profile, &mut warnings)?;
+    let secret = match desk {
+        Some(_) => None,
+        None => client_secret(&profile, &mut warnings)?,
+    };
     let secret_given = secret.is_some();
     let client_id = global
         .client_id
         .clone()
         .or_else(|| env_nonempty("SMARTCAR_CLIENT_ID"))
-        .or(config.connect.client_id.clone());
+        .or(config.connect.client_id.clone())
+        .filter(|_| desk.is_none());
     let api = global.api.or(profile.api).unwrap_or(if secret.is_some() {
         ApiVersion::V3
     } else {
@@ -508,7 +619,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         redirect_uri: global
             .redirect_uri
             .clone()
-            .or_else(|| env_nonempty("SMARTCAR_REDIRECT_URI"))
+            .or_else(|| env_nonempty("SMARTCAR_REDIRECT_URI").filter(|_| desk.is_none()))
             .or(config.connect.redirect_uri.clone()),
         stale_after_s: config.needs.stale_after_hours * 3600,
     };

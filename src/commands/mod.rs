@@ -1,13 +1,13 @@
 //! The subcommands: each turns settings into a running session or a printout and returns an exit code.
 //! One file per command; what several share (errors, logging, the snapshot, how a run ends) is here.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::cli::{CheckArgs, ConnectMode, ConnectUrlArgs, DeadlinesArgs, GlobalArgs, VehicleArgs};
-use crate::fetch::{Command, Event, Priority, Progress};
+use crate::fetch::{Command, Event, ListingFilter, Priority, Progress};
 use crate::health::Status;
 use crate::report::{self, VehicleSummary};
 use crate::setup::{self, Session, Settings, SetupError};
@@ -146,11 +146,22 @@ fn not_checked_reason(ending: &Ending, timeout: Duration, store: &Store) -> Stri
 }
 
 fn save_snapshot(settings: &Settings, store: &Store) {
+    save_snapshot_as(settings, store, store.to_snapshot());
+}
+
+/// Saves the snapshot dated `listed_at`: when the fleet it holds was last listed whole.
+fn save_snapshot_dated(settings: &Settings, store: &Store, listed_at: jiff::Timestamp) {
+    let mut snapshot = store.to_snapshot();
+    snapshot.saved_at = listed_at;
+    save_snapshot_as(settings, store, snapshot);
+}
+
+fn save_snapshot_as(settings: &Settings, store: &Store, snapshot: store::snapshot::Snapshot) {
     if store.is_empty() {
         return;
     }
     let path = settings.paths.snapshot_file(&settings.profile);
-    if let Err(e) = store::snapshot::save(&path, &store.to_snapshot()) {
+    if let Err(e) = store::snapshot::save(&path, &snapshot) {
         eprintln!("vtriage: warning: {}", one_line(&e.to_string()));
     }
 }

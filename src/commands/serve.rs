@@ -12,6 +12,30 @@ pub(super) fn policies_text(settings: &Settings) -> String {
     }
 }
 
+/// What the desk's fix links will lack, said once at start: without the Connect client id no
+/// re-authentication link can be made; without a redirect URI Connect sends the customer to the
+/// application's default one (Smartcar Dashboard). The demo's simulator gives its own client id.
+pub(super) fn links_lack(settings: &Settings, demo: bool) -> Option<String> {
+    let mut lacking = Vec::new();
+    if !demo
+        && settings
+            .needs
+            .client_id
+            .as_deref()
+            .is_none_or(|c| c.trim().is_empty())
+    {
+        lacking.push(
+            "no Connect client id (--client-id or SMARTCAR_CLIENT_ID): no re-authentication links",
+        );
+    }
+    if settings.needs.redirect_uri.is_none() {
+        lacking.push(
+            "no redirect_uri (--redirect-uri or SMARTCAR_REDIRECT_URI): links use the redirect URI set in the Smartcar Dashboard",
+        );
+    }
+    (!lacking.is_empty()).then(|| lacking.join("; "))
+}
+
 /// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are JSON lines on stdout, for the
 /// service manager; `VTRIAGE_LOG` sets the filter (default `info`).
 pub async fn serve(
@@ -34,6 +58,9 @@ pub async fn serve(
             "serve needs Smartcar credentials (API v3: SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET; v2.0: SMARTCAR_MANAGEMENT_TOKEN with tokens), or --demo to probe the built-in simulator"
                 .into(),
         ));
+    }
+    if let Some(lacking) = links_lack(&settings, global.demo) {
+        tracing::warn!(links = %lacking, "the desk's fix links lack something");
     }
     let amt = settings
         .source

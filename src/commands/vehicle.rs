@@ -8,6 +8,19 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     let mut settings = setup::resolve(global)?;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     let _log = init_logging(&settings);
+    let query = args.id.trim().to_string();
+    // An id or a user is listed by itself, one request, not the whole fleet with it; a VIN is
+    // found among the fleet's VINs, which a listing does not give.
+    let (mut plan, listed_at) = match &settings.desk {
+        None if crate::smartcar::vin::decode_at(&query, settings.now()).is_err() => {
+            listing_plan(&settings, &query)
+        }
+        _ => (VecDeque::new(), None),
+    };
+    if let Some(first) = plan.pop_front() {
+        settings.scheduler.first_listing = first;
+    }
+    let mut listed_whole = settings.scheduler.first_listing.is_all();
     let mut session = match settings.desk {
         Some(_) => desk_session(&mut settings).await?.0,
         None => setup::start(&mut settings).await?,
@@ -19,7 +32,6 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     for command in known {
         let _ = session.commands.send(command);
     }
-    let query = args.id.trim().to_string();
     // The vehicles asked for (one, or every car of a user) and those still waiting for their probe.
     let mut targets: Vec<String> = Vec::new();
     let mut waiting: HashSet<String> = HashSet::new();
@@ -49,6 +61,34 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         };
         crate::feed::apply(&mut store, &event, settings.now());
         match &event {
+            Event::ConnectionsFound { connections, .. } if targets.is_empty() && !looking_up => {
+                if connections.is_empty() {
+                    match plan.pop_front() {
+                        Some(next) if !next.is_all() => {
+                            let _ = session.commands.send(Command::ListConnectionsOf(next));
+                        }
+                        _ => {
+                            eprintln!(
+                                "vtriage: `{}` is no vehicle or user id; listing every connection to match it as a prefix",
+                                one_line(&query)
+                            );
+                            listed_whole = true;
+                            let _ = session.commands.send(Command::RefreshConnections);
+                        }
+                    }
+                    continue;
+                }
+                targets = connections
+                    .iter()
+                    .map(|c| c.connection.vehicle_id.clone())
+                    .collect();
+                waiting = targets.iter().cloned().collect();
+                let _ = session.commands.send(Command::Probe {
+                    vehicle_ids: targets.clone(),
+                    priority: Priority::Focus,
+                    force: true,
+                });
+            }
             Event::ConnectionsListed { .. } if targets.is_empty() && !looking_up => {
                 let found = match store.find_all(&query) {
                     Ok(found) => found,
@@ -121,7 +161,17 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         }
     }
     let _ = session.commands.send(Command::Shutdown);
-    save_snapshot(&settings, &store);
+    if listed_whole {
+        save_snapshot(&settings, &store);
+    } else {
+        // Only part of the fleet was listed: the snapshot keeps the date of its last whole listing,
+        // so a prefix is never matched against a fleet older than the freshness window.
+        save_snapshot_dated(
+            &settings,
+            &store,
+            listed_at.unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        );
+    }
     if targets.is_empty() {
         // The API answers nothing now: the vehicle may well exist, it was just not looked up.
         if let Ending::SourceDown(outage) = &ending {
@@ -202,6 +252,55 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             ExitCode::SUCCESS
         },
     )
+}
+
+/// The listings that find `query`, cheapest first, and when the snapshot's fleet was listed whole.
+/// The snapshot tells whether the query is a vehicle id, a user id or a unique prefix of one; a
+/// prefix is matched only against a snapshot younger than the freshness window, else against a
+/// new listing of every connection. Without a snapshot, the query is tried as a vehicle id, then
+/// as a user id, then as a prefix.
+fn listing_plan(
+    settings: &Settings,
+    query: &str,
+) -> (VecDeque<ListingFilter>, Option<jiff::Timestamp>) {
+    let whole = || ListingFilter::all();
+    let guess = VecDeque::from([
+        ListingFilter::vehicle(query),
+        ListingFilter::user(query),
+        whole(),
+    ]);
+    let path = settings.paths.snapshot_file(&settings.profile);
+    let Ok(Some(snapshot)) = store::snapshot::load(&path) else {
+        return (guess, None);
+    };
+    let listed_at = snapshot.saved_at;
+    let fresh = settings
+        .now()
+        .duration_since(listed_at)
+        .as_secs()
+        .try_into()
+        .is_ok_and(|age: u64| age < settings.scheduler.freshness.as_secs());
+    let mut known = setup::store_for(settings);
+    known.restore(snapshot);
+    let plan = match known.find_all(query) {
+        Ok(cars) if cars.iter().any(|r| r.vehicle_id == query) => {
+            VecDeque::from([ListingFilter::vehicle(query), whole()])
+        }
+        Ok(cars) if cars.iter().all(|r| r.is_owned_by(query)) => {
+            VecDeque::from([ListingFilter::user(query), whole()])
+        }
+        // A unique prefix of one vehicle's id, or of one user's.
+        Ok(cars) if fresh => match cars.as_slice() {
+            [one] => VecDeque::from([ListingFilter::vehicle(one.vehicle_id.clone()), whole()]),
+            [first, ..] if cars.iter().all(|r| r.is_owned_by(&first.user_id)) => {
+                VecDeque::from([ListingFilter::user(first.user_id.clone()), whole()])
+            }
+            _ => VecDeque::from([whole()]),
+        },
+        Ok(_) => VecDeque::from([whole()]),
+        Err(_) => guess,
+    };
+    (plan, Some(listed_at))
 }
 
 /// What a VIN lookup will cost, said before it starts.

@@ -458,7 +458,11 @@ async fn handle(
                 );
             }
         }
-        // The scheduler's own reports are diagnosed by the desk as it stores them.
-        Event::SweepCost { .. } | Event::VinLookupPlanned { .. } | Event::Diagnosed { .. } => {}
+        // The scheduler's own reports are diagnosed by the desk as it stores them; the desk
+        // lists its whole fleet, never a part.
+        Event::SweepCost { .. }
+        | Event::VinLookupPlanned { .. }
+        | Event::Diagnosed { .. }
+        | Event::ConnectionsFound { .. } => {}
     }
 }

@@ -30,7 +30,7 @@ pub enum RemoteError {
         "--server {server}: plain http:// off this machine would send the agent token unencrypted; use https:// (or --allow-insecure-origin)"
     )]
     Insecure { server: String },
-    #[error("the desk at {server} does not answer: {reason}")]
+    #[error("cannot reach the desk at {} ({server}): {reason}", crate::smartcar::origin::place_of(.server))]
     Unreachable { server: String, reason: String },
     #[error(
         "the desk refused the agent token (unknown or revoked); ask for a new one (`vtriage agent add`)"
@@ -45,6 +45,18 @@ pub enum RemoteError {
 }
 
 /// Where the link to the desk stands, for the dashboard's header.
+/// An HTTP client's error with every cause, innermost last: the reason is at the end.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Link {
     /// Reading the live stream; the agents whose probe requests wait now.
@@ -150,7 +162,7 @@ impl DeskClient {
     fn unreachable(&self, e: &reqwest::Error) -> RemoteError {
         RemoteError::Unreachable {
             server: one_line(&self.server).into_owned(),
-            reason: one_line(&e.to_string()).into_owned(),
+            reason: crate::smartcar::origin::transport_cause(&error_chain(e)),
         }
     }
 
@@ -167,7 +179,7 @@ impl DeskClient {
             Err(ApiError::Transport { message, .. }) => {
                 return Err(RemoteError::Unreachable {
                     server: one_line(&self.server).into_owned(),
-                    reason: one_line(&message).into_owned(),
+                    reason: crate::smartcar::origin::transport_cause(&message),
                 });
             }
             Err(other) => {

@@ -69,6 +69,48 @@ pub fn merge_owners(rows: Vec<ConnectionInfo>) -> Vec<ConnectionInfo> {
     merged
 }
 
+/// Which connections a listing asks for: every one, or those of one vehicle or of one user. A
+/// narrowed listing is one request (API v3 `filter[vehicleId]`/`filter[userId]`, the Management
+/// API's `vehicle_id`/`user_id`) where the whole fleet is one per page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListingFilter {
+    pub vehicle_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl ListingFilter {
+    /// Every connection.
+    pub fn all() -> ListingFilter {
+        ListingFilter::default()
+    }
+
+    /// The connections of one vehicle (each of its users).
+    pub fn vehicle(id: impl Into<String>) -> ListingFilter {
+        ListingFilter {
+            vehicle_id: Some(id.into()),
+            user_id: None,
+        }
+    }
+
+    /// The connections of one user (each of their vehicles).
+    pub fn user(id: impl Into<String>) -> ListingFilter {
+        ListingFilter {
+            vehicle_id: None,
+            user_id: Some(id.into()),
+        }
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.vehicle_id.is_none() && self.user_id.is_none()
+    }
+
+    /// Whether a listed connection is one the filter asks for.
+    pub fn admits(&self, vehicle_id: &str, user_id: &str) -> bool {
+        self.vehicle_id.as_deref().is_none_or(|v| v == vehicle_id)
+            && self.user_id.as_deref().is_none_or(|u| u == user_id)
+    }
+}
+
 /// What the UI or the CLI asks the scheduler to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -80,6 +122,9 @@ pub enum Command {
     },
     /// Re-list connections from the source.
     RefreshConnections,
+    /// List only the connections the filter names: the answer is [`Event::ConnectionsFound`], and
+    /// the connections listed before stay known.
+    ListConnectionsOf(ListingFilter),
     /// Report what a sweep of every connection would cost, without starting it.
     EstimateSweep,
     /// Report what probing these vehicles would cost (as a [`Event::SweepCost`]), without starting it.
@@ -213,6 +258,12 @@ impl SourceOutage {
 pub enum Event {
     /// The fleet as the source lists it (Management API, tokens file or one token).
     ConnectionsListed {
+        connections: Vec<ConnectionInfo>,
+    },
+    /// The connections a narrowed listing found (possibly none); the rest of the fleet is as
+    /// it was.
+    ConnectionsFound {
+        filter: ListingFilter,
         connections: Vec<ConnectionInfo>,
     },
     ProbeStarted {

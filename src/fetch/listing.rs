@@ -15,7 +15,7 @@ use crate::smartcar::{
 
 use super::Source;
 use super::backoff::Backoff;
-use super::events::{ConnectionInfo, Priority};
+use super::events::{ConnectionInfo, ListingFilter, Priority};
 use super::gate::{Gate, SharedPriority, Ticket};
 
 /// The fleet as listed, and the access token of each user who has one.
@@ -150,7 +150,11 @@ impl Lister<'_> {
         }
     }
 
-    async fn management(&self, amt: &Secret) -> Result<Vec<Connection>, String> {
+    async fn management(
+        &self,
+        amt: &Secret,
+        filter: &ListingFilter,
+    ) -> Result<Vec<Connection>, String> {
         let origin = &self.client.origins().management;
         let mut all = Vec::new();
         let mut trail = CursorTrail::new(self.max_connections);
@@ -158,7 +162,13 @@ impl Lister<'_> {
         loop {
             let page = self
                 .call(false, || {
-                    self.client.connections_page(amt, cursor.as_deref(), 100)
+                    self.client.connections_page_of(
+                        amt,
+                        cursor.as_deref(),
+                        100,
+                        filter.user_id.as_deref(),
+                        filter.vehicle_id.as_deref(),
+                    )
                 })
                 .await
                 .map_err(|e| describe(origin, Credential::ManagementToken, &e))?;
@@ -244,15 +254,20 @@ fn v3_attributes(c: &V3Connection) -> Option<VehicleAttributes> {
 /// the whole listing while its failure is retryable. `Err` is the one-line message.
 pub async fn list_v3(
     client: &V3Client,
+    filter: &ListingFilter,
     retry: ListingRetry,
     max_connections: usize,
 ) -> Result<Listing, String> {
     let origin = &client.origins().api;
     let mut backoff = Backoff::new(retry.backoff_base, retry.backoff_max);
     let mut tries = 0;
+    let asked = ConnectionFilter {
+        user_id: filter.user_id.clone(),
+        vehicle_id: filter.vehicle_id.clone(),
+    };
     let rows = loop {
         tries += 1;
-        match client.connections(&ConnectionFilter::default()).await {
+        match client.connections(&asked).await {
             Ok(rows) => break rows,
             Err(V3Error::Api { error, .. }) if error.is_retryable() && tries < retry.max_tries => {
                 let wait = error.retry_after_s().map_or_else(
@@ -334,6 +349,7 @@ pub async fn list(
     client: &Client,
     gate: &Gate,
     source: &Source,
+    filter: &ListingFilter,
     retry: ListingRetry,
     max_connections: usize,
 ) -> Result<Listing, String> {
@@ -364,7 +380,7 @@ pub async fn list(
                 ),
             }
         }
-        let connections = lister.management(amt).await?;
+        let connections = lister.management(amt, filter).await?;
         let connections = screen_ids(connections)
             .into_iter()
             .map(|c| ConnectionInfo {
@@ -382,15 +398,20 @@ pub async fn list(
         });
     }
 
-    // No AMT: each token lists its own user's vehicles.
+    // No AMT: each token lists its own user's vehicles; one user's listing asks only their token.
     let mut credentials: Vec<(Option<String>, Secret)> = source
         .tokens
         .iter()
+        .filter(|(user, _)| filter.user_id.as_ref().is_none_or(|u| u == *user))
         .map(|(user, t)| (Some(user.clone()), t.clone()))
         .collect();
     credentials.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(single) = &source.single_token {
         credentials.push((None, single.clone()));
+    }
+    if credentials.is_empty() && !source.tokens.is_empty() {
+        // Tokens are configured, none of them this user's: nothing of theirs can be listed.
+        return Ok(Listing::default());
     }
     if credentials.is_empty() {
         return Err(
@@ -413,12 +434,15 @@ pub async fn list(
                 if file_user.is_none() {
                     listing.single_token_user = Some(user.clone());
                 }
-                let rows = vehicles.into_iter().map(|vehicle_id| Connection {
-                    user_id: user.clone(),
-                    vehicle_id,
-                    connected_at: None,
-                    mode: None,
-                });
+                let rows = vehicles
+                    .into_iter()
+                    .filter(|vehicle_id| filter.admits(vehicle_id, &user))
+                    .map(|vehicle_id| Connection {
+                        user_id: user.clone(),
+                        vehicle_id,
+                        connected_at: None,
+                        mode: None,
+                    });
                 // A vehicle two users connected is listed once per user; the scheduler merges them.
                 for connection in screen_ids(rows.collect()) {
                     if seen.insert((connection.user_id.clone(), connection.vehicle_id.clone())) {

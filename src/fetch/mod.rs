@@ -22,7 +22,9 @@ use crate::smartcar::v3::V3Client;
 use crate::smartcar::{Client, DataKind, Secret};
 
 pub use budget::RateBudget;
-pub use events::{Command, ConnectionInfo, Event, Priority, Progress, SourceName, SourceOutage};
+pub use events::{
+    Command, ConnectionInfo, Event, ListingFilter, Priority, Progress, SourceName, SourceOutage,
+};
 pub use plan::{KnownVehicle, ProbePlan, Step, StepCost, V2Plan, V3Plan};
 
 /// Which Smartcar API the scheduler speaks: v2.0 with per-user access tokens, or v3 with the
@@ -97,6 +99,9 @@ pub struct SchedulerConfig {
     /// Where the scheduler puts every credential it knows, and whose redactor it uses: shared with
     /// the rest of the process (the desk's webhook path), so one set of secrets is redacted everywhere.
     pub keyring: crate::untrusted::Keyring,
+    /// What the listing at the start asks for: every connection unless a command needs only one
+    /// vehicle's or one user's.
+    pub first_listing: ListingFilter,
 }
 
 impl Default for SchedulerConfig {
@@ -117,6 +122,7 @@ impl Default for SchedulerConfig {
             sweep_first_makes: Vec::new(),
             max_connections: 1_000_000,
             keyring: crate::untrusted::Keyring::default(),
+            first_listing: ListingFilter::all(),
         }
     }
 }

@@ -14,7 +14,9 @@ use crate::smartcar::vin::DecodedVin;
 use crate::smartcar::{DataKind, Probe, ProbeReport, Secret};
 use crate::untrusted::{Redactor, text};
 
-use super::events::{Command, ConnectionInfo, Event, Priority, Progress, merge_owners};
+use super::events::{
+    Command, ConnectionInfo, Event, ListingFilter, Priority, Progress, merge_owners,
+};
 use super::gate::{Gate, SharedPriority, Ticket};
 use super::listing::{self, Listing, ListingRetry};
 use super::outage::{self, Admission};
@@ -222,28 +224,45 @@ pub async fn run(
         vin_reads: JoinSet::new(),
         vin_lookups: 0,
     };
-    let mut listing_task = Some(s.start_listing());
+    let first = s.config.first_listing.clone();
+    let mut listing_task = Some((first.clone(), s.start_listing(first)));
+    // A listing asked for while another runs starts when it ends.
+    let mut next_listing: Option<ListingFilter> = None;
     loop {
+        if listing_task.is_none()
+            && let Some(filter) = next_listing.take()
+        {
+            listing_task = Some((filter.clone(), s.start_listing(filter)));
+        }
         let wake = s.next_wake();
         tokio::select! {
             biased;
             command = commands.recv() => match command {
                 None | Some(Command::Shutdown) => break,
                 Some(Command::RefreshConnections) => {
-                    if listing_task.is_none() {
-                        listing_task = Some(s.start_listing());
+                    if listing_task.as_ref().is_none_or(|(f, _)| !f.is_all()) {
+                        next_listing = Some(ListingFilter::all());
+                    }
+                }
+                Some(Command::ListConnectionsOf(filter)) => {
+                    // The whole fleet asked for already holds this part.
+                    if next_listing.as_ref().is_none_or(|f| !f.is_all()) {
+                        next_listing = Some(filter);
                     }
                 }
                 Some(other) => s.command(other),
             },
             listed = async {
                 match listing_task.as_mut() {
-                    Some(task) => task.await,
+                    Some((_, task)) => task.await,
                     None => std::future::pending().await,
                 }
             } => {
-                listing_task = None;
-                s.listed(listed.unwrap_or_else(|e| Err(format!("listing stopped: {e}"))));
+                let filter = listing_task.take().map(|(f, _)| f).unwrap_or_default();
+                s.listed(
+                    &filter,
+                    listed.unwrap_or_else(|e| Err(format!("listing stopped: {e}"))),
+                );
             }
             Some(joined) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => s.joined(joined),
             Some(read) = s.vin_reads.join_next(), if !s.vin_reads.is_empty() => {
@@ -266,7 +285,7 @@ pub async fn run(
         s.dispatch();
         s.maybe_send_progress();
     }
-    if let Some(task) = listing_task {
+    if let Some((_, task)) = listing_task {
         task.abort();
     }
     if let Some(task) = s.tokens_reload.take() {
@@ -276,6 +295,28 @@ pub async fn run(
     s.vin_reads.abort_all();
     s.gate.close();
     gate_timer.abort();
+}
+
+/// Adds a narrowed listing's connections, tokens and details to the fleet listed before: a
+/// connection known already is replaced by its new listing.
+fn add_to_listing(known: &mut Listing, found: Listing) {
+    let at: HashMap<String, usize> = known
+        .connections
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.connection.vehicle_id.clone(), i))
+        .collect();
+    for c in found.connections {
+        match at.get(&c.connection.vehicle_id) {
+            Some(&i) => known.connections[i] = c,
+            None => known.connections.push(c),
+        }
+    }
+    known.tokens.extend(found.tokens);
+    known.details.extend(found.details);
+    if known.single_token_user.is_none() {
+        known.single_token_user = found.single_token_user;
+    }
 }
 
 /// The source's credentials, the v3 client secret and application tokens and, once listed, the
@@ -341,7 +382,10 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Scheduler {
-    fn start_listing(&self) -> tokio::task::JoinHandle<Result<Listing, String>> {
+    fn start_listing(
+        &self,
+        filter: ListingFilter,
+    ) -> tokio::task::JoinHandle<Result<Listing, String>> {
         let client = self.client.clone();
         let gate = self.gate.clone();
         let source = self.source.clone();
@@ -354,9 +398,9 @@ impl Scheduler {
         tokio::spawn(async move {
             match client {
                 Api::V2(client) => {
-                    listing::list(&client, &gate, &source, retry, max_connections).await
+                    listing::list(&client, &gate, &source, &filter, retry, max_connections).await
                 }
-                Api::V3(client) => listing::list_v3(&client, retry, max_connections).await,
+                Api::V3(client) => listing::list_v3(&client, &filter, retry, max_connections).await,
             }
         })
     }
@@ -382,10 +426,17 @@ impl Scheduler {
         let _ = self.events.send(event);
     }
 
-    fn listed(&mut self, result: Result<Listing, String>) {
+    fn listed(&mut self, filter: &ListingFilter, result: Result<Listing, String>) {
         match result {
             Ok(mut listing) => {
                 listing.connections = merge_owners(std::mem::take(&mut listing.connections));
+                // A narrowed listing adds to the fleet known; it never drops the rest.
+                if !filter.is_all()
+                    && let Some(mut known) = self.listing.take()
+                {
+                    add_to_listing(&mut known, listing);
+                    listing = known;
+                }
                 (self.redacted_generation, self.redactor) = secrets_of(
                     &self.client,
                     &self.source,
@@ -418,7 +469,18 @@ impl Scheduler {
                         }
                     }
                 }
-                self.emit(Event::ConnectionsListed { connections });
+                if filter.is_all() {
+                    self.emit(Event::ConnectionsListed { connections });
+                } else {
+                    connections.retain(|c| {
+                        c.users()
+                            .any(|u| filter.admits(&c.connection.vehicle_id, u))
+                    });
+                    self.emit(Event::ConnectionsFound {
+                        filter: filter.clone(),
+                        connections,
+                    });
+                }
                 self.listing = Some(listing);
             }
             Err(message) => {
@@ -494,7 +556,7 @@ impl Scheduler {
                 }
             }
             // Handled by the loop, which owns the listing task and the exit.
-            Command::RefreshConnections | Command::Shutdown => {}
+            Command::RefreshConnections | Command::ListConnectionsOf(_) | Command::Shutdown => {}
         }
     }
 

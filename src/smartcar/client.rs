@@ -211,12 +211,32 @@ impl Client {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<ConnectionsPage, ApiError> {
+        self.connections_page_of(amt, cursor, limit, None, None)
+            .await
+    }
+
+    /// A page of the connections of one user or one vehicle (the Management API's `user_id` and
+    /// `vehicle_id` filters); every connection when both are `None`.
+    pub async fn connections_page_of(
+        &self,
+        amt: &Secret,
+        cursor: Option<&str>,
+        limit: u32,
+        user_id: Option<&str>,
+        vehicle_id: Option<&str>,
+    ) -> Result<ConnectionsPage, ApiError> {
         let url = format!("{}/v2.0/management/connections", self.origins.management);
         let basic =
             base64::engine::general_purpose::STANDARD.encode(format!("default:{}", amt.expose()));
         let mut query: Vec<(&str, String)> = vec![("limit", limit.min(100).to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_string()));
+        }
+        if let Some(u) = user_id {
+            query.push(("user_id", u.to_string()));
+        }
+        if let Some(v) = vehicle_id {
+            query.push(("vehicle_id", v.to_string()));
         }
         let request = self
             .http

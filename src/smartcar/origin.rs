@@ -46,8 +46,64 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
+/// `host:port` of a URL (the scheme's default port when none is given), for an error line that
+/// says where; the text as given when it is no URL.
+pub fn place_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            _ => crate::untrusted::text::one_line(url).into_owned(),
+        },
+        Err(_) => crate::untrusted::text::one_line(url).into_owned(),
+    }
+}
+
+/// Why a connection failed, in a few words, from the innermost cause of an HTTP client's error
+/// (`... tcp connect error: Connection refused (os error 111)` → `connection refused`).
+pub fn transport_cause(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("connection refused") {
+        return "connection refused".into();
+    }
+    if lower.contains("timed out") || lower.contains("timeout") {
+        return "timed out".into();
+    }
+    if lower.contains("dns error") || lower.contains("failed to lookup address") {
+        return "host name not found".into();
+    }
+    if lower.contains("connection reset") {
+        return "connection reset".into();
+    }
+    let cause = message.rsplit(": ").next().unwrap_or(message);
+    let cause = match cause.find(" (os error") {
+        Some(at) => &cause[..at],
+        None => cause,
+    };
+    crate::untrusted::text::one_line(cause).into_owned()
+}
+
+/// The URL an HTTP client's error names (`error sending request for url (URL)`), if any.
+pub fn url_in(message: &str) -> Option<&str> {
+    let start = message.find("url (")? + "url (".len();
+    let rest = &message[start..];
+    let end = rest.find(')')?;
+    Some(&rest[..end])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refused_connection_is_said_with_its_place_and_reason() {
+        let message = "error sending request for url (http://127.0.0.1:9/oauth2/token): client error (Connect): tcp connect error: Connection refused (os error 111)";
+        assert_eq!(super::transport_cause(message), "connection refused");
+        assert_eq!(
+            super::url_in(message).map(super::place_of).as_deref(),
+            Some("127.0.0.1:9")
+        );
+        assert_eq!(super::place_of("https://desk.example"), "desk.example:443");
+    }
+
     use super::*;
 
     #[test]

@@ -1029,31 +1029,10 @@ impl Store {
             }
             let record = match previous.remove(id.as_str()) {
                 Some(mut r) => {
-                    let token_changed = r.has_token != info.has_token;
-                    let shown = std::mem::take(&mut r.user_id);
-                    r.user_id.clone_from(&info.connection.user_id);
-                    r.other_users.clone_from(&info.other_users);
-                    // The user whose token the evidence came from stays the one shown.
-                    r.put_user_first(&shown);
-                    r.connected_at.clone_from(&info.connection.connected_at);
-                    r.has_token = info.has_token;
-                    if r.attributes.is_none() {
-                        r.attributes.clone_from(&info.attributes);
-                    }
-                    if token_changed && r.last_probe_at.is_none() {
-                        let diagnosis = self.unprobed_diagnosis(&r, now);
-                        r.set_diagnosis(diagnosis, &[], now, &mut self.interner);
-                    }
+                    self.relisted(&mut r, info, now);
                     r
                 }
-                None => {
-                    let mut r = VehicleRecord::listed(info);
-                    if !r.has_token {
-                        let diagnosis = self.unprobed_diagnosis(&r, now);
-                        r.keep(&diagnosis, &[], &mut self.interner);
-                    }
-                    r
-                }
+                None => self.newly_listed(info, now),
             };
             records.push(record);
         }
@@ -1061,6 +1040,63 @@ impl Store {
         self.rebuild();
         self.selected = selected.and_then(|id| self.by_id.get(&self.records, &id));
         self.keep_selection_visible();
+    }
+
+    /// A narrowed listing (one vehicle's or one user's connections) answered: those connections
+    /// are updated or added, and every other record stays as it was.
+    pub fn found(&mut self, connections: &[ConnectionInfo], now: Timestamp) -> bool {
+        self.tick(now);
+        self.source_error = None;
+        let selected = self.selected_id();
+        for info in connections {
+            match self.by_id.get(&self.records, &info.connection.vehicle_id) {
+                Some(slot) => {
+                    let mut r = std::mem::replace(
+                        &mut self.records[slot as usize],
+                        VehicleRecord::listed(info),
+                    );
+                    self.relisted(&mut r, info, now);
+                    self.records[slot as usize] = r;
+                }
+                None => {
+                    let r = self.newly_listed(info, now);
+                    self.records.push(r);
+                }
+            }
+        }
+        self.rebuild();
+        self.selected = selected.and_then(|id| self.by_id.get(&self.records, &id));
+        self.keep_selection_visible();
+        true
+    }
+
+    /// A known record listed again: its users, connection time and token as the listing says.
+    fn relisted(&mut self, r: &mut VehicleRecord, info: &ConnectionInfo, now: Timestamp) {
+        let token_changed = r.has_token != info.has_token;
+        let shown = std::mem::take(&mut r.user_id);
+        r.user_id.clone_from(&info.connection.user_id);
+        r.other_users.clone_from(&info.other_users);
+        // The user whose token the evidence came from stays the one shown.
+        r.put_user_first(&shown);
+        r.connected_at.clone_from(&info.connection.connected_at);
+        r.has_token = info.has_token;
+        if r.attributes.is_none() {
+            r.attributes.clone_from(&info.attributes);
+        }
+        if token_changed && r.last_probe_at.is_none() {
+            let diagnosis = self.unprobed_diagnosis(r, now);
+            r.set_diagnosis(diagnosis, &[], now, &mut self.interner);
+        }
+    }
+
+    /// A record for a vehicle listed for the first time.
+    fn newly_listed(&mut self, info: &ConnectionInfo, now: Timestamp) -> VehicleRecord {
+        let mut r = VehicleRecord::listed(info);
+        if !r.has_token {
+            let diagnosis = self.unprobed_diagnosis(&r, now);
+            r.keep(&diagnosis, &[], &mut self.interner);
+        }
+        r
     }
 
     fn unprobed_diagnosis(&self, r: &VehicleRecord, now: Timestamp) -> Diagnosis {

@@ -1161,7 +1161,8 @@ fn run_command(app: &mut App, line: &str, effects: &mut Vec<Effect>) {
             }
         }
         ("user" | "u", user) if !user.is_empty() => {
-            fleet_filter_from_command(app, &format!("user:{}", quote(user)), effects)
+            fleet_filter_from_command(app, &format!("user:{}", quote(user)), effects);
+            probe_user(app, user, effects);
         }
         ("export", path) if !path.is_empty() => {
             // The format follows the extension: one that names none is refused before anything is written.
@@ -1301,6 +1302,26 @@ fn quote(value: &str) -> String {
 fn open_from_command(app: &mut App, id: String, effects: &mut Vec<Effect>) {
     app.store.select(Some(&id));
     open_vehicle(app, id, effects);
+}
+
+/// Every car of the user, probed at Focus priority: the agent asked for them by name. A result
+/// younger than the freshness window costs nothing.
+fn probe_user(app: &mut App, user: &str, effects: &mut Vec<Effect>) {
+    let Ok(cars) = app.store.find_all(user) else {
+        return;
+    };
+    let vehicle_ids: Vec<String> = cars.iter().map(|r| r.vehicle_id.clone()).collect();
+    let n = vehicle_ids.len();
+    app.say(format!(
+        "user {}: probing {n} vehicle{}",
+        one_line(user),
+        if n == 1 { "" } else { "s" }
+    ));
+    effects.push(Effect::Send(Command::Probe {
+        vehicle_ids,
+        priority: Priority::Focus,
+        force: false,
+    }));
 }
 
 /// Back to the fleet (restoring it), then filter it.

@@ -829,3 +829,42 @@ async fn the_demo_speaks_v3_and_api_v2_shows_the_v2_path_on_the_same_fleet() {
         assert!(text.contains(endpoint), "{api:?}: {text}");
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_desk_or_token_endpoint_is_one_line_naming_host_port_and_why() {
+    let home = temp_home("refused-places");
+    let desk = cli_support::run(
+        &home,
+        &["check", "--server", "http://127.0.0.1:9"],
+        &[
+            ("VTRIAGE_AGENT_TOKEN", "vtd_x"),
+            ("SMARTCAR_CLIENT_SECRET", "exported"),
+        ],
+    )
+    .await;
+    let err = one_line_error(&desk);
+    assert_eq!(
+        err,
+        "vtriage: cannot reach the desk at 127.0.0.1:9 (http://127.0.0.1:9): connection refused"
+    );
+    let token = cli_support::run(
+        &home,
+        &[
+            "check",
+            "--api-origin",
+            "http://127.0.0.1:9",
+            "--iam-origin",
+            "http://127.0.0.1:9",
+        ],
+        &[
+            ("SMARTCAR_CLIENT_ID", "client-id-x"),
+            ("SMARTCAR_CLIENT_SECRET", "secret-8d1f2a"),
+        ],
+    )
+    .await;
+    let err = one_line_error(&token);
+    assert!(
+        err.ends_with("cannot reach the token endpoint at 127.0.0.1:9: connection refused"),
+        "{err}"
+    );
+}

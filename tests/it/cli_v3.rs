@@ -332,3 +332,69 @@ async fn vehicle_by_vin_on_v3_reads_only_its_make_and_year_and_an_absent_make_co
         "{stderr}"
     );
 }
+
+/// Connection listing requests the simulator answered since its counters were reset.
+fn listing_requests(sim: &SimHandle) -> u64 {
+    sim.stats()
+        .by_endpoint
+        .get("management")
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_id_or_user_lists_that_car_or_user_alone_not_the_fleet_of_two_thousand() {
+    let sim = simulator(2000, 3600).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let fleet: Vec<Value> = reqwest::get(format!("{}/_sim/fleet", sim.origin()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let car = &fleet[1234];
+    let vehicle_id = car["vehicleId"].as_str().unwrap().to_string();
+    let user_id = car["userId"].as_str().unwrap().to_string();
+    let env = [("SMARTCAR_CLIENT_SECRET", SECRET)];
+    let run = |home: PathBuf, query: String| {
+        let sim = &sim;
+        async move {
+            let mut args = vec!["vehicle", query.as_str(), "--json"];
+            args.extend(v3_args(sim));
+            sim.reset_stats();
+            let out = vtriage(&home, &args, &env).await;
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{query}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (stdout, listing_requests(sim))
+        }
+    };
+
+    // No snapshot: a vehicle id is one listing request; a user id one more (tried as a vehicle first).
+    let (out, listed) = run(temp_home("by-id"), vehicle_id.clone()).await;
+    assert!(out.contains(&vehicle_id), "{out}");
+    assert_eq!(listed, 1, "a vehicle id lists that vehicle alone");
+    let home = temp_home("by-user");
+    let (out, listed) = run(home.clone(), user_id.clone()).await;
+    assert!(out.contains(&vehicle_id), "{out}");
+    assert_eq!(
+        listed, 2,
+        "a user id is tried as a vehicle id, then as a user"
+    );
+    // The snapshot says it is a user: one request.
+    let (_, listed) = run(home.clone(), user_id.clone()).await;
+    assert_eq!(listed, 1, "the snapshot names the user");
+
+    // A prefix needs the whole listing, or a snapshot listed whole within the freshness window.
+    let prefix = vehicle_id[..12].to_string();
+    let home = temp_home("by-prefix");
+    let (out, listed) = run(home.clone(), prefix.clone()).await;
+    assert!(out.contains(&vehicle_id), "{out}");
+    assert!(listed > 2, "the fleet listed to match the prefix: {listed}");
+    let (out, listed) = run(home.clone(), prefix.clone()).await;
+    assert!(out.contains(&vehicle_id), "{out}");
+    assert_eq!(listed, 1, "a fresh snapshot resolves the prefix");
+}

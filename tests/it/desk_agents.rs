@@ -364,6 +364,51 @@ async fn check_with_server_prints_the_desks_verdicts_as_json() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smartcar_settings_exported_are_ignored_with_one_line_when_reading_a_desk() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let token = add_agent(&schema.name, "erin");
+    let serve = Serve::start(&database_url(), &schema.name, &["--demo", "--no-prober"]);
+    let body = blocked_tesla("e-ignored", "veh-ignored");
+    assert_eq!(post_signed(&http(), &serve.webhook_url(), &body).await, 200);
+    for args in [
+        vec!["check", "--json", "--server", &serve.origin],
+        vec![
+            "vehicle",
+            "veh-ignored",
+            "--json",
+            "--server",
+            &serve.origin,
+        ],
+    ] {
+        // Anyone who tried live API v3 first has the secret exported, but no client id.
+        let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+            .args(&args)
+            .env("VTRIAGE_HOME", &serve.home)
+            .env("VTRIAGE_AGENT_TOKEN", &token)
+            .env("SMARTCAR_CLIENT_SECRET", "exported-long-ago")
+            .env_remove("SMARTCAR_CLIENT_ID")
+            .env_remove("SMARTCAR_MANAGEMENT_TOKEN")
+            .output()
+            .expect("vtriage runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("veh-ignored"),
+            "{args:?}"
+        );
+        let notes: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("SMARTCAR_CLIENT_SECRET"))
+            .collect();
+        assert_eq!(notes.len(), 1, "{args:?}: {stderr}");
+        assert!(notes[0].contains("ignored"), "{stderr}");
+        assert!(!stderr.contains("exported-long-ago"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_desk_answering_without_end_or_with_a_redirect_is_refused_not_read_or_followed() {
     use axum::response::IntoResponse;
     // An answer larger than any fleet page, and a redirect that would carry the token elsewhere.

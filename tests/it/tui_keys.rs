@@ -390,6 +390,25 @@ fn command_line_opens_by_vehicle_vin_or_user_and_exports() {
 }
 
 #[test]
+fn user_command_probes_every_car_of_that_user_at_focus_priority() {
+    let mut app = app(120, 40);
+    let effects = command(&mut app, "user user-cy");
+    assert_eq!(app.store.filter_text(), "user:user-cy");
+    let focus: Vec<_> = probes(&effects)
+        .into_iter()
+        .filter(|(_, priority, _)| *priority == Priority::Focus)
+        .collect();
+    assert_eq!(
+        focus,
+        [(vec!["f00d-ok".to_string()], Priority::Focus, false)]
+    );
+    assert!(flash(&app).contains("probing 1 vehicle"), "{}", flash(&app));
+    // A user nobody is: nothing is probed.
+    let effects = command(&mut app, "user user-nobody");
+    assert!(probes(&effects).is_empty());
+}
+
+#[test]
 fn q_and_ctrl_c_quit_even_from_the_filter_line() {
     let mut app = app(80, 24);
     assert_eq!(key(&mut app, KeyCode::Char('q')), [Effect::Quit]);

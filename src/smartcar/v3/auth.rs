@@ -47,8 +47,25 @@ pub enum TokenError {
     },
     #[error("the token endpoint answered 200 without a usable access_token: {snippet}")]
     Malformed { snippet: String },
-    #[error("the token endpoint could not be read: {0}")]
+    #[error("{}", unreachable_words(.0))]
     Unreachable(Box<ApiError>),
+}
+
+/// `cannot reach the token endpoint at host:port: connection refused` when the connection failed;
+/// what was read otherwise.
+fn unreachable_words(e: &ApiError) -> String {
+    match e {
+        ApiError::Transport { message, .. } => {
+            let place = crate::smartcar::origin::url_in(message)
+                .map(crate::smartcar::origin::place_of)
+                .map_or_else(String::new, |p| format!(" at {p}"));
+            format!(
+                "cannot reach the token endpoint{place}: {}",
+                crate::smartcar::origin::transport_cause(message)
+            )
+        }
+        other => format!("the token endpoint could not be read: {other}"),
+    }
 }
 
 fn describe(description: &str) -> String {
