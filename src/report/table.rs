@@ -30,6 +30,13 @@ pub fn write_table<'a, W: Write>(
         line.clear();
         let finding = v.main_finding().map_or("-", |f| f.id.as_str());
         let vehicle = v.vehicle_label();
+        let fix = match v.fix_link() {
+            Some(link) if crate::untrusted::link::is_local(link) => {
+                format!("{link} {}", crate::untrusted::link::LOCAL_NOTE)
+            }
+            Some(link) => link.to_string(),
+            None => "-".to_string(),
+        };
         push_row(
             &mut line,
             [
@@ -39,7 +46,7 @@ pub fn write_table<'a, W: Write>(
                 v.user_id.unwrap_or("-"),
                 finding,
             ],
-            v.fix_link().unwrap_or("-"),
+            &fix,
         );
         writeln!(out, "{line}")?;
     }

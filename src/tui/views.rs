@@ -773,7 +773,12 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             9,
         ));
         if let Some(link) = &f.remedy.link {
-            lines.push(PageLine::indented(Line::from(Span::raw("    link:"))));
+            let label = if crate::untrusted::link::is_local(link) {
+                format!("    link {}:", crate::untrusted::link::LOCAL_NOTE)
+            } else {
+                "    link:".to_string()
+            };
+            lines.push(PageLine::indented(Line::from(Span::raw(label))));
             lines.push(PageLine::link(app, link));
         }
         if main.is_some_and(|m| std::ptr::eq(m, f)) {

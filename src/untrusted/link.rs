@@ -27,6 +27,23 @@ pub enum RejectedLink {
     HostNotAllowed(String),
 }
 
+/// Whether `link` points at this machine (a simulator's Connect page): it works only while that
+/// process runs, so it is no link to send a customer.
+pub fn is_local(link: &str) -> bool {
+    let Ok(url) = url::Url::parse(link.trim()) else {
+        return false;
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// What follows a local link wherever it is shown.
+pub const LOCAL_NOTE: &str = "(local simulator link, not for a customer)";
+
 /// The configured Connect origin, as data: links to it are offered whatever its scheme (the simulator
 /// serves Connect over loopback http), since the person running vtriage chose it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +149,17 @@ mod tests {
         ] {
             assert_eq!(p.vet(link), Ok(link), "{link}");
         }
+    }
+
+    #[test]
+    fn a_link_to_this_machine_is_local_and_one_to_smartcar_is_not() {
+        assert!(is_local("http://127.0.0.1:4000/oauth/reauthenticate?x=1"));
+        assert!(is_local("http://[::1]:4000/"));
+        assert!(is_local("http://LOCALHOST/x"));
+        assert!(!is_local(
+            "https://connect.smartcar.com/oauth/reauthenticate"
+        ));
+        assert!(!is_local("not a url"));
     }
 
     #[test]

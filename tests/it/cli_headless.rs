@@ -350,6 +350,33 @@ async fn serve_with_a_database_that_refuses_connections_names_host_port_and_reas
 }
 
 #[tokio::test]
+async fn the_demo_table_marks_its_loopback_links_as_local_never_as_links_for_a_customer() {
+    let home = temp_home("demolocal");
+    let out = vtriage(&home, &["check", "--filter", "status:blocked"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let local: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("http://127.0.0.1:"))
+        .collect();
+    assert!(
+        !local.is_empty(),
+        "the demo has re-authentication fixes: {text}"
+    );
+    for line in local {
+        assert!(
+            line.ends_with("(local simulator link, not for a customer)"),
+            "{line}"
+        );
+    }
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("https://www.tesla.com/_ak/"))
+            .all(|l| !l.contains("local simulator")),
+        "a real link is not marked"
+    );
+}
+
+#[tokio::test]
 async fn unknown_filter_key_is_a_usage_error() {
     let home = temp_home("badfilter");
     let err = one_line_error(&vtriage(&home, &["check", "--filter", "colour:red"]).await);
