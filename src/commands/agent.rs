@@ -30,6 +30,13 @@ pub async fn agent(args: &crate::cli::AgentArgs) -> Result<ExitCode, CommandErro
             .map_err(|e| crate::desk::DeskError::from(e.at(&config.place())))?,
         None => false,
     };
+    // Only `add` may make a desk's tables; listing or revoking on a schema that is not there is a typo.
+    if new_schema && !matches!(args.action, AgentAction::Add { .. }) {
+        return Err(CommandError::Usage(format!(
+            "schema {} does not exist on this database: is it the one `serve --schema` uses?",
+            one_line(args.schema.as_deref().unwrap_or_default())
+        )));
+    }
     // The agents table may not exist yet on a desk never started with this version.
     db.migrate(args.schema.as_deref())
         .await

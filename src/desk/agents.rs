@@ -21,6 +21,8 @@ pub enum AgentError {
         "agent name `{0}`: use 1 to 64 letters, digits, dots, dashes, underscores or @ (it is shown in the audit)"
     )]
     Name(String),
+    #[error("`{0}` is the name the audit gives the desk itself; pick another name for an agent")]
+    Reserved(String),
     #[error("an agent named `{0}` exists already (revoke it first, or pick another name)")]
     Exists(String),
     #[error("no agent named `{0}`")]
@@ -38,6 +40,10 @@ pub struct AgentRow {
     pub created_at: jiff::Timestamp,
     pub revoked_at: Option<jiff::Timestamp>,
 }
+
+/// Names the audit gives the desk itself (its administrator, its prober): no agent may take one, or
+/// the audit could not tell them apart.
+pub const RESERVED_NAMES: [&str; 2] = ["admin", "serve"];
 
 /// Whether `name` is acceptable as an agent's name: short, printable, no spaces.
 pub fn valid_name(name: &str) -> bool {
@@ -74,6 +80,12 @@ fn timestamp(at: std::time::SystemTime) -> jiff::Timestamp {
 impl Db {
     /// Adds an agent and returns its token, which is not kept: it cannot be shown again.
     pub async fn add_agent(&self, name: &str) -> Result<Secret, AgentError> {
+        if RESERVED_NAMES
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name.trim()))
+        {
+            return Err(AgentError::Reserved(name.to_string()));
+        }
         if !valid_name(name) {
             return Err(AgentError::Name(
                 crate::untrusted::text::one_line(name).into_owned(),

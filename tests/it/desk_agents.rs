@@ -500,21 +500,32 @@ async fn a_forced_probe_asked_for_seconds_into_a_slow_probe_gets_a_probe_of_its_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_command_on_a_schema_that_did_not_exist_says_it_created_one() {
+async fn agent_list_on_a_schema_that_does_not_exist_is_an_error_and_creates_nothing_while_add_says_it_created_one()
+ {
     let Some(schema) = Schema::create().await else {
         return;
     };
     let typo = format!("{}_typo", schema.name);
-    let run = || {
+    let run = |action: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_vtriage"))
             .args(["agent", "--database", &database_url(), "--schema", &typo])
-            .arg("list")
+            .args(action)
             .env_remove("DATABASE_URL")
             .output()
             .expect("vtriage agent runs")
     };
-    let first = run();
-    let second = run();
+    let listed = run(&["list"]);
+    assert_eq!(listed.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&listed.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+    let namespaces = schema
+        .count(&format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = '{typo}'"
+        ))
+        .await;
+    assert_eq!(namespaces, 0, "list created nothing");
+    let first = run(&["add", "zoe"]);
+    let second = run(&["add", "yan"]);
     schema
         .client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {typo} CASCADE"))
@@ -525,6 +536,30 @@ async fn an_agent_command_on_a_schema_that_did_not_exist_says_it_created_one() {
     assert!(err.contains("did not exist and was created"), "{err}");
     let again = String::from_utf8_lossy(&second.stderr);
     assert!(!again.contains("did not exist"), "said once: {again}");
+}
+
+#[tokio::test]
+async fn the_names_the_audit_gives_the_desk_itself_cannot_be_agents_names() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    for name in ["admin", "serve", "Admin"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vtriage"))
+            .args([
+                "agent",
+                "--database",
+                &database_url(),
+                "--schema",
+                &schema.name,
+            ])
+            .args(["add", name])
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("vtriage agent runs");
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("the desk itself"), "{name}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
