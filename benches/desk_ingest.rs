@@ -81,7 +81,7 @@ async fn bench() {
             max_per_peer: 1 << 16,
             ..vtriage::http_serve::Limits::default()
         },
-        keep_events_days: 30,
+        retention: vtriage::desk::Retention::default(),
         prober: None,
         global: Default::default(),
         policies_text: vtriage::health::policy::BUILTIN_POLICIES.to_string(),

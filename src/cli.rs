@@ -294,6 +294,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub keep_events_days: u32,
+    /// Delete status-history rows older than this many days (each vehicle's newest is kept).
+    #[arg(long, value_name = "DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub keep_history_days: u32,
+    /// Delete audit rows older than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub keep_audit_days: u32,
+    /// Delete served probe requests and probe results older than this many days (each vehicle's
+    /// newest result is kept).
+    #[arg(long, value_name = "DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub keep_probes_days: u32,
     /// Never probe from this process (webhooks only).
     #[arg(long)]
     pub no_prober: bool,

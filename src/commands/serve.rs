@@ -89,7 +89,12 @@ pub async fn serve(
             max_per_peer: args.max_connections_per_peer as usize,
             ..crate::http_serve::Limits::default()
         },
-        keep_events_days: args.keep_events_days,
+        retention: crate::desk::Retention {
+            events_days: args.keep_events_days,
+            history_days: args.keep_history_days,
+            audit_days: args.keep_audit_days,
+            probes_days: args.keep_probes_days,
+        },
         prober: (!args.no_prober).then(|| crate::desk::ProberConfig {
             lock_retry: args.prober_retry,
             refresh_every: Some(args.refresh_every),

@@ -64,6 +64,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_diagnosed_with.sql",
         include_str!("migrations/0006_diagnosed_with.sql"),
     ),
+    (
+        7,
+        "0007_retention_indexes.sql",
+        include_str!("migrations/0007_retention_indexes.sql"),
+    ),
 ];
 
 /// Serialises migrations between `serve` processes starting at once on one database.
@@ -172,6 +177,68 @@ impl From<deadpool_postgres::PoolError> for DbError {
         match e {
             deadpool_postgres::PoolError::Backend(b) => b.into(),
             other => DbError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A table whose old rows are deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pruned {
+    WebhookEvents,
+    StatusHistory,
+    Audit,
+    ProbeRequests,
+    ProbeResults,
+}
+
+impl Pruned {
+    /// Requests before the results they name, so a result is free to go in the same pass.
+    pub const ALL: [Pruned; 5] = [
+        Pruned::WebhookEvents,
+        Pruned::StatusHistory,
+        Pruned::Audit,
+        Pruned::ProbeRequests,
+        Pruned::ProbeResults,
+    ];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Pruned::WebhookEvents => "webhook_events",
+            Pruned::StatusHistory => "status_history",
+            Pruned::Audit => "audit",
+            Pruned::ProbeRequests => "probe_requests",
+            Pruned::ProbeResults => "probe_results",
+        }
+    }
+}
+
+/// How many days each table keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub events_days: u32,
+    pub history_days: u32,
+    pub audit_days: u32,
+    pub probes_days: u32,
+}
+
+impl Retention {
+    pub fn days(&self, table: Pruned) -> u32 {
+        match table {
+            Pruned::WebhookEvents => self.events_days,
+            Pruned::StatusHistory => self.history_days,
+            Pruned::Audit => self.audit_days,
+            Pruned::ProbeRequests | Pruned::ProbeResults => self.probes_days,
+        }
+    }
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            events_days: 30,
+            history_days: 400,
+            audit_days: 400,
+            probes_days: 30,
         }
     }
 }
@@ -1061,17 +1128,61 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes webhook events received more than `days` ago; returns how many. A retry of an event
-    /// this old is merged again, which the newest-wins rule makes harmless.
-    pub async fn prune_events(&self, days: u32) -> Result<u64, DbError> {
-        let client = self.pool.get().await?;
+    /// Deletes rows of `table` older than `days`, `batch` at a time (each a short statement of its
+    /// own, so ingestion never waits long behind it); returns how many. The latest state of every
+    /// vehicle stays: its newest history row, its newest probe result, any result a request names,
+    /// and every pending request. A retry of a webhook event this old is merged again, which the
+    /// newest-wins rule makes harmless.
+    pub async fn prune(&self, table: Pruned, days: u32, batch: i64) -> Result<u64, DbError> {
         let days = i32::try_from(days).unwrap_or(i32::MAX);
-        Ok(client
-            .execute(
-                "DELETE FROM webhook_events WHERE received_at < now() - ($1::int * interval '1 day')",
-                &[&days],
-            )
-            .await?)
+        let sql = match table {
+            Pruned::WebhookEvents => {
+                "DELETE FROM webhook_events WHERE event_id IN (
+                     SELECT event_id FROM webhook_events
+                     WHERE received_at < now() - ($1::int * interval '1 day') LIMIT $2)"
+            }
+            Pruned::StatusHistory => {
+                "DELETE FROM status_history WHERE id IN (
+                     SELECT h.id FROM status_history h
+                     WHERE h.at < now() - ($1::int * interval '1 day')
+                       AND EXISTS (SELECT 1 FROM status_history n
+                                   WHERE n.vehicle_id = h.vehicle_id AND n.at > h.at)
+                     LIMIT $2)"
+            }
+            Pruned::Audit => {
+                "DELETE FROM audit WHERE id IN (
+                     SELECT id FROM audit WHERE at < now() - ($1::int * interval '1 day') LIMIT $2)"
+            }
+            Pruned::ProbeRequests => {
+                "DELETE FROM probe_requests WHERE id IN (
+                     SELECT id FROM probe_requests
+                     WHERE served_at IS NOT NULL
+                       AND requested_at < now() - ($1::int * interval '1 day')
+                     LIMIT $2)"
+            }
+            Pruned::ProbeResults => {
+                "DELETE FROM probe_results WHERE id IN (
+                     SELECT p.id FROM probe_results p
+                     WHERE p.at < now() - ($1::int * interval '1 day')
+                       AND EXISTS (SELECT 1 FROM probe_results n
+                                   WHERE n.vehicle_id = p.vehicle_id AND n.at > p.at)
+                       AND NOT EXISTS (SELECT 1 FROM probe_requests r WHERE r.probe_result_id = p.id)
+                     LIMIT $2)"
+            }
+        };
+        let batch = batch.max(1);
+        let mut deleted = 0;
+        loop {
+            let client = self.pool.get().await?;
+            let n = client.execute(sql, &[&days, &batch]).await?;
+            drop(client);
+            deleted += n;
+            if n < batch as u64 {
+                return Ok(deleted);
+            }
+            // Let deliveries in between batches.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The vehicle's status and main finding, if the desk knows it.

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use super::db::Pruned;
 use crate::fetch::{SourceName, SourceOutage};
 
 /// Why a delivery was refused.
@@ -57,6 +58,8 @@ pub struct Metrics {
     pub dashboards_connected: AtomicU64,
     /// The sources the prober found unreachable, with the line that says why.
     outages: Mutex<Vec<SourceOutage>>,
+    /// Rows deleted by retention, per table in [`Pruned::ALL`] order.
+    pruned: [AtomicU64; 5],
 }
 
 impl Metrics {
@@ -64,6 +67,12 @@ impl Metrics {
         let m = Metrics::default();
         m.budget_left_milli.store(-1, Ordering::Relaxed);
         m
+    }
+
+    /// Counts rows retention deleted from `table`.
+    pub fn pruned(&self, table: Pruned, rows: u64) {
+        let i = Pruned::ALL.iter().position(|t| *t == table).unwrap_or(0);
+        self.pruned[i].fetch_add(rows, Ordering::Relaxed);
     }
 
     pub fn reject(&self, why: Rejection) {
@@ -165,6 +174,17 @@ impl Metrics {
             "counter",
             "Webhook deliveries refused, by reason.",
             &rejected,
+        );
+        let pruned: Vec<(String, String)> = Pruned::ALL
+            .iter()
+            .zip(&self.pruned)
+            .map(|(t, n)| (format!("{{table=\"{}\"}}", t.table()), load(n).to_string()))
+            .collect();
+        metric(
+            "vtriage_rows_pruned_total",
+            "counter",
+            "Rows deleted by retention, by table.",
+            &pruned,
         );
         metric(
             "vtriage_probes_total",

@@ -34,7 +34,7 @@ use crate::health;
 use crate::smartcar::Secret;
 use crate::untrusted::Keyring;
 
-pub use db::{Db, DbConfig, DbError, Diagnoser, Stored};
+pub use db::{Db, DbConfig, DbError, Diagnoser, Pruned, Retention, Stored};
 pub use metrics::Metrics;
 pub use prober::ProberConfig;
 pub use rediagnosis::RediagnosisConfig;
@@ -68,7 +68,8 @@ pub struct DeskConfig {
     pub max_body_bytes: usize,
     /// Timeouts and connection caps of the HTTP face.
     pub http_limits: crate::http_serve::Limits,
-    pub keep_events_days: u32,
+    /// How long each table keeps its rows.
+    pub retention: Retention,
     /// `None`: this process never probes (webhooks only).
     pub prober: Option<ProberConfig>,
     /// What the prober resolves its Smartcar settings from.
@@ -123,6 +124,23 @@ pub fn rules_fingerprint(policies_text: &str, needs: &health::Needs, api: ApiVer
     let needs = serde_json::to_string(needs).unwrap_or_default();
     let text = format!("{}\n{needs}\n{policies_text}", api.label());
     webhook::digest(text.as_bytes())
+}
+
+/// One pass of retention over every table, a thousand rows a statement.
+async fn prune_all(db: &Db, keep: Retention, metrics: &Metrics) {
+    for table in Pruned::ALL {
+        let days = keep.days(table);
+        match db.prune(table, days, 1_000).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics.pruned(table, n);
+                tracing::info!(table = table.table(), deleted = n, days, "old rows deleted");
+            }
+            Err(e) => {
+                tracing::warn!(table = table.table(), error = %e, "cannot delete old rows");
+            }
+        }
+    }
 }
 
 /// Runs the desk until `stop` resolves: applies migrations, serves HTTP, runs the prober and the
@@ -186,16 +204,17 @@ pub async fn run(
         })
     };
     let retention = {
-        let (db, days, mut rx) = (db.clone(), config.keep_events_days, shutdown_rx.clone());
+        let (db, keep, metrics, mut rx) = (
+            db.clone(),
+            config.retention,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        );
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 tokio::select! {
-                    _ = every.tick() => match db.prune_events(days).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(deleted = n, days, "old webhook events deleted"),
-                        Err(e) => tracing::warn!(error = %e, "cannot delete old webhook events"),
-                    },
+                    _ = every.tick() => prune_all(&db, keep, &metrics).await,
                     _ = rx.changed() => return,
                 }
             }

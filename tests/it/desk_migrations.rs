@@ -76,7 +76,7 @@ async fn a_desk_migrated_by_each_earlier_text_of_0003_upgrades_to_one_shape_and_
             schema
                 .count("SELECT count(*) FROM vtriage_migrations WHERE sha256 IS NOT NULL")
                 .await,
-            6,
+            7,
             "{commit}: every migration recorded with its checksum"
         );
         let body = blocked_tesla("evt-upgrade", "veh-upgrade");
