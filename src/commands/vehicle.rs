@@ -25,6 +25,8 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     let mut waiting: HashSet<String> = HashSet::new();
     // A VIN no session has read yet is looked up among the vehicles it may belong to.
     let mut looking_up = false;
+    // A lookup that found nothing: what to say, and whether the car may still be among those unread.
+    let mut unfound: Option<(String, bool)> = None;
     let mut interrupt = std::pin::pin!(interrupted());
     let mut ending = Ending::Complete;
     loop {
@@ -88,17 +90,17 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             Event::VinLookupDone {
                 vehicle_id,
                 requests,
-                unreadable,
+                gaps,
                 ..
             } if looking_up => {
                 looking_up = false;
                 let Some(id) = vehicle_id else {
-                    return Err(CommandError::Usage(vin_not_found(
-                        &query,
-                        *requests,
-                        *unreadable,
-                        store.len(),
-                    )));
+                    // Said after the snapshot keeps every VIN read on the way.
+                    unfound = Some((
+                        vin_not_found(&query, gaps, *requests, store.len()),
+                        !gaps.is_empty(),
+                    ));
+                    break;
                 };
                 targets = vec![id.clone()];
                 waiting = targets.iter().cloned().collect();
@@ -122,6 +124,15 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     }
     let _ = session.commands.send(Command::Shutdown);
     save_snapshot(&settings, &store);
+    match unfound {
+        Some((message, false)) => return Err(CommandError::Usage(message)),
+        Some((message, true)) => {
+            // The car may be one of those unread: not "no vehicle".
+            eprintln!("vtriage: {message}");
+            return Ok(ExitCode::from(EXIT_NOT_CHECKED));
+        }
+        None => {}
+    }
     if targets.is_empty() {
         // The API answers nothing now: the vehicle may well exist, it was just not looked up.
         if let Ending::SourceDown(outage) = &ending {
@@ -216,15 +227,21 @@ pub(super) fn vin_lookup_cost(requests: u64, make: Option<&str>) -> String {
     }
 }
 
-pub(super) fn vin_not_found(query: &str, requests: u64, unreadable: u64, fleet: usize) -> String {
-    let unread = if unreadable > 0 {
-        format!(" ({unreadable} gave no VIN: asleep, offline or refused)")
-    } else {
-        String::new()
-    };
-    let plural = if requests == 1 { "" } else { "s" };
-    format!(
-        "VIN `{}`: no vehicle among {fleet} connections after {requests} request{plural}{unread}",
-        one_line(query)
-    )
+/// How a lookup that found nothing ended, with the candidates it could not read, one a line.
+pub(super) fn vin_not_found(
+    query: &str,
+    gaps: &crate::fetch::VinLookupGaps,
+    requests: u64,
+    fleet: usize,
+) -> String {
+    let mut message = gaps.summary(&one_line(query).to_ascii_uppercase(), requests, fleet);
+    const SHOWN: usize = 20;
+    for candidate in gaps.unread.iter().take(SHOWN) {
+        message.push_str("\n  ");
+        message.push_str(&candidate.line());
+    }
+    if gaps.unread.len() > SHOWN {
+        message.push_str(&format!("\n  … and {} more", gaps.unread.len() - SHOWN));
+    }
+    message
 }

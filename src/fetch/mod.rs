@@ -22,7 +22,10 @@ use crate::smartcar::v3::V3Client;
 use crate::smartcar::{Client, DataKind, Secret};
 
 pub use budget::RateBudget;
-pub use events::{Command, ConnectionInfo, Event, Priority, Progress, SourceName, SourceOutage};
+pub use events::{
+    Command, ConnectionInfo, Event, Priority, Progress, SourceName, SourceOutage, UnreadCandidate,
+    VinLookupGaps,
+};
 pub use plan::{KnownVehicle, ProbePlan, Step, StepCost, V2Plan, V3Plan};
 
 /// Which Smartcar API the scheduler speaks: v2.0 with per-user access tokens, or v3 with the

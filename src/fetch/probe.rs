@@ -175,7 +175,7 @@ fn worth_retrying(e: &ApiError) -> bool {
             .is_some_and(|s| s.error_type == ErrorType::VehicleState)
 }
 
-fn is_app_rate_limit(e: &ApiError) -> bool {
+pub(super) fn is_app_rate_limit(e: &ApiError) -> bool {
     e.smartcar()
         .is_some_and(|s| s.is(&ErrorType::RateLimit, Some(&ErrorCode::SmartcarApi)))
 }

@@ -1256,6 +1256,7 @@ fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
             vin,
             vehicle_id,
             requests,
+            gaps,
             ..
         } if *vin == asked => {
             app.vin_lookup = None;
@@ -1270,10 +1271,27 @@ fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
                     "VIN {vin}: the desk found no vehicle with it ({requests} VINs read)"
                 )),
                 // The plan said so already.
-                None if *requests == 0 => {}
-                None => app.complain(format!(
-                    "VIN {vin}: no vehicle has it after {requests} requests"
-                )),
+                None if *requests == 0 && gaps.is_empty() && gaps.near.is_empty() => {}
+                None => {
+                    let summary = gaps.summary(vin, *requests, app.store.len());
+                    if gaps.unread.is_empty() && gaps.not_tried == 0 {
+                        app.complain(summary);
+                    } else {
+                        // The car may be one of those unread: the list shows them to open.
+                        let make = gaps
+                            .unread
+                            .iter()
+                            .filter_map(|c| c.attributes.as_ref())
+                            .map(|a| a.make.trim().to_ascii_lowercase())
+                            .find(|m| !m.is_empty() && !m.contains(char::is_whitespace));
+                        let filter = match make {
+                            Some(make) => format!("!has:vin make:{make}"),
+                            None => "!has:vin".to_string(),
+                        };
+                        fleet_filter_from_command(app, &filter, effects);
+                        app.complain(format!("{summary} (listed: {filter})"));
+                    }
+                }
             }
             app.dirty = true;
         }

@@ -340,3 +340,146 @@ async fn v2_without_known_makes_reads_every_vehicle_at_most_and_still_stops_at_t
     assert_eq!(vehicle_requests(&sim), position as u64 + 1);
     let _ = h.commands.send(Command::Shutdown);
 }
+
+/// A VIN of the make, year and plant of a fleet vehicle that no fleet vehicle has: every vehicle
+/// of that make and year is a candidate, and none matches.
+fn absent_vin_like(sim: &SimHandle, car: &SimVehicle) -> String {
+    let fleet: Vec<&str> = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| v.vin.as_str())
+        .collect();
+    (0..1000u32)
+        .map(|serial| {
+            let mut v: Vec<u8> = car.vin.as_bytes().to_vec();
+            let tail = format!("{:06}", 999_000 + serial);
+            v[11..].copy_from_slice(tail.as_bytes());
+            let v = String::from_utf8(v).expect("ASCII");
+            let d = sim::vin::check_digit(&v).expect("VIN characters");
+            let mut v = v.into_bytes();
+            v[8] = d as u8;
+            String::from_utf8(v).expect("ASCII")
+        })
+        .find(|v| !fleet.contains(&v.as_str()))
+        .expect("a serial the fleet does not use")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_lookup_lists_the_candidates_it_could_not_read_instead_of_saying_no_vehicle() {
+    let sim = start_sim(300).await;
+    let mut h = v3(&sim);
+    listed(&mut h.events).await;
+    // A car whose VIN Smartcar will not give (its own 429, or its monthly quota spent).
+    let car = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| {
+            matches!(
+                v.situation,
+                Situation::RateLimited | Situation::QuotaExhausted
+            ) && vin::decode(&v.vin, THIS_YEAR).is_ok_and(|d| d.make().is_some())
+        })
+        .expect("the seeded fleet has a car whose VIN cannot be read")
+        .clone();
+    let decoded = vin::decode(&car.vin, THIS_YEAR).expect("a VIN");
+    h.commands
+        .send(Command::FindVin { vin: decoded })
+        .expect("scheduler running");
+    let (found, gaps) = until(&mut h.events, |e| match e {
+        Event::VinLookupDone {
+            vehicle_id, gaps, ..
+        } => Some((vehicle_id.clone(), gaps.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(found, None, "its VIN was never read");
+    let unread = gaps
+        .unread
+        .iter()
+        .find(|c| c.vehicle_id == car.id)
+        .expect("the car is listed among those unread");
+    let line = unread.line();
+    assert!(
+        line.contains(&car.make) && line.contains(&car.model) && line.contains(&car.user_id),
+        "make, model and user say which car it is: {line}"
+    );
+    assert!(
+        line.contains("429") || line.contains("quota"),
+        "why it was not read: {line}"
+    );
+    let summary = gaps.summary(&car.vin, 1, 300);
+    assert!(!summary.contains("no vehicle"), "{summary}");
+    assert!(summary.contains("could not be read"), "{summary}");
+    let _ = h.commands.send(Command::Shutdown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_lookup_stops_at_smartcars_first_429_and_says_when_it_can_go_on() {
+    let sim = sim::spawn(
+        SimConfig {
+            vehicles: 300,
+            seed: 11,
+            vehicle_calls_per_hour: 0,
+            // Two reads, then the app's bucket is empty for minutes.
+            app_rate_limit: Some(sim::AppRateLimit {
+                burst: 2,
+                refill_per_min: 0.2,
+            }),
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .await
+    .expect("simulator starts");
+    let mut h = v3(&sim);
+    let order = listed(&mut h.events).await;
+    let (car, _) = target(&sim, &order);
+    let absent = vin::decode(&absent_vin_like(&sim, car), THIS_YEAR).expect("a VIN");
+    sim.reset_stats();
+    let lookup_started = jiff::Timestamp::now();
+    h.commands
+        .send(Command::FindVin { vin: absent })
+        .expect("scheduler running");
+    let mut planned = 0;
+    let (found, requests, gaps) = until(&mut h.events, |e| match e {
+        Event::VinLookupPlanned { requests, .. } => {
+            planned = *requests;
+            None
+        }
+        Event::VinLookupDone {
+            vehicle_id,
+            requests,
+            gaps,
+            ..
+        } => Some((vehicle_id.clone(), *requests, gaps.clone())),
+        _ => None,
+    })
+    .await;
+    assert!(
+        planned > 3,
+        "enough candidates to go past the bucket: {planned}"
+    );
+    assert_eq!(found, None);
+    let until_at = gaps.stopped_until.expect("the lookup says it was stopped");
+    assert!(until_at > lookup_started, "{until_at}");
+    assert!(gaps.not_tried > 0, "{gaps:?}");
+    assert!(
+        requests <= 3,
+        "two reads and the refused one, no more: {requests}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sim.stats().rate_limited_app,
+        1,
+        "one 429, not one per candidate"
+    );
+    let summary = gaps.summary(absent_vin_like(&sim, car).as_str(), requests, 300);
+    assert!(
+        summary.contains("429") && summary.contains("again after"),
+        "{summary}"
+    );
+    assert!(!summary.contains("no vehicle"), "{summary}");
+    let _ = h.commands.send(Command::Shutdown);
+}

@@ -1034,6 +1034,7 @@ fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() 
             vehicle_id: Some("aaaa-unchecked".into()),
             requests: 1,
             unreadable: 0,
+            gaps: Default::default(),
         },
     );
     assert_eq!(
@@ -1068,6 +1069,7 @@ fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() 
             vehicle_id: None,
             requests: 0,
             unreadable: 0,
+            gaps: Default::default(),
         },
     );
     let said = flash(&app);
@@ -1110,6 +1112,7 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_the_car_found_open
             vehicle_id: Some("aaaa-unchecked".into()),
             requests: 1,
             unreadable: 0,
+            gaps: Default::default(),
         },
     );
     // As `:vin` does: the car opens and is probed at Focus priority.
