@@ -57,6 +57,24 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                     Err(e) => {
                         let vin_hint = match crate::smartcar::vin::decode_at(&query, settings.now())
                         {
+                            Ok(vin)
+                                if vin.check_digit_misfit().is_some() && !args.lookup_anyway =>
+                            {
+                                // Most likely a typo: nothing is spent on it unless asked.
+                                let line = vin.check_digit_line().unwrap_or_default();
+                                let near = store.nearest_vins(&vin.vin, 3);
+                                let near = if near.is_empty() {
+                                    String::new()
+                                } else {
+                                    let near: Vec<String> =
+                                        near.iter().map(|(id, v)| format!("{v} ({id})")).collect();
+                                    format!("; nearest known: {}", near.join(", "))
+                                };
+                                let _ = session.commands.send(Command::Shutdown);
+                                return Err(CommandError::Usage(format!(
+                                    "{line}{near}; --lookup-anyway looks it up all the same"
+                                )));
+                            }
                             Ok(vin) => {
                                 looking_up = true;
                                 let _ = session.commands.send(Command::FindVin { vin });

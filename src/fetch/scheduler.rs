@@ -143,16 +143,6 @@ fn short(message: &str) -> String {
     cut
 }
 
-/// Whether two VINs differ in exactly one character.
-fn one_apart(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .filter(|(x, y)| !x.eq_ignore_ascii_case(y))
-            .count()
-            == 1
-}
-
 /// What the scheduler remembers about one vehicle.
 #[derive(Debug, Default)]
 struct VehicleState {
@@ -891,7 +881,8 @@ impl Scheduler {
                 .iter()
                 .filter_map(|(id, v)| {
                     let read = v.known.vin.as_deref()?;
-                    one_apart(read.trim(), &search.vin).then(|| (id.clone(), read.to_string()))
+                    (crate::smartcar::vin::distance(read.trim(), &search.vin) == Some(1))
+                        .then(|| (id.clone(), read.to_string()))
                 })
                 .collect();
             near.sort_unstable();

@@ -543,6 +543,25 @@ impl Store {
         changed
     }
 
+    /// The known VINs nearest a VIN (at most two characters apart), nearest first, as
+    /// `(vehicle_id, vin)`: what a mistyped VIN was likely meant to be.
+    pub fn nearest_vins(&self, vin: &str, most: usize) -> Vec<(String, String)> {
+        let mut near: Vec<(usize, &str, &str)> = self
+            .records
+            .iter()
+            .filter_map(|r| {
+                let known = r.vin.as_deref()?;
+                let d = crate::smartcar::vin::distance(known.trim(), vin.trim())?;
+                (d <= 2).then_some((d, r.vehicle_id.as_str(), known))
+            })
+            .collect();
+        near.sort_unstable();
+        near.into_iter()
+            .take(most)
+            .map(|(_, id, v)| (id.to_string(), v.to_string()))
+            .collect()
+    }
+
     /// All vehicles, whatever the filter.
     pub fn len(&self) -> usize {
         self.records.len()

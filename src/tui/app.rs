@@ -250,6 +250,8 @@ pub struct App {
     pub rate: RequestRate,
     /// A VIN lookup under way (`:vin` or a whole VIN in `/`): its vehicle opens when found.
     pub vin_lookup: Option<String>,
+    /// A VIN whose check digit does not fit, waiting for `y` to be looked up all the same.
+    pub vin_confirm: Option<crate::smartcar::vin::DecodedVin>,
     /// When verdicts that time alone can change were last diagnosed again.
     rediagnosed_at: Option<Timestamp>,
     pub quit: bool,
@@ -371,6 +373,7 @@ impl App {
             sweep_started: false,
             pin_top: true,
             vin_lookup: None,
+            vin_confirm: None,
             rediagnosed_at: None,
             quit: false,
             link: None,
@@ -437,9 +440,11 @@ impl App {
 
     /// The flash still showing at `now`.
     pub fn visible_flash(&self) -> Option<&Flash> {
+        // A question waiting for its answer, or a lookup under way, stays on screen.
+        let held = self.vin_confirm.is_some() || self.vin_lookup.is_some();
         self.flash
             .as_ref()
-            .filter(|f| self.now.as_second() - f.at.as_second() < FLASH_S)
+            .filter(|f| held || self.now.as_second() - f.at.as_second() < FLASH_S)
     }
 
     fn say(&mut self, text: impl Into<String>) {
@@ -590,6 +595,15 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
 }
 
 fn on_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
+    if let Some(vin) = app.vin_confirm.take() {
+        // The answer to "look it up anyway?": `y` spends, any other key does not.
+        if key.code == KeyCode::Char('y') {
+            send_vin_lookup(app, vin, effects);
+        } else {
+            app.say(format!("VIN {} not looked up: nothing was sent", vin.vin));
+        }
+        return;
+    }
     let context = app.context();
     let action = app.config.keymap.action_for_event(context, &key);
     match (context, action) {
@@ -1222,6 +1236,32 @@ fn open_by_vin(app: &mut App, vin: crate::smartcar::vin::DecodedVin, effects: &m
 /// Asks the scheduler to find a VIN no row knows; its cost and outcome come back as events, and the
 /// vehicle found opens.
 fn start_vin_lookup(
+    app: &mut App,
+    vin: crate::smartcar::vin::DecodedVin,
+    effects: &mut Vec<Effect>,
+) {
+    if let Some(line) = vin.check_digit_line() {
+        // Most likely a typo: nothing is spent on it unless the agent says so.
+        let near: Vec<String> = app
+            .store
+            .nearest_vins(&vin.vin, 2)
+            .into_iter()
+            .map(|(id, v)| format!("{v} ({id})"))
+            .collect();
+        let near = if near.is_empty() {
+            String::new()
+        } else {
+            format!("; nearest known: {}", near.join(", "))
+        };
+        app.complain(format!("{line}{near}. Look it up anyway? y / any key"));
+        app.vin_confirm = Some(vin);
+        return;
+    }
+    send_vin_lookup(app, vin, effects);
+}
+
+/// Sends the lookup of a VIN, its cost and outcome to come back as events.
+fn send_vin_lookup(
     app: &mut App,
     vin: crate::smartcar::vin::DecodedVin,
     effects: &mut Vec<Effect>,

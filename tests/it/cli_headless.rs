@@ -829,3 +829,59 @@ async fn the_demo_speaks_v3_and_api_v2_shows_the_v2_path_on_the_same_fleet() {
         assert!(text.contains(endpoint), "{api:?}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_a_vin_with_a_wrong_check_digit_sends_nothing_names_the_nearest_and_looks_up_only_when_asked()
+ {
+    let sim = simulator(40).await;
+    let home = temp_home("vehiclevintypo");
+    let tokens = write_tokens(&sim, &home);
+    let live = live_args(&sim, tokens.to_str().unwrap());
+    let car = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.situation == sim::Situation::Healthy)
+        .expect("a healthy car")
+        .clone();
+    // A first run reads its VIN: the snapshot knows it.
+    let mut args = vec!["vehicle", car.vin.as_str()];
+    args.extend(live.iter().copied());
+    let first = vtriage(&home, &args).await;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    // One character off (the last one), so the check digit no longer fits.
+    let mut typo = car.vin.clone().into_bytes();
+    typo[16] = if typo[16] == b'1' { b'2' } else { b'1' };
+    let typo = String::from_utf8(typo).expect("ASCII");
+    assert!(!sim::vin::is_valid(&typo));
+    sim.reset_stats();
+    let mut args = vec!["vehicle", typo.as_str()];
+    args.extend(live.iter().copied());
+    let out = vtriage(&home, &args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("check digit")
+            && stderr.contains("outside North America")
+            && stderr.contains(&car.vin)
+            && stderr.contains("--lookup-anyway"),
+        "{stderr}"
+    );
+    let vehicle_calls: u64 = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| sim.vehicle_requests(&v.id).unwrap_or(0))
+        .sum();
+    assert_eq!(vehicle_calls, 0, "no VIN was read for a likely typo");
+
+    args.push("--lookup-anyway");
+    let out = vtriage(&home, &args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VIN lookup"), "{stderr}");
+}

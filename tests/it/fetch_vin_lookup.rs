@@ -252,7 +252,7 @@ async fn a_vin_of_a_make_absent_from_the_fleet_costs_nothing(
     listed(&mut h.events).await;
     sim.reset_stats();
     // A Porsche: the simulated fleet has none.
-    let porsche = vin::decode("WP0AB2A97MS000001", THIS_YEAR).expect("a VIN");
+    let porsche = vin::decode("WP0AB2A99MS000001", THIS_YEAR).expect("a VIN");
     assert!(
         sim.fleet()
             .vehicles

@@ -1004,7 +1004,7 @@ fn store_event(app: &mut App, event: vtriage::fetch::Event) -> Vec<Effect> {
 fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() {
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
-    let vin = "5YJ3E1EA1PF000009";
+    let vin = "5YJ3E1EA3PF000009";
     let effects = command(&mut app, &format!("vin {}", vin.to_lowercase()));
     assert_eq!(find_vin_sent(&effects).as_deref(), Some(vin));
     assert_eq!(app.page(), None, "nothing opens before the lookup ends");
@@ -1052,7 +1052,7 @@ fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() 
 fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() {
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
-    let vin = "WP0AB2A97MS000001";
+    let vin = "WP0AB2A99MS000001";
     command(&mut app, &format!("vin {vin}"));
     store_event(
         &mut app,
@@ -1092,7 +1092,7 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_the_car_found_open
 {
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
-    let vin = "5YJ3E1EA1PF000009";
+    let vin = "5YJ3E1EA3PF000009";
     key(&mut app, KeyCode::Char('/'));
     let typing = typed(&mut app, vin);
     assert_eq!(find_vin_sent(&typing), None, "typing alone spends nothing");
@@ -1280,4 +1280,37 @@ fn a_click_lands_on_the_row_drawn_there_with_or_without_the_filter_line() {
             "filter line shown: {filtered}"
         );
     }
+}
+
+#[test]
+fn a_vin_whose_check_digit_does_not_fit_costs_nothing_offers_the_nearest_and_is_looked_up_only_on_y()
+ {
+    // One character from the Model 3's VIN: its check digit no longer fits.
+    let typo = "5YJ3E1EA7KF000003";
+    let mut app = app(80, 24);
+    let effects = command(&mut app, &format!("vin {typo}"));
+    assert_eq!(
+        find_vin_sent(&effects),
+        None,
+        "nothing is spent on a likely typo"
+    );
+    let said = flash(&app);
+    assert!(
+        said.contains("check digit")
+            && said.contains("outside North America")
+            && said.contains("5YJ3E1EA7KF000002"),
+        "{said}"
+    );
+    // Any other key: still nothing.
+    let effects = key(&mut app, KeyCode::Char('n'));
+    assert_eq!(find_vin_sent(&effects), None);
+    assert!(flash(&app).contains("not looked up"), "{}", flash(&app));
+
+    // The same VIN in `/`, then `y`: looked up all the same.
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, typo);
+    let effects = key(&mut app, KeyCode::Enter);
+    assert_eq!(find_vin_sent(&effects), None);
+    let effects = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(find_vin_sent(&effects).as_deref(), Some(typo));
 }
