@@ -233,6 +233,9 @@ pub enum Event {
     /// The budget is exhausted or the server said 429; nothing is sent before `until`.
     RateLimited {
         until: jiff::Timestamp,
+        /// Smartcar answered 429 for the app; otherwise the wait is our own pacing (the local
+        /// bucket is empty) and Smartcar refused nothing.
+        by_smartcar: bool,
     },
     /// What a full sweep would cost.
     SweepCost {

@@ -212,6 +212,7 @@ fn pump(s: &mut GateState, inner: &Arc<GateInner>, now: Instant) {
                 s.announced = true;
                 let _ = events.send(Event::RateLimited {
                     until: timestamp_at(at, now),
+                    by_smartcar: false,
                 });
             }
             return;
@@ -348,6 +349,7 @@ impl Gate {
             }
             let _ = self.inner.events.send(Event::RateLimited {
                 until: timestamp_at(until, now),
+                by_smartcar: true,
             });
         }
         self.inner.wake.notify_one();
@@ -555,7 +557,7 @@ mod tests {
         let (gate, _timer) = Gate::new(8, None, 100, events);
         let asked = jiff::Timestamp::now();
         gate.pause_until(Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600));
-        let Ok(Event::RateLimited { until }) = rx.try_recv() else {
+        let Ok(Event::RateLimited { until, .. }) = rx.try_recv() else {
             panic!("the pause was not announced");
         };
         let held = until.duration_since(asked);

@@ -522,7 +522,7 @@ mod tests {
             decide(&hostile, 1, &gate, Instant::now()),
             Next::RetryAfter(Duration::ZERO)
         );
-        let Ok(crate::fetch::Event::RateLimited { until }) = rx.try_recv() else {
+        let Ok(crate::fetch::Event::RateLimited { until, .. }) = rx.try_recv() else {
             panic!("the pause was not announced");
         };
         assert!(until.duration_since(asked) <= jiff::SignedDuration::from_secs(3605));

@@ -345,6 +345,7 @@ pub struct Store {
     counts: Counts,
     progress: Progress,
     rate_limited_until: Option<Timestamp>,
+    rate_limited_by_smartcar: bool,
     source_error: Option<String>,
     /// Sources found unreachable, until a request sent after gets through.
     outages: Vec<SourceOutage>,
@@ -428,6 +429,7 @@ impl Store {
             counts: Counts::default(),
             progress: Progress::default(),
             rate_limited_until: None,
+            rate_limited_by_smartcar: false,
             source_error: None,
             outages: Vec::new(),
             sweep_cost: None,
@@ -496,9 +498,19 @@ impl Store {
     }
 
     /// Requests wait until `until` (Smartcar's Retry-After or the local budget).
-    pub fn rate_limited(&mut self, until: Timestamp, now: Timestamp) -> bool {
+    /// Nothing is sent before `until`: Smartcar said 429 (`by_smartcar`), or the local bucket
+    /// is empty. Our own pacing never hides a pause Smartcar asked for.
+    pub fn rate_limited(&mut self, until: Timestamp, by_smartcar: bool, now: Timestamp) -> bool {
         self.tick(now);
+        let smartcar_pause = self.rate_limited_by_smartcar
+            && self
+                .rate_limited_until
+                .is_some_and(|u| u > now && u >= until);
+        if !by_smartcar && smartcar_pause {
+            return false;
+        }
         self.rate_limited_until = Some(until);
+        self.rate_limited_by_smartcar = by_smartcar;
         true
     }
 
@@ -813,6 +825,12 @@ impl Store {
     }
 
     /// Nothing is sent before this time (compare with `now` to know whether it is still in force).
+    /// Whether the wait of [`Store::rate_limited_until`] was asked by Smartcar (a 429), not our
+    /// own pacing.
+    pub fn rate_limited_by_smartcar(&self) -> bool {
+        self.rate_limited_by_smartcar
+    }
+
     pub fn rate_limited_until(&self) -> Option<Timestamp> {
         self.rate_limited_until
     }
