@@ -540,11 +540,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_empty_local_bucket_is_announced_as_our_own_pacing_not_smartcars() {
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let budget = RateBudget {
+            burst: 2.0,
+            refill_per_min: 2.0,
+        };
+        let (gate, _timer) = Gate::new(8, Some(budget), 100, events);
+        let first = gate.acquire(ticket(Priority::Focus, 0)).await;
+        assert!(first.is_ok());
+        // The next token is 30 s away: the wait is announced, as ours.
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.acquire(ticket(Priority::Focus, 1)).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Event::RateLimited {
+                by_smartcar: false,
+                ..
+            })
+        ));
+        waiting.abort();
+    }
+
+    #[tokio::test]
     async fn server_pause_holds_every_request_and_is_announced() {
         let (events, mut rx) = mpsc::unbounded_channel();
         let (gate, _timer) = Gate::new(8, None, 100, events);
         gate.pause_until(Instant::now() + Duration::from_millis(150));
-        assert!(matches!(rx.try_recv(), Ok(Event::RateLimited { .. })));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Event::RateLimited {
+                by_smartcar: true,
+                ..
+            })
+        ));
         let started = Instant::now();
         let p = gate.acquire(ticket(Priority::Focus, 0)).await;
         assert!(p.is_ok());
