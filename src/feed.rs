@@ -21,6 +21,8 @@ pub fn apply(store: &mut Store, event: &Event, now: Timestamp) -> bool {
         Event::SourceRecovered { source } => store.source_recovered(*source, now),
         Event::VinsLearned { vins } => store.learned_vins(vins, now),
         // What a lookup costs and how it ended is for whoever asked; the VINs came above.
-        Event::VinLookupPlanned { .. } | Event::VinLookupDone { .. } => false,
+        Event::VinLookupPlanned { .. }
+        | Event::VinLookupProgress { .. }
+        | Event::VinLookupDone { .. } => false,
     }
 }

@@ -102,8 +102,24 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             Event::Observed { report } | Event::Diagnosed { report, .. } => {
                 waiting.remove(&report.vehicle_id);
             }
-            Event::VinLookupPlanned { requests, make, .. } if looking_up => {
-                eprintln!("{}", vin_lookup_cost(*requests, make.as_deref()));
+            Event::VinLookupPlanned {
+                requests,
+                make,
+                budget_left,
+                eta_s,
+                ..
+            } if looking_up => {
+                let mut line = vin_lookup_cost(*requests, make.as_deref());
+                if let Some(left) = budget_left.filter(|_| *requests > 0) {
+                    // What it leaves of the app's budget, and how long the budget makes it take.
+                    let wait = if *eta_s == 0 {
+                        "within the budget".to_string()
+                    } else {
+                        format!("~{}", crate::health::remedy::human_seconds(*eta_s))
+                    };
+                    line.push_str(&format!(" ({left} left in the budget: {wait})"));
+                }
+                eprintln!("{line}");
             }
             Event::VinLookupDone {
                 vehicle_id,

@@ -459,6 +459,9 @@ async fn handle(
             }
         }
         // The scheduler's own reports are diagnosed by the desk as it stores them.
-        Event::SweepCost { .. } | Event::VinLookupPlanned { .. } | Event::Diagnosed { .. } => {}
+        Event::SweepCost { .. }
+        | Event::VinLookupPlanned { .. }
+        | Event::VinLookupProgress { .. }
+        | Event::Diagnosed { .. } => {}
     }
 }

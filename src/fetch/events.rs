@@ -104,6 +104,9 @@ pub enum Command {
     FindVin {
         vin: DecodedVin,
     },
+    /// Stops the VIN lookup under way: reads not sent are dropped, the VINs read are kept, and
+    /// [`Event::VinLookupDone`] says it was cancelled.
+    CancelVinLookup,
     Shutdown,
 }
 
@@ -263,6 +266,16 @@ pub enum Event {
         requests: u64,
         /// The make the VIN's manufacturer code names, when known.
         make: Option<String>,
+        /// Whole requests left in the app's budget before the lookup, when it is limited.
+        budget_left: Option<u64>,
+        /// Seconds the budget needs to let `requests` through (0 when it has them now).
+        eta_s: u64,
+    },
+    /// A VIN lookup read one more candidate: `read` of at most `of`.
+    VinLookupProgress {
+        vin: String,
+        read: u64,
+        of: u64,
     },
     /// A VIN lookup ended: the vehicle found, or none after `requests` requests, of which
     /// `unreadable` did not give a VIN.
@@ -288,12 +301,17 @@ pub struct VinLookupGaps {
     pub not_tried: u64,
     /// VINs already read one character away from the one asked, as `(vehicle_id, vin)`.
     pub near: Vec<(String, String)>,
+    /// The agent cancelled the lookup.
+    pub cancelled: bool,
 }
 
 impl VinLookupGaps {
     /// Whether "no vehicle has this VIN" is true of every candidate.
     pub fn is_empty(&self) -> bool {
-        self.unread.is_empty() && self.stopped_until.is_none() && self.not_tried == 0
+        self.unread.is_empty()
+            && self.stopped_until.is_none()
+            && self.not_tried == 0
+            && !self.cancelled
     }
 
     /// How a lookup that found nothing ended, in one line: "no vehicle" only when every
@@ -307,7 +325,12 @@ impl VinLookupGaps {
             }
         };
         let sent = plural(requests, "request", "requests");
-        let mut line = if let Some(until) = self.stopped_until {
+        let mut line = if self.cancelled {
+            format!(
+                "VIN {vin}: lookup cancelled after {sent}; {} not read (the VINs read are kept)",
+                plural(self.not_tried, "candidate", "candidates")
+            )
+        } else if let Some(until) = self.stopped_until {
             format!(
                 "VIN {vin}: stopped after {sent}: Smartcar rate-limited the app (429); {} not read, look it up again after {}",
                 plural(self.not_tried, "candidate", "candidates"),

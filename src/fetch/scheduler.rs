@@ -53,6 +53,19 @@ struct VinSearch {
     unreadable: u64,
     /// Candidates whose VIN could not be read, and why.
     unread: Vec<UnreadCandidate>,
+    /// Candidates planned, and reads answered so far.
+    planned: u64,
+    answered: u64,
+}
+
+/// How a lookup that found nothing ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum VinEnd {
+    /// Every candidate was read or could not be.
+    Exhausted,
+    /// Smartcar answered 429 for the app: nothing more is worth sending before then.
+    RateLimited(jiff::Timestamp),
+    Cancelled,
 }
 
 impl VinSearch {
@@ -554,6 +567,14 @@ impl Scheduler {
                     self.vehicles.entry(vehicle_id).or_default().known.vin = Some(vin);
                 }
             }
+            Command::CancelVinLookup => {
+                if let Some(search) = self.vin_search.take() {
+                    search.stop_unsent();
+                    self.end_vin_search(search, None, VinEnd::Cancelled);
+                }
+                // One waiting for the listing is dropped too.
+                self.parked_vin = None;
+            }
             Command::FindVin { vin } => {
                 if self.listed_once() {
                     self.find_vin(vin);
@@ -817,10 +838,22 @@ impl Scheduler {
                 .map(|(_, _, id)| id.to_string())
                 .collect()
         };
+        let requests = pending.len() as u64;
+        let budget_left = self
+            .gate
+            .stats()
+            .budget_left
+            .map(|left| left.max(0.0).floor() as u64);
+        let eta_s = self
+            .gate
+            .seconds_for(requests)
+            .map_or(0, |s| s.max(0.0).ceil() as u64);
         self.emit(Event::VinLookupPlanned {
             vin: vin.vin.clone(),
-            requests: pending.len() as u64,
+            requests,
             make: vin.make().map(str::to_string),
+            budget_left,
+            eta_s,
         });
         let unread = if known_match.is_some() {
             Vec::new()
@@ -838,9 +871,11 @@ impl Scheduler {
             in_flight: 0,
             unreadable: 0,
             unread,
+            planned: requests,
+            answered: 0,
         };
         if known_match.is_some() || search.pending.is_empty() {
-            self.end_vin_search(search, known_match, None);
+            self.end_vin_search(search, known_match, VinEnd::Exhausted);
             return;
         }
         self.vin_search = Some(search);
@@ -866,12 +901,12 @@ impl Scheduler {
     }
 
     /// Ends a lookup: the vehicle found, or what kept it from being found.
-    fn end_vin_search(
-        &mut self,
-        search: VinSearch,
-        vehicle_id: Option<String>,
-        stopped_until: Option<jiff::Timestamp>,
-    ) {
+    fn end_vin_search(&mut self, search: VinSearch, vehicle_id: Option<String>, end: VinEnd) {
+        let stopped_until = match end {
+            VinEnd::RateLimited(until) => Some(until),
+            _ => None,
+        };
+        let cancelled = end == VinEnd::Cancelled;
         let requests = search.requests();
         let gaps = if vehicle_id.is_some() {
             VinLookupGaps::default()
@@ -889,12 +924,13 @@ impl Scheduler {
             VinLookupGaps {
                 unread: search.unread,
                 stopped_until,
-                not_tried: if stopped_until.is_some() {
-                    search.pending.len() as u64
-                } else {
+                not_tried: if end == VinEnd::Exhausted {
                     0
+                } else {
+                    search.planned.saturating_sub(search.answered)
                 },
                 near,
+                cancelled,
             }
         };
         self.emit(Event::VinLookupDone {
@@ -946,7 +982,7 @@ impl Scheduler {
         }
         if search.in_flight == 0 {
             // Every candidate was read (or could not be) and none matched.
-            self.end_vin_search(search, None, None);
+            self.end_vin_search(search, None, VinEnd::Exhausted);
         } else {
             self.vin_search = Some(search);
         }
@@ -990,11 +1026,21 @@ impl Scheduler {
             return;
         };
         search.in_flight = search.in_flight.saturating_sub(1);
+        search.answered += 1;
+        let progress = Event::VinLookupProgress {
+            vin: search.vin.clone(),
+            read: search.answered,
+            of: search.planned,
+        };
+        self.emit(progress);
+        let Some(search) = self.vin_search.as_mut() else {
+            return;
+        };
         match (vin, unread) {
             (Some(vin), _) if vin.eq_ignore_ascii_case(&search.vin) => {
                 search.stop_unsent();
                 if let Some(search) = self.vin_search.take() {
-                    self.end_vin_search(search, Some(read.vehicle_id), None);
+                    self.end_vin_search(search, Some(read.vehicle_id), VinEnd::Exhausted);
                 }
             }
             (Some(_), _) => self.read_more_vins(),
@@ -1002,9 +1048,9 @@ impl Scheduler {
                 // Every further read would be refused too: stop, and say when it may go on.
                 search.stop_unsent();
                 search.unreadable += 1;
-                search.pending.push_front(read.vehicle_id);
+                search.answered -= 1;
                 if let Some(search) = self.vin_search.take() {
-                    self.end_vin_search(search, None, Some(until));
+                    self.end_vin_search(search, None, VinEnd::RateLimited(until));
                 }
             }
             (None, _) => {

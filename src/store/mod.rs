@@ -574,6 +574,11 @@ impl Store {
             .collect()
     }
 
+    /// Every vehicle, whatever the filter, in no particular order.
+    pub fn all(&self) -> impl Iterator<Item = &VehicleRecord> {
+        self.records.iter()
+    }
+
     /// All vehicles, whatever the filter.
     pub fn len(&self) -> usize {
         self.records.len()

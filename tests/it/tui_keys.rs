@@ -1014,6 +1014,8 @@ fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() 
             vin: vin.into(),
             requests: 2,
             make: Some("TESLA".into()),
+            budget_left: None,
+            eta_s: 0,
         },
     );
     assert!(
@@ -1060,6 +1062,8 @@ fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() 
             vin: vin.into(),
             requests: 0,
             make: Some("PORSCHE".into()),
+            budget_left: None,
+            eta_s: 0,
         },
     );
     store_event(
@@ -1313,4 +1317,66 @@ fn a_vin_whose_check_digit_does_not_fit_costs_nothing_offers_the_nearest_and_is_
     assert_eq!(find_vin_sent(&effects), None);
     let effects = key(&mut app, KeyCode::Char('y'));
     assert_eq!(find_vin_sent(&effects).as_deref(), Some(typo));
+}
+
+#[test]
+fn a_vin_lookup_costing_much_of_the_budget_asks_first_then_its_progress_stays_until_esc_cancels() {
+    use vtriage::fetch::{Command, Event, Progress};
+    let mut app = app(120, 40);
+    app.store.set_progress(
+        &Progress {
+            budget_left: Some(1.4),
+            budget_refill_per_min: Some(2.0),
+            ..Progress::default()
+        },
+        now(),
+    );
+    // A Tesla VIN no row has, its check digit right.
+    let vin = "5YJ3E1EA3PF000009";
+    let effects = command(&mut app, &format!("vin {vin}"));
+    assert_eq!(
+        find_vin_sent(&effects),
+        None,
+        "nothing is spent before the agent agrees"
+    );
+    let said = flash(&app);
+    assert!(
+        said.contains("of 1 left") && said.contains("y / any key"),
+        "{said}"
+    );
+    let effects = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(find_vin_sent(&effects).as_deref(), Some(vin));
+
+    store_event(
+        &mut app,
+        Event::VinLookupPlanned {
+            vin: vin.into(),
+            requests: 3,
+            make: Some("TESLA".into()),
+            budget_left: Some(1),
+            eta_s: 60,
+        },
+    );
+    store_event(
+        &mut app,
+        Event::VinLookupProgress {
+            vin: vin.into(),
+            read: 1,
+            of: 3,
+        },
+    );
+    // Long after a flash would have gone, the lookup's line is still there.
+    app.now = now() + jiff::SignedDuration::from_secs(600);
+    let said = flash(&app);
+    assert!(
+        said.contains("1/3 read") && said.contains("left") && said.contains("Esc cancels"),
+        "{said}"
+    );
+    let effects = key(&mut app, KeyCode::Esc);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Send(Command::CancelVinLookup))),
+        "{effects:?}"
+    );
 }
