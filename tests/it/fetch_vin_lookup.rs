@@ -483,3 +483,82 @@ async fn v3_lookup_stops_at_smartcars_first_429_and_says_when_it_can_go_on() {
     assert!(!summary.contains("no vehicle"), "{summary}");
     let _ = h.commands.send(Command::Shutdown);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_says_the_budget_it_leaves_and_cancelled_keeps_what_it_read() {
+    let sim = start_sim(300).await;
+    let config = sim.config();
+    let client = V3Client::new(
+        V3Origins::all(sim.origin()),
+        AppCredentials::new(
+            config.client_id.clone(),
+            Secret::new(config.client_secret.clone()),
+        ),
+        ClientSettings::default(),
+    )
+    .expect("client builds");
+    // Two requests in the bucket, then one every two minutes.
+    let paced = SchedulerConfig {
+        rate: Some(fetch::RateBudget {
+            burst: 3.0,
+            refill_per_min: 0.5,
+        }),
+        ..one_at_a_time()
+    };
+    let mut h = fetch::spawn(client, Source::default(), paced);
+    let order = listed(&mut h.events).await;
+    let (car, _) = target(&sim, &order);
+    let absent = vin::decode(&absent_vin_like(&sim, car), THIS_YEAR).expect("a VIN");
+    sim.reset_stats();
+    h.commands
+        .send(Command::FindVin { vin: absent })
+        .expect("scheduler running");
+    let (planned, budget_left, eta_s) = until(&mut h.events, |e| match e {
+        Event::VinLookupPlanned {
+            requests,
+            budget_left,
+            eta_s,
+            ..
+        } => Some((*requests, *budget_left, *eta_s)),
+        _ => None,
+    })
+    .await;
+    assert!(planned > 2, "{planned}");
+    assert_eq!(budget_left, Some(2), "the bucket's level before the lookup");
+    assert!(eta_s >= 60, "the rest waits for the refill: {eta_s} s");
+    let mut learned = 0;
+    until(&mut h.events, |e| match e {
+        Event::VinsLearned { vins } => {
+            learned += vins.len() as u64;
+            None
+        }
+        Event::VinLookupProgress { read: 2, .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    h.commands
+        .send(Command::CancelVinLookup)
+        .expect("scheduler running");
+    let (requests, gaps) = until(&mut h.events, |e| match e {
+        Event::VinLookupDone { requests, gaps, .. } => Some((*requests, gaps.clone())),
+        _ => None,
+    })
+    .await;
+    assert!(gaps.cancelled);
+    assert_eq!(requests, 2, "sim saw {:?}", sim.v3_stats());
+    assert_eq!(gaps.not_tried, planned - 2);
+    assert!(gaps.summary("X", requests, 300).contains("cancelled"));
+    // What was read is kept: asked again, the VINs read are not read again.
+    let again = vin::decode(&absent_vin_like(&sim, car), THIS_YEAR).expect("a VIN");
+    h.commands
+        .send(Command::FindVin { vin: again })
+        .expect("scheduler running");
+    let replanned = until(&mut h.events, |e| match e {
+        Event::VinLookupPlanned { requests, .. } => Some(*requests),
+        _ => None,
+    })
+    .await;
+    assert!(learned > 0);
+    assert_eq!(replanned, planned - learned);
+    let _ = h.commands.send(Command::Shutdown);
+}
