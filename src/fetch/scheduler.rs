@@ -805,7 +805,7 @@ impl Scheduler {
         }
         self.vin_lookups += 1;
         let empty = KnownVehicle::default();
-        let mut ranked: Vec<(plan::VinFit, usize, &str)> = Vec::new();
+        let mut ranked: Vec<(plan::VinRank, usize, &str)> = Vec::new();
         let mut known_match = None;
         let mut no_access = Vec::new();
         let connections = self
@@ -816,7 +816,7 @@ impl Scheduler {
         for (i, c) in connections.iter().enumerate() {
             let id = c.connection.vehicle_id.as_str();
             let known = self.vehicles.get(id).map_or(&empty, |v| &v.known);
-            let Some(fit) = plan::vin_fit(&vin, known) else {
+            let Some(fit) = plan::vin_rank(&vin, known) else {
                 continue;
             };
             if known.vin.is_some() {

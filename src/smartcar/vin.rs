@@ -272,6 +272,38 @@ impl DecodedVin {
         (self.vin.as_bytes().get(8).copied() != Some(want as u8)).then_some(want)
     }
 
+    /// The model positions 4–8 name, where the manufacturer code's maker writes it readably:
+    /// Tesla puts the model's letter at position 4 (`5YJ3…` is a Model 3).
+    pub fn model(&self) -> Option<&'static str> {
+        if self.make() != Some("TESLA") {
+            return None;
+        }
+        match self.vin.as_bytes().get(3)? {
+            b'3' => Some("Model 3"),
+            b'Y' => Some("Model Y"),
+            b'S' => Some("Model S"),
+            b'X' => Some("Model X"),
+            b'C' => Some("Cybertruck"),
+            _ => None,
+        }
+    }
+
+    /// Whether a listed model is the one the VIN names; `None` when either says nothing.
+    pub fn fits_model(&self, listed: &str) -> Option<bool> {
+        let named = self.model()?;
+        let key = |s: &str| -> String {
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_uppercase())
+                .collect()
+        };
+        let listed = key(listed);
+        if listed.is_empty() {
+            return None;
+        }
+        Some(listed == key(named))
+    }
+
     /// One line saying the check digit does not fit, and that nothing was sent.
     pub fn check_digit_line(&self) -> Option<String> {
         let want = self.check_digit_misfit()?;

@@ -562,3 +562,92 @@ async fn a_lookup_says_the_budget_it_leaves_and_cancelled_keeps_what_it_read() {
     assert_eq!(replanned, planned - learned);
     let _ = h.commands.send(Command::Shutdown);
 }
+
+/// What a cold lookup of each healthy Tesla of the fleet costs, the candidates ranked by `key`:
+/// one request per candidate read before it, and its own.
+fn mean_cost_by<K: Ord>(
+    sim: &SimHandle,
+    order: &[String],
+    key: impl Fn(&DecodedVin, &fetch::KnownVehicle) -> Option<K>,
+) -> (f64, Vec<(String, u64)>) {
+    let by_id: HashMap<&str, &SimVehicle> = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| (v.id.as_str(), v))
+        .collect();
+    let listed: Vec<&SimVehicle> = order
+        .iter()
+        .filter_map(|id| by_id.get(id.as_str()).copied())
+        .collect();
+    let known = |v: &SimVehicle| fetch::KnownVehicle {
+        attributes: Some(VehicleAttributes {
+            id: v.id.clone(),
+            make: v.make.clone(),
+            model: v.model.clone(),
+            year: v.year,
+        }),
+        vin: None,
+    };
+    let mut costs = Vec::new();
+    for (i, t) in listed.iter().enumerate() {
+        if t.make != "TESLA" || !readable(t) {
+            continue;
+        }
+        let vin = vin::decode(&t.vin, THIS_YEAR).expect("a VIN");
+        let Some(own) = key(&vin, &known(t)) else {
+            continue;
+        };
+        let own = (own, i);
+        let ahead = listed
+            .iter()
+            .enumerate()
+            .filter(|(j, o)| key(&vin, &known(o)).is_some_and(|k| (k, *j) < own))
+            .count() as u64;
+        costs.push((t.vin.clone(), ahead + 1));
+    }
+    let mean = costs.iter().map(|(_, c)| *c as f64).sum::<f64>() / costs.len().max(1) as f64;
+    (mean, costs)
+}
+
+/// Whether the car is one whose VIN is read for sure (a healthy one).
+fn readable(v: &SimVehicle) -> bool {
+    v.situation == Situation::Healthy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_a_tesla_vin_names_lowers_the_mean_lookup_cost_over_the_fleets_teslas() {
+    let sim = start_sim(300).await;
+    let mut h = v3(&sim);
+    let order = listed(&mut h.events).await;
+    let _ = h.commands.send(Command::Shutdown);
+    let (before, _) = mean_cost_by(&sim, &order, |vin, known| fetch::plan::vin_fit(vin, known));
+    let (after, costs) = mean_cost_by(&sim, &order, fetch::plan::vin_rank);
+    eprintln!(
+        "mean VIN lookup cost over {} Teslas of 300 cars: {before:.1} requests by make and year, {after:.1} with the model",
+        costs.len()
+    );
+    assert!(after < before, "{after} < {before}");
+    // The real scheduler spends what the ranking says, Tesla after Tesla, each lookup cold.
+    for (vin, cost) in costs.iter().step_by(7) {
+        let mut h = v3(&sim);
+        listed(&mut h.events).await;
+        let decoded = vin::decode(vin, THIS_YEAR).expect("a VIN");
+        let lookup = find(&mut h, &decoded).await;
+        assert!(lookup.found.is_some(), "{vin}");
+        assert_eq!(lookup.requests, *cost, "{vin}");
+        let _ = h.commands.send(Command::Shutdown);
+    }
+
+    let big = start_sim(2000).await;
+    let mut h = v3(&big);
+    let order = listed(&mut h.events).await;
+    let _ = h.commands.send(Command::Shutdown);
+    let (before, _) = mean_cost_by(&big, &order, |vin, known| fetch::plan::vin_fit(vin, known));
+    let (after, costs) = mean_cost_by(&big, &order, fetch::plan::vin_rank);
+    eprintln!(
+        "mean VIN lookup cost over {} Teslas of 2000 cars: {before:.1} requests by make and year, {after:.1} with the model",
+        costs.len()
+    );
+    assert!(after < before, "{after} < {before}");
+}
