@@ -1004,11 +1004,7 @@ impl Scheduler {
                 vins: vec![(read.vehicle_id.clone(), vin.clone())],
             });
         }
-        if !self
-            .vin_search
-            .as_ref()
-            .is_some_and(|s| s.id == read.lookup)
-        {
+        if self.vin_search.as_ref().is_none_or(|s| s.id != read.lookup) {
             return;
         }
         let unread = match (&vin, read.unread) {

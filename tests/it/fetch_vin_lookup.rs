@@ -621,7 +621,7 @@ async fn the_model_a_tesla_vin_names_lowers_the_mean_lookup_cost_over_the_fleets
     let mut h = v3(&sim);
     let order = listed(&mut h.events).await;
     let _ = h.commands.send(Command::Shutdown);
-    let (before, _) = mean_cost_by(&sim, &order, |vin, known| fetch::plan::vin_fit(vin, known));
+    let (before, _) = mean_cost_by(&sim, &order, fetch::plan::vin_fit);
     let (after, costs) = mean_cost_by(&sim, &order, fetch::plan::vin_rank);
     eprintln!(
         "mean VIN lookup cost over {} Teslas of 300 cars: {before:.1} requests by make and year, {after:.1} with the model",
@@ -643,7 +643,7 @@ async fn the_model_a_tesla_vin_names_lowers_the_mean_lookup_cost_over_the_fleets
     let mut h = v3(&big);
     let order = listed(&mut h.events).await;
     let _ = h.commands.send(Command::Shutdown);
-    let (before, _) = mean_cost_by(&big, &order, |vin, known| fetch::plan::vin_fit(vin, known));
+    let (before, _) = mean_cost_by(&big, &order, fetch::plan::vin_fit);
     let (after, costs) = mean_cost_by(&big, &order, fetch::plan::vin_rank);
     eprintln!(
         "mean VIN lookup cost over {} Teslas of 2000 cars: {before:.1} requests by make and year, {after:.1} with the model",
