@@ -651,3 +651,44 @@ async fn the_model_a_tesla_vin_names_lowers_the_mean_lookup_cost_over_the_fleets
     );
     assert!(after < before, "{after} < {before}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vin_one_character_from_one_read_is_offered_as_did_you_mean() {
+    let sim = start_sim(300).await;
+    let mut h = v3(&sim);
+    let order = listed(&mut h.events).await;
+    let (car, _) = target(&sim, &order);
+    let decoded = vin::decode(&car.vin, THIS_YEAR).expect("a VIN");
+    let found = find(&mut h, &decoded).await;
+    assert_eq!(found.found.as_deref(), Some(car.id.as_str()));
+    // The last character changed: no car has it.
+    let mut typo = car.vin.clone().into_bytes();
+    typo[16] = if typo[16] == b'1' { b'2' } else { b'1' };
+    let typo = String::from_utf8(typo).expect("ASCII");
+    h.commands
+        .send(Command::FindVin {
+            vin: vin::decode(&typo, THIS_YEAR).expect("a VIN"),
+        })
+        .expect("scheduler running");
+    let (vehicle_id, requests, gaps) = until(&mut h.events, |e| match e {
+        Event::VinLookupDone {
+            vehicle_id,
+            requests,
+            gaps,
+            ..
+        } => Some((vehicle_id.clone(), *requests, gaps.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(vehicle_id, None);
+    assert!(
+        gaps.near.contains(&(car.id.clone(), car.vin.clone())),
+        "{gaps:?}"
+    );
+    let summary = gaps.summary(&typo, requests, 300);
+    assert!(
+        summary.contains(&format!("did you mean {} ({})", car.vin, car.id)),
+        "{summary}"
+    );
+    let _ = h.commands.send(Command::Shutdown);
+}
