@@ -205,6 +205,10 @@ pub struct VehicleArgs {
     /// Deadline (90s, 5m): a vehicle whose probe has not landed by then reads UNKNOWN "not checked" (exit 3).
     #[arg(long, value_name = "DURATION", default_value = "6m", value_parser = duration)]
     pub timeout: std::time::Duration,
+    /// Look a VIN up even when its check digit (position 9) does not fit: some VINs made
+    /// outside North America do not use it.
+    #[arg(long)]
+    pub lookup_anyway: bool,
 }
 
 #[derive(Debug, Args)]

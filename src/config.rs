@@ -217,6 +217,9 @@ pub struct FetchConfig {
     /// Probe rows as they scroll into view. Default: on in the demo, off live, where the budget
     /// is the production app's and only what the agent asks for is probed.
     pub probe_visible: Option<bool>,
+    /// In the dashboard, a VIN lookup that would spend more than this share of the budget left
+    /// asks before it starts.
+    pub confirm_lookup_share: f64,
 }
 
 impl Default for FetchConfig {
@@ -230,6 +233,7 @@ impl Default for FetchConfig {
             freshness_minutes: 15,
             refresh_interval_seconds: 300,
             probe_visible: None,
+            confirm_lookup_share: 0.25,
         }
     }
 }

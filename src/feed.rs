@@ -15,13 +15,15 @@ pub fn apply(store: &mut Store, event: &Event, now: Timestamp) -> bool {
         Event::Observed { report } => store.observed(report, now),
         Event::Diagnosed { report, diagnosis } => store.diagnosed(report, diagnosis, now),
         Event::Progress(progress) => store.set_progress(progress, now),
-        Event::RateLimited { until } => store.rate_limited(*until, now),
+        Event::RateLimited { until, by_smartcar } => store.rate_limited(*until, *by_smartcar, now),
         Event::SweepCost { requests, eta_s } => store.set_sweep_cost(*requests, *eta_s, now),
         Event::SourceError { message } => store.source_failed(message, now),
         Event::SourceUnreachable(outage) => store.source_unreachable(outage, now),
         Event::SourceRecovered { source } => store.source_recovered(*source, now),
         Event::VinsLearned { vins } => store.learned_vins(vins, now),
         // What a lookup costs and how it ended is for whoever asked; the VINs came above.
-        Event::VinLookupPlanned { .. } | Event::VinLookupDone { .. } => false,
+        Event::VinLookupPlanned { .. }
+        | Event::VinLookupProgress { .. }
+        | Event::VinLookupDone { .. } => false,
     }
 }

@@ -42,6 +42,7 @@ pub async fn dashboard(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
             .probe_visible
             .unwrap_or(session.mode == setup::Mode::Demo);
     tui_config.refresh_every = settings.config.refresh_interval();
+    tui_config.confirm_lookup_share = settings.config.fetch.confirm_lookup_share.max(0.0);
     tui_config.warnings = settings
         .warnings
         .iter()

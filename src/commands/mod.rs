@@ -137,10 +137,12 @@ fn not_checked_reason(ending: &Ending, timeout: Duration, store: &Store) -> Stri
     if let Some(until) = store.rate_limited_until()
         && until > jiff::Timestamp::now()
     {
-        reason.push_str(&format!(
-            "; rate limited until {}",
-            report::format_instant(until)
-        ));
+        let who = if store.rate_limited_by_smartcar() {
+            "rate limited by Smartcar"
+        } else {
+            "waiting for budget"
+        };
+        reason.push_str(&format!("; {who} until {}", report::format_instant(until)));
     }
     reason
 }

@@ -37,6 +37,8 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
     let mut waiting: HashSet<String> = HashSet::new();
     // A VIN no session has read yet is looked up among the vehicles it may belong to.
     let mut looking_up = false;
+    // A lookup that found nothing: what to say, and whether the car may still be among those unread.
+    let mut unfound: Option<(String, bool)> = None;
     let mut interrupt = std::pin::pin!(interrupted());
     let mut ending = Ending::Complete;
     loop {
@@ -95,6 +97,24 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                     Err(e) => {
                         let vin_hint = match crate::smartcar::vin::decode_at(&query, settings.now())
                         {
+                            Ok(vin)
+                                if vin.check_digit_misfit().is_some() && !args.lookup_anyway =>
+                            {
+                                // Most likely a typo: nothing is spent on it unless asked.
+                                let line = vin.check_digit_line().unwrap_or_default();
+                                let near = store.nearest_vins(&vin.vin, 3);
+                                let near = if near.is_empty() {
+                                    String::new()
+                                } else {
+                                    let near: Vec<String> =
+                                        near.iter().map(|(id, v)| format!("{v} ({id})")).collect();
+                                    format!("; nearest known: {}", near.join(", "))
+                                };
+                                let _ = session.commands.send(Command::Shutdown);
+                                return Err(CommandError::Usage(format!(
+                                    "{line}{near}; --lookup-anyway looks it up all the same"
+                                )));
+                            }
                             Ok(vin) => {
                                 looking_up = true;
                                 let _ = session.commands.send(Command::FindVin { vin });
@@ -122,23 +142,39 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             Event::Observed { report } | Event::Diagnosed { report, .. } => {
                 waiting.remove(&report.vehicle_id);
             }
-            Event::VinLookupPlanned { requests, make, .. } if looking_up => {
-                eprintln!("{}", vin_lookup_cost(*requests, make.as_deref()));
+            Event::VinLookupPlanned {
+                requests,
+                make,
+                budget_left,
+                eta_s,
+                ..
+            } if looking_up => {
+                let mut line = vin_lookup_cost(*requests, make.as_deref());
+                if let Some(left) = budget_left.filter(|_| *requests > 0) {
+                    // What it leaves of the app's budget, and how long the budget makes it take.
+                    let wait = if *eta_s == 0 {
+                        "within the budget".to_string()
+                    } else {
+                        format!("~{}", crate::health::remedy::human_seconds(*eta_s))
+                    };
+                    line.push_str(&format!(" ({left} left in the budget: {wait})"));
+                }
+                eprintln!("{line}");
             }
             Event::VinLookupDone {
                 vehicle_id,
                 requests,
-                unreadable,
+                gaps,
                 ..
             } if looking_up => {
                 looking_up = false;
                 let Some(id) = vehicle_id else {
-                    return Err(CommandError::Usage(vin_not_found(
-                        &query,
-                        *requests,
-                        *unreadable,
-                        store.len(),
-                    )));
+                    // Said after the snapshot keeps every VIN read on the way.
+                    unfound = Some((
+                        vin_not_found(&query, gaps, *requests, store.len()),
+                        !gaps.is_empty(),
+                    ));
+                    break;
                 };
                 targets = vec![id.clone()];
                 waiting = targets.iter().cloned().collect();
@@ -171,6 +207,15 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
             &store,
             listed_at.unwrap_or(jiff::Timestamp::UNIX_EPOCH),
         );
+    }
+    match unfound {
+        Some((message, false)) => return Err(CommandError::Usage(message)),
+        Some((message, true)) => {
+            // The car may be one of those unread: not "no vehicle".
+            eprintln!("vtriage: {message}");
+            return Ok(ExitCode::from(EXIT_NOT_CHECKED));
+        }
+        None => {}
     }
     if targets.is_empty() {
         // The API answers nothing now: the vehicle may well exist, it was just not looked up.
@@ -315,15 +360,21 @@ pub(super) fn vin_lookup_cost(requests: u64, make: Option<&str>) -> String {
     }
 }
 
-pub(super) fn vin_not_found(query: &str, requests: u64, unreadable: u64, fleet: usize) -> String {
-    let unread = if unreadable > 0 {
-        format!(" ({unreadable} gave no VIN: asleep, offline or refused)")
-    } else {
-        String::new()
-    };
-    let plural = if requests == 1 { "" } else { "s" };
-    format!(
-        "VIN `{}`: no vehicle among {fleet} connections after {requests} request{plural}{unread}",
-        one_line(query)
-    )
+/// How a lookup that found nothing ended, with the candidates it could not read, one a line.
+pub(super) fn vin_not_found(
+    query: &str,
+    gaps: &crate::fetch::VinLookupGaps,
+    requests: u64,
+    fleet: usize,
+) -> String {
+    let mut message = gaps.summary(&one_line(query).to_ascii_uppercase(), requests, fleet);
+    const SHOWN: usize = 20;
+    for candidate in gaps.unread.iter().take(SHOWN) {
+        message.push_str("\n  ");
+        message.push_str(&candidate.line());
+    }
+    if gaps.unread.len() > SHOWN {
+        message.push_str(&format!("\n  … and {} more", gaps.unread.len() - SHOWN));
+    }
+    message
 }

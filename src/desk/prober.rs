@@ -405,8 +405,8 @@ async fn handle(
         Event::SourceError { message } => {
             tracing::warn!(error = %one_line(&message), "the Smartcar source failed");
         }
-        Event::RateLimited { until } => {
-            tracing::info!(until = %until, "rate budget exhausted");
+        Event::RateLimited { until, by_smartcar } => {
+            tracing::info!(until = %until, by_smartcar, "rate budget exhausted");
         }
         Event::ProbeStarted { vehicle_id, .. } => {
             book.started.insert(vehicle_id.clone(), Instant::now());
@@ -462,6 +462,7 @@ async fn handle(
         // lists its whole fleet, never a part.
         Event::SweepCost { .. }
         | Event::VinLookupPlanned { .. }
+        | Event::VinLookupProgress { .. }
         | Event::Diagnosed { .. }
         | Event::ConnectionsFound { .. } => {}
     }

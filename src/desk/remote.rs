@@ -534,6 +534,7 @@ fn find_vin(st: &State, vin: String) {
             vehicle_id: None,
             requests,
             unreadable: 0,
+            gaps: Default::default(),
         };
         // Each ask waits up to the desk's limit (30 s); a lookup longer than this is given up here.
         for _ in 0..20 {
@@ -548,6 +549,7 @@ fn find_vin(st: &State, vin: String) {
                         vehicle_id: answer.vehicle_id,
                         requests: answer.requests,
                         unreadable: 0,
+                        gaps: Default::default(),
                     });
                     return;
                 }

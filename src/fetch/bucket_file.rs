@@ -79,6 +79,14 @@ impl BucketFile {
         stored
     }
 
+    /// The stored state as it is now, read under the lock and changing nothing.
+    pub fn peek(&mut self) -> std::io::Result<Option<BucketState>> {
+        self.file.lock_shared()?;
+        let stored = self.read();
+        let _ = self.file.unlock();
+        stored
+    }
+
     /// Stores `state` and releases the lock taken by [`BucketFile::begin`].
     pub fn commit(&mut self, state: &BucketState) -> std::io::Result<()> {
         let written = self.write(state);

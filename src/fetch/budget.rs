@@ -35,7 +35,12 @@ pub struct TokenBucket {
     refilled_at: Instant,
     /// Where the state is shared with other processes and kept across restarts, if anywhere.
     file: Option<Arc<Mutex<BucketFile>>>,
+    /// When [`TokenBucket::available`] last read the file.
+    peeked_at: Option<Instant>,
 }
+
+/// How often the level shown is read again from the shared file.
+const PEEK_EVERY: Duration = Duration::from_millis(500);
 
 impl TokenBucket {
     /// Tokens of the burst held back for requests still on the wire.
@@ -54,6 +59,7 @@ impl TokenBucket {
             tokens: capacity,
             refilled_at: now,
             file: None,
+            peeked_at: None,
         }
     }
 
@@ -121,11 +127,38 @@ impl TokenBucket {
         self.refilled_at = now;
     }
 
-    /// Tokens available at `now` (fractional), as this process last saw the shared state: it is
-    /// read for the progress line ten times a second, so it does not touch the file.
+    /// Tokens available at `now` (fractional), as the shared file holds them: what other
+    /// processes spent counts. Read for the progress line ten times a second, so the file is
+    /// read at most every [`PEEK_EVERY`], and never written.
     pub fn available(&mut self, now: Instant) -> f64 {
+        self.follow_file(now);
         self.refill(now);
         self.tokens
+    }
+
+    /// Takes the level the shared file holds, if it is this bucket's.
+    fn follow_file(&mut self, now: Instant) {
+        let Some(file) = self.file.clone() else {
+            return;
+        };
+        if self
+            .peeked_at
+            .is_some_and(|t| now.saturating_duration_since(t) < PEEK_EVERY)
+        {
+            return;
+        }
+        self.peeked_at = Some(now);
+        let Ok(mut file) = file.lock() else {
+            return;
+        };
+        let wall = SystemTime::now();
+        if let Ok(Some(s)) = file.peek()
+            && (s.capacity - self.capacity).abs() < 1e-9
+            && (s.refill_per_min - self.budget.refill_per_min).abs() < 1e-9
+        {
+            self.tokens = s.tokens_at(wall).max(0.0);
+            self.refilled_at = now.checked_add(s.paused_for(wall)).unwrap_or(now);
+        }
     }
 
     /// Takes one token if a whole one is there.
@@ -271,6 +304,33 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn the_level_shown_is_the_shared_files_not_a_stale_copy() {
+        let dir = std::env::temp_dir().join(format!("vtriage-budget-shown-{}", std::process::id()));
+        let path = dir.join("budget.json");
+        let _ = std::fs::remove_file(&path);
+        let budget = RateBudget {
+            burst: 11.0,
+            refill_per_min: 0.0,
+        };
+        let now = Instant::now();
+        let open = || BucketFile::open(&path).expect("bucket file");
+        let mut shown = TokenBucket::new(budget, now).shared_through(open());
+        let mut other = TokenBucket::new(budget, now).shared_through(open());
+        assert_eq!(shown.available(now).floor(), 10.0);
+        // Another process spends the budget.
+        for _ in 0..10 {
+            assert!(other.try_take(now));
+        }
+        let later = now + PEEK_EVERY;
+        assert!(
+            shown.available(later) < 1.0,
+            "the level shown follows the file: {}",
+            shown.available(later)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

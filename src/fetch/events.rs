@@ -149,6 +149,9 @@ pub enum Command {
     FindVin {
         vin: DecodedVin,
     },
+    /// Stops the VIN lookup under way: reads not sent are dropped, the VINs read are kept, and
+    /// [`Event::VinLookupDone`] says it was cancelled.
+    CancelVinLookup,
     Shutdown,
 }
 
@@ -284,6 +287,9 @@ pub enum Event {
     /// The budget is exhausted or the server said 429; nothing is sent before `until`.
     RateLimited {
         until: jiff::Timestamp,
+        /// Smartcar answered 429 for the app; otherwise the wait is our own pacing (the local
+        /// bucket is empty) and Smartcar refused nothing.
+        by_smartcar: bool,
     },
     /// What a full sweep would cost.
     SweepCost {
@@ -311,6 +317,16 @@ pub enum Event {
         requests: u64,
         /// The make the VIN's manufacturer code names, when known.
         make: Option<String>,
+        /// Whole requests left in the app's budget before the lookup, when it is limited.
+        budget_left: Option<u64>,
+        /// Seconds the budget needs to let `requests` through (0 when it has them now).
+        eta_s: u64,
+    },
+    /// A VIN lookup read one more candidate: `read` of at most `of`.
+    VinLookupProgress {
+        vin: String,
+        read: u64,
+        of: u64,
     },
     /// A VIN lookup ended: the vehicle found, or none after `requests` requests, of which
     /// `unreadable` did not give a VIN.
@@ -319,5 +335,120 @@ pub enum Event {
         vehicle_id: Option<String>,
         requests: u64,
         unreadable: u64,
+        /// What was left unknown: the candidates whose VIN could not be read, the lookup cut
+        /// short by Smartcar's 429, and the VINs read that are one character from the one asked.
+        gaps: VinLookupGaps,
     },
+}
+
+/// Why a VIN lookup that found nothing may still have missed the vehicle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VinLookupGaps {
+    /// Candidates whose VIN could not be read, and why: the vehicle may be one of them.
+    pub unread: Vec<UnreadCandidate>,
+    /// Smartcar answered 429 for the app as a whole: the lookup stopped, and may go on then.
+    pub stopped_until: Option<jiff::Timestamp>,
+    /// Candidates not read because the lookup stopped.
+    pub not_tried: u64,
+    /// VINs already read one character away from the one asked, as `(vehicle_id, vin)`.
+    pub near: Vec<(String, String)>,
+    /// The agent cancelled the lookup.
+    pub cancelled: bool,
+}
+
+impl VinLookupGaps {
+    /// Whether "no vehicle has this VIN" is true of every candidate.
+    pub fn is_empty(&self) -> bool {
+        self.unread.is_empty()
+            && self.stopped_until.is_none()
+            && self.not_tried == 0
+            && !self.cancelled
+    }
+
+    /// How a lookup that found nothing ended, in one line: "no vehicle" only when every
+    /// candidate was read.
+    pub fn summary(&self, vin: &str, requests: u64, connections: usize) -> String {
+        let plural = |n: u64, one: &str, many: &str| {
+            if n == 1 {
+                format!("{n} {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        let sent = plural(requests, "request", "requests");
+        let mut line = if self.cancelled {
+            format!(
+                "VIN {vin}: lookup cancelled after {sent}; {} not read (the VINs read are kept)",
+                plural(self.not_tried, "candidate", "candidates")
+            )
+        } else if let Some(until) = self.stopped_until {
+            format!(
+                "VIN {vin}: stopped after {sent}: Smartcar rate-limited the app (429); {} not read, look it up again after {}",
+                plural(self.not_tried, "candidate", "candidates"),
+                until.strftime("%H:%M:%S UTC")
+            )
+        } else if self.unread.is_empty() {
+            format!("VIN {vin}: no vehicle among {connections} connections has it ({sent})")
+        } else {
+            format!(
+                "VIN {vin}: not among the VINs read ({sent}), but {} could not be read: the car may be one of them",
+                plural(self.unread.len() as u64, "candidate", "candidates")
+            )
+        };
+        if !self.unread.is_empty() && self.stopped_until.is_some() {
+            line.push_str(&format!(
+                "; {} could not be read",
+                plural(self.unread.len() as u64, "other", "others")
+            ));
+        }
+        if !self.near.is_empty() {
+            let near: Vec<String> = self
+                .near
+                .iter()
+                .take(3)
+                .map(|(id, v)| format!("{v} ({id})"))
+                .collect();
+            line.push_str(&format!("; did you mean {}?", near.join(" or ")));
+        }
+        crate::untrusted::text::one_line(&line).into_owned()
+    }
+}
+
+impl UnreadCandidate {
+    /// `ID  make model year  user U  why`, for a person choosing the car to open.
+    pub fn line(&self) -> String {
+        let car = match &self.attributes {
+            Some(a) => {
+                let year = if a.year == 0 {
+                    String::new()
+                } else {
+                    format!(" {}", a.year)
+                };
+                format!("{} {}{year}", a.make.trim(), a.model.trim())
+            }
+            None => "make not known".to_string(),
+        };
+        let user = self
+            .user_id
+            .as_deref()
+            .map_or_else(String::new, |u| format!("  user {u}"));
+        crate::untrusted::text::one_line(&format!(
+            "{}  {}{user}  {}",
+            self.vehicle_id,
+            car.trim(),
+            self.why
+        ))
+        .into_owned()
+    }
+}
+
+/// A candidate of a VIN lookup whose VIN could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadCandidate {
+    pub vehicle_id: String,
+    /// Make, model and year as far as known.
+    pub attributes: Option<VehicleAttributes>,
+    pub user_id: Option<String>,
+    /// Why, for a person: "token expired or refused (401)", "monthly request quota spent".
+    pub why: String,
 }

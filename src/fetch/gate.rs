@@ -212,6 +212,7 @@ fn pump(s: &mut GateState, inner: &Arc<GateInner>, now: Instant) {
                 s.announced = true;
                 let _ = events.send(Event::RateLimited {
                     until: timestamp_at(at, now),
+                    by_smartcar: false,
                 });
             }
             return;
@@ -348,6 +349,7 @@ impl Gate {
             }
             let _ = self.inner.events.send(Event::RateLimited {
                 until: timestamp_at(until, now),
+                by_smartcar: true,
             });
         }
         self.inner.wake.notify_one();
@@ -538,11 +540,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_empty_local_bucket_is_announced_as_our_own_pacing_not_smartcars() {
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let budget = RateBudget {
+            burst: 2.0,
+            refill_per_min: 2.0,
+        };
+        let (gate, _timer) = Gate::new(8, Some(budget), 100, events);
+        let first = gate.acquire(ticket(Priority::Focus, 0)).await;
+        assert!(first.is_ok());
+        // The next token is 30 s away: the wait is announced, as ours.
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.acquire(ticket(Priority::Focus, 1)).await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Event::RateLimited {
+                by_smartcar: false,
+                ..
+            })
+        ));
+        waiting.abort();
+    }
+
+    #[tokio::test]
     async fn server_pause_holds_every_request_and_is_announced() {
         let (events, mut rx) = mpsc::unbounded_channel();
         let (gate, _timer) = Gate::new(8, None, 100, events);
         gate.pause_until(Instant::now() + Duration::from_millis(150));
-        assert!(matches!(rx.try_recv(), Ok(Event::RateLimited { .. })));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Event::RateLimited {
+                by_smartcar: true,
+                ..
+            })
+        ));
         let started = Instant::now();
         let p = gate.acquire(ticket(Priority::Focus, 0)).await;
         assert!(p.is_ok());
@@ -555,7 +589,7 @@ mod tests {
         let (gate, _timer) = Gate::new(8, None, 100, events);
         let asked = jiff::Timestamp::now();
         gate.pause_until(Instant::now() + Duration::from_secs(10 * 365 * 24 * 3600));
-        let Ok(Event::RateLimited { until }) = rx.try_recv() else {
+        let Ok(Event::RateLimited { until, .. }) = rx.try_recv() else {
             panic!("the pause was not announced");
         };
         let held = until.duration_since(asked);

@@ -24,6 +24,7 @@ use crate::smartcar::{Client, DataKind, Secret};
 pub use budget::RateBudget;
 pub use events::{
     Command, ConnectionInfo, Event, ListingFilter, Priority, Progress, SourceName, SourceOutage,
+    UnreadCandidate, VinLookupGaps,
 };
 pub use plan::{KnownVehicle, ProbePlan, Step, StepCost, V2Plan, V3Plan};
 

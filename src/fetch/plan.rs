@@ -66,6 +66,30 @@ pub fn vin_fit(vin: &DecodedVin, known: &KnownVehicle) -> Option<VinFit> {
     }
 }
 
+/// Where a candidate of a VIN lookup is read: model mismatches last (positions 4–8 named
+/// another model), then by [`VinFit`], then model matches before models not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VinRank {
+    other_model: bool,
+    fit: VinFit,
+    model_unknown: bool,
+}
+
+/// The rank of a vehicle for a VIN lookup; `None` when what is known rules it out (see
+/// [`vin_fit`]). Sorting candidates by it reads the likeliest first.
+pub fn vin_rank(vin: &DecodedVin, known: &KnownVehicle) -> Option<VinRank> {
+    let fit = vin_fit(vin, known)?;
+    let model = known
+        .attributes
+        .as_ref()
+        .and_then(|a| vin.fits_model(&a.model));
+    Some(VinRank {
+        other_model: model == Some(false),
+        fit,
+        model_unknown: model.is_none(),
+    })
+}
+
 /// What is known about a vehicle before (or after) a round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownVehicle {

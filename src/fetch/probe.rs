@@ -175,7 +175,7 @@ fn worth_retrying(e: &ApiError) -> bool {
             .is_some_and(|s| s.error_type == ErrorType::VehicleState)
 }
 
-fn is_app_rate_limit(e: &ApiError) -> bool {
+pub(super) fn is_app_rate_limit(e: &ApiError) -> bool {
     e.smartcar()
         .is_some_and(|s| s.is(&ErrorType::RateLimit, Some(&ErrorCode::SmartcarApi)))
 }
@@ -522,7 +522,7 @@ mod tests {
             decide(&hostile, 1, &gate, Instant::now()),
             Next::RetryAfter(Duration::ZERO)
         );
-        let Ok(crate::fetch::Event::RateLimited { until }) = rx.try_recv() else {
+        let Ok(crate::fetch::Event::RateLimited { until, .. }) = rx.try_recv() else {
             panic!("the pause was not announced");
         };
         assert!(until.duration_since(asked) <= jiff::SignedDuration::from_secs(3605));

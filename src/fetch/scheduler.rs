@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::smartcar::v3::V3Error;
 use crate::smartcar::v3::observe::{self, SignalQuestions};
 use crate::smartcar::vin::DecodedVin;
-use crate::smartcar::{DataKind, Probe, ProbeReport, Secret};
+use crate::smartcar::{DataKind, Probe, ProbeReport, Secret, deadline_after};
 use crate::untrusted::{Redactor, text};
 
 use super::events::{
-    Command, ConnectionInfo, Event, ListingFilter, Priority, Progress, merge_owners,
+    Command, ConnectionInfo, Event, ListingFilter, Priority, Progress, UnreadCandidate,
+    VinLookupGaps, merge_owners,
 };
 use super::gate::{Gate, SharedPriority, Ticket};
 use super::listing::{self, Listing, ListingRetry};
@@ -49,6 +51,21 @@ struct VinSearch {
     reads: Vec<(Arc<AtomicBool>, AbortHandle)>,
     in_flight: usize,
     unreadable: u64,
+    /// Candidates whose VIN could not be read, and why.
+    unread: Vec<UnreadCandidate>,
+    /// Candidates planned, and reads answered so far.
+    planned: u64,
+    answered: u64,
+}
+
+/// How a lookup that found nothing ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum VinEnd {
+    /// Every candidate was read or could not be.
+    Exhausted,
+    /// Smartcar answered 429 for the app: nothing more is worth sending before then.
+    RateLimited(jiff::Timestamp),
+    Cancelled,
 }
 
 impl VinSearch {
@@ -75,6 +92,68 @@ struct VinRead {
     lookup: u64,
     vehicle_id: String,
     vin: Option<String>,
+    /// Why no VIN came back.
+    unread: Option<Unread>,
+}
+
+/// Why a read gave no VIN.
+#[derive(Debug, Clone, PartialEq)]
+enum Unread {
+    /// Smartcar answered 429 for the whole app: nothing more is worth sending before then.
+    AppRateLimited { until: jiff::Timestamp },
+    /// Something of this vehicle, for a person.
+    Vehicle(String),
+}
+
+/// Why an error kept a VIN from being read, for a person who must pick the car among those
+/// unread.
+fn unread_why(e: &crate::smartcar::ApiError) -> Unread {
+    use crate::smartcar::{ApiError, ErrorCode, ErrorType};
+    let sc = e.smartcar();
+    let code = sc.and_then(|s| s.code.as_ref());
+    let status = e.status();
+    if probe::is_app_rate_limit(e)
+        || (status == Some(429) && !matches!(code, Some(ErrorCode::Vehicle)))
+    {
+        let wait = e.retry_after_s().unwrap_or(60);
+        let until = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::from_secs(
+                i64::try_from(wait).unwrap_or(i64::MAX / 2).min(86_400),
+            ))
+            .unwrap_or_else(|_| jiff::Timestamp::now());
+        return Unread::AppRateLimited { until };
+    }
+    let why = if status == Some(429) {
+        match e.retry_after_s() {
+            Some(s) => format!(
+                "rate limited for this vehicle (429), again in {} min",
+                s.div_ceil(60)
+            ),
+            None => "rate limited for this vehicle (429)".to_string(),
+        }
+    } else if status == Some(430) || matches!(code, Some(ErrorCode::VehicleRequestLimit)) {
+        "monthly request quota spent (430)".to_string()
+    } else if matches!(e, ApiError::TokenUnsettled { .. }) {
+        "refused (401), app token or connection not known".to_string()
+    } else if status == Some(401) || sc.is_some_and(|s| s.error_type == ErrorType::Authentication) {
+        "token expired or refused (401)".to_string()
+    } else if let ApiError::Transport { message, .. } = e {
+        format!("no answer: {}", short(message))
+    } else {
+        short(&e.to_string())
+    };
+    Unread::Vehicle(why)
+}
+
+/// One line of at most 80 characters of a text from the network.
+fn short(message: &str) -> String {
+    let line = text::one_line(message);
+    if line.chars().count() <= 80 {
+        return line.into_owned();
+    }
+    let mut cut: String = line.chars().take(79).collect();
+    cut.push('…');
+    cut
 }
 
 /// What the scheduler remembers about one vehicle.
@@ -548,6 +627,14 @@ impl Scheduler {
                     self.vehicles.entry(vehicle_id).or_default().known.vin = Some(vin);
                 }
             }
+            Command::CancelVinLookup => {
+                if let Some(search) = self.vin_search.take() {
+                    search.stop_unsent();
+                    self.end_vin_search(search, None, VinEnd::Cancelled);
+                }
+                // One waiting for the listing is dropped too.
+                self.parked_vin = None;
+            }
             Command::FindVin { vin } => {
                 if self.listed_once() {
                     self.find_vin(vin);
@@ -778,8 +865,9 @@ impl Scheduler {
         }
         self.vin_lookups += 1;
         let empty = KnownVehicle::default();
-        let mut ranked: Vec<(plan::VinFit, usize, &str)> = Vec::new();
+        let mut ranked: Vec<(plan::VinRank, usize, &str)> = Vec::new();
         let mut known_match = None;
+        let mut no_access = Vec::new();
         let connections = self
             .listing
             .as_ref()
@@ -788,7 +876,7 @@ impl Scheduler {
         for (i, c) in connections.iter().enumerate() {
             let id = c.connection.vehicle_id.as_str();
             let known = self.vehicles.get(id).map_or(&empty, |v| &v.known);
-            let Some(fit) = plan::vin_fit(&vin, known) else {
+            let Some(fit) = plan::vin_rank(&vin, known) else {
                 continue;
             };
             if known.vin.is_some() {
@@ -797,6 +885,8 @@ impl Scheduler {
             }
             if self.credentials(id).1.is_some() {
                 ranked.push((fit, i, id));
+            } else {
+                no_access.push(id.to_string());
             }
         }
         ranked.sort_unstable();
@@ -808,29 +898,108 @@ impl Scheduler {
                 .map(|(_, _, id)| id.to_string())
                 .collect()
         };
+        let requests = pending.len() as u64;
+        let budget_left = self
+            .gate
+            .stats()
+            .budget_left
+            .map(|left| left.max(0.0).floor() as u64);
+        let eta_s = self
+            .gate
+            .seconds_for(requests)
+            .map_or(0, |s| s.max(0.0).ceil() as u64);
         self.emit(Event::VinLookupPlanned {
             vin: vin.vin.clone(),
-            requests: pending.len() as u64,
+            requests,
             make: vin.make().map(str::to_string),
+            budget_left,
+            eta_s,
         });
-        if known_match.is_some() || pending.is_empty() {
-            self.emit(Event::VinLookupDone {
-                vin: vin.vin,
-                vehicle_id: known_match,
-                requests: 0,
-                unreadable: 0,
-            });
-            return;
-        }
-        self.vin_search = Some(VinSearch {
+        let unread = if known_match.is_some() {
+            Vec::new()
+        } else {
+            no_access
+                .iter()
+                .map(|id| self.unread_candidate(id, "no access token for its user".into()))
+                .collect()
+        };
+        let search = VinSearch {
             id: self.vin_lookups,
             vin: vin.vin,
             pending,
             reads: Vec::new(),
             in_flight: 0,
             unreadable: 0,
-        });
+            unread,
+            planned: requests,
+            answered: 0,
+        };
+        if known_match.is_some() || search.pending.is_empty() {
+            self.end_vin_search(search, known_match, VinEnd::Exhausted);
+            return;
+        }
+        self.vin_search = Some(search);
         self.read_more_vins();
+    }
+
+    /// A candidate whose VIN could not be read, with what is known of it.
+    fn unread_candidate(&self, vehicle_id: &str, why: String) -> UnreadCandidate {
+        let attributes = self
+            .vehicles
+            .get(vehicle_id)
+            .and_then(|v| v.known.attributes.clone())
+            .or_else(|| {
+                self.connection(vehicle_id)
+                    .and_then(|c| c.attributes.clone())
+            });
+        UnreadCandidate {
+            vehicle_id: vehicle_id.to_string(),
+            attributes,
+            user_id: self.credentials(vehicle_id).0,
+            why,
+        }
+    }
+
+    /// Ends a lookup: the vehicle found, or what kept it from being found.
+    fn end_vin_search(&mut self, search: VinSearch, vehicle_id: Option<String>, end: VinEnd) {
+        let stopped_until = match end {
+            VinEnd::RateLimited(until) => Some(until),
+            _ => None,
+        };
+        let cancelled = end == VinEnd::Cancelled;
+        let requests = search.requests();
+        let gaps = if vehicle_id.is_some() {
+            VinLookupGaps::default()
+        } else {
+            let mut near: Vec<(String, String)> = self
+                .vehicles
+                .iter()
+                .filter_map(|(id, v)| {
+                    let read = v.known.vin.as_deref()?;
+                    (crate::smartcar::vin::distance(read.trim(), &search.vin) == Some(1))
+                        .then(|| (id.clone(), read.to_string()))
+                })
+                .collect();
+            near.sort_unstable();
+            VinLookupGaps {
+                unread: search.unread,
+                stopped_until,
+                not_tried: if end == VinEnd::Exhausted {
+                    0
+                } else {
+                    search.planned.saturating_sub(search.answered)
+                },
+                near,
+                cancelled,
+            }
+        };
+        self.emit(Event::VinLookupDone {
+            vin: search.vin,
+            vehicle_id,
+            requests,
+            unreadable: search.unreadable,
+            gaps,
+        });
     }
 
     /// Starts reads of the lookup's next candidates, as many at once as the concurrency allows.
@@ -847,6 +1016,9 @@ impl Scheduler {
             let Some(access) = access else {
                 // The token went away with a new listing.
                 search.unreadable += 1;
+                search.unread.push(
+                    self.unread_candidate(&vehicle_id, "no access token for its user".into()),
+                );
                 continue;
             };
             let sent = Arc::new(AtomicBool::new(false));
@@ -870,12 +1042,7 @@ impl Scheduler {
         }
         if search.in_flight == 0 {
             // Every candidate was read (or could not be) and none matched.
-            self.emit(Event::VinLookupDone {
-                requests: search.requests(),
-                vin: search.vin,
-                vehicle_id: None,
-                unreadable: search.unreadable,
-            });
+            self.end_vin_search(search, None, VinEnd::Exhausted);
         } else {
             self.vin_search = Some(search);
         }
@@ -897,25 +1064,54 @@ impl Scheduler {
                 vins: vec![(read.vehicle_id.clone(), vin.clone())],
             });
         }
-        let Some(search) = self.vin_search.as_mut().filter(|s| s.id == read.lookup) else {
+        if self.vin_search.as_ref().is_none_or(|s| s.id != read.lookup) {
+            return;
+        }
+        let unread = match (&vin, read.unread) {
+            (Some(_), _) => None,
+            (None, Some(why)) => Some(why),
+            (None, None) => Some(Unread::Vehicle("no VIN in the answer".into())),
+        };
+        let candidate = match &unread {
+            Some(Unread::Vehicle(why)) => {
+                Some(self.unread_candidate(&read.vehicle_id, why.clone()))
+            }
+            _ => None,
+        };
+        let Some(search) = self.vin_search.as_mut() else {
             return;
         };
         search.in_flight = search.in_flight.saturating_sub(1);
-        match vin {
-            Some(vin) if vin.eq_ignore_ascii_case(&search.vin) => {
+        search.answered += 1;
+        let progress = Event::VinLookupProgress {
+            vin: search.vin.clone(),
+            read: search.answered,
+            of: search.planned,
+        };
+        self.emit(progress);
+        let Some(search) = self.vin_search.as_mut() else {
+            return;
+        };
+        match (vin, unread) {
+            (Some(vin), _) if vin.eq_ignore_ascii_case(&search.vin) => {
                 search.stop_unsent();
-                let done = Event::VinLookupDone {
-                    vin: search.vin.clone(),
-                    vehicle_id: Some(read.vehicle_id),
-                    requests: search.requests(),
-                    unreadable: search.unreadable,
-                };
-                self.vin_search = None;
-                self.emit(done);
+                if let Some(search) = self.vin_search.take() {
+                    self.end_vin_search(search, Some(read.vehicle_id), VinEnd::Exhausted);
+                }
             }
-            Some(_) => self.read_more_vins(),
-            None => {
+            (Some(_), _) => self.read_more_vins(),
+            (None, Some(Unread::AppRateLimited { until })) => {
+                // Every further read would be refused too: stop, and say when it may go on.
+                search.stop_unsent();
                 search.unreadable += 1;
+                search.answered -= 1;
+                if let Some(search) = self.vin_search.take() {
+                    self.end_vin_search(search, None, VinEnd::RateLimited(until));
+                }
+            }
+            (None, _) => {
+                search.unreadable += 1;
+                search.unread.extend(candidate);
                 self.read_more_vins();
             }
         }
@@ -1216,6 +1412,7 @@ async fn read_vin(
     vehicle_id: String,
 ) -> VinRead {
     let mut known = KnownVehicle::default();
+    let mut unread = None;
     if let Ok(permit) = gate.acquire(ticket).await {
         let (observations, reach) = match (&client, &access) {
             (Api::V2(client), Access::Token(token)) => {
@@ -1242,18 +1439,43 @@ async fn read_vin(
                         ),
                         outage::Reach::Answered,
                     ),
-                    Err(e) => (Vec::new(), outage::reach_of_v3_error(client, &e)),
+                    Err(e) => {
+                        unread = Some(match &e {
+                            V3Error::Api { error, .. } | V3Error::TokenUnsettled { error, .. } => {
+                                unread_why(error)
+                            }
+                            other => Unread::Vehicle(short(&other.to_string())),
+                        });
+                        (Vec::new(), outage::reach_of_v3_error(client, &e))
+                    }
                 }
             }
             // A credential of the other API: nothing can be sent.
             _ => (Vec::new(), outage::Reach::Silent),
         };
+        if let outage::Reach::Failed(f) = &reach {
+            unread = Some(Unread::Vehicle(format!("no answer: {}", short(&f.kind))));
+        }
         permit.settle(&reach);
+        if unread.is_none() {
+            unread = observations.iter().find_map(|o| o.error()).map(unread_why);
+        }
+        if let Some(Unread::AppRateLimited { until }) = &unread {
+            // The rest of the app waits too, as after any probe's app-wide 429.
+            let wait = until
+                .duration_since(jiff::Timestamp::now())
+                .try_into()
+                .unwrap_or_default();
+            gate.pause_until(deadline_after(Instant::now(), wait));
+        }
         known.learn(&observations);
+    } else {
+        unread = Some(Unread::Vehicle("not sent: the lookup was stopped".into()));
     }
     VinRead {
         lookup,
         vehicle_id,
         vin: known.vin,
+        unread,
     }
 }

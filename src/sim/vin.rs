@@ -3,44 +3,7 @@
 /// Characters a VIN may contain (no I, O or Q).
 pub const VIN_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPRSTUVWXYZ0123456789";
 
-/// Weight of each position in the check-digit sum.
-const WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
-
-/// The numeric value a VIN character stands for in the check-digit sum; `None` for a character
-/// a VIN cannot contain.
-fn transliterate(c: u8) -> Option<u32> {
-    let v = match c {
-        b'0'..=b'9' => u32::from(c - b'0'),
-        b'A' | b'J' => 1,
-        b'B' | b'K' | b'S' => 2,
-        b'C' | b'L' | b'T' => 3,
-        b'D' | b'M' | b'U' => 4,
-        b'E' | b'N' | b'V' => 5,
-        b'F' | b'W' => 6,
-        b'G' | b'P' | b'X' => 7,
-        b'H' | b'Y' => 8,
-        b'R' | b'Z' => 9,
-        _ => return None,
-    };
-    Some(v)
-}
-
-/// The check digit (position 9) a VIN must carry, computed from all 17 characters (position 9 itself
-/// weighs nothing). `None` when the input is not 17 valid VIN characters.
-pub fn check_digit(vin: &str) -> Option<char> {
-    let bytes = vin.as_bytes();
-    if bytes.len() != 17 {
-        return None;
-    }
-    let mut sum = 0u32;
-    for (c, w) in bytes.iter().zip(WEIGHTS) {
-        sum += transliterate(c.to_ascii_uppercase())? * w;
-    }
-    Some(match sum % 11 {
-        10 => 'X',
-        n => char::from(b'0' + n as u8),
-    })
-}
+pub use crate::smartcar::vin::check_digit;
 
 /// Whether a VIN has 17 valid characters and a correct check digit.
 pub fn is_valid(vin: &str) -> bool {

@@ -210,6 +210,111 @@ impl DecodedVin {
     }
 }
 
+/// Said with a check digit that does not fit: the rule is North America's, and some makers
+/// elsewhere never followed it.
+pub const CHECK_DIGIT_NOT_EVERYWHERE: &str =
+    "some VINs made outside North America do not use the check digit";
+
+/// Weight of each position in the check-digit sum.
+const WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
+
+/// The numeric value a VIN character stands for in the check-digit sum; `None` for a character
+/// a VIN cannot contain.
+fn transliterate(c: u8) -> Option<u32> {
+    let v = match c {
+        b'0'..=b'9' => u32::from(c - b'0'),
+        b'A' | b'J' => 1,
+        b'B' | b'K' | b'S' => 2,
+        b'C' | b'L' | b'T' => 3,
+        b'D' | b'M' | b'U' => 4,
+        b'E' | b'N' | b'V' => 5,
+        b'F' | b'W' => 6,
+        b'G' | b'P' | b'X' => 7,
+        b'H' | b'Y' => 8,
+        b'R' | b'Z' => 9,
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// The check digit (position 9) a VIN must carry, computed from all 17 characters (position 9
+/// itself weighs nothing). `None` when the input is not 17 valid VIN characters.
+pub fn check_digit(vin: &str) -> Option<char> {
+    let bytes = vin.as_bytes();
+    if bytes.len() != 17 {
+        return None;
+    }
+    let mut sum = 0u32;
+    for (c, w) in bytes.iter().zip(WEIGHTS) {
+        sum += transliterate(c.to_ascii_uppercase())? * w;
+    }
+    Some(match sum % 11 {
+        10 => 'X',
+        n => char::from(b'0' + n as u8),
+    })
+}
+
+/// How many characters two VINs differ in (case ignored); `None` when their lengths differ.
+pub fn distance(a: &str, b: &str) -> Option<usize> {
+    (a.len() == b.len()).then(|| {
+        a.bytes()
+            .zip(b.bytes())
+            .filter(|(x, y)| !x.eq_ignore_ascii_case(y))
+            .count()
+    })
+}
+
+impl DecodedVin {
+    /// The check digit the other 16 characters call for, when position 9 holds another: a
+    /// typo is likely, though [`CHECK_DIGIT_NOT_EVERYWHERE`].
+    pub fn check_digit_misfit(&self) -> Option<char> {
+        let want = check_digit(&self.vin)?;
+        (self.vin.as_bytes().get(8).copied() != Some(want as u8)).then_some(want)
+    }
+
+    /// The model positions 4–8 name, where the manufacturer code's maker writes it readably:
+    /// Tesla puts the model's letter at position 4 (`5YJ3…` is a Model 3).
+    pub fn model(&self) -> Option<&'static str> {
+        if self.make() != Some("TESLA") {
+            return None;
+        }
+        match self.vin.as_bytes().get(3)? {
+            b'3' => Some("Model 3"),
+            b'Y' => Some("Model Y"),
+            b'S' => Some("Model S"),
+            b'X' => Some("Model X"),
+            b'C' => Some("Cybertruck"),
+            _ => None,
+        }
+    }
+
+    /// Whether a listed model is the one the VIN names; `None` when either says nothing.
+    pub fn fits_model(&self, listed: &str) -> Option<bool> {
+        let named = self.model()?;
+        let key = |s: &str| -> String {
+            s.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_uppercase())
+                .collect()
+        };
+        let listed = key(listed);
+        if listed.is_empty() {
+            return None;
+        }
+        Some(listed == key(named))
+    }
+
+    /// One line saying the check digit does not fit, and that nothing was sent.
+    pub fn check_digit_line(&self) -> Option<String> {
+        let want = self.check_digit_misfit()?;
+        let has = self.vin.get(8..9).unwrap_or_default();
+        Some(format!(
+            "VIN {}: its check digit (position 9) is {has}, the other characters call for {want}: a typo? Nothing was sent ({CHECK_DIGIT_NOT_EVERYWHERE})",
+            self.vin
+        ))
+    }
+}
+
 /// Makes compared as a person would: case, spaces and dashes ignored (`Mercedes-Benz`,
 /// `MERCEDES BENZ`), and the short names some listings use.
 pub fn same_make(a: &str, b: &str) -> bool {
@@ -286,6 +391,20 @@ fn years_of(offset: usize, this_year: i16) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vin_with_one_character_changed_has_a_check_digit_that_does_not_fit() {
+        let good = decode("5YJ3E1EA2KF317000", 2025).expect("a VIN");
+        assert_eq!(good.check_digit_misfit(), None);
+        let typo = decode("5YJ3E1EA2KF317001", 2025).expect("a VIN");
+        assert!(typo.check_digit_misfit().is_some());
+        let line = typo.check_digit_line().expect("said");
+        assert!(
+            line.contains("position 9") && line.contains("outside North America"),
+            "{line}"
+        );
+        assert_eq!(distance(&good.vin, &typo.vin), Some(1));
+    }
 
     #[test]
     fn a_tesla_model_3_vin_names_tesla_and_its_two_possible_years() {

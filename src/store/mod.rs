@@ -345,6 +345,7 @@ pub struct Store {
     counts: Counts,
     progress: Progress,
     rate_limited_until: Option<Timestamp>,
+    rate_limited_by_smartcar: bool,
     source_error: Option<String>,
     /// Sources found unreachable, until a request sent after gets through.
     outages: Vec<SourceOutage>,
@@ -428,6 +429,7 @@ impl Store {
             counts: Counts::default(),
             progress: Progress::default(),
             rate_limited_until: None,
+            rate_limited_by_smartcar: false,
             source_error: None,
             outages: Vec::new(),
             sweep_cost: None,
@@ -496,9 +498,19 @@ impl Store {
     }
 
     /// Requests wait until `until` (Smartcar's Retry-After or the local budget).
-    pub fn rate_limited(&mut self, until: Timestamp, now: Timestamp) -> bool {
+    /// Nothing is sent before `until`: Smartcar said 429 (`by_smartcar`), or the local bucket
+    /// is empty. Our own pacing never hides a pause Smartcar asked for.
+    pub fn rate_limited(&mut self, until: Timestamp, by_smartcar: bool, now: Timestamp) -> bool {
         self.tick(now);
+        let smartcar_pause = self.rate_limited_by_smartcar
+            && self
+                .rate_limited_until
+                .is_some_and(|u| u > now && u >= until);
+        if !by_smartcar && smartcar_pause {
+            return false;
+        }
         self.rate_limited_until = Some(until);
+        self.rate_limited_by_smartcar = by_smartcar;
         true
     }
 
@@ -541,6 +553,30 @@ impl Store {
             changed |= self.learn_vin(vehicle_id, vin);
         }
         changed
+    }
+
+    /// The known VINs nearest a VIN (at most two characters apart), nearest first, as
+    /// `(vehicle_id, vin)`: what a mistyped VIN was likely meant to be.
+    pub fn nearest_vins(&self, vin: &str, most: usize) -> Vec<(String, String)> {
+        let mut near: Vec<(usize, &str, &str)> = self
+            .records
+            .iter()
+            .filter_map(|r| {
+                let known = r.vin.as_deref()?;
+                let d = crate::smartcar::vin::distance(known.trim(), vin.trim())?;
+                (d <= 2).then_some((d, r.vehicle_id.as_str(), known))
+            })
+            .collect();
+        near.sort_unstable();
+        near.into_iter()
+            .take(most)
+            .map(|(_, id, v)| (id.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Every vehicle, whatever the filter, in no particular order.
+    pub fn all(&self) -> impl Iterator<Item = &VehicleRecord> {
+        self.records.iter()
     }
 
     /// All vehicles, whatever the filter.
@@ -794,6 +830,12 @@ impl Store {
     }
 
     /// Nothing is sent before this time (compare with `now` to know whether it is still in force).
+    /// Whether the wait of [`Store::rate_limited_until`] was asked by Smartcar (a 429), not our
+    /// own pacing.
+    pub fn rate_limited_by_smartcar(&self) -> bool {
+        self.rate_limited_by_smartcar
+    }
+
     pub fn rate_limited_until(&self) -> Option<Timestamp> {
         self.rate_limited_until
     }

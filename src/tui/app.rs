@@ -49,6 +49,8 @@ pub struct TuiConfig {
     pub refresh_every: std::time::Duration,
     /// Which way copies go in this session, for the help (the runtime finds the clipboard).
     pub copying: String,
+    /// A VIN lookup that would spend more than this share of the budget left asks first.
+    pub confirm_lookup_share: f64,
 }
 
 impl Default for TuiConfig {
@@ -66,6 +68,7 @@ impl Default for TuiConfig {
             probe_visible: true,
             refresh_every: std::time::Duration::from_secs(300),
             copying: clipboard::CopyRoutes::default().describe(),
+            confirm_lookup_share: 0.25,
         }
     }
 }
@@ -250,6 +253,8 @@ pub struct App {
     pub rate: RequestRate,
     /// A VIN lookup under way (`:vin` or a whole VIN in `/`): its vehicle opens when found.
     pub vin_lookup: Option<String>,
+    /// A VIN lookup waiting for `y`: its check digit does not fit, or it costs much of the budget.
+    pub vin_confirm: Option<(crate::smartcar::vin::DecodedVin, VinAsk)>,
     /// When verdicts that time alone can change were last diagnosed again.
     rediagnosed_at: Option<Timestamp>,
     pub quit: bool,
@@ -371,6 +376,7 @@ impl App {
             sweep_started: false,
             pin_top: true,
             vin_lookup: None,
+            vin_confirm: None,
             rediagnosed_at: None,
             quit: false,
             link: None,
@@ -437,9 +443,11 @@ impl App {
 
     /// The flash still showing at `now`.
     pub fn visible_flash(&self) -> Option<&Flash> {
+        // A question waiting for its answer, or a lookup under way, stays on screen.
+        let held = self.vin_confirm.is_some() || self.vin_lookup.is_some();
         self.flash
             .as_ref()
-            .filter(|f| self.now.as_second() - f.at.as_second() < FLASH_S)
+            .filter(|f| held || self.now.as_second() - f.at.as_second() < FLASH_S)
     }
 
     fn say(&mut self, text: impl Into<String>) {
@@ -590,6 +598,31 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
 }
 
 fn on_key(app: &mut App, key: KeyEvent, effects: &mut Vec<Effect>) {
+    if let Some((vin, asked)) = app.vin_confirm.take() {
+        // The answer to "look it up?": `y` goes on, any other key sends nothing.
+        match (key.code, asked) {
+            (KeyCode::Char('y'), VinAsk::CheckDigit) => ask_cost_or_send(app, vin, effects),
+            (KeyCode::Char('y'), VinAsk::Cost) => send_vin_lookup(app, vin, effects),
+            _ => app.say(format!("VIN {} not looked up: nothing was sent", vin.vin)),
+        }
+        return;
+    }
+    if key.code == KeyCode::Esc
+        && matches!(app.context(), KeyContext::Fleet | KeyContext::Vehicle)
+        && let Some(vin) = app.vin_lookup.clone()
+    {
+        // Esc stops the lookup; what it read is kept.
+        effects.push(Effect::Send(Command::CancelVinLookup));
+        if app.link.is_some() {
+            app.vin_lookup = None;
+            app.say(format!(
+                "VIN {vin}: no longer waiting for the desk's lookup"
+            ));
+        } else {
+            app.say(format!("VIN {vin}: cancelling the lookup…"));
+        }
+        return;
+    }
     let context = app.context();
     let action = app.config.keymap.action_for_event(context, &key);
     match (context, action) {
@@ -1227,6 +1260,104 @@ fn start_vin_lookup(
     vin: crate::smartcar::vin::DecodedVin,
     effects: &mut Vec<Effect>,
 ) {
+    if let Some(line) = vin.check_digit_line() {
+        // Most likely a typo: nothing is spent on it unless the agent says so.
+        let near: Vec<String> = app
+            .store
+            .nearest_vins(&vin.vin, 2)
+            .into_iter()
+            .map(|(id, v)| format!("{v} ({id})"))
+            .collect();
+        let near = if near.is_empty() {
+            String::new()
+        } else {
+            format!("; nearest known: {}", near.join(", "))
+        };
+        app.complain(format!("{line}{near}. Look it up anyway? y / any key"));
+        app.vin_confirm = Some((vin, VinAsk::CheckDigit));
+        return;
+    }
+    ask_cost_or_send(app, vin, effects);
+}
+
+/// Why a VIN lookup waits for `y`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VinAsk {
+    /// The check digit does not fit: most likely a typo.
+    CheckDigit,
+    /// It would spend more than [`TuiConfig::confirm_lookup_share`] of the budget left.
+    Cost,
+}
+
+/// Requests a lookup of `vin` would send at most: the rows whose VIN is not known, whose user
+/// has a token, and whose make and year (when known) fit.
+fn vin_lookup_estimate(app: &App, vin: &crate::smartcar::vin::DecodedVin) -> u64 {
+    app.store
+        .all()
+        .filter(|r| r.vin.is_none() && r.has_token)
+        .filter(|r| {
+            let Some(a) = &r.attributes else {
+                return true;
+            };
+            let make = (!a.make.trim().is_empty())
+                .then(|| vin.fits_make(&a.make))
+                .flatten();
+            let year = (a.year != 0).then(|| vin.fits_year(a.year)).flatten();
+            make != Some(false) && year != Some(false)
+        })
+        .count() as u64
+}
+
+/// "of 50 left: ~9 min" after "about 67 requests": what the budget makes of a lookup's cost;
+/// empty when the budget is not limited.
+fn budget_phrase(requests: u64, budget_left: Option<f64>, refill_per_min: Option<f64>) -> String {
+    let Some(left) = budget_left.map(|l| l.max(0.0).floor()) else {
+        return String::new();
+    };
+    let short = (requests as f64 - left).max(0.0);
+    let wait = match refill_per_min.filter(|r| *r > 0.0) {
+        _ if short == 0.0 => "within the budget".to_string(),
+        Some(rate) => format!(
+            "~{}",
+            crate::health::remedy::human_seconds((short * 60.0 / rate).ceil() as u64)
+        ),
+        None => "more than the budget will ever hold".to_string(),
+    };
+    format!(" of {left} left: {wait}")
+}
+
+/// Asks first when the lookup would spend more than the configured share of the budget left.
+fn ask_cost_or_send(
+    app: &mut App,
+    vin: crate::smartcar::vin::DecodedVin,
+    effects: &mut Vec<Effect>,
+) {
+    let requests = vin_lookup_estimate(app, &vin);
+    let progress = app.store.progress();
+    let (left, refill) = (progress.budget_left, progress.budget_refill_per_min);
+    // A desk spends its own budget, and says nothing of it here.
+    if app.link.is_none()
+        && requests > 0
+        && let Some(left) = left
+        && requests as f64 > app.config.confirm_lookup_share * left.max(0.0).floor()
+    {
+        app.complain(format!(
+            "VIN {}: about {requests} requests{}. Look it up? y / any key",
+            vin.vin,
+            budget_phrase(requests, Some(left), refill)
+        ));
+        app.vin_confirm = Some((vin, VinAsk::Cost));
+        return;
+    }
+    send_vin_lookup(app, vin, effects);
+}
+
+/// Sends the lookup of a VIN, its cost and outcome to come back as events.
+fn send_vin_lookup(
+    app: &mut App,
+    vin: crate::smartcar::vin::DecodedVin,
+    effects: &mut Vec<Effect>,
+) {
     app.say(format!("looking up VIN {}…", vin.vin));
     app.vin_lookup = Some(vin.vin.clone());
     effects.push(Effect::Send(Command::FindVin { vin }));
@@ -1243,20 +1374,37 @@ fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
             vin,
             requests,
             make,
+            ..
         } if *vin == asked => {
             let make = make
                 .as_deref()
                 .map_or_else(String::new, |m| format!(" {}", one_line(m)));
             app.say(match requests {
                 0 => format!("VIN {vin}: no{make} vehicle of that year is connected; 0 requests"),
-                n => format!("looking up{make} VIN {vin}: {n} requests at most"),
+                n => {
+                    let progress = app.store.progress();
+                    format!(
+                        "looking up{make} VIN {vin}: {n} requests at most{} · Esc cancels",
+                        budget_phrase(*n, progress.budget_left, progress.budget_refill_per_min)
+                    )
+                }
             });
+            app.dirty = true;
+        }
+        Event::VinLookupProgress { vin, read, of } if *vin == asked => {
+            let progress = app.store.progress();
+            let left = of.saturating_sub(*read);
+            app.say(format!(
+                "looking up VIN {vin}: {read}/{of} read · {left} more at most{} · Esc cancels",
+                budget_phrase(left, progress.budget_left, progress.budget_refill_per_min)
+            ));
             app.dirty = true;
         }
         Event::VinLookupDone {
             vin,
             vehicle_id,
             requests,
+            gaps,
             ..
         } if *vin == asked => {
             app.vin_lookup = None;
@@ -1271,10 +1419,27 @@ fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
                     "VIN {vin}: the desk found no vehicle with it ({requests} VINs read)"
                 )),
                 // The plan said so already.
-                None if *requests == 0 => {}
-                None => app.complain(format!(
-                    "VIN {vin}: no vehicle has it after {requests} requests"
-                )),
+                None if *requests == 0 && gaps.is_empty() && gaps.near.is_empty() => {}
+                None => {
+                    let summary = gaps.summary(vin, *requests, app.store.len());
+                    if gaps.unread.is_empty() && gaps.not_tried == 0 {
+                        app.complain(summary);
+                    } else {
+                        // The car may be one of those unread: the list shows them to open.
+                        let make = gaps
+                            .unread
+                            .iter()
+                            .filter_map(|c| c.attributes.as_ref())
+                            .map(|a| a.make.trim().to_ascii_lowercase())
+                            .find(|m| !m.is_empty() && !m.contains(char::is_whitespace));
+                        let filter = match make {
+                            Some(make) => format!("!has:vin make:{make}"),
+                            None => "!has:vin".to_string(),
+                        };
+                        fleet_filter_from_command(app, &filter, effects);
+                        app.complain(format!("{summary} (listed: {filter})"));
+                    }
+                }
             }
             app.dirty = true;
         }

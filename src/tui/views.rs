@@ -86,16 +86,20 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
     if let Some(until) = app.store.rate_limited_until().filter(|u| *u > app.now) {
         let wait = until.as_second() - app.now.as_second();
         let at = until.strftime("%H:%M:%S UTC");
-        segments.push(Segment::new(
-            98,
-            vec![Span::styled(
-                format!(
-                    " rate limited until {at} ({}) ",
-                    crate::health::remedy::human_seconds(u64::try_from(wait).unwrap_or(0))
-                ),
+        let wait = crate::health::remedy::human_seconds(u64::try_from(wait).unwrap_or(0));
+        // A 429 is Smartcar's word; an empty local bucket is only our own pacing.
+        let (text, style) = if app.store.rate_limited_by_smartcar() {
+            (
+                format!(" rate limited by Smartcar until {at} ({wait}) "),
                 theme.error,
-            )],
-        ));
+            )
+        } else {
+            (
+                format!(" waiting for budget until {at} ({wait}) "),
+                theme.warning,
+            )
+        };
+        segments.push(Segment::new(98, vec![Span::styled(text, style)]));
     }
     match &app.link {
         Some(Link::Reconnecting { attempt, reason }) => {

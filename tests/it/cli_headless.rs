@@ -895,3 +895,105 @@ async fn an_unreachable_desk_or_token_endpoint_is_one_line_naming_host_port_and_
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_a_vin_with_a_wrong_check_digit_sends_nothing_names_the_nearest_and_looks_up_only_when_asked()
+ {
+    let sim = simulator(40).await;
+    let home = temp_home("vehiclevintypo");
+    let tokens = write_tokens(&sim, &home);
+    let live = live_args(&sim, tokens.to_str().unwrap());
+    let car = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.situation == sim::Situation::Healthy)
+        .expect("a healthy car")
+        .clone();
+    // A first run reads its VIN: the snapshot knows it.
+    let mut args = vec!["vehicle", car.vin.as_str()];
+    args.extend(live.iter().copied());
+    let first = vtriage(&home, &args).await;
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    // One character off (the last one), so the check digit no longer fits.
+    let mut typo = car.vin.clone().into_bytes();
+    typo[16] = if typo[16] == b'1' { b'2' } else { b'1' };
+    let typo = String::from_utf8(typo).expect("ASCII");
+    assert!(!sim::vin::is_valid(&typo));
+    sim.reset_stats();
+    let mut args = vec!["vehicle", typo.as_str()];
+    args.extend(live.iter().copied());
+    let out = vtriage(&home, &args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("check digit")
+            && stderr.contains("outside North America")
+            && stderr.contains(&car.vin)
+            && stderr.contains("--lookup-anyway"),
+        "{stderr}"
+    );
+    let vehicle_calls: u64 = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| sim.vehicle_requests(&v.id).unwrap_or(0))
+        .sum();
+    assert_eq!(vehicle_calls, 0, "no VIN was read for a likely typo");
+
+    args.push("--lookup-anyway");
+    let out = vtriage(&home, &args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("VIN lookup"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_a_vin_no_car_has_keeps_every_vin_it_read_so_the_next_lookup_reads_none_again() {
+    let sim = simulator(40).await;
+    let home = temp_home("vehiclevinkept");
+    let tokens = write_tokens(&sim, &home);
+    let live = live_args(&sim, tokens.to_str().unwrap());
+    // A VIN no car has, its check digit right, so it is looked up.
+    let fleet: Vec<&str> = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| v.vin.as_str())
+        .collect();
+    let absent: Vec<String> = (0..1000u32)
+        .map(|serial| {
+            let mut v = sim.fleet().vehicles[0].vin.clone().into_bytes();
+            v[11..].copy_from_slice(format!("{:06}", 999_000 + serial).as_bytes());
+            let d = sim::vin::check_digit(std::str::from_utf8(&v).expect("ASCII")).expect("VIN");
+            v[8] = d as u8;
+            String::from_utf8(v).expect("ASCII")
+        })
+        .filter(|v| !fleet.contains(&v.as_str()))
+        .take(2)
+        .collect();
+    let mut args = vec!["vehicle", absent[0].as_str()];
+    args.extend(live.iter().copied());
+    let first = vtriage(&home, &args).await;
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("40 requests at most"), "{stderr}");
+
+    sim.reset_stats();
+    let mut args = vec!["vehicle", absent[1].as_str()];
+    args.extend(live.iter().copied());
+    let again = vtriage(&home, &args).await;
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("0 requests"), "{stderr}");
+    let vehicle_calls: u64 = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .map(|v| sim.vehicle_requests(&v.id).unwrap_or(0))
+        .sum();
+    assert_eq!(vehicle_calls, 0, "no VIN read twice");
+}

@@ -322,7 +322,7 @@ async fn vehicle_by_vin_on_v3_reads_only_its_make_and_year_and_an_absent_make_co
     assert!(stderr.contains(&cost) || plural, "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&car.vin));
 
-    let mut args = vec!["vehicle", "WP0AB2A97MS000001"];
+    let mut args = vec!["vehicle", "WP0AB2A99MS000001"];
     args.extend(v3_args(&sim));
     let out = vtriage(&home, &args, &secret).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -397,4 +397,45 @@ async fn vehicle_by_id_or_user_lists_that_car_or_user_alone_not_the_fleet_of_two
     let (out, listed) = run(home.clone(), prefix.clone()).await;
     assert!(out.contains(&vehicle_id), "{out}");
     assert_eq!(listed, 1, "a fresh snapshot resolves the prefix");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_by_the_vin_of_a_car_smartcar_will_not_read_lists_it_among_the_unread_never_no_vehicle()
+ {
+    let sim = simulator(200, 3600).await;
+    let home = temp_home("vinunread");
+    // Its VIN is refused (its own 429, or its monthly quota spent): the car exists all the same.
+    let car = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| {
+            matches!(
+                v.situation,
+                sim::Situation::RateLimited | sim::Situation::QuotaExhausted
+            ) && vtriage::smartcar::vin::decode(&v.vin, 2025).is_ok_and(|d| d.make().is_some())
+        })
+        .expect("a car whose VIN cannot be read")
+        .clone();
+    let secret = [("SMARTCAR_CLIENT_SECRET", SECRET)];
+    let mut args = vec!["vehicle", car.vin.as_str(), "--now", "2025-06-01T00:00:00Z"];
+    args.extend(v3_args(&sim));
+    let out = vtriage(&home, &args, &secret).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "not checked: {stderr}");
+    assert!(!stderr.contains("no vehicle"), "{stderr}");
+    assert!(stderr.contains("could not be read"), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&car.id))
+        .unwrap_or_else(|| panic!("{} listed: {stderr}", car.id));
+    let why = if car.situation == sim::Situation::RateLimited {
+        "429"
+    } else {
+        "quota"
+    };
+    assert!(
+        line.contains(&car.user_id) && line.contains(&car.model) && line.contains(why),
+        "{line}"
+    );
 }

@@ -353,7 +353,7 @@ async fn hostile_app_wide_retry_after_pauses_for_at_most_the_cap_and_says_until_
         let asked = jiff::Timestamp::now();
         probe(&h, &["v1"]);
         let paused_until = until(&mut h.events, |e| match e {
-            Event::RateLimited { until } => Some(*until),
+            Event::RateLimited { until, .. } => Some(*until),
             Event::Observed { report } => {
                 panic!("Retry-After {value:?}: no pause before {report:#?}")
             }

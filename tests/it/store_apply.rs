@@ -392,6 +392,7 @@ fn header_events_are_kept_and_report_a_change() {
         &mut store,
         &Event::RateLimited {
             until: t("2026-11-27T12:05:00Z"),
+            by_smartcar: true,
         },
         now(),
     );

@@ -1023,7 +1023,7 @@ fn store_event(app: &mut App, event: vtriage::fetch::Event) -> Vec<Effect> {
 fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() {
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
-    let vin = "5YJ3E1EA1PF000009";
+    let vin = "5YJ3E1EA3PF000009";
     let effects = command(&mut app, &format!("vin {}", vin.to_lowercase()));
     assert_eq!(find_vin_sent(&effects).as_deref(), Some(vin));
     assert_eq!(app.page(), None, "nothing opens before the lookup ends");
@@ -1033,6 +1033,8 @@ fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() 
             vin: vin.into(),
             requests: 2,
             make: Some("TESLA".into()),
+            budget_left: None,
+            eta_s: 0,
         },
     );
     assert!(
@@ -1053,6 +1055,7 @@ fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() 
             vehicle_id: Some("aaaa-unchecked".into()),
             requests: 1,
             unreadable: 0,
+            gaps: Default::default(),
         },
     );
     assert_eq!(
@@ -1070,7 +1073,7 @@ fn vin_command_for_a_vin_never_read_says_the_cost_and_opens_the_vehicle_found() 
 fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() {
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
-    let vin = "WP0AB2A97MS000001";
+    let vin = "WP0AB2A99MS000001";
     command(&mut app, &format!("vin {vin}"));
     store_event(
         &mut app,
@@ -1078,6 +1081,8 @@ fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() 
             vin: vin.into(),
             requests: 0,
             make: Some("PORSCHE".into()),
+            budget_left: None,
+            eta_s: 0,
         },
     );
     store_event(
@@ -1087,6 +1092,7 @@ fn vin_command_of_an_absent_make_says_it_costs_nothing_and_a_bad_vin_says_why() 
             vehicle_id: None,
             requests: 0,
             unreadable: 0,
+            gaps: Default::default(),
         },
     );
     let said = flash(&app);
@@ -1109,7 +1115,7 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_the_car_found_open
 {
     use vtriage::fetch::Event;
     let mut app = app(80, 24);
-    let vin = "5YJ3E1EA1PF000009";
+    let vin = "5YJ3E1EA3PF000009";
     key(&mut app, KeyCode::Char('/'));
     let typing = typed(&mut app, vin);
     assert_eq!(find_vin_sent(&typing), None, "typing alone spends nothing");
@@ -1129,6 +1135,7 @@ fn a_whole_vin_in_the_filter_matching_no_row_is_looked_up_and_the_car_found_open
             vehicle_id: Some("aaaa-unchecked".into()),
             requests: 1,
             unreadable: 0,
+            gaps: Default::default(),
         },
     );
     // As `:vin` does: the car opens and is probed at Focus priority.
@@ -1296,4 +1303,99 @@ fn a_click_lands_on_the_row_drawn_there_with_or_without_the_filter_line() {
             "filter line shown: {filtered}"
         );
     }
+}
+
+#[test]
+fn a_vin_whose_check_digit_does_not_fit_costs_nothing_offers_the_nearest_and_is_looked_up_only_on_y()
+ {
+    // One character from the Model 3's VIN: its check digit no longer fits.
+    let typo = "5YJ3E1EA7KF000003";
+    let mut app = app(80, 24);
+    let effects = command(&mut app, &format!("vin {typo}"));
+    assert_eq!(
+        find_vin_sent(&effects),
+        None,
+        "nothing is spent on a likely typo"
+    );
+    let said = flash(&app);
+    assert!(
+        said.contains("check digit")
+            && said.contains("outside North America")
+            && said.contains("5YJ3E1EA7KF000002"),
+        "{said}"
+    );
+    // Any other key: still nothing.
+    let effects = key(&mut app, KeyCode::Char('n'));
+    assert_eq!(find_vin_sent(&effects), None);
+    assert!(flash(&app).contains("not looked up"), "{}", flash(&app));
+
+    // The same VIN in `/`, then `y`: looked up all the same.
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, typo);
+    let effects = key(&mut app, KeyCode::Enter);
+    assert_eq!(find_vin_sent(&effects), None);
+    let effects = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(find_vin_sent(&effects).as_deref(), Some(typo));
+}
+
+#[test]
+fn a_vin_lookup_costing_much_of_the_budget_asks_first_then_its_progress_stays_until_esc_cancels() {
+    use vtriage::fetch::{Command, Event, Progress};
+    let mut app = app(120, 40);
+    app.store.set_progress(
+        &Progress {
+            budget_left: Some(1.4),
+            budget_refill_per_min: Some(2.0),
+            ..Progress::default()
+        },
+        now(),
+    );
+    // A Tesla VIN no row has, its check digit right.
+    let vin = "5YJ3E1EA3PF000009";
+    let effects = command(&mut app, &format!("vin {vin}"));
+    assert_eq!(
+        find_vin_sent(&effects),
+        None,
+        "nothing is spent before the agent agrees"
+    );
+    let said = flash(&app);
+    assert!(
+        said.contains("of 1 left") && said.contains("y / any key"),
+        "{said}"
+    );
+    let effects = key(&mut app, KeyCode::Char('y'));
+    assert_eq!(find_vin_sent(&effects).as_deref(), Some(vin));
+
+    store_event(
+        &mut app,
+        Event::VinLookupPlanned {
+            vin: vin.into(),
+            requests: 3,
+            make: Some("TESLA".into()),
+            budget_left: Some(1),
+            eta_s: 60,
+        },
+    );
+    store_event(
+        &mut app,
+        Event::VinLookupProgress {
+            vin: vin.into(),
+            read: 1,
+            of: 3,
+        },
+    );
+    // Long after a flash would have gone, the lookup's line is still there.
+    app.now = now() + jiff::SignedDuration::from_secs(600);
+    let said = flash(&app);
+    assert!(
+        said.contains("1/3 read") && said.contains("left") && said.contains("Esc cancels"),
+        "{said}"
+    );
+    let effects = key(&mut app, KeyCode::Esc);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Send(Command::CancelVinLookup))),
+        "{effects:?}"
+    );
 }

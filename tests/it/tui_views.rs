@@ -281,16 +281,38 @@ fn the_help_lists_the_rule_and_finding_ids_the_filter_takes() {
 fn a_rate_limit_reads_rate_limited_until_a_time_in_the_header() {
     let mut app = app(120, 40);
     let until = now() + jiff::SignedDuration::from_secs(3600);
-    app.store.rate_limited(until, now());
+    app.store.rate_limited(until, true, now());
     let top = screen(&app)[0].clone();
     assert!(
         top.contains(&format!(
-            "rate limited until {}",
+            "rate limited by Smartcar until {}",
             until.strftime("%H:%M:%S UTC")
         )),
         "{top:?}"
     );
     assert!(top.contains("(1 h"), "{top:?}");
+}
+
+#[test]
+fn our_own_pacing_reads_waiting_for_budget_never_rate_limited_by_smartcar() {
+    let mut app = app(120, 40);
+    let until = now() + jiff::SignedDuration::from_secs(29);
+    app.store.rate_limited(until, false, now());
+    let top = screen(&app)[0].clone();
+    assert!(
+        top.contains(&format!(
+            "waiting for budget until {}",
+            until.strftime("%H:%M:%S UTC")
+        )),
+        "{top:?}"
+    );
+    assert!(!top.contains("rate limited"), "{top:?}");
+    // A pause Smartcar asked for is not hidden by our pacing announced after it.
+    let pause = now() + jiff::SignedDuration::from_secs(600);
+    app.store.rate_limited(pause, true, now());
+    app.store.rate_limited(until, false, now());
+    let top = screen(&app)[0].clone();
+    assert!(top.contains("rate limited by Smartcar"), "{top:?}");
 }
 
 #[test]
