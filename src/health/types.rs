@@ -74,8 +74,8 @@ impl Status {
     }
 }
 
-/// One request as evidence for an escalation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One request, or one webhook delivery, as evidence for an escalation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// `GET /v2.0/vehicles/{id}/odometer`.
     pub endpoint: String,
@@ -85,17 +85,30 @@ pub struct Evidence {
     pub request_id: Option<String>,
     pub at: jiff::Timestamp,
     pub data_age: Option<jiff::Timestamp>,
+    /// The webhook event this came in (`VEHICLE_ERROR`), when no request was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Smartcar's `eventId` of that delivery, to quote to Smartcar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<jiff::Timestamp>,
+    /// The answer's value where it is the evidence (`false` for a key not paired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 impl Evidence {
     pub fn from_observation(o: &Observation) -> Evidence {
+        let webhook = o.meta.webhook.as_ref();
         Evidence {
             endpoint: o.endpoint.clone(),
+            // A delivery answers no request: the status an error type usually comes with never happened.
             http_status: o
                 .error()
                 .and_then(|e| e.status())
                 .or(Some(o.meta.status))
-                .filter(|s| *s != 0),
+                .filter(|s| *s != 0 && webhook.is_none()),
             type_code: o.error().map(|e| match e.smartcar() {
                 // An error inside a successful answer (one signal of a list): `ERROR PERMISSION`.
                 Some(s) if (200..300).contains(&s.status) => format!("ERROR {}", e.label()),
@@ -107,6 +120,15 @@ impl Evidence {
                 .or_else(|| o.meta.request_id.clone()),
             at: o.at,
             data_age: o.meta.data_age,
+            event_type: webhook.map(|w| w.event_type.clone()),
+            event_id: webhook.and_then(|w| w.event_id.clone()),
+            delivered_at: webhook.and_then(|w| w.delivered_at),
+            value: match o.answer() {
+                Some(crate::smartcar::Answer::VirtualKey { is_paired }) => {
+                    Some(is_paired.to_string())
+                }
+                _ => None,
+            },
         }
     }
 }

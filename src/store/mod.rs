@@ -1341,7 +1341,7 @@ mod tests {
                     type_code: None,
                     request_id: None,
                     at: t,
-                    data_age: None,
+                    ..Default::default()
                 }],
                 remedy: Remedy {
                     kind: RemedyKind::RetryLater,

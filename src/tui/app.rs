@@ -866,11 +866,20 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
             if let Some(s) = e.http_status {
                 out.push_str(&format!(" -> {s}"));
             }
+            if let Some(v) = &e.value {
+                out.push_str(&format!(" -> {}", one_line(v)));
+            }
             if let Some(tc) = &e.type_code {
                 out.push_str(&format!(" {}", one_line(tc)));
             }
             if let Some(id) = &e.request_id {
                 out.push_str(&format!(" request-id {}", one_line(id)));
+            }
+            if let Some(id) = &e.event_id {
+                out.push_str(&format!(" event-id {}", one_line(id)));
+            }
+            if let Some(t) = e.delivered_at {
+                out.push_str(&format!(" delivered {t}"));
             }
             out.push_str(&format!(" at {}\n", e.at));
         }

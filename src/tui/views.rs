@@ -780,18 +780,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             lines.extend(actions.take().unwrap_or_default());
         }
         for e in &f.evidence {
-            let mut text = format!("    ↳ {}", one_line(&e.endpoint));
-            if let Some(s) = e.http_status {
-                text.push_str(&format!(" → {s}"));
-            }
-            if let Some(tc) = &e.type_code {
-                text.push_str(&format!(" {}", one_line(tc)));
-            }
-            if let Some(id) = &e.request_id {
-                text.push_str(&format!(" · request {}", one_line(id)));
-            }
-            // The exact time, as an escalation quotes it.
-            text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
+            let text = format!("    ↳ {}", crate::report::evidence_line(e));
             // Wrapped under its own start, so each piece of evidence reads as one block.
             lines.push(PageLine::hanging(Line::from(Span::raw(text)), 6));
         }
