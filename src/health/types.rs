@@ -99,6 +99,16 @@ pub struct Evidence {
 }
 
 impl Evidence {
+    /// When the source says this was so: a v3 signal's or a webhook's own time (`oemUpdatedAt`)
+    /// when it has one no later than its arrival, else when it arrived. (A v2 answer's
+    /// `sc-data-age` dates the data it carries, not an error.)
+    pub fn dated(&self) -> jiff::Timestamp {
+        let own_time = self.event_type.is_some() || self.endpoint.starts_with("GET /v3/");
+        self.data_age
+            .filter(|t| own_time && *t <= self.at)
+            .unwrap_or(self.at)
+    }
+
     pub fn from_observation(o: &Observation) -> Evidence {
         let webhook = o.meta.webhook.as_ref();
         Evidence {
@@ -427,6 +437,30 @@ impl Needs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_dated_by_its_sources_own_time_when_it_has_one() {
+        let at: jiff::Timestamp = "2026-11-27T18:58:00Z".parse().expect("ts");
+        let oem: jiff::Timestamp = "2026-11-27T18:40:00Z".parse().expect("ts");
+        let signal = Evidence {
+            endpoint: "GET /v3/vehicles/v1/signals location-preciselocation".into(),
+            type_code: Some("ERROR PERMISSION".into()),
+            at,
+            data_age: Some(oem),
+            ..Evidence::default()
+        };
+        assert_eq!(signal.dated(), oem, "a v3 signal's oemUpdatedAt");
+        let v2 = Evidence {
+            endpoint: "GET /v2.0/vehicles/v1/odometer".into(),
+            ..signal.clone()
+        };
+        assert_eq!(v2.dated(), at, "sc-data-age dates data, not the error");
+        let later = Evidence {
+            data_age: Some(at + jiff::SignedDuration::from_secs(60)),
+            ..signal
+        };
+        assert_eq!(later.dated(), at, "never after it arrived");
+    }
 
     #[test]
     fn every_builtin_finding_id_reads_back_from_its_own_slug() {

@@ -62,14 +62,7 @@ pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestam
         inline(&main.title)
     );
     if let Some(since) = &main.since {
-        // Whose date it is: the rule's, the car's newest data, or when vtriage first saw it fail.
-        let label = if main.rule.is_some() {
-            "Rule in force since"
-        } else if main.id == crate::health::FindingId::StaleData.as_str() {
-            "Newest data from"
-        } else {
-            "First seen failing"
-        };
+        let label = super::since_label(main);
         let _ = writeln!(md, "- {label}: {}", inline(since));
     }
     match main.rule.as_deref() {

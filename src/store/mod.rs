@@ -263,7 +263,7 @@ impl VehicleRecord {
                 // The failure began at its first failing answer, not when the store heard of it.
                 let first_seen = diagnosis
                     .main_finding()
-                    .and_then(|f| f.evidence.iter().map(|e| e.at).min())
+                    .and_then(|f| f.evidence.iter().map(|e| e.dated()).min())
                     .map_or(now, |at| at.min(now));
                 let since = *self.failing_since.get_or_insert(first_seen);
                 // A finding dated by its evidence dates from the start of the failure, so the

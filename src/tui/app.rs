@@ -845,7 +845,7 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
     out.push_str(&format!("Status {}", diagnosis.status.label()));
     if let Some(since) = record.failing_since {
         out.push_str(&format!(
-            ", failing since {}",
+            ", first seen failing {}",
             crate::report::format_instant(since)
         ));
     }

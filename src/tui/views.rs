@@ -757,8 +757,13 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             ));
         }
         if let Some(since) = &f.since {
+            // Whose date it is, in the words of the Markdown report; a rule's follows its name.
+            let label = match &f.rule {
+                Some(_) => " in force since".to_string(),
+                None => format!(" · {}", crate::report::since_label(f).to_lowercase()),
+            };
             meta.push(Span::styled(
-                format!(" · since {}", one_line(since)),
+                format!("{label} {}", one_line(since)),
                 theme.muted,
             ));
         }
@@ -1205,13 +1210,19 @@ fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'sta
     }
     if let Some(since) = record.failing_since {
         fields.push(vec![Span::styled(
-            format!("failing since {}", crate::report::format_instant(since)),
+            format!(
+                "first seen failing {}",
+                crate::report::format_instant(since)
+            ),
             theme.muted,
         )]);
     }
     if let Some(connected) = &record.connected_at {
         fields.push(vec![Span::styled(
-            format!("connected {}", one_line(connected)),
+            format!(
+                "connected {}",
+                crate::report::format_sent_instant(connected)
+            ),
             theme.muted,
         )]);
     }
