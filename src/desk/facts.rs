@@ -15,6 +15,7 @@ use crate::smartcar::{
 };
 
 use super::webhook::{ErrorState, VehicleEvent};
+use crate::health::{Diagnosis, Evidence, Finding, FindingId, Severity, Status};
 
 /// How far ahead of the desk's clock a time from outside may be and still be believed: a sender's
 /// clock a little fast keeps the order of its events. A time further ahead (a delivery dated 2100)
@@ -260,6 +261,62 @@ impl VehicleFacts {
             attributes,
             vin: self.probe.as_ref().and_then(|p| p.vin.clone()),
             observations: by_probe.into_values().collect(),
+        }
+    }
+}
+
+impl VehicleFacts {
+    /// `diagnosis` of this vehicle's [`VehicleFacts::report`], told with what Smartcar resolved:
+    /// when a webhook's RESOLVED cleared every failing observation and nothing else is known, the
+    /// car reads "resolved at 14:05 (webhook)" rather than UNKNOWN without findings.
+    pub fn with_resolution(&self, diagnosis: Diagnosis) -> Diagnosis {
+        if diagnosis.status != Status::Unknown || !diagnosis.findings.is_empty() {
+            return diagnosis;
+        }
+        let Some(resolved) = self
+            .errors
+            .values()
+            .filter(|f| f.state.is_resolved())
+            .max_by_key(|f| f.at)
+        else {
+            return diagnosis;
+        };
+        let at = resolved
+            .delivery
+            .as_ref()
+            .map_or(resolved.at, |d| d.delivered_at);
+        let mut evidence = Evidence {
+            endpoint: "webhook VEHICLE_ERROR RESOLVED".into(),
+            type_code: Some(resolved.error.type_code()),
+            at: resolved.at,
+            event_type: Some("VEHICLE_ERROR".into()),
+            ..Evidence::default()
+        };
+        if let Some(d) = &resolved.delivery {
+            evidence.event_id = Some(d.event_id.clone());
+            evidence.delivered_at = Some(d.delivered_at);
+        }
+        let title = format!(
+            "resolved at {} (webhook): Smartcar reports {} no longer occurs",
+            at.strftime("%H:%M"),
+            crate::untrusted::text::one_line(&resolved.error.type_code())
+        );
+        Diagnosis {
+            status: Status::Healthy,
+            findings: vec![Finding {
+                id: FindingId::ErrorResolved.as_str().into(),
+                severity: Severity::Info,
+                title,
+                rule: None,
+                since: Some(crate::report::format_instant(at)),
+                evidence: vec![evidence],
+                remedy: crate::health::remedy::nothing(
+                    "Nothing to do: the next probe or webhook confirms the car's data",
+                    "",
+                    None,
+                ),
+            }],
+            checked_at: Some(at),
         }
     }
 }

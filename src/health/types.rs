@@ -225,10 +225,12 @@ pub enum FindingId {
     AppTokenUnsettled,
     /// API v3: a listed connection whose signals request answers 404.
     SignalsUnavailable,
+    /// A webhook said the error resolved and nothing newer is known about the car.
+    ErrorResolved,
 }
 
 impl FindingId {
-    pub const ALL: [FindingId; 27] = [
+    pub const ALL: [FindingId; 28] = [
         FindingId::NotChecked,
         FindingId::NoAccessToken,
         FindingId::AccessTokenExpired,
@@ -256,6 +258,7 @@ impl FindingId {
         FindingId::ConnectionRevoked,
         FindingId::AppTokenUnsettled,
         FindingId::SignalsUnavailable,
+        FindingId::ErrorResolved,
     ];
 
     /// The slug written in `Finding::id`: `virtual-key-missing`.
@@ -288,6 +291,7 @@ impl FindingId {
             FindingId::ConnectionRevoked => "connection-revoked",
             FindingId::AppTokenUnsettled => "app-token-unsettled",
             FindingId::SignalsUnavailable => "signals-unavailable",
+            FindingId::ErrorResolved => "error-resolved",
         }
     }
 
