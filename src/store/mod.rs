@@ -54,6 +54,40 @@ pub struct StatusChange {
     pub at: Timestamp,
     pub from: Status,
     pub to: Status,
+    pub cause: ChangeCause,
+}
+
+/// What moved a vehicle's status: new evidence (a probe's answer, a webhook delivery) or the same
+/// evidence read again (the rules changed, time passed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChangeCause {
+    Probe,
+    Webhook,
+    Rules,
+    Time,
+    /// The fleet listing changed what is known (a token configured or gone).
+    Listing,
+}
+
+impl ChangeCause {
+    /// `probe`, `webhook`, `rule change`, `time`, `listing`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChangeCause::Probe => "probe",
+            ChangeCause::Webhook => "webhook",
+            ChangeCause::Rules => "rule change",
+            ChangeCause::Time => "time",
+            ChangeCause::Listing => "listing",
+        }
+    }
+
+    /// A report's newest evidence came by webhook (a desk's) or by a probe.
+    fn of_evidence(observations: &[Observation]) -> ChangeCause {
+        match observations.iter().max_by_key(|o| o.at) {
+            Some(o) if o.meta.webhook.is_some() => ChangeCause::Webhook,
+            _ => ChangeCause::Probe,
+        }
+    }
 }
 
 /// Everything known about one vehicle. Holds no token.
@@ -245,6 +279,7 @@ impl VehicleRecord {
         diagnosis: Diagnosis,
         observations: &[Observation],
         now: Timestamp,
+        cause: ChangeCause,
         interner: &mut Interner,
     ) {
         let (from, to) = (self.verdict.status, diagnosis.status);
@@ -255,7 +290,12 @@ impl VehicleRecord {
             }
             // Most vehicles change status once or twice: grow by one, not to four.
             self.history.reserve_exact(1);
-            self.history.push(StatusChange { at: now, from, to });
+            self.history.push(StatusChange {
+                at: now,
+                from,
+                to,
+                cause,
+            });
         }
         let mut diagnosis = diagnosis;
         match to {
@@ -870,7 +910,13 @@ impl Store {
             let mut interner = std::mem::take(&mut self.interner);
             let shared = &mut interner;
             self.update_slot(slot, move |r| {
-                r.set_diagnosis(diagnosis, &report.observations, now, shared);
+                r.set_diagnosis(
+                    diagnosis,
+                    &report.observations,
+                    now,
+                    ChangeCause::Time,
+                    shared,
+                );
             });
             self.interner = interner;
         }
@@ -888,7 +934,13 @@ impl Store {
                 None => Diagnosis::unknown(),
             };
             let observations = report.map(|r| r.observations).unwrap_or_default();
-            record.set_diagnosis(diagnosis, &observations, now, &mut self.interner);
+            record.set_diagnosis(
+                diagnosis,
+                &observations,
+                now,
+                ChangeCause::Rules,
+                &mut self.interner,
+            );
         }
         self.rebuild();
     }
@@ -1042,7 +1094,13 @@ impl Store {
                     }
                     if token_changed && r.last_probe_at.is_none() {
                         let diagnosis = self.unprobed_diagnosis(&r, now);
-                        r.set_diagnosis(diagnosis, &[], now, &mut self.interner);
+                        r.set_diagnosis(
+                            diagnosis,
+                            &[],
+                            now,
+                            ChangeCause::Listing,
+                            &mut self.interner,
+                        );
                     }
                     r
                 }
@@ -1155,7 +1213,8 @@ impl Store {
             r.stale = false;
             r.given_verdict = given.is_some();
             r.glance = glance;
-            r.set_diagnosis(diagnosis, &merged.observations, now, shared);
+            let cause = ChangeCause::of_evidence(&merged.observations);
+            r.set_diagnosis(diagnosis, &merged.observations, now, cause, shared);
         });
         self.interner = interner;
     }
@@ -1393,6 +1452,34 @@ mod tests {
         assert_eq!(record.last_probe_at, Some(t0), "no probe was made");
         assert_eq!(store.counts().total, 1);
         assert_eq!(store.visible_len(), 1);
+    }
+
+    #[test]
+    fn every_status_change_names_its_cause_and_a_snapshot_keeps_it() {
+        let mut store = Store::new(clocked(false));
+        let t0 = at("2026-03-01T10:00:00Z");
+        store.listed(&listed_one(), t0);
+        store.observed(&answered_at(t0), t0);
+        store.rediagnose_time_dependent(at("2026-03-01T11:30:00Z"));
+        let mut by_webhook = answered_at(at("2026-03-01T11:40:00Z"));
+        by_webhook.observations[0].meta.webhook = Some(crate::smartcar::WebhookMeta::default());
+        store.observed(&by_webhook, at("2026-03-01T11:40:00Z"));
+        let causes = |store: &Store| -> Vec<ChangeCause> {
+            store
+                .vehicle("v1")
+                .unwrap()
+                .history
+                .iter()
+                .map(|c| c.cause)
+                .collect()
+        };
+        assert_eq!(
+            causes(&store),
+            [ChangeCause::Probe, ChangeCause::Time, ChangeCause::Webhook]
+        );
+        let mut restored = Store::new(clocked(false));
+        restored.restore(store.to_snapshot());
+        assert_eq!(causes(&restored), causes(&store));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The snapshot cache on disk: what the store knew at exit, saved atomically and loaded at start.
 //!
-//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":4,...}`) with the
+//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":5,...}`) with the
 //! finding tags every record refers to and the byte length, record count and CRC-32 of each
 //! chunk of the body; then the chunks, each a run of records in postcard (a compact binary
 //! serde format). The header is read first, so a file from another version is recognised
@@ -19,12 +19,12 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{FindingTag, Glance, Packed, StatusChange, VehicleRecord, Verdict};
+use super::{ChangeCause, FindingTag, Glance, Packed, StatusChange, VehicleRecord, Verdict};
 use crate::health::Status;
 use crate::smartcar::VehicleAttributes;
 
 /// The version this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 const FORMAT: &str = "vtriage-snapshot";
 
 /// The store's records at one moment. On disk it is written as a header line plus binary
@@ -99,7 +99,7 @@ struct Saved<'a> {
     findings: Vec<u32>,
     glance: (Option<u16>, Option<bool>, Option<bool>),
     packed: Option<Cow<'a, Packed>>,
-    history: Vec<(Instant, Status, Status)>,
+    history: Vec<(Instant, Status, Status, ChangeCause)>,
     failing_since: Option<Instant>,
     last_probe_at: Option<Instant>,
 }
@@ -135,7 +135,7 @@ impl<'a> Saved<'a> {
             history: r
                 .history
                 .iter()
-                .map(|c| (instant(c.at), c.from, c.to))
+                .map(|c| (instant(c.at), c.from, c.to, c.cause))
                 .collect(),
             failing_since: r.failing_since.map(instant),
             last_probe_at: r.last_probe_at.map(instant),
@@ -156,11 +156,12 @@ impl<'a> Saved<'a> {
         let history = self
             .history
             .into_iter()
-            .map(|(at, from, to)| {
+            .map(|(at, from, to, cause)| {
                 Ok(StatusChange {
                     at: timestamp(at)?,
                     from,
                     to,
+                    cause,
                 })
             })
             .collect::<Result<_, String>>()?;

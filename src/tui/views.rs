@@ -869,6 +869,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             status_badge(change.from, theme),
             Span::raw(" → "),
             status_badge(change.to, theme),
+            Span::styled(format!("  ({})", change.cause.label()), theme.muted),
         ])));
     }
     lines
