@@ -255,6 +255,8 @@ pub struct App {
     pub quit: bool,
     /// Reading a desk server: whether the link is up, and who else waits for probes.
     pub link: Option<crate::desk::remote::Link>,
+    /// Cars watched after their fix was sent (`w`).
+    pub watches: crate::tui::watch::Watches,
 }
 
 /// Where each part of the fleet view goes. Computed by one function for both drawing and input, so
@@ -374,6 +376,7 @@ impl App {
             rediagnosed_at: None,
             quit: false,
             link: None,
+            watches: Default::default(),
         }
     }
 
@@ -551,6 +554,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.dirty |= second_changed;
             rediagnose_as_time_passes(app);
             refresh_opened(app, &mut effects);
+            probe_watched(app, &mut effects);
+            watch_news(app);
         }
         Msg::Store(event) => {
             vin_lookup_news(app, &event, &mut effects);
@@ -570,6 +575,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 } else {
                     app.keep_selection_on_screen();
                 }
+                watch_news(app);
                 app.dirty = true;
             }
         }
@@ -706,6 +712,11 @@ fn fleet_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
                 reprobe(app, id, effects);
             }
         }
+        Action::Watch => {
+            if let Some(id) = app.store.selected().map(|r| r.vehicle_id.clone()) {
+                toggle_watch(app, &id);
+            }
+        }
         _ => {}
     }
 }
@@ -783,6 +794,10 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
             let id = record.vehicle_id.clone();
             reprobe(app, id, effects);
         }
+        Action::Watch => {
+            let id = record.vehicle_id.clone();
+            toggle_watch(app, &id);
+        }
         Action::RawJson => {
             if let Some(p) = app.page_mut() {
                 p.raw = !p.raw;
@@ -814,6 +829,64 @@ fn copy(app: &mut App, text: String, what: &'static str, effects: &mut Vec<Effec
         // The runtime says which way it went: only it knows whether a clipboard took the text.
         Ok(()) => effects.push(Effect::Copy { text, what }),
         Err(refused) => app.complain(refused.to_string()),
+    }
+}
+
+/// `w`: starts or stops watching a car. Without a desk it is probed again on a backoff; on a desk
+/// its changes arrive on the stream anyway, so watching costs no request.
+fn toggle_watch(app: &mut App, id: &str) {
+    use crate::tui::watch::{Toggle, backoff};
+    let Some(record) = app.store.vehicle(id) else {
+        return;
+    };
+    let by_probe = app.link.is_none();
+    match app.watches.toggle(record, app.now, by_probe) {
+        Toggle::Started if by_probe => app.say(format!(
+            "watching {id}: probed again in {} min, then less often (at most every {} min)",
+            backoff(0).as_mins(),
+            crate::tui::watch::MAX_BACKOFF.as_mins()
+        )),
+        Toggle::Started => app.say(format!(
+            "watching {id}: the desk's webhooks and probes tell when it recovers (no request)"
+        )),
+        Toggle::Stopped => app.say(format!("stopped watching {id}")),
+        Toggle::NothingToWatch(status) => app.complain(format!(
+            "nothing to watch: {id} is {}, not failing",
+            status.label()
+        )),
+    }
+}
+
+/// Asks again for the watched cars whose backoff ran out, at Visible priority: inside the budget,
+/// after what the agent is looking at.
+fn probe_watched(app: &mut App, effects: &mut Vec<Effect>) {
+    if app.link.is_some() || app.watches.is_empty() {
+        return;
+    }
+    let due = app.watches.due(app.now);
+    if !due.is_empty() {
+        effects.push(Effect::Send(Command::Probe {
+            vehicle_ids: due,
+            priority: Priority::Visible,
+            force: true,
+        }));
+    }
+}
+
+/// Tells the agent when a watched car recovered.
+fn watch_news(app: &mut App) {
+    if app.watches.is_empty() {
+        return;
+    }
+    let store = &app.store;
+    let recovered = app.watches.check(|id| store.vehicle(id), app.now);
+    for (id, r) in recovered {
+        app.say(format!(
+            "✓ {id} recovered at {} ({})",
+            r.at.strftime("%H:%M"),
+            r.cause.label()
+        ));
+        app.dirty = true;
     }
 }
 

@@ -130,6 +130,31 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
         }
         Some(Link::Connected { .. }) | None => {}
     }
+    // A watched car that recovered is what the agent waited for: it stays in the header.
+    let recovered: Vec<_> = app
+        .watches
+        .iter()
+        .filter_map(|w| w.recovered.map(|r| (w, r)))
+        .collect();
+    if let Some((w, r)) = recovered.last() {
+        segments.push(Segment::new(
+            95,
+            vec![Span::styled(
+                format!(
+                    " ✓ {} recovered at {} ",
+                    one_line(&w.vehicle_id),
+                    r.at.strftime("%H:%M")
+                ),
+                theme.healthy,
+            )],
+        ));
+    } else if !app.watches.is_empty() {
+        let n = app.watches.iter().count();
+        segments.push(Segment::new(
+            60,
+            vec![Span::styled(format!("· watching {n} "), theme.muted)],
+        ));
+    }
     if let Some(error) = app.store.source_error() {
         segments.push(Segment::new(
             96,
@@ -1217,6 +1242,30 @@ fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'sta
             ),
             theme.muted,
         )]);
+    }
+    if let Some(w) = app.watches.get(&record.vehicle_id) {
+        let text = match (w.recovered, w.next_probe_at) {
+            (Some(r), _) => format!(
+                "watched · recovered at {} ({})",
+                r.at.strftime("%H:%M"),
+                r.cause.label()
+            ),
+            (None, Some(next)) => format!(
+                "watched since {} · next probe {}",
+                w.since.strftime("%H:%M"),
+                next.strftime("%H:%M")
+            ),
+            (None, None) => format!(
+                "watched since {} · the desk tells",
+                w.since.strftime("%H:%M")
+            ),
+        };
+        let style = if w.recovered.is_some() {
+            theme.healthy
+        } else {
+            theme.warning
+        };
+        fields.push(vec![Span::styled(text, style)]);
     }
     if let Some(connected) = &record.connected_at {
         fields.push(vec![Span::styled(
