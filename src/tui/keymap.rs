@@ -196,7 +196,7 @@ impl Action {
             Action::CopyEvidence => "Copy the evidence for an escalation to Smartcar",
             Action::Reprobe => "Probe this vehicle again now",
             Action::Watch => {
-                "Watch this car once its fix was sent, and say when it recovers (again: stop): it is probed again after 1, 2, 4, 8… min (at most 15, within the budget); on a desk its webhooks tell, at no cost"
+                "Watch this car once its fix was sent: re-probed after 1, 2, 4, 8… min (at most 15), free on a desk; says when it recovers (again: stop)"
             }
             Action::OpenLink => "Open the fix link with the system opener",
             Action::RawJson => "Show or hide the raw last responses (JSON)",
