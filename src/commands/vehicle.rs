@@ -121,6 +121,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         }
     }
     let _ = session.commands.send(Command::Shutdown);
+    store.check_watches(settings.now());
     save_snapshot(&settings, &store);
     if targets.is_empty() {
         // The API answers nothing now: the vehicle may well exist, it was just not looked up.
@@ -179,6 +180,9 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                 "{}",
                 report::markdown(&s, &settings.policies, settings.now())
             )?;
+            if let Some(w) = store.watches.get(&record.vehicle_id) {
+                writeln!(out, "\n{}", w.describe())?;
+            }
         }
     }
     if args.json {

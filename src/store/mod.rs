@@ -17,6 +17,7 @@ mod search;
 mod slots;
 pub mod snapshot;
 mod verdict;
+pub mod watch;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -400,6 +401,8 @@ pub struct Store {
     evidence_shift: jiff::SignedDuration,
     fuzzy: FuzzyMatcher,
     interner: Interner,
+    /// Cars watched once their fix was sent (`w`), kept across runs.
+    pub watches: watch::Watches,
 }
 
 impl std::fmt::Debug for Store {
@@ -477,7 +480,18 @@ impl Store {
             evidence_shift: jiff::SignedDuration::ZERO,
             fuzzy: FuzzyMatcher::default(),
             interner: Interner::default(),
+            watches: watch::Watches::default(),
         }
+    }
+
+    /// Marks the watched cars that left their failure as the records now show them; returns
+    /// those that recovered with this call.
+    pub fn check_watches(&mut self, now: Timestamp) -> Vec<(String, watch::Recovery)> {
+        let (records, by_id) = (&self.records, &self.by_id);
+        self.watches.check(
+            |id| by_id.get(records, id).map(|s| &records[s as usize]),
+            now,
+        )
     }
 
     fn tick(&mut self, now: Timestamp) {
@@ -950,6 +964,7 @@ impl Store {
     /// none: the listing decides which vehicles exist.
     pub fn restore(&mut self, mut snapshot: Snapshot) {
         let selected = self.selected_id();
+        self.watches.restore(std::mem::take(&mut snapshot.watches));
         // Saved finding texts join the ones live records already share.
         for r in &mut snapshot.records {
             r.verdict.share(&mut self.interner);
@@ -997,10 +1012,12 @@ impl Store {
 
     /// Everything worth keeping across runs, stamped with the latest `now` the store was given.
     pub fn to_snapshot(&self) -> Snapshot {
-        Snapshot::new(
+        let mut snapshot = Snapshot::new(
             self.clock.unwrap_or_else(Timestamp::now),
             self.records.clone(),
-        )
+        );
+        snapshot.watches = self.watches.to_vec();
+        snapshot
     }
 
     fn selected_id(&self) -> Option<String> {

@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub version: u32,
     pub saved_at: Timestamp,
     pub records: Vec<VehicleRecord>,
+    /// The cars watched (`w`), so a later run shows the mark and the recovery.
+    pub watches: Vec<super::watch::Watch>,
 }
 
 impl Snapshot {
@@ -42,6 +44,7 @@ impl Snapshot {
             version: SNAPSHOT_VERSION,
             saved_at,
             records,
+            watches: Vec::new(),
         }
     }
 }
@@ -61,6 +64,8 @@ struct Header {
     /// [`super::packed::dictionary_id`] of the build that packed the evidence.
     #[serde(default)]
     dictionary: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    watches: Vec<super::watch::Watch>,
 }
 
 /// One run of records in the body.
@@ -345,6 +350,7 @@ fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         count: snapshot.records.len(),
         tags,
         dictionary: super::packed::dictionary_id(),
+        watches: snapshot.watches.clone(),
         chunks: encoded
             .iter()
             .map(|(records, bytes)| Chunk {
@@ -471,6 +477,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
         version: header.version,
         saved_at: header.saved_at,
         records,
+        watches: header.watches,
     })
 }
 

@@ -255,8 +255,6 @@ pub struct App {
     pub quit: bool,
     /// Reading a desk server: whether the link is up, and who else waits for probes.
     pub link: Option<crate::desk::remote::Link>,
-    /// Cars watched after their fix was sent (`w`).
-    pub watches: crate::tui::watch::Watches,
 }
 
 /// Where each part of the fleet view goes. Computed by one function for both drawing and input, so
@@ -376,7 +374,6 @@ impl App {
             rediagnosed_at: None,
             quit: false,
             link: None,
-            watches: Default::default(),
         }
     }
 
@@ -835,16 +832,17 @@ fn copy(app: &mut App, text: String, what: &'static str, effects: &mut Vec<Effec
 /// `w`: starts or stops watching a car. Without a desk it is probed again on a backoff; on a desk
 /// its changes arrive on the stream anyway, so watching costs no request.
 fn toggle_watch(app: &mut App, id: &str) {
-    use crate::tui::watch::{Toggle, backoff};
+    use crate::store::watch::{MAX_BACKOFF, Toggle, backoff};
     let Some(record) = app.store.vehicle(id) else {
         return;
     };
     let by_probe = app.link.is_none();
-    match app.watches.toggle(record, app.now, by_probe) {
+    let record = record.clone();
+    match app.store.watches.toggle(&record, app.now, by_probe) {
         Toggle::Started if by_probe => app.say(format!(
             "watching {id}: probed again in {} min, then less often (at most every {} min)",
             backoff(0).as_mins(),
-            crate::tui::watch::MAX_BACKOFF.as_mins()
+            MAX_BACKOFF.as_mins()
         )),
         Toggle::Started => app.say(format!(
             "watching {id}: the desk's webhooks and probes tell when it recovers (no request)"
@@ -860,10 +858,10 @@ fn toggle_watch(app: &mut App, id: &str) {
 /// Asks again for the watched cars whose backoff ran out, at Visible priority: inside the budget,
 /// after what the agent is looking at.
 fn probe_watched(app: &mut App, effects: &mut Vec<Effect>) {
-    if app.link.is_some() || app.watches.is_empty() {
+    if app.link.is_some() || app.store.watches.is_empty() {
         return;
     }
-    let due = app.watches.due(app.now);
+    let due = app.store.watches.due(app.now);
     if !due.is_empty() {
         effects.push(Effect::Send(Command::Probe {
             vehicle_ids: due,
@@ -875,11 +873,10 @@ fn probe_watched(app: &mut App, effects: &mut Vec<Effect>) {
 
 /// Tells the agent when a watched car recovered.
 fn watch_news(app: &mut App) {
-    if app.watches.is_empty() {
+    if app.store.watches.is_empty() {
         return;
     }
-    let store = &app.store;
-    let recovered = app.watches.check(|id| store.vehicle(id), app.now);
+    let recovered = app.store.check_watches(app.now);
     for (id, r) in recovered {
         app.say(format!(
             "✓ {id} recovered at {} ({})",

@@ -11,7 +11,6 @@ pub mod keymap;
 pub mod terminal;
 pub mod theme;
 pub mod views;
-pub mod watch;
 pub mod widgets;
 
 use std::path::Path;

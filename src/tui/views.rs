@@ -132,6 +132,7 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
     }
     // A watched car that recovered is what the agent waited for: it stays in the header.
     let recovered: Vec<_> = app
+        .store
         .watches
         .iter()
         .filter_map(|w| w.recovered.map(|r| (w, r)))
@@ -148,8 +149,8 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
                 theme.healthy,
             )],
         ));
-    } else if !app.watches.is_empty() {
-        let n = app.watches.iter().count();
+    } else if !app.store.watches.is_empty() {
+        let n = app.store.watches.iter().count();
         segments.push(Segment::new(
             60,
             vec![Span::styled(format!("· watching {n} "), theme.muted)],
@@ -1243,7 +1244,7 @@ fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'sta
             theme.muted,
         )]);
     }
-    if let Some(w) = app.watches.get(&record.vehicle_id) {
+    if let Some(w) = app.store.watches.get(&record.vehicle_id) {
         let text = match (w.recovered, w.next_probe_at) {
             (Some(r), _) => format!(
                 "watched · recovered at {} ({})",

@@ -5,7 +5,9 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::health::{Severity, Status};
-use crate::store::{ChangeCause, VehicleRecord};
+use serde::{Deserialize, Serialize};
+
+use super::{ChangeCause, VehicleRecord};
 
 /// The longest wait between two probes of a watched car.
 pub const MAX_BACKOFF: SignedDuration = SignedDuration::from_mins(15);
@@ -17,15 +19,15 @@ pub fn backoff(n: u32) -> SignedDuration {
 }
 
 /// When and how a watched car left the failure it was watched for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recovery {
     pub at: Timestamp,
     /// What showed it: a probe, a webhook, …
     pub cause: ChangeCause,
 }
 
-/// One watched car.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One watched car. Saved with the snapshot, so `check` and `vehicle` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watch {
     pub vehicle_id: String,
     /// The finding the fix was for (`virtual-key-missing`).
@@ -36,6 +38,28 @@ pub struct Watch {
     /// Probes sent so far.
     pub probes: u32,
     pub recovered: Option<Recovery>,
+}
+
+impl Watch {
+    /// One line for `check` and `vehicle`: `watched 7c1e… (virtual-key-missing) since
+    /// 2026-11-27 19:00 UTC: recovered at 19:07 (probe)`, or `: still failing`.
+    pub fn describe(&self) -> String {
+        use crate::untrusted::text::one_line;
+        let state = match self.recovered {
+            Some(r) => format!(
+                "recovered at {} ({})",
+                r.at.strftime("%H:%M"),
+                r.cause.label()
+            ),
+            None => "not recovered yet".into(),
+        };
+        format!(
+            "watched {} ({}) since {}: {state}",
+            one_line(&self.vehicle_id),
+            one_line(&self.finding),
+            crate::report::format_instant(self.since)
+        )
+    }
 }
 
 /// What pressing the watch key did.
@@ -77,6 +101,20 @@ impl Watches {
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// The watches as saved.
+    pub fn to_vec(&self) -> Vec<Watch> {
+        self.list.clone()
+    }
+
+    /// Takes saved watches, keeping any of this session's for the same car.
+    pub fn restore(&mut self, saved: Vec<Watch>) {
+        for w in saved {
+            if self.get(&w.vehicle_id).is_none() {
+                self.list.push(w);
+            }
+        }
     }
 
     /// Starts watching `record` (failing now) or stops a watch already there. `by_probe`: this
@@ -126,7 +164,7 @@ impl Watches {
     /// those that recovered with this call. A car recovered when it is no longer BLOCKED or
     /// DEGRADED, or no longer for the watched finding; the time and cause are its last status
     /// change's when there is one since the watch began.
-    pub fn check<'r>(
+    pub(super) fn check<'r>(
         &mut self,
         record_of: impl Fn(&str) -> Option<&'r VehicleRecord>,
         now: Timestamp,
