@@ -82,11 +82,22 @@ impl ChangeCause {
         }
     }
 
-    /// A report's newest evidence came by webhook (a desk's) or by a probe.
-    fn of_evidence(observations: &[Observation]) -> ChangeCause {
-        match observations.iter().max_by_key(|o| o.at) {
-            Some(o) if o.meta.webhook.is_some() => ChangeCause::Webhook,
-            _ => ChangeCause::Probe,
+    /// Whether the newest evidence came by webhook (a desk's) or by a probe: a report's
+    /// observations, or the diagnosis's own evidence when a resolution cleared them all.
+    fn of_evidence(observations: &[Observation], diagnosis: &Diagnosis) -> ChangeCause {
+        let by_webhook = match observations.iter().max_by_key(|o| o.at) {
+            Some(o) => o.meta.webhook.is_some(),
+            None => diagnosis
+                .findings
+                .iter()
+                .flat_map(|f| &f.evidence)
+                .max_by_key(|e| e.at)
+                .is_some_and(|e| e.event_type.is_some()),
+        };
+        if by_webhook {
+            ChangeCause::Webhook
+        } else {
+            ChangeCause::Probe
         }
     }
 }
@@ -1230,7 +1241,7 @@ impl Store {
             r.stale = false;
             r.given_verdict = given.is_some();
             r.glance = glance;
-            let cause = ChangeCause::of_evidence(&merged.observations);
+            let cause = ChangeCause::of_evidence(&merged.observations, &diagnosis);
             r.set_diagnosis(diagnosis, &merged.observations, now, cause, shared);
         });
         self.interner = interner;
@@ -1497,6 +1508,36 @@ mod tests {
         let mut restored = Store::new(clocked(false));
         restored.restore(store.to_snapshot());
         assert_eq!(causes(&restored), causes(&store));
+    }
+
+    #[test]
+    fn a_desks_resolution_without_observations_is_a_change_by_webhook() {
+        let mut store = Store::new(clocked(true));
+        let t0 = at("2026-03-01T10:00:00Z");
+        store.listed(&listed_one(), t0);
+        store.observed(&answered_at(t0), t0);
+        let mut cleared = answered_at(t0);
+        cleared.observations.clear();
+        let resolved = Diagnosis {
+            status: Status::Healthy,
+            checked_at: Some(t0),
+            findings: vec![Finding {
+                id: "error-resolved".into(),
+                severity: Severity::Info,
+                title: "resolved at 10:05 (webhook)".into(),
+                rule: None,
+                since: None,
+                evidence: vec![crate::health::Evidence {
+                    event_type: Some("VEHICLE_ERROR".into()),
+                    at: t0,
+                    ..Default::default()
+                }],
+                remedy: crate::health::remedy::nothing("", "", None),
+            }],
+        };
+        store.diagnosed(&cleared, &resolved, at("2026-03-01T10:05:00Z"));
+        let history = &store.vehicle("v1").unwrap().history;
+        assert_eq!(history.last().map(|c| c.cause), Some(ChangeCause::Webhook));
     }
 
     #[test]
