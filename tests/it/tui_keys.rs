@@ -1326,6 +1326,7 @@ fn w_on_a_blocked_car_probes_it_again_after_1_2_4_minutes_and_says_when_it_recov
         .expect("healthy report");
     healthy.vehicle_id = "7c1e0f3a-vk".into();
     healthy.attributes = None;
+    healthy.vin = None;
     update(
         &mut app,
         Msg::Store(vtriage::fetch::Event::Observed { report: healthy }),
