@@ -86,6 +86,7 @@ fn ok(
             fetched_at: Some(at),
             retry_after_s: None,
             latency_ms: rng.random_range(800..20_000),
+            webhook: None,
         },
         outcome: Ok(answer),
     }

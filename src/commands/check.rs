@@ -246,6 +246,7 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     bar.clear();
     let _ = session.commands.send(Command::Shutdown);
     let (ending, waiting) = result?;
+    store.check_watches(settings.now());
     save_snapshot(&settings, &store);
 
     let unchecked: HashSet<String> = match waiting {
@@ -378,6 +379,14 @@ pub(super) fn print_check(
                 store.len(),
                 counts.join(" · ")
             )?;
+        }
+        // The cars an agent watches (`w` in the dashboard), among the rows shown.
+        for w in store
+            .watches
+            .iter()
+            .filter(|w| records.iter().any(|r| r.vehicle_id == w.vehicle_id))
+        {
+            writeln!(out, "{}", w.describe())?;
         }
     }
     out.flush()?;

@@ -197,6 +197,7 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
         }
     }
     let _ = session.commands.send(Command::Shutdown);
+    store.check_watches(settings.now());
     if listed_whole {
         save_snapshot(&settings, &store);
     } else {
@@ -274,6 +275,9 @@ pub async fn vehicle(global: &GlobalArgs, args: &VehicleArgs) -> Result<ExitCode
                 "{}",
                 report::markdown(&s, &settings.policies, settings.now())
             )?;
+            if let Some(w) = store.watches.get(&record.vehicle_id) {
+                writeln!(out, "\n{}", w.describe())?;
+            }
         }
     }
     if args.json {

@@ -843,7 +843,9 @@ impl Db {
             known.user_id.as_deref(),
             known.attributes(vehicle_id),
         );
-        (self.diagnose)(&report, self.now())
+        known
+            .facts
+            .with_resolution((self.diagnose)(&report, self.now()))
     }
 
     /// Writes `diagnosis` over what `known` read (the row locked): the facts, the verdict and the

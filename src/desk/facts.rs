@@ -11,10 +11,11 @@ use serde_json::Value;
 use crate::smartcar::v3::Signal;
 use crate::smartcar::{
     Answer, ApiError, DataKind, ErrorCode, Meta, Observation, Probe, ProbeReport, SmartcarError,
-    TeslaUserAccess, VehicleAttributes,
+    TeslaUserAccess, VehicleAttributes, WebhookMeta,
 };
 
 use super::webhook::{ErrorState, VehicleEvent};
+use crate::health::{Diagnosis, Evidence, Finding, FindingId, Severity, Status};
 
 /// How far ahead of the desk's clock a time from outside may be and still be believed: a sender's
 /// clock a little fast keeps the order of its events. A time further ahead (a delivery dated 2100)
@@ -48,6 +49,35 @@ pub struct ErrorFact {
     pub at: jiff::Timestamp,
     pub error: SmartcarError,
     pub signals: Vec<String>,
+    /// The delivery that said it: what an escalation to Smartcar quotes.
+    #[serde(default)]
+    pub delivery: Option<DeliveryFact>,
+}
+
+/// Which delivery brought a fact: its `eventId` and when it was delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryFact {
+    pub event_id: String,
+    pub delivered_at: jiff::Timestamp,
+}
+
+impl DeliveryFact {
+    fn of(event: &VehicleEvent, received: jiff::Timestamp) -> DeliveryFact {
+        DeliveryFact {
+            event_id: event.event_id.clone(),
+            delivered_at: event
+                .delivered_at
+                .map_or(received, |t| believed(t, received)),
+        }
+    }
+
+    fn meta(delivery: Option<&DeliveryFact>, event_type: &str) -> WebhookMeta {
+        WebhookMeta {
+            event_type: event_type.to_string(),
+            event_id: delivery.map(|d| d.event_id.clone()),
+            delivered_at: delivery.map(|d| d.delivered_at),
+        }
+    }
 }
 
 /// The newest value of one signal.
@@ -55,6 +85,8 @@ pub struct ErrorFact {
 pub struct SignalFact {
     pub at: jiff::Timestamp,
     pub signal: Signal,
+    #[serde(default)]
+    pub delivery: Option<DeliveryFact>,
 }
 
 /// Everything the desk holds about one vehicle, stored as one JSON document with its row.
@@ -88,6 +120,7 @@ impl VehicleFacts {
                         at,
                         error: reported.error.clone(),
                         signals: reported.signals.clone(),
+                        delivery: Some(DeliveryFact::of(event, received)),
                     },
                 );
                 changed = true;
@@ -108,6 +141,7 @@ impl VehicleFacts {
                     SignalFact {
                         at: signal_at,
                         signal,
+                        delivery: Some(DeliveryFact::of(event, received)),
                     },
                 );
                 changed = true;
@@ -197,10 +231,11 @@ impl VehicleFacts {
                 .unwrap_or_else(|| default_probe(&fact.error));
             put(Observation {
                 probe,
-                endpoint: format!("webhook VEHICLE_ERROR {}", fact.error.type_code()),
+                endpoint: "webhook VEHICLE_ERROR".to_string(),
                 at: fact.at,
                 meta: Meta {
                     status: fact.error.status,
+                    webhook: Some(DeliveryFact::meta(fact.delivery.as_ref(), "VEHICLE_ERROR")),
                     ..Meta::default()
                 },
                 outcome: Err(ApiError::Smartcar(Box::new(fact.error.clone()))),
@@ -226,6 +261,62 @@ impl VehicleFacts {
             attributes,
             vin: self.probe.as_ref().and_then(|p| p.vin.clone()),
             observations: by_probe.into_values().collect(),
+        }
+    }
+}
+
+impl VehicleFacts {
+    /// `diagnosis` of this vehicle's [`VehicleFacts::report`], told with what Smartcar resolved:
+    /// when a webhook's RESOLVED cleared every failing observation and nothing else is known, the
+    /// car reads "resolved at 14:05 (webhook)" rather than UNKNOWN without findings.
+    pub fn with_resolution(&self, diagnosis: Diagnosis) -> Diagnosis {
+        if diagnosis.status != Status::Unknown || !diagnosis.findings.is_empty() {
+            return diagnosis;
+        }
+        let Some(resolved) = self
+            .errors
+            .values()
+            .filter(|f| f.state.is_resolved())
+            .max_by_key(|f| f.at)
+        else {
+            return diagnosis;
+        };
+        let at = resolved
+            .delivery
+            .as_ref()
+            .map_or(resolved.at, |d| d.delivered_at);
+        let mut evidence = Evidence {
+            endpoint: "webhook VEHICLE_ERROR RESOLVED".into(),
+            type_code: Some(resolved.error.type_code()),
+            at: resolved.at,
+            event_type: Some("VEHICLE_ERROR".into()),
+            ..Evidence::default()
+        };
+        if let Some(d) = &resolved.delivery {
+            evidence.event_id = Some(d.event_id.clone());
+            evidence.delivered_at = Some(d.delivered_at);
+        }
+        let title = format!(
+            "resolved at {} (webhook): Smartcar reports {} no longer occurs",
+            at.strftime("%H:%M"),
+            crate::untrusted::text::one_line(&resolved.error.type_code())
+        );
+        Diagnosis {
+            status: Status::Healthy,
+            findings: vec![Finding {
+                id: FindingId::ErrorResolved.as_str().into(),
+                severity: Severity::Info,
+                title,
+                rule: None,
+                since: Some(crate::report::format_instant(at)),
+                evidence: vec![evidence],
+                remedy: crate::health::remedy::nothing(
+                    "Nothing to do: the next probe or webhook confirms the car's data",
+                    "",
+                    None,
+                ),
+            }],
+            checked_at: Some(at),
         }
     }
 }
@@ -327,6 +418,7 @@ fn signal_observation(vehicle_id: &str, fact: &SignalFact) -> Option<Observation
             status: if outcome.is_ok() { 200 } else { 0 },
             data_age: s.oem_updated_at,
             fetched_at: s.retrieved_at,
+            webhook: Some(DeliveryFact::meta(fact.delivery.as_ref(), "VEHICLE_STATE")),
             ..Meta::default()
         },
         outcome,
@@ -420,6 +512,72 @@ mod tests {
                 .get(Probe::TeslaAttributes)
                 .is_some_and(|o| o.error().is_some())
         );
+    }
+
+    #[test]
+    fn a_webhook_errors_evidence_names_its_event_and_delivery_and_no_http_status() {
+        let error = error_event("evt-42", "ERROR", 1_000_000_000_000);
+        let mut facts = VehicleFacts::default();
+        facts.merge(&error, at(&error));
+        let report = facts.report("v1", Some("u1"), None);
+        let evidence = crate::health::Evidence::from_observation(&report.observations[0]);
+        assert_eq!(evidence.http_status, None, "no request was answered 400");
+        assert_eq!(evidence.event_type.as_deref(), Some("VEHICLE_ERROR"));
+        assert_eq!(evidence.event_id.as_deref(), Some("evt-42"));
+        assert_eq!(evidence.delivered_at, Some(ms(1_000_000_000_000)));
+        assert_eq!(
+            crate::report::evidence_line(&evidence),
+            "webhook VEHICLE_ERROR CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED · event evt-42 \
+             · delivered 2001-09-09 01:46 UTC"
+        );
+    }
+
+    #[test]
+    fn the_key_paired_signals_evidence_shows_its_value() {
+        let state = event(serde_json::json!({
+            "eventId": "s1", "eventType": "VEHICLE_STATE",
+            "data": {"vehicle": {"id": "v1"}, "signals": [
+                {"code": "connectivitystatus-isdigitalkeypaired", "body": {"value": false},
+                 "status": {"value": "SUCCESS"}, "meta": {"oemUpdatedAt": 999_999_000_000_i64}}
+            ]},
+            "meta": {"deliveredAt": 1_000_000_000_000_i64}
+        }));
+        let mut facts = VehicleFacts::default();
+        facts.merge(&state, ms(1_000_000_000_000));
+        let report = facts.report("v1", None, None);
+        let o = report.get(Probe::VirtualKey).expect("key observation");
+        let line = crate::report::evidence_line(&crate::health::Evidence::from_observation(o));
+        assert!(
+            line.starts_with("webhook VEHICLE_STATE connectivitystatus-isdigitalkeypaired (v1) → false · event s1"),
+            "{line}"
+        );
+        assert!(!line.contains("→ 200"), "{line}");
+        assert!(
+            line.ends_with("· delivered 2001-09-09 01:46 UTC · as of 2001-09-09 01:30 UTC"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn an_error_stored_before_deliveries_were_kept_still_reads() {
+        let old = serde_json::json!({"errors": {"CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED": {
+            "state": "Error", "at": "2026-01-01T00:00:00Z",
+            "error": serde_json::to_value(SmartcarError::new(
+                400,
+                crate::smartcar::ErrorType::ConnectedServicesAccount,
+                Some(ErrorCode::VirtualKeyRequired),
+            )).expect("json"),
+            "signals": []}}});
+        let facts: VehicleFacts = serde_json::from_value(old).expect("old facts read");
+        let report = facts.report("v1", None, None);
+        let evidence = crate::health::Evidence::from_observation(&report.observations[0]);
+        assert_eq!(evidence.http_status, None);
+        assert_eq!(evidence.event_id, None);
+        let stored: crate::health::Evidence = serde_json::from_value(serde_json::json!({
+            "endpoint": "GET /x", "http_status": 409, "type_code": null, "request_id": null,
+            "at": "2026-01-01T00:00:00Z", "data_age": null}))
+        .expect("old evidence reads");
+        assert_eq!(stored.value, None);
     }
 
     fn ms(t: i64) -> jiff::Timestamp {

@@ -156,6 +156,8 @@ pub struct VehicleEvent {
     /// When what the event says was true: the newest `oemUpdatedAt` of its signals, else
     /// `meta.deliveredAt`. Deliveries arrive in any order; the newest wins.
     pub at: Option<jiff::Timestamp>,
+    /// `meta.deliveredAt` as Smartcar sent it.
+    pub delivered_at: Option<jiff::Timestamp>,
     pub errors: Vec<ReportedError>,
     pub signals: Vec<Signal>,
 }
@@ -341,6 +343,7 @@ pub fn parse_value(v: &Value) -> Result<Delivery, PayloadError> {
             })
             .and_then(|y| u16::try_from(y).ok()),
         at: oem_at.or(delivered_at),
+        delivered_at,
         errors,
         signals,
     })))

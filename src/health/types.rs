@@ -74,8 +74,8 @@ impl Status {
     }
 }
 
-/// One request as evidence for an escalation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One request, or one webhook delivery, as evidence for an escalation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
     /// `GET /v2.0/vehicles/{id}/odometer`.
     pub endpoint: String,
@@ -85,17 +85,40 @@ pub struct Evidence {
     pub request_id: Option<String>,
     pub at: jiff::Timestamp,
     pub data_age: Option<jiff::Timestamp>,
+    /// The webhook event this came in (`VEHICLE_ERROR`), when no request was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Smartcar's `eventId` of that delivery, to quote to Smartcar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_at: Option<jiff::Timestamp>,
+    /// The answer's value where it is the evidence (`false` for a key not paired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 impl Evidence {
+    /// When the source says this was so: a v3 signal's or a webhook's own time (`oemUpdatedAt`)
+    /// when it has one no later than its arrival, else when it arrived. (A v2 answer's
+    /// `sc-data-age` dates the data it carries, not an error.)
+    pub fn dated(&self) -> jiff::Timestamp {
+        let own_time = self.event_type.is_some() || self.endpoint.starts_with("GET /v3/");
+        self.data_age
+            .filter(|t| own_time && *t <= self.at)
+            .unwrap_or(self.at)
+    }
+
     pub fn from_observation(o: &Observation) -> Evidence {
+        let webhook = o.meta.webhook.as_ref();
         Evidence {
             endpoint: o.endpoint.clone(),
+            // A delivery answers no request: the status an error type usually comes with never happened.
             http_status: o
                 .error()
                 .and_then(|e| e.status())
                 .or(Some(o.meta.status))
-                .filter(|s| *s != 0),
+                .filter(|s| *s != 0 && webhook.is_none()),
             type_code: o.error().map(|e| match e.smartcar() {
                 // An error inside a successful answer (one signal of a list): `ERROR PERMISSION`.
                 Some(s) if (200..300).contains(&s.status) => format!("ERROR {}", e.label()),
@@ -107,6 +130,15 @@ impl Evidence {
                 .or_else(|| o.meta.request_id.clone()),
             at: o.at,
             data_age: o.meta.data_age,
+            event_type: webhook.map(|w| w.event_type.clone()),
+            event_id: webhook.and_then(|w| w.event_id.clone()),
+            delivered_at: webhook.and_then(|w| w.delivered_at),
+            value: match o.answer() {
+                Some(crate::smartcar::Answer::VirtualKey { is_paired }) => {
+                    Some(is_paired.to_string())
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -193,10 +225,12 @@ pub enum FindingId {
     AppTokenUnsettled,
     /// API v3: a listed connection whose signals request answers 404.
     SignalsUnavailable,
+    /// A webhook said the error resolved and nothing newer is known about the car.
+    ErrorResolved,
 }
 
 impl FindingId {
-    pub const ALL: [FindingId; 27] = [
+    pub const ALL: [FindingId; 28] = [
         FindingId::NotChecked,
         FindingId::NoAccessToken,
         FindingId::AccessTokenExpired,
@@ -224,6 +258,7 @@ impl FindingId {
         FindingId::ConnectionRevoked,
         FindingId::AppTokenUnsettled,
         FindingId::SignalsUnavailable,
+        FindingId::ErrorResolved,
     ];
 
     /// The slug written in `Finding::id`: `virtual-key-missing`.
@@ -256,6 +291,7 @@ impl FindingId {
             FindingId::ConnectionRevoked => "connection-revoked",
             FindingId::AppTokenUnsettled => "app-token-unsettled",
             FindingId::SignalsUnavailable => "signals-unavailable",
+            FindingId::ErrorResolved => "error-resolved",
         }
     }
 
@@ -405,6 +441,30 @@ impl Needs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_dated_by_its_sources_own_time_when_it_has_one() {
+        let at: jiff::Timestamp = "2026-11-27T18:58:00Z".parse().expect("ts");
+        let oem: jiff::Timestamp = "2026-11-27T18:40:00Z".parse().expect("ts");
+        let signal = Evidence {
+            endpoint: "GET /v3/vehicles/v1/signals location-preciselocation".into(),
+            type_code: Some("ERROR PERMISSION".into()),
+            at,
+            data_age: Some(oem),
+            ..Evidence::default()
+        };
+        assert_eq!(signal.dated(), oem, "a v3 signal's oemUpdatedAt");
+        let v2 = Evidence {
+            endpoint: "GET /v2.0/vehicles/v1/odometer".into(),
+            ..signal.clone()
+        };
+        assert_eq!(v2.dated(), at, "sc-data-age dates data, not the error");
+        let later = Evidence {
+            data_age: Some(at + jiff::SignedDuration::from_secs(60)),
+            ..signal
+        };
+        assert_eq!(later.dated(), at, "never after it arrived");
+    }
 
     #[test]
     fn every_builtin_finding_id_reads_back_from_its_own_slug() {

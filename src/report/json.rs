@@ -49,6 +49,14 @@ struct EvidenceJson<'a> {
     request_id: Option<Cow<'a, str>>,
     at: jiff::Timestamp,
     data_age: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_at: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -79,6 +87,10 @@ fn evidence(e: &Evidence) -> EvidenceJson<'_> {
         request_id: clean_opt(e.request_id.as_deref()),
         at: e.at,
         data_age: e.data_age,
+        event_type: clean_opt(e.event_type.as_deref()),
+        event_id: clean_opt(e.event_id.as_deref()),
+        delivered_at: e.delivered_at,
+        value: clean_opt(e.value.as_deref()),
     }
 }
 

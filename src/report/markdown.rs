@@ -62,14 +62,7 @@ pub fn markdown(v: &VehicleSummary<'_>, policies: &Policies, now: jiff::Timestam
         inline(&main.title)
     );
     if let Some(since) = &main.since {
-        // Whose date it is: the rule's, the car's newest data, or when vtriage first saw it fail.
-        let label = if main.rule.is_some() {
-            "Rule in force since"
-        } else if main.id == crate::health::FindingId::StaleData.as_str() {
-            "Newest data from"
-        } else {
-            "First seen failing"
-        };
+        let label = super::since_label(main);
         let _ = writeln!(md, "- {label}: {}", inline(since));
     }
     match main.rule.as_deref() {
@@ -150,12 +143,22 @@ fn evidence_table(md: &mut String, f: &Finding) {
             "| `{}` | {} | {} | {} | {} | {} |",
             code(&e.endpoint),
             e.http_status.map_or("-".to_string(), |s| s.to_string()),
-            e.type_code
-                .as_deref()
-                .map_or("-".to_string(), |t| format!("`{}`", code(t))),
-            e.request_id
-                .as_deref()
-                .map_or("-".to_string(), |r| format!("`{}`", code(r))),
+            match (e.value.as_deref(), e.type_code.as_deref()) {
+                (_, Some(t)) => format!("`{}`", code(t)),
+                (Some(v), None) => format!("value `{}`", code(v)),
+                (None, None) => "-".to_string(),
+            },
+            match (e.request_id.as_deref(), e.event_id.as_deref()) {
+                (Some(r), _) => format!("`{}`", code(r)),
+                (None, Some(id)) => format!(
+                    "event `{}`{}",
+                    code(id),
+                    e.delivered_at
+                        .map(|t| format!(", delivered {}", format_instant(t)))
+                        .unwrap_or_default()
+                ),
+                (None, None) => "-".to_string(),
+            },
             format_instant(e.at),
             e.data_age.map_or("-".to_string(), format_instant),
         );

@@ -103,6 +103,64 @@ pub fn format_instant(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// A time from outside (a connection's `connectedAt`) in [`format_instant`]'s format, or as sent
+/// (on one line) when it does not parse.
+pub fn format_sent_instant(at: &str) -> String {
+    at.trim().parse::<jiff::Timestamp>().map_or_else(
+        |_| crate::untrusted::text::one_line(at).into_owned(),
+        format_instant,
+    )
+}
+
+/// Whose date a finding's `since` is: the rule's, the car's newest data, or when vtriage first
+/// saw it fail. `Rule in force since`, `Newest data from`, `First seen failing`.
+pub fn since_label(f: &Finding) -> &'static str {
+    if f.rule.is_some() {
+        "Rule in force since"
+    } else if f.id == crate::health::FindingId::StaleData.as_str() {
+        "Newest data from"
+    } else {
+        "First seen failing"
+    }
+}
+
+/// One piece of evidence on one line, as the dashboard and the text report show it: what was
+/// asked (or which webhook event said it), the HTTP status only when a request was answered, the
+/// value that is the evidence, the error, the ids to quote to Smartcar, and the times.
+/// `GET /v2.0/vehicles/v1/odometer → 409 VEHICLE_STATE:ASLEEP · request r-1 · 2026-11-27 18:58 UTC`;
+/// `webhook VEHICLE_ERROR CONNECTED_SERVICES_ACCOUNT:VIRTUAL_KEY_REQUIRED · event e-1 · delivered 2026-11-27 18:58 UTC`.
+pub fn evidence_line(e: &crate::health::Evidence) -> String {
+    use crate::untrusted::text::one_line;
+    let mut text = one_line(&e.endpoint).into_owned();
+    match (e.http_status, e.value.as_deref()) {
+        (Some(s), Some(v)) => text.push_str(&format!(" → {s} {}", one_line(v))),
+        (Some(s), None) => text.push_str(&format!(" → {s}")),
+        (None, Some(v)) => text.push_str(&format!(" → {}", one_line(v))),
+        (None, None) => {}
+    }
+    if let Some(tc) = &e.type_code {
+        text.push_str(&format!(" {}", one_line(tc)));
+    }
+    if let Some(id) = &e.request_id {
+        text.push_str(&format!(" · request {}", one_line(id)));
+    }
+    if let Some(id) = &e.event_id {
+        text.push_str(&format!(" · event {}", one_line(id)));
+    }
+    if let Some(t) = e.delivered_at {
+        text.push_str(&format!(" · delivered {}", format_instant(t)));
+    }
+    // A delivery's own time is the one its data or error is dated by; said once when it is the
+    // delivery time.
+    if e.delivered_at
+        .is_none_or(|t| format_instant(t) != format_instant(e.at))
+    {
+        let label = if e.event_type.is_some() { "as of " } else { "" };
+        text.push_str(&format!(" · {label}{}", format_instant(e.at)));
+    }
+    text
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures;
 
@@ -110,6 +168,15 @@ pub(crate) mod fixtures;
 mod tests {
     use super::fixtures::{fleet, now};
     use super::*;
+
+    #[test]
+    fn a_sent_time_is_shown_in_the_one_format_or_as_sent() {
+        assert_eq!(
+            format_sent_instant("2025-01-01T00:00:00Z"),
+            "2025-01-01 00:00 UTC"
+        );
+        assert_eq!(format_sent_instant("yester\nday"), "yester day");
+    }
     use crate::health::Policies;
 
     fn summaries(fleet: &[(ProbeReport, Diagnosis)]) -> Vec<VehicleSummary<'_>> {

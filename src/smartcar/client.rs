@@ -525,6 +525,7 @@ fn batch_item(top: &Meta, item: &Value) -> (Meta, Result<Answer, ApiError>) {
         fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
         retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
         latency_ms: top.latency_ms,
+        webhook: None,
     };
     let body = item.get("body").cloned().unwrap_or(Value::Null);
     let outcome = if code == 200 || code == 204 {
@@ -611,6 +612,7 @@ pub(crate) async fn exchange(
         fetched_at: header("sc-fetched-at").and_then(|s| s.parse().ok()),
         retry_after_s: header("retry-after").and_then(|s| parse_retry_after(&s)),
         latency_ms: 0,
+        webhook: None,
     };
     let content_type = header("content-type");
     if (300..400).contains(&meta.status) {

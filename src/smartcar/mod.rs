@@ -18,7 +18,7 @@ pub use error::{
     ApiError, BodyProblem, ErrorCode, ErrorType, PagingError, Resolution, SmartcarError,
     TransportKind, quote_untrusted,
 };
-pub use model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes};
+pub use model::{Connection, DataKind, Meta, TeslaUserAccess, VehicleAttributes, WebhookMeta};
 pub use observation::{Answer, Observation, Probe, ProbeReport};
 pub use origin::{OriginError, check_origin};
 pub use retry_after::{MAX_RETRY_AFTER, capped_wait, deadline_after, parse_retry_after};

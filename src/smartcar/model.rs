@@ -17,6 +17,22 @@ pub struct Meta {
     pub retry_after_s: Option<u64>,
     /// Wall time of the HTTP exchange as we saw it.
     pub latency_ms: u64,
+    /// What a webhook delivery said, not an answer to a request: `status` is then no HTTP status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookMeta>,
+}
+
+/// The delivery an observation came in, as a person quotes it to Smartcar.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookMeta {
+    /// `VEHICLE_ERROR`, `VEHICLE_STATE`.
+    pub event_type: String,
+    /// Smartcar's `eventId`; absent for what was stored before it was kept.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// `meta.deliveredAt`, else when the desk received it.
+    #[serde(default)]
+    pub delivered_at: Option<jiff::Timestamp>,
 }
 
 /// A vehicle's make, model and year from `GET /vehicles/{id}`.

@@ -17,6 +17,7 @@ mod search;
 mod slots;
 pub mod snapshot;
 mod verdict;
+pub mod watch;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -54,6 +55,51 @@ pub struct StatusChange {
     pub at: Timestamp,
     pub from: Status,
     pub to: Status,
+    pub cause: ChangeCause,
+}
+
+/// What moved a vehicle's status: new evidence (a probe's answer, a webhook delivery) or the same
+/// evidence read again (the rules changed, time passed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ChangeCause {
+    Probe,
+    Webhook,
+    Rules,
+    Time,
+    /// The fleet listing changed what is known (a token configured or gone).
+    Listing,
+}
+
+impl ChangeCause {
+    /// `probe`, `webhook`, `rule change`, `time`, `listing`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChangeCause::Probe => "probe",
+            ChangeCause::Webhook => "webhook",
+            ChangeCause::Rules => "rule change",
+            ChangeCause::Time => "time",
+            ChangeCause::Listing => "listing",
+        }
+    }
+
+    /// Whether the newest evidence came by webhook (a desk's) or by a probe: a report's
+    /// observations, or the diagnosis's own evidence when a resolution cleared them all.
+    fn of_evidence(observations: &[Observation], diagnosis: &Diagnosis) -> ChangeCause {
+        let by_webhook = match observations.iter().max_by_key(|o| o.at) {
+            Some(o) => o.meta.webhook.is_some(),
+            None => diagnosis
+                .findings
+                .iter()
+                .flat_map(|f| &f.evidence)
+                .max_by_key(|e| e.at)
+                .is_some_and(|e| e.event_type.is_some()),
+        };
+        if by_webhook {
+            ChangeCause::Webhook
+        } else {
+            ChangeCause::Probe
+        }
+    }
 }
 
 /// Everything known about one vehicle. Holds no token.
@@ -245,6 +291,7 @@ impl VehicleRecord {
         diagnosis: Diagnosis,
         observations: &[Observation],
         now: Timestamp,
+        cause: ChangeCause,
         interner: &mut Interner,
     ) {
         let (from, to) = (self.verdict.status, diagnosis.status);
@@ -255,7 +302,12 @@ impl VehicleRecord {
             }
             // Most vehicles change status once or twice: grow by one, not to four.
             self.history.reserve_exact(1);
-            self.history.push(StatusChange { at: now, from, to });
+            self.history.push(StatusChange {
+                at: now,
+                from,
+                to,
+                cause,
+            });
         }
         let mut diagnosis = diagnosis;
         match to {
@@ -263,7 +315,7 @@ impl VehicleRecord {
                 // The failure began at its first failing answer, not when the store heard of it.
                 let first_seen = diagnosis
                     .main_finding()
-                    .and_then(|f| f.evidence.iter().map(|e| e.at).min())
+                    .and_then(|f| f.evidence.iter().map(|e| e.dated()).min())
                     .map_or(now, |at| at.min(now));
                 let since = *self.failing_since.get_or_insert(first_seen);
                 // A finding dated by its evidence dates from the start of the failure, so the
@@ -361,6 +413,8 @@ pub struct Store {
     evidence_shift: jiff::SignedDuration,
     fuzzy: FuzzyMatcher,
     interner: Interner,
+    /// Cars watched once their fix was sent (`w`), kept across runs.
+    pub watches: watch::Watches,
 }
 
 impl std::fmt::Debug for Store {
@@ -439,7 +493,18 @@ impl Store {
             evidence_shift: jiff::SignedDuration::ZERO,
             fuzzy: FuzzyMatcher::default(),
             interner: Interner::default(),
+            watches: watch::Watches::default(),
         }
+    }
+
+    /// Marks the watched cars that left their failure as the records now show them; returns
+    /// those that recovered with this call.
+    pub fn check_watches(&mut self, now: Timestamp) -> Vec<(String, watch::Recovery)> {
+        let (records, by_id) = (&self.records, &self.by_id);
+        self.watches.check(
+            |id| by_id.get(records, id).map(|s| &records[s as usize]),
+            now,
+        )
     }
 
     fn tick(&mut self, now: Timestamp) {
@@ -912,7 +977,13 @@ impl Store {
             let mut interner = std::mem::take(&mut self.interner);
             let shared = &mut interner;
             self.update_slot(slot, move |r| {
-                r.set_diagnosis(diagnosis, &report.observations, now, shared);
+                r.set_diagnosis(
+                    diagnosis,
+                    &report.observations,
+                    now,
+                    ChangeCause::Time,
+                    shared,
+                );
             });
             self.interner = interner;
         }
@@ -930,7 +1001,13 @@ impl Store {
                 None => Diagnosis::unknown(),
             };
             let observations = report.map(|r| r.observations).unwrap_or_default();
-            record.set_diagnosis(diagnosis, &observations, now, &mut self.interner);
+            record.set_diagnosis(
+                diagnosis,
+                &observations,
+                now,
+                ChangeCause::Rules,
+                &mut self.interner,
+            );
         }
         self.rebuild();
     }
@@ -940,6 +1017,7 @@ impl Store {
     /// none: the listing decides which vehicles exist.
     pub fn restore(&mut self, mut snapshot: Snapshot) {
         let selected = self.selected_id();
+        self.watches.restore(std::mem::take(&mut snapshot.watches));
         // Saved finding texts join the ones live records already share.
         for r in &mut snapshot.records {
             r.verdict.share(&mut self.interner);
@@ -987,10 +1065,12 @@ impl Store {
 
     /// Everything worth keeping across runs, stamped with the latest `now` the store was given.
     pub fn to_snapshot(&self) -> Snapshot {
-        Snapshot::new(
+        let mut snapshot = Snapshot::new(
             self.clock.unwrap_or_else(Timestamp::now),
             self.records.clone(),
-        )
+        );
+        snapshot.watches = self.watches.to_vec();
+        snapshot
     }
 
     fn selected_id(&self) -> Option<String> {
@@ -1127,7 +1207,13 @@ impl Store {
         }
         if token_changed && r.last_probe_at.is_none() {
             let diagnosis = self.unprobed_diagnosis(r, now);
-            r.set_diagnosis(diagnosis, &[], now, &mut self.interner);
+            r.set_diagnosis(
+                diagnosis,
+                &[],
+                now,
+                ChangeCause::Listing,
+                &mut self.interner,
+            );
         }
     }
 
@@ -1233,7 +1319,8 @@ impl Store {
             r.stale = false;
             r.given_verdict = given.is_some();
             r.glance = glance;
-            r.set_diagnosis(diagnosis, &merged.observations, now, shared);
+            let cause = ChangeCause::of_evidence(&merged.observations, &diagnosis);
+            r.set_diagnosis(diagnosis, &merged.observations, now, cause, shared);
         });
         self.interner = interner;
     }
@@ -1419,7 +1506,7 @@ mod tests {
                     type_code: None,
                     request_id: None,
                     at: t,
-                    data_age: None,
+                    ..Default::default()
                 }],
                 remedy: Remedy {
                     kind: RemedyKind::RetryLater,
@@ -1471,6 +1558,64 @@ mod tests {
         assert_eq!(record.last_probe_at, Some(t0), "no probe was made");
         assert_eq!(store.counts().total, 1);
         assert_eq!(store.visible_len(), 1);
+    }
+
+    #[test]
+    fn every_status_change_names_its_cause_and_a_snapshot_keeps_it() {
+        let mut store = Store::new(clocked(false));
+        let t0 = at("2026-03-01T10:00:00Z");
+        store.listed(&listed_one(), t0);
+        store.observed(&answered_at(t0), t0);
+        store.rediagnose_time_dependent(at("2026-03-01T11:30:00Z"));
+        let mut by_webhook = answered_at(at("2026-03-01T11:40:00Z"));
+        by_webhook.observations[0].meta.webhook = Some(crate::smartcar::WebhookMeta::default());
+        store.observed(&by_webhook, at("2026-03-01T11:40:00Z"));
+        let causes = |store: &Store| -> Vec<ChangeCause> {
+            store
+                .vehicle("v1")
+                .unwrap()
+                .history
+                .iter()
+                .map(|c| c.cause)
+                .collect()
+        };
+        assert_eq!(
+            causes(&store),
+            [ChangeCause::Probe, ChangeCause::Time, ChangeCause::Webhook]
+        );
+        let mut restored = Store::new(clocked(false));
+        restored.restore(store.to_snapshot());
+        assert_eq!(causes(&restored), causes(&store));
+    }
+
+    #[test]
+    fn a_desks_resolution_without_observations_is_a_change_by_webhook() {
+        let mut store = Store::new(clocked(true));
+        let t0 = at("2026-03-01T10:00:00Z");
+        store.listed(&listed_one(), t0);
+        store.observed(&answered_at(t0), t0);
+        let mut cleared = answered_at(t0);
+        cleared.observations.clear();
+        let resolved = Diagnosis {
+            status: Status::Healthy,
+            checked_at: Some(t0),
+            findings: vec![Finding {
+                id: "error-resolved".into(),
+                severity: Severity::Info,
+                title: "resolved at 10:05 (webhook)".into(),
+                rule: None,
+                since: None,
+                evidence: vec![crate::health::Evidence {
+                    event_type: Some("VEHICLE_ERROR".into()),
+                    at: t0,
+                    ..Default::default()
+                }],
+                remedy: crate::health::remedy::nothing("", "", None),
+            }],
+        };
+        store.diagnosed(&cleared, &resolved, at("2026-03-01T10:05:00Z"));
+        let history = &store.vehicle("v1").unwrap().history;
+        assert_eq!(history.last().map(|c| c.cause), Some(ChangeCause::Webhook));
     }
 
     #[test]

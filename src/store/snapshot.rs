@@ -1,6 +1,6 @@
 //! The snapshot cache on disk: what the store knew at exit, saved atomically and loaded at start.
 //!
-//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":4,...}`) with the
+//! Format: one header line of JSON (`{"format":"vtriage-snapshot","version":5,...}`) with the
 //! finding tags every record refers to and the byte length, record count and CRC-32 of each
 //! chunk of the body; then the chunks, each a run of records in postcard (a compact binary
 //! serde format). The header is read first, so a file from another version is recognised
@@ -19,12 +19,12 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{FindingTag, Glance, Packed, StatusChange, VehicleRecord, Verdict};
+use super::{ChangeCause, FindingTag, Glance, Packed, StatusChange, VehicleRecord, Verdict};
 use crate::health::Status;
 use crate::smartcar::VehicleAttributes;
 
 /// The version this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 const FORMAT: &str = "vtriage-snapshot";
 
 /// The store's records at one moment. On disk it is written as a header line plus binary
@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub version: u32,
     pub saved_at: Timestamp,
     pub records: Vec<VehicleRecord>,
+    /// The cars watched (`w`), so a later run shows the mark and the recovery.
+    pub watches: Vec<super::watch::Watch>,
 }
 
 impl Snapshot {
@@ -42,6 +44,7 @@ impl Snapshot {
             version: SNAPSHOT_VERSION,
             saved_at,
             records,
+            watches: Vec::new(),
         }
     }
 }
@@ -61,6 +64,8 @@ struct Header {
     /// [`super::packed::dictionary_id`] of the build that packed the evidence.
     #[serde(default)]
     dictionary: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    watches: Vec<super::watch::Watch>,
 }
 
 /// One run of records in the body.
@@ -99,7 +104,7 @@ struct Saved<'a> {
     findings: Vec<u32>,
     glance: (Option<u16>, Option<bool>, Option<bool>),
     packed: Option<Cow<'a, Packed>>,
-    history: Vec<(Instant, Status, Status)>,
+    history: Vec<(Instant, Status, Status, ChangeCause)>,
     failing_since: Option<Instant>,
     last_probe_at: Option<Instant>,
 }
@@ -135,7 +140,7 @@ impl<'a> Saved<'a> {
             history: r
                 .history
                 .iter()
-                .map(|c| (instant(c.at), c.from, c.to))
+                .map(|c| (instant(c.at), c.from, c.to, c.cause))
                 .collect(),
             failing_since: r.failing_since.map(instant),
             last_probe_at: r.last_probe_at.map(instant),
@@ -156,11 +161,12 @@ impl<'a> Saved<'a> {
         let history = self
             .history
             .into_iter()
-            .map(|(at, from, to)| {
+            .map(|(at, from, to, cause)| {
                 Ok(StatusChange {
                     at: timestamp(at)?,
                     from,
                     to,
+                    cause,
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -344,6 +350,7 @@ fn write_file(tmp: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
         count: snapshot.records.len(),
         tags,
         dictionary: super::packed::dictionary_id(),
+        watches: snapshot.watches.clone(),
         chunks: encoded
             .iter()
             .map(|(records, bytes)| Chunk {
@@ -470,6 +477,7 @@ fn parse(bytes: &[u8]) -> Result<Snapshot, Refusal> {
         version: header.version,
         saved_at: header.saved_at,
         records,
+        watches: header.watches,
     })
 }
 

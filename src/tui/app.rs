@@ -559,6 +559,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.dirty |= second_changed;
             rediagnose_as_time_passes(app);
             refresh_opened(app, &mut effects);
+            probe_watched(app, &mut effects);
+            watch_news(app);
         }
         Msg::Store(event) => {
             vin_lookup_news(app, &event, &mut effects);
@@ -578,6 +580,7 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
                 } else {
                     app.keep_selection_on_screen();
                 }
+                watch_news(app);
                 app.dirty = true;
             }
         }
@@ -739,6 +742,11 @@ fn fleet_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
                 reprobe(app, id, effects);
             }
         }
+        Action::Watch => {
+            if let Some(id) = app.store.selected().map(|r| r.vehicle_id.clone()) {
+                toggle_watch(app, &id);
+            }
+        }
         _ => {}
     }
 }
@@ -816,6 +824,10 @@ fn vehicle_action(app: &mut App, action: Action, effects: &mut Vec<Effect>) {
             let id = record.vehicle_id.clone();
             reprobe(app, id, effects);
         }
+        Action::Watch => {
+            let id = record.vehicle_id.clone();
+            toggle_watch(app, &id);
+        }
         Action::RawJson => {
             if let Some(p) = app.page_mut() {
                 p.raw = !p.raw;
@@ -850,6 +862,64 @@ fn copy(app: &mut App, text: String, what: &'static str, effects: &mut Vec<Effec
     }
 }
 
+/// `w`: starts or stops watching a car. Without a desk it is probed again on a backoff; on a desk
+/// its changes arrive on the stream anyway, so watching costs no request.
+fn toggle_watch(app: &mut App, id: &str) {
+    use crate::store::watch::{MAX_BACKOFF, Toggle, backoff};
+    let Some(record) = app.store.vehicle(id) else {
+        return;
+    };
+    let by_probe = app.link.is_none();
+    let record = record.clone();
+    match app.store.watches.toggle(&record, app.now, by_probe) {
+        Toggle::Started if by_probe => app.say(format!(
+            "watching {id}: probed again in {} min, then less often (at most every {} min)",
+            backoff(0).as_mins(),
+            MAX_BACKOFF.as_mins()
+        )),
+        Toggle::Started => app.say(format!(
+            "watching {id}: the desk's webhooks and probes tell when it recovers (no request)"
+        )),
+        Toggle::Stopped => app.say(format!("stopped watching {id}")),
+        Toggle::NothingToWatch(status) => app.complain(format!(
+            "nothing to watch: {id} is {}, not failing",
+            status.label()
+        )),
+    }
+}
+
+/// Asks again for the watched cars whose backoff ran out, at Visible priority: inside the budget,
+/// after what the agent is looking at.
+fn probe_watched(app: &mut App, effects: &mut Vec<Effect>) {
+    if app.link.is_some() || app.store.watches.is_empty() {
+        return;
+    }
+    let due = app.store.watches.due(app.now);
+    if !due.is_empty() {
+        effects.push(Effect::Send(Command::Probe {
+            vehicle_ids: due,
+            priority: Priority::Visible,
+            force: true,
+        }));
+    }
+}
+
+/// Tells the agent when a watched car recovered.
+fn watch_news(app: &mut App) {
+    if app.store.watches.is_empty() {
+        return;
+    }
+    let recovered = app.store.check_watches(app.now);
+    for (id, r) in recovered {
+        app.say(format!(
+            "✓ {id} recovered at {} ({})",
+            r.at.strftime("%H:%M"),
+            r.cause.label()
+        ));
+        app.dirty = true;
+    }
+}
+
 fn reprobe(app: &mut App, id: String, effects: &mut Vec<Effect>) {
     app.say(format!("re-probing {id}"));
     effects.push(Effect::Send(Command::Probe {
@@ -878,7 +948,7 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
     out.push_str(&format!("Status {}", diagnosis.status.label()));
     if let Some(since) = record.failing_since {
         out.push_str(&format!(
-            ", failing since {}",
+            ", first seen failing {}",
             crate::report::format_instant(since)
         ));
     }
@@ -899,11 +969,20 @@ pub fn escalation_text(record: &VehicleRecord) -> String {
             if let Some(s) = e.http_status {
                 out.push_str(&format!(" -> {s}"));
             }
+            if let Some(v) = &e.value {
+                out.push_str(&format!(" -> {}", one_line(v)));
+            }
             if let Some(tc) = &e.type_code {
                 out.push_str(&format!(" {}", one_line(tc)));
             }
             if let Some(id) = &e.request_id {
                 out.push_str(&format!(" request-id {}", one_line(id)));
+            }
+            if let Some(id) = &e.event_id {
+                out.push_str(&format!(" event-id {}", one_line(id)));
+            }
+            if let Some(t) = e.delivered_at {
+                out.push_str(&format!(" delivered {t}"));
             }
             out.push_str(&format!(" at {}\n", e.at));
         }

@@ -38,6 +38,7 @@ pub enum Action {
     CopyReply,
     CopyEvidence,
     Reprobe,
+    Watch,
     OpenLink,
     RawJson,
     Submit,
@@ -47,7 +48,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::Open,
         Action::Filter,
         Action::Command,
@@ -64,6 +65,7 @@ impl Action {
         Action::CopyReply,
         Action::CopyEvidence,
         Action::Reprobe,
+        Action::Watch,
         Action::OpenLink,
         Action::RawJson,
         Action::Submit,
@@ -109,6 +111,7 @@ impl Action {
             Action::CopyReply => "copy_reply",
             Action::CopyEvidence => "copy_evidence",
             Action::Reprobe => "reprobe",
+            Action::Watch => "watch",
             Action::OpenLink => "open_link",
             Action::RawJson => "raw_json",
             Action::Submit => "submit",
@@ -150,6 +153,7 @@ impl Action {
             Action::CopyReply => "copy reply",
             Action::CopyEvidence => "copy evidence",
             Action::Reprobe => "re-probe",
+            Action::Watch => "watch",
             Action::OpenLink => "open link",
             Action::RawJson => "raw JSON",
             Action::Submit => "apply",
@@ -191,6 +195,9 @@ impl Action {
             Action::CopyReply => "Copy the reply for the customer",
             Action::CopyEvidence => "Copy the evidence for an escalation to Smartcar",
             Action::Reprobe => "Probe this vehicle again now",
+            Action::Watch => {
+                "Watch this car once its fix was sent: re-probed after 1, 2, 4, 8… min (at most 15), free on a desk; says when it recovers (again: stop)"
+            }
             Action::OpenLink => "Open the fix link with the system opener",
             Action::RawJson => "Show or hide the raw last responses (JSON)",
             Action::Submit => "Apply",
@@ -266,6 +273,7 @@ impl KeyContext {
                 Action::CopyReply,
                 Action::CopyEvidence,
                 Action::Reprobe,
+                Action::Watch,
                 Action::OpenLink,
                 Action::RawJson,
                 Action::Help,

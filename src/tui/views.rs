@@ -134,6 +134,32 @@ fn header(app: &App, theme: &Theme, width: u16) -> Line<'static> {
         }
         Some(Link::Connected { .. }) | None => {}
     }
+    // A watched car that recovered is what the agent waited for: it stays in the header.
+    let recovered: Vec<_> = app
+        .store
+        .watches
+        .iter()
+        .filter_map(|w| w.recovered.map(|r| (w, r)))
+        .collect();
+    if let Some((w, r)) = recovered.last() {
+        segments.push(Segment::new(
+            95,
+            vec![Span::styled(
+                format!(
+                    " ✓ {} recovered at {} ",
+                    one_line(&w.vehicle_id),
+                    r.at.strftime("%H:%M")
+                ),
+                theme.healthy,
+            )],
+        ));
+    } else if !app.store.watches.is_empty() {
+        let n = app.store.watches.iter().count();
+        segments.push(Segment::new(
+            60,
+            vec![Span::styled(format!("· watching {n} "), theme.muted)],
+        ));
+    }
     if let Some(error) = app.store.source_error() {
         segments.push(Segment::new(
             96,
@@ -761,8 +787,13 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             ));
         }
         if let Some(since) = &f.since {
+            // Whose date it is, in the words of the Markdown report; a rule's follows its name.
+            let label = match &f.rule {
+                Some(_) => " in force since".to_string(),
+                None => format!(" · {}", crate::report::since_label(f).to_lowercase()),
+            };
             meta.push(Span::styled(
-                format!(" · since {}", one_line(since)),
+                format!("{label} {}", one_line(since)),
                 theme.muted,
             ));
         }
@@ -789,18 +820,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             lines.extend(actions.take().unwrap_or_default());
         }
         for e in &f.evidence {
-            let mut text = format!("    ↳ {}", one_line(&e.endpoint));
-            if let Some(s) = e.http_status {
-                text.push_str(&format!(" → {s}"));
-            }
-            if let Some(tc) = &e.type_code {
-                text.push_str(&format!(" {}", one_line(tc)));
-            }
-            if let Some(id) = &e.request_id {
-                text.push_str(&format!(" · request {}", one_line(id)));
-            }
-            // The exact time, as an escalation quotes it.
-            text.push_str(&format!(" · {}", e.at.strftime("%Y-%m-%d %H:%M:%S UTC")));
+            let text = format!("    ↳ {}", crate::report::evidence_line(e));
             // Wrapped under its own start, so each piece of evidence reads as one block.
             lines.push(PageLine::hanging(Line::from(Span::raw(text)), 6));
         }
@@ -884,6 +904,7 @@ fn vehicle_lines(app: &App, record: &VehicleRecord, theme: &Theme) -> Vec<PageLi
             status_badge(change.from, theme),
             Span::raw(" → "),
             status_badge(change.to, theme),
+            Span::styled(format!("  ({})", change.cause.label()), theme.muted),
         ])));
     }
     lines
@@ -1225,13 +1246,43 @@ fn vehicle_title(app: &App, record: &VehicleRecord, width: u16) -> Vec<Line<'sta
     }
     if let Some(since) = record.failing_since {
         fields.push(vec![Span::styled(
-            format!("failing since {}", crate::report::format_instant(since)),
+            format!(
+                "first seen failing {}",
+                crate::report::format_instant(since)
+            ),
             theme.muted,
         )]);
     }
+    if let Some(w) = app.store.watches.get(&record.vehicle_id) {
+        let text = match (w.recovered, w.next_probe_at) {
+            (Some(r), _) => format!(
+                "watched · recovered at {} ({})",
+                r.at.strftime("%H:%M"),
+                r.cause.label()
+            ),
+            (None, Some(next)) => format!(
+                "watched since {} · next probe {}",
+                w.since.strftime("%H:%M"),
+                next.strftime("%H:%M")
+            ),
+            (None, None) => format!(
+                "watched since {} · the desk tells",
+                w.since.strftime("%H:%M")
+            ),
+        };
+        let style = if w.recovered.is_some() {
+            theme.healthy
+        } else {
+            theme.warning
+        };
+        fields.push(vec![Span::styled(text, style)]);
+    }
     if let Some(connected) = &record.connected_at {
         fields.push(vec![Span::styled(
-            format!("connected {}", one_line(connected)),
+            format!(
+                "connected {}",
+                crate::report::format_sent_instant(connected)
+            ),
             theme.muted,
         )]);
     }

@@ -646,3 +646,44 @@ async fn a_resolution_arriving_after_a_probe_unblocks_the_car_in_history_and_on_
     let announced = announced.expect("the change is announced");
     assert_ne!(announced["status"], "BLOCKED", "{announced}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_error_reads_resolved_at_its_delivery_by_webhook_not_unknown() {
+    let Some((schema, serve)) = setup().await else {
+        return;
+    };
+    let client = http();
+    let url = serve.webhook_url();
+    // 2026-11-27 14:00 and 14:05 UTC.
+    let (failed_ms, resolved_ms) = (1_795_788_000_000_i64, 1_795_788_300_000_i64);
+    let error = virtual_key("e-w", "veh-resolved", "ERROR", failed_ms);
+    assert_eq!(post_signed(&client, &url, &error).await, 200);
+    let resolved = virtual_key("r-w", "veh-resolved", "RESOLVED", resolved_ms);
+    assert_eq!(post_signed(&client, &url, &resolved).await, 200);
+    let row = schema
+        .client
+        .query_one(
+            "SELECT status, finding, diagnosis FROM vehicles WHERE vehicle_id = 'veh-resolved'",
+            &[],
+        )
+        .await
+        .expect("vehicle row");
+    let (status, finding): (String, Option<String>) = (row.get(0), row.get(1));
+    assert_ne!(status, "UNKNOWN");
+    assert_eq!(finding.as_deref(), Some("error-resolved"));
+    let diagnosis: serde_json::Value = row.get(2);
+    let main = &diagnosis["findings"][0];
+    assert!(
+        main["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("resolved at 14:05 (webhook)")),
+        "{main}"
+    );
+    assert_eq!(main["evidence"][0]["event_id"], "r-w", "{main}");
+    let causes: Vec<String> = history(&schema, "veh-resolved")
+        .await
+        .into_iter()
+        .map(|(_, cause)| cause)
+        .collect();
+    assert_eq!(causes, ["webhook e-w", "webhook r-w"]);
+}

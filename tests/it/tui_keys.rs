@@ -1399,3 +1399,127 @@ fn a_vin_lookup_costing_much_of_the_budget_asks_first_then_its_progress_stays_un
         "{effects:?}"
     );
 }
+
+fn tick_after(app: &mut App, after_s: i64) -> Vec<Effect> {
+    let at = now()
+        .checked_add(jiff::SignedDuration::from_secs(after_s))
+        .expect("time");
+    update(app, Msg::Tick(at, std::time::Instant::now()))
+}
+
+/// The watched car's probes among `effects`: sent forced at Visible priority.
+fn watch_probes(effects: &[Effect]) -> Vec<Vec<String>> {
+    probes(effects)
+        .into_iter()
+        .filter(|(_, p, force)| *p == Priority::Visible && *force)
+        .map(|(ids, _, _)| ids)
+        .collect()
+}
+
+#[test]
+fn w_on_a_blocked_car_probes_it_again_after_1_2_4_minutes_and_says_when_it_recovered() {
+    let mut app = app(120, 40);
+    command(&mut app, "vehicle 7c1e0f3a-vk");
+    tick_after(&mut app, 0);
+    assert!(key(&mut app, KeyCode::Char('w')).is_empty());
+    assert!(
+        flash(&app).starts_with("watching 7c1e0f3a-vk"),
+        "{}",
+        flash(&app)
+    );
+    let probed_at = |app: &mut App, s: i64| !watch_probes(&tick_after(app, s)).is_empty();
+    assert!(!probed_at(&mut app, 30));
+    assert!(probed_at(&mut app, 60), "first probe after a minute");
+    assert!(!probed_at(&mut app, 150));
+    assert!(probed_at(&mut app, 180), "then two minutes later");
+    assert!(!probed_at(&mut app, 400));
+    assert!(probed_at(&mut app, 420), "then four");
+    assert!(
+        screen(&app)
+            .join("\n")
+            .contains("watched since 19:00 · next probe 19:15")
+    );
+
+    // The customer paired the key: the next answer is healthy.
+    let mut healthy = reports()
+        .into_iter()
+        .find(|r| r.vehicle_id == "f00d-ok")
+        .expect("healthy report");
+    healthy.vehicle_id = "7c1e0f3a-vk".into();
+    healthy.attributes = None;
+    healthy.vin = None;
+    update(
+        &mut app,
+        Msg::Store(vtriage::fetch::Event::Observed { report: healthy }),
+    );
+    assert_eq!(flash(&app), "✓ 7c1e0f3a-vk recovered at 19:07 (probe)");
+    let shown = screen(&app).join("\n");
+    assert!(
+        shown.contains("✓ 7c1e0f3a-vk recovered at 19:07"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("watched · recovered at 19:07 (probe)"),
+        "{shown}"
+    );
+    assert!(
+        watch_probes(&tick_after(&mut app, 2000)).is_empty(),
+        "no probe once recovered"
+    );
+}
+
+#[test]
+fn w_on_a_desk_spends_no_request() {
+    let mut app = app(120, 40);
+    update(
+        &mut app,
+        Msg::Link(vtriage::desk::remote::Link::Connected {
+            agents_probing: Vec::new(),
+        }),
+    );
+    command(&mut app, "vehicle 7c1e0f3a-vk");
+    key(&mut app, KeyCode::Char('w'));
+    assert!(flash(&app).contains("no request"), "{}", flash(&app));
+    for s in [60, 180, 420, 3600] {
+        assert!(watch_probes(&tick_after(&mut app, s)).is_empty());
+    }
+    assert!(
+        screen(&app)
+            .join("\n")
+            .contains("watched since 19:00 · the desk tells")
+    );
+}
+
+#[test]
+fn w_on_a_healthy_car_says_there_is_nothing_to_watch_and_w_again_stops_a_watch() {
+    let mut app = app(120, 40);
+    command(&mut app, "vehicle f00d-ok");
+    key(&mut app, KeyCode::Char('w'));
+    assert_eq!(
+        flash(&app),
+        "nothing to watch: f00d-ok is HEALTHY, not failing"
+    );
+    key(&mut app, KeyCode::Esc);
+    command(&mut app, "vehicle 7c1e0f3a-vk");
+    key(&mut app, KeyCode::Char('w'));
+    key(&mut app, KeyCode::Char('w'));
+    assert_eq!(flash(&app), "stopped watching 7c1e0f3a-vk");
+    assert!(watch_probes(&tick_after(&mut app, 60)).is_empty());
+}
+
+#[test]
+fn the_watch_key_is_in_the_help_and_the_vehicle_hint_bar() {
+    let mut app = app(120, 40);
+    command(&mut app, "vehicle 7c1e0f3a-vk");
+    assert!(
+        screen(&app).last().is_some_and(|l| l.contains("w watch")),
+        "{:?}",
+        screen(&app).last()
+    );
+    key(&mut app, KeyCode::Char('?'));
+    assert!(
+        screen(&app)
+            .join("\n")
+            .contains("Watch this car once its fix was sent")
+    );
+}

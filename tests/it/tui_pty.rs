@@ -280,3 +280,57 @@ fn the_dashboard_on_api_v3_opens_a_tesla_and_shows_the_signal_that_proves_the_mi
     assert!(sim.v3_stats().signals_calls >= 1);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+#[test]
+fn w_on_a_blocked_demo_car_watches_it_on_its_page_and_in_the_header() {
+    let home = std::env::temp_dir().join(format!("vtriage-tui-watch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let mut s = Session::start(&home);
+
+    s.wait_for("DEMO");
+    s.wait_until("a blocked vehicle", |screen| blocked_count(screen) > 0);
+    s.send("1");
+    s.wait_for("/status:blocked");
+    s.send("\r");
+    s.wait_for("── Findings");
+    s.send("w");
+    s.wait_for("then less often (at most every 15 min)");
+    let page = s.wait_for("watched since");
+    assert!(page.contains("· next probe"), "{page}");
+    assert!(page.contains("watching 1"), "the header counts it:\n{page}");
+
+    let id = page
+        .split_whitespace()
+        .skip_while(|w| *w != "vehicle")
+        .nth(1)
+        .expect("the page names the vehicle")
+        .to_string();
+
+    s.send("?");
+    s.wait_for("Watch this car once its fix was sent");
+    s.send("?");
+    s.wait_until("the help closed", |screen| {
+        !screen.contains("Watch this car")
+    });
+    s.send("q");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.child.try_wait().ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "vtriage did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The next run's `vehicle` shows the watch the dashboard started.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["vehicle", id.as_str()])
+        .env("VTRIAGE_HOME", &home)
+        .env_remove("SMARTCAR_CLIENT_SECRET")
+        .output()
+        .expect("vtriage vehicle runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("watched {id} (")) && stdout.contains("not recovered yet"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&home);
+}

@@ -514,3 +514,40 @@ fn evidence_and_long_lines_wrap_under_their_own_indent_at_any_width() {
         }
     }
 }
+
+fn watched_vehicle(width: u16, height: u16) -> vtriage::tui::App {
+    let mut app = app(width, height);
+    press(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "vehicle 7c1e0f3a-vk");
+    press(&mut app, KeyCode::Enter);
+    update(&mut app, Msg::Tick(now(), std::time::Instant::now()));
+    press(&mut app, KeyCode::Char('w'));
+    app
+}
+
+#[test]
+fn vehicle_watched_after_its_fix_was_sent_at_120x40() {
+    let app = watched_vehicle(120, 40);
+    insta::assert_snapshot!(draw(&app).backend());
+}
+
+#[test]
+fn watched_vehicle_recovered_at_80x24() {
+    let mut app = watched_vehicle(80, 24);
+    let later = now()
+        .checked_add(jiff::SignedDuration::from_mins(3))
+        .expect("time");
+    update(&mut app, Msg::Tick(later, std::time::Instant::now()));
+    let mut healthy = reports()
+        .into_iter()
+        .find(|r| r.vehicle_id == "f00d-ok")
+        .expect("healthy report");
+    healthy.vehicle_id = "7c1e0f3a-vk".into();
+    healthy.attributes = None;
+    healthy.vin = None;
+    update(
+        &mut app,
+        Msg::Store(vtriage::fetch::Event::Observed { report: healthy }),
+    );
+    insta::assert_snapshot!(draw(&app).backend());
+}
