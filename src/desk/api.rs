@@ -354,6 +354,9 @@ struct ProbeQuery {
     /// A new answer even when the desk's last one is fresh (Smartcar's Retry-After still holds).
     #[serde(default)]
     force: bool,
+    /// Look a VIN up even though its check digit does not fit (some non-North-American VINs).
+    #[serde(default)]
+    anyway: bool,
 }
 
 async fn probe(
@@ -438,6 +441,15 @@ async fn find_vin(
         Err(r) => return r,
     };
     let vin = match crate::smartcar::vin::decode_at(&vin, jiff::Timestamp::now()) {
+        // A check digit that does not fit is most likely a typo: refused before it costs a lookup,
+        // unless the caller confirms (`?anyway=true`).
+        Ok(decoded) if !q.anyway && decoded.check_digit_misfit().is_some() => {
+            let line = decoded.check_digit_line().unwrap_or_default();
+            return answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"error": line, "check_digit": decoded.check_digit_misfit().map(String::from)}),
+            );
+        }
         Ok(decoded) => decoded.vin,
         Err(e) => {
             return answer(

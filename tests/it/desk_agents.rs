@@ -614,6 +614,25 @@ async fn a_vin_the_desk_has_not_read_is_looked_up_once_then_known_and_audited() 
 
     let (bad, answer) = find("not-a-vin".into()).await;
     assert_eq!(bad, 400, "{answer}");
+    // One character off: its check digit no longer fits, and the desk spends nothing on it.
+    let mut typo: Vec<char> = car.vin.chars().collect();
+    typo[12] = if typo[12] == '7' { '8' } else { '7' };
+    let typo: String = typo.into_iter().collect();
+    let before = sim.stats().requests_total;
+    let (status, answer) = find(typo.clone()).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("check digit"),
+        "{answer}"
+    );
+    assert_eq!(
+        sim.stats().requests_total,
+        before,
+        "nothing sent for a typo"
+    );
     let audited = schema
         .count("SELECT count(*) FROM audit WHERE action = 'find vin' AND actor = 'alice'")
         .await;
