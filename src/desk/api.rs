@@ -458,12 +458,13 @@ async fn find_vin(
             );
         }
     };
-    let done = |vehicle_id: Option<String>, requests: u64| {
+    let done = |vehicle_id: Option<String>, requests: u64, gaps: Option<String>| {
         let body = VinAnswer {
             vin: vin.clone(),
             done: true,
             vehicle_id,
             requests,
+            gaps,
         };
         answer(
             StatusCode::OK,
@@ -473,7 +474,7 @@ async fn find_vin(
     match st.db.vehicle_with_vin(&vin).await {
         Ok(Some(id)) => {
             audit(&st, &agent, "find vin", Some(&vin)).await;
-            return done(Some(id), 0);
+            return done(Some(id), 0, None);
         }
         Ok(None) => {}
         Err(e) => return unavailable(&e),
@@ -482,13 +483,14 @@ async fn find_vin(
         return unavailable(&e);
     }
     match poll(st.wait(q.wait), || st.db.vin_lookup(&vin)).await {
-        Ok(Some(found)) => done(found.vehicle_id, found.requests),
+        Ok(Some(found)) => done(found.vehicle_id, found.requests, found.gaps),
         Ok(None) => {
             let body = VinAnswer {
                 vin: vin.clone(),
                 done: false,
                 vehicle_id: None,
                 requests: 0,
+                gaps: None,
             };
             answer(
                 StatusCode::ACCEPTED,

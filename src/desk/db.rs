@@ -33,6 +33,8 @@ pub struct PendingProbe {
 pub struct VinLookup {
     pub vehicle_id: Option<String>,
     pub requests: u64,
+    /// How a lookup that found nothing may have missed the car; `None` when every candidate was read.
+    pub gaps: Option<String>,
 }
 
 /// A forced probe request made this soon after a probe of the vehicle began is served by it: two
@@ -68,6 +70,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         7,
         "0007_retention_indexes.sql",
         include_str!("migrations/0007_retention_indexes.sql"),
+    ),
+    (
+        8,
+        "0008_vin_lookup_gaps.sql",
+        include_str!("migrations/0008_vin_lookup_gaps.sql"),
     ),
 ];
 
@@ -718,7 +725,7 @@ impl Db {
             "INSERT INTO vin_lookups (vin, requested_by) VALUES ($1, $2)
              ON CONFLICT (vin) DO UPDATE
                  SET requested_by = EXCLUDED.requested_by, requested_at = now(),
-                     done_at = NULL, vehicle_id = NULL, requests = NULL
+                     done_at = NULL, vehicle_id = NULL, requests = NULL, gaps = NULL
                  WHERE vin_lookups.done_at IS NOT NULL",
             &[&vin, &requested_by],
         )
@@ -738,7 +745,7 @@ impl Db {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT vehicle_id, coalesce(requests, 0) FROM vin_lookups
+                "SELECT vehicle_id, coalesce(requests, 0), gaps FROM vin_lookups
                  WHERE vin = $1 AND done_at IS NOT NULL",
                 &[&vin],
             )
@@ -746,6 +753,7 @@ impl Db {
         Ok(row.map(|r| VinLookup {
             vehicle_id: r.get(0),
             requests: u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+            gaps: r.get(2),
         }))
     }
 
@@ -767,14 +775,15 @@ impl Db {
         vin: &str,
         vehicle_id: Option<&str>,
         requests: u64,
+        gaps: Option<&str>,
     ) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         let requests = i64::try_from(requests).unwrap_or(i64::MAX);
         client
             .execute(
-                "UPDATE vin_lookups SET done_at = now(), vehicle_id = $2, requests = $3
+                "UPDATE vin_lookups SET done_at = now(), vehicle_id = $2, requests = $3, gaps = $4
                  WHERE vin = $1 AND done_at IS NULL",
-                &[&vin, &vehicle_id, &requests],
+                &[&vin, &vehicle_id, &requests, &gaps],
             )
             .await?;
         Ok(())

@@ -350,7 +350,7 @@ async fn next_vin_lookup(
             let _ = commands.send(Command::FindVin { vin: decoded });
         }
         Err(_) => {
-            if let Err(e) = db.finish_vin_lookup(&vin, None, 0).await {
+            if let Err(e) = db.finish_vin_lookup(&vin, None, 0, None).await {
                 tracing::warn!(error = %one_line(&e.to_string()), "cannot end a VIN lookup");
             }
         }
@@ -424,13 +424,17 @@ async fn handle(
             vin,
             vehicle_id,
             requests,
+            gaps,
             ..
         } => {
+            // "No vehicle" only when every candidate was read: otherwise the agents hear why not.
+            let gaps =
+                (vehicle_id.is_none() && !gaps.is_empty()).then(|| gaps.summary(&vin, requests, 0));
             if book.vin_lookup.as_deref() == Some(vin.as_str()) {
                 book.vin_lookup = None;
             }
             if let Err(e) = db
-                .finish_vin_lookup(&vin, vehicle_id.as_deref(), requests)
+                .finish_vin_lookup(&vin, vehicle_id.as_deref(), requests, gaps.as_deref())
                 .await
             {
                 tracing::warn!(error = %one_line(&e.to_string()), "cannot end a VIN lookup");

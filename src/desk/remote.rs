@@ -531,12 +531,16 @@ fn send_probe(st: &State, vehicle_id: String, force: bool) {
 fn find_vin(st: &State, vin: String) {
     let (client, events) = (st.client.clone(), st.events.clone());
     tokio::spawn(async move {
-        let unfound = |requests| Event::VinLookupDone {
+        // Neither a car found nor every candidate read: said as not known, never as "no vehicle".
+        let unknown = |why: String| Event::VinLookupDone {
             vin: vin.clone(),
             vehicle_id: None,
-            requests,
+            requests: 0,
             unreadable: 0,
-            gaps: Default::default(),
+            gaps: crate::fetch::VinLookupGaps {
+                unknown: Some(why),
+                ..Default::default()
+            },
         };
         // Each ask waits up to the desk's limit (30 s); a lookup longer than this is given up here.
         for _ in 0..20 {
@@ -546,24 +550,36 @@ fn find_vin(st: &State, vin: String) {
                         let vins = vec![(id.clone(), vin.clone())];
                         let _ = events.send(Event::VinsLearned { vins });
                     }
+                    let gaps = crate::fetch::VinLookupGaps {
+                        // The desk's own line, from the network: one line, no controls.
+                        unknown: answer.gaps.map(|g| format!("the desk {}", one_line(&g))),
+                        ..Default::default()
+                    };
                     let _ = events.send(Event::VinLookupDone {
                         vin: vin.clone(),
                         vehicle_id: answer.vehicle_id,
                         requests: answer.requests,
                         unreadable: 0,
-                        gaps: Default::default(),
+                        gaps,
                     });
                     return;
                 }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(vin = %one_line(&vin), error = %one_line(&e.to_string()), "VIN lookup refused");
-                    let _ = events.send(unfound(0));
+                    let why = format!(
+                        "the desk did not look it up ({}); whether a car has it is not known",
+                        one_line(&e.to_string())
+                    );
+                    let _ = events.send(unknown(why));
                     return;
                 }
             }
         }
-        let _ = events.send(unfound(0));
+        let _ = events.send(unknown(
+            "the desk's lookup did not end within 10 minutes; whether a car has it is not known (ask again)"
+                .into(),
+        ));
     });
 }
 

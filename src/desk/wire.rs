@@ -94,6 +94,10 @@ pub struct VinAnswer {
     /// VINs read to find it (0 when the desk knew it already).
     #[serde(default)]
     pub requests: u64,
+    /// When it found nothing: why the car may still have been missed (cars whose VIN could not be
+    /// read, a stop at Smartcar's 429), in one line. Absent when every candidate was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gaps: Option<String>,
 }
 
 /// The desk's prober as the stream reports it: its scheduler's figures, and which agents wait for

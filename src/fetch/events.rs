@@ -354,6 +354,9 @@ pub struct VinLookupGaps {
     pub near: Vec<(String, String)>,
     /// The agent cancelled the lookup.
     pub cancelled: bool,
+    /// Why the outcome is not known at all (a desk whose lookup was refused or did not end, or
+    /// one that says it could not read every candidate), in one line.
+    pub unknown: Option<String>,
 }
 
 impl VinLookupGaps {
@@ -363,6 +366,7 @@ impl VinLookupGaps {
             && self.stopped_until.is_none()
             && self.not_tried == 0
             && !self.cancelled
+            && self.unknown.is_none()
     }
 
     /// How a lookup that found nothing ended, in one line: "no vehicle" only when every
@@ -376,6 +380,9 @@ impl VinLookupGaps {
             }
         };
         let sent = plural(requests, "request", "requests");
+        if let Some(why) = &self.unknown {
+            return format!("VIN {vin}: {why}");
+        }
         let mut line = if self.cancelled {
             format!(
                 "VIN {vin}: lookup cancelled after {sent}; {} not read (the VINs read are kept)",

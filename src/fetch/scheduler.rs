@@ -991,6 +991,7 @@ impl Scheduler {
                 },
                 near,
                 cancelled,
+                unknown: None,
             }
         };
         self.emit(Event::VinLookupDone {

@@ -1493,7 +1493,10 @@ fn vin_lookup_news(app: &mut App, event: &Event, effects: &mut Vec<Effect>) {
                     app.say(format!("VIN {vin} is {id} ({requests} requests)"));
                     open_from_command(app, id, effects);
                 }
-                // On a desk no plan is announced: say how it ended.
+                // On a desk no plan is announced: say how it ended, "no vehicle" only when true.
+                None if app.link.is_some() && !gaps.is_empty() => {
+                    app.complain(gaps.summary(vin, *requests, app.store.len()));
+                }
                 None if app.link.is_some() => app.complain(format!(
                     "VIN {vin}: the desk found no vehicle with it ({requests} VINs read)"
                 )),

@@ -710,3 +710,53 @@ async fn a_busy_stream_whose_revocation_notice_was_lost_still_ends_within_second
     );
     assert!(revoked_at.elapsed() < Duration::from_secs(12));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_lookup_that_could_not_read_every_candidate_says_so_never_no_vehicle() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let alice = add_agent(&schema.name, "alice");
+    let (sim, serve) = v3_desk(
+        &schema.name,
+        vtriage::sim::SimConfig {
+            vehicles: 200,
+            seed: 7,
+            vehicle_calls_per_hour: 0,
+            ..vtriage::sim::SimConfig::default()
+        },
+        &["--prober-retry", "500ms"],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while schema.count("SELECT count(*) FROM vehicles").await < 200 {
+        assert!(Instant::now() < deadline, "the fleet was never listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A car whose connection is refused: Smartcar never gives its VIN.
+    let car = sim
+        .fleet()
+        .vehicles
+        .iter()
+        .find(|v| v.situation == vtriage::sim::Situation::TokenExpired)
+        .cloned()
+        .expect("a refused connection in the fleet");
+    let (status, answer) = {
+        let r = http()
+            .post(format!("{}/api/v1/vins/{}?wait=30", serve.origin, car.vin))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("answer");
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["done"], true, "{answer}");
+    assert!(answer["vehicle_id"].is_null(), "{answer}");
+    let gaps = answer["gaps"].as_str().unwrap_or_default();
+    assert!(gaps.contains("could not be read"), "{answer}");
+    assert!(!gaps.contains("no vehicle"), "{answer}");
+}
