@@ -13,7 +13,11 @@ pub fn apply(store: &mut Store, event: &Event, now: Timestamp) -> bool {
         Event::ConnectionsFound { connections, .. } => store.found(connections, now),
         Event::ProbeStarted { vehicle_id, .. } => store.probing(vehicle_id, now),
         Event::Observed { report } => store.observed(report, now),
-        Event::Diagnosed { report, diagnosis } => store.diagnosed(report, diagnosis, now),
+        Event::Diagnosed {
+            report,
+            diagnosis,
+            cause,
+        } => store.diagnosed(report, diagnosis, cause.as_deref(), now),
         Event::Progress(progress) => store.set_progress(progress, now),
         Event::RateLimited { until, by_smartcar } => store.rate_limited(*until, *by_smartcar, now),
         Event::SweepCost { requests, eta_s } => store.set_sweep_cost(*requests, *eta_s, now),

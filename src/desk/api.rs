@@ -209,7 +209,9 @@ struct FleetQuery {
 }
 
 const VEHICLE_COLUMNS: &str = "vehicle_id, user_id, make, model, year, status, finding, facts, \
-                               diagnosis, changed_at, connected_at, vin";
+                               diagnosis, changed_at, connected_at, vin, \
+                               (SELECT h.cause FROM status_history h \
+                                WHERE h.vehicle_id = vehicles.vehicle_id ORDER BY h.at DESC, h.id DESC LIMIT 1)";
 
 async fn fleet(
     State(st): State<Arc<ApiState>>,
@@ -298,6 +300,7 @@ fn item(row: &tokio_postgres::Row) -> VehicleItem {
         changed_at: jiff::Timestamp::try_from(changed_at).ok(),
         connected_at: row.get(10),
         vin: row.get(11),
+        cause: row.get(12),
         status: row.get(5),
         finding: row.get(6),
         vehicle_id,

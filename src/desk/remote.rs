@@ -329,6 +329,7 @@ pub fn verdict_event(v: &VehicleItem) -> Option<Event> {
         (Some(report), Some(diagnosis)) => Some(Event::Diagnosed {
             report: report.clone(),
             diagnosis: Box::new(diagnosis.clone()),
+            cause: v.cause.clone(),
         }),
         _ => None,
     }
@@ -705,6 +706,7 @@ mod tests {
     fn item(id: &str, with_report: bool) -> VehicleItem {
         VehicleItem {
             vehicle_id: id.into(),
+            cause: None,
             user_id: Some("user\u{1b}[31m".into()),
             make: Some("TESLA".into()),
             model: None,
@@ -741,7 +743,7 @@ mod tests {
         let events = fleet_events(&[item("a", true), item("b", false)]);
         assert!(matches!(
             &events[0],
-            Event::Diagnosed { report, diagnosis }
+            Event::Diagnosed { report, diagnosis, .. }
                 if report.vehicle_id == "a" && diagnosis.status == crate::health::Status::Blocked
         ));
         match &events[1] {

@@ -50,6 +50,10 @@ pub struct VehicleItem {
     /// The desk's diagnosis of `report` (findings, evidence, remedies); `None` while nothing is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<Diagnosis>,
+    /// What moved the verdict last, as the desk's status history says: `webhook <event id>`,
+    /// `probe <result id>`, `time`, `rules`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// `GET /api/v1/fleet?after=ID&limit=N`: vehicles in id order; `next` is the `after` of the next

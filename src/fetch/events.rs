@@ -282,6 +282,9 @@ pub enum Event {
     Diagnosed {
         report: ProbeReport,
         diagnosis: Box<crate::health::Diagnosis>,
+        /// What moved the verdict, as its source names it (`webhook …`, `probe …`, `time`,
+        /// `rules`), when it says.
+        cause: Option<String>,
     },
     Progress(Progress),
     /// The budget is exhausted or the server said 429; nothing is sent before `until`.

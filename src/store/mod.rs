@@ -82,6 +82,18 @@ impl ChangeCause {
         }
     }
 
+    /// A cause as a desk's status history writes it.
+    fn named(cause: &str) -> Option<ChangeCause> {
+        match cause.split_whitespace().next()? {
+            "webhook" => Some(ChangeCause::Webhook),
+            "probe" => Some(ChangeCause::Probe),
+            "time" => Some(ChangeCause::Time),
+            "rules" => Some(ChangeCause::Rules),
+            "listing" => Some(ChangeCause::Listing),
+            _ => None,
+        }
+    }
+
     /// Whether the newest evidence came by webhook (a desk's) or by a probe: a report's
     /// observations, or the diagnosis's own evidence when a resolution cleared them all.
     fn of_evidence(observations: &[Observation], diagnosis: &Diagnosis) -> ChangeCause {
@@ -408,6 +420,8 @@ pub struct Store {
     rediagnose_from: usize,
     /// The ids of the rules in force, when known: a `rule:` filter term must name one of them.
     rule_ids: Option<Vec<String>>,
+    /// While a verdict given by its source is stored: the cause it named.
+    given_cause: Option<ChangeCause>,
     /// Added to every time a probe report carries, so that evidence, check ages and "since"
     /// live on the same clock as `now` when `--now` moves it.
     evidence_shift: jiff::SignedDuration,
@@ -490,6 +504,7 @@ impl Store {
             clock: None,
             rediagnose_from: 0,
             rule_ids: None,
+            given_cause: None,
             evidence_shift: jiff::SignedDuration::ZERO,
             fuzzy: FuzzyMatcher::default(),
             interner: Interner::default(),
@@ -540,15 +555,19 @@ impl Store {
     }
 
     /// Its source diagnosed the vehicle from this report: the verdict is kept as given (not
-    /// diagnosed here, now or as time passes) and the row moves.
+    /// diagnosed here, now or as time passes) and the row moves. `cause` is what the source says
+    /// moved it (`webhook …`, `probe …`, `time`, `rules`); without it the newest evidence tells.
     pub fn diagnosed(
         &mut self,
         report: &ProbeReport,
         diagnosis: &Diagnosis,
+        cause: Option<&str>,
         now: Timestamp,
     ) -> bool {
         self.tick(now);
+        self.given_cause = cause.and_then(ChangeCause::named);
         self.observe(report, Some(diagnosis), now);
+        self.given_cause = None;
         true
     }
 
@@ -1295,6 +1314,7 @@ impl Store {
             None => (self.diagnoser)(&merged, now),
         };
         let glance = Glance::of(&merged);
+        let given_cause = self.given_cause;
         let probed_at = merged
             .observations
             .iter()
@@ -1319,7 +1339,8 @@ impl Store {
             r.stale = false;
             r.given_verdict = given.is_some();
             r.glance = glance;
-            let cause = ChangeCause::of_evidence(&merged.observations, &diagnosis);
+            let cause = given_cause
+                .unwrap_or_else(|| ChangeCause::of_evidence(&merged.observations, &diagnosis));
             r.set_diagnosis(diagnosis, &merged.observations, now, cause, shared);
         });
         self.interner = interner;
@@ -1613,7 +1634,7 @@ mod tests {
                 remedy: crate::health::remedy::nothing("", "", None),
             }],
         };
-        store.diagnosed(&cleared, &resolved, at("2026-03-01T10:05:00Z"));
+        store.diagnosed(&cleared, &resolved, None, at("2026-03-01T10:05:00Z"));
         let history = &store.vehicle("v1").unwrap().history;
         assert_eq!(history.last().map(|c| c.cause), Some(ChangeCause::Webhook));
     }
@@ -1655,6 +1676,38 @@ mod tests {
     }
 
     #[test]
+    fn a_desks_verdict_moved_by_time_or_rules_names_that_cause_not_the_evidence_it_read() {
+        let mut store = Store::new(clocked(true));
+        let t0 = at("2026-03-01T10:00:00Z");
+        store.listed(&listed_one(), t0);
+        store.observed(&answered_at(t0), t0);
+        let status = store.vehicle("v1").unwrap().verdict.status;
+        let moved = |status: Status| Diagnosis {
+            status,
+            checked_at: Some(t0),
+            findings: Vec::new(),
+        };
+        let other = if status == Status::Blocked {
+            Status::Healthy
+        } else {
+            Status::Blocked
+        };
+        store.diagnosed(&answered_at(t0), &moved(other), Some("time"), t0);
+        store.diagnosed(&answered_at(t0), &moved(status), Some("rules"), t0);
+        let causes: Vec<ChangeCause> = store
+            .vehicle("v1")
+            .unwrap()
+            .history
+            .iter()
+            .map(|c| c.cause)
+            .collect();
+        assert_eq!(
+            causes[causes.len() - 2..],
+            [ChangeCause::Time, ChangeCause::Rules]
+        );
+    }
+
+    #[test]
     fn a_verdict_given_by_its_source_is_kept_as_given_as_time_passes_and_when_rules_change() {
         // The local rules would call the car blocked; the source (a desk) says healthy.
         let mut store = Store::new(clocked(true));
@@ -1665,7 +1718,7 @@ mod tests {
             checked_at: Some(t0),
             findings: Vec::new(),
         };
-        store.diagnosed(&answered_at(t0), &given, t0);
+        store.diagnosed(&answered_at(t0), &given, None, t0);
         let record = store.vehicle("v1").unwrap();
         assert_eq!(record.verdict.status, Status::Healthy);
         assert_eq!(record.diagnosis(), given);
