@@ -36,7 +36,8 @@ pub fn check_origin(url: &str, allow_insecure: bool) -> Result<(), OriginError> 
     }
 }
 
-fn is_loopback(url: &url::Url) -> bool {
+/// Whether the URL's host is this machine: a loopback address or `localhost`.
+pub fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),

@@ -30,15 +30,7 @@ pub enum RejectedLink {
 /// Whether `link` points at this machine (a simulator's Connect page): it works only while that
 /// process runs, so it is no link to send a customer.
 pub fn is_local(link: &str) -> bool {
-    let Ok(url) = url::Url::parse(link.trim()) else {
-        return false;
-    };
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+    url::Url::parse(link.trim()).is_ok_and(|url| crate::smartcar::origin::is_loopback(&url))
 }
 
 /// What follows a local link wherever it is shown.

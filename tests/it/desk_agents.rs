@@ -562,16 +562,12 @@ async fn the_names_the_audit_gives_the_desk_itself_cannot_be_agents_names() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vin_the_desk_has_not_read_is_looked_up_once_then_known_and_audited() {
-    let Some(schema) = Schema::create().await else {
-        return;
-    };
-    let alice = add_agent(&schema.name, "alice");
+/// A v3 desk on a simulator of `vehicles` cars (seed 7, no hourly limit), once it has listed them all.
+async fn listed_v3_desk(schema: &Schema, vehicles: usize) -> (vtriage::sim::SimHandle, Serve) {
     let (sim, serve) = v3_desk(
         &schema.name,
         vtriage::sim::SimConfig {
-            vehicles: 40,
+            vehicles,
             seed: 7,
             vehicle_calls_per_hour: 0,
             ..vtriage::sim::SimConfig::default()
@@ -580,10 +576,20 @@ async fn a_vin_the_desk_has_not_read_is_looked_up_once_then_known_and_audited() 
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while schema.count("SELECT count(*) FROM vehicles").await < 40 {
+    while schema.count("SELECT count(*) FROM vehicles").await < vehicles as i64 {
         assert!(Instant::now() < deadline, "the fleet was never listed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    (sim, serve)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vin_the_desk_has_not_read_is_looked_up_once_then_known_and_audited() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let alice = add_agent(&schema.name, "alice");
+    let (sim, serve) = listed_v3_desk(&schema, 40).await;
     let car = sim.fleet().vehicles[17].clone();
     let find = |vin: String| {
         let url = format!("{}/api/v1/vins/{vin}", serve.origin);
@@ -717,22 +723,7 @@ async fn a_desk_lookup_that_could_not_read_every_candidate_says_so_never_no_vehi
         return;
     };
     let alice = add_agent(&schema.name, "alice");
-    let (sim, serve) = v3_desk(
-        &schema.name,
-        vtriage::sim::SimConfig {
-            vehicles: 200,
-            seed: 7,
-            vehicle_calls_per_hour: 0,
-            ..vtriage::sim::SimConfig::default()
-        },
-        &["--prober-retry", "500ms"],
-    )
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while schema.count("SELECT count(*) FROM vehicles").await < 200 {
-        assert!(Instant::now() < deadline, "the fleet was never listed");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (sim, serve) = listed_v3_desk(&schema, 200).await;
     // A car whose connection is refused: Smartcar never gives its VIN.
     let car = sim
         .fleet()
