@@ -380,12 +380,17 @@ pub(super) fn print_check(
                 counts.join(" · ")
             )?;
         }
-        // The cars an agent watches (`w` in the dashboard), among the rows shown.
-        for w in store
-            .watches
-            .iter()
-            .filter(|w| records.iter().any(|r| r.vehicle_id == w.vehicle_id))
-        {
+    }
+    // The cars an agent watches (`w` in the dashboard), among the rows shown: under the table, or
+    // on stderr where stdout is one record per line (JSON, CSV).
+    for w in store
+        .watches
+        .iter()
+        .filter(|w| records.iter().any(|r| r.vehicle_id == w.vehicle_id))
+    {
+        if args.json || args.csv {
+            eprintln!("vtriage: {}", one_line(&w.describe()));
+        } else {
             writeln!(out, "{}", w.describe())?;
         }
     }

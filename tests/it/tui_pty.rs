@@ -332,5 +332,17 @@ fn w_on_a_blocked_demo_car_watches_it_on_its_page_and_in_the_header() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `check --json` keeps one record per line on stdout and says the watch on stderr.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vtriage"))
+        .args(["check", "--json", "--filter", &format!("id:{id}")])
+        .env("VTRIAGE_HOME", &home)
+        .env_remove("SMARTCAR_CLIENT_SECRET")
+        .output()
+        .expect("vtriage check runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("watched {id} (")), "{stderr}");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("stdout stays JSON lines");
+    }
     let _ = std::fs::remove_dir_all(&home);
 }
