@@ -337,6 +337,39 @@ pub enum Stored {
     Duplicate,
 }
 
+/// A verified delivery waiting to be committed with others ([`Db::store_deliveries`]).
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub event_id: String,
+    pub event_type: String,
+    /// What a vehicle event says; `None` for any other event (only its row is kept).
+    pub vehicle: Option<VehicleEvent>,
+    /// The body as stored (secrets redacted).
+    pub body: Value,
+}
+
+/// The rows one batch writes, column by column, for its `unnest` statements.
+#[derive(Default)]
+struct VehicleWrites<'a> {
+    ids: Vec<&'a str>,
+    facts: Vec<Value>,
+    statuses: Vec<String>,
+    findings: Vec<Option<String>>,
+    diagnoses: Vec<Value>,
+    moved: Vec<bool>,
+    history: HistoryRows<'a>,
+    notices: Vec<String>,
+}
+
+/// One `status_history` row per verdict moved, in the order they moved, column by column.
+#[derive(Default)]
+struct HistoryRows<'a> {
+    vehicles: Vec<&'a str>,
+    statuses: Vec<String>,
+    findings: Vec<Option<String>>,
+    causes: Vec<String>,
+}
+
 /// The pool and what the transactions need.
 #[derive(Clone)]
 pub struct Db {
@@ -623,6 +656,232 @@ impl Db {
         .await?;
         tx.commit().await?;
         Ok(Stored::New)
+    }
+
+    /// Commits `deliveries` in one transaction (group commit): every event row, and for each
+    /// vehicle the merge of its new events in the order given, one diagnosis per event (a history
+    /// row whenever one moved the verdict, a notice per change) and one write of its row. A second
+    /// delivery of an event id in `deliveries` is a duplicate of the first. Returns one answer per
+    /// delivery, in their order, only once committed; on an error nothing is committed.
+    ///
+    /// Locks are taken in one order by every batch: the event ids sorted, then the vehicle rows
+    /// sorted by id (as [`Db::rediagnose`] does), so concurrent batches wait for each other but
+    /// never deadlock.
+    pub async fn store_deliveries(
+        &self,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<Stored>, DbError> {
+        use std::collections::{BTreeMap, HashMap};
+        let mut answers = vec![Stored::Duplicate; deliveries.len()];
+        // The first delivery of each event id, by id: the order its row is inserted in.
+        let mut firsts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, d) in deliveries.iter().enumerate() {
+            firsts.entry(d.event_id.as_str()).or_insert(i);
+        }
+        let received = jiff::Timestamp::now();
+        let occurred = |d: &NewDelivery| {
+            d.vehicle
+                .as_ref()
+                .and_then(|v| v.at)
+                .map(|t| std::time::SystemTime::from(super::facts::believed(t, received)))
+        };
+        let ids: Vec<&str> = firsts.keys().copied().collect();
+        let types: Vec<&str> = firsts
+            .values()
+            .map(|&i| deliveries[i].event_type.as_str())
+            .collect();
+        let vehicles: Vec<Option<&str>> = firsts
+            .values()
+            .map(|&i| {
+                deliveries[i]
+                    .vehicle
+                    .as_ref()
+                    .map(|v| v.vehicle_id.as_str())
+            })
+            .collect();
+        let occurred_at: Vec<Option<std::time::SystemTime>> =
+            firsts.values().map(|&i| occurred(&deliveries[i])).collect();
+        let bodies: Vec<&Value> = firsts.values().map(|&i| &deliveries[i].body).collect();
+
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO webhook_events (event_id, event_type, vehicle_id, occurred_at, body)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
+                                      $5::jsonb[])
+                 ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+            )
+            .await?;
+        let inserted = tx
+            .query(&insert, &[&ids, &types, &vehicles, &occurred_at, &bodies])
+            .await?;
+        let mut new: Vec<usize> = Vec::with_capacity(inserted.len());
+        for row in &inserted {
+            let id: &str = row.get(0);
+            if let Some(&i) = firsts.get(id) {
+                answers[i] = Stored::New;
+                new.push(i);
+            }
+        }
+        // Each vehicle's new events in the order they came.
+        new.sort_unstable();
+        let mut by_vehicle: BTreeMap<&str, Vec<&VehicleEvent>> = BTreeMap::new();
+        for &i in &new {
+            if let Some(event) = &deliveries[i].vehicle {
+                by_vehicle
+                    .entry(event.vehicle_id.as_str())
+                    .or_default()
+                    .push(event);
+            }
+        }
+        if by_vehicle.is_empty() {
+            tx.commit().await?;
+            return Ok(answers);
+        }
+        // What the events say of the vehicle itself: the last one saying it wins, as one
+        // transaction per event would leave it.
+        fn last<'a>(
+            events: &[&'a VehicleEvent],
+            said: fn(&'a VehicleEvent) -> Option<&'a str>,
+        ) -> Option<&'a str> {
+            events.iter().rev().find_map(|e| said(e))
+        }
+        let vehicle_ids: Vec<&str> = by_vehicle.keys().copied().collect();
+        let users: Vec<Option<&str>> = by_vehicle
+            .values()
+            .map(|e| last(e, |v| v.user_id.as_deref()))
+            .collect();
+        let makes: Vec<Option<&str>> = by_vehicle
+            .values()
+            .map(|e| last(e, |v| v.make.as_deref()))
+            .collect();
+        let models: Vec<Option<&str>> = by_vehicle
+            .values()
+            .map(|e| last(e, |v| v.model.as_deref()))
+            .collect();
+        let years: Vec<Option<i32>> = by_vehicle
+            .values()
+            .map(|e| e.iter().rev().find_map(|v| v.year.map(i32::from)))
+            .collect();
+        let lock = tx
+            .prepare_cached(
+                "INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[])
+                 ON CONFLICT (vehicle_id) DO UPDATE SET
+                     user_id = COALESCE(EXCLUDED.user_id, vehicles.user_id),
+                     make = COALESCE(EXCLUDED.make, vehicles.make),
+                     model = COALESCE(EXCLUDED.model, vehicles.model),
+                     year = COALESCE(EXCLUDED.year, vehicles.year)
+                 RETURNING status, finding, facts, user_id, make, model, year, NULL::jsonb,
+                           vehicle_id",
+            )
+            .await?;
+        let rows = tx
+            .query(&lock, &[&vehicle_ids, &users, &makes, &models, &years])
+            .await?;
+        let mut locked: HashMap<String, Known> = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(KNOWN_LEN), Known::of(r)))
+            .collect();
+        let mut writes = VehicleWrites::default();
+        for (vehicle_id, events) in &by_vehicle {
+            let Some(mut known) = locked.remove(*vehicle_id) else {
+                return Err(DbError::Query(format!(
+                    "the row of vehicle {vehicle_id} was not locked"
+                )));
+            };
+            let before = (known.status.clone(), known.finding.clone());
+            let mut written: Option<Diagnosis> = None;
+            let mut believed = known.facts.believe_times(received);
+            for event in events {
+                let changed = known.facts.merge(event, received);
+                if !changed && !believed {
+                    continue;
+                }
+                believed = false;
+                let diagnosis = self.diagnosis(vehicle_id, &known);
+                let status = diagnosis.status.label();
+                let finding = diagnosis.main_finding().map(|f| f.id.clone());
+                let moved = status != known.status || finding != known.finding;
+                if moved {
+                    writes.history.vehicles.push(*vehicle_id);
+                    writes.history.statuses.push(status.to_string());
+                    writes.history.findings.push(finding.clone());
+                    writes
+                        .history
+                        .causes
+                        .push(format!("webhook {}", event.event_id));
+                }
+                writes.notices.push(
+                    serde_json::json!({
+                        "vehicle_id": vehicle_id,
+                        "status": status,
+                        "finding": finding,
+                        "moved": moved,
+                    })
+                    .to_string(),
+                );
+                known.status = status.to_string();
+                known.finding = finding;
+                written = Some(diagnosis);
+            }
+            if let Some(diagnosis) = written {
+                writes.ids.push(*vehicle_id);
+                writes.facts.push(
+                    serde_json::to_value(&known.facts)
+                        .map_err(|e| DbError::Query(e.to_string()))?,
+                );
+                writes
+                    .moved
+                    .push(before != (known.status.clone(), known.finding.clone()));
+                writes.statuses.push(known.status);
+                writes.findings.push(known.finding);
+                writes.diagnoses.push(
+                    serde_json::to_value(&diagnosis).map_err(|e| DbError::Query(e.to_string()))?,
+                );
+            }
+        }
+        if !writes.ids.is_empty() {
+            let update = tx
+                .prepare_cached(
+                    "WITH written AS (
+                         UPDATE vehicles SET facts = v.facts, status = v.status,
+                             finding = v.finding, diagnosis = v.diagnosis, rules_sha256 = $7,
+                             updated_at = now(),
+                             changed_at = CASE WHEN v.moved THEN now() ELSE vehicles.changed_at END
+                         FROM unnest($1::text[], $2::jsonb[], $3::text[], $4::text[], $5::jsonb[],
+                                     $6::bool[]) AS v(vehicle_id, facts, status, finding, diagnosis, moved)
+                         WHERE vehicles.vehicle_id = v.vehicle_id RETURNING 1),
+                     history AS (
+                         INSERT INTO status_history (vehicle_id, status, finding, cause)
+                         SELECT * FROM unnest($8::text[], $9::text[], $10::text[], $11::text[])
+                         RETURNING 1)
+                     SELECT pg_notify($12, n) FROM unnest($13::text[]) AS n",
+                )
+                .await?;
+            tx.query(
+                &update,
+                &[
+                    &writes.ids,
+                    &writes.facts,
+                    &writes.statuses,
+                    &writes.findings,
+                    &writes.diagnoses,
+                    &writes.moved,
+                    &&*self.rules,
+                    &writes.history.vehicles,
+                    &writes.history.statuses,
+                    &writes.history.findings,
+                    &writes.history.causes,
+                    &self.channel(),
+                    &writes.notices,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(answers)
     }
 
     /// Commits a probe result: the report, the vehicle's new diagnosis, and every pending probe

@@ -45,6 +45,11 @@ pub struct Metrics {
     pub events_stored: AtomicU64,
     pub events_deduplicated: AtomicU64,
     pub verify_answered: AtomicU64,
+    /// Transactions that committed deliveries together (group commit), and the deliveries in them.
+    pub batches_committed: AtomicU64,
+    pub batched_deliveries: AtomicU64,
+    /// Shared transactions that failed, whose deliveries were then committed one by one.
+    pub batches_retried: AtomicU64,
     rejected: [AtomicU64; 4],
     /// Probe reports the prober stored.
     pub probes: AtomicU64,
@@ -153,6 +158,24 @@ impl Metrics {
             "counter",
             "Deliveries of an event already stored (same eventId).",
             &plain(load(&self.events_deduplicated)),
+        );
+        metric(
+            "vtriage_webhook_batches_committed_total",
+            "counter",
+            "Transactions that committed several deliveries together.",
+            &plain(load(&self.batches_committed)),
+        );
+        metric(
+            "vtriage_webhook_batched_deliveries_total",
+            "counter",
+            "Deliveries committed in a transaction shared with others.",
+            &plain(load(&self.batched_deliveries)),
+        );
+        metric(
+            "vtriage_webhook_batches_retried_total",
+            "counter",
+            "Shared transactions that failed; their deliveries were committed one by one.",
+            &plain(load(&self.batches_retried)),
         );
         metric(
             "vtriage_webhook_verify_answered_total",

@@ -240,9 +240,16 @@ pub async fn run(
             None
         }
     };
+    let batcher = server::Batcher::start(
+        db.clone(),
+        metrics.clone(),
+        server::BATCH_WORKERS,
+        server::BATCH_MAX,
+    );
     let state = Arc::new(server::ServerState {
         db,
         metrics,
+        batcher,
         keyring,
         amt: config.amt,
         max_body_bytes: config.max_body_bytes,

@@ -17,7 +17,7 @@ use crate::smartcar::Secret;
 use crate::untrusted::Keyring;
 use crate::untrusted::text::one_line;
 
-use super::db::{Db, DbError, Stored};
+use super::db::{Db, DbError, NewDelivery, Stored};
 use super::metrics::{Metrics, Rejection};
 use super::webhook::{self, Delivery};
 
@@ -37,6 +37,8 @@ pub struct ServerState {
     /// How long a delivery may wait for its commit before it is answered 503 (Smartcar gives up
     /// on a delivery after 15 s, then retries).
     pub commit_timeout: Duration,
+    /// Commits deliveries that arrive together in one transaction.
+    pub batcher: Batcher,
 }
 
 /// The routes, with bodies over `max_body_bytes` refused with 413 before they are read in full.
@@ -210,21 +212,19 @@ async fn webhook_delivery(
     let redactor = st.keyring.redactor();
     redactor.redact_json(&mut value);
     let delivery = webhook::parse_value(&value);
-    let (event_id, event_type, vehicle) = match &delivery {
+    let (event_id, event_type, vehicle) = match delivery {
         Ok(Delivery::Vehicle(event)) => (
             event.event_id.clone(),
             event.kind.as_str().to_string(),
-            Some(event.as_ref()),
+            Some(*event),
         ),
         Ok(Delivery::Other {
             event_id,
             event_type,
         }) => (
             // Without an id the body itself identifies the delivery, so a retry still deduplicates.
-            event_id
-                .clone()
-                .unwrap_or_else(|| format!("sha256:{}", webhook::digest(&body))),
-            event_type.clone(),
+            event_id.unwrap_or_else(|| format!("sha256:{}", webhook::digest(&body))),
+            event_type,
             None,
         ),
         // Answered above whenever its challenge has the accepted shape.
@@ -246,14 +246,18 @@ async fn webhook_delivery(
             );
         }
     };
+    let event = one_line(&event_id).into_owned();
     let stored = tokio::time::timeout(
         st.commit_timeout,
-        st.db
-            .store_delivery(&event_id, &event_type, vehicle, &value),
+        st.batcher.store(NewDelivery {
+            event_id,
+            event_type: event_type.clone(),
+            vehicle,
+            body: value,
+        }),
     )
     .await
     .unwrap_or_else(|_| Err(DbError::Unavailable("no commit within the timeout".into())));
-    let event = one_line(&event_id).into_owned();
     match stored {
         Ok(Stored::New) => {
             st.metrics.events_stored.fetch_add(1, Ordering::Relaxed);
@@ -330,4 +334,135 @@ async fn metrics(State(st): State<Arc<ServerState>>) -> Response {
         st.metrics.render(),
     )
         .into_response()
+}
+
+/// Deliveries committed together at most: a larger batch holds more rows locked for longer.
+pub const BATCH_MAX: usize = 64;
+
+/// Shared transactions in flight at once: while one waits for its commit to reach the disk, the
+/// next ones gather what arrived meanwhile.
+pub const BATCH_WORKERS: usize = 4;
+
+/// A delivery waiting for its commit, and its caller waiting for the answer.
+struct Queued {
+    delivery: NewDelivery,
+    answer: tokio::sync::oneshot::Sender<Result<Stored, DbError>>,
+}
+
+/// Group commit: deliveries that arrive together share one transaction, and each caller is
+/// answered once that transaction committed (or failed). A worker takes whatever is queued, up to
+/// [`BATCH_MAX`], so a quiet desk commits each delivery at once and a busy one spends one commit
+/// on many.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: tokio::sync::mpsc::Sender<Queued>,
+}
+
+impl Batcher {
+    /// Starts `workers` tasks committing from one queue; they end when every `Batcher` is dropped.
+    pub fn start(db: Db, metrics: Arc<Metrics>, workers: usize, max: usize) -> Batcher {
+        let max = max.max(1);
+        let (queue, rx) = tokio::sync::mpsc::channel(max * workers.max(1) * 4);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..workers.max(1) {
+            let (db, metrics, rx) = (db.clone(), metrics.clone(), rx.clone());
+            tokio::spawn(async move {
+                let mut batch: Vec<Queued> = Vec::with_capacity(max);
+                loop {
+                    // One worker gathers at a time; it lets go as soon as it has a batch.
+                    if rx.lock().await.recv_many(&mut batch, max).await == 0 {
+                        return;
+                    }
+                    let (deliveries, answers): (Vec<NewDelivery>, Vec<_>) =
+                        batch.drain(..).map(|q| (q.delivery, q.answer)).unzip();
+                    let stored = commit_together(&db, &metrics, &deliveries).await;
+                    for (answer, stored) in answers.into_iter().zip(stored) {
+                        // A caller that stopped waiting (its timeout) was answered 503 already.
+                        let _ = answer.send(stored);
+                    }
+                }
+            });
+        }
+        Batcher { queue }
+    }
+
+    /// Queues `delivery` and waits for the commit of the transaction it went into.
+    pub async fn store(&self, delivery: NewDelivery) -> Result<Stored, DbError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.queue
+            .send(Queued { delivery, answer })
+            .await
+            .map_err(|_| DbError::Unavailable("the desk is stopping".into()))?;
+        answered.await.unwrap_or_else(|_| {
+            Err(DbError::Unavailable(
+                "the delivery's transaction was abandoned".into(),
+            ))
+        })
+    }
+}
+
+/// Commits `deliveries` in one transaction; when it fails, commits each in a transaction of its
+/// own, so one delivery the database refuses (or a deadlock, or a lost connection) costs the
+/// others nothing and each caller hears its own outcome. Nothing is answered `Ok` that was not
+/// committed. One answer per delivery, in order.
+pub async fn commit_together(
+    db: &Db,
+    metrics: &Metrics,
+    deliveries: &[NewDelivery],
+) -> Vec<Result<Stored, DbError>> {
+    async fn alone(db: &Db, d: &NewDelivery) -> Result<Stored, DbError> {
+        db.store_delivery(&d.event_id, &d.event_type, d.vehicle.as_ref(), &d.body)
+            .await
+    }
+    if let [one] = deliveries {
+        return vec![alone(db, one).await];
+    }
+    match db.store_deliveries(deliveries).await {
+        Ok(stored) => {
+            metrics.batches_committed.fetch_add(1, Ordering::Relaxed);
+            metrics
+                .batched_deliveries
+                .fetch_add(deliveries.len() as u64, Ordering::Relaxed);
+            stored.into_iter().map(Ok).collect()
+        }
+        Err(e) => {
+            metrics.batches_retried.fetch_add(1, Ordering::Relaxed);
+            // The error may quote a body; each delivery's own error is logged redacted.
+            tracing::warn!(
+                deliveries = deliveries.len(),
+                transient = e.is_transient(),
+                "a shared commit failed; committing its deliveries one by one"
+            );
+            // Each vehicle's deliveries one after the other, in the order they came (so a
+            // repeated event id is new once, the first time); the vehicles side by side.
+            let mut by_vehicle: std::collections::BTreeMap<Option<&str>, Vec<usize>> =
+                Default::default();
+            for (i, d) in deliveries.iter().enumerate() {
+                let vehicle = d.vehicle.as_ref().map(|v| v.vehicle_id.as_str());
+                by_vehicle.entry(vehicle).or_default().push(i);
+            }
+            let groups = by_vehicle.into_values().map(|indices| async move {
+                let mut stored = Vec::with_capacity(indices.len());
+                for i in indices {
+                    stored.push((i, alone(db, &deliveries[i]).await));
+                }
+                stored
+            });
+            let mut answers: Vec<Option<Result<Stored, DbError>>> =
+                deliveries.iter().map(|_| None).collect();
+            for (i, stored) in futures_util::future::join_all(groups)
+                .await
+                .into_iter()
+                .flatten()
+            {
+                answers[i] = Some(stored);
+            }
+            answers
+                .into_iter()
+                .map(|a| {
+                    a.unwrap_or_else(|| Err(DbError::Query("a delivery was not committed".into())))
+                })
+                .collect()
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod desk_agents;
 mod desk_dashboards;
 mod desk_diagnosis;
 mod desk_durability;
+mod desk_ingest;
 mod desk_migrations;
 mod desk_prober;
 mod desk_retention;
