@@ -5,6 +5,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use vtriage::cli::{Cli, Command};
 
+/// glibc's malloc keeps an arena per thread and hands little back: a desk that re-lists a
+/// 100,000-vehicle fleet (allocated on one runtime thread, freed on another) grew by hundreds of
+/// megabytes. mimalloc frees across threads and returns what it no longer uses, and allocates
+/// faster on the webhook path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -508,6 +508,11 @@ impl Scheduler {
     fn listed(&mut self, filter: &ListingFilter, result: Result<Listing, String>) {
         match result {
             Ok(mut listing) => {
+                // The whole fleet listed replaces the one known: it goes now, so a large fleet is
+                // not held three times (old, new, and the copy sent on) while this one is read.
+                if filter.is_all() {
+                    self.listing = None;
+                }
                 listing.connections = merge_owners(std::mem::take(&mut listing.connections));
                 // A narrowed listing adds to the fleet known; it never drops the rest.
                 if !filter.is_all()
@@ -1165,7 +1170,7 @@ impl Scheduler {
                 .as_ref()
                 .and_then(|l| l.details.get(&next.vehicle_id))
                 .map(|d| ListedPermissions {
-                    permissions: d.permissions.clone(),
+                    permissions: d.permissions.to_vec(),
                     at: d.listed_at,
                 });
             let job = ProbeJob {

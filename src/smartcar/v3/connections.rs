@@ -2,6 +2,7 @@
 //! server that ignores or repeats pages, or points elsewhere, cannot loop us forever or leak the token.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,8 +28,9 @@ pub struct V3Connection {
     pub year: Option<u16>,
     pub mode: Option<String>,
     pub powertrain_type: Option<String>,
-    /// The Smartcar permissions the user granted (`read_location`, …).
-    pub permissions: Vec<String>,
+    /// The Smartcar permissions the user granted (`read_location`, …). A listing shares one
+    /// list between the connections granted the same ones.
+    pub permissions: Arc<[String]>,
     pub created_at: Option<String>,
 }
 
@@ -70,8 +72,13 @@ pub fn parse_connection(item: &Value) -> Option<V3Connection> {
     let permissions = attributes
         .and_then(|a| a.get("permissions"))
         .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(|p| text(Some(p))).collect())
-        .unwrap_or_default();
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| text(Some(p)))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into();
     let created_at = text(item.get("meta").and_then(|m| m.get("createdAt")))
         .or_else(|| text(attributes.and_then(|a| a.get("createdAt"))));
     Some(V3Connection {
@@ -178,6 +185,7 @@ impl V3Client {
         let mut all: Vec<V3Connection> = Vec::new();
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut visited: HashSet<String> = HashSet::new();
+        let mut grants: HashSet<Arc<[String]>> = HashSet::new();
         let mut page_number = 1usize;
         let mut url = self.connections_url(filter, page_number);
         loop {
@@ -190,7 +198,14 @@ impl V3Client {
                 return Ok(all);
             }
             let before = all.len();
-            for c in page.connections {
+            for mut c in page.connections {
+                // A fleet of 100,000 holds a handful of distinct grants: one copy of each.
+                match grants.get(&c.permissions) {
+                    Some(shared) => c.permissions = shared.clone(),
+                    None => {
+                        grants.insert(c.permissions.clone());
+                    }
+                }
                 let key = (c.connection_id.clone(), c.vehicle_id.clone());
                 if seen.insert(key) {
                     all.push(c);
@@ -252,7 +267,7 @@ mod tests {
         assert_eq!(c.user_id.as_deref(), Some("1e258add"));
         assert_eq!(c.year, Some(2020));
         assert_eq!(c.powertrain_type.as_deref(), Some("BEV"));
-        assert_eq!(c.permissions, ["read_vehicle_info", "read_odometer"]);
+        assert_eq!(*c.permissions, ["read_vehicle_info", "read_odometer"]);
         assert_eq!(c.created_at.as_deref(), Some("2024-01-01T00:00:00Z"));
     }
 
