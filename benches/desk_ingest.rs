@@ -4,7 +4,8 @@
 //!
 //! `VTRIAGE_TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/test), a schema of its
 //! own dropped at the end. `VTRIAGE_BENCH_VEHICLES` (100000), `VTRIAGE_BENCH_DELIVERIES` (150000),
-//! `VTRIAGE_BENCH_CONCURRENCY` (32), `VTRIAGE_BENCH_POOL` (16).
+//! `VTRIAGE_BENCH_CONCURRENCY` (32), `VTRIAGE_BENCH_POOL` (16), `VTRIAGE_BENCH_BATCH_WORKERS` and
+//! `VTRIAGE_BENCH_BATCH_MAX` (the desk's defaults: shared transactions in flight, deliveries in one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +21,10 @@ mod desk_bench;
 
 use desk_bench::{AMT, env_usize, percentile};
 
+/// The allocator `vtriage serve` runs with (src/main.rs), since the desk runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     desk_bench::run(bench());
 }
@@ -32,6 +37,9 @@ async fn bench() {
     let total = env_usize("VTRIAGE_BENCH_DELIVERIES", 150_000);
     let concurrency = env_usize("VTRIAGE_BENCH_CONCURRENCY", 32);
     let pool = env_usize("VTRIAGE_BENCH_POOL", 16);
+    let defaults = desk::IngestConfig::default();
+    let batch_workers = env_usize("VTRIAGE_BENCH_BATCH_WORKERS", defaults.workers);
+    let max_batch = env_usize("VTRIAGE_BENCH_BATCH_MAX", defaults.max_batch);
 
     let (admin, connection) = match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
         Ok(c) => c,
@@ -88,6 +96,10 @@ async fn bench() {
         needs: vtriage::health::Needs::default(),
         api: vtriage::config::ApiVersion::V3,
         rediagnosis: desk::RediagnosisConfig::default(),
+        ingest: desk::IngestConfig {
+            workers: batch_workers,
+            max_batch,
+        },
     };
     let diagnose = desk::diagnoser(
         vtriage::health::Policies::builtin(),
@@ -157,6 +169,27 @@ async fn bench() {
         samples.extend(t.await.expect("sender"));
     }
     let elapsed = began.elapsed();
+    let metrics = client
+        .get(format!("http://{listen}/metrics"))
+        .send()
+        .await
+        .ok();
+    let metrics = match metrics {
+        Some(m) => m.text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (batches, batched, retried) = (
+        metric("vtriage_webhook_batches_committed_total"),
+        metric("vtriage_webhook_batched_deliveries_total"),
+        metric("vtriage_webhook_batches_retried_total"),
+    );
     let _ = stop_tx.send(());
     let _ = server.await;
 
@@ -198,5 +231,9 @@ async fn bench() {
     println!(
         "vehicles in the database: {stored}; failed deliveries: {}; concurrency {concurrency}, pool {pool}",
         failures.load(Ordering::Relaxed)
+    );
+    println!(
+        "shared commits: {batches} of {:.1} deliveries on average ({batched} deliveries), {retried} retried one by one; {batch_workers} in flight, at most {max_batch} each",
+        batched / batches.max(1.0)
     );
 }

@@ -109,6 +109,7 @@ pub async fn serve(
             every: args.rediagnose_every,
             lock_retry: args.prober_retry,
         },
+        ingest: crate::desk::IngestConfig::default(),
     };
     let diagnose = crate::desk::diagnoser(
         settings.policies.clone(),

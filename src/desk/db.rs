@@ -764,6 +764,9 @@ impl Db {
             .values()
             .map(|e| e.iter().rev().find_map(|v| v.year.map(i32::from)))
             .collect();
+        // Creates the rows missing and locks every one, in id order. A row whose user, make,
+        // model and year the events leave as they are is locked without being written: its
+        // facts are written once below, not twice.
         let lock = tx
             .prepare_cached(
                 "INSERT INTO vehicles (vehicle_id, user_id, make, model, year)
@@ -773,13 +776,23 @@ impl Db {
                      make = COALESCE(EXCLUDED.make, vehicles.make),
                      model = COALESCE(EXCLUDED.model, vehicles.model),
                      year = COALESCE(EXCLUDED.year, vehicles.year)
-                 RETURNING status, finding, facts, user_id, make, model, year, NULL::jsonb,
-                           vehicle_id",
+                 WHERE (vehicles.user_id, vehicles.make, vehicles.model, vehicles.year)
+                     IS DISTINCT FROM
+                     (COALESCE(EXCLUDED.user_id, vehicles.user_id),
+                      COALESCE(EXCLUDED.make, vehicles.make),
+                      COALESCE(EXCLUDED.model, vehicles.model),
+                      COALESCE(EXCLUDED.year, vehicles.year))",
             )
             .await?;
-        let rows = tx
-            .query(&lock, &[&vehicle_ids, &users, &makes, &models, &years])
+        tx.execute(&lock, &[&vehicle_ids, &users, &makes, &models, &years])
             .await?;
+        let read = tx
+            .prepare_cached(
+                "SELECT status, finding, facts, user_id, make, model, year, NULL::jsonb, vehicle_id
+                 FROM vehicles WHERE vehicle_id = ANY($1)",
+            )
+            .await?;
+        let rows = tx.query(&read, &[&vehicle_ids]).await?;
         let mut locked: HashMap<String, Known> = rows
             .iter()
             .map(|r| (r.get::<_, String>(KNOWN_LEN), Known::of(r)))

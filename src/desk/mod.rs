@@ -38,6 +38,7 @@ pub use db::{Db, DbConfig, DbError, Diagnoser, Pruned, Retention, Stored};
 pub use metrics::Metrics;
 pub use prober::ProberConfig;
 pub use rediagnosis::RediagnosisConfig;
+pub use server::IngestConfig;
 
 /// Why the desk could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,8 @@ pub struct DeskConfig {
     pub api: ApiVersion,
     /// How the stored verdicts are diagnosed again as time passes.
     pub rediagnosis: RediagnosisConfig,
+    /// How deliveries arriving together share a commit.
+    pub ingest: IngestConfig,
 }
 
 /// The desk's diagnoser: the given rules and needs, in the words of the API the desk probes with.
@@ -240,12 +243,7 @@ pub async fn run(
             None
         }
     };
-    let batcher = server::Batcher::start(
-        db.clone(),
-        metrics.clone(),
-        server::BATCH_WORKERS,
-        server::BATCH_MAX,
-    );
+    let batcher = server::Batcher::start(db.clone(), metrics.clone(), config.ingest);
     let state = Arc::new(server::ServerState {
         db,
         metrics,

@@ -336,12 +336,26 @@ async fn metrics(State(st): State<Arc<ServerState>>) -> Response {
         .into_response()
 }
 
-/// Deliveries committed together at most: a larger batch holds more rows locked for longer.
-pub const BATCH_MAX: usize = 64;
+/// How deliveries are committed together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Shared transactions in flight at once: while one waits for its commit to reach the disk,
+    /// the next ones gather what arrived meanwhile.
+    pub workers: usize,
+    /// Deliveries committed together at most: a larger batch holds more rows locked for longer.
+    pub max_batch: usize,
+}
 
-/// Shared transactions in flight at once: while one waits for its commit to reach the disk, the
-/// next ones gather what arrived meanwhile.
-pub const BATCH_WORKERS: usize = 4;
+impl Default for IngestConfig {
+    fn default() -> Self {
+        // Two: on two cores a third transaction in flight made each batch smaller (more commits
+        // and statements per delivery) without committing more.
+        IngestConfig {
+            workers: 2,
+            max_batch: 64,
+        }
+    }
+}
 
 /// A delivery waiting for its commit, and its caller waiting for the answer.
 struct Queued {
@@ -351,7 +365,7 @@ struct Queued {
 
 /// Group commit: deliveries that arrive together share one transaction, and each caller is
 /// answered once that transaction committed (or failed). A worker takes whatever is queued, up to
-/// [`BATCH_MAX`], so a quiet desk commits each delivery at once and a busy one spends one commit
+/// [`IngestConfig::max_batch`], so a quiet desk commits each delivery at once and a busy one spends one commit
 /// on many.
 #[derive(Clone)]
 pub struct Batcher {
@@ -360,11 +374,11 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts `workers` tasks committing from one queue; they end when every `Batcher` is dropped.
-    pub fn start(db: Db, metrics: Arc<Metrics>, workers: usize, max: usize) -> Batcher {
-        let max = max.max(1);
-        let (queue, rx) = tokio::sync::mpsc::channel(max * workers.max(1) * 4);
+    pub fn start(db: Db, metrics: Arc<Metrics>, config: IngestConfig) -> Batcher {
+        let (max, workers) = (config.max_batch.max(1), config.workers.max(1));
+        let (queue, rx) = tokio::sync::mpsc::channel(max * workers * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..workers.max(1) {
+        for _ in 0..workers {
             let (db, metrics, rx) = (db.clone(), metrics.clone(), rx.clone());
             tokio::spawn(async move {
                 let mut batch: Vec<Queued> = Vec::with_capacity(max);
