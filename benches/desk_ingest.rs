@@ -83,7 +83,7 @@ async fn bench() {
         },
         retention: vtriage::desk::Retention::default(),
         prober: None,
-        global: Default::default(),
+        max_waiting_probes: 50,
         policies_text: vtriage::health::policy::BUILTIN_POLICIES.to_string(),
         needs: vtriage::health::Needs::default(),
         api: vtriage::config::ApiVersion::V3,

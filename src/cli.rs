@@ -327,6 +327,14 @@ pub struct ServeArgs {
     /// that time alone can change: a rule coming into force, data going stale.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub rediagnose_every: std::time::Duration,
+    /// How long `tokens_command` or `client_secret_command` may run before it is stopped; the
+    /// prober tries again later, backing off.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub command_timeout: std::time::Duration,
+    /// Probe requests one agent may have waiting; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_waiting_probes: u32,
 }
 
 /// A request rate per minute: `120`, `120/min` or `2/s`.

@@ -42,7 +42,14 @@ pub async fn serve(
     global: &GlobalArgs,
     args: &crate::cli::ServeArgs,
 ) -> Result<ExitCode, CommandError> {
-    let settings = setup::resolve(global)?;
+    // Resolved once, off the async workers; the secret commands are the prober's to run, with a
+    // timeout, again after a failure.
+    let resolving = global.clone();
+    let settings = tokio::task::spawn_blocking(move || {
+        setup::resolve_with(&resolving, setup::Commands::Defer)
+    })
+    .await
+    .map_err(|e| CommandError::Usage(format!("cannot resolve the settings: {e}")))??;
     let filter = tracing_subscriber::EnvFilter::try_from_env("VTRIAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -67,6 +74,12 @@ pub async fn serve(
         .amt
         .clone()
         .ok_or(crate::desk::DeskError::NoAmt)?;
+    let diagnose = crate::desk::diagnoser(
+        settings.policies.clone(),
+        settings.needs.clone(),
+        settings.api,
+    );
+    let now = settings.now_override;
     let config = crate::desk::DeskConfig {
         listen: args.listen,
         db: crate::desk::DbConfig {
@@ -95,13 +108,17 @@ pub async fn serve(
             audit_days: args.keep_audit_days,
             probes_days: args.keep_probes_days,
         },
-        prober: (!args.no_prober).then(|| crate::desk::ProberConfig {
-            lock_retry: args.prober_retry,
-            refresh_every: Some(args.refresh_every),
-            sweep_every: args.sweep_every,
-            ..crate::desk::ProberConfig::default()
+        prober: (!args.no_prober).then(|| crate::desk::ProberSetup {
+            config: crate::desk::ProberConfig {
+                lock_retry: args.prober_retry,
+                refresh_every: Some(args.refresh_every),
+                sweep_every: args.sweep_every,
+                command_timeout: args.command_timeout,
+                ..crate::desk::ProberConfig::default()
+            },
+            settings: settings.clone(),
         }),
-        global: global.clone(),
+        max_waiting_probes: args.max_waiting_probes,
         policies_text: policies_text(&settings),
         needs: settings.needs.clone(),
         api: settings.api,
@@ -110,12 +127,8 @@ pub async fn serve(
             lock_retry: args.prober_retry,
         },
     };
-    let diagnose = crate::desk::diagnoser(
-        settings.policies.clone(),
-        settings.needs.clone(),
-        settings.api,
-    );
-    crate::desk::run(config, diagnose, settings.now_override, async {
+
+    crate::desk::run(config, diagnose, now, async {
         let name = interrupted().await;
         tracing::info!(signal = name, "shutdown requested");
     })

@@ -60,6 +60,10 @@ pub struct Metrics {
     outages: Mutex<Vec<SourceOutage>>,
     /// Rows deleted by retention, per table in [`Pruned::ALL`] order.
     pruned: [AtomicU64; 5],
+    /// Why the prober's Smartcar settings fail, while they do.
+    prober_settings_problem: Mutex<Option<String>>,
+    /// Probe requests waiting for the prober, as it last read them.
+    pub probes_waiting: AtomicU64,
 }
 
 impl Metrics {
@@ -88,6 +92,23 @@ impl Metrics {
     pub fn set_budget_left(&self, left: Option<f64>) {
         let milli = left.map_or(-1, |l| (l.max(0.0) * 1000.0).min(i64::MAX as f64) as i64);
         self.budget_left_milli.store(milli, Ordering::Relaxed);
+    }
+
+    /// Sets (or with `None` clears) why the prober's settings fail; whether they failed until now.
+    pub fn set_prober_settings_problem(&self, problem: Option<&str>) -> bool {
+        let mut slot = self
+            .prober_settings_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *slot, problem.map(str::to_string)).is_some()
+    }
+
+    /// Why the prober's settings fail, while they do.
+    pub fn prober_settings_problem(&self) -> Option<String> {
+        self.prober_settings_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The prober found a source unreachable; whether it was not already (a new outage).
@@ -212,6 +233,18 @@ impl Metrics {
             "gauge",
             "1 while this process holds the desk's prober lock.",
             &plain(load(&self.prober_active)),
+        );
+        metric(
+            "vtriage_prober_settings_failing",
+            "gauge",
+            "1 while the prober's Smartcar settings fail (a secret command, the scheduler's start).",
+            &plain(u64::from(self.prober_settings_problem().is_some())),
+        );
+        metric(
+            "vtriage_probes_waiting",
+            "gauge",
+            "Vehicles with probe requests not served yet, as the prober last read them.",
+            &plain(load(&self.probes_waiting)),
         );
         let down = self.outages();
         let sources: Vec<(String, String)> = SourceName::ALL

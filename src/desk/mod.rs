@@ -28,7 +28,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::GlobalArgs;
 use crate::config::ApiVersion;
 use crate::health;
 use crate::smartcar::Secret;
@@ -71,9 +70,9 @@ pub struct DeskConfig {
     /// How long each table keeps its rows.
     pub retention: Retention,
     /// `None`: this process never probes (webhooks only).
-    pub prober: Option<ProberConfig>,
-    /// What the prober resolves its Smartcar settings from.
-    pub global: GlobalArgs,
+    pub prober: Option<ProberSetup>,
+    /// Probe requests one agent may have waiting.
+    pub max_waiting_probes: u32,
     /// The rules the agents' clients diagnose with: the policies file's text.
     pub policies_text: String,
     /// What the app needs, for the fix links agents see.
@@ -82,6 +81,14 @@ pub struct DeskConfig {
     pub api: ApiVersion,
     /// How the stored verdicts are diagnosed again as time passes.
     pub rediagnosis: RediagnosisConfig,
+}
+
+/// What the desk's prober runs with.
+pub struct ProberSetup {
+    pub config: ProberConfig,
+    /// The Smartcar settings, resolved once by `serve` (the secret commands may be left for the
+    /// prober to run).
+    pub settings: crate::setup::Settings,
 }
 
 /// The desk's diagnoser: the given rules and needs, in the words of the API the desk probes with.
@@ -177,18 +184,19 @@ pub async fn run(
     );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
-    let prober = config.prober.clone().map(|mut prober_config| {
+    let prober = config.prober.map(|setup| {
+        let mut prober_config = setup.config;
         prober_config.keyring = keyring.clone();
         let pg = config.db.pg_config();
-        let (db, metrics, global, rx) = (
+        let (db, metrics, settings, rx) = (
             db.clone(),
             metrics.clone(),
-            config.global.clone(),
+            setup.settings,
             shutdown_rx.clone(),
         );
         tokio::spawn(async move {
             match pg {
-                Ok(pg) => prober::run(pg, db, global, prober_config, metrics, rx).await,
+                Ok(pg) => prober::run(pg, db, settings, prober_config, metrics, rx).await,
                 Err(e) => tracing::error!(error = %e, "prober not started"),
             }
         })

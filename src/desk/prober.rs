@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::NoTls;
 
-use crate::cli::GlobalArgs;
 use crate::fetch::{Command, Event, Priority, Progress};
-use crate::setup;
+use crate::setup::{self, Settings};
 use crate::untrusted::text::one_line;
 
 use super::db::Db;
@@ -42,6 +41,10 @@ pub struct ProberConfig {
     pub poll_requests: Duration,
     /// The process's secrets: the scheduler redacts with all of them and adds its own.
     pub keyring: crate::untrusted::Keyring,
+    /// How long a secret command may run before it is stopped.
+    pub command_timeout: Duration,
+    /// The longest wait between two attempts to complete settings that failed (it doubles up to it).
+    pub settings_backoff_cap: Duration,
 }
 
 impl Default for ProberConfig {
@@ -52,6 +55,8 @@ impl Default for ProberConfig {
             sweep_every: None,
             poll_requests: Duration::from_secs(1),
             keyring: crate::untrusted::Keyring::default(),
+            command_timeout: setup::COMMAND_TIMEOUT,
+            settings_backoff_cap: Duration::from_secs(300),
         }
     }
 }
@@ -60,23 +65,111 @@ impl Default for ProberConfig {
 enum Held {
     Shutdown,
     Lost(String),
+    /// The settings could not start a scheduler: not the lock's fault, so the next attempt waits
+    /// out a backoff.
+    Failed(String),
 }
 
-/// Runs until `shutdown` turns true: waits for the lock, probes while holding it, starts over
-/// when the lock's connection is lost.
+/// The wait before the next attempt after settings failed: doubling from `first` up to `cap`.
+#[derive(Debug)]
+struct Backoff {
+    first: Duration,
+    cap: Duration,
+    next: Duration,
+    /// The reason last logged: the same failure again is not logged again.
+    reason: Option<String>,
+}
+
+impl Backoff {
+    fn new(first: Duration, cap: Duration) -> Backoff {
+        let first = first.max(Duration::from_millis(100));
+        Backoff {
+            first,
+            cap: cap.max(first),
+            next: first,
+            reason: None,
+        }
+    }
+
+    /// Records a failure: the wait before the next attempt, and whether its reason is new (worth
+    /// a log line).
+    fn failed(&mut self, reason: &str) -> (Duration, bool) {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        let new = self.reason.as_deref() != Some(reason);
+        self.reason = Some(reason.to_string());
+        (wait, new)
+    }
+
+    /// Records a success: whether settings were failing until now.
+    fn succeeded(&mut self) -> bool {
+        self.next = self.first;
+        self.reason.take().is_some()
+    }
+}
+
+/// Runs the secret commands `settings` left to run, off the async workers, within the timeout;
+/// adds the secrets they printed to the ring.
+async fn complete(settings: &mut Settings, config: &ProberConfig) -> Result<(), String> {
+    if settings.deferred.is_empty() {
+        return Ok(());
+    }
+    let mut completing = settings.clone();
+    let timeout = config.command_timeout;
+    let done = tokio::task::spawn_blocking(move || {
+        setup::run_deferred(&mut completing, timeout).map(|()| completing)
+    })
+    .await;
+    match done {
+        Ok(Ok(completed)) => {
+            *settings = completed;
+            let secrets: Vec<crate::smartcar::Secret> = settings
+                .client_credentials
+                .iter()
+                .map(|c| c.client_secret.clone())
+                .chain(settings.source.tokens.values().cloned())
+                .collect();
+            config.keyring.set("prober settings", secrets.iter());
+            Ok(())
+        }
+        Ok(Err(e)) => Err(config
+            .keyring
+            .redactor()
+            .redact(&e.to_string())
+            .into_owned()),
+        Err(e) => Err(format!("the secret commands stopped: {e}")),
+    }
+}
+
+/// Runs until `shutdown` turns true: completes the settings, waits for the lock, probes while
+/// holding it, starts over when the lock's connection is lost. Settings that fail are one log
+/// line, `/healthz` degraded and a gauge, and are tried again after a backoff, without the lock.
 pub async fn run(
     pg: tokio_postgres::Config,
     db: Db,
-    global: GlobalArgs,
+    mut settings: Settings,
     config: ProberConfig,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut backoff = Backoff::new(config.lock_retry, config.settings_backoff_cap);
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let lock = match acquire(&pg, &config, &mut shutdown).await {
+        if let Err(why) = complete(&mut settings, &config).await {
+            let (wait, new) = backoff.failed(&why);
+            metrics.set_prober_settings_problem(Some(&why));
+            if new {
+                tracing::warn!(reason = %one_line(&why), retry_in = ?wait, "the prober cannot resolve its Smartcar settings; probing waits");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let mut lock = match acquire(&pg, &config, &mut shutdown).await {
             Some(lock) => lock,
             None => return,
         };
@@ -90,7 +183,7 @@ pub async fn run(
                 Some(&serde_json::json!({"pid": std::process::id()})),
             )
             .await;
-        let held = hold(&lock, &db, &global, &config, &metrics, &mut shutdown).await;
+        let held = hold(&mut lock, &db, &settings, &config, &metrics, &mut shutdown).await;
         metrics.prober_active.store(0, Ordering::Relaxed);
         // Without a scheduler this process knows nothing of the sources any more.
         metrics.forget_outages();
@@ -101,9 +194,21 @@ pub async fn run(
                 return;
             }
             Held::Lost(why) => {
+                backoff.succeeded();
                 tracing::warn!(reason = %one_line(&why), "prober lock lost; probing stopped until it is held again");
                 tokio::select! {
                     () = tokio::time::sleep(config.lock_retry) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Held::Failed(why) => {
+                let (wait, new) = backoff.failed(&why);
+                metrics.set_prober_settings_problem(Some(&why));
+                if new {
+                    tracing::warn!(reason = %one_line(&why), retry_in = ?wait, "the prober cannot start; lock released, probing waits");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
                 }
             }
@@ -115,6 +220,8 @@ pub async fn run(
 pub(super) struct LockConnection {
     pub(super) client: tokio_postgres::Client,
     task: tokio::task::JoinHandle<()>,
+    /// Answers once the connection ended, with why: the lock is gone with it.
+    pub(super) ended: tokio::sync::oneshot::Receiver<String>,
 }
 
 impl Drop for LockConnection {
@@ -159,10 +266,19 @@ pub(super) async fn try_lock(
     class: i32,
 ) -> Result<Option<LockConnection>, tokio_postgres::Error> {
     let (client, connection) = pg.connect(NoTls).await?;
+    let (tx, ended) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
-        let _ = connection.await;
+        let why = match connection.await {
+            Ok(()) => "the lock's database connection closed".to_string(),
+            Err(e) => format!("the lock's database connection ended: {e}"),
+        };
+        let _ = tx.send(why);
     });
-    let lock = LockConnection { client, task };
+    let lock = LockConnection {
+        client,
+        task,
+        ended,
+    };
     let got: bool = lock
         .client
         .query_one(
@@ -176,26 +292,26 @@ pub(super) async fn try_lock(
     Ok(got.then_some(lock))
 }
 
-/// Probes while the lock's connection answers.
+/// Probes while the lock's connection answers; stops the moment that connection ends.
 async fn hold(
-    lock: &LockConnection,
+    lock: &mut LockConnection,
     db: &Db,
-    global: &GlobalArgs,
+    settings: &Settings,
     config: &ProberConfig,
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Held {
-    let mut settings = match setup::resolve(global) {
-        Ok(s) => s,
-        Err(e) => return Held::Lost(format!("cannot resolve the Smartcar settings: {e}")),
-    };
+    let mut settings = settings.clone();
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     // In v3 mode the scheduler holds no AMT of its own; from the ring it redacts that one too.
     settings.scheduler.keyring = config.keyring.clone();
     let mut session = match setup::start(&mut settings).await {
         Ok(s) => s,
-        Err(e) => return Held::Lost(format!("cannot start the scheduler: {e}")),
+        Err(e) => return Held::Failed(format!("cannot start the scheduler: {e}")),
     };
+    if metrics.set_prober_settings_problem(None) {
+        tracing::info!("the prober's Smartcar settings work again");
+    }
     let mut heartbeat = tokio::time::interval(config.lock_retry);
     let mut requests = tokio::time::interval(config.poll_requests);
     let far = Duration::from_secs(365 * 24 * 3600);
@@ -213,6 +329,9 @@ async fn hold(
                     break Held::Lost("the scheduler stopped".into());
                 };
                 handle(event, db, metrics, &mut requests_seen, &mut announcer, &mut book).await;
+            }
+            why = &mut lock.ended => {
+                break Held::Lost(why.unwrap_or_else(|_| "the lock's database connection ended".into()));
             }
             _ = heartbeat.tick() => {
                 if let Err(e) = lock.client.simple_query("SELECT 1").await {

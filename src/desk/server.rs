@@ -296,16 +296,20 @@ async fn healthz(State(st): State<Arc<ServerState>>) -> Response {
         Ok(Ok(())) => {
             // A Smartcar source down is the desk degraded, not dead: webhooks, the fleet and the
             // stream still work, and the prober retries by itself.
+            // So are the prober's settings failing: webhooks still work, the prober retries.
             let outages = st.metrics.outages();
-            if outages.is_empty() {
+            let settings = st.metrics.prober_settings_problem();
+            if outages.is_empty() && settings.is_none() {
                 answer(
                     StatusCode::OK,
                     json!({ "status": "ok", "database": "ok", "prober": prober }),
                 )
             } else {
-                let reasons: Vec<String> = outages
+                let reasons: Vec<String> = settings
                     .iter()
-                    .map(|o| one_line(&st.keyring.redactor().redact(&o.message)).into_owned())
+                    .map(|why| format!("the prober's settings fail: {why}"))
+                    .chain(outages.iter().map(|o| o.message.clone()))
+                    .map(|why| one_line(&st.keyring.redactor().redact(&why)).into_owned())
                     .collect();
                 answer(
                     StatusCode::OK,
