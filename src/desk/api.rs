@@ -25,7 +25,7 @@ use crate::smartcar::VehicleAttributes;
 use crate::untrusted::text::one_line;
 
 use super::agents::bearer;
-use super::db::{Db, DbError};
+use super::db::{Db, DbError, QueueFull};
 use super::facts::VehicleFacts;
 use super::metrics::Metrics;
 use super::wire::{
@@ -71,6 +71,8 @@ pub struct ApiState {
     pub hub: broadcast::Sender<Notice>,
     /// The longest a probe request waits for its probe before it is answered 202.
     pub probe_wait: Duration,
+    /// Probe requests one agent may have waiting; more are answered 429.
+    pub max_waiting_probes: u32,
     /// Turns true when the server stops: every stream ends.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -104,6 +106,7 @@ impl ApiState {
             metrics,
             hub: broadcast::channel(STREAM_BACKLOG).0,
             probe_wait: Duration::from_secs(30),
+            max_waiting_probes: 50,
             shutdown,
         }
     }
@@ -383,8 +386,13 @@ async fn probe(
         }
         Err(e) => return unavailable(&e),
     }
-    let request_id = match st.db.request_probe(&id, "focus", q.force, &agent).await {
-        Ok(id) => id,
+    let request_id = match st
+        .db
+        .request_probe_within(&id, "focus", q.force, &agent, st.max_waiting_probes)
+        .await
+    {
+        Ok(Ok(id)) => id,
+        Ok(Err(full)) => return queue_full(full, st.max_waiting_probes),
         Err(e) => return unavailable(&e),
     };
     let served = match poll(st.wait(q.wait), || async {
@@ -410,6 +418,25 @@ async fn probe(
         },
         serde_json::to_value(body).unwrap_or(Value::Null),
     )
+}
+
+/// The answer to a probe request over the agent's cap: 429, how many wait, and when to try again.
+fn queue_full(full: QueueFull, cap: u32) -> Response {
+    let mut response = answer(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({
+            "error": format!(
+                "{} of your probe requests are waiting (at most {cap}); retry later, when some are served",
+                full.waiting
+            ),
+            "waiting": full.waiting,
+            "limit": cap,
+        }),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    response
 }
 
 /// Asks `check` every 100 ms until it has an answer or `wait` is over (then `None`).

@@ -26,6 +26,8 @@ pub struct PendingProbe {
     pub priority: String,
     pub forced: bool,
     pub last_request: i64,
+    /// The agents asking at that priority: the prober serves agents in turn.
+    pub requested_by: Vec<String>,
 }
 
 /// How a VIN lookup ended.
@@ -1068,18 +1070,37 @@ impl Db {
         Ok(changed)
     }
 
-    /// Probe requests not served yet, one row per vehicle, oldest first.
+    /// Probe requests not served yet, one row per vehicle, in the order they are to be served:
+    /// Focus ahead of Visible ahead of Sweep, and within a priority the agents in turn (each
+    /// agent's oldest request, then each one's second, ...), so one agent's many requests never
+    /// make another's one wait behind them.
     pub async fn pending_probe_requests(&self) -> Result<Vec<PendingProbe>, DbError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT vehicle_id,
-                        CASE max(CASE priority WHEN 'focus' THEN 3 WHEN 'visible' THEN 2 ELSE 1 END)
-                            WHEN 3 THEN 'focus' WHEN 2 THEN 'visible' ELSE 'sweep' END,
-                        bool_or(forced), max(id)
-                 FROM probe_requests
-                 WHERE served_at IS NULL
-                 GROUP BY vehicle_id ORDER BY min(requested_at) LIMIT 1000",
+                "WITH waiting AS (
+                     SELECT vehicle_id, forced, id, requested_at, requested_by,
+                            CASE priority WHEN 'focus' THEN 3 WHEN 'visible' THEN 2 ELSE 1 END AS rank
+                     FROM probe_requests
+                     WHERE served_at IS NULL),
+                 turns AS (
+                     SELECT *, row_number() OVER (
+                         PARTITION BY requested_by, rank ORDER BY requested_at, id) AS turn
+                     FROM waiting),
+                 vehicles AS (
+                     SELECT vehicle_id, max(rank) AS rank, bool_or(forced) AS forced,
+                            max(id) AS last_request,
+                            -- The vehicle's place: its best request at its highest priority.
+                            min(turn) FILTER (WHERE rank = top) AS turn,
+                            min(requested_at) FILTER (WHERE rank = top) AS since,
+                            array_agg(DISTINCT requested_by) FILTER (WHERE rank = top) AS agents
+                     FROM (SELECT *, max(rank) OVER (PARTITION BY vehicle_id) AS top FROM turns) t
+                     GROUP BY vehicle_id)
+                 SELECT vehicle_id,
+                        CASE rank WHEN 3 THEN 'focus' WHEN 2 THEN 'visible' ELSE 'sweep' END,
+                        forced, last_request, agents
+                 FROM vehicles
+                 ORDER BY rank DESC, turn, since, vehicle_id LIMIT 1000",
                 &[],
             )
             .await?;
@@ -1090,6 +1111,7 @@ impl Db {
                 priority: r.get(1),
                 forced: r.get(2),
                 last_request: r.get(3),
+                requested_by: r.get(4),
             })
             .collect())
     }
@@ -1221,6 +1243,61 @@ const LOCKED_AT_ONCE: usize = 100;
 /// The columns [`Known::of`] reads, in its order.
 const KNOWN_COLUMNS: &str = "status, finding, facts, user_id, make, model, year, diagnosis";
 const KNOWN_LEN: usize = 8;
+
+/// A probe request refused because its agent has as many waiting as the desk allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull {
+    /// The agent's requests waiting now.
+    pub waiting: i64,
+}
+
+/// The probe queue's bound: each agent may have so many requests waiting.
+impl Db {
+    /// [`Db::request_probe`] unless `requested_by` has `cap` requests waiting already (then
+    /// `Ok(Err(QueueFull))`, nothing written). The count and the insert are one transaction
+    /// serialized per agent, so requests sent at once cannot pass the cap together.
+    pub async fn request_probe_within(
+        &self,
+        vehicle_id: &str,
+        priority: &str,
+        forced: bool,
+        requested_by: &str,
+        cap: u32,
+    ) -> Result<Result<i64, QueueFull>, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('vtriage probe queue ' || $1)::bigint)",
+            &[&requested_by],
+        )
+        .await?;
+        let waiting: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM probe_requests WHERE requested_by = $1 AND served_at IS NULL",
+                &[&requested_by],
+            )
+            .await?
+            .get(0);
+        if waiting >= i64::from(cap) {
+            return Ok(Err(QueueFull { waiting }));
+        }
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO probe_requests (vehicle_id, priority, forced, requested_by)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&vehicle_id, &priority, &forced, &requested_by],
+            )
+            .await?
+            .get(0);
+        tx.execute(
+            "INSERT INTO audit (actor, action, subject) VALUES ($1, 'request probe', $2)",
+            &[&requested_by, &vehicle_id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+}
 
 /// What the desk holds about a vehicle, as its row says.
 struct Known {

@@ -229,14 +229,17 @@ pub async fn run(
         })
     };
 
-    let api = Arc::new(api::ApiState::new(
-        db.clone(),
-        config.policies_text.clone(),
-        config.needs.clone(),
-        now,
-        metrics.clone(),
-        shutdown_rx.clone(),
-    ));
+    let api = Arc::new(api::ApiState {
+        max_waiting_probes: config.max_waiting_probes,
+        ..api::ApiState::new(
+            db.clone(),
+            config.policies_text.clone(),
+            config.needs.clone(),
+            now,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )
+    });
     let listener_task = match config.db.pg_config() {
         Ok(pg) => Some(tokio::spawn(api::listen(
             pg,

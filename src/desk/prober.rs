@@ -18,7 +18,7 @@ use crate::fetch::{Command, Event, Priority, Progress};
 use crate::setup::{self, Settings};
 use crate::untrusted::text::one_line;
 
-use super::db::Db;
+use super::db::{Db, PendingProbe};
 use super::metrics::Metrics;
 use super::wire::DeskProgress;
 
@@ -174,7 +174,7 @@ pub async fn run(
             None => return,
         };
         tracing::info!("this process now holds the desk's prober lock");
-        metrics.prober_active.store(1, Ordering::Relaxed);
+        // Audited before the gauge rises: whoever sees this process active finds the row.
         let _ = db
             .audit(
                 "serve",
@@ -183,6 +183,7 @@ pub async fn run(
                 Some(&serde_json::json!({"pid": std::process::id()})),
             )
             .await;
+        metrics.prober_active.store(1, Ordering::Relaxed);
         let held = hold(&mut lock, &db, &settings, &config, &metrics, &mut shutdown).await;
         metrics.prober_active.store(0, Ordering::Relaxed);
         // Without a scheduler this process knows nothing of the sources any more.
@@ -319,6 +320,8 @@ async fn hold(
     refresh.tick().await; // the scheduler lists the fleet at start already
     let mut sweep = tokio::time::interval(config.sweep_every.unwrap_or(far));
     sweep.tick().await;
+    // Requests sent to the scheduler and not answered yet, at most: as many as it probes at once.
+    let window = settings.scheduler.concurrency.max(1);
     let mut requests_seen: u64 = 0;
     let mut announcer = Announcer::default();
     let mut book = Book::default();
@@ -328,7 +331,12 @@ async fn hold(
                 let Some(event) = event else {
                     break Held::Lost("the scheduler stopped".into());
                 };
+                let in_flight = book.forwarded.len();
                 handle(event, db, metrics, &mut requests_seen, &mut announcer, &mut book).await;
+                // A request answered frees a place: the next one is sent now, not at the tick.
+                if book.forwarded.len() < in_flight {
+                    requests.reset_immediately();
+                }
             }
             why = &mut lock.ended => {
                 break Held::Lost(why.unwrap_or_else(|_| "the lock's database connection ended".into()));
@@ -341,17 +349,11 @@ async fn hold(
             _ = requests.tick() => {
                 match db.pending_probe_requests().await {
                     Ok(pending) => {
-                        for pending in pending {
-                            // Sent already and not answered yet: sending it again could start a
-                            // second probe of a forced request the moment the first one ends.
-                            if !book.forward(&pending.vehicle_id, pending.last_request) {
-                                continue;
-                            }
-                            let priority = match pending.priority.as_str() {
-                                "sweep" => Priority::Sweep,
-                                "visible" => Priority::Visible,
-                                _ => Priority::Focus,
-                            };
+                        metrics.probes_waiting.store(pending.len() as u64, Ordering::Relaxed);
+                        // A few at a time, agents in turn: what the scheduler holds it serves
+                        // first-come, so a long queue stays in the database, where a later
+                        // agent's request can pass it.
+                        for (pending, priority) in book.next_to_send(pending, window) {
                             // The scheduler merges a request for a vehicle already queued or in flight.
                             let _ = session.commands.send(Command::Probe {
                                 vehicle_ids: vec![pending.vehicle_id],
@@ -426,27 +428,101 @@ impl Announcer {
 /// scheduler per vehicle (until its result is stored), and when each probe under way started.
 #[derive(Default)]
 struct Book {
-    forwarded: HashMap<String, i64>,
+    /// Per vehicle: the newest request id sent, and when it was sent.
+    forwarded: HashMap<String, (i64, Instant)>,
     started: HashMap<String, Instant>,
     /// The VIN being looked up: one at a time, since a new lookup replaces one under way.
     vin_lookup: Option<String>,
+    /// Per agent, when its request was last sent (in [`Book::turn`]s): the agent whose turn came
+    /// longest ago goes next.
+    turns: HashMap<String, u64>,
+    turn: u64,
 }
 
 impl Book {
     /// Whether requests up to `last_request` for the vehicle still need sending; records them sent.
     fn forward(&mut self, vehicle_id: &str, last_request: i64) -> bool {
         match self.forwarded.get_mut(vehicle_id) {
-            Some(sent) if *sent >= last_request => false,
+            Some((sent, _)) if *sent >= last_request => false,
             Some(sent) => {
-                *sent = last_request;
+                *sent = (last_request, Instant::now());
                 true
             }
             None => {
-                self.forwarded.insert(vehicle_id.to_string(), last_request);
+                self.forwarded
+                    .insert(vehicle_id.to_string(), (last_request, Instant::now()));
                 true
             }
         }
     }
+
+    /// Which of `pending` (in the desk's order) to send now, at most enough to have `window` in
+    /// flight: the highest priority first, and among requests of one priority the agent whose
+    /// turn came longest ago, so agents are served in turn across polls.
+    fn next_to_send(
+        &mut self,
+        pending: Vec<PendingProbe>,
+        window: usize,
+    ) -> Vec<(PendingProbe, Priority)> {
+        let rank = |p: &PendingProbe| match p.priority.as_str() {
+            "sweep" => 1,
+            "visible" => 2,
+            _ => 3,
+        };
+        // Sent already and not answered yet: sending it again could start a second probe of a
+        // forced request the moment the first one ends.
+        let mut candidates: Vec<PendingProbe> = pending
+            .into_iter()
+            .filter(|p| {
+                self.forwarded
+                    .get(&p.vehicle_id)
+                    .is_none_or(|(sent, _)| *sent < p.last_request)
+            })
+            .collect();
+        let mut chosen = Vec::new();
+        while self.in_flight() < window && !candidates.is_empty() {
+            let turn = |p: &PendingProbe| {
+                p.requested_by
+                    .iter()
+                    .map(|a| self.turns.get(a).copied().unwrap_or(0))
+                    .min()
+                    .unwrap_or(0)
+            };
+            let Some(best) = (0..candidates.len()).min_by_key(|&i| {
+                (
+                    std::cmp::Reverse(rank(&candidates[i])),
+                    turn(&candidates[i]),
+                    i,
+                )
+            }) else {
+                break;
+            };
+            let next = candidates.remove(best);
+            self.turn += 1;
+            for agent in &next.requested_by {
+                self.turns.insert(agent.clone(), self.turn);
+            }
+            self.forward(&next.vehicle_id, next.last_request);
+            let priority = match rank(&next) {
+                1 => Priority::Sweep,
+                2 => Priority::Visible,
+                _ => Priority::Focus,
+            };
+            chosen.push((next, priority));
+        }
+        chosen
+    }
+
+    /// Requests sent and not answered yet. One unanswered for [`Book::GIVEN_UP`] (a probe the
+    /// scheduler merged away or dropped) no longer holds a place, so the queue cannot stall.
+    fn in_flight(&self) -> usize {
+        self.forwarded
+            .values()
+            .filter(|(_, at)| at.elapsed() < Self::GIVEN_UP)
+            .count()
+    }
+
+    const GIVEN_UP: Duration = Duration::from_secs(120);
 }
 
 /// Starts the oldest VIN lookup waiting; a text that is no VIN ends at once, unfound.
@@ -588,5 +664,77 @@ async fn handle(
         | Event::VinLookupProgress { .. }
         | Event::Diagnosed { .. }
         | Event::ConnectionsFound { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(vehicle: &str, priority: &str, by: &str, id: i64) -> PendingProbe {
+        PendingProbe {
+            vehicle_id: vehicle.into(),
+            priority: priority.into(),
+            forced: true,
+            last_request: id,
+            requested_by: vec![by.into()],
+        }
+    }
+
+    /// What the desk reads while A's sixty wait and then B's one: the oldest first.
+    fn sixty_then_one() -> Vec<PendingProbe> {
+        let mut pending: Vec<PendingProbe> = (0..60)
+            .map(|i| request(&format!("a{i:02}"), "focus", "agent-a", i))
+            .collect();
+        pending.push(request("b", "focus", "agent-b", 60));
+        pending
+    }
+
+    #[test]
+    fn one_car_at_a_time_another_agents_one_request_goes_second_not_sixty_first() {
+        let mut book = Book::default();
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let waiting: Vec<PendingProbe> = sixty_then_one()
+                .into_iter()
+                .filter(|p| !order.contains(&p.vehicle_id))
+                .collect();
+            let sent = book.next_to_send(waiting, 1);
+            assert_eq!(sent.len(), 1);
+            let vehicle = sent[0].0.vehicle_id.clone();
+            // Nothing more while it is in flight.
+            assert!(book.next_to_send(sixty_then_one(), 1).is_empty());
+            // Its probe lands.
+            book.forwarded.remove(&vehicle);
+            order.push(vehicle);
+        }
+        assert_eq!(order, ["a00", "b", "a01", "a02"]);
+    }
+
+    #[test]
+    fn a_window_sends_agents_in_turn_and_focus_ahead_of_visible_ahead_of_sweep() {
+        let mut book = Book::default();
+        let pending = vec![
+            request("s1", "sweep", "agent-c", 1),
+            request("a1", "focus", "agent-a", 2),
+            request("a2", "focus", "agent-a", 3),
+            request("v1", "visible", "agent-c", 4),
+            request("a3", "focus", "agent-a", 5),
+            request("b1", "focus", "agent-b", 6),
+        ];
+        let sent: Vec<(String, Priority)> = book
+            .next_to_send(pending, 5)
+            .into_iter()
+            .map(|(p, priority)| (p.vehicle_id, priority))
+            .collect();
+        let names: Vec<&str> = sent.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(names, ["a1", "b1", "a2", "a3", "v1"]);
+        assert_eq!(sent[4].1, Priority::Visible);
+        assert_eq!(book.in_flight(), 5);
+        // A request already sent is not sent again until a newer one for its vehicle comes.
+        let again = book.next_to_send(vec![request("a1", "focus", "agent-a", 2)], 10);
+        assert!(again.is_empty());
+        let newer = book.next_to_send(vec![request("a1", "focus", "agent-a", 9)], 10);
+        assert_eq!(newer.len(), 1);
     }
 }

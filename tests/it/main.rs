@@ -17,6 +17,7 @@ mod desk_dashboards;
 mod desk_diagnosis;
 mod desk_durability;
 mod desk_migrations;
+mod desk_probe_queue;
 mod desk_prober;
 mod desk_prober_settings;
 mod desk_retention;
