@@ -291,6 +291,19 @@ mod tests {
     }
 
     #[test]
+    fn the_probes_waiting_and_failing_prober_settings_are_gauges() {
+        let m = Metrics::new();
+        m.probes_waiting.store(61, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("# TYPE vtriage_probes_waiting gauge\nvtriage_probes_waiting 61\n"));
+        assert!(text.contains("vtriage_prober_settings_failing 0\n"));
+        assert!(!m.set_prober_settings_problem(Some("tokens_command `x` failed")));
+        assert!(m.render().contains("vtriage_prober_settings_failing 1\n"));
+        assert!(m.set_prober_settings_problem(None), "it was failing");
+        assert!(m.render().contains("vtriage_prober_settings_failing 0\n"));
+    }
+
+    #[test]
     fn an_unreachable_source_is_a_gauge_until_it_answers() {
         let m = Metrics::new();
         assert!(

@@ -167,3 +167,42 @@ async fn killing_the_lock_connection_stops_probing_at_once_not_at_the_next_heart
     );
     assert_eq!(serve.metric("vtriage_prober_active").await, Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_requests_counter_includes_every_page_of_the_listing() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    // 250 cars: three pages of 100.
+    let config = vtriage::sim::SimConfig {
+        vehicles: 250,
+        ..vtriage::sim::SimConfig::default()
+    };
+    let (sim, serve) = v3_desk(&schema.name, config, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while schema.count("SELECT count(*) FROM vehicles").await < 250 {
+        assert!(Instant::now() < deadline, "the fleet was never listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pages = sim
+        .stats()
+        .by_endpoint
+        .get("management")
+        .copied()
+        .unwrap_or(0);
+    assert!(pages >= 3, "{:?}", sim.stats());
+    // Nothing is probed without a sweep or a request: the counter is the listing's pages.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counted = serve.metric("vtriage_api_requests_total").await;
+        if counted == Some(pages as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counted {counted:?}, the simulator answered {pages} listing pages ({:?})",
+            sim.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
