@@ -265,6 +265,13 @@ pub struct ConnectUrlArgs {
     pub vehicle_id: Option<String>,
 }
 
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// PostgreSQL URL, e.g. postgres://vtriage@127.0.0.1:5432/desk (env DATABASE_URL).
@@ -331,6 +338,9 @@ pub struct ServeArgs {
     /// prober tries again later, backing off.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub command_timeout: std::time::Duration,
+    /// How the log on stdout is written: `text` lines for a person, `json` lines for a collector.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Probe requests one agent may have waiting; more are answered 429.
     #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

@@ -36,8 +36,9 @@ pub(super) fn links_lack(settings: &Settings, demo: bool) -> Option<String> {
     (!lacking.is_empty()).then(|| lacking.join("; "))
 }
 
-/// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are JSON lines on stdout, for the
-/// service manager; `VTRIAGE_LOG` sets the filter (default `info`).
+/// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are lines on stdout, for the
+/// service manager (JSON lines with `--log-format json`); `VTRIAGE_LOG` sets the filter (default
+/// `info`).
 pub async fn serve(
     global: &GlobalArgs,
     args: &crate::cli::ServeArgs,
@@ -52,11 +53,13 @@ pub async fn serve(
     .map_err(|e| CommandError::Usage(format!("cannot resolve the settings: {e}")))??;
     let filter = tracing_subscriber::EnvFilter::try_from_env("VTRIAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+        .with_writer(std::io::stdout);
+    let _ = match args.log_format {
+        crate::cli::LogFormat::Json => logs.json().try_init(),
+        crate::cli::LogFormat::Text => logs.with_ansi(false).try_init(),
+    };
     for w in &settings.warnings {
         tracing::warn!(warning = %one_line(w), "setup");
     }

@@ -543,19 +543,30 @@ async fn served(db: &Db, request_id: i64) -> Result<bool, DbError> {
 }
 
 /// Counts a stream as a connected dashboard for as long as it lives.
-struct Connected(Arc<Metrics>);
+struct Connected {
+    metrics: Arc<Metrics>,
+    agent: String,
+}
 
 impl Connected {
-    fn new(metrics: Arc<Metrics>) -> Connected {
-        metrics.dashboards_connected.fetch_add(1, Ordering::Relaxed);
-        Connected(metrics)
+    fn new(metrics: Arc<Metrics>, agent: &str) -> Connected {
+        let now = metrics.dashboards_connected.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(agent = %one_line(agent), streams = now, "an agent's dashboard connected");
+        Connected {
+            metrics,
+            agent: agent.to_string(),
+        }
     }
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
-        tracing::debug!("a live stream closed");
-        self.0.dashboards_connected.fetch_sub(1, Ordering::Relaxed);
+        let now = self
+            .metrics
+            .dashboards_connected
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        tracing::info!(agent = %one_line(&self.agent), streams = now, "an agent's dashboard left");
     }
 }
 
@@ -584,11 +595,10 @@ async fn stream(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response
         .unwrap_or_default()
         .to_string();
     audit(&st, &agent, "open stream", None).await;
-    tracing::debug!(agent = %agent, "a live stream opened");
     let state = Streaming {
         rx: st.hub.subscribe(),
         shutdown: st.shutdown.clone(),
-        _connected: Connected::new(st.metrics.clone()),
+        _connected: Connected::new(st.metrics.clone(), &agent),
         st,
         agent,
         token,

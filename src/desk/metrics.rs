@@ -28,7 +28,7 @@ impl Rejection {
         Rejection::Database,
     ];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Rejection::Signature => "signature",
             Rejection::Payload => "payload",
@@ -66,7 +66,46 @@ pub struct Metrics {
     pub probes_waiting: AtomicU64,
 }
 
+/// What the desk did, counted: the operator's log says it per minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub received: u64,
+    pub stored: u64,
+    pub deduplicated: u64,
+    pub rejected: u64,
+    pub probes: u64,
+}
+
+impl Tally {
+    /// What happened between `before` and this tally.
+    pub fn since(self, before: Tally) -> Tally {
+        Tally {
+            received: self.received.saturating_sub(before.received),
+            stored: self.stored.saturating_sub(before.stored),
+            deduplicated: self.deduplicated.saturating_sub(before.deduplicated),
+            rejected: self.rejected.saturating_sub(before.rejected),
+            probes: self.probes.saturating_sub(before.probes),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Tally::default()
+    }
+}
+
 impl Metrics {
+    /// The counters a minute's log line compares.
+    pub fn tally(&self) -> Tally {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Tally {
+            received: load(&self.events_received),
+            stored: load(&self.events_stored),
+            deduplicated: load(&self.events_deduplicated),
+            rejected: self.rejected.iter().map(load).sum(),
+            probes: load(&self.probes),
+        }
+    }
+
     pub fn new() -> Metrics {
         let m = Metrics::default();
         m.budget_left_milli.store(-1, Ordering::Relaxed);
@@ -288,6 +327,29 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(line.split(' ').count(), 2, "{line}");
         }
+    }
+
+    #[test]
+    fn a_minutes_tally_is_what_changed_since_the_last_one() {
+        let m = Metrics::new();
+        let before = m.tally();
+        assert!(m.tally().since(before).is_empty());
+        m.events_received.fetch_add(5, Ordering::Relaxed);
+        m.events_stored.fetch_add(3, Ordering::Relaxed);
+        m.reject(Rejection::Signature);
+        m.reject(Rejection::TooLarge);
+        let minute = m.tally().since(before);
+        assert_eq!(
+            minute,
+            Tally {
+                received: 5,
+                stored: 3,
+                deduplicated: 0,
+                rejected: 2,
+                probes: 0,
+            }
+        );
+        assert!(m.tally().since(m.tally()).is_empty());
     }
 
     #[test]

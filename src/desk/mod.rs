@@ -229,6 +229,34 @@ pub async fn run(
         })
     };
 
+    // What an operator follows: a line a minute when deliveries or probes happened.
+    let tally = {
+        let (metrics, mut rx) = (metrics.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            every.tick().await;
+            let mut last = metrics.tally();
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = rx.changed() => return,
+                }
+                let now = metrics.tally();
+                let minute = now.since(last);
+                last = now;
+                if !minute.is_empty() {
+                    tracing::info!(
+                        received = minute.received,
+                        stored = minute.stored,
+                        duplicates = minute.deduplicated,
+                        rejected = minute.rejected,
+                        probes = minute.probes,
+                        "deliveries and probes in the last minute"
+                    );
+                }
+            }
+        })
+    };
     let api = Arc::new(api::ApiState {
         max_waiting_probes: config.max_waiting_probes,
         ..api::ApiState::new(
@@ -274,6 +302,7 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), rediagnosis).await;
     retention.abort();
+    tally.abort();
     if let Some(task) = listener_task {
         task.abort();
     }

@@ -53,8 +53,15 @@ fn answer(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Refuses a delivery: counted, logged as one line with why, answered with `message`.
 fn refuse(st: &ServerState, why: Rejection, status: StatusCode, message: &str) -> Response {
     st.metrics.reject(why);
+    tracing::warn!(
+        reason = why.label(),
+        status = status.as_u16(),
+        why = %one_line(message),
+        "webhook refused"
+    );
     answer(status, json!({ "error": message }))
 }
 
@@ -98,7 +105,6 @@ async fn read_capped(
 /// its HMAC; the body is read no further than a VERIFY needs and nothing is stored.
 fn unsigned_delivery(st: &ServerState, body: &[u8]) -> Response {
     let missing = || {
-        tracing::warn!("webhook refused: no SC-Signature");
         refuse(
             st,
             Rejection::Signature,
@@ -120,15 +126,12 @@ fn unsigned_delivery(st: &ServerState, body: &[u8]) -> Response {
                 None => missing(),
             }
         }
-        Err(e @ webhook::PayloadError::BadChallenge) => {
-            tracing::warn!("webhook refused: a VERIFY challenge not of Smartcar's shape");
-            refuse(
-                st,
-                Rejection::Payload,
-                StatusCode::BAD_REQUEST,
-                &e.to_string(),
-            )
-        }
+        Err(e @ webhook::PayloadError::BadChallenge) => refuse(
+            st,
+            Rejection::Payload,
+            StatusCode::BAD_REQUEST,
+            &e.to_string(),
+        ),
         _ => missing(),
     }
 }
@@ -150,7 +153,6 @@ async fn webhook_delivery(
     let body = match read_capped(&headers, body, limit).await {
         Ok(b) => b,
         Err(BodyRead::TooLarge) if signature.is_none() => {
-            tracing::warn!("webhook refused: an unsigned body over the unsigned cap");
             return refuse(
                 &st,
                 Rejection::Signature,
@@ -181,7 +183,6 @@ async fn webhook_delivery(
     };
     // Checked against the raw bytes before anything reads them.
     if !webhook::verify_signature(amt, &body, signature) {
-        tracing::warn!("webhook refused: SC-Signature does not match the body");
         return refuse(
             &st,
             Rejection::Signature,
@@ -237,7 +238,6 @@ async fn webhook_delivery(
             );
         }
         Err(e) => {
-            tracing::warn!(error = %one_line(&e.to_string()), "webhook refused: unreadable payload");
             return refuse(
                 &st,
                 Rejection::Payload,

@@ -16,6 +16,7 @@ mod desk_agents;
 mod desk_dashboards;
 mod desk_diagnosis;
 mod desk_durability;
+mod desk_logs;
 mod desk_migrations;
 mod desk_probe_queue;
 mod desk_prober;
