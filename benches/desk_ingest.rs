@@ -84,6 +84,7 @@ async fn bench() {
         retention: vtriage::desk::Retention::default(),
         prober: None,
         max_waiting_probes: 50,
+        vin_lookups_per_hour: 20,
         policies_text: vtriage::health::policy::BUILTIN_POLICIES.to_string(),
         needs: vtriage::health::Needs::default(),
         api: vtriage::config::ApiVersion::V3,

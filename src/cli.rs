@@ -341,6 +341,11 @@ pub struct ServeArgs {
     /// How the log on stdout is written: `text` lines for a person, `json` lines for a collector.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// VIN lookups one agent may start an hour (each reads VINs from Smartcar, the costliest call
+    /// a desk answers); more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub vin_lookups_per_hour: u32,
     /// Probe requests one agent may have waiting; more are answered 429.
     #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

@@ -122,6 +122,7 @@ pub async fn serve(
             settings: settings.clone(),
         }),
         max_waiting_probes: args.max_waiting_probes,
+        vin_lookups_per_hour: args.vin_lookups_per_hour,
         policies_text: policies_text(&settings),
         needs: settings.needs.clone(),
         api: settings.api,

@@ -25,7 +25,7 @@ use crate::smartcar::VehicleAttributes;
 use crate::untrusted::text::one_line;
 
 use super::agents::bearer;
-use super::db::{Db, DbError, QueueFull};
+use super::db::{Db, DbError, LookupsSpent, QueueFull};
 use super::facts::VehicleFacts;
 use super::metrics::Metrics;
 use super::wire::{
@@ -73,6 +73,8 @@ pub struct ApiState {
     pub probe_wait: Duration,
     /// Probe requests one agent may have waiting; more are answered 429.
     pub max_waiting_probes: u32,
+    /// VIN lookups one agent may start an hour; more are answered 429.
+    pub vin_lookups_per_hour: u32,
     /// Turns true when the server stops: every stream ends.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -107,6 +109,7 @@ impl ApiState {
             hub: broadcast::channel(STREAM_BACKLOG).0,
             probe_wait: Duration::from_secs(30),
             max_waiting_probes: 50,
+            vin_lookups_per_hour: 20,
             shutdown,
         }
     }
@@ -439,6 +442,26 @@ fn queue_full(full: QueueFull, cap: u32) -> Response {
     response
 }
 
+/// The answer to a VIN lookup over the agent's hourly allowance: 429, and when to try again.
+fn lookups_spent(spent: LookupsSpent, per_hour: u32) -> Response {
+    let mut response = answer(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({
+            "error": format!(
+                "you started {} VIN lookups within the hour (at most {per_hour}: each reads VINs from Smartcar); retry in {} s",
+                spent.started, spent.retry_after_s
+            ),
+            "started": spent.started,
+            "limit": per_hour,
+            "retry_after_s": spent.retry_after_s,
+        }),
+    );
+    if let Ok(value) = HeaderValue::from_str(&spent.retry_after_s.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// Asks `check` every 100 ms until it has an answer or `wait` is over (then `None`).
 async fn poll<T, F, Fut>(wait: Duration, mut check: F) -> Result<Option<T>, DbError>
 where
@@ -509,8 +532,14 @@ async fn find_vin(
         Ok(None) => {}
         Err(e) => return unavailable(&e),
     }
-    if let Err(e) = st.db.request_vin_lookup(&vin, &agent).await {
-        return unavailable(&e);
+    match st
+        .db
+        .request_vin_lookup_within(&vin, &agent, st.vin_lookups_per_hour)
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(spent)) => return lookups_spent(spent, st.vin_lookups_per_hour),
+        Err(e) => return unavailable(&e),
     }
     match poll(st.wait(q.wait), || st.db.vin_lookup(&vin)).await {
         Ok(Some(found)) => done(found.vehicle_id, found.requests, found.gaps),

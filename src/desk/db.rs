@@ -1299,6 +1299,79 @@ impl Db {
     }
 }
 
+/// A VIN lookup refused because its agent started as many within the hour as the desk allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupsSpent {
+    /// Lookups the agent started within the last hour.
+    pub started: i64,
+    /// Seconds until the oldest of them is an hour old.
+    pub retry_after_s: i64,
+}
+
+/// The bound on VIN lookups: each agent may start so many an hour (joining one under way is free).
+impl Db {
+    /// [`Db::request_vin_lookup`] unless it would start a lookup and `requested_by` started
+    /// `per_hour` within the last hour (then `Ok(Err(LookupsSpent))`, nothing written). A lookup
+    /// started is audited as `find vin` with `{"lookup": "started"}`, which the count reads.
+    pub async fn request_vin_lookup_within(
+        &self,
+        vin: &str,
+        requested_by: &str,
+        per_hour: u32,
+    ) -> Result<Result<(), LookupsSpent>, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('vtriage vin lookups ' || $1)::bigint)",
+            &[&requested_by],
+        )
+        .await?;
+        let running = tx
+            .query_opt(
+                "SELECT 1 FROM vin_lookups WHERE vin = $1 AND done_at IS NULL",
+                &[&vin],
+            )
+            .await?
+            .is_some();
+        if !running {
+            let row = tx
+                .query_one(
+                    "SELECT count(*),
+                            coalesce(ceil(extract(epoch FROM min(at) + interval '1 hour' - now())), 0)::bigint
+                     FROM audit
+                     WHERE actor = $1 AND action = 'find vin' AND detail->>'lookup' = 'started'
+                       AND at > now() - interval '1 hour'",
+                    &[&requested_by],
+                )
+                .await?;
+            let started: i64 = row.get(0);
+            if started >= i64::from(per_hour) {
+                return Ok(Err(LookupsSpent {
+                    started,
+                    retry_after_s: row.get::<_, i64>(1).max(1),
+                }));
+            }
+        }
+        tx.execute(
+            "INSERT INTO vin_lookups (vin, requested_by) VALUES ($1, $2)
+             ON CONFLICT (vin) DO UPDATE
+                 SET requested_by = EXCLUDED.requested_by, requested_at = now(),
+                     done_at = NULL, vehicle_id = NULL, requests = NULL, gaps = NULL
+                 WHERE vin_lookups.done_at IS NOT NULL",
+            &[&vin, &requested_by],
+        )
+        .await?;
+        let detail = (!running).then(|| serde_json::json!({"lookup": "started"}));
+        tx.execute(
+            "INSERT INTO audit (actor, action, subject, detail) VALUES ($1, 'find vin', $2, $3)",
+            &[&requested_by, &vin, &detail],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+}
+
 /// What the desk holds about a vehicle, as its row says.
 struct Known {
     status: String,

@@ -73,6 +73,8 @@ pub struct DeskConfig {
     pub prober: Option<ProberSetup>,
     /// Probe requests one agent may have waiting.
     pub max_waiting_probes: u32,
+    /// VIN lookups one agent may start an hour.
+    pub vin_lookups_per_hour: u32,
     /// The rules the agents' clients diagnose with: the policies file's text.
     pub policies_text: String,
     /// What the app needs, for the fix links agents see.
@@ -259,6 +261,7 @@ pub async fn run(
     };
     let api = Arc::new(api::ApiState {
         max_waiting_probes: config.max_waiting_probes,
+        vin_lookups_per_hour: config.vin_lookups_per_hour,
         ..api::ApiState::new(
             db.clone(),
             config.policies_text.clone(),

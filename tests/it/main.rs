@@ -24,6 +24,7 @@ mod desk_prober_settings;
 mod desk_retention;
 mod desk_secrets;
 mod desk_sim_webhooks;
+mod desk_vin_limits;
 mod desk_webhooks;
 mod error_parsing;
 mod fetch_chaos;
