@@ -82,6 +82,7 @@ async fn bench() {
             ..vtriage::http_serve::Limits::default()
         },
         retention: vtriage::desk::Retention::default(),
+        keep_rejected: desk::rejected::KeepRejected::default(),
         prober: None,
         global: Default::default(),
         policies_text: vtriage::health::policy::BUILTIN_POLICIES.to_string(),

@@ -327,6 +327,21 @@ pub struct ServeArgs {
     /// that time alone can change: a rule coming into force, data going stale.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub rediagnose_every: std::time::Duration,
+    /// Keep this many of the newest refused webhook deliveries for `--rejected`.
+    #[arg(long, value_name = "N", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub keep_rejected: u32,
+    /// Delete kept refused deliveries older than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub keep_rejected_days: u32,
+    /// Print the refused webhook deliveries the desk kept (why each was refused, what would have
+    /// matched its signature), newest first, and exit; serves nothing.
+    #[arg(long)]
+    pub rejected: bool,
+    /// With --rejected: one JSON object per line.
+    #[arg(long, requires = "rejected")]
+    pub json: bool,
 }
 
 /// A request rate per minute: `120`, `120/min` or `2/s`.

@@ -18,6 +18,7 @@ mod desk_diagnosis;
 mod desk_durability;
 mod desk_migrations;
 mod desk_prober;
+mod desk_rejected;
 mod desk_retention;
 mod desk_secrets;
 mod desk_sim_webhooks;
