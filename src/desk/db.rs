@@ -201,16 +201,18 @@ pub enum Pruned {
     Audit,
     ProbeRequests,
     ProbeResults,
+    VinLookups,
 }
 
 impl Pruned {
     /// Requests before the results they name, so a result is free to go in the same pass.
-    pub const ALL: [Pruned; 5] = [
+    pub const ALL: [Pruned; 6] = [
         Pruned::WebhookEvents,
         Pruned::StatusHistory,
         Pruned::Audit,
         Pruned::ProbeRequests,
         Pruned::ProbeResults,
+        Pruned::VinLookups,
     ];
 
     pub fn table(self) -> &'static str {
@@ -220,6 +222,7 @@ impl Pruned {
             Pruned::Audit => "audit",
             Pruned::ProbeRequests => "probe_requests",
             Pruned::ProbeResults => "probe_results",
+            Pruned::VinLookups => "vin_lookups",
         }
     }
 }
@@ -239,7 +242,7 @@ impl Retention {
             Pruned::WebhookEvents => self.events_days,
             Pruned::StatusHistory => self.history_days,
             Pruned::Audit => self.audit_days,
-            Pruned::ProbeRequests | Pruned::ProbeResults => self.probes_days,
+            Pruned::ProbeRequests | Pruned::ProbeResults | Pruned::VinLookups => self.probes_days,
         }
     }
 }
@@ -1183,6 +1186,14 @@ impl Db {
                        AND EXISTS (SELECT 1 FROM probe_results n
                                    WHERE n.vehicle_id = p.vehicle_id AND n.at > p.at)
                        AND NOT EXISTS (SELECT 1 FROM probe_requests r WHERE r.probe_result_id = p.id)
+                     LIMIT $2)"
+            }
+            // A lookup not finished stays: an agent may be waiting for it.
+            Pruned::VinLookups => {
+                "DELETE FROM vin_lookups WHERE vin IN (
+                     SELECT vin FROM vin_lookups
+                     WHERE done_at IS NOT NULL
+                       AND requested_at < now() - ($1::int * interval '1 day')
                      LIMIT $2)"
             }
         };

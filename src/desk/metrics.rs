@@ -60,7 +60,7 @@ pub struct Metrics {
     /// The sources the prober found unreachable, with the line that says why.
     outages: Mutex<Vec<SourceOutage>>,
     /// Rows deleted by retention, per table in [`Pruned::ALL`] order.
-    pruned: [AtomicU64; 5],
+    pruned: [AtomicU64; 6],
     /// Refused deliveries by why, in [`Why::ALL`] order.
     refused: [AtomicU64; 6],
     /// Refused deliveries written for `serve --rejected`.
