@@ -94,6 +94,10 @@ pub enum Command {
     /// 3 some vehicles not checked: the deadline, a signal, or the Vehicle API or token endpoint unreachable or
     /// refusing the client credentials, which stops the check at once).
     Check(CheckArgs),
+    /// The customers to reach before they write a ticket: one row per car a rule blocks, with the car's
+    /// own fix link and the message for the app's mail or push tool (exit 0, 2 setup error, 3 some cars
+    /// not checked or left out for want of a link).
+    Outreach(OutreachArgs),
     /// One vehicle's report, ready to paste into a ticket (exit 0, 1 blocked, 2 setup error, 3 not checked: the
     /// deadline, or the Vehicle API or token endpoint unreachable).
     Vehicle(VehicleArgs),
@@ -190,6 +194,33 @@ fn duration(value: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(parsed)
+}
+
+#[derive(Debug, Args)]
+pub struct OutreachArgs {
+    /// Only cars caught by this rule or finding (repeatable): tesla-virtual-key,
+    /// tesla-location-permission, connection-revoked…; default: every one the customer fixes with a link.
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// Only cars with this status (repeatable): BLOCKED, DEGRADED, WARNING.
+    #[arg(long = "status", value_name = "S")]
+    pub statuses: Vec<String>,
+    /// One JSON object per car and line.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV with a header row (cells neutralised against formula injection).
+    #[arg(long)]
+    pub csv: bool,
+    /// Write to this file, readable by its owner only, instead of stdout: CSV, or JSON lines for a
+    /// .json/.jsonl name or with --json.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Ignore cached results younger than the freshness window.
+    #[arg(long)]
+    pub force: bool,
+    /// Deadline for the probes (90s, 30m, 2h); cars not reached are left out (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod tui_support;
 
 mod check_endings;
 mod cli_headless;
+mod cli_outreach;
 mod cli_v3;
 mod client_sim;
 mod connect_sdk_urls;
