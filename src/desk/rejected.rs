@@ -130,6 +130,9 @@ fn rewrites(body: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     out
 }
 
+/// The largest body whose rewrites are tried.
+const REWRITES_MAX_BYTES: usize = 64 * 1024;
+
 /// What `signature` would have matched: the body as Smartcar may have sent it under the AMT, or
 /// the body under another secret the desk holds. Called only once [`webhook::verify_signature`] refused it.
 pub fn likely(amt: &[u8], others: &[Secret], body: &[u8], signature: &str) -> Likely {
@@ -140,7 +143,13 @@ pub fn likely(amt: &[u8], others: &[Secret], body: &[u8], signature: &str) -> Li
             chars: claimed.chars().count(),
         };
     }
-    for (how, original) in rewrites(body) {
+    // Smartcar's deliveries are a few KiB: a body far larger is no re-encoded delivery worth the work.
+    let rewritten = if body.len() <= REWRITES_MAX_BYTES {
+        rewrites(body)
+    } else {
+        Vec::new()
+    };
+    for (how, original) in rewritten {
         if webhook::verify_signature(amt, &original, claimed) {
             return Likely::BodyChanged { how };
         }
@@ -320,13 +329,20 @@ impl Keeper {
         (keeper, writer)
     }
 
-    /// Keeps `rejected` if the rate allows; never blocks the route.
-    pub fn keep(&self, rejected: Rejected) {
+    /// Whether the rate allows keeping one more refusal now; one not allowed is counted as unkept.
+    pub fn admit(&self) -> bool {
         let allowed = self.bucket.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if allowed && self.tx.try_send(rejected).is_ok() {
-            return;
+        if !allowed {
+            self.metrics.rejected_unkept.fetch_add(1, Ordering::Relaxed);
         }
-        self.metrics.rejected_unkept.fetch_add(1, Ordering::Relaxed);
+        allowed
+    }
+
+    /// Hands an admitted refusal to the writer; never blocks the route.
+    pub fn keep(&self, rejected: Rejected) {
+        if self.tx.try_send(rejected).is_err() {
+            self.metrics.rejected_unkept.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

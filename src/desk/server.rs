@@ -113,12 +113,16 @@ fn reject(
     seen: &Seen<'_>,
     body: Option<&[u8]>,
     why: Why,
-    likely: Option<Likely>,
+    analyse: Option<&dyn Fn() -> Likely>,
     counted: Rejection,
     status: StatusCode,
     message: &str,
 ) -> Response {
     st.metrics.refused(why);
+    // What would have matched is worked out only for a refusal that is kept: a flood of junk
+    // costs one HMAC each, not the rewrites tried.
+    let keeper = st.rejected.as_ref().filter(|k| k.admit());
+    let likely = keeper.and(analyse).map(|f| f());
     let detail = match &likely {
         Some(l) => format!("{message}: {}", l.explain()),
         None => message.to_string(),
@@ -130,7 +134,7 @@ fn reject(
         "webhook refused: {}",
         one_line(&detail)
     );
-    if let Some(keeper) = &st.rejected {
+    if let Some(keeper) = keeper {
         let refused = Refused {
             why,
             detail,
@@ -261,13 +265,13 @@ async fn webhook_delivery(
     };
     // Checked against the raw bytes before anything reads them.
     if !webhook::verify_signature(amt, &body, signature) {
-        let likely = rejected::likely(amt, &st.keyring.secrets(), &body, signature);
+        let analyse = || rejected::likely(amt, &st.keyring.secrets(), &body, signature);
         return reject(
             &st,
             &seen,
             Some(&body),
             Why::SignatureMismatch,
-            Some(likely),
+            Some(&analyse),
             Rejection::Signature,
             StatusCode::UNAUTHORIZED,
             "SC-Signature does not match",
