@@ -82,6 +82,7 @@ async fn bench() {
             ..vtriage::http_serve::Limits::default()
         },
         retention: vtriage::desk::Retention::default(),
+        keep_rejected: desk::rejected::KeepRejected::default(),
         prober: None,
         max_waiting_probes: 50,
         vin_lookups_per_hour: 20,

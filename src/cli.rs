@@ -94,6 +94,10 @@ pub enum Command {
     /// 3 some vehicles not checked: the deadline, a signal, or the Vehicle API or token endpoint unreachable or
     /// refusing the client credentials, which stops the check at once).
     Check(CheckArgs),
+    /// The customers to reach before they write a ticket: one row per car a rule blocks, with the car's
+    /// own fix link and the message for the app's mail or push tool (exit 0, 2 setup error, 3 some cars
+    /// not checked or left out for want of a link).
+    Outreach(OutreachArgs),
     /// One vehicle's report, ready to paste into a ticket (exit 0, 1 blocked, 2 setup error, 3 not checked: the
     /// deadline, or the Vehicle API or token endpoint unreachable).
     Vehicle(VehicleArgs),
@@ -190,6 +194,33 @@ fn duration(value: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(parsed)
+}
+
+#[derive(Debug, Args)]
+pub struct OutreachArgs {
+    /// Only cars caught by this rule or finding (repeatable): tesla-virtual-key,
+    /// tesla-location-permission, connection-revoked…; default: every one the customer fixes with a link.
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// Only cars with this status (repeatable): BLOCKED, DEGRADED, WARNING.
+    #[arg(long = "status", value_name = "S")]
+    pub statuses: Vec<String>,
+    /// One JSON object per car and line.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV with a header row (cells neutralised against formula injection).
+    #[arg(long)]
+    pub csv: bool,
+    /// Write to this file, readable by its owner only, instead of stdout: CSV, or JSON lines for a
+    /// .json/.jsonl name or with --json.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Ignore cached results younger than the freshness window.
+    #[arg(long)]
+    pub force: bool,
+    /// Deadline for the probes (90s, 30m, 2h); cars not reached are left out (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +381,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_waiting_probes: u32,
+    /// Keep this many of the newest refused webhook deliveries for `--rejected`.
+    #[arg(long, value_name = "N", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub keep_rejected: u32,
+    /// Delete kept refused deliveries older than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub keep_rejected_days: u32,
+    /// Print the refused webhook deliveries the desk kept (why each was refused, what would have
+    /// matched its signature), newest first, and exit; serves nothing.
+    #[arg(long)]
+    pub rejected: bool,
+    /// With --rejected: one JSON object per line.
+    #[arg(long, requires = "rejected")]
+    pub json: bool,
 }
 
 /// A request rate per minute: `120`, `120/min` or `2/s`.

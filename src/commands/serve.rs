@@ -43,6 +43,9 @@ pub async fn serve(
     global: &GlobalArgs,
     args: &crate::cli::ServeArgs,
 ) -> Result<ExitCode, CommandError> {
+    if args.rejected {
+        return rejected(args).await;
+    }
     // Resolved once, off the async workers; the secret commands are the prober's to run, with a
     // timeout, again after a failure.
     let resolving = global.clone();
@@ -105,6 +108,11 @@ pub async fn serve(
             max_per_peer: args.max_connections_per_peer as usize,
             ..crate::http_serve::Limits::default()
         },
+        keep_rejected: crate::desk::rejected::KeepRejected {
+            rows: args.keep_rejected,
+            days: args.keep_rejected_days,
+            ..Default::default()
+        },
         retention: crate::desk::Retention {
             events_days: args.keep_events_days,
             history_days: args.keep_history_days,
@@ -137,5 +145,43 @@ pub async fn serve(
         tracing::info!(signal = name, "shutdown requested");
     })
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtriage serve --rejected`: the refused deliveries the desk kept, newest first.
+async fn rejected(args: &crate::cli::ServeArgs) -> Result<ExitCode, CommandError> {
+    let config = crate::desk::DbConfig {
+        url: args.database.clone(),
+        schema: args.schema.clone(),
+        pool_size: 1,
+        timeout: Duration::from_secs(10),
+    };
+    let diagnose = crate::desk::diagnoser(
+        crate::health::Policies::builtin(),
+        crate::health::Needs::default(),
+        crate::config::ApiVersion::V3,
+    );
+    let place = |e: crate::desk::DbError| crate::desk::DeskError::from(e.at(&config.place()));
+    let db = crate::desk::Db::new(&config, diagnose, None).map_err(crate::desk::DeskError::from)?;
+    if let Some(schema) = &args.schema
+        && !db.has_schema(schema).await.map_err(place)?
+    {
+        return Err(CommandError::Usage(format!(
+            "schema {} does not exist on this database: is it the one `serve --schema` uses?",
+            one_line(schema)
+        )));
+    }
+    db.migrate(args.schema.as_deref()).await.map_err(place)?;
+    let rows = db.rejected(args.keep_rejected).await.map_err(place)?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        rows.iter().try_for_each(|r| {
+            let line = serde_json::to_string(r).unwrap_or_default();
+            writeln!(out, "{}", crate::untrusted::text::json_escaped(&line))
+        })
+    } else {
+        crate::desk::rejected::render(&rows, &mut out)
+    };
+    written.map_err(CommandError::from)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -78,6 +78,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0008_vin_lookup_gaps.sql",
         include_str!("migrations/0008_vin_lookup_gaps.sql"),
     ),
+    (
+        11,
+        "0011_rejected_deliveries.sql",
+        include_str!("migrations/0011_rejected_deliveries.sql"),
+    ),
 ];
 
 /// Serialises migrations between `serve` processes starting at once on one database.
@@ -198,16 +203,18 @@ pub enum Pruned {
     Audit,
     ProbeRequests,
     ProbeResults,
+    VinLookups,
 }
 
 impl Pruned {
     /// Requests before the results they name, so a result is free to go in the same pass.
-    pub const ALL: [Pruned; 5] = [
+    pub const ALL: [Pruned; 6] = [
         Pruned::WebhookEvents,
         Pruned::StatusHistory,
         Pruned::Audit,
         Pruned::ProbeRequests,
         Pruned::ProbeResults,
+        Pruned::VinLookups,
     ];
 
     pub fn table(self) -> &'static str {
@@ -217,6 +224,7 @@ impl Pruned {
             Pruned::Audit => "audit",
             Pruned::ProbeRequests => "probe_requests",
             Pruned::ProbeResults => "probe_results",
+            Pruned::VinLookups => "vin_lookups",
         }
     }
 }
@@ -236,7 +244,7 @@ impl Retention {
             Pruned::WebhookEvents => self.events_days,
             Pruned::StatusHistory => self.history_days,
             Pruned::Audit => self.audit_days,
-            Pruned::ProbeRequests | Pruned::ProbeResults => self.probes_days,
+            Pruned::ProbeRequests | Pruned::ProbeResults | Pruned::VinLookups => self.probes_days,
         }
     }
 }
@@ -475,7 +483,7 @@ impl Db {
                 }
             }
         }
-        let known = MIGRATIONS.len() as i32;
+        let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
         if let Some(newer) = applied.keys().filter(|v| **v > known).max() {
             tracing::warn!(
                 version = newer,
@@ -1202,6 +1210,14 @@ impl Db {
                        AND NOT EXISTS (SELECT 1 FROM probe_requests r WHERE r.probe_result_id = p.id)
                      LIMIT $2)"
             }
+            // A lookup not finished stays: an agent may be waiting for it.
+            Pruned::VinLookups => {
+                "DELETE FROM vin_lookups WHERE vin IN (
+                     SELECT vin FROM vin_lookups
+                     WHERE done_at IS NOT NULL
+                       AND requested_at < now() - ($1::int * interval '1 day')
+                     LIMIT $2)"
+            }
         };
         let batch = batch.max(1);
         let mut deleted = 0;
@@ -1216,6 +1232,55 @@ impl Db {
             // Let deliveries in between batches.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// Keeps refused deliveries, then trims the table to the newest `rows` younger than `days`.
+    pub async fn keep_rejected(
+        &self,
+        rejected: &[super::rejected::Rejected],
+        rows: u32,
+        days: u32,
+    ) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let whys: Vec<&str> = rejected.iter().map(|r| r.why.label()).collect();
+        let statuses: Vec<i32> = rejected.iter().map(|r| i32::from(r.status)).collect();
+        let details: Vec<Value> = rejected
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+            .collect();
+        tx.execute(
+            "INSERT INTO rejected_deliveries (why, status, detail)
+             SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[])",
+            &[&whys, &statuses, &details],
+        )
+        .await?;
+        let rows = i64::from(rows.max(1));
+        let days = i32::try_from(days).unwrap_or(i32::MAX);
+        tx.execute(
+            "DELETE FROM rejected_deliveries
+             WHERE at < now() - ($2::int * interval '1 day')
+                OR id <= (SELECT id FROM rejected_deliveries ORDER BY id DESC OFFSET $1 LIMIT 1)",
+            &[&rows, &days],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The refused deliveries kept, newest first, at most `limit`.
+    pub async fn rejected(&self, limit: u32) -> Result<Vec<super::rejected::Rejected>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT detail FROM rejected_deliveries ORDER BY id DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_value(r.get::<_, Value>(0)).ok())
+            .collect())
     }
 
     /// The vehicle's status and main finding, if the desk knows it.

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::db::Pruned;
+use super::rejected::Why;
 use crate::fetch::{SourceName, SourceOutage};
 
 /// Why a delivery was refused.
@@ -28,7 +29,7 @@ impl Rejection {
         Rejection::Database,
     ];
 
-    pub fn label(self) -> &'static str {
+    fn label(self) -> &'static str {
         match self {
             Rejection::Signature => "signature",
             Rejection::Payload => "payload",
@@ -59,7 +60,13 @@ pub struct Metrics {
     /// The sources the prober found unreachable, with the line that says why.
     outages: Mutex<Vec<SourceOutage>>,
     /// Rows deleted by retention, per table in [`Pruned::ALL`] order.
-    pruned: [AtomicU64; 5],
+    pruned: [AtomicU64; 6],
+    /// Refused deliveries by why, in [`Why::ALL`] order.
+    refused: [AtomicU64; 6],
+    /// Refused deliveries written for `serve --rejected`.
+    pub rejected_kept: AtomicU64,
+    /// Refused deliveries only counted: over the write rate, or the database refused them.
+    pub rejected_unkept: AtomicU64,
     /// Why the prober's Smartcar settings fail, while they do.
     prober_settings_problem: Mutex<Option<String>>,
     /// Probe requests waiting for the prober, as it last read them.
@@ -121,6 +128,12 @@ impl Metrics {
     pub fn reject(&self, why: Rejection) {
         let i = Rejection::ALL.iter().position(|r| *r == why).unwrap_or(0);
         self.rejected[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused delivery by why, as `serve --rejected` names it.
+    pub fn refused(&self, why: Why) {
+        let i = Why::ALL.iter().position(|w| *w == why).unwrap_or(0);
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn rejected(&self, why: Rejection) -> u64 {
@@ -234,6 +247,29 @@ impl Metrics {
             "counter",
             "Webhook deliveries refused, by reason.",
             &rejected,
+        );
+        let refused: Vec<(String, String)> = Why::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(w, n)| (format!("{{why=\"{}\"}}", w.label()), load(n).to_string()))
+            .collect();
+        metric(
+            "vtriage_rejected_deliveries_total",
+            "counter",
+            "Webhook deliveries refused, by why (as `serve --rejected` lists them).",
+            &refused,
+        );
+        metric(
+            "vtriage_rejected_deliveries_kept_total",
+            "counter",
+            "Refused deliveries kept for `serve --rejected`.",
+            &plain(load(&self.rejected_kept)),
+        );
+        metric(
+            "vtriage_rejected_deliveries_unkept_total",
+            "counter",
+            "Refused deliveries only counted (over the write rate, or not written).",
+            &plain(load(&self.rejected_unkept)),
         );
         let pruned: Vec<(String, String)> = Pruned::ALL
             .iter()

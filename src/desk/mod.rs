@@ -19,6 +19,7 @@ pub mod facts;
 pub mod metrics;
 pub mod prober;
 pub mod rediagnosis;
+pub mod rejected;
 pub mod remote;
 pub mod server;
 pub mod webhook;
@@ -69,6 +70,8 @@ pub struct DeskConfig {
     pub http_limits: crate::http_serve::Limits,
     /// How long each table keeps its rows.
     pub retention: Retention,
+    /// How many refused deliveries are kept for `serve --rejected`, how long, how fast.
+    pub keep_rejected: rejected::KeepRejected,
     /// `None`: this process never probes (webhooks only).
     pub prober: Option<ProberSetup>,
     /// Probe requests one agent may have waiting.
@@ -282,9 +285,12 @@ pub async fn run(
             None
         }
     };
+    let (keeper, keeper_task) =
+        rejected::Keeper::start(db.clone(), config.keep_rejected, metrics.clone());
     let state = Arc::new(server::ServerState {
         db,
         metrics,
+        rejected: Some(keeper),
         keyring,
         amt: config.amt,
         max_body_bytes: config.max_body_bytes,
@@ -304,6 +310,8 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), rediagnosis).await;
+    // The refusals still queued are written once the routes are gone.
+    let _ = tokio::time::timeout(Duration::from_secs(2), keeper_task).await;
     retention.abort();
     tally.abort();
     if let Some(task) = listener_task {

@@ -9,6 +9,7 @@ mod tui_support;
 
 mod check_endings;
 mod cli_headless;
+mod cli_outreach;
 mod cli_v3;
 mod client_sim;
 mod connect_sdk_urls;
@@ -21,6 +22,7 @@ mod desk_migrations;
 mod desk_probe_queue;
 mod desk_prober;
 mod desk_prober_settings;
+mod desk_rejected;
 mod desk_retention;
 mod desk_secrets;
 mod desk_sim_webhooks;
