@@ -114,8 +114,14 @@ pub enum Commands {
     Defer,
 }
 
-/// How long a secret command may take before it is stopped (its process killed).
+/// How long a secret command may take in the desk's prober before it is stopped (its process
+/// killed); `serve --command-timeout` sets it.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a secret command may take when a command run by a person resolves its settings: a
+/// secrets manager may wait for its user to approve (as long as the scheduler gives
+/// `tokens_command` when it runs it again).
+pub const INTERACTIVE_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The secret commands a [`Commands::Defer`] resolution left to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -461,9 +467,9 @@ fn without_smartcar_profile(profile: &crate::config::Profile) -> crate::config::
 }
 
 /// Resolves settings. Reads the config file, the tokens file and the policies override, and runs
-/// the secret commands (each within [`COMMAND_TIMEOUT`]); starts nothing.
+/// the secret commands (each within [`INTERACTIVE_COMMAND_TIMEOUT`]); starts nothing.
 pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
-    resolve_with(global, Commands::Run(COMMAND_TIMEOUT))
+    resolve_with(global, Commands::Run(INTERACTIVE_COMMAND_TIMEOUT))
 }
 
 /// [`resolve`], running the secret commands as `commands` says.
