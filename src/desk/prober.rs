@@ -101,10 +101,10 @@ impl Backoff {
         (wait, new)
     }
 
-    /// Records a success: whether settings were failing until now.
-    fn succeeded(&mut self) -> bool {
+    /// Records a success: the next failure waits the first wait again, and is logged.
+    fn succeeded(&mut self) {
         self.next = self.first;
-        self.reason.take().is_some()
+        self.reason = None;
     }
 }
 
@@ -157,6 +157,7 @@ pub async fn run(
         if *shutdown.borrow() {
             return;
         }
+        let commands_left = !settings.deferred.is_empty();
         if let Err(why) = complete(&mut settings, &config).await {
             let (wait, new) = backoff.failed(&why);
             metrics.set_prober_settings_problem(Some(&why));
@@ -168,6 +169,10 @@ pub async fn run(
                 _ = shutdown.changed() => {}
             }
             continue;
+        }
+        // The commands gave their secrets: this process can probe, whoever holds the lock now.
+        if commands_left && metrics.set_prober_settings_problem(None) {
+            tracing::info!("the prober's secret commands answered; its settings are complete");
         }
         let mut lock = match acquire(&pg, &config, &mut shutdown).await {
             Some(lock) => lock,
@@ -688,6 +693,19 @@ mod tests {
             .collect();
         pending.push(request("b", "focus", "agent-b", 60));
         pending
+    }
+
+    #[test]
+    fn a_failing_setting_backs_off_doubling_to_its_cap_and_is_said_once_per_reason() {
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(10));
+        let waits: Vec<(Duration, bool)> = (0..5).map(|_| backoff.failed("hangs")).collect();
+        let secs: Vec<u64> = waits.iter().map(|(w, _)| w.as_secs()).collect();
+        assert_eq!(secs, [2, 4, 8, 10, 10]);
+        let said: Vec<bool> = waits.iter().map(|(_, new)| *new).collect();
+        assert_eq!(said, [true, false, false, false, false]);
+        assert!(backoff.failed("fails").1, "another reason is said");
+        backoff.succeeded();
+        assert_eq!(backoff.failed("fails"), (Duration::from_secs(2), true));
     }
 
     #[test]
