@@ -90,8 +90,10 @@ async fn bench() {
             ..vtriage::http_serve::Limits::default()
         },
         retention: vtriage::desk::Retention::default(),
+        keep_rejected: desk::rejected::KeepRejected::default(),
         prober: None,
-        global: Default::default(),
+        max_waiting_probes: 50,
+        vin_lookups_per_hour: 20,
         policies_text: vtriage::health::policy::BUILTIN_POLICIES.to_string(),
         needs: vtriage::health::Needs::default(),
         api: vtriage::config::ApiVersion::V3,

@@ -94,6 +94,10 @@ pub enum Command {
     /// 3 some vehicles not checked: the deadline, a signal, or the Vehicle API or token endpoint unreachable or
     /// refusing the client credentials, which stops the check at once).
     Check(CheckArgs),
+    /// The customers to reach before they write a ticket: one row per car a rule blocks, with the car's
+    /// own fix link and the message for the app's mail or push tool (exit 0, 2 setup error, 3 some cars
+    /// not checked or left out for want of a link).
+    Outreach(OutreachArgs),
     /// One vehicle's report, ready to paste into a ticket (exit 0, 1 blocked, 2 setup error, 3 not checked: the
     /// deadline, or the Vehicle API or token endpoint unreachable).
     Vehicle(VehicleArgs),
@@ -193,6 +197,33 @@ fn duration(value: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Debug, Args)]
+pub struct OutreachArgs {
+    /// Only cars caught by this rule or finding (repeatable): tesla-virtual-key,
+    /// tesla-location-permission, connection-revoked…; default: every one the customer fixes with a link.
+    #[arg(long = "rule", value_name = "ID")]
+    pub rules: Vec<String>,
+    /// Only cars with this status (repeatable): BLOCKED, DEGRADED, WARNING.
+    #[arg(long = "status", value_name = "S")]
+    pub statuses: Vec<String>,
+    /// One JSON object per car and line.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV with a header row (cells neutralised against formula injection).
+    #[arg(long)]
+    pub csv: bool,
+    /// Write to this file, readable by its owner only, instead of stdout: CSV, or JSON lines for a
+    /// .json/.jsonl name or with --json.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Ignore cached results younger than the freshness window.
+    #[arg(long)]
+    pub force: bool,
+    /// Deadline for the probes (90s, 30m, 2h); cars not reached are left out (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
 pub struct VehicleArgs {
     /// Vehicle id, VIN, user id (every car of the user, worst first), or a unique prefix of an id.
     pub id: String,
@@ -265,6 +296,13 @@ pub struct ConnectUrlArgs {
     pub vehicle_id: Option<String>,
 }
 
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// PostgreSQL URL, e.g. postgres://vtriage@127.0.0.1:5432/desk (env DATABASE_URL).
@@ -327,6 +365,37 @@ pub struct ServeArgs {
     /// that time alone can change: a rule coming into force, data going stale.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
     pub rediagnose_every: std::time::Duration,
+    /// How long `tokens_command` or `client_secret_command` may run before it is stopped; the
+    /// prober tries again later, backing off.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration)]
+    pub command_timeout: std::time::Duration,
+    /// How the log on stdout is written: `text` lines for a person, `json` lines for a collector.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// VIN lookups one agent may start an hour (each reads VINs from Smartcar, the costliest call
+    /// a desk answers); more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub vin_lookups_per_hour: u32,
+    /// Probe requests one agent may have waiting; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_waiting_probes: u32,
+    /// Keep this many of the newest refused webhook deliveries for `--rejected`.
+    #[arg(long, value_name = "N", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub keep_rejected: u32,
+    /// Delete kept refused deliveries older than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub keep_rejected_days: u32,
+    /// Print the refused webhook deliveries the desk kept (why each was refused, what would have
+    /// matched its signature), newest first, and exit; serves nothing.
+    #[arg(long)]
+    pub rejected: bool,
+    /// With --rejected: one JSON object per line.
+    #[arg(long, requires = "rejected")]
+    pub json: bool,
 }
 
 /// A request rate per minute: `120`, `120/min` or `2/s`.

@@ -124,6 +124,14 @@ pub async fn serve(
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
+            // Handlers may read the peer's address (`ConnectInfo`), as behind `axum::serve`.
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    hyper::service::Service::call(&service, req)
+                },
+            );
             let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             let stopped = tokio::select! {

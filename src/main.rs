@@ -30,11 +30,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // The reader stopped reading (`| head`): end quietly, as a process killed by SIGPIPE would.
-        Err(vtriage::commands::CommandError::Output(e))
-            if e.kind() == std::io::ErrorKind::BrokenPipe =>
-        {
-            ExitCode::from(141)
-        }
+        Err(e) if e.is_broken_pipe() => ExitCode::from(141),
         Err(e) => {
             eprintln!(
                 "vtriage: {}",
@@ -50,6 +46,7 @@ async fn run(cli: Cli) -> Result<ExitCode, vtriage::commands::CommandError> {
     match cli.command {
         None => commands::dashboard(&cli.global).await,
         Some(Command::Check(args)) => commands::check(&cli.global, &args).await,
+        Some(Command::Outreach(args)) => commands::outreach(&cli.global, &args).await,
         Some(Command::Vehicle(args)) => commands::vehicle(&cli.global, &args).await,
         Some(Command::Deadlines(args)) => commands::deadlines(&cli.global, &args).await,
         Some(Command::ConnectUrl(args)) => commands::connect_url(&cli.global, &args),

@@ -71,6 +71,7 @@ impl Mode {
 }
 
 /// Everything resolved from config, env and flags, before anything runs.
+#[derive(Clone)]
 pub struct Settings {
     pub paths: Paths,
     pub config_file: PathBuf,
@@ -99,6 +100,42 @@ pub struct Settings {
     pub demo_latency: crate::sim::Latency,
     /// `--server` or a `kind = "server"` profile: the desk to read instead of Smartcar.
     pub desk: Option<DeskTarget>,
+    /// The secret commands not run yet ([`Commands::Defer`]): [`run_deferred`] runs them.
+    pub deferred: Deferred,
+}
+
+/// When `resolve` runs the configured secret commands (`tokens_command`, `client_secret_command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commands {
+    /// At once, each within the timeout: a failure stops the resolution.
+    Run(Duration),
+    /// Later, through [`run_deferred`]: a long-running process (the desk) resolves the rest once
+    /// and runs the commands off its async workers, again after a failure.
+    Defer,
+}
+
+/// How long a secret command may take in the desk's prober before it is stopped (its process
+/// killed); `serve --command-timeout` sets it.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a secret command may take when a command run by a person resolves its settings: a
+/// secrets manager may wait for its user to approve (as long as the scheduler gives
+/// `tokens_command` when it runs it again).
+pub const INTERACTIVE_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The secret commands a [`Commands::Defer`] resolution left to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deferred {
+    /// `tokens_command`'s argv: its CSV fills the source's tokens.
+    pub tokens: Option<Vec<String>>,
+    /// `client_secret_command`'s argv: its first line is the v3 client secret.
+    pub client_secret: Option<Vec<String>>,
+}
+
+impl Deferred {
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_none() && self.client_secret.is_none()
+    }
 }
 
 /// A desk server to read, and this agent's token for it.
@@ -199,24 +236,58 @@ pub fn command_argv(key: &'static str, line: &str) -> Result<Vec<String>, SetupE
 }
 
 /// Runs a configured command without a shell and returns its standard output. Its standard error is
-/// discarded and its output never shown: both may carry the secret it prints.
-pub fn run_command(key: &'static str, argv: &[String]) -> Result<Vec<u8>, SetupError> {
+/// discarded and its output never shown: both may carry the secret it prints. A command still
+/// running after `timeout` is killed. Blocks: async code runs it with `spawn_blocking`.
+pub fn run_command(
+    key: &'static str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<Vec<u8>, SetupError> {
+    use std::io::Read;
     let program = argv.first().cloned().unwrap_or_default();
     let failed = |problem: String| SetupError::CommandFailed {
         key,
         program: program.clone(),
         problem,
     };
-    let output = std::process::Command::new(&program)
+    let mut child = std::process::Command::new(&program)
         .args(argv.iter().skip(1))
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .output()
+        .spawn()
         .map_err(|e| failed(format!("cannot run: {e}")))?;
-    if !output.status.success() {
-        return Err(failed(format!("failed ({})", output.status)));
+    // The output is read on a thread of its own, so a command printing more than a pipe holds
+    // cannot stall while this one waits for it to end.
+    let mut stdout = child.stdout.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(stdout) = stdout.as_mut() {
+            let _ = stdout.read_to_end(&mut out);
+        }
+        let _ = tx.send(out);
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!(
+                    "did not finish within {timeout:?} and was stopped"
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(failed(format!("cannot be waited for: {e}"))),
+        }
+    };
+    if !status.success() {
+        return Err(failed(format!("failed ({status})")));
     }
-    Ok(output.stdout)
+    // A process it started may hold the output open: what came within a second is the answer.
+    Ok(rx.recv_timeout(Duration::from_secs(1)).unwrap_or_default())
 }
 
 /// The first non-empty line of a secret's text.
@@ -233,6 +304,8 @@ fn first_line(bytes: &[u8]) -> Option<String> {
 fn client_secret(
     profile: &crate::config::Profile,
     warnings: &mut Vec<String>,
+    commands: Commands,
+    deferred: &mut Deferred,
 ) -> Result<Option<Secret>, SetupError> {
     if let Some(secret) = env_nonempty("SMARTCAR_CLIENT_SECRET") {
         return Ok(Some(Secret::new(secret.trim())));
@@ -247,17 +320,59 @@ fn client_secret(
     }
     if let Some(line) = &profile.client_secret_command {
         let argv = command_argv("client_secret_command", line)?;
-        let out = run_command("client_secret_command", &argv)?;
-        return match first_line(&out) {
-            Some(secret) => Ok(Some(Secret::new(secret))),
-            None => Err(SetupError::CommandFailed {
-                key: "client_secret_command",
-                program: argv.first().cloned().unwrap_or_default(),
-                problem: "printed nothing".into(),
-            }),
+        return match commands {
+            Commands::Run(timeout) => run_client_secret_command(&argv, timeout).map(Some),
+            Commands::Defer => {
+                deferred.client_secret = Some(argv);
+                Ok(None)
+            }
         };
     }
     Ok(None)
+}
+
+/// Runs `client_secret_command`: the first line it prints is the secret.
+fn run_client_secret_command(argv: &[String], timeout: Duration) -> Result<Secret, SetupError> {
+    let out = run_command("client_secret_command", argv, timeout)?;
+    match first_line(&out) {
+        Some(secret) => Ok(Secret::new(secret)),
+        None => Err(SetupError::CommandFailed {
+            key: "client_secret_command",
+            program: argv.first().cloned().unwrap_or_default(),
+            problem: "printed nothing".into(),
+        }),
+    }
+}
+
+/// Runs `tokens_command`: its CSV `user_id,access_token`, and the warnings its lines gave.
+fn run_tokens_command(
+    argv: &[String],
+    timeout: Duration,
+) -> Result<crate::tokens::Tokens, SetupError> {
+    let out = run_command("tokens_command", argv, timeout)?;
+    Ok(crate::tokens::parse(
+        std::path::Path::new("<tokens_command output>"),
+        &out,
+    )?)
+}
+
+/// Runs the secret commands a [`Commands::Defer`] resolution left, each within `timeout`, and
+/// completes `settings` with what they print. Blocks (run it with `spawn_blocking`); on an error
+/// `settings` keep the commands still to run.
+pub fn run_deferred(settings: &mut Settings, timeout: Duration) -> Result<(), SetupError> {
+    if let Some(argv) = settings.deferred.client_secret.clone() {
+        let secret = run_client_secret_command(&argv, timeout)?;
+        let client_id = settings.needs.client_id.clone().unwrap_or_default();
+        settings.client_credentials = Some(AppCredentials::new(client_id.trim(), secret));
+        settings.deferred.client_secret = None;
+    }
+    if let Some(argv) = settings.deferred.tokens.clone() {
+        let tokens = run_tokens_command(&argv, timeout)?;
+        settings.warnings.extend(tokens.warnings);
+        settings.source.tokens = tokens.by_user;
+        settings.deferred.tokens = None;
+    }
+    Ok(())
 }
 
 /// The Smartcar settings set in flags, environment or the profile, by name: a desk's reader
@@ -351,8 +466,14 @@ fn without_smartcar_profile(profile: &crate::config::Profile) -> crate::config::
     }
 }
 
-/// Resolves settings. Reads the config file, the tokens file and the policies override; starts nothing.
+/// Resolves settings. Reads the config file, the tokens file and the policies override, and runs
+/// the secret commands (each within [`INTERACTIVE_COMMAND_TIMEOUT`]); starts nothing.
 pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
+    resolve_with(global, Commands::Run(INTERACTIVE_COMMAND_TIMEOUT))
+}
+
+/// [`resolve`], running the secret commands as `commands` says.
+pub fn resolve_with(global: &GlobalArgs, commands: Commands) -> Result<Settings, SetupError> {
     let paths = Paths::discover();
     let config_file = global.config.clone().unwrap_or_else(|| paths.config_file());
     // The default config file may be absent; one named on the command line must exist.
@@ -433,19 +554,23 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         .as_deref()
         .map(|line| command_argv("tokens_command", line))
         .transpose()?;
-    let tokens = match (&tokens_path, &tokens_command) {
-        (Some(path), _) => {
+    let mut deferred = Deferred::default();
+    let tokens = match (&tokens_path, &tokens_command, commands) {
+        (Some(path), _, _) => {
             let t = crate::tokens::load(path)?;
             warnings.extend(t.warnings);
             t.by_user
         }
-        (None, Some(argv)) => {
-            let out = run_command("tokens_command", argv)?;
-            let t = crate::tokens::parse(std::path::Path::new("<tokens_command output>"), &out)?;
+        (None, Some(argv), Commands::Run(timeout)) => {
+            let t = run_tokens_command(argv, timeout)?;
             warnings.extend(t.warnings);
             t.by_user
         }
-        (None, None) => Default::default(),
+        (None, Some(argv), Commands::Defer) => {
+            deferred.tokens = Some(argv.clone());
+            Default::default()
+        }
+        (None, None, _) => Default::default(),
     };
     let single_token = global.token.clone().map(Secret::new);
     if global.amt.is_some() {
@@ -461,16 +586,16 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
     }
     let secret = match desk {
         Some(_) => None,
-        None => client_secret(&profile, &mut warnings)?,
+        None => client_secret(&profile, &mut warnings, commands, &mut deferred)?,
     };
-    let secret_given = secret.is_some();
+    let secret_given = secret.is_some() || deferred.client_secret.is_some();
     let client_id = global
         .client_id
         .clone()
         .or_else(|| env_nonempty("SMARTCAR_CLIENT_ID"))
         .or(config.connect.client_id.clone())
         .filter(|_| desk.is_none());
-    let api = global.api.or(profile.api).unwrap_or(if secret.is_some() {
+    let api = global.api.or(profile.api).unwrap_or(if secret_given {
         ApiVersion::V3
     } else {
         ApiVersion::V2
@@ -479,9 +604,18 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         (Some(id), Some(secret)) => Some(AppCredentials::new(id.trim(), secret)),
         _ => None,
     };
+    // A command left to run counts: it is run before anything is probed.
     let has_credentials = match api {
-        ApiVersion::V3 => client_credentials.is_some(),
-        ApiVersion::V2 => amt.is_some() || !tokens.is_empty() || single_token.is_some(),
+        ApiVersion::V3 => {
+            client_credentials.is_some()
+                || (client_id.is_some() && deferred.client_secret.is_some())
+        }
+        ApiVersion::V2 => {
+            amt.is_some()
+                || !tokens.is_empty()
+                || single_token.is_some()
+                || deferred.tokens.is_some()
+        }
     };
     // A secret without its client id is a live setup half done, never a reason to show the demo.
     if api == ApiVersion::V3
@@ -696,6 +830,7 @@ pub fn resolve(global: &GlobalArgs) -> Result<Settings, SetupError> {
         warnings,
         demo_latency: DEMO_DASHBOARD_LATENCY,
         desk,
+        deferred,
     })
 }
 
@@ -821,4 +956,43 @@ pub fn store_for(settings: &Settings) -> Store {
         store.shift_evidence_by(now.duration_since(jiff::Timestamp::now()));
     }
     store
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_command_that_hangs_is_killed_after_its_timeout() {
+        let argv: Vec<String> = ["sh", "-c", "echo $$; exec sleep 60"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let started = std::time::Instant::now();
+        let e =
+            run_command("tokens_command", &argv, Duration::from_millis(300)).expect_err("it hangs");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            e.to_string(),
+            "tokens_command `sh` did not finish within 300ms and was stopped"
+        );
+    }
+
+    #[test]
+    fn a_secret_command_within_its_timeout_gives_its_output() {
+        let argv: Vec<String> = ["sh", "-c", "echo the-secret"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out =
+            run_command("client_secret_command", &argv, Duration::from_secs(5)).expect("it ends");
+        assert_eq!(first_line(&out).as_deref(), Some("the-secret"));
+        let failing: Vec<String> = ["sh", "-c", "exit 3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let e = run_command("client_secret_command", &failing, Duration::from_secs(5))
+            .expect_err("it fails");
+        assert!(e.to_string().contains("failed (exit status: 3)"), "{e}");
+    }
 }

@@ -198,16 +198,29 @@ pub(super) fn unknown_reasons(
     reasons
 }
 
-/// `vtriage check`: probe every connection, print the diagnoses.
-pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
-    let deadline = tokio::time::Instant::now() + args.timeout;
-    let mut settings = setup::resolve(global)?;
-    if settings.desk.is_some() {
-        return check_desk(&mut settings, args, deadline).await;
-    }
+/// A local sweep's outcome: the store after it, the vehicles it did not reach and why it ended.
+pub(super) struct Swept {
+    pub store: Store,
+    pub unchecked: HashSet<String>,
+    pub ending: Ending,
+    /// Why the vehicles in `unchecked` were not reached.
+    pub reason: String,
+    _log: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Probes every connection (results from the last run still fresh are reused unless `force`)
+/// until all have answered, `timeout` passes or a signal arrives; saves the snapshot. Says on
+/// stderr how many were not reached.
+pub(super) async fn sweep(
+    settings: &mut Settings,
+    filter: Option<&str>,
+    force: bool,
+    timeout: Duration,
+) -> Result<Swept, CommandError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
-    let _log = init_logging(&settings);
-    if let Some(f) = &args.filter {
+    let log = init_logging(settings);
+    if let Some(f) = filter {
         let rule_ids: Vec<String> = settings
             .policies
             .rules
@@ -220,16 +233,16 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     }
     // The store is made after the start, which settles the origins and needs (the demo's
     // simulator) that its diagnoses use.
-    let mut session = setup::start(&mut settings).await?;
-    let mut store = setup::store_for(&settings);
-    if let Some(f) = &args.filter {
+    let mut session = setup::start(settings).await?;
+    let mut store = setup::store_for(settings);
+    if let Some(f) = filter {
         store
             .set_filter(f)
             .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
     }
     // History, "failing since" and fresh results carry over from the last run.
-    let known = restore_snapshot(&mut settings, &mut store);
-    print_warnings(&settings);
+    let known = restore_snapshot(settings, &mut store);
+    print_warnings(settings);
     for command in known {
         let _ = session.commands.send(command);
     }
@@ -237,9 +250,9 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     let result = run_until_all_observed(
         &mut session,
         &mut store,
-        &settings,
+        settings,
         &mut bar,
-        args.force,
+        force,
         deadline,
     )
     .await;
@@ -247,7 +260,7 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     let _ = session.commands.send(Command::Shutdown);
     let (ending, waiting) = result?;
     store.check_watches(settings.now());
-    save_snapshot(&settings, &store);
+    save_snapshot(settings, &store);
 
     let unchecked: HashSet<String> = match waiting {
         Some(w) => w,
@@ -256,7 +269,7 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
             .map(|r| r.vehicle_id.clone())
             .collect(),
     };
-    let reason = not_checked_reason(&ending, args.timeout, &store);
+    let reason = not_checked_reason(&ending, timeout, &store);
     if !unchecked.is_empty() {
         eprintln!(
             "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",
@@ -266,15 +279,38 @@ pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, Co
     } else if let Ending::SourceDown(outage) = &ending {
         eprintln!("vtriage: {}", one_line(&outage.message));
     }
+    Ok(Swept {
+        store,
+        unchecked,
+        ending,
+        reason,
+        _log: log,
+    })
+}
+
+/// `vtriage check`: probe every connection, print the diagnoses.
+pub async fn check(global: &GlobalArgs, args: &CheckArgs) -> Result<ExitCode, CommandError> {
+    let mut settings = setup::resolve(global)?;
+    if settings.desk.is_some() {
+        let deadline = tokio::time::Instant::now() + args.timeout;
+        return check_desk(&mut settings, args, deadline).await;
+    }
+    let swept = sweep(
+        &mut settings,
+        args.filter.as_deref(),
+        args.force,
+        args.timeout,
+    )
+    .await?;
     let code = print_check(
         args,
-        &store,
-        &unchecked,
-        &reason,
+        &swept.store,
+        &swept.unchecked,
+        &swept.reason,
         Some(&api_origin(&settings)),
     )?;
     // A source down is an app-wide answer: no car's verdict makes the check complete.
-    Ok(match ending {
+    Ok(match swept.ending {
         Ending::SourceDown(_) if code == ExitCode::SUCCESS => ExitCode::from(EXIT_NOT_CHECKED),
         _ => code,
     })
@@ -297,13 +333,27 @@ pub(super) async fn check_desk(
     args: &CheckArgs,
     deadline: tokio::time::Instant,
 ) -> Result<ExitCode, CommandError> {
+    let (store, unchecked) = desk_store(settings, args.filter.as_deref(), deadline).await?;
+    print_check(args, &store, &unchecked, DESK_NOT_HEARD, None)
+}
+
+/// Why a vehicle read from a desk is not checked.
+pub(super) const DESK_NOT_HEARD: &str = "the desk has heard nothing of this vehicle yet";
+
+/// The fleet as the desk holds it now, in a store (with `filter`), and the vehicles the desk has
+/// heard nothing about (said on stderr). Spends nothing of the desk's budget.
+pub(super) async fn desk_store(
+    settings: &mut Settings,
+    filter: Option<&str>,
+    deadline: tokio::time::Instant,
+) -> Result<(Store, HashSet<String>), CommandError> {
     let client = desk_client(settings)?;
     let fleet = tokio::time::timeout_at(deadline, client.fleet())
         .await
         .map_err(|_| CommandError::Source("the desk did not answer before --timeout".into()))??;
     print_warnings(settings);
     let mut store = setup::store_for(settings);
-    if let Some(f) = &args.filter {
+    if let Some(f) = filter {
         store
             .set_filter(f)
             .map_err(|e| CommandError::Usage(format!("--filter: {e}")))?;
@@ -317,15 +367,14 @@ pub(super) async fn check_desk(
         .filter(|v| v.report.is_none())
         .map(|v| v.vehicle_id.clone())
         .collect();
-    let reason = "the desk has heard nothing of this vehicle yet";
     if !unchecked.is_empty() {
         eprintln!(
-            "vtriage: {} of {} vehicles not checked: {reason}; they are listed as UNKNOWN \"not checked\"",
+            "vtriage: {} of {} vehicles not checked: {DESK_NOT_HEARD}; they are listed as UNKNOWN \"not checked\"",
             unchecked.len(),
             store.len()
         );
     }
-    print_check(args, &store, &unchecked, reason, None)
+    Ok((store, unchecked))
 }
 
 /// Prints a check's result (table, JSON lines or CSV) for the rows passing the filter; vehicles in

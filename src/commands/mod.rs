@@ -21,6 +21,7 @@ mod connect_url;
 mod dashboard;
 mod deadlines;
 mod info;
+mod outreach;
 mod serve;
 mod session;
 mod sim;
@@ -32,6 +33,7 @@ pub use connect_url::connect_url;
 pub use dashboard::dashboard;
 pub use deadlines::deadlines;
 pub use info::info;
+pub use outreach::outreach;
 pub use serve::serve;
 use session::*;
 pub use sim::sim;
@@ -58,6 +60,24 @@ pub enum CommandError {
     Remote(#[from] crate::desk::remote::RemoteError),
     #[error(transparent)]
     Agent(#[from] crate::desk::agents::AgentError),
+}
+
+impl CommandError {
+    /// The reader of the output stopped reading (`| head`), whichever writer met it (the CSV
+    /// writer wraps the I/O error in its own).
+    pub fn is_broken_pipe(&self) -> bool {
+        let CommandError::Output(e) = self else {
+            return false;
+        };
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return true;
+        }
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<csv::Error>())
+            .is_some_and(|c| {
+                matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+            })
+    }
 }
 
 fn print_warnings(settings: &Settings) {

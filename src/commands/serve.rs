@@ -36,20 +36,33 @@ pub(super) fn links_lack(settings: &Settings, demo: bool) -> Option<String> {
     (!lacking.is_empty()).then(|| lacking.join("; "))
 }
 
-/// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are JSON lines on stdout, for the
-/// service manager; `VTRIAGE_LOG` sets the filter (default `info`).
+/// `vtriage serve`: the desk server until SIGTERM or Ctrl-C. Logs are lines on stdout, for the
+/// service manager (JSON lines with `--log-format json`); `VTRIAGE_LOG` sets the filter (default
+/// `info`).
 pub async fn serve(
     global: &GlobalArgs,
     args: &crate::cli::ServeArgs,
 ) -> Result<ExitCode, CommandError> {
-    let settings = setup::resolve(global)?;
+    if args.rejected {
+        return rejected(args).await;
+    }
+    // Resolved once, off the async workers; the secret commands are the prober's to run, with a
+    // timeout, again after a failure.
+    let resolving = global.clone();
+    let settings = tokio::task::spawn_blocking(move || {
+        setup::resolve_with(&resolving, setup::Commands::Defer)
+    })
+    .await
+    .map_err(|e| CommandError::Usage(format!("cannot resolve the settings: {e}")))??;
     let filter = tracing_subscriber::EnvFilter::try_from_env("VTRIAGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+        .with_writer(std::io::stdout);
+    let _ = match args.log_format {
+        crate::cli::LogFormat::Json => logs.json().try_init(),
+        crate::cli::LogFormat::Text => logs.with_ansi(false).try_init(),
+    };
     for w in &settings.warnings {
         tracing::warn!(warning = %one_line(w), "setup");
     }
@@ -67,6 +80,12 @@ pub async fn serve(
         .amt
         .clone()
         .ok_or(crate::desk::DeskError::NoAmt)?;
+    let diagnose = crate::desk::diagnoser(
+        settings.policies.clone(),
+        settings.needs.clone(),
+        settings.api,
+    );
+    let now = settings.now_override;
     let config = crate::desk::DeskConfig {
         listen: args.listen,
         db: crate::desk::DbConfig {
@@ -89,19 +108,29 @@ pub async fn serve(
             max_per_peer: args.max_connections_per_peer as usize,
             ..crate::http_serve::Limits::default()
         },
+        keep_rejected: crate::desk::rejected::KeepRejected {
+            rows: args.keep_rejected,
+            days: args.keep_rejected_days,
+            ..Default::default()
+        },
         retention: crate::desk::Retention {
             events_days: args.keep_events_days,
             history_days: args.keep_history_days,
             audit_days: args.keep_audit_days,
             probes_days: args.keep_probes_days,
         },
-        prober: (!args.no_prober).then(|| crate::desk::ProberConfig {
-            lock_retry: args.prober_retry,
-            refresh_every: Some(args.refresh_every),
-            sweep_every: args.sweep_every,
-            ..crate::desk::ProberConfig::default()
+        prober: (!args.no_prober).then(|| crate::desk::ProberSetup {
+            config: crate::desk::ProberConfig {
+                lock_retry: args.prober_retry,
+                refresh_every: Some(args.refresh_every),
+                sweep_every: args.sweep_every,
+                command_timeout: args.command_timeout,
+                ..crate::desk::ProberConfig::default()
+            },
+            settings: settings.clone(),
         }),
-        global: global.clone(),
+        max_waiting_probes: args.max_waiting_probes,
+        vin_lookups_per_hour: args.vin_lookups_per_hour,
         policies_text: policies_text(&settings),
         needs: settings.needs.clone(),
         api: settings.api,
@@ -111,15 +140,49 @@ pub async fn serve(
         },
         ingest: crate::desk::IngestConfig::default(),
     };
-    let diagnose = crate::desk::diagnoser(
-        settings.policies.clone(),
-        settings.needs.clone(),
-        settings.api,
-    );
-    crate::desk::run(config, diagnose, settings.now_override, async {
+
+    crate::desk::run(config, diagnose, now, async {
         let name = interrupted().await;
         tracing::info!(signal = name, "shutdown requested");
     })
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vtriage serve --rejected`: the refused deliveries the desk kept, newest first.
+async fn rejected(args: &crate::cli::ServeArgs) -> Result<ExitCode, CommandError> {
+    let config = crate::desk::DbConfig {
+        url: args.database.clone(),
+        schema: args.schema.clone(),
+        pool_size: 1,
+        timeout: Duration::from_secs(10),
+    };
+    let diagnose = crate::desk::diagnoser(
+        crate::health::Policies::builtin(),
+        crate::health::Needs::default(),
+        crate::config::ApiVersion::V3,
+    );
+    let place = |e: crate::desk::DbError| crate::desk::DeskError::from(e.at(&config.place()));
+    let db = crate::desk::Db::new(&config, diagnose, None).map_err(crate::desk::DeskError::from)?;
+    if let Some(schema) = &args.schema
+        && !db.has_schema(schema).await.map_err(place)?
+    {
+        return Err(CommandError::Usage(format!(
+            "schema {} does not exist on this database: is it the one `serve --schema` uses?",
+            one_line(schema)
+        )));
+    }
+    db.migrate(args.schema.as_deref()).await.map_err(place)?;
+    let rows = db.rejected(args.keep_rejected).await.map_err(place)?;
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        rows.iter().try_for_each(|r| {
+            let line = serde_json::to_string(r).unwrap_or_default();
+            writeln!(out, "{}", crate::untrusted::text::json_escaped(&line))
+        })
+    } else {
+        crate::desk::rejected::render(&rows, &mut out)
+    };
+    written.map_err(CommandError::from)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -25,7 +25,7 @@ use crate::smartcar::VehicleAttributes;
 use crate::untrusted::text::one_line;
 
 use super::agents::bearer;
-use super::db::{Db, DbError};
+use super::db::{Db, DbError, LookupsSpent, QueueFull};
 use super::facts::VehicleFacts;
 use super::metrics::Metrics;
 use super::wire::{
@@ -71,6 +71,10 @@ pub struct ApiState {
     pub hub: broadcast::Sender<Notice>,
     /// The longest a probe request waits for its probe before it is answered 202.
     pub probe_wait: Duration,
+    /// Probe requests one agent may have waiting; more are answered 429.
+    pub max_waiting_probes: u32,
+    /// VIN lookups one agent may start an hour; more are answered 429.
+    pub vin_lookups_per_hour: u32,
     /// Turns true when the server stops: every stream ends.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -104,6 +108,8 @@ impl ApiState {
             metrics,
             hub: broadcast::channel(STREAM_BACKLOG).0,
             probe_wait: Duration::from_secs(30),
+            max_waiting_probes: 50,
+            vin_lookups_per_hour: 20,
             shutdown,
         }
     }
@@ -383,8 +389,13 @@ async fn probe(
         }
         Err(e) => return unavailable(&e),
     }
-    let request_id = match st.db.request_probe(&id, "focus", q.force, &agent).await {
-        Ok(id) => id,
+    let request_id = match st
+        .db
+        .request_probe_within(&id, "focus", q.force, &agent, st.max_waiting_probes)
+        .await
+    {
+        Ok(Ok(id)) => id,
+        Ok(Err(full)) => return queue_full(full, st.max_waiting_probes),
         Err(e) => return unavailable(&e),
     };
     let served = match poll(st.wait(q.wait), || async {
@@ -410,6 +421,45 @@ async fn probe(
         },
         serde_json::to_value(body).unwrap_or(Value::Null),
     )
+}
+
+/// The answer to a probe request over the agent's cap: 429, how many wait, and when to try again.
+fn queue_full(full: QueueFull, cap: u32) -> Response {
+    let mut response = answer(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({
+            "error": format!(
+                "{} of your probe requests are waiting (at most {cap}); retry later, when some are served",
+                full.waiting
+            ),
+            "waiting": full.waiting,
+            "limit": cap,
+        }),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    response
+}
+
+/// The answer to a VIN lookup over the agent's hourly allowance: 429, and when to try again.
+fn lookups_spent(spent: LookupsSpent, per_hour: u32) -> Response {
+    let mut response = answer(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({
+            "error": format!(
+                "you started {} VIN lookups within the hour (at most {per_hour}: each reads VINs from Smartcar); retry in {} s",
+                spent.started, spent.retry_after_s
+            ),
+            "started": spent.started,
+            "limit": per_hour,
+            "retry_after_s": spent.retry_after_s,
+        }),
+    );
+    if let Ok(value) = HeaderValue::from_str(&spent.retry_after_s.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// Asks `check` every 100 ms until it has an answer or `wait` is over (then `None`).
@@ -482,8 +532,14 @@ async fn find_vin(
         Ok(None) => {}
         Err(e) => return unavailable(&e),
     }
-    if let Err(e) = st.db.request_vin_lookup(&vin, &agent).await {
-        return unavailable(&e);
+    match st
+        .db
+        .request_vin_lookup_within(&vin, &agent, st.vin_lookups_per_hour)
+        .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(spent)) => return lookups_spent(spent, st.vin_lookups_per_hour),
+        Err(e) => return unavailable(&e),
     }
     match poll(st.wait(q.wait), || st.db.vin_lookup(&vin)).await {
         Ok(Some(found)) => done(found.vehicle_id, found.requests, found.gaps),
@@ -516,19 +572,30 @@ async fn served(db: &Db, request_id: i64) -> Result<bool, DbError> {
 }
 
 /// Counts a stream as a connected dashboard for as long as it lives.
-struct Connected(Arc<Metrics>);
+struct Connected {
+    metrics: Arc<Metrics>,
+    agent: String,
+}
 
 impl Connected {
-    fn new(metrics: Arc<Metrics>) -> Connected {
-        metrics.dashboards_connected.fetch_add(1, Ordering::Relaxed);
-        Connected(metrics)
+    fn new(metrics: Arc<Metrics>, agent: &str) -> Connected {
+        let now = metrics.dashboards_connected.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(agent = %one_line(agent), streams = now, "an agent's dashboard connected");
+        Connected {
+            metrics,
+            agent: agent.to_string(),
+        }
     }
 }
 
 impl Drop for Connected {
     fn drop(&mut self) {
-        tracing::debug!("a live stream closed");
-        self.0.dashboards_connected.fetch_sub(1, Ordering::Relaxed);
+        let now = self
+            .metrics
+            .dashboards_connected
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        tracing::info!(agent = %one_line(&self.agent), streams = now, "an agent's dashboard left");
     }
 }
 
@@ -557,11 +624,10 @@ async fn stream(State(st): State<Arc<ApiState>>, headers: HeaderMap) -> Response
         .unwrap_or_default()
         .to_string();
     audit(&st, &agent, "open stream", None).await;
-    tracing::debug!(agent = %agent, "a live stream opened");
     let state = Streaming {
         rx: st.hub.subscribe(),
         shutdown: st.shutdown.clone(),
-        _connected: Connected::new(st.metrics.clone()),
+        _connected: Connected::new(st.metrics.clone(), &agent),
         st,
         agent,
         token,

@@ -26,6 +26,8 @@ pub struct PendingProbe {
     pub priority: String,
     pub forced: bool,
     pub last_request: i64,
+    /// The agents asking at that priority: the prober serves agents in turn.
+    pub requested_by: Vec<String>,
 }
 
 /// How a VIN lookup ended.
@@ -75,6 +77,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         8,
         "0008_vin_lookup_gaps.sql",
         include_str!("migrations/0008_vin_lookup_gaps.sql"),
+    ),
+    (
+        11,
+        "0011_rejected_deliveries.sql",
+        include_str!("migrations/0011_rejected_deliveries.sql"),
     ),
 ];
 
@@ -196,16 +203,18 @@ pub enum Pruned {
     Audit,
     ProbeRequests,
     ProbeResults,
+    VinLookups,
 }
 
 impl Pruned {
     /// Requests before the results they name, so a result is free to go in the same pass.
-    pub const ALL: [Pruned; 5] = [
+    pub const ALL: [Pruned; 6] = [
         Pruned::WebhookEvents,
         Pruned::StatusHistory,
         Pruned::Audit,
         Pruned::ProbeRequests,
         Pruned::ProbeResults,
+        Pruned::VinLookups,
     ];
 
     pub fn table(self) -> &'static str {
@@ -215,6 +224,7 @@ impl Pruned {
             Pruned::Audit => "audit",
             Pruned::ProbeRequests => "probe_requests",
             Pruned::ProbeResults => "probe_results",
+            Pruned::VinLookups => "vin_lookups",
         }
     }
 }
@@ -234,7 +244,7 @@ impl Retention {
             Pruned::WebhookEvents => self.events_days,
             Pruned::StatusHistory => self.history_days,
             Pruned::Audit => self.audit_days,
-            Pruned::ProbeRequests | Pruned::ProbeResults => self.probes_days,
+            Pruned::ProbeRequests | Pruned::ProbeResults | Pruned::VinLookups => self.probes_days,
         }
     }
 }
@@ -506,7 +516,7 @@ impl Db {
                 }
             }
         }
-        let known = MIGRATIONS.len() as i32;
+        let known = MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0);
         if let Some(newer) = applied.keys().filter(|v| **v > known).max() {
             tracing::warn!(
                 version = newer,
@@ -1340,18 +1350,37 @@ impl Db {
         Ok(changed)
     }
 
-    /// Probe requests not served yet, one row per vehicle, oldest first.
+    /// Probe requests not served yet, one row per vehicle, in the order they are to be served:
+    /// Focus ahead of Visible ahead of Sweep, and within a priority the agents in turn (each
+    /// agent's oldest request, then each one's second, ...), so one agent's many requests never
+    /// make another's one wait behind them.
     pub async fn pending_probe_requests(&self) -> Result<Vec<PendingProbe>, DbError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT vehicle_id,
-                        CASE max(CASE priority WHEN 'focus' THEN 3 WHEN 'visible' THEN 2 ELSE 1 END)
-                            WHEN 3 THEN 'focus' WHEN 2 THEN 'visible' ELSE 'sweep' END,
-                        bool_or(forced), max(id)
-                 FROM probe_requests
-                 WHERE served_at IS NULL
-                 GROUP BY vehicle_id ORDER BY min(requested_at) LIMIT 1000",
+                "WITH waiting AS (
+                     SELECT vehicle_id, forced, id, requested_at, requested_by,
+                            CASE priority WHEN 'focus' THEN 3 WHEN 'visible' THEN 2 ELSE 1 END AS rank
+                     FROM probe_requests
+                     WHERE served_at IS NULL),
+                 turns AS (
+                     SELECT *, row_number() OVER (
+                         PARTITION BY requested_by, rank ORDER BY requested_at, id) AS turn
+                     FROM waiting),
+                 vehicles AS (
+                     SELECT vehicle_id, max(rank) AS rank, bool_or(forced) AS forced,
+                            max(id) AS last_request,
+                            -- The vehicle's place: its best request at its highest priority.
+                            min(turn) FILTER (WHERE rank = top) AS turn,
+                            min(requested_at) FILTER (WHERE rank = top) AS since,
+                            array_agg(DISTINCT requested_by) FILTER (WHERE rank = top) AS agents
+                     FROM (SELECT *, max(rank) OVER (PARTITION BY vehicle_id) AS top FROM turns) t
+                     GROUP BY vehicle_id)
+                 SELECT vehicle_id,
+                        CASE rank WHEN 3 THEN 'focus' WHEN 2 THEN 'visible' ELSE 'sweep' END,
+                        forced, last_request, agents
+                 FROM vehicles
+                 ORDER BY rank DESC, turn, since, vehicle_id LIMIT 1000",
                 &[],
             )
             .await?;
@@ -1362,6 +1391,7 @@ impl Db {
                 priority: r.get(1),
                 forced: r.get(2),
                 last_request: r.get(3),
+                requested_by: r.get(4),
             })
             .collect())
     }
@@ -1452,6 +1482,14 @@ impl Db {
                        AND NOT EXISTS (SELECT 1 FROM probe_requests r WHERE r.probe_result_id = p.id)
                      LIMIT $2)"
             }
+            // A lookup not finished stays: an agent may be waiting for it.
+            Pruned::VinLookups => {
+                "DELETE FROM vin_lookups WHERE vin IN (
+                     SELECT vin FROM vin_lookups
+                     WHERE done_at IS NOT NULL
+                       AND requested_at < now() - ($1::int * interval '1 day')
+                     LIMIT $2)"
+            }
         };
         let batch = batch.max(1);
         let mut deleted = 0;
@@ -1466,6 +1504,55 @@ impl Db {
             // Let deliveries in between batches.
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    }
+
+    /// Keeps refused deliveries, then trims the table to the newest `rows` younger than `days`.
+    pub async fn keep_rejected(
+        &self,
+        rejected: &[super::rejected::Rejected],
+        rows: u32,
+        days: u32,
+    ) -> Result<(), DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let whys: Vec<&str> = rejected.iter().map(|r| r.why.label()).collect();
+        let statuses: Vec<i32> = rejected.iter().map(|r| i32::from(r.status)).collect();
+        let details: Vec<Value> = rejected
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+            .collect();
+        tx.execute(
+            "INSERT INTO rejected_deliveries (why, status, detail)
+             SELECT * FROM unnest($1::text[], $2::int[], $3::jsonb[])",
+            &[&whys, &statuses, &details],
+        )
+        .await?;
+        let rows = i64::from(rows.max(1));
+        let days = i32::try_from(days).unwrap_or(i32::MAX);
+        tx.execute(
+            "DELETE FROM rejected_deliveries
+             WHERE at < now() - ($2::int * interval '1 day')
+                OR id <= (SELECT id FROM rejected_deliveries ORDER BY id DESC OFFSET $1 LIMIT 1)",
+            &[&rows, &days],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The refused deliveries kept, newest first, at most `limit`.
+    pub async fn rejected(&self, limit: u32) -> Result<Vec<super::rejected::Rejected>, DbError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT detail FROM rejected_deliveries ORDER BY id DESC LIMIT $1",
+                &[&i64::from(limit)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| serde_json::from_value(r.get::<_, Value>(0)).ok())
+            .collect())
     }
 
     /// The vehicle's status and main finding, if the desk knows it.
@@ -1493,6 +1580,134 @@ const LOCKED_AT_ONCE: usize = 100;
 /// The columns [`Known::of`] reads, in its order.
 const KNOWN_COLUMNS: &str = "status, finding, facts, user_id, make, model, year, diagnosis";
 const KNOWN_LEN: usize = 8;
+
+/// A probe request refused because its agent has as many waiting as the desk allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull {
+    /// The agent's requests waiting now.
+    pub waiting: i64,
+}
+
+/// The probe queue's bound: each agent may have so many requests waiting.
+impl Db {
+    /// [`Db::request_probe`] unless `requested_by` has `cap` requests waiting already (then
+    /// `Ok(Err(QueueFull))`, nothing written). The count and the insert are one transaction
+    /// serialized per agent, so requests sent at once cannot pass the cap together.
+    pub async fn request_probe_within(
+        &self,
+        vehicle_id: &str,
+        priority: &str,
+        forced: bool,
+        requested_by: &str,
+        cap: u32,
+    ) -> Result<Result<i64, QueueFull>, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('vtriage probe queue ' || $1)::bigint)",
+            &[&requested_by],
+        )
+        .await?;
+        let waiting: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM probe_requests WHERE requested_by = $1 AND served_at IS NULL",
+                &[&requested_by],
+            )
+            .await?
+            .get(0);
+        if waiting >= i64::from(cap) {
+            return Ok(Err(QueueFull { waiting }));
+        }
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO probe_requests (vehicle_id, priority, forced, requested_by)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&vehicle_id, &priority, &forced, &requested_by],
+            )
+            .await?
+            .get(0);
+        tx.execute(
+            "INSERT INTO audit (actor, action, subject) VALUES ($1, 'request probe', $2)",
+            &[&requested_by, &vehicle_id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+}
+
+/// A VIN lookup refused because its agent started as many within the hour as the desk allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupsSpent {
+    /// Lookups the agent started within the last hour.
+    pub started: i64,
+    /// Seconds until the oldest of them is an hour old.
+    pub retry_after_s: i64,
+}
+
+/// The bound on VIN lookups: each agent may start so many an hour (joining one under way is free).
+impl Db {
+    /// [`Db::request_vin_lookup`] unless it would start a lookup and `requested_by` started
+    /// `per_hour` within the last hour (then `Ok(Err(LookupsSpent))`, nothing written). A lookup
+    /// started is audited as `find vin` with `{"lookup": "started"}`, which the count reads.
+    pub async fn request_vin_lookup_within(
+        &self,
+        vin: &str,
+        requested_by: &str,
+        per_hour: u32,
+    ) -> Result<Result<(), LookupsSpent>, DbError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('vtriage vin lookups ' || $1)::bigint)",
+            &[&requested_by],
+        )
+        .await?;
+        let running = tx
+            .query_opt(
+                "SELECT 1 FROM vin_lookups WHERE vin = $1 AND done_at IS NULL",
+                &[&vin],
+            )
+            .await?
+            .is_some();
+        if !running {
+            let row = tx
+                .query_one(
+                    "SELECT count(*),
+                            coalesce(ceil(extract(epoch FROM min(at) + interval '1 hour' - now())), 0)::bigint
+                     FROM audit
+                     WHERE actor = $1 AND action = 'find vin' AND detail->>'lookup' = 'started'
+                       AND at > now() - interval '1 hour'",
+                    &[&requested_by],
+                )
+                .await?;
+            let started: i64 = row.get(0);
+            if started >= i64::from(per_hour) {
+                return Ok(Err(LookupsSpent {
+                    started,
+                    retry_after_s: row.get::<_, i64>(1).max(1),
+                }));
+            }
+        }
+        tx.execute(
+            "INSERT INTO vin_lookups (vin, requested_by) VALUES ($1, $2)
+             ON CONFLICT (vin) DO UPDATE
+                 SET requested_by = EXCLUDED.requested_by, requested_at = now(),
+                     done_at = NULL, vehicle_id = NULL, requests = NULL, gaps = NULL
+                 WHERE vin_lookups.done_at IS NOT NULL",
+            &[&vin, &requested_by],
+        )
+        .await?;
+        let detail = (!running).then(|| serde_json::json!({"lookup": "started"}));
+        tx.execute(
+            "INSERT INTO audit (actor, action, subject, detail) VALUES ($1, 'find vin', $2, $3)",
+            &[&requested_by, &vin, &detail],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+}
 
 /// What the desk holds about a vehicle, as its row says.
 struct Known {

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::db::Pruned;
+use super::rejected::Why;
 use crate::fetch::{SourceName, SourceOutage};
 
 /// Why a delivery was refused.
@@ -64,10 +65,59 @@ pub struct Metrics {
     /// The sources the prober found unreachable, with the line that says why.
     outages: Mutex<Vec<SourceOutage>>,
     /// Rows deleted by retention, per table in [`Pruned::ALL`] order.
-    pruned: [AtomicU64; 5],
+    pruned: [AtomicU64; 6],
+    /// Refused deliveries by why, in [`Why::ALL`] order.
+    refused: [AtomicU64; 6],
+    /// Refused deliveries written for `serve --rejected`.
+    pub rejected_kept: AtomicU64,
+    /// Refused deliveries only counted: over the write rate, or the database refused them.
+    pub rejected_unkept: AtomicU64,
+    /// Why the prober's Smartcar settings fail, while they do.
+    prober_settings_problem: Mutex<Option<String>>,
+    /// Probe requests waiting for the prober, as it last read them.
+    pub probes_waiting: AtomicU64,
+}
+
+/// What the desk did, counted: the operator's log says it per minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub received: u64,
+    pub stored: u64,
+    pub deduplicated: u64,
+    pub rejected: u64,
+    pub probes: u64,
+}
+
+impl Tally {
+    /// What happened between `before` and this tally.
+    pub fn since(self, before: Tally) -> Tally {
+        Tally {
+            received: self.received.saturating_sub(before.received),
+            stored: self.stored.saturating_sub(before.stored),
+            deduplicated: self.deduplicated.saturating_sub(before.deduplicated),
+            rejected: self.rejected.saturating_sub(before.rejected),
+            probes: self.probes.saturating_sub(before.probes),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Tally::default()
+    }
 }
 
 impl Metrics {
+    /// The counters a minute's log line compares.
+    pub fn tally(&self) -> Tally {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Tally {
+            received: load(&self.events_received),
+            stored: load(&self.events_stored),
+            deduplicated: load(&self.events_deduplicated),
+            rejected: self.rejected.iter().map(load).sum(),
+            probes: load(&self.probes),
+        }
+    }
+
     pub fn new() -> Metrics {
         let m = Metrics::default();
         m.budget_left_milli.store(-1, Ordering::Relaxed);
@@ -85,6 +135,12 @@ impl Metrics {
         self.rejected[i].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a refused delivery by why, as `serve --rejected` names it.
+    pub fn refused(&self, why: Why) {
+        let i = Why::ALL.iter().position(|w| *w == why).unwrap_or(0);
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn rejected(&self, why: Rejection) -> u64 {
         let i = Rejection::ALL.iter().position(|r| *r == why).unwrap_or(0);
         self.rejected[i].load(Ordering::Relaxed)
@@ -93,6 +149,23 @@ impl Metrics {
     pub fn set_budget_left(&self, left: Option<f64>) {
         let milli = left.map_or(-1, |l| (l.max(0.0) * 1000.0).min(i64::MAX as f64) as i64);
         self.budget_left_milli.store(milli, Ordering::Relaxed);
+    }
+
+    /// Sets (or with `None` clears) why the prober's settings fail; whether they failed until now.
+    pub fn set_prober_settings_problem(&self, problem: Option<&str>) -> bool {
+        let mut slot = self
+            .prober_settings_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *slot, problem.map(str::to_string)).is_some()
+    }
+
+    /// Why the prober's settings fail, while they do.
+    pub fn prober_settings_problem(&self) -> Option<String> {
+        self.prober_settings_problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The prober found a source unreachable; whether it was not already (a new outage).
@@ -198,6 +271,29 @@ impl Metrics {
             "Webhook deliveries refused, by reason.",
             &rejected,
         );
+        let refused: Vec<(String, String)> = Why::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(w, n)| (format!("{{why=\"{}\"}}", w.label()), load(n).to_string()))
+            .collect();
+        metric(
+            "vtriage_rejected_deliveries_total",
+            "counter",
+            "Webhook deliveries refused, by why (as `serve --rejected` lists them).",
+            &refused,
+        );
+        metric(
+            "vtriage_rejected_deliveries_kept_total",
+            "counter",
+            "Refused deliveries kept for `serve --rejected`.",
+            &plain(load(&self.rejected_kept)),
+        );
+        metric(
+            "vtriage_rejected_deliveries_unkept_total",
+            "counter",
+            "Refused deliveries only counted (over the write rate, or not written).",
+            &plain(load(&self.rejected_unkept)),
+        );
         let pruned: Vec<(String, String)> = Pruned::ALL
             .iter()
             .zip(&self.pruned)
@@ -235,6 +331,18 @@ impl Metrics {
             "gauge",
             "1 while this process holds the desk's prober lock.",
             &plain(load(&self.prober_active)),
+        );
+        metric(
+            "vtriage_prober_settings_failing",
+            "gauge",
+            "1 while the prober's Smartcar settings fail (a secret command, the scheduler's start).",
+            &plain(u64::from(self.prober_settings_problem().is_some())),
+        );
+        metric(
+            "vtriage_probes_waiting",
+            "gauge",
+            "Vehicles with probe requests not served yet, as the prober last read them.",
+            &plain(load(&self.probes_waiting)),
         );
         let down = self.outages();
         let sources: Vec<(String, String)> = SourceName::ALL
@@ -278,6 +386,42 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert_eq!(line.split(' ').count(), 2, "{line}");
         }
+    }
+
+    #[test]
+    fn a_minutes_tally_is_what_changed_since_the_last_one() {
+        let m = Metrics::new();
+        let before = m.tally();
+        assert!(m.tally().since(before).is_empty());
+        m.events_received.fetch_add(5, Ordering::Relaxed);
+        m.events_stored.fetch_add(3, Ordering::Relaxed);
+        m.reject(Rejection::Signature);
+        m.reject(Rejection::TooLarge);
+        let minute = m.tally().since(before);
+        assert_eq!(
+            minute,
+            Tally {
+                received: 5,
+                stored: 3,
+                deduplicated: 0,
+                rejected: 2,
+                probes: 0,
+            }
+        );
+        assert!(m.tally().since(m.tally()).is_empty());
+    }
+
+    #[test]
+    fn the_probes_waiting_and_failing_prober_settings_are_gauges() {
+        let m = Metrics::new();
+        m.probes_waiting.store(61, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("# TYPE vtriage_probes_waiting gauge\nvtriage_probes_waiting 61\n"));
+        assert!(text.contains("vtriage_prober_settings_failing 0\n"));
+        assert!(!m.set_prober_settings_problem(Some("tokens_command `x` failed")));
+        assert!(m.render().contains("vtriage_prober_settings_failing 1\n"));
+        assert!(m.set_prober_settings_problem(None), "it was failing");
+        assert!(m.render().contains("vtriage_prober_settings_failing 0\n"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod facts;
 pub mod metrics;
 pub mod prober;
 pub mod rediagnosis;
+pub mod rejected;
 pub mod remote;
 pub mod server;
 pub mod webhook;
@@ -28,7 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::GlobalArgs;
 use crate::config::ApiVersion;
 use crate::health;
 use crate::smartcar::Secret;
@@ -71,10 +71,14 @@ pub struct DeskConfig {
     pub http_limits: crate::http_serve::Limits,
     /// How long each table keeps its rows.
     pub retention: Retention,
+    /// How many refused deliveries are kept for `serve --rejected`, how long, how fast.
+    pub keep_rejected: rejected::KeepRejected,
     /// `None`: this process never probes (webhooks only).
-    pub prober: Option<ProberConfig>,
-    /// What the prober resolves its Smartcar settings from.
-    pub global: GlobalArgs,
+    pub prober: Option<ProberSetup>,
+    /// Probe requests one agent may have waiting.
+    pub max_waiting_probes: u32,
+    /// VIN lookups one agent may start an hour.
+    pub vin_lookups_per_hour: u32,
     /// The rules the agents' clients diagnose with: the policies file's text.
     pub policies_text: String,
     /// What the app needs, for the fix links agents see.
@@ -85,6 +89,14 @@ pub struct DeskConfig {
     pub rediagnosis: RediagnosisConfig,
     /// How deliveries arriving together share a commit.
     pub ingest: IngestConfig,
+}
+
+/// What the desk's prober runs with.
+pub struct ProberSetup {
+    pub config: ProberConfig,
+    /// The Smartcar settings, resolved once by `serve` (the secret commands may be left for the
+    /// prober to run).
+    pub settings: crate::setup::Settings,
 }
 
 /// The desk's diagnoser: the given rules and needs, in the words of the API the desk probes with.
@@ -180,18 +192,19 @@ pub async fn run(
     );
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let shutdown_tx = Arc::new(shutdown_tx);
-    let prober = config.prober.clone().map(|mut prober_config| {
+    let prober = config.prober.map(|setup| {
+        let mut prober_config = setup.config;
         prober_config.keyring = keyring.clone();
         let pg = config.db.pg_config();
-        let (db, metrics, global, rx) = (
+        let (db, metrics, settings, rx) = (
             db.clone(),
             metrics.clone(),
-            config.global.clone(),
+            setup.settings,
             shutdown_rx.clone(),
         );
         tokio::spawn(async move {
             match pg {
-                Ok(pg) => prober::run(pg, db, global, prober_config, metrics, rx).await,
+                Ok(pg) => prober::run(pg, db, settings, prober_config, metrics, rx).await,
                 Err(e) => tracing::error!(error = %e, "prober not started"),
             }
         })
@@ -224,14 +237,46 @@ pub async fn run(
         })
     };
 
-    let api = Arc::new(api::ApiState::new(
-        db.clone(),
-        config.policies_text.clone(),
-        config.needs.clone(),
-        now,
-        metrics.clone(),
-        shutdown_rx.clone(),
-    ));
+    // What an operator follows: a line a minute when deliveries or probes happened.
+    let tally = {
+        let (metrics, mut rx) = (metrics.clone(), shutdown_rx.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            every.tick().await;
+            let mut last = metrics.tally();
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = rx.changed() => return,
+                }
+                let now = metrics.tally();
+                let minute = now.since(last);
+                last = now;
+                if !minute.is_empty() {
+                    tracing::info!(
+                        received = minute.received,
+                        stored = minute.stored,
+                        duplicates = minute.deduplicated,
+                        rejected = minute.rejected,
+                        probes = minute.probes,
+                        "deliveries and probes in the last minute"
+                    );
+                }
+            }
+        })
+    };
+    let api = Arc::new(api::ApiState {
+        max_waiting_probes: config.max_waiting_probes,
+        vin_lookups_per_hour: config.vin_lookups_per_hour,
+        ..api::ApiState::new(
+            db.clone(),
+            config.policies_text.clone(),
+            config.needs.clone(),
+            now,
+            metrics.clone(),
+            shutdown_rx.clone(),
+        )
+    });
     let listener_task = match config.db.pg_config() {
         Ok(pg) => Some(tokio::spawn(api::listen(
             pg,
@@ -244,10 +289,13 @@ pub async fn run(
         }
     };
     let batcher = server::Batcher::start(db.clone(), metrics.clone(), config.ingest);
+    let (keeper, keeper_task) =
+        rejected::Keeper::start(db.clone(), config.keep_rejected, metrics.clone());
     let state = Arc::new(server::ServerState {
         db,
         metrics,
         batcher,
+        rejected: Some(keeper),
         keyring,
         amt: config.amt,
         max_body_bytes: config.max_body_bytes,
@@ -267,7 +315,10 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), p).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), rediagnosis).await;
+    // The refusals still queued are written once the routes are gone.
+    let _ = tokio::time::timeout(Duration::from_secs(2), keeper_task).await;
     retention.abort();
+    tally.abort();
     if let Some(task) = listener_task {
         task.abort();
     }

@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::NoTls;
 
-use crate::cli::GlobalArgs;
 use crate::fetch::{Command, Event, Priority, Progress};
-use crate::setup;
+use crate::setup::{self, Settings};
 use crate::untrusted::text::one_line;
 
-use super::db::Db;
+use super::db::{Db, PendingProbe};
 use super::metrics::Metrics;
 use super::wire::DeskProgress;
 
@@ -42,6 +41,10 @@ pub struct ProberConfig {
     pub poll_requests: Duration,
     /// The process's secrets: the scheduler redacts with all of them and adds its own.
     pub keyring: crate::untrusted::Keyring,
+    /// How long a secret command may run before it is stopped.
+    pub command_timeout: Duration,
+    /// The longest wait between two attempts to complete settings that failed (it doubles up to it).
+    pub settings_backoff_cap: Duration,
 }
 
 impl Default for ProberConfig {
@@ -52,6 +55,8 @@ impl Default for ProberConfig {
             sweep_every: None,
             poll_requests: Duration::from_secs(1),
             keyring: crate::untrusted::Keyring::default(),
+            command_timeout: setup::COMMAND_TIMEOUT,
+            settings_backoff_cap: Duration::from_secs(300),
         }
     }
 }
@@ -60,28 +65,121 @@ impl Default for ProberConfig {
 enum Held {
     Shutdown,
     Lost(String),
+    /// The settings could not start a scheduler: not the lock's fault, so the next attempt waits
+    /// out a backoff.
+    Failed(String),
 }
 
-/// Runs until `shutdown` turns true: waits for the lock, probes while holding it, starts over
-/// when the lock's connection is lost.
+/// The wait before the next attempt after settings failed: doubling from `first` up to `cap`.
+#[derive(Debug)]
+struct Backoff {
+    first: Duration,
+    cap: Duration,
+    next: Duration,
+    /// The reason last logged: the same failure again is not logged again.
+    reason: Option<String>,
+}
+
+impl Backoff {
+    fn new(first: Duration, cap: Duration) -> Backoff {
+        let first = first.max(Duration::from_millis(100));
+        Backoff {
+            first,
+            cap: cap.max(first),
+            next: first,
+            reason: None,
+        }
+    }
+
+    /// Records a failure: the wait before the next attempt, and whether its reason is new (worth
+    /// a log line).
+    fn failed(&mut self, reason: &str) -> (Duration, bool) {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        let new = self.reason.as_deref() != Some(reason);
+        self.reason = Some(reason.to_string());
+        (wait, new)
+    }
+
+    /// Records a success: the next failure waits the first wait again, and is logged.
+    fn succeeded(&mut self) {
+        self.next = self.first;
+        self.reason = None;
+    }
+}
+
+/// Runs the secret commands `settings` left to run, off the async workers, within the timeout;
+/// adds the secrets they printed to the ring.
+async fn complete(settings: &mut Settings, config: &ProberConfig) -> Result<(), String> {
+    if settings.deferred.is_empty() {
+        return Ok(());
+    }
+    let mut completing = settings.clone();
+    let timeout = config.command_timeout;
+    let done = tokio::task::spawn_blocking(move || {
+        setup::run_deferred(&mut completing, timeout).map(|()| completing)
+    })
+    .await;
+    match done {
+        Ok(Ok(completed)) => {
+            *settings = completed;
+            let secrets: Vec<crate::smartcar::Secret> = settings
+                .client_credentials
+                .iter()
+                .map(|c| c.client_secret.clone())
+                .chain(settings.source.tokens.values().cloned())
+                .collect();
+            config.keyring.set("prober settings", secrets.iter());
+            Ok(())
+        }
+        Ok(Err(e)) => Err(config
+            .keyring
+            .redactor()
+            .redact(&e.to_string())
+            .into_owned()),
+        Err(e) => Err(format!("the secret commands stopped: {e}")),
+    }
+}
+
+/// Runs until `shutdown` turns true: completes the settings, waits for the lock, probes while
+/// holding it, starts over when the lock's connection is lost. Settings that fail are one log
+/// line, `/healthz` degraded and a gauge, and are tried again after a backoff, without the lock.
 pub async fn run(
     pg: tokio_postgres::Config,
     db: Db,
-    global: GlobalArgs,
+    mut settings: Settings,
     config: ProberConfig,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut backoff = Backoff::new(config.lock_retry, config.settings_backoff_cap);
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let lock = match acquire(&pg, &config, &mut shutdown).await {
+        let commands_left = !settings.deferred.is_empty();
+        if let Err(why) = complete(&mut settings, &config).await {
+            let (wait, new) = backoff.failed(&why);
+            metrics.set_prober_settings_problem(Some(&why));
+            if new {
+                tracing::warn!(reason = %one_line(&why), retry_in = ?wait, "the prober cannot resolve its Smartcar settings; probing waits");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        // The commands gave their secrets: this process can probe, whoever holds the lock now.
+        if commands_left && metrics.set_prober_settings_problem(None) {
+            tracing::info!("the prober's secret commands answered; its settings are complete");
+        }
+        let mut lock = match acquire(&pg, &config, &mut shutdown).await {
             Some(lock) => lock,
             None => return,
         };
         tracing::info!("this process now holds the desk's prober lock");
-        metrics.prober_active.store(1, Ordering::Relaxed);
+        // Audited before the gauge rises: whoever sees this process active finds the row.
         let _ = db
             .audit(
                 "serve",
@@ -90,7 +188,8 @@ pub async fn run(
                 Some(&serde_json::json!({"pid": std::process::id()})),
             )
             .await;
-        let held = hold(&lock, &db, &global, &config, &metrics, &mut shutdown).await;
+        metrics.prober_active.store(1, Ordering::Relaxed);
+        let held = hold(&mut lock, &db, &settings, &config, &metrics, &mut shutdown).await;
         metrics.prober_active.store(0, Ordering::Relaxed);
         // Without a scheduler this process knows nothing of the sources any more.
         metrics.forget_outages();
@@ -101,9 +200,21 @@ pub async fn run(
                 return;
             }
             Held::Lost(why) => {
+                backoff.succeeded();
                 tracing::warn!(reason = %one_line(&why), "prober lock lost; probing stopped until it is held again");
                 tokio::select! {
                     () = tokio::time::sleep(config.lock_retry) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Held::Failed(why) => {
+                let (wait, new) = backoff.failed(&why);
+                metrics.set_prober_settings_problem(Some(&why));
+                if new {
+                    tracing::warn!(reason = %one_line(&why), retry_in = ?wait, "the prober cannot start; lock released, probing waits");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
                 }
             }
@@ -115,6 +226,8 @@ pub async fn run(
 pub(super) struct LockConnection {
     pub(super) client: tokio_postgres::Client,
     task: tokio::task::JoinHandle<()>,
+    /// Answers once the connection ended, with why: the lock is gone with it.
+    pub(super) ended: tokio::sync::oneshot::Receiver<String>,
 }
 
 impl Drop for LockConnection {
@@ -159,10 +272,19 @@ pub(super) async fn try_lock(
     class: i32,
 ) -> Result<Option<LockConnection>, tokio_postgres::Error> {
     let (client, connection) = pg.connect(NoTls).await?;
+    let (tx, ended) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
-        let _ = connection.await;
+        let why = match connection.await {
+            Ok(()) => "the lock's database connection closed".to_string(),
+            Err(e) => format!("the lock's database connection ended: {e}"),
+        };
+        let _ = tx.send(why);
     });
-    let lock = LockConnection { client, task };
+    let lock = LockConnection {
+        client,
+        task,
+        ended,
+    };
     let got: bool = lock
         .client
         .query_one(
@@ -176,26 +298,26 @@ pub(super) async fn try_lock(
     Ok(got.then_some(lock))
 }
 
-/// Probes while the lock's connection answers.
+/// Probes while the lock's connection answers; stops the moment that connection ends.
 async fn hold(
-    lock: &LockConnection,
+    lock: &mut LockConnection,
     db: &Db,
-    global: &GlobalArgs,
+    settings: &Settings,
     config: &ProberConfig,
     metrics: &Metrics,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Held {
-    let mut settings = match setup::resolve(global) {
-        Ok(s) => s,
-        Err(e) => return Held::Lost(format!("cannot resolve the Smartcar settings: {e}")),
-    };
+    let mut settings = settings.clone();
     settings.demo_latency = setup::DEMO_HEADLESS_LATENCY;
     // In v3 mode the scheduler holds no AMT of its own; from the ring it redacts that one too.
     settings.scheduler.keyring = config.keyring.clone();
     let mut session = match setup::start(&mut settings).await {
         Ok(s) => s,
-        Err(e) => return Held::Lost(format!("cannot start the scheduler: {e}")),
+        Err(e) => return Held::Failed(format!("cannot start the scheduler: {e}")),
     };
+    if metrics.set_prober_settings_problem(None) {
+        tracing::info!("the prober's Smartcar settings work again");
+    }
     let mut heartbeat = tokio::time::interval(config.lock_retry);
     let mut requests = tokio::time::interval(config.poll_requests);
     let far = Duration::from_secs(365 * 24 * 3600);
@@ -203,6 +325,8 @@ async fn hold(
     refresh.tick().await; // the scheduler lists the fleet at start already
     let mut sweep = tokio::time::interval(config.sweep_every.unwrap_or(far));
     sweep.tick().await;
+    // Requests sent to the scheduler and not answered yet, at most: as many as it probes at once.
+    let window = settings.scheduler.concurrency.max(1);
     let mut requests_seen: u64 = 0;
     let mut announcer = Announcer::default();
     let mut book = Book::default();
@@ -212,7 +336,15 @@ async fn hold(
                 let Some(event) = event else {
                     break Held::Lost("the scheduler stopped".into());
                 };
+                let in_flight = book.forwarded.len();
                 handle(event, db, metrics, &mut requests_seen, &mut announcer, &mut book).await;
+                // A request answered frees a place: the next one is sent now, not at the tick.
+                if book.forwarded.len() < in_flight {
+                    requests.reset_immediately();
+                }
+            }
+            why = &mut lock.ended => {
+                break Held::Lost(why.unwrap_or_else(|_| "the lock's database connection ended".into()));
             }
             _ = heartbeat.tick() => {
                 if let Err(e) = lock.client.simple_query("SELECT 1").await {
@@ -222,17 +354,11 @@ async fn hold(
             _ = requests.tick() => {
                 match db.pending_probe_requests().await {
                     Ok(pending) => {
-                        for pending in pending {
-                            // Sent already and not answered yet: sending it again could start a
-                            // second probe of a forced request the moment the first one ends.
-                            if !book.forward(&pending.vehicle_id, pending.last_request) {
-                                continue;
-                            }
-                            let priority = match pending.priority.as_str() {
-                                "sweep" => Priority::Sweep,
-                                "visible" => Priority::Visible,
-                                _ => Priority::Focus,
-                            };
+                        metrics.probes_waiting.store(pending.len() as u64, Ordering::Relaxed);
+                        // A few at a time, agents in turn: what the scheduler holds it serves
+                        // first-come, so a long queue stays in the database, where a later
+                        // agent's request can pass it.
+                        for (pending, priority) in book.next_to_send(pending, window) {
                             // The scheduler merges a request for a vehicle already queued or in flight.
                             let _ = session.commands.send(Command::Probe {
                                 vehicle_ids: vec![pending.vehicle_id],
@@ -307,27 +433,101 @@ impl Announcer {
 /// scheduler per vehicle (until its result is stored), and when each probe under way started.
 #[derive(Default)]
 struct Book {
-    forwarded: HashMap<String, i64>,
+    /// Per vehicle: the newest request id sent, and when it was sent.
+    forwarded: HashMap<String, (i64, Instant)>,
     started: HashMap<String, Instant>,
     /// The VIN being looked up: one at a time, since a new lookup replaces one under way.
     vin_lookup: Option<String>,
+    /// Per agent, when its request was last sent (in [`Book::turn`]s): the agent whose turn came
+    /// longest ago goes next.
+    turns: HashMap<String, u64>,
+    turn: u64,
 }
 
 impl Book {
     /// Whether requests up to `last_request` for the vehicle still need sending; records them sent.
     fn forward(&mut self, vehicle_id: &str, last_request: i64) -> bool {
         match self.forwarded.get_mut(vehicle_id) {
-            Some(sent) if *sent >= last_request => false,
+            Some((sent, _)) if *sent >= last_request => false,
             Some(sent) => {
-                *sent = last_request;
+                *sent = (last_request, Instant::now());
                 true
             }
             None => {
-                self.forwarded.insert(vehicle_id.to_string(), last_request);
+                self.forwarded
+                    .insert(vehicle_id.to_string(), (last_request, Instant::now()));
                 true
             }
         }
     }
+
+    /// Which of `pending` (in the desk's order) to send now, at most enough to have `window` in
+    /// flight: the highest priority first, and among requests of one priority the agent whose
+    /// turn came longest ago, so agents are served in turn across polls.
+    fn next_to_send(
+        &mut self,
+        pending: Vec<PendingProbe>,
+        window: usize,
+    ) -> Vec<(PendingProbe, Priority)> {
+        let rank = |p: &PendingProbe| match p.priority.as_str() {
+            "sweep" => 1,
+            "visible" => 2,
+            _ => 3,
+        };
+        // Sent already and not answered yet: sending it again could start a second probe of a
+        // forced request the moment the first one ends.
+        let mut candidates: Vec<PendingProbe> = pending
+            .into_iter()
+            .filter(|p| {
+                self.forwarded
+                    .get(&p.vehicle_id)
+                    .is_none_or(|(sent, _)| *sent < p.last_request)
+            })
+            .collect();
+        let mut chosen = Vec::new();
+        while self.in_flight() < window && !candidates.is_empty() {
+            let turn = |p: &PendingProbe| {
+                p.requested_by
+                    .iter()
+                    .map(|a| self.turns.get(a).copied().unwrap_or(0))
+                    .min()
+                    .unwrap_or(0)
+            };
+            let Some(best) = (0..candidates.len()).min_by_key(|&i| {
+                (
+                    std::cmp::Reverse(rank(&candidates[i])),
+                    turn(&candidates[i]),
+                    i,
+                )
+            }) else {
+                break;
+            };
+            let next = candidates.remove(best);
+            self.turn += 1;
+            for agent in &next.requested_by {
+                self.turns.insert(agent.clone(), self.turn);
+            }
+            self.forward(&next.vehicle_id, next.last_request);
+            let priority = match rank(&next) {
+                1 => Priority::Sweep,
+                2 => Priority::Visible,
+                _ => Priority::Focus,
+            };
+            chosen.push((next, priority));
+        }
+        chosen
+    }
+
+    /// Requests sent and not answered yet. One unanswered for [`Book::GIVEN_UP`] (a probe the
+    /// scheduler merged away or dropped) no longer holds a place, so the queue cannot stall.
+    fn in_flight(&self) -> usize {
+        self.forwarded
+            .values()
+            .filter(|(_, at)| at.elapsed() < Self::GIVEN_UP)
+            .count()
+    }
+
+    const GIVEN_UP: Duration = Duration::from_secs(120);
 }
 
 /// Starts the oldest VIN lookup waiting; a text that is no VIN ends at once, unfound.
@@ -469,5 +669,90 @@ async fn handle(
         | Event::VinLookupProgress { .. }
         | Event::Diagnosed { .. }
         | Event::ConnectionsFound { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(vehicle: &str, priority: &str, by: &str, id: i64) -> PendingProbe {
+        PendingProbe {
+            vehicle_id: vehicle.into(),
+            priority: priority.into(),
+            forced: true,
+            last_request: id,
+            requested_by: vec![by.into()],
+        }
+    }
+
+    /// What the desk reads while A's sixty wait and then B's one: the oldest first.
+    fn sixty_then_one() -> Vec<PendingProbe> {
+        let mut pending: Vec<PendingProbe> = (0..60)
+            .map(|i| request(&format!("a{i:02}"), "focus", "agent-a", i))
+            .collect();
+        pending.push(request("b", "focus", "agent-b", 60));
+        pending
+    }
+
+    #[test]
+    fn a_failing_setting_backs_off_doubling_to_its_cap_and_is_said_once_per_reason() {
+        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(10));
+        let waits: Vec<(Duration, bool)> = (0..5).map(|_| backoff.failed("hangs")).collect();
+        let secs: Vec<u64> = waits.iter().map(|(w, _)| w.as_secs()).collect();
+        assert_eq!(secs, [2, 4, 8, 10, 10]);
+        let said: Vec<bool> = waits.iter().map(|(_, new)| *new).collect();
+        assert_eq!(said, [true, false, false, false, false]);
+        assert!(backoff.failed("fails").1, "another reason is said");
+        backoff.succeeded();
+        assert_eq!(backoff.failed("fails"), (Duration::from_secs(2), true));
+    }
+
+    #[test]
+    fn one_car_at_a_time_another_agents_one_request_goes_second_not_sixty_first() {
+        let mut book = Book::default();
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let waiting: Vec<PendingProbe> = sixty_then_one()
+                .into_iter()
+                .filter(|p| !order.contains(&p.vehicle_id))
+                .collect();
+            let sent = book.next_to_send(waiting, 1);
+            assert_eq!(sent.len(), 1);
+            let vehicle = sent[0].0.vehicle_id.clone();
+            // Nothing more while it is in flight.
+            assert!(book.next_to_send(sixty_then_one(), 1).is_empty());
+            // Its probe lands.
+            book.forwarded.remove(&vehicle);
+            order.push(vehicle);
+        }
+        assert_eq!(order, ["a00", "b", "a01", "a02"]);
+    }
+
+    #[test]
+    fn a_window_sends_agents_in_turn_and_focus_ahead_of_visible_ahead_of_sweep() {
+        let mut book = Book::default();
+        let pending = vec![
+            request("s1", "sweep", "agent-c", 1),
+            request("a1", "focus", "agent-a", 2),
+            request("a2", "focus", "agent-a", 3),
+            request("v1", "visible", "agent-c", 4),
+            request("a3", "focus", "agent-a", 5),
+            request("b1", "focus", "agent-b", 6),
+        ];
+        let sent: Vec<(String, Priority)> = book
+            .next_to_send(pending, 5)
+            .into_iter()
+            .map(|(p, priority)| (p.vehicle_id, priority))
+            .collect();
+        let names: Vec<&str> = sent.iter().map(|(v, _)| v.as_str()).collect();
+        assert_eq!(names, ["a1", "b1", "a2", "a3", "v1"]);
+        assert_eq!(sent[4].1, Priority::Visible);
+        assert_eq!(book.in_flight(), 5);
+        // A request already sent is not sent again until a newer one for its vehicle comes.
+        let again = book.next_to_send(vec![request("a1", "focus", "agent-a", 2)], 10);
+        assert!(again.is_empty());
+        let newer = book.next_to_send(vec![request("a1", "focus", "agent-a", 9)], 10);
+        assert_eq!(newer.len(), 1);
     }
 }

@@ -19,6 +19,7 @@ use crate::untrusted::text::one_line;
 
 use super::db::{Db, DbError, NewDelivery, Stored};
 use super::metrics::{Metrics, Rejection};
+use super::rejected::{self, Keeper, Likely, Refused, Why};
 use super::webhook::{self, Delivery};
 
 /// The signature header Smartcar sends (HTTP header names are case-insensitive).
@@ -39,6 +40,8 @@ pub struct ServerState {
     pub commit_timeout: Duration,
     /// Commits deliveries that arrive together in one transaction.
     pub batcher: Batcher,
+    /// Where refused deliveries are kept for the operator; `None`: only counted and logged.
+    pub rejected: Option<Keeper>,
 }
 
 /// The routes, with bodies over `max_body_bytes` refused with 413 before they are read in full.
@@ -96,13 +99,70 @@ async fn read_capped(
     Ok(Bytes::from(read))
 }
 
+/// What the route has seen of a request, for a refusal to be kept.
+struct Seen<'a> {
+    peer: Option<std::net::IpAddr>,
+    user_agent: Option<&'a str>,
+    signature: Option<&'a str>,
+    declared_bytes: Option<u64>,
+}
+
+/// Refuses a delivery: counted, logged with why in one line, kept for `serve --rejected` (as the
+/// rate allows), never processed.
+#[allow(clippy::too_many_arguments)]
+fn reject(
+    st: &ServerState,
+    seen: &Seen<'_>,
+    body: Option<&[u8]>,
+    why: Why,
+    analyse: Option<&dyn Fn() -> Likely>,
+    counted: Rejection,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    st.metrics.refused(why);
+    // What would have matched is worked out only for a refusal that is kept: a flood of junk
+    // costs one HMAC each, not the rewrites tried.
+    let keeper = st.rejected.as_ref().filter(|k| k.admit());
+    let likely = keeper.and(analyse).map(|f| f());
+    let detail = match &likely {
+        Some(l) => format!("{message}: {}", l.explain()),
+        None => message.to_string(),
+    };
+    tracing::warn!(
+        why = why.label(),
+        peer = ?seen.peer,
+        bytes = body.map(|b| b.len() as u64).or(seen.declared_bytes),
+        "webhook refused: {}",
+        one_line(&detail)
+    );
+    if let Some(keeper) = keeper {
+        let refused = Refused {
+            why,
+            detail,
+            likely,
+            status: status.as_u16(),
+            body,
+            declared_bytes: seen.declared_bytes,
+            signature: seen.signature,
+            peer: seen.peer,
+            user_agent: seen.user_agent,
+        };
+        keeper.keep(refused.kept(&st.keyring.redactor(), jiff::Timestamp::now()));
+    }
+    refuse(st, counted, status, message)
+}
+
 /// Answers an unsigned body: only a VERIFY with a challenge of Smartcar's shape is answered, with
 /// its HMAC; the body is read no further than a VERIFY needs and nothing is stored.
-fn unsigned_delivery(st: &ServerState, body: &[u8]) -> Response {
+fn unsigned_delivery(st: &ServerState, seen: &Seen<'_>, body: &[u8]) -> Response {
     let missing = || {
-        tracing::warn!("webhook refused: no SC-Signature");
-        refuse(
+        reject(
             st,
+            seen,
+            Some(body),
+            Why::NoSignature,
+            None,
             Rejection::Signature,
             StatusCode::UNAUTHORIZED,
             "SC-Signature missing",
@@ -122,21 +182,23 @@ fn unsigned_delivery(st: &ServerState, body: &[u8]) -> Response {
                 None => missing(),
             }
         }
-        Err(e @ webhook::PayloadError::BadChallenge) => {
-            tracing::warn!("webhook refused: a VERIFY challenge not of Smartcar's shape");
-            refuse(
-                st,
-                Rejection::Payload,
-                StatusCode::BAD_REQUEST,
-                &e.to_string(),
-            )
-        }
+        Err(e @ webhook::PayloadError::BadChallenge) => reject(
+            st,
+            seen,
+            Some(body),
+            Why::Unreadable,
+            None,
+            Rejection::Payload,
+            StatusCode::BAD_REQUEST,
+            &e.to_string(),
+        ),
         _ => missing(),
     }
 }
 
 async fn webhook_delivery(
     State(st): State<Arc<ServerState>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
@@ -145,6 +207,17 @@ async fn webhook_delivery(
     let signature = headers
         .get(SIGNATURE_HEADER)
         .map(|v| v.to_str().unwrap_or_default());
+    let seen = Seen {
+        peer: peer.map(|p| p.0.0.ip()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        signature,
+        declared_bytes: headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok()),
+    };
     let limit = match signature {
         Some(_) => st.max_body_bytes,
         None => UNSIGNED_MAX_BYTES.min(st.max_body_bytes),
@@ -152,25 +225,36 @@ async fn webhook_delivery(
     let body = match read_capped(&headers, body, limit).await {
         Ok(b) => b,
         Err(BodyRead::TooLarge) if signature.is_none() => {
-            tracing::warn!("webhook refused: an unsigned body over the unsigned cap");
-            return refuse(
+            return reject(
                 &st,
+                &seen,
+                None,
+                Why::NoSignature,
+                None,
                 Rejection::Signature,
                 StatusCode::UNAUTHORIZED,
                 "SC-Signature missing (an unsigned body is at most 4096 bytes)",
             );
         }
         Err(BodyRead::TooLarge) => {
-            return refuse(
+            return reject(
                 &st,
+                &seen,
+                None,
+                Why::TooLarge,
+                None,
                 Rejection::TooLarge,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body over the size cap",
             );
         }
         Err(BodyRead::Broken) => {
-            return refuse(
+            return reject(
                 &st,
+                &seen,
+                None,
+                Why::Unreadable,
+                None,
                 Rejection::Payload,
                 StatusCode::BAD_REQUEST,
                 "the body could not be read",
@@ -179,21 +263,29 @@ async fn webhook_delivery(
     };
     let amt = st.amt.expose().as_bytes();
     let Some(signature) = signature else {
-        return unsigned_delivery(&st, &body);
+        return unsigned_delivery(&st, &seen, &body);
     };
     // Checked against the raw bytes before anything reads them.
     if !webhook::verify_signature(amt, &body, signature) {
-        tracing::warn!("webhook refused: SC-Signature does not match the body");
-        return refuse(
+        let analyse = || rejected::likely(amt, &st.keyring.secrets(), &body, signature);
+        return reject(
             &st,
+            &seen,
+            Some(&body),
+            Why::SignatureMismatch,
+            Some(&analyse),
             Rejection::Signature,
             StatusCode::UNAUTHORIZED,
             "SC-Signature does not match",
         );
     }
     let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
-        return refuse(
+        return reject(
             &st,
+            &seen,
+            Some(&body),
+            Why::NotJson,
+            None,
             Rejection::Payload,
             StatusCode::BAD_REQUEST,
             "the body is not JSON",
@@ -229,17 +321,24 @@ async fn webhook_delivery(
         ),
         // Answered above whenever its challenge has the accepted shape.
         Ok(Delivery::Verify { .. }) => {
-            return refuse(
+            return reject(
                 &st,
+                &seen,
+                Some(&body),
+                Why::Unreadable,
+                None,
                 Rejection::Payload,
                 StatusCode::BAD_REQUEST,
                 "the VERIFY challenge cannot be answered",
             );
         }
         Err(e) => {
-            tracing::warn!(error = %one_line(&e.to_string()), "webhook refused: unreadable payload");
-            return refuse(
+            return reject(
                 &st,
+                &seen,
+                Some(&body),
+                Why::Unreadable,
+                None,
                 Rejection::Payload,
                 StatusCode::BAD_REQUEST,
                 &e.to_string(),
@@ -273,9 +372,13 @@ async fn webhook_delivery(
         }
         Err(e) if !e.is_transient() => {
             let message = st.keyring.redactor().redact(&e.to_string()).into_owned();
-            tracing::warn!(event = %event, error = %one_line(&message), "webhook refused by the database");
-            refuse(
+            tracing::warn!(event = %event, error = %one_line(&message), "the database refused a delivery");
+            reject(
                 &st,
+                &seen,
+                Some(&body),
+                Why::Unstorable,
+                None,
                 Rejection::Payload,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "the payload cannot be stored",
@@ -300,16 +403,20 @@ async fn healthz(State(st): State<Arc<ServerState>>) -> Response {
         Ok(Ok(())) => {
             // A Smartcar source down is the desk degraded, not dead: webhooks, the fleet and the
             // stream still work, and the prober retries by itself.
+            // So are the prober's settings failing: webhooks still work, the prober retries.
             let outages = st.metrics.outages();
-            if outages.is_empty() {
+            let settings = st.metrics.prober_settings_problem();
+            if outages.is_empty() && settings.is_none() {
                 answer(
                     StatusCode::OK,
                     json!({ "status": "ok", "database": "ok", "prober": prober }),
                 )
             } else {
-                let reasons: Vec<String> = outages
+                let reasons: Vec<String> = settings
                     .iter()
-                    .map(|o| one_line(&st.keyring.redactor().redact(&o.message)).into_owned())
+                    .map(|why| format!("the prober's settings fail: {why}"))
+                    .chain(outages.iter().map(|o| o.message.clone()))
+                    .map(|why| one_line(&st.keyring.redactor().redact(&why)).into_owned())
                     .collect();
                 answer(
                     StatusCode::OK,

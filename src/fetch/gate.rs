@@ -333,6 +333,13 @@ impl Gate {
         rx.await.map_err(|_| GateClosed)
     }
 
+    /// Counts a request sent without a permit (a listing page, which must run whatever the
+    /// budget): [`GateStats::requests_sent`] counts every request.
+    pub fn count_unbudgeted(&self) {
+        let mut s = lock(&self.inner.state);
+        s.requests_sent += 1;
+    }
+
     /// The server answered `RATE_LIMIT:SMARTCAR_API`: nothing is sent before `until`, which is
     /// held to at most [`MAX_RETRY_AFTER`] from now whatever the caller computed.
     pub fn pause_until(&self, until: Instant) {

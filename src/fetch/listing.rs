@@ -132,6 +132,9 @@ impl Lister<'_> {
             } else {
                 None
             };
+            if permit.is_none() {
+                self.gate.count_unbudgeted();
+            }
             let result = f().await;
             drop(permit);
             match result {
@@ -255,6 +258,7 @@ fn v3_attributes(c: &V3Connection) -> Option<VehicleAttributes> {
 /// the whole listing while its failure is retryable. `Err` is the one-line message.
 pub async fn list_v3(
     client: &V3Client,
+    gate: &Gate,
     filter: &ListingFilter,
     retry: ListingRetry,
     max_connections: usize,
@@ -268,7 +272,11 @@ pub async fn list_v3(
     };
     let rows = loop {
         tries += 1;
-        match client.connections(&asked).await {
+        // The pages pass outside the budget (the listing must run), but each is counted.
+        match client
+            .connections_counted(&asked, || gate.count_unbudgeted())
+            .await
+        {
             Ok(rows) => break rows,
             Err(V3Error::Api { error, .. }) if error.is_retryable() && tries < retry.max_tries => {
                 let wait = error.retry_after_s().map_or_else(

@@ -479,7 +479,9 @@ impl Scheduler {
                 Api::V2(client) => {
                     listing::list(&client, &gate, &source, &filter, retry, max_connections).await
                 }
-                Api::V3(client) => listing::list_v3(&client, &filter, retry, max_connections).await,
+                Api::V3(client) => {
+                    listing::list_v3(&client, &gate, &filter, retry, max_connections).await
+                }
             }
         })
     }
@@ -506,6 +508,8 @@ impl Scheduler {
     }
 
     fn listed(&mut self, filter: &ListingFilter, result: Result<Listing, String>) {
+        // Its pages count among the requests sent.
+        self.progress_dirty = true;
         match result {
             Ok(mut listing) => {
                 // The whole fleet listed replaces the one known: it goes now, so a large fleet is

@@ -6,6 +6,7 @@ pub mod csv;
 pub mod deadlines;
 pub mod json;
 pub mod markdown;
+pub mod outreach;
 pub mod table;
 
 use std::borrow::Cow;

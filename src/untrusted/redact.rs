@@ -270,6 +270,11 @@ impl Keyring {
         ring.redactor.clone()
     }
 
+    /// Every secret known now, of every part.
+    pub fn secrets(&self) -> Vec<Secret> {
+        self.read().parts.values().flatten().cloned().collect()
+    }
+
     /// The redactor for every secret known now.
     pub fn redactor(&self) -> Redactor {
         self.read().redactor.clone()

@@ -120,7 +120,14 @@ fn serve_at(schema: &str, listen: &str, home: &std::path::Path) -> std::process:
             "--database",
             &database_url(),
         ])
-        .args(["--schema", schema, "--listen", listen])
+        .args([
+            "--schema",
+            schema,
+            "--listen",
+            listen,
+            "--log-format",
+            "json",
+        ])
         .env("VTRIAGE_HOME", home)
         .env("SMARTCAR_MANAGEMENT_TOKEN", AMT)
         .env_remove("DATABASE_URL")

@@ -48,7 +48,11 @@ async fn old_rows_of_every_table_go_in_batches_and_each_vehicles_latest_state_st
                SELECT 'v-busy', 'alice', now() - interval '100 days', now() - interval '100 days',
                       (SELECT id FROM probe_results WHERE vehicle_id = 'v-busy' ORDER BY at LIMIT 1);
              INSERT INTO probe_requests (vehicle_id, requested_by, requested_at)
-               VALUES ('v-busy', 'bob', now() - interval '90 days');",
+               VALUES ('v-busy', 'bob', now() - interval '90 days');
+             INSERT INTO vin_lookups (vin, requested_by, requested_at, done_at)
+               VALUES ('5YJ3E1EA1KF000001', 'alice', now() - interval '90 days', now() - interval '90 days'),
+                      ('5YJ3E1EA1KF000002', 'bob', now() - interval '90 days', NULL),
+                      ('5YJ3E1EA1KF000003', 'bob', now() - interval '2 days', now() - interval '2 days');",
         )
         .await
         .expect("an old desk");
@@ -59,6 +63,7 @@ async fn old_rows_of_every_table_go_in_batches_and_each_vehicles_latest_state_st
             (Pruned::Audit, 400),
             (Pruned::ProbeRequests, 30),
             (Pruned::ProbeResults, 30),
+            (Pruned::VinLookups, 30),
         ] {
             out.push(db.prune(table, days, 300).await.expect("pruned"));
         }
@@ -66,8 +71,8 @@ async fn old_rows_of_every_table_go_in_batches_and_each_vehicles_latest_state_st
     };
     assert_eq!(
         deleted,
-        [2_500, 600, 1, 99],
-        "history, audit, requests, results"
+        [2_500, 600, 1, 99, 1],
+        "history, audit, requests, results, finished VIN lookups"
     );
     let count = |sql: &'static str| schema.count(sql);
     assert_eq!(
@@ -90,6 +95,11 @@ async fn old_rows_of_every_table_go_in_batches_and_each_vehicles_latest_state_st
         "a pending request stays"
     );
     assert_eq!(count("SELECT count(*) FROM audit").await, 400);
+    assert_eq!(
+        count("SELECT count(*) FROM vin_lookups").await,
+        2,
+        "a lookup not finished stays, and a recent one"
+    );
     // Nothing more to do on a second pass.
     assert_eq!(db.prune(Pruned::StatusHistory, 400, 300).await.unwrap(), 0);
 }

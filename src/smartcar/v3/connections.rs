@@ -182,6 +182,15 @@ impl V3Client {
         &self,
         filter: &ConnectionFilter,
     ) -> Result<Vec<V3Connection>, V3Error> {
+        self.connections_counted(filter, || {}).await
+    }
+
+    /// [`V3Client::connections`], calling `sent` for every page requested.
+    pub async fn connections_counted(
+        &self,
+        filter: &ConnectionFilter,
+        mut sent: impl FnMut(),
+    ) -> Result<Vec<V3Connection>, V3Error> {
         let mut all: Vec<V3Connection> = Vec::new();
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut visited: HashSet<String> = HashSet::new();
@@ -190,6 +199,7 @@ impl V3Client {
         let mut url = self.connections_url(filter, page_number);
         loop {
             visited.insert(url.as_str().to_string());
+            sent();
             let (meta, body) = self
                 .get_json(url.clone(), None, None, self.settings.fast_timeout)
                 .await?;

@@ -130,6 +130,8 @@ impl Serve {
                 schema,
                 "--listen",
                 "127.0.0.1:0",
+                "--log-format",
+                "json",
             ])
             .args(extra)
             .env("VTRIAGE_HOME", &home)
